@@ -1,0 +1,55 @@
+"""How a service runs: the ``Backend`` protocol and the backend registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from .spec import ServiceSpec
+
+
+class Running(Protocol):
+    """A launched service, as the orchestrator sees it."""
+
+    log_path: Path
+
+    def poll(self) -> int | None:
+        """The exit code once it has ended, else None."""
+
+    def wait(self, timeout: float | None = None) -> int | None: ...
+
+    def stop(self, grace: float) -> int | None:
+        """Stop gracefully, force after ``grace`` seconds; return the exit code."""
+
+    def kill(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def launch(self, svc: ServiceSpec) -> Running: ...
+
+    def close(self, *, failed: bool = False) -> None:
+        """Release what the backend holds (temp dirs); keep logs when the run failed."""
+
+
+BackendFactory = Callable[..., Backend]
+BACKENDS: dict[str, str] = {
+    "local": "pytest_pyairtable.local:LocalBackend",
+}
+
+
+def backend_class(name: str) -> BackendFactory:
+    import importlib
+
+    from .errors import ConfigError
+
+    if name not in BACKENDS:
+        raise ConfigError(
+            f"unknown backend {name!r}. Valid: {', '.join(BACKENDS)}. "
+            "Fix: --pyairtable-backend=local."
+        )
+    module, _, attr = BACKENDS[name].partition(":")
+    factory: BackendFactory = getattr(importlib.import_module(module), attr)
+    return factory

@@ -1,0 +1,115 @@
+"""What readiness means for a service, as data: from ``x-pyairtable.probe`` or derived.
+
+Derivation follows what the compose file already says, so nobody writes it twice:
+a postgres/redis image gets a protocol probe built from its environment and published
+port; a healthcheck that curls or wgets a URL becomes an HTTP probe on the published
+port; any other healthcheck command runs on the host; no healthcheck means "started".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .spec import ServiceSpec
+
+PROBE_KINDS = ("http", "postgres", "redis", "tcp", "command", "log")
+_MODIFIERS = ("status", "json", "tables", "migrations_table")
+_URL_IN_TEST = re.compile(r"\b(?:curl|wget)\b.*?(https?://[^\s'\"|;&]+)")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    kind: str  # one of PROBE_KINDS, or "started"
+    target: str  # URL, DSN, host:port or regex; "" for started
+    argv: tuple[str, ...] = ()
+    status: int | None = None
+    json: Mapping[str, Any] = field(default_factory=dict)
+    tables: tuple[str, ...] = ()
+    migrations_table: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "started":
+            return "process alive (service_started)"
+        if self.kind == "command":
+            return "command " + " ".join(self.argv)
+        return f"{self.kind} {self.target}"
+
+
+def parse_probe(block: Any, where: str) -> ProbeSpec:
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where}: x-pyairtable.probe must be a mapping, got {block!r}.")
+    unknown = [str(k) for k in block if k not in PROBE_KINDS + _MODIFIERS]
+    if unknown:
+        raise ConfigError(
+            f"{where}: x-pyairtable.probe: unknown key(s) {', '.join(unknown)}. "
+            f"Valid keys: {', '.join(PROBE_KINDS + _MODIFIERS)}."
+        )
+    kinds = [k for k in PROBE_KINDS if k in block]
+    if len(kinds) != 1:
+        raise ConfigError(
+            f"{where}: x-pyairtable.probe needs exactly one of {', '.join(PROBE_KINDS)}, "
+            f"got {', '.join(kinds) or 'none'}."
+        )
+    kind = kinds[0]
+    value = block[kind]
+    argv: tuple[str, ...] = ()
+    if kind == "command":
+        argv = ("/bin/sh", "-c", value) if isinstance(value, str) else tuple(map(str, value))
+        value = ""
+    status = block.get("status")
+    if status is not None and not isinstance(status, int):
+        raise ConfigError(f"{where}: x-pyairtable.probe.status must be an HTTP status number.")
+    return ProbeSpec(
+        kind=kind,
+        target=str(value),
+        argv=argv,
+        status=status,
+        json=dict(block.get("json") or {}),
+        tables=tuple(str(t) for t in block.get("tables") or ()),
+        migrations_table=block.get("migrations_table"),
+    )
+
+
+def derive_probe(svc: ServiceSpec) -> ProbeSpec:
+    kind = svc.image_kind
+    env = svc.environment
+    if kind == "postgres":
+        user = env.get("POSTGRES_USER", "postgres")
+        db = env.get("POSTGRES_DB", user)
+        port = svc.host_port(5432) or svc.host_port() or 5432
+        auth = quote(user) + (":" + quote(env["POSTGRES_PASSWORD"], safe="") if env.get("POSTGRES_PASSWORD") else "")
+        return ProbeSpec("postgres", f"postgresql://{auth}@127.0.0.1:{port}/{quote(db)}")
+    if kind == "redis":
+        password = redis_password(svc)
+        port = svc.host_port(6379) or svc.host_port() or 6379
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return ProbeSpec("redis", f"redis://{auth}127.0.0.1:{port}/0")
+    check = svc.healthcheck
+    if check is None or check.test is None:
+        return ProbeSpec("started", "")
+    match = _URL_IN_TEST.search(" ".join(check.test))
+    if match:
+        return ProbeSpec("http", _published_url(svc, match.group(1)))
+    return ProbeSpec("command", "", argv=check.test)
+
+
+def redis_password(svc: ServiceSpec) -> str:
+    argv = list(svc.command)
+    if "--requirepass" in argv[:-1]:
+        return argv[argv.index("--requirepass") + 1]
+    return svc.environment.get("REDIS_PASSWORD", "")
+
+
+def _published_url(svc: ServiceSpec, url: str) -> str:
+    """Rewrite a URL seen from inside the container to one reachable from the host."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host_port = svc.host_port(port) or port
+    return urlunsplit(parts._replace(netloc=f"127.0.0.1:{host_port}"))

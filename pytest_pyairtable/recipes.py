@@ -1,0 +1,130 @@
+"""Built-in ways to run a ``postgres*`` or ``redis*`` image's server as a local process.
+
+The service's own compose environment says the user, password and database, and its
+published port says where to listen, so the same file serves docker compose and us.
+PostgreSQL refuses to run as root: as root we run it as the ``postgres`` system user
+(or ``nobody``), with its data dir owned by that user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import PrerequisiteError
+from .probespec import redis_password
+from .spec import ServiceSpec
+
+
+@dataclass
+class LaunchPlan:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    stop_signal: signal.Signals = signal.SIGTERM
+    prepare: Callable[[], None] = lambda: None
+
+
+def find_binary(name: str, service: str, *, hint: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for pattern in (f"/usr/lib/postgresql/*/bin/{name}", f"/usr/local/pgsql/bin/{name}"):
+        matches = sorted(glob.glob(pattern), reverse=True)  # newest version first
+        if matches:
+            return matches[0]
+    raise PrerequisiteError(
+        f"service '{service}': the built-in recipe needs {name!r}, which is not on PATH or in "
+        f"/usr/lib/postgresql/*/bin. Fix: {hint}, or give the service an "
+        "x-pyairtable.local.command."
+    )
+
+
+def unprivileged_user() -> str | None:
+    """The user to run servers as when we are root, else None (run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise PrerequisiteError(
+        "running as root and neither a 'postgres' nor a 'nobody' user exists, and PostgreSQL "
+        "refuses to run as root. Fix: create a 'postgres' system user or run pytest as a normal user."
+    )
+
+
+def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
+    hint = "apt-get install postgresql"
+    initdb = find_binary("initdb", svc.name, hint=hint)
+    postgres = find_binary("postgres", svc.name, hint=hint)
+    env = svc.environment
+    user = env.get("POSTGRES_USER", "postgres")
+    password = env.get("POSTGRES_PASSWORD", "")
+    database = env.get("POSTGRES_DB", user)
+    port = svc.host_port(5432) or svc.host_port() or 5432
+    run_as = unprivileged_user()
+    data = workdir / "data"
+
+    def prepare() -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        pwfile = workdir / "pwfile"
+        pwfile.write_text(password or "postgres")
+        if run_as:
+            info = pwd.getpwnam(run_as)
+            for path in (workdir, pwfile):
+                os.chown(path, info.pw_uid, info.pw_gid)
+        init = [initdb, "-D", str(data), "-U", user, f"--pwfile={pwfile}", "-A", "scram-sha-256",
+                "--auth-local=trust", "-N", "-E", "UTF8", "--locale=C"]
+        _run_setup(svc.name, init, run_as, log_path)
+        pwfile.unlink()
+        if database != "postgres":
+            create = [postgres, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
+            _run_setup(svc.name, create, run_as, log_path, stdin=f'CREATE DATABASE "{database}";\n')
+
+    argv = [
+        postgres, "-D", str(data), "-p", str(port),
+        "-c", "listen_addresses=127.0.0.1",
+        "-c", f"unix_socket_directories={workdir}",
+        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+    ]
+    # SIGINT is PostgreSQL's "fast" shutdown, as the official image's STOPSIGNAL.
+    return LaunchPlan(argv, user=run_as, stop_signal=signal.SIGINT, prepare=prepare)
+
+
+def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
+    server = find_binary("redis-server", svc.name, hint="apt-get install redis-server")
+    port = svc.host_port(6379) or svc.host_port() or 6379
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"]
+    password = redis_password(svc)
+    if password:
+        argv += ["--requirepass", password]
+    return LaunchPlan(argv, prepare=lambda: workdir.mkdir(parents=True, exist_ok=True))
+
+
+RECIPES: dict[str, Callable[[ServiceSpec, Path, Path], LaunchPlan]] = {
+    "postgres": postgres_plan,
+    "redis": redis_plan,
+}
+
+
+def _run_setup(service: str, argv: list[str], user: str | None, log_path: Path, stdin: str = "") -> None:
+    with open(log_path, "ab") as log:
+        done = subprocess.run(
+            argv, input=stdin.encode(), stdout=log, stderr=subprocess.STDOUT, user=user, check=False
+        )
+    if done.returncode != 0:
+        raise PrerequisiteError(
+            f"service '{service}': setup step {Path(argv[0]).name} failed with exit code "
+            f"{done.returncode}. Fix: see its output in {log_path}."
+        )
