@@ -143,13 +143,13 @@ class Orchestrator:
         *,
         timing: Timing | None = None,
         listener: Listener | None = None,
-        probe_factory: Callable[[ProbeSpec, ProbeContext], Probe] = make_probe,
+        probe_factory: Callable[[ServiceSpec, ProbeContext], Probe] | None = None,
     ) -> None:
         self.stack = stack
         self.backend = backend
         self.timing = timing or Timing()
         self.listener = listener or Listener()
-        self.probe_factory = probe_factory
+        self.probe_factory = probe_factory or (lambda svc, ctx: make_probe(svc.probe, ctx))
         self.redact = Redactor(stack.secret_values())
         self.edges = {n: [d.name for d in s.depends_on] for n, s in stack.services.items()}
         self.tiers = graph.tiers(self.edges)
@@ -195,6 +195,12 @@ class Orchestrator:
         if run.error is not None:
             raise run.error
         raise ServiceError(name, "was cancelled because the stack is stopping")
+
+    def settle(self, name: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for ``name`` to be ready or failed; True once it is."""
+        run = self.runs[name]
+        with self._cv:
+            return self._cv.wait_for(lambda: run.state in _SETTLED, timeout=timeout)
 
     def handle(self, name: str) -> Handle:
         run = self.runs[name]
@@ -285,7 +291,7 @@ class Orchestrator:
         spec = run.spec
         check = spec.healthcheck
         ctx = ProbeContext(running.log_path, min(check.timeout, 5.0) if check else 2.0)
-        probe = self.probe_factory(spec.probe, ctx)
+        probe = self.probe_factory(spec, ctx)
         budget, cap = self._budget(spec)
 
         def alive() -> str | None:

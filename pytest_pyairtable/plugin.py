@@ -1,0 +1,168 @@
+"""The pytest front end: options, one session fixture per service, reports, ``--pyairtable-up``.
+
+Fixtures are generated from the compose file at configure time, each requesting the
+fixtures of its ``depends_on``, so pytest knows the closure every test needs. The
+first fixture set up starts the closure of *all* collected tests at once (the
+orchestrator runs it concurrently); fixtures only wait.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from . import hookspecs
+from .errors import ConfigError, PyAirtableError, ServiceError
+from .session import StackSession, load_for_config
+from .settings import SETTINGS, resolve
+
+STASH = pytest.StashKey[StackSession]()
+FIXTURES_PLUGIN = "pyairtable-fixtures"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pyairtable", "PyAirtable stack (pytest-pyairtable)")
+    for s in SETTINGS:
+        env = f" [env {s.env}]" if s.env else ""
+        if s.flag:
+            group.addoption(s.option, action="store_true", default=False, help=s.help + env)
+            parser.addini(s.ini, s.help, type="bool", default=False)
+        elif s.repeat:
+            group.addoption(s.option, action="append", default=[], help=s.help + env)
+            parser.addini(s.ini, s.help, type="args", default=[])
+        else:
+            group.addoption(s.option, default=None, help=s.help + env)
+            parser.addini(s.ini, s.help, default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        settings = resolve(
+            lambda s: config.getoption("pyairtable_" + s.name),
+            lambda s: config.getini(s.ini),
+            os.environ,
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    session = load_for_config(settings, config.rootpath, config.invocation_params.dir, config.hook)
+    config.stash[STASH] = session
+    if settings["up"] and session.error is not None:
+        raise pytest.UsageError(str(session.error))
+    config.pluginmanager.register(_fixtures_module(session), FIXTURES_PLUGIN)
+
+
+def _fixtures_module(session: StackSession) -> types.ModuleType:
+    module = types.ModuleType("pytest_pyairtable._fixtures")
+    for name, deps in session.topology().items():
+        fixture_name = session.fixture_name(name)
+        func = _service_fixture(name, [session.fixture_name(d) for d in deps])
+        setattr(module, fixture_name, pytest.fixture(scope="session", name=fixture_name)(func))
+    stack = _stack_fixture([session.fixture_name(n) for n in session.topology()])
+    module.pyairtable_stack = pytest.fixture(scope="session", name="pyairtable_stack")(stack)  # type: ignore[attr-defined]
+    return module
+
+
+def _signature(names: list[str]) -> inspect.Signature:
+    params = ["request", "_pyairtable_session", *names]
+    return inspect.Signature([inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY) for p in params])
+
+
+def _service_fixture(service: str, deps: list[str]) -> Any:
+    def fixture(*, _pyairtable_session: StackSession, **_: Any) -> Any:
+        return _pyairtable_session.handle(service)
+
+    fixture.__name__ = "pyairtable_" + service
+    fixture.__doc__ = f"Session fixture: the '{service}' service, ready, with its dependencies."
+    fixture.__signature__ = _signature(deps)  # type: ignore[attr-defined]
+    return fixture
+
+
+def _stack_fixture(all_fixtures: list[str]) -> Any:
+    def fixture(*, _pyairtable_session: StackSession, **handles: Any) -> Any:
+        return _pyairtable_session.stack_handles()
+
+    fixture.__doc__ = "Session fixture: every active service of the stack, ready."
+    fixture.__signature__ = _signature(all_fixtures)  # type: ignore[attr-defined]
+    return fixture
+
+
+@pytest.fixture(scope="session")
+def _pyairtable_session(request: pytest.FixtureRequest) -> Generator[StackSession, None, None]:
+    """Owns the running stack: stops it, in reverse order, after the last test."""
+    session = request.config.stash[STASH]
+    yield session
+    session.stop()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash[STASH]
+    wanted = {f for item in items for f in getattr(item, "fixturenames", ())}
+    session.select(wanted)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> bool | None:
+    return True if session.config.stash[STASH].settings["up"] else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    stack = session.config.stash[STASH]
+    if not stack.settings["up"]:
+        return None
+    writer = session.config.get_terminal_writer()
+    stack.say = writer.line
+    try:
+        stack.up_until_interrupted()
+    except PyAirtableError as exc:
+        writer.line(str(exc), red=True)
+        session.testsfailed = 1
+    return True
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stack = session.config.stash[STASH]
+    if stack.settings["up"] and not session.testsfailed:
+        session.exitstatus = pytest.ExitCode.OK
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report: pytest.TestReport = yield
+    error = call.excinfo.value if call.excinfo else None
+    if report.when == "setup" and isinstance(error, PyAirtableError):
+        first = item.config.stash[STASH].first_report(error, item.nodeid)
+        if first == item.nodeid:
+            report.longrepr = f"[pyairtable] {error}"
+        else:
+            head = error.headline() if isinstance(error, ServiceError) else str(error).splitlines()[0]
+            report.longrepr = f"[pyairtable] {head} (reported in full at {first})"
+    return report
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return config.stash[STASH].header()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = terminalreporter.config.stash[STASH].summary()
+    if lines:
+        terminalreporter.write_sep("-", "pyairtable")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(STASH, None)
+    if session is not None:
+        session.stop()  # after Ctrl-C pytest runs no fixture teardown, but it does run this

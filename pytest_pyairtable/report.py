@@ -1,0 +1,55 @@
+"""Text a person reads: the service URL table and the start-up timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from . import graph
+from .orchestrator import Orchestrator, ServiceRun, State, endpoint
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [line.format(*header).rstrip(), line.format(*("-" * w for w in widths)).rstrip()] + [
+        line.format(*row).rstrip() for row in rows
+    ]
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def ordered_runs(orch: Orchestrator) -> list[ServiceRun]:
+    order = graph.start_order(orch.edges)
+    return [orch.runs[n] for n in order if n in orch.runs]
+
+
+def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) -> list[str]:
+    """The seed's service URL table: name, URL, tier, time to healthy, state."""
+    redact = redact or orch.redact
+    rows = []
+    for run in ordered_runs(orch):
+        _, _, url = endpoint(run.spec)
+        rows.append([run.name, redact(url) or "-", str(run.tier), _secs(run.ready_seconds), run.state.value])
+    return _table(["service", "url", "tier", "ready in", "state"], rows)
+
+
+def timeline(orch: Orchestrator) -> list[str]:
+    """Each service's start, ready and time to ready, the critical path marked with *."""
+    runs = ordered_runs(orch)
+    cost = {r.name: (r.ready_seconds or 0.0) for r in runs}
+    edges = {r.name: [d for d in orch.edges[r.name] if d in orch.runs] for r in runs}
+    total, path = graph.critical_path(edges, cost)
+    rows = [
+        [("*" if r.name in path else " ") + " " + r.name, str(r.tier), _secs(r.launched_at),
+         _secs(r.ready_at), _secs(r.ready_seconds), r.state.value]
+        for r in runs
+    ]
+    lines = _table(["  service", "tier", "start", "ready", "to ready", "state"], rows)
+    ready = [r.ready_at for r in runs if r.ready_at is not None and r.state is not State.FAILED]
+    if ready and path:
+        lines.append(
+            f"boot {max(ready):.2f}s; critical path {total:.2f}s: {' -> '.join(path)} (* above)"
+        )
+    return lines

@@ -1,0 +1,268 @@
+"""The run state of one test session: settings, stack, orchestrator, what to report.
+
+Kept free of pytest (the plugin stores one in ``config.stash``) so that every decision
+here can be tested and reused by the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import graph
+from .backend import backend_class
+from .errors import ConfigError, PyAirtableError, ServiceError
+from .orchestrator import Handle, Listener, Orchestrator, ServiceRun, Timing
+from .probes import Probe, ProbeContext, make_probe
+from .redact import Redactor
+from .report import timeline, url_table
+from .settings import BY_NAME, Resolved
+from .spec import ServiceSpec, StackSpec, load_stack
+
+Say = Callable[[str], None]
+
+
+def fixture_name(service: str) -> str:
+    return "pyairtable_" + service.replace("-", "_").replace(".", "_")
+
+
+def load_for_config(settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None) -> StackSession:
+    """Load the stack named by the settings; a broken file is kept as the session's error."""
+    given = settings["compose_file"]
+    compose = (invocation_dir / given) if given else rootdir / "docker-compose.yml"
+    env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
+    if not compose.is_file():
+        error = ConfigError(
+            f"compose file {compose} not found. Fix: pass --pyairtable-compose-file "
+            "or set pyairtable_compose_file in your ini file."
+        )
+        return StackSession(settings, None, error if given else None, hook, compose_file=compose)
+    try:
+        stack = load_stack(compose, env_file=env_file, profiles=settings["profile"])
+    except ConfigError as exc:
+        return StackSession(settings, None, exc, hook, compose_file=compose)
+    if hook is not None:
+        hook.pytest_pyairtable_stack_loaded(stack=stack)
+    return StackSession(settings, stack, None, hook, compose_file=compose)
+
+
+def _raw_topology(path: Path) -> dict[str, list[str]]:
+    """Service names and edges read without interpolation, so fixtures exist (and report
+    the configuration error) even when the file cannot be fully loaded."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        services = doc.get("services") or {}
+        return {
+            str(n): [str(d) for d in ((b or {}).get("depends_on") or [])]
+            for n, b in services.items()
+        }
+    except Exception:  # the real error is reported by load_stack; this is best effort
+        return {}
+
+
+class _Events(Listener):
+    """Forwards orchestrator events to pluggy hooks and queues progress lines.
+
+    Orchestrator threads must not write to the terminal while pytest captures output,
+    so lines are queued and the waiting fixture prints them from the main thread.
+    """
+
+    def __init__(self, session: StackSession) -> None:
+        self.session = session
+        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def _hook(self) -> Any:
+        return self.session.hook
+
+    def service_starting(self, run: ServiceRun) -> None:
+        self.lines.put(f"pyairtable: {run.name:<22} starting (tier {run.tier})")
+
+    def service_ready(self, run: ServiceRun) -> None:
+        self.lines.put(f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s")
+        if self._hook() is not None and self.session.orch is not None:
+            handle = self.session.orch.handle(run.name)
+            self._hook().pytest_pyairtable_service_ready(service=handle, details=dict(run.details))
+
+    def service_failed(self, run: ServiceRun) -> None:
+        headline = run.error.headline() if isinstance(run.error, ServiceError) else str(run.error)
+        self.lines.put(f"pyairtable: {headline}")
+        if self._hook() is not None:
+            self._hook().pytest_pyairtable_service_failed(run=run, error=run.error)
+
+    def probe_attempt(self, run: ServiceRun, attempt: int, error: str | None) -> None:
+        if self.session.settings["debug"]:
+            outcome = "ok" if error is None else self.session.redact(error)
+            self.lines.put(f"pyairtable: {run.name:<22} probe #{attempt}: {outcome}")
+
+    def before_stop(self, run: ServiceRun) -> None:
+        if self._hook() is not None:
+            self._hook().pytest_pyairtable_before_stop(run=run)
+
+
+class StackSession:
+    def __init__(
+        self,
+        settings: Resolved,
+        stack: StackSpec | None,
+        error: PyAirtableError | None,
+        hook: Any = None,
+        *,
+        compose_file: Path,
+    ) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.error = error
+        self.hook = hook
+        self.compose_file = compose_file
+        self.redact = Redactor(stack.secret_values() if stack else [])
+        self.orch: Orchestrator | None = None
+        self.events = _Events(self)
+        self.needed: set[str] = set()
+        self.say: Say | None = None
+        self._reported: dict[int, tuple[PyAirtableError, str]] = {}
+
+    # -- what exists ---------------------------------------------------------------
+
+    def topology(self) -> Mapping[str, list[str]]:
+        if self.stack is not None:
+            return {n: [d.name for d in s.depends_on if d.name in self.stack.services]
+                    for n, s in self.stack.services.items()}
+        return _raw_topology(self.compose_file) if self.error is not None else {}
+
+    fixture_name = staticmethod(fixture_name)
+
+    def select(self, fixturenames: set[str]) -> None:
+        """Remember which services the collected tests need (the partial stack)."""
+        topo = self.topology()
+        if "pyairtable_stack" in fixturenames:
+            self.needed = set(topo)
+        else:
+            self.needed = {n for n in topo if fixture_name(n) in fixturenames}
+
+    # -- running -------------------------------------------------------------------
+
+    def orchestrator(self) -> Orchestrator:
+        if self.error is not None:
+            raise self.error
+        if self.orch is None:
+            assert self.stack is not None
+            s = self.settings
+            logs_dir = Path(s["logs_dir"]).resolve() if s["logs_dir"] else None
+            run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+            backend = backend_class(s["backend"])(run_id=run_id, logs_dir=logs_dir)
+            timing = Timing(
+                health_check_timeout=s["health_check_timeout"],
+                max_startup_time=s["max_startup_time"],
+                tier_wait_time=s["tier_wait_time"],
+                service_startup_delay=s["service_startup_delay"],
+            )
+            from .signals import install_sigterm_handler
+
+            self._old_sigterm = install_sigterm_handler()
+            self.orch = Orchestrator(self.stack, backend, timing=timing, listener=self.events,
+                                     probe_factory=self._probe_factory)
+        return self.orch
+
+    def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
+        if self.hook is not None:
+            custom: Probe | None = self.hook.pytest_pyairtable_make_probe(spec=svc.probe, service=svc, context=ctx)
+            if custom is not None:
+                return custom
+        return make_probe(svc.probe, ctx)
+
+    def handle(self, name: str) -> Handle:
+        orch = self.orchestrator()
+        orch.start(sorted(self.needed | {name}))
+        while not orch.settle(name, 0.1):
+            self.flush()
+        self.flush()
+        return orch.wait(name)
+
+    def stack_handles(self) -> dict[str, Handle]:
+        orch = self.orchestrator()
+        orch.start()
+        return {name: self.handle(name) for name in graph.start_order(orch.edges)}
+
+    def flush(self) -> None:
+        while True:
+            try:
+                line = self.events.lines.get_nowait()
+            except queue.Empty:
+                return
+            if self.say is not None:
+                self.say(line)
+
+    def stop(self) -> None:
+        if self.orch is not None:
+            self.orch.stop()
+            self.flush()
+            from .signals import restore_sigterm_handler
+
+            restore_sigterm_handler(getattr(self, "_old_sigterm", None))
+
+    def up_until_interrupted(self) -> None:
+        """``--pyairtable-up``: boot everything, print the URL table, hold until Ctrl-C."""
+        say = self.say or print
+        orch = self.orchestrator()
+        orch.start(sorted(self.needed) or None)
+        try:
+            for name in graph.start_order({n: orch.edges[n] for n in orch.runs}):
+                while not orch.settle(name, 0.1):
+                    self.flush()
+            self.flush()
+            for line in url_table(orch):
+                say(line)
+            failed = [r.error for r in orch.runs.values() if r.error is not None]
+            if failed:
+                for error in failed:
+                    say(str(error))
+                raise ServiceError(failed[0].service if isinstance(failed[0], ServiceError) else "?",
+                                   "failed; the stack was stopped")
+            say("pyairtable: stack is up. Press Ctrl-C to stop it.")
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            say("pyairtable: stopping (reverse dependency order) ...")
+        finally:
+            started = time.monotonic()
+            self.stop()
+            say(f"pyairtable: stopped {len(orch.runs)} services in {time.monotonic() - started:.2f}s")
+
+    # -- reporting -----------------------------------------------------------------
+
+    def first_report(self, error: PyAirtableError, nodeid: str) -> str:
+        """The node that reported ``error`` first (this one if it is the first)."""
+        return self._reported.setdefault(id(error), (error, nodeid))[1]
+
+    def header(self) -> list[str]:
+        s = self.settings
+        parts = [f"{name}={_show(s[name])} ({s.sources[name]})" for name in BY_NAME
+                 if s.sources[name] != "default" or name in ("backend", "compose_file")]
+        lines = ["pyairtable: " + ", ".join(parts)]
+        if self.stack is not None:
+            lines.append(f"pyairtable: {self.compose_file} ({len(self.stack.services)} services, "
+                         f"{max(graph.tiers(self.topology()).values(), default=0)} tiers)")
+        elif self.error is not None:
+            lines.append(f"pyairtable: stack unavailable: {str(self.error).splitlines()[0]}")
+        return lines
+
+    def summary(self) -> list[str]:
+        if self.orch is None or not self.orch.runs or self.settings["up"]:
+            return []
+        total = len(self.topology())
+        started = len(self.orch.runs)
+        lines = [f"started {started} of {total} services (those the selected tests need):"]
+        return lines + timeline(self.orch)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "-"
+    return "-" if value is None else str(value)

@@ -1,0 +1,113 @@
+"""Every setting once: its option, ini key, the seed's env var, default, and parser.
+
+``resolve`` applies one precedence for all of them (option, then env var, then ini,
+then default) and remembers where each value came from, for the report header. It
+takes plain callables so the pytest plugin and the CLI share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .durations import parse_duration
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration(value, where="setting")
+
+
+def _optional_seconds(value: Any) -> float | None:
+    return None if value in (None, "") else _seconds(value)
+
+
+def _profiles(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).replace(",", " ").split()
+    return tuple(p for item in items for p in str(item).replace(",", " ").split() if p)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    help: str
+    default: Any = None
+    env: str | None = None
+    parse: Callable[[Any], Any] = str
+    flag: bool = False
+    repeat: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--pyairtable-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "pyairtable_" + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("compose_file", "compose file of the stack (default: docker-compose.yml at rootdir)"),
+    Setting("env_file", "env file for interpolation (default: .env beside the compose file)"),
+    Setting("up", "boot the whole stack, print its URLs and keep it up until Ctrl-C",
+            False, parse=_flag, flag=True),
+    Setting("profile", "activate a compose profile (repeatable)", (), "COMPOSE_PROFILES",
+            parse=_profiles, repeat=True),
+    Setting("backend", "how services run: local", "local"),
+    Setting("logs_dir", "write each service's log here (kept after the run, for CI artifacts)"),
+    Setting("health_check_timeout", "seconds a service may take to pass its probe "
+            "(default: from its healthcheck, else 120)", None, "HEALTH_CHECK_TIMEOUT",
+            parse=_optional_seconds),
+    Setting("max_startup_time", "seconds the whole start-up may take", 600.0,
+            "MAX_STARTUP_TIME", parse=_seconds),
+    Setting("tier_wait_time", "fixed pause between tiers, as the old scripts had", 0.0,
+            "TIER_WAIT_TIME", parse=_seconds),
+    Setting("service_startup_delay", "fixed pause after a start, before probing", 0.0,
+            "SERVICE_STARTUP_DELAY", parse=_seconds),
+    Setting("debug", "print every probe attempt", False, "DEBUG", parse=_flag, flag=True),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+
+def resolve(
+    option: Callable[[Setting], Any],
+    ini: Callable[[Setting], Any],
+    environ: Mapping[str, str],
+) -> Resolved:
+    """Each setting from the first of: option, env var, ini key, default."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        given = option(setting)
+        if given not in (None, (), [], False):
+            raw, source = given, setting.option
+        elif setting.env and environ.get(setting.env, "") != "":
+            raw, source = environ[setting.env], f"env {setting.env}"
+        elif ini(setting) not in (None, "", [], (), False):
+            raw, source = ini(setting), f"ini {setting.ini}"
+        else:
+            values[setting.name], sources[setting.name] = setting.default, "default"
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except Exception as exc:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{source}: invalid value {raw!r}: {exc}") from None
+        sources[setting.name] = source
+    return Resolved(values, sources)
