@@ -204,8 +204,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = ""
+        if exc.context and exc.context_mark:
+            context = f" ({exc.context} at line {exc.context_mark.line + 1})"
         raise ComposeFileError(
-            f"{where}: YAML error: {exc.problem or exc.context}. Fix the file at that line."
+            f"{where}: YAML error: {exc.problem}{context}. Fix the file at that line."
         ) from None
     except yaml.YAMLError as exc:
         raise ComposeFileError(f"{path}: YAML error: {exc}") from None
@@ -357,7 +360,7 @@ def _healthcheck(value: Any, where: str) -> Healthcheck | None:
 
 
 _SHORT_PORT = re.compile(
-    r"^(?:(?P<ip>\[[^\]]+\]|[\d.]+):)?(?:(?P<host>\d+(?:-\d+)?)?:)?(?P<cont>\d+(?:-\d+)?)(?:/\w+)?$"
+    r"^(?:(?P<ip>\[[^\]]+\]|\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d+(?:-\d+)?)?:)?(?P<cont>\d+(?:-\d+)?)(?:/\w+)?$"
 )
 
 

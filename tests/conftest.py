@@ -1,0 +1,116 @@
+"""Shared test fixtures: free loopback ports, generated projects, and a leak check.
+
+Every test ends with a check that nothing it started outlives it: no process carrying
+our run-id marker, no run temp dir, nothing listening on the ports it was given.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_pyairtable.local import RUN_ID_VAR
+
+
+def marked_processes() -> dict[int, str]:
+    """PID -> run id of every live process started by a stack (found by its environment)."""
+    found: dict[int, str] = {}
+    marker = RUN_ID_VAR.encode() + b"="
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(marker):
+                found[int(entry.name)] = item[len(marker):].decode()
+    return found
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    before = set(marked_processes())
+    root = tmp_path_factory.mktemp("pyairtable-root")
+    root.chmod(0o755)
+    monkeypatch.setenv("PYAIRTABLE_TMPDIR", str(root))
+    yield root
+    leaked = {pid: run for pid, run in marked_processes().items() if pid not in before}
+    for pid in leaked:  # clean up so one failure does not cascade into the next test
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leaked, f"processes outlived the test: {leaked}"
+    run_dirs = [p.name for p in root.iterdir() if not p.name.endswith("-logs")]
+    assert not run_dirs, f"temp dirs outlived the test: {run_dirs}"
+
+
+@pytest.fixture
+def free_ports() -> Iterator[Callable[[int], list[int]]]:
+    """Hands out unused loopback ports; checks after the test that none is still taken."""
+    handed: list[int] = []
+
+    def take(count: int) -> list[int]:
+        sockets = [socket.socket() for _ in range(count)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            ports = [s.getsockname()[1] for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+        handed.extend(ports)
+        return ports
+
+    yield take
+    still = [p for p in handed if listening(p)]
+    assert not still, f"ports still listening after the test: {still}"
+
+
+class Project:
+    """A generated test project: a compose file, test files, and a pytest run of them."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        self.path = pytester.path
+
+    def compose(self, text: str, name: str = "docker-compose.yml") -> Path:
+        path = self.path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def env(self, text: str) -> Path:
+        path = self.path / ".env"
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def tests(self, text: str) -> None:
+        self.pytester.makepyfile(test_project=textwrap.dedent(text))
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest("-p", "no:cacheprovider", *args)
+
+    def run_subprocess(self, *args: str, timeout: float = 120) -> pytest.RunResult:
+        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Project:
+    return Project(pytester)
