@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -20,6 +21,20 @@ from .recipes import RECIPES, LaunchPlan
 from .spec import ServiceSpec
 
 RUN_ID_VAR = "PYAIRTABLE_RUN_ID"
+
+
+def _reachable_base(base: str) -> str:
+    """A temp base that an unprivileged server user can traverse.
+
+    As root we run PostgreSQL as another user, which cannot enter a 0700 directory such
+    as pytest's /tmp/pytest-of-root; then fall back to the system temp dir.
+    """
+    if os.geteuid() != 0:
+        return base
+    path = Path(base).resolve()
+    if all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents)):
+        return base
+    return "/tmp" if os.path.isdir("/tmp") else base
 
 
 class LocalService:
@@ -52,7 +67,7 @@ class LocalBackend:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.run_id = run_id
-        base = os.environ.get("PYAIRTABLE_TMPDIR") or tempfile.gettempdir()
+        base = _reachable_base(os.environ.get("PYAIRTABLE_TMPDIR") or tempfile.gettempdir())
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"pyairtable-{run_id}-", dir=base))
         self.run_dir.chmod(0o755)  # servers run as an unprivileged user must reach their dirs
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
@@ -89,7 +104,7 @@ class LocalBackend:
         where = f"service '{svc.name}'"
         stop_signal = parse_signal(svc.stop_signal, plan.stop_signal, where)
         process = LocalProcess(
-            svc.name, plan.argv, env=env, cwd=svc.local.cwd, log_path=self.log_path(svc.name),
+            svc.name, plan.argv, env=env, cwd=plan.cwd or svc.local.cwd, log_path=self.log_path(svc.name),
             user=plan.user,
         )
         return LocalService(process, stop_signal)

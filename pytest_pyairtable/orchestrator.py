@@ -84,6 +84,7 @@ class ServiceRun:
     running: Running | None = None
     error: PyAirtableError | None = None
     scheduled_at: float | None = None
+    starting_at: float | None = None  # dependencies met; preparing (e.g. initdb) and launching
     launched_at: float | None = None
     ready_at: float | None = None
     stop_began: float | None = None
@@ -98,9 +99,17 @@ class ServiceRun:
 
     @property
     def ready_seconds(self) -> float | None:
-        if self.ready_at is None or self.launched_at is None:
+        """The service's own time to ready: from when it could start to when it was ready."""
+        if self.ready_at is None or self.starting_at is None:
             return None
-        return self.ready_at - self.launched_at
+        return self.ready_at - self.starting_at
+
+    @property
+    def outcome(self) -> str:
+        """How its start-up ended; still 'ready' after it was stopped at the end."""
+        if self.state is State.STOPPED:
+            return "ready" if self.ready_at is not None else "stopped"
+        return self.state.value
 
 
 class Listener:
@@ -227,6 +236,7 @@ class Orchestrator:
                 if self._closing:
                     raise _Cancelled
                 run.state = State.STARTING
+                run.starting_at = self.now()
             self.listener.service_starting(run)
             running = self.backend.launch(run.spec)
             self._set(run, State.RUNNING, running=running, launched_at=self.now())
@@ -323,10 +333,12 @@ class Orchestrator:
             close = getattr(probe, "close", None)
             if close:
                 close()
+        if self._awaited_exit(run.name):  # a one-shot job: settled by its exit, not its probe
+            run.details = outcome.details
+            self._await_exit(run, running)
+            return
         self._set(run, State.READY, ready_at=self.now(), details=outcome.details)
         self.listener.service_ready(run)
-        if self._awaited_exit(run.name):
-            self._await_exit(run, running)
 
     def _awaited_exit(self, name: str) -> bool:
         """Whether some dependent waits for this service to finish, as a one-shot job."""
@@ -339,11 +351,13 @@ class Orchestrator:
     def _await_exit(self, run: ServiceRun, running: Running) -> None:
         while (code := running.wait(0.05)) is None:
             if self._closing:
-                return
-        if code == 0:
-            self._set(run, State.COMPLETED)
-        else:
-            self._fail(run, self._error(ServiceExitedError, run, f"exited with code {code}"))
+                raise _Cancelled
+        if code != 0:
+            raise self._error(ServiceExitedError, run, f"exited with code {code}", fix=(
+                "it is awaited with condition: service_completed_successfully, so it must exit 0"
+            ))
+        self._set(run, State.COMPLETED, ready_at=self.now())
+        self.listener.service_ready(run)
 
     def _error(self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = "") -> ServiceError:
         log_path = run.running.log_path if run.running else None
@@ -405,7 +419,7 @@ class Orchestrator:
         finally:
             with self._cv:
                 run.stopped_at = self.now()
-                if run.state not in (State.FAILED,):
+                if run.state in (State.READY, State.RUNNING, State.STARTING):
                     run.state = State.STOPPED
                 self._cv.notify_all()
         self.listener.service_stopped(run)

@@ -8,10 +8,11 @@ orchestrator runs it concurrently); fixtures only wait.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import types
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -55,9 +56,26 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     session = load_for_config(settings, config.rootpath, config.invocation_params.dir, config.hook)
     config.stash[STASH] = session
+    if settings["debug"] or config.get_verbosity() > 0:
+        session.say = _live_writer(config)
     if settings["up"] and session.error is not None:
         raise pytest.UsageError(str(session.error))
     config.pluginmanager.register(_fixtures_module(session), FIXTURES_PLUGIN)
+
+
+def _live_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines, printed past output capture; only ever called from the main thread."""
+
+    def say(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    return say
 
 
 def _fixtures_module(session: StackSession) -> types.ModuleType:

@@ -29,6 +29,7 @@ class LaunchPlan:
     env: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     stop_signal: signal.Signals = signal.SIGTERM
+    cwd: Path | None = None  # a server run as another user may not enter the project dir
     prepare: Callable[[], None] = lambda: None
 
 
@@ -85,11 +86,12 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
                 os.chown(path, info.pw_uid, info.pw_gid)
         init = [initdb, "-D", str(data), "-U", user, f"--pwfile={pwfile}", "-A", "scram-sha-256",
                 "--auth-local=trust", "-N", "-E", "UTF8", "--locale=C"]
-        _run_setup(svc.name, init, run_as, log_path)
+        _run_setup(svc.name, init, run_as, log_path, workdir)
         pwfile.unlink()
         if database != "postgres":
             create = [postgres, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
-            _run_setup(svc.name, create, run_as, log_path, stdin=f'CREATE DATABASE "{database}";\n')
+            sql = f'CREATE DATABASE "{database}";\n'
+        _run_setup(svc.name, create, run_as, log_path, workdir, stdin=sql)
 
     argv = [
         postgres, "-D", str(data), "-p", str(port),
@@ -98,7 +100,7 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
     ]
     # SIGINT is PostgreSQL's "fast" shutdown, as the official image's STOPSIGNAL.
-    return LaunchPlan(argv, user=run_as, stop_signal=signal.SIGINT, prepare=prepare)
+    return LaunchPlan(argv, user=run_as, stop_signal=signal.SIGINT, cwd=workdir, prepare=prepare)
 
 
 def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
@@ -109,7 +111,7 @@ def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     password = redis_password(svc)
     if password:
         argv += ["--requirepass", password]
-    return LaunchPlan(argv, prepare=lambda: workdir.mkdir(parents=True, exist_ok=True))
+    return LaunchPlan(argv, cwd=workdir, prepare=lambda: workdir.mkdir(parents=True, exist_ok=True))
 
 
 RECIPES: dict[str, Callable[[ServiceSpec, Path, Path], LaunchPlan]] = {
@@ -118,10 +120,13 @@ RECIPES: dict[str, Callable[[ServiceSpec, Path, Path], LaunchPlan]] = {
 }
 
 
-def _run_setup(service: str, argv: list[str], user: str | None, log_path: Path, stdin: str = "") -> None:
+def _run_setup(
+    service: str, argv: list[str], user: str | None, log_path: Path, cwd: Path, stdin: str = ""
+) -> None:
     with open(log_path, "ab") as log:
         done = subprocess.run(
-            argv, input=stdin.encode(), stdout=log, stderr=subprocess.STDOUT, user=user, check=False
+            argv, input=stdin.encode(), stdout=log, stderr=subprocess.STDOUT, user=user,
+            cwd=cwd, check=False,
         )
     if done.returncode != 0:
         raise PrerequisiteError(

@@ -21,7 +21,11 @@ def _flag(value: Any) -> bool:
 
 
 def _seconds(value: Any) -> float:
-    return parse_duration(value, where="setting")
+    """The seed's variables are plain seconds (HEALTH_CHECK_TIMEOUT=120); durations work too."""
+    try:
+        return parse_duration(float(value), where="setting")
+    except (TypeError, ValueError):
+        return parse_duration(value, where="setting")
 
 
 def _optional_seconds(value: Any) -> float | None:

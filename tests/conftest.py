@@ -7,8 +7,10 @@ our run-id marker, no run temp dir, nothing listening on the ports it was given.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,7 +49,8 @@ def listening(port: int) -> bool:
 @pytest.fixture(autouse=True)
 def no_leaks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     before = set(marked_processes())
-    root = tmp_path_factory.mktemp("pyairtable-root")
+    # Not under pytest's own 0700 temp dir: PostgreSQL runs as another user when we are root.
+    root = Path(tempfile.mkdtemp(prefix="pyairtable-test-"))
     root.chmod(0o755)
     monkeypatch.setenv("PYAIRTABLE_TMPDIR", str(root))
     yield root
@@ -59,6 +62,7 @@ def no_leaks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
             pass
     assert not leaked, f"processes outlived the test: {leaked}"
     run_dirs = [p.name for p in root.iterdir() if not p.name.endswith("-logs")]
+    shutil.rmtree(root, ignore_errors=True)
     assert not run_dirs, f"temp dirs outlived the test: {run_dirs}"
 
 

@@ -1,0 +1,313 @@
+"""The plugin from the outside: generated projects run with pytester, real processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conftest import Project
+
+Ports = Callable[[int], list[int]]
+
+STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.1"
+
+
+def chain_compose(ports: list[int]) -> str:
+    db, cache, api, other = ports
+    return f"""
+        services:
+          postgres:
+            image: postgres:16-alpine
+            environment: {{POSTGRES_USER: app, POSTGRES_PASSWORD: "${{DB_PASSWORD}}", POSTGRES_DB: appdb}}
+            ports: ["{db}:5432"]
+          redis:
+            image: redis:7-alpine
+            command: redis-server --requirepass ${{REDIS_PASSWORD}}
+            ports: ["{cache}:6379"]
+          api:
+            image: example/api
+            ports: ["{api}:{api}"]
+            depends_on:
+              postgres: {{condition: service_healthy}}
+              redis: {{condition: service_healthy}}
+            healthcheck: {{test: ["CMD-SHELL", "curl -f http://localhost:{api}/health"], interval: 1s}}
+            x-pyairtable:
+              local:
+                command: {STANDIN} --name api --port {api}
+                env:
+                  DATABASE_URL: postgresql://app:${{DB_PASSWORD}}@127.0.0.1:{db}/appdb
+                  REDIS_URL: redis://:${{REDIS_PASSWORD}}@127.0.0.1:{cache}/0
+          other:
+            image: example/other
+            x-pyairtable:
+              local: {{command: {STANDIN} --name other --port {other}}}
+              probe: {{http: "http://127.0.0.1:{other}/health"}}
+    """
+
+
+def test_dependency_chain_is_up_and_handles_are_complete(project: Project, free_ports: Ports) -> None:
+    ports = free_ports(4)
+    project.compose(chain_compose(ports))
+    project.env("DB_PASSWORD=db-secret-1\nREDIS_PASSWORD=redis-secret-2\n")
+    project.tests(f"""
+        import httpx, psycopg, redis
+
+        def test_api(pyairtable_api, pyairtable_postgres, pyairtable_redis):
+            assert httpx.get(pyairtable_api.url + "/health").json()["status"] == "healthy"
+            assert (pyairtable_api.name, pyairtable_api.tier, pyairtable_api.port) == ("api", 2, {ports[2]})
+            assert pyairtable_api.host == "127.0.0.1" and pyairtable_api.ready_seconds > 0
+            assert (pyairtable_postgres.tier, pyairtable_redis.tier) == (1, 1)
+            with psycopg.connect(pyairtable_postgres.url) as conn:
+                assert conn.execute("select current_database()").fetchone() == ("appdb",)
+            assert redis.Redis.from_url(pyairtable_redis.url).ping()
+            assert pyairtable_api.log_path.name == "api.log"
+    """)
+    result = project.run("-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*started 3 of 4 services*", "*postgres*1*ready*", "*api*2*ready*"])
+    assert "db-secret-1" not in result.stdout.str() and "redis-secret-2" not in result.stdout.str()
+
+
+def test_only_the_closure_of_selected_tests_starts(project: Project, free_ports: Ports) -> None:
+    a, b, c = free_ports(3)
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}, probe: {{http: "http://127.0.0.1:{a}/health"}}}}
+          b:
+            image: x
+            depends_on: [a]
+            x-pyairtable: {{local: {{command: {STANDIN} --name b --port {b}}}, probe: {{http: "http://127.0.0.1:{b}/health"}}}}
+          c:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name c --port {c}}}, probe: {{http: "http://127.0.0.1:{c}/health"}}}}
+    """)
+    project.tests("""
+        import socket
+
+        def test_b(pyairtable_b):
+            assert pyairtable_b.tier == 2
+
+        def test_c(pyairtable_c):
+            pass
+
+        def test_nothing():
+            pass
+    """)
+    result = project.run("-k", "test_b or test_nothing")
+    result.assert_outcomes(passed=2, deselected=1)
+    result.stdout.fnmatch_lines(["*started 2 of 3 services*"])
+    out = result.stdout.str()
+    assert "* a " in out or "  a " in out
+    assert " c " not in out.split("started 2 of 3")[1]
+
+
+def test_a_run_that_needs_no_service_starts_nothing(project: Project, free_ports: Ports) -> None:
+    (a,) = free_ports(1)
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}}}
+    """)
+    project.tests("def test_plain():\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    assert "started" not in result.stdout.str()
+
+
+def failing_compose(ports: list[int]) -> str:
+    bad, dependent, good = ports
+    return f"""
+        services:
+          bad:
+            image: x
+            healthcheck: {{test: ["CMD-SHELL", "curl -f http://localhost:{bad}/health"], interval: 100ms, retries: 3}}
+            ports: ["{bad}:{bad}"]
+            environment: {{API_TOKEN: tok-secret-77}}
+            x-pyairtable:
+              local: {{command: ["sh", "-c", "echo 'cannot reach upstream, token=$$API_TOKEN'; exec sleep 30"]}}
+          dependent:
+            image: x
+            depends_on: {{bad: {{condition: service_healthy}}}}
+            x-pyairtable:
+              local: {{command: {STANDIN} --name dependent --port {dependent}}}
+          good:
+            image: x
+            x-pyairtable:
+              local: {{command: {STANDIN} --name good --port {good}}}
+              probe: {{http: "http://127.0.0.1:{good}/health"}}
+    """
+
+
+def test_never_healthy_service_errors_once_in_full(project: Project, free_ports: Ports) -> None:
+    project.compose(failing_compose(free_ports(3)))
+    project.tests("""
+        def test_one(pyairtable_bad): pass
+        def test_two(pyairtable_dependent): pass
+        def test_three(pyairtable_bad): pass
+        def test_good(pyairtable_good): pass
+        def test_plain(): pass
+    """)
+    result = project.run()
+    result.assert_outcomes(passed=2, errors=3)
+    out = result.stdout.str()
+    assert out.count("last probe error") == 1, out
+    result.stdout.fnmatch_lines([
+        "*service 'bad' did not become ready within 0.3s*",
+        "*probe: http http://127.0.0.1:*/health*",
+        "*last probe error: ConnectError*",
+        "*cannot reach upstream, token=****",
+        "*service 'bad' did not become ready within 0.3s (reported in full at test_project.py::test_one)*",
+    ])
+    assert "tok-secret-77" not in out
+    assert "Traceback" not in out
+    # The dependent was never launched: it has no log, and its error points at the cause.
+    assert "dependent*starting" not in out
+
+
+def test_crash_during_start_fails_fast_with_log_tail(project: Project, free_ports: Ports) -> None:
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          crashy:
+            image: x
+            healthcheck: {{test: ["CMD", "curl", "-f", "http://localhost:{port}/"], interval: 1s, retries: 600}}
+            ports: ["{port}:{port}"]
+            x-pyairtable:
+              local: {{command: ["sh", "-c", "echo boot; echo 'fatal: config missing' >&2; exit 3"]}}
+    """)
+    project.tests("def test_it(pyairtable_crashy): pass\n")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    # Exited, not timed out: with 600 retries of 1s a timeout would take ten minutes.
+    result.stdout.fnmatch_lines(["*service 'crashy' exited with code 3 while starting*",
+                                 "*| boot*", "*| fatal: config missing*"])
+
+
+def test_service_completed_successfully_orders_an_init_job(project: Project, free_ports: Ports) -> None:
+    project.compose("""
+        services:
+          migrate:
+            image: tool
+            x-pyairtable:
+              local: {command: ["sh", "-c", "sleep 0.3; touch migrated"]}
+          app:
+            image: x
+            depends_on: {migrate: {condition: service_completed_successfully}}
+            x-pyairtable:
+              local: {command: ["sh", "-c", "test -f migrated || exit 9; echo ready; exec sleep 30"]}
+              probe: {log: "^ready$"}
+          broken-migrate:
+            image: tool
+            profiles: [broken]
+            x-pyairtable: {local: {command: ["sh", "-c", "exit 4"]}}
+          broken-app:
+            image: x
+            profiles: [broken]
+            depends_on: {broken-migrate: {condition: service_completed_successfully}}
+            x-pyairtable: {local: {command: ["sleep", "30"]}}
+    """)
+    project.tests("def test_app(pyairtable_app): pass\n")
+    project.run().assert_outcomes(passed=1)
+
+    project.tests("def test_app(pyairtable_broken_app): pass\n")
+    result = project.run("--pyairtable-profile", "broken")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*service 'broken-migrate' exited with code 4*"])
+
+
+def test_profiles_decide_which_fixtures_exist(project: Project, free_ports: Ports) -> None:
+    project.compose("""
+        services:
+          base: {image: x, x-pyairtable: {local: {command: [sleep, "30"]}}}
+          debugger: {image: x, profiles: [debug], x-pyairtable: {local: {command: [sleep, "30"]}}}
+    """)
+    project.tests("def test_it(pyairtable_debugger): pass\n")
+    project.run().assert_outcomes(errors=1)
+    project.run("--pyairtable-profile", "debug").assert_outcomes(passed=1)
+
+
+def test_config_errors_reach_only_tests_that_need_the_stack(project: Project) -> None:
+    project.compose("""
+        services:
+          a: {image: "x:${TAG:?set TAG}", environment: {X: "${OTHER:?}"}, x-pyairtable: {local: {command: [sleep, "1"]}}}
+    """)
+    project.tests("""
+        def test_needs(pyairtable_a): pass
+        def test_plain(): pass
+    """)
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*2 required variable(s) missing*", "*TAG (set TAG)*", "*OTHER*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_up_with_a_broken_file_is_a_usage_error(project: Project) -> None:
+    project.compose("services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n")
+    result = project.run("--pyairtable-up")
+    assert result.ret == 4  # pytest's usage error
+    result.stderr.fnmatch_lines(["*depends_on forms a cycle: a -> b -> a*"])
+
+
+def test_graceful_stop_kills_the_whole_group_after_the_grace_period(project: Project) -> None:
+    project.compose("""
+        services:
+          stubborn:
+            image: x
+            stop_grace_period: 200ms
+            x-pyairtable:
+              local: {command: ["sh", "-c", "trap '' TERM; sleep 300 & echo started; wait"]}
+              probe: {log: started}
+    """)
+    project.tests("def test_it(pyairtable_stubborn): pass\n")
+    project.run().assert_outcomes(passed=1)
+    # conftest's leak check fails this test if the shell or its forked sleep survived
+
+
+def test_header_shows_settings_and_their_sources(project: Project, monkeypatch: object) -> None:
+    project.compose("services: {a: {image: x, x-pyairtable: {local: {command: [sleep, '1']}}}}\n")
+    project.tests("def test_plain(): pass\n")
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setenv("HEALTH_CHECK_TIMEOUT", "45")
+    result = project.run("--pyairtable-backend", "local")
+    result.stdout.fnmatch_lines([
+        "*backend=local (--pyairtable-backend)*health_check_timeout=45.0 (env HEALTH_CHECK_TIMEOUT)*",
+        "*docker-compose.yml (1 services, 1 tiers)*",
+    ])
+
+
+def test_debug_shows_every_probe_attempt(project: Project, free_ports: Ports) -> None:
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {port}}}, probe: {{tcp: "127.0.0.1:{port}"}}}}
+    """)
+    project.tests("def test_it(pyairtable_a): pass\n")
+    result = project.run("--pyairtable-debug")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*a * probe #1: ConnectionRefusedError*", "*a * ready in*"])
+
+
+def test_sigterm_during_tests_stops_the_stack(project: Project, free_ports: Ports) -> None:
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {port}}}, probe: {{tcp: "127.0.0.1:{port}"}}}}
+    """)
+    project.tests("""
+        import os, signal, time
+
+        def test_cancelled(pyairtable_a):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+    """)
+    result = project.run_subprocess()
+    assert result.ret == 2  # interrupted, as with Ctrl-C
+    assert "Interrupted" in result.stdout.str() or "KeyboardInterrupt" in result.stdout.str()
