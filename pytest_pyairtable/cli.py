@@ -30,8 +30,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    given = {"compose_file": args.compose_file, "env_file": args.env_file,
-             "profile": args.profile, "backend": args.backend}
+    given = {
+        "compose_file": args.compose_file,
+        "env_file": args.env_file,
+        "profile": args.profile,
+        "backend": args.backend,
+    }
     try:
         settings = resolve(lambda s: given.get(s.name), lambda s: None, os.environ)
         cwd = Path.cwd()
@@ -41,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         if session.stack is None:
             raise PyAirtableError(f"no compose file at {session.compose_file}. Fix: pass -f FILE.")
         if args.command == "graph":
-            print("\n".join(render_dot(session.topology()) if args.dot else render_tiers(session.topology())))
+            print(
+                "\n".join(
+                    render_dot(session.topology()) if args.dot else render_tiers(session.topology())
+                )
+            )
             return 0
         session.say = print
         if args.services:
@@ -69,3 +77,6 @@ def render_dot(edges: Mapping[str, list[str]]) -> list[str]:
     lines += [f'  "{n}";' for n in sorted(edges) if not edges[n]]
     return [*lines, "}"]
 
+
+if __name__ == "__main__":
+    raise SystemExit(main())

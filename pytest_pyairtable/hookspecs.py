@@ -19,7 +19,9 @@ hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec(firstresult=True)
-def pytest_pyairtable_make_probe(spec: ProbeSpec, service: ServiceSpec, context: ProbeContext) -> Probe | None:
+def pytest_pyairtable_make_probe(
+    spec: ProbeSpec, service: ServiceSpec, context: ProbeContext
+) -> Probe | None:
     """Return a probe for ``service`` to replace the built-in one, or None to keep it."""
 
 

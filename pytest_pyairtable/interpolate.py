@@ -85,7 +85,9 @@ class Interpolator:
                 if op.endswith("+"):
                     return self.text(arg, where) if present else ""
                 if not present:
-                    why = self.text(arg, where) or ("is empty or unset" if ":" in op else "is unset")
+                    why = self.text(arg, where) or (
+                        "is empty or unset" if ":" in op else "is unset"
+                    )
                     self.missing.append(f"{name} ({why}) in {where}")
                 return value
         raise InterpolationError(

@@ -98,13 +98,19 @@ class LocalBackend:
         plan.prepare()
         env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
         # The test run's own interpreter and tools come first, as in its virtualenv.
-        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", os.defpath)])
+        env["PATH"] = os.pathsep.join(
+            [os.path.dirname(sys.executable), env.get("PATH", os.defpath)]
+        )
         env[RUN_ID_VAR] = self.run_id
         env["PYAIRTABLE_SERVICE"] = svc.name
         where = f"service '{svc.name}'"
         stop_signal = parse_signal(svc.stop_signal, plan.stop_signal, where)
         process = LocalProcess(
-            svc.name, plan.argv, env=env, cwd=plan.cwd or svc.local.cwd, log_path=self.log_path(svc.name),
+            svc.name,
+            plan.argv,
+            env=env,
+            cwd=plan.cwd or svc.local.cwd,
+            log_path=self.log_path(svc.name),
             user=plan.user,
         )
         return LocalService(process, stop_signal)

@@ -109,7 +109,8 @@ class ServiceRun:
         """How its start-up ended; still 'ready' after it was stopped at the end."""
         if self.state is State.STOPPED:
             return "ready" if self.ready_at is not None else "stopped"
-        return self.state.value
+        value: str = self.state.value
+        return value
 
 
 class Listener:
@@ -186,9 +187,16 @@ class Orchestrator:
             if self._deadline is None:
                 self._deadline = time.monotonic() + self.timing.max_startup_time
             for name in new:
-                self.runs[name] = ServiceRun(self.stack.services[name], self.tiers[name], scheduled_at=self.now())
+                self.runs[name] = ServiceRun(
+                    self.stack.services[name], self.tiers[name], scheduled_at=self.now()
+                )
         for name in new:
-            thread = threading.Thread(target=self._bring_up, args=(self.runs[name],), name=f"pyairtable-{name}", daemon=True)
+            thread = threading.Thread(
+                target=self._bring_up,
+                args=(self.runs[name],),
+                name=f"pyairtable-{name}",
+                daemon=True,
+            )
             self._threads.append(thread)
             thread.start()
         return new
@@ -215,7 +223,11 @@ class Orchestrator:
         run = self.runs[name]
         host, port, url = endpoint(run.spec)
         return Handle(
-            name=name, tier=run.tier, host=host, port=port, url=url,
+            name=name,
+            tier=run.tier,
+            host=host,
+            port=port,
+            url=url,
             ready_seconds=run.ready_seconds or 0.0,
             log_path=run.running.log_path if run.running else None,
             details=dict(run.details),
@@ -284,8 +296,9 @@ class Orchestrator:
             if self._cv.wait_for(lambda: self._closing, timeout=seconds):
                 raise _Cancelled
 
-    def _budget(self, spec: ServiceSpec) -> tuple[float, float]:
-        """(how long to keep probing, the longest pause between attempts)."""
+    def _budget(self, spec: ServiceSpec) -> tuple[float, float, bool]:
+        """(how long to keep probing, the longest pause between attempts, whether the
+        start-up deadline rather than the service's own bound set the first)."""
         check = spec.healthcheck
         if self.timing.health_check_timeout is not None:
             budget = self.timing.health_check_timeout
@@ -295,14 +308,15 @@ class Orchestrator:
             budget = self.timing.default_timeout
         cap = min(self.timing.poll_cap, check.interval) if check else self.timing.poll_cap
         assert self._deadline is not None
-        return min(budget, max(0.0, self._deadline - time.monotonic())), cap
+        left = max(0.0, self._deadline - time.monotonic())
+        return min(budget, left), cap, left < budget
 
     def _gate(self, run: ServiceRun, running: Running) -> None:
         spec = run.spec
         check = spec.healthcheck
         ctx = ProbeContext(running.log_path, min(check.timeout, 5.0) if check else 2.0)
         probe = self.probe_factory(spec, ctx)
-        budget, cap = self._budget(spec)
+        budget, cap, by_deadline = self._budget(spec)
 
         def alive() -> str | None:
             if self._closing:
@@ -319,16 +333,25 @@ class Orchestrator:
         try:
             outcome = wait_ready(probe, budget=budget, cap=cap, alive=alive, on_attempt=on_attempt)
         except Gone as gone:
-            if running.poll() == 0 and (self._awaited_exit(run.name) or spec.probe.kind == "started"):
+            if running.poll() == 0 and (
+                self._awaited_exit(run.name) or spec.probe.kind == "started"
+            ):
                 self._set(run, State.COMPLETED, ready_at=self.now())
                 self.listener.service_ready(run)
                 return
             raise self._error(ServiceExitedError, run, f"{gone.reason} while starting") from None
         except TimeoutError:
-            raise self._error(ServiceTimeoutError, run, f"did not become ready within {budget:.1f}s", fix=(
-                "check its log below; if it is only slow, raise healthcheck start_period/retries "
-                "or HEALTH_CHECK_TIMEOUT"
-            )) from None
+            if by_deadline:
+                limit = self.timing.max_startup_time
+                cause = f"was not ready when MAX_STARTUP_TIME ({limit:g}s) ran out for the start-up"
+                fix = "check its log below; if the stack is only slow, raise MAX_STARTUP_TIME"
+            else:
+                cause = f"did not become ready within {budget:.1f}s"
+                fix = (
+                    "check its log below; if it is only slow, raise healthcheck "
+                    "start_period/retries or HEALTH_CHECK_TIMEOUT"
+                )
+            raise self._error(ServiceTimeoutError, run, cause, fix=fix) from None
         finally:
             close = getattr(probe, "close", None)
             if close:
@@ -353,13 +376,18 @@ class Orchestrator:
             if self._closing:
                 raise _Cancelled
         if code != 0:
-            raise self._error(ServiceExitedError, run, f"exited with code {code}", fix=(
-                "it is awaited with condition: service_completed_successfully, so it must exit 0"
-            ))
+            raise self._error(
+                ServiceExitedError,
+                run,
+                f"exited with code {code}",
+                fix="dependents await it with service_completed_successfully: it must exit 0",
+            )
         self._set(run, State.COMPLETED, ready_at=self.now())
         self.listener.service_ready(run)
 
-    def _error(self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = "") -> ServiceError:
+    def _error(
+        self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = ""
+    ) -> ServiceError:
         log_path = run.running.log_path if run.running else None
         return kind(
             run.name,

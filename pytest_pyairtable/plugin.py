@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import os
 import types
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -155,15 +155,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     error = call.excinfo.value if call.excinfo else None
     if report.when == "setup" and isinstance(error, PyAirtableError):
         first = item.config.stash[STASH].first_report(error, item.nodeid)
         if first == item.nodeid:
             report.longrepr = f"[pyairtable] {error}"
         else:
-            head = error.headline() if isinstance(error, ServiceError) else str(error).splitlines()[0]
+            head = (
+                error.headline() if isinstance(error, ServiceError) else str(error).splitlines()[0]
+            )
             report.longrepr = f"[pyairtable] {head} (reported in full at {first})"
     return report
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from .probespec import ProbeSpec
 
 
-class ProbeFailed(Exception):  # noqa: N818 - a verdict, not an error for the user
+class ProbeFailed(Exception):
     """One attempt did not pass; the message says why."""
 
 
@@ -50,7 +50,11 @@ class HttpProbe:
         except self._error as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None
         elapsed = time.perf_counter() - start
-        ok = response.status_code == self.spec.status if self.spec.status else response.status_code < 400
+        ok = (
+            response.status_code == self.spec.status
+            if self.spec.status
+            else response.status_code < 400
+        )
         if not ok:
             want = self.spec.status or "< 400"
             raise ProbeFailed(f"HTTP {response.status_code} (want {want}): {response.text[:200]}")
@@ -154,7 +158,11 @@ class CommandProbe:
     def check(self) -> dict[str, Any]:
         try:
             done = subprocess.run(
-                self.argv, capture_output=True, timeout=self.timeout, check=False, stdin=subprocess.DEVNULL
+                self.argv,
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None

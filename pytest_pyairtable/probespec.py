@@ -84,7 +84,9 @@ def derive_probe(svc: ServiceSpec) -> ProbeSpec:
         user = env.get("POSTGRES_USER", "postgres")
         db = env.get("POSTGRES_DB", user)
         port = svc.host_port(5432) or svc.host_port() or 5432
-        auth = quote(user) + (":" + quote(env["POSTGRES_PASSWORD"], safe="") if env.get("POSTGRES_PASSWORD") else "")
+        auth = quote(user) + (
+            ":" + quote(env["POSTGRES_PASSWORD"], safe="") if env.get("POSTGRES_PASSWORD") else ""
+        )
         return ProbeSpec("postgres", f"postgresql://{auth}@127.0.0.1:{port}/{quote(db)}")
     if kind == "redis":
         password = redis_password(svc)

@@ -8,6 +8,7 @@ start time still matches the one recorded at launch (PIDs are reused).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,7 +36,9 @@ def parse_signal(name: str | None, default: signal.Signals, where: str) -> signa
     try:
         return signal.Signals[key]
     except KeyError:
-        raise ConfigError(f"{where}: unknown stop_signal {name!r}. Fix: use e.g. SIGTERM, SIGINT.") from None
+        raise ConfigError(
+            f"{where}: unknown stop_signal {name!r}. Fix: use e.g. SIGTERM, SIGINT."
+        ) from None
 
 
 class LocalProcess:
@@ -121,10 +124,8 @@ class LocalProcess:
             time.sleep(0.01)
 
     def _killpg(self, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def group_alive(pgid: int) -> bool:

@@ -60,7 +60,7 @@ def unprivileged_user() -> str | None:
             continue
     raise PrerequisiteError(
         "running as root and neither a 'postgres' nor a 'nobody' user exists, and PostgreSQL "
-        "refuses to run as root. Fix: create a 'postgres' system user or run pytest as a normal user."
+        "refuses to run as root. Fix: create a 'postgres' system user or run as a normal user."
     )
 
 
@@ -84,20 +84,44 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
             info = pwd.getpwnam(run_as)
             for path in (workdir, pwfile):
                 os.chown(path, info.pw_uid, info.pw_gid)
-        init = [initdb, "-D", str(data), "-U", user, f"--pwfile={pwfile}", "-A", "scram-sha-256",
-                "--auth-local=trust", "-N", "-E", "UTF8", "--locale=C"]
-        _run_setup(svc.name, init, run_as, log_path, workdir)
+        init = [
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            user,
+            f"--pwfile={pwfile}",
+            "-A",
+            "scram-sha-256",
+            "--auth-local=trust",
+            "-N",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]
+        _run_setup(svc.name, init, run_as, log_path, cwd=workdir)
         pwfile.unlink()
         if database != "postgres":
             create = [postgres, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
             sql = f'CREATE DATABASE "{database}";\n'
-        _run_setup(svc.name, create, run_as, log_path, workdir, stdin=sql)
+        _run_setup(svc.name, create, run_as, log_path, cwd=workdir, stdin=sql)
 
     argv = [
-        postgres, "-D", str(data), "-p", str(port),
-        "-c", "listen_addresses=127.0.0.1",
-        "-c", f"unix_socket_directories={workdir}",
-        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        postgres,
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        f"unix_socket_directories={workdir}",
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
     ]
     # SIGINT is PostgreSQL's "fast" shutdown, as the official image's STOPSIGNAL.
     return LaunchPlan(argv, user=run_as, stop_signal=signal.SIGINT, cwd=workdir, prepare=prepare)
@@ -106,8 +130,21 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
 def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     server = find_binary("redis-server", svc.name, hint="apt-get install redis-server")
     port = svc.host_port(6379) or svc.host_port() or 6379
-    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"]
+    argv = [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+    ]
     password = redis_password(svc)
     if password:
         argv += ["--requirepass", password]
@@ -121,12 +158,17 @@ RECIPES: dict[str, Callable[[ServiceSpec, Path, Path], LaunchPlan]] = {
 
 
 def _run_setup(
-    service: str, argv: list[str], user: str | None, log_path: Path, cwd: Path, stdin: str = ""
+    service: str, argv: list[str], user: str | None, log_path: Path, *, cwd: Path, stdin: str = ""
 ) -> None:
     with open(log_path, "ab") as log:
         done = subprocess.run(
-            argv, input=stdin.encode(), stdout=log, stderr=subprocess.STDOUT, user=user,
-            cwd=cwd, check=False,
+            argv,
+            input=stdin.encode(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=user,
+            cwd=cwd,
+            check=False,
         )
     if done.returncode != 0:
         raise PrerequisiteError(

@@ -31,7 +31,9 @@ def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) ->
     rows = []
     for run in ordered_runs(orch):
         _, _, url = endpoint(run.spec)
-        rows.append([run.name, redact(url) or "-", str(run.tier), _secs(run.ready_seconds), run.outcome])
+        rows.append(
+            [run.name, redact(url) or "-", str(run.tier), _secs(run.ready_seconds), run.outcome]
+        )
     return _table(["service", "url", "tier", "ready in", "state"], rows)
 
 
@@ -42,8 +44,14 @@ def timeline(orch: Orchestrator) -> list[str]:
     edges = {r.name: [d for d in orch.edges[r.name] if d in orch.runs] for r in runs}
     total, path = graph.critical_path(edges, cost)
     rows = [
-        [("*" if r.name in path else " ") + " " + r.name, str(r.tier), _secs(r.starting_at),
-         _secs(r.ready_at), _secs(r.ready_seconds), r.outcome]
+        [
+            ("*" if r.name in path else " ") + " " + r.name,
+            str(r.tier),
+            _secs(r.starting_at),
+            _secs(r.ready_at),
+            _secs(r.ready_seconds),
+            r.outcome,
+        ]
         for r in runs
     ]
     lines = _table(["  service", "tier", "start", "ready", "to ready", "state"], rows)

@@ -33,7 +33,9 @@ def fixture_name(service: str) -> str:
     return "pyairtable_" + service.replace("-", "_").replace(".", "_")
 
 
-def load_for_config(settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None) -> StackSession:
+def load_for_config(
+    settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None
+) -> StackSession:
     """Load the stack named by the settings; a broken file is kept as the session's error."""
     given = settings["compose_file"]
     compose = (invocation_dir / given) if given else rootdir / "docker-compose.yml"
@@ -85,7 +87,9 @@ class _Events(Listener):
         self.lines.put(f"pyairtable: {run.name:<22} starting (tier {run.tier})")
 
     def service_ready(self, run: ServiceRun) -> None:
-        self.lines.put(f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s")
+        self.lines.put(
+            f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s"
+        )
         if self._hook() is not None and self.session.orch is not None:
             handle = self.session.orch.handle(run.name)
             self._hook().pytest_pyairtable_service_ready(service=handle, details=dict(run.details))
@@ -132,8 +136,10 @@ class StackSession:
 
     def topology(self) -> Mapping[str, list[str]]:
         if self.stack is not None:
-            return {n: [d.name for d in s.depends_on if d.name in self.stack.services]
-                    for n, s in self.stack.services.items()}
+            return {
+                n: [d.name for d in s.depends_on if d.name in self.stack.services]
+                for n, s in self.stack.services.items()
+            }
         return _raw_topology(self.compose_file) if self.error is not None else {}
 
     fixture_name = staticmethod(fixture_name)
@@ -166,13 +172,20 @@ class StackSession:
             from .signals import install_sigterm_handler
 
             self._old_sigterm = install_sigterm_handler()
-            self.orch = Orchestrator(self.stack, backend, timing=timing, listener=self.events,
-                                     probe_factory=self._probe_factory)
+            self.orch = Orchestrator(
+                self.stack,
+                backend,
+                timing=timing,
+                listener=self.events,
+                probe_factory=self._probe_factory,
+            )
         return self.orch
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
         if self.hook is not None:
-            custom: Probe | None = self.hook.pytest_pyairtable_make_probe(spec=svc.probe, service=svc, context=ctx)
+            custom: Probe | None = self.hook.pytest_pyairtable_make_probe(
+                spec=svc.probe, service=svc, context=ctx
+            )
             if custom is not None:
                 return custom
         return make_probe(svc.probe, ctx)
@@ -223,8 +236,10 @@ class StackSession:
             if failed:
                 for error in failed:
                     say(str(error))
-                raise ServiceError(failed[0].service if isinstance(failed[0], ServiceError) else "?",
-                                   "failed; the stack was stopped")
+                raise ServiceError(
+                    failed[0].service if isinstance(failed[0], ServiceError) else "?",
+                    "failed; the stack was stopped",
+                )
             say("pyairtable: stack is up. Press Ctrl-C to stop it.")
             while True:
                 time.sleep(3600)
@@ -233,7 +248,8 @@ class StackSession:
         finally:
             started = time.monotonic()
             self.stop()
-            say(f"pyairtable: stopped {len(orch.runs)} services in {time.monotonic() - started:.2f}s")
+            took = time.monotonic() - started
+            say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")
 
     # -- reporting -----------------------------------------------------------------
 
@@ -243,12 +259,17 @@ class StackSession:
 
     def header(self) -> list[str]:
         s = self.settings
-        parts = [f"{name}={_show(s[name])} ({s.sources[name]})" for name in BY_NAME
-                 if s.sources[name] != "default" or name in ("backend", "compose_file")]
+        parts = [
+            f"{name}={_show(s[name])} ({s.sources[name]})"
+            for name in BY_NAME
+            if s.sources[name] != "default" or name in ("backend", "compose_file")
+        ]
         lines = ["pyairtable: " + ", ".join(parts)]
         if self.stack is not None:
-            lines.append(f"pyairtable: {self.compose_file} ({len(self.stack.services)} services, "
-                         f"{max(graph.tiers(self.topology()).values(), default=0)} tiers)")
+            lines.append(
+                f"pyairtable: {self.compose_file} ({len(self.stack.services)} services, "
+                f"{max(graph.tiers(self.topology()).values(), default=0)} tiers)"
+            )
         elif self.error is not None:
             lines.append(f"pyairtable: stack unavailable: {str(self.error).splitlines()[0]}")
         return lines

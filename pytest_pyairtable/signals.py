@@ -3,6 +3,7 @@ by default Python dies on it without running any clean-up."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from typing import Any
 
@@ -24,7 +25,5 @@ def install_sigterm_handler() -> Any:
 def restore_sigterm_handler(previous: Any) -> None:
     if previous is None or signal.getsignal(signal.SIGTERM) is not _sigterm_as_interrupt:
         return
-    try:
+    with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, previous)
-    except ValueError:
-        pass

@@ -217,7 +217,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _service(name: str, body: Mapping[str, Any], base: Path, variables: Mapping[str, str]) -> ServiceSpec:
+def _service(
+    name: str, body: Mapping[str, Any], base: Path, variables: Mapping[str, str]
+) -> ServiceSpec:
     where = f"service '{name}'"
     environment = _env_files(body.get("env_file"), base, where)
     environment.update(_environment(body.get("environment"), variables))
@@ -294,8 +296,10 @@ def _env_files(value: Any, base: Path, where: str) -> dict[str, str]:
     result: dict[str, str] = {}
     entries = [value] if isinstance(value, str | Mapping) else list(value or [])
     for entry in entries:
-        path, required = (entry, True) if isinstance(entry, str) else (
-            entry.get("path"), bool(entry.get("required", True))
+        path, required = (
+            (entry, True)
+            if isinstance(entry, str)
+            else (entry.get("path"), bool(entry.get("required", True)))
         )
         full = base / str(path)
         if not full.is_file():
@@ -317,8 +321,8 @@ def _depends_on(value: Any, where: str) -> tuple[Dependency, ...]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: depends_on must be a list or a mapping.")
     deps = []
-    for dep, opts in value.items():
-        opts = opts or {}
+    for dep, given in value.items():
+        opts = given or {}
         condition = str(opts.get("condition", "service_started"))
         if condition not in CONDITIONS:
             raise ConfigError(
@@ -384,7 +388,9 @@ def _ports(value: Sequence[Any], where: str) -> Iterable[PortMapping]:
         if len(hosts) != len(conts):
             raise ConfigError(f"{where}: port range {entry!r} has unequal sides.")
         for host, cont in zip(hosts, conts, strict=True):
-            yield PortMapping(container=cont, host=host, host_ip=(match.group("ip") or "").strip("[]"))
+            yield PortMapping(
+                container=cont, host=host, host_ip=(match.group("ip") or "").strip("[]")
+            )
 
 
 def _port_range(text: str) -> list[int]:

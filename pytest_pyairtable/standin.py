@@ -15,6 +15,7 @@ the flags, as the real services read their settings.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -86,12 +87,15 @@ class Dependencies:
 
 def make_handler(name: str, deps: Dependencies) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             if self.path.split("?")[0] in ("/health", "/healthz", "/api/health"):
                 report = deps.report()
                 healthy = all(v == "ok" for v in report.values())
-                body = {"status": "healthy" if healthy else "unhealthy", "service": name,
-                        "dependencies": report}
+                body = {
+                    "status": "healthy" if healthy else "unhealthy",
+                    "service": name,
+                    "dependencies": report,
+                }
                 self._send(200 if healthy else 503, body)
             elif self.path == "/":
                 self._send(200, {"service": name, "standin": True})
@@ -106,7 +110,7 @@ def make_handler(name: str, deps: Dependencies) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # probes poll often; their lines would drown the log
 
     return Handler
@@ -143,14 +147,16 @@ def main(argv: list[str] | None = None) -> int:
 
     checks: dict[str, Callable[[], None]] = {}
     for dsn in args.postgres:
-        checks[f"postgres {urlsplit(dsn).port}"] = lambda d=dsn: check_postgres(d)
+        checks[f"postgres {urlsplit(dsn).port}"] = functools.partial(check_postgres, dsn)
     for url in args.redis:
-        checks[f"redis {urlsplit(url).port}"] = lambda u=url: check_redis(u)
+        checks[f"redis {urlsplit(url).port}"] = functools.partial(check_redis, url)
     for url in args.upstream:
-        checks[url] = lambda u=url: check_upstream(u)
+        checks[url] = functools.partial(check_upstream, url)
 
     try:
-        server = ThreadingHTTPServer((args.host, args.port), make_handler(args.name, Dependencies(checks)))
+        server = ThreadingHTTPServer(
+            (args.host, args.port), make_handler(args.name, Dependencies(checks))
+        )
     except OSError as exc:
         print(f"{args.name}: cannot listen on {args.host}:{args.port}: {exc.strerror}", flush=True)
         return 1

@@ -26,7 +26,7 @@ FIRST_WAIT = 0.001
 MAX_WAIT = 0.05
 
 
-class Gone(Exception):  # noqa: N818 - a verdict carried out of the retry loop
+class Gone(Exception):
     """The process being probed is no longer running; waiting longer cannot help."""
 
     def __init__(self, reason: str) -> None:

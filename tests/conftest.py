@@ -6,6 +6,7 @@ our run-id marker, no run temp dir, nothing listening on the ports it was given.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -15,9 +16,16 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx  # noqa: F401
+import psycopg  # noqa: F401
 import pytest
+import redis  # noqa: F401
 
 from pytest_pyairtable.local import RUN_ID_VAR
+
+# The client libraries are imported here, before any in-process pytester run: pytester
+# drops modules first imported inside a run, and psycopg's C extension then raises
+# exception classes of the dropped module that a fresh import no longer catches.
 
 
 def marked_processes() -> dict[int, str]:
@@ -36,7 +44,7 @@ def marked_processes() -> dict[int, str]:
             continue
         for item in environ.split(b"\0"):
             if item.startswith(marker):
-                found[int(entry.name)] = item[len(marker):].decode()
+                found[int(entry.name)] = item[len(marker) :].decode()
     return found
 
 
@@ -47,7 +55,9 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def no_leaks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def no_leaks(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     before = set(marked_processes())
     # Not under pytest's own 0700 temp dir: PostgreSQL runs as another user when we are root.
     root = Path(tempfile.mkdtemp(prefix="pyairtable-test-"))
@@ -56,10 +66,8 @@ def no_leaks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     yield root
     leaked = {pid: run for pid, run in marked_processes().items() if pid not in before}
     for pid in leaked:  # clean up so one failure does not cascade into the next test
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     assert not leaked, f"processes outlived the test: {leaked}"
     run_dirs = [p.name for p in root.iterdir() if not p.name.endswith("-logs")]
     shutil.rmtree(root, ignore_errors=True)

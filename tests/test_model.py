@@ -16,8 +16,17 @@ from pytest_pyairtable.interpolate import Interpolator, parse_env_file
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10s", 10), ("1m30s", 90), ("250ms", 0.25), ("1h", 3600), ("1.5s", 1.5), ("500us", 0.0005),
-     (5, 5), ("2m", 120), ("1h1m1s", 3661)],
+    [
+        ("10s", 10),
+        ("1m30s", 90),
+        ("250ms", 0.25),
+        ("1h", 3600),
+        ("1.5s", 1.5),
+        ("500us", 0.0005),
+        (5, 5),
+        ("2m", 120),
+        ("1h1m1s", 3661),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
@@ -25,7 +34,7 @@ def test_durations(text: object, seconds: float) -> None:
 
 @pytest.mark.parametrize("bad", ["", "10", "ten", "10 s", "s10", "1x", "-5s", -1, True])
 def test_bad_durations_name_where(bad: object) -> None:
-    with pytest.raises(ConfigError, match="healthcheck.interval"):
+    with pytest.raises(ConfigError, match=r"healthcheck\.interval"):
         parse_duration(bad, where="healthcheck.interval")
 
 
@@ -61,7 +70,9 @@ def test_interpolation(text: str, expected: str) -> None:
 
 def test_missing_required_variables_are_all_listed() -> None:
     interp = Interpolator(VARS)
-    interp.walk({"a": "${ONE:?needed for a}", "b": ["${TWO?}"], "c": "${EMPTY:?empty}", "d": "${EMPTY?}"})
+    interp.walk(
+        {"a": "${ONE:?needed for a}", "b": ["${TWO?}"], "c": "${EMPTY:?empty}", "d": "${EMPTY?}"}
+    )
     with pytest.raises(InterpolationError) as info:
         interp.raise_missing()
     message = str(info.value)
@@ -73,7 +84,7 @@ def test_missing_required_variables_are_all_listed() -> None:
 
 @pytest.mark.parametrize("bad", ["${", "${SET", "${-x}", "${SET%x}"])
 def test_malformed_interpolation(bad: str) -> None:
-    with pytest.raises(InterpolationError, match="services.web.image"):
+    with pytest.raises(InterpolationError, match=r"services\.web\.image"):
         Interpolator(VARS).text(bad, "services.web.image")
 
 
@@ -89,7 +100,14 @@ def test_env_file_syntax(tmp_path: Path) -> None:
         'D="line\\nnext ${A}"\nE=${A}-${FROM_ENV}\nF=\n'
     )
     values = parse_env_file(path, {"FROM_ENV": "env"})
-    assert values == {"A": "1", "B": "two words", "C": "lit ${A}", "D": "line\nnext 1", "E": "1-env", "F": ""}
+    assert values == {
+        "A": "1",
+        "B": "two words",
+        "C": "lit ${A}",
+        "D": "line\nnext 1",
+        "E": "1-env",
+        "F": "",
+    }
 
 
 def test_env_file_bad_line_names_file_and_line(tmp_path: Path) -> None:
@@ -100,18 +118,30 @@ def test_env_file_bad_line_names_file_and_line(tmp_path: Path) -> None:
 
 
 SEED = {
-    "postgres": [], "redis": [], "airtable-gateway": ["redis"], "platform-services": ["postgres", "redis"],
-    "mcp-server": ["airtable-gateway"], "llm-orchestrator": ["mcp-server", "redis"],
+    "postgres": [],
+    "redis": [],
+    "airtable-gateway": ["redis"],
+    "platform-services": ["postgres", "redis"],
+    "mcp-server": ["airtable-gateway"],
+    "llm-orchestrator": ["mcp-server", "redis"],
     "automation-services": ["mcp-server", "platform-services", "postgres"],
     "saga-orchestrator": ["llm-orchestrator", "automation-services", "postgres", "redis"],
-    "api-gateway": ["saga-orchestrator", "airtable-gateway"], "frontend": ["api-gateway"],
+    "api-gateway": ["saga-orchestrator", "airtable-gateway"],
+    "frontend": ["api-gateway"],
 }
 
 
 def test_tiers_match_the_seed() -> None:
     assert graph.tiers(SEED) == {
-        "postgres": 1, "redis": 1, "airtable-gateway": 2, "platform-services": 2, "mcp-server": 3,
-        "llm-orchestrator": 4, "automation-services": 4, "saga-orchestrator": 5, "api-gateway": 6,
+        "postgres": 1,
+        "redis": 1,
+        "airtable-gateway": 2,
+        "platform-services": 2,
+        "mcp-server": 3,
+        "llm-orchestrator": 4,
+        "automation-services": 4,
+        "saga-orchestrator": 5,
+        "api-gateway": 6,
         "frontend": 7,
     }
 

@@ -44,7 +44,9 @@ def chain_compose(ports: list[int]) -> str:
     """
 
 
-def test_dependency_chain_is_up_and_handles_are_complete(project: Project, free_ports: Ports) -> None:
+def test_dependency_chain_is_up_and_handles_are_complete(
+    project: Project, free_ports: Ports
+) -> None:
     ports = free_ports(4)
     project.compose(chain_compose(ports))
     project.env("DB_PASSWORD=db-secret-1\nREDIS_PASSWORD=redis-secret-2\n")
@@ -63,7 +65,9 @@ def test_dependency_chain_is_up_and_handles_are_complete(project: Project, free_
     """)
     result = project.run("-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*started 3 of 4 services*", "*postgres*1*ready*", "*api*2*ready*"])
+    result.stdout.fnmatch_lines(
+        ["*started 3 of 4 services*", "*postgres*1*ready*", "*api*2*ready*"]
+    )
     assert "db-secret-1" not in result.stdout.str() and "redis-secret-2" not in result.stdout.str()
 
 
@@ -153,13 +157,15 @@ def test_never_healthy_service_errors_once_in_full(project: Project, free_ports:
     result.assert_outcomes(passed=2, errors=3)
     out = result.stdout.str()
     assert out.count("last probe error") == 1, out
-    result.stdout.fnmatch_lines([
-        "*service 'bad' did not become ready within 0.3s*",
-        "*probe: http http://127.0.0.1:*/health*",
-        "*last probe error: ConnectError*",
-        "*cannot reach upstream, token=****",
-        "*service 'bad' did not become ready within 0.3s (reported in full at test_project.py::test_one)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*service 'bad' did not become ready within 0.3s*",
+            "*probe: http http://127.0.0.1:*/health*",
+            "*last probe error: ConnectError*",
+            "*cannot reach upstream, token=****",
+            "*service 'bad' did not become ready within 0.3s (reported in full at test_project.py::test_one)*",
+        ]
+    )
     assert "tok-secret-77" not in out
     assert "Traceback" not in out
     # The dependent was never launched: it has no log, and its error points at the cause.
@@ -181,11 +187,18 @@ def test_crash_during_start_fails_fast_with_log_tail(project: Project, free_port
     result = project.run()
     result.assert_outcomes(errors=1)
     # Exited, not timed out: with 600 retries of 1s a timeout would take ten minutes.
-    result.stdout.fnmatch_lines(["*service 'crashy' exited with code 3 while starting*",
-                                 "*| boot*", "*| fatal: config missing*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*service 'crashy' exited with code 3 while starting*",
+            "*| boot*",
+            "*| fatal: config missing*",
+        ]
+    )
 
 
-def test_service_completed_successfully_orders_an_init_job(project: Project, free_ports: Ports) -> None:
+def test_service_completed_successfully_orders_an_init_job(
+    project: Project, free_ports: Ports
+) -> None:
     project.compose("""
         services:
           migrate:
@@ -244,7 +257,9 @@ def test_config_errors_reach_only_tests_that_need_the_stack(project: Project) ->
 
 
 def test_up_with_a_broken_file_is_a_usage_error(project: Project) -> None:
-    project.compose("services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n")
+    project.compose(
+        "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n"
+    )
     result = project.run("--pyairtable-up")
     assert result.ret == 4  # pytest's usage error
     result.stderr.fnmatch_lines(["*depends_on forms a cycle: a -> b -> a*"])
@@ -273,10 +288,12 @@ def test_header_shows_settings_and_their_sources(project: Project, monkeypatch: 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     monkeypatch.setenv("HEALTH_CHECK_TIMEOUT", "45")
     result = project.run("--pyairtable-backend", "local")
-    result.stdout.fnmatch_lines([
-        "*backend=local (--pyairtable-backend)*health_check_timeout=45.0 (env HEALTH_CHECK_TIMEOUT)*",
-        "*docker-compose.yml (1 services, 1 tiers)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*backend=local (--pyairtable-backend)*health_check_timeout=45.0 (env HEALTH_CHECK_TIMEOUT)*",
+            "*docker-compose.yml (1 services, 1 tiers)*",
+        ]
+    )
 
 
 def test_debug_shows_every_probe_attempt(project: Project, free_ports: Ports) -> None:

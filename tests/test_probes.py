@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import textwrap
@@ -30,7 +31,8 @@ def _port() -> int:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Handle]]:
     """A real PostgreSQL and Redis, started by our own local backend."""
     path = tmp_path_factory.mktemp("servers") / "docker-compose.yml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         services:
           db:
             image: postgres:16
@@ -40,7 +42,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hand
             image: redis:7
             command: redis-server --requirepass pw-redis
             ports: ["{_port()}:6379"]
-    """))
+    """)
+    )
     orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id="probe-tests"))
     try:
         orch.start()
@@ -67,9 +70,9 @@ def test_postgres_probe_checks_tables_and_migrations(servers: dict[str, Handle])
         conn.execute("CREATE TABLE orders (id int)")
         conn.execute("CREATE TABLE schema_migrations (version text)")
         conn.execute("INSERT INTO schema_migrations VALUES ('001'), ('002')")
-    assert check("postgres", dsn, tables=("users", "orders"), migrations_table="schema_migrations") == {
-        "migrations": 2
-    }
+    assert check(
+        "postgres", dsn, tables=("users", "orders"), migrations_table="schema_migrations"
+    ) == {"migrations": 2}
 
 
 def test_postgres_probe_wrong_password(servers: dict[str, Handle]) -> None:
@@ -86,10 +89,12 @@ def test_redis_probe_round_trip_and_auth(servers: dict[str, Handle]) -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        status, body = {"/health": (200, {"ok": True}), "/teapot": (418, {}), "/nojson": (200, None)}.get(
-            self.path, (404, {})
-        )
+    def do_GET(self) -> None:
+        status, body = {
+            "/health": (200, {"ok": True}),
+            "/teapot": (418, {}),
+            "/nojson": (200, None),
+        }.get(self.path, (404, {}))
         data = b"plain" if body is None else json.dumps(body).encode()
         self.send_response(status)
         self.end_headers()
@@ -158,7 +163,7 @@ def test_first_attempt_is_immediate_then_backoff_doubles_up_to_the_cap() -> None
     outcome = wait_ready(FlakyProbe(12), budget=60, cap=0.05, sleep=sleeps.append)
     assert outcome.details == {"calls": 13} and outcome.attempts == 13
     assert sleeps[0] == pytest.approx(FIRST_WAIT)
-    assert all(b >= a for a, b in zip(sleeps, sleeps[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(sleeps))
     assert max(sleeps) == pytest.approx(0.05)
     assert sleeps[:4] == pytest.approx([0.001, 0.002, 0.004, 0.008])
 

@@ -19,14 +19,18 @@ from pytest_pyairtable.spec import Dependency, StackSpec, load_stack
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load(tmp_path: Path, text: str, env: dict[str, str] | None = None, **kwargs: object) -> StackSpec:
+def load(
+    tmp_path: Path, text: str, env: dict[str, str] | None = None, **kwargs: object
+) -> StackSpec:
     path = tmp_path / "docker-compose.yml"
     path.write_text(textwrap.dedent(text))
     return load_stack(path, environ=env or {}, **kwargs)  # type: ignore[arg-type]
 
 
 def test_depends_on_list_and_map_forms(tmp_path: Path) -> None:
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         services:
           db: {image: postgres:16}
           cache: {image: redis:7}
@@ -38,7 +42,8 @@ def test_depends_on_list_and_map_forms(tmp_path: Path) -> None:
               init: {condition: service_completed_successfully}
               missing: {condition: service_started, required: false}
           web: {image: web, depends_on: [app, cache]}
-    """)
+    """,
+    )
     assert stack.services["app"].depends_on == (
         Dependency("db", "service_healthy"),
         Dependency("init", "service_completed_successfully"),
@@ -48,17 +53,26 @@ def test_depends_on_list_and_map_forms(tmp_path: Path) -> None:
 
 
 def test_healthcheck_forms(tmp_path: Path) -> None:
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         services:
           a: {image: x, healthcheck: {test: ["CMD", "true"], interval: 1m30s, timeout: 250ms, retries: 2, start_period: 5s, start_interval: 100ms}}
           b: {image: x, healthcheck: {test: ["CMD-SHELL", "exit 0"]}}
           c: {image: x, healthcheck: {test: "exit 0"}}
           d: {image: x, healthcheck: {test: ["NONE"]}}
           e: {image: x, healthcheck: {test: ["CMD", "true"], disable: true}}
-    """)
+    """,
+    )
     a = stack.services["a"].healthcheck
     assert a is not None and a.test == ("true",)
-    assert (a.interval, a.timeout, a.retries, a.start_period, a.start_interval) == (90, 0.25, 2, 5, 0.1)
+    assert (a.interval, a.timeout, a.retries, a.start_period, a.start_interval) == (
+        90,
+        0.25,
+        2,
+        5,
+        0.1,
+    )
     assert stack.services["b"].healthcheck.test == ("/bin/sh", "-c", "exit 0")  # type: ignore[union-attr]
     assert stack.services["c"].healthcheck.test == ("/bin/sh", "-c", "exit 0")  # type: ignore[union-attr]
     assert stack.services["d"].healthcheck is None
@@ -68,7 +82,9 @@ def test_healthcheck_forms(tmp_path: Path) -> None:
 
 
 def test_ports_short_and_long(tmp_path: Path) -> None:
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         services:
           a:
             image: x
@@ -78,10 +94,16 @@ def test_ports_short_and_long(tmp_path: Path) -> None:
               - "7000-7001:8000-8001"
               - 6000
               - {target: 80, published: "8080", host_ip: 127.0.0.1}
-    """)
+    """,
+    )
     svc = stack.services["a"]
     assert [(p.container, p.host) for p in svc.ports] == [
-        (8000, None), (9000, 9001), (8000, 7000), (8001, 7001), (6000, None), (80, 8080)
+        (8000, None),
+        (9000, 9001),
+        (8000, 7000),
+        (8001, 7001),
+        (6000, None),
+        (80, 8080),
     ]
     assert svc.host_port(9000) == 9001
     assert svc.host_port(6000) == 6000
@@ -90,7 +112,9 @@ def test_ports_short_and_long(tmp_path: Path) -> None:
 def test_environment_map_list_env_file_and_precedence(tmp_path: Path) -> None:
     (tmp_path / "svc.env").write_text("FROM_FILE=file\nOVERRIDDEN=file\n")
     (tmp_path / ".env").write_text("TAG=from-dotenv\nSHELL_WINS=dotenv\n")
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         services:
           a:
             image: app:${TAG}
@@ -102,15 +126,22 @@ def test_environment_map_list_env_file_and_precedence(tmp_path: Path) -> None:
           b:
             image: app
             environment: {FLAG: true, COUNT: 3, EMPTY: null}
-    """, env={"PASSTHROUGH": "shell", "SHELL_WINS": "shell"})
+    """,
+        env={"PASSTHROUGH": "shell", "SHELL_WINS": "shell"},
+    )
     a = stack.services["a"]
     assert a.image == "app:from-dotenv"
-    assert dict(a.environment) == {"FROM_FILE": "file", "OVERRIDDEN": "env", "PASSTHROUGH": "shell", "WHO": "shell"}
+    assert dict(a.environment) == {
+        "FROM_FILE": "file",
+        "OVERRIDDEN": "env",
+        "PASSTHROUGH": "shell",
+        "WHO": "shell",
+    }
     assert dict(stack.services["b"].environment) == {"FLAG": "true", "COUNT": "3"}
 
 
 def test_required_env_file_missing_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="service 'a': env_file .*nope.env does not exist"):
+    with pytest.raises(ConfigError, match=r"service 'a': env_file .*nope\.env does not exist"):
         load(tmp_path, "services: {a: {image: x, env_file: nope.env}}")
 
 
@@ -127,12 +158,14 @@ def test_profiles(tmp_path: Path) -> None:
 
 
 def test_dependency_on_inactive_profile_says_how_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'b'.*profile is not active.*--pyairtable-profile"):
+    with pytest.raises(ConfigError, match=r"'b'.*profile is not active.*--pyairtable-profile"):
         load(tmp_path, "services: {a: {image: x, depends_on: [b]}, b: {image: x, profiles: [p]}}")
 
 
 def test_anchors_merge_keys_and_x_keys(tmp_path: Path) -> None:
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         x-common: &common
           image: shared:${TAG:-1}
           healthcheck: &hc {test: ["CMD", "true"], interval: 2s}
@@ -142,7 +175,8 @@ def test_anchors_merge_keys_and_x_keys(tmp_path: Path) -> None:
           b:
             <<: *common
             healthcheck: {<<: *hc, retries: 9}
-    """)
+    """,
+    )
     assert stack.services["a"].image == "shared:1"
     assert stack.services["b"].healthcheck.retries == 9  # type: ignore[union-attr]
     assert stack.services["b"].healthcheck.interval == 2  # type: ignore[union-attr]
@@ -167,27 +201,39 @@ def test_unknown_dependency(tmp_path: Path) -> None:
 
 def test_all_missing_variables_at_once(tmp_path: Path) -> None:
     with pytest.raises(InterpolationError) as info:
-        load(tmp_path, """
+        load(
+            tmp_path,
+            """
             services:
               a: {image: "x:${A:?set A}", environment: {P: "${B:?}"}}
-        """)
+        """,
+        )
     assert "A (set A)" in str(info.value) and "B (is empty or unset)" in str(info.value)
 
 
 def test_bad_duration_names_service_and_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="service 'a': healthcheck.interval: '5 sec'"):
-        load(tmp_path, "services: {a: {image: x, healthcheck: {test: [CMD, 'true'], interval: 5 sec}}}")
+    with pytest.raises(ConfigError, match=r"service 'a': healthcheck\.interval: '5 sec'"):
+        load(
+            tmp_path,
+            "services: {a: {image: x, healthcheck: {test: [CMD, 'true'], interval: 5 sec}}}",
+        )
 
 
 def test_unknown_condition(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown condition 'service_ready'"):
-        load(tmp_path, "services: {a: {image: x, depends_on: {b: {condition: service_ready}}}, b: {image: x}}")
+        load(
+            tmp_path,
+            "services: {a: {image: x, depends_on: {b: {condition: service_ready}}}, b: {image: x}}",
+        )
 
 
 @pytest.mark.parametrize(
     ("block", "match"),
     [
-        ("{x-pyairtable: {lokal: {}}}", r"x-pyairtable: unknown key\(s\) lokal. Valid keys: local, probe"),
+        (
+            "{x-pyairtable: {lokal: {}}}",
+            r"x-pyairtable: unknown key\(s\) lokal. Valid keys: local, probe",
+        ),
         ("{x-pyairtable: {local: {cmd: x}}}", r"x-pyairtable.local: unknown key\(s\) cmd"),
         ("{x-pyairtable: {probe: {htp: x}}}", r"probe: unknown key\(s\) htp"),
         ("{x-pyairtable: {probe: {http: x, tcp: y}}}", "exactly one of"),
@@ -199,7 +245,9 @@ def test_unknown_x_pyairtable_keys(tmp_path: Path, block: str, match: str) -> No
 
 
 def test_probe_derivation(tmp_path: Path) -> None:
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         services:
           db:
             image: docker.io/library/postgres:16-alpine
@@ -221,7 +269,8 @@ def test_probe_derivation(tmp_path: Path) -> None:
           custom:
             image: x
             x-pyairtable: {probe: {http: "http://127.0.0.1:1/ok", status: 204, json: {ok: true}}}
-    """)
+    """,
+    )
     s = stack.services
     assert s["db"].probe.target == "postgresql://u:p%40ss@127.0.0.1:15432/d"
     assert s["cache"].probe.target == "redis://:s3cret@127.0.0.1:16379/0"
@@ -232,17 +281,31 @@ def test_probe_derivation(tmp_path: Path) -> None:
 
 
 def test_secret_values_are_collected(tmp_path: Path) -> None:
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         services:
           a: {image: x, environment: {DB_PASSWORD: hunter22, API_KEY: k-123, PLAIN: visible}}
-    """, env={"JWT_SECRET": "jwt-xyz"})
+    """,
+        env={"JWT_SECRET": "jwt-xyz"},
+    )
     assert set(stack.secret_values()) >= {"hunter22", "k-123", "jwt-xyz"}
     assert "visible" not in stack.secret_values()
 
 
 def test_the_dev_stack_file_loads_with_the_seed_tiers() -> None:
-    env = {k: "x" for k in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "AIRTABLE_TOKEN", "GEMINI_API_KEY",
-                           "API_KEY", "JWT_SECRET", "NEXTAUTH_SECRET")}
+    env = {
+        k: "x"
+        for k in (
+            "POSTGRES_PASSWORD",
+            "REDIS_PASSWORD",
+            "AIRTABLE_TOKEN",
+            "GEMINI_API_KEY",
+            "API_KEY",
+            "JWT_SECRET",
+            "NEXTAUTH_SECRET",
+        )
+    }
     stack = load_stack(ROOT / "docker-compose.yml", environ=env, env_file=ROOT / ".env.example")
     from pytest_pyairtable.graph import tiers
 

@@ -1,0 +1,141 @@
+"""The main job: ``pytest --pyairtable-up`` on the repo's own docker-compose.yml.
+
+Runs the real dev stack file (ten services, seven tiers) on free ports, waits for the
+URL table, presses Ctrl-C, and checks the reverse-order shutdown left nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT_VARS = (
+    "POSTGRES_PORT",
+    "REDIS_PORT",
+    "AIRTABLE_GATEWAY_PORT",
+    "PLATFORM_SERVICES_PORT",
+    "MCP_SERVER_PORT",
+    "LLM_ORCHESTRATOR_PORT",
+    "AUTOMATION_SERVICES_PORT",
+    "SAGA_ORCHESTRATOR_PORT",
+    "API_GATEWAY_PORT",
+    "FRONTEND_PORT",
+)
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-Secret-1",
+    "REDIS_PASSWORD": "redis-Secret-2",
+    "AIRTABLE_TOKEN": "at-Secret-3",
+    "GEMINI_API_KEY": "gem-Secret-4",
+    "API_KEY": "api-Secret-5",
+    "JWT_SECRET": "jwt-Secret-6",
+    "NEXTAUTH_SECRET": "na-Secret-7",
+}
+
+
+def dev_env(ports: list[int]) -> dict[str, str]:
+    env = {**os.environ, **SECRETS, **dict(zip(PORT_VARS, map(str, ports), strict=True))}
+    env.update(STANDIN_DELAY="0.1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
+    free_ports: Callable[[int], list[int]], tmp_path: Path
+) -> None:
+    ports = free_ports(len(PORT_VARS))
+    out_path = tmp_path / "out.txt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyairtable-up",
+        "-p",
+        "no:cacheprovider",
+        "--pyairtable-env-file",
+        os.devnull,
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+    ]
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=dev_env(ports), stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "Press Ctrl-C" not in out_path.read_text():
+                assert proc.poll() is None, out_path.read_text()
+                assert time.monotonic() < deadline, out_path.read_text()
+                time.sleep(0.05)
+            import httpx
+
+            health = httpx.get(f"http://127.0.0.1:{ports[-1]}/api/health").json()
+            assert health["status"] == "healthy"
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = out_path.read_text()
+    for name in (
+        "postgres",
+        "redis",
+        "airtable-gateway",
+        "platform-services",
+        "mcp-server",
+        "llm-orchestrator",
+        "automation-services",
+        "saga-orchestrator",
+        "api-gateway",
+        "frontend",
+    ):
+        assert f"{name} " in text
+    lines = text.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("service ")) :]
+    assert any(
+        line.startswith("frontend ") and f"127.0.0.1:{ports[-1]}" in line and " 7 " in line
+        for line in table
+    )
+    assert any(line.startswith("postgres ") and "postgresql://admin:***@" in line for line in table)
+    assert "stopped 10 services" in text
+    for secret in SECRETS.values():
+        assert secret not in text
+
+
+def test_pyairtable_graph_prints_the_seed_tiers() -> None:
+    env = {**os.environ, **SECRETS}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_pyairtable.cli", "graph"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("tier 1  postgres")
+    assert lines[-1].startswith("tier 7  frontend") and "needs: api-gateway" in lines[-1]
+    assert len(lines) == 10
+
+
+@pytest.mark.parametrize("missing", ["POSTGRES_PASSWORD", "JWT_SECRET"])
+def test_cli_lists_missing_variables(missing: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in {**os.environ, **SECRETS}.items() if k != missing}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_pyairtable.cli", "--env-file", os.devnull, "graph"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert missing in done.stderr and "required variable(s) missing" in done.stderr

@@ -1,0 +1,129 @@
+"""The scheduler's correctness, read from its recorded timeline: real processes, no mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_pyairtable.errors import ServiceTimeoutError, UnknownServiceError
+from pytest_pyairtable.local import LocalBackend
+from pytest_pyairtable.orchestrator import Listener, Orchestrator, ServiceRun, State, Timing
+from pytest_pyairtable.spec import load_stack
+
+Ports = Callable[[int], list[int]]
+
+
+def standin(name: str, port: int, delay: float = 0.3, deps: str = "") -> str:
+    healthy = ", ".join(
+        f"{d.strip()}: {{condition: service_healthy}}" for d in deps.split(",") if d
+    )
+    depends = f"\n    depends_on: {{{healthy}}}" if deps else ""
+    return f"""
+  {name}:
+    image: x{depends}
+    x-pyairtable:
+      local: {{command: python -m pytest_pyairtable.standin --name {name} --port {port} --startup-delay {delay}}}
+      probe: {{http: "http://127.0.0.1:{port}/health"}}"""
+
+
+class Recorder(Listener):
+    def __init__(self) -> None:
+        self.before_stop_calls: list[str] = []
+
+    def before_stop(self, run: ServiceRun) -> None:
+        self.before_stop_calls.append(run.name)
+
+
+@pytest.fixture
+def make(tmp_path: Path, free_ports: Ports) -> Iterator[Callable[..., Orchestrator]]:
+    made: list[Orchestrator] = []
+
+    def build(services: str, **timing: float) -> Orchestrator:
+        path = tmp_path / "docker-compose.yml"
+        path.write_text("services:" + services)
+        orch = Orchestrator(
+            load_stack(path, environ={}),
+            LocalBackend(run_id="orch-test"),
+            timing=Timing(**timing),
+            listener=Recorder(),
+        )
+        made.append(orch)
+        return orch
+
+    yield build  # stops before free_ports checks its ports, which it depends on
+    for orch in made:
+        orch.stop()
+
+
+def test_dag_start_order_overlap_and_reverse_parallel_stop(
+    make: Callable[..., Orchestrator], free_ports: Ports
+) -> None:
+    a, b, c, d = free_ports(4)
+    # a and b are independent roots; c needs both; d needs c.
+    orch = make(
+        standin("a", a) + standin("b", b) + standin("c", c, deps="a, b") + standin("d", d, deps="c")
+    )
+    orch.start()
+    handle = orch.wait("d")
+    assert handle.tier == 3
+    runs = orch.runs
+    for name, deps in {"c": ["a", "b"], "d": ["c"]}.items():
+        for dep in deps:  # a service starts only after its dependencies are ready
+            assert runs[name].starting_at >= runs[dep].ready_at  # type: ignore[operator]
+    # independent services run their start-up at the same time
+    assert runs["a"].starting_at < runs["b"].ready_at and runs["b"].starting_at < runs["a"].ready_at  # type: ignore[operator]
+    orch.stop()
+    for name, deps in {"c": ["a", "b"], "d": ["c"]}.items():
+        for dep in deps:  # reverse order along edges
+            assert runs[name].stopped_at <= runs[dep].stop_began  # type: ignore[operator]
+    # ... and in parallel where there is no edge: a and b stop together
+    assert (
+        runs["a"].stop_began < runs["b"].stopped_at and runs["b"].stop_began < runs["a"].stopped_at
+    )  # type: ignore[operator]
+    assert all(r.state is State.STOPPED for r in runs.values())
+    assert sorted(orch.listener.before_stop_calls) == ["a", "b", "c", "d"]  # type: ignore[attr-defined]
+
+
+def test_starts_only_the_closure(make: Callable[..., Orchestrator], free_ports: Ports) -> None:
+    a, b, c = free_ports(3)
+    orch = make(standin("a", a, 0) + standin("b", b, 0, deps="a") + standin("c", c, 0))
+    assert orch.start(["b"]) == ["a", "b"]
+    orch.wait("b")
+    assert set(orch.runs) == {"a", "b"}
+    with pytest.raises(
+        UnknownServiceError, match=r"unknown service\(s\) nope.*active services are: a, b, c"
+    ):
+        orch.start(["nope"])
+
+
+def test_tier_wait_time_is_honoured_when_set(
+    make: Callable[..., Orchestrator], free_ports: Ports
+) -> None:
+    a, b = free_ports(2)
+    orch = make(standin("a", a, 0) + standin("b", b, 0, deps="a"), tier_wait_time=0.5)
+    orch.start()
+    orch.wait("b")
+    assert orch.runs["b"].starting_at >= 0.5  # type: ignore[operator]
+
+
+def test_max_startup_time_bounds_every_wait(
+    make: Callable[..., Orchestrator], free_ports: Ports
+) -> None:
+    (a,) = free_ports(1)
+    orch = make(standin("a", a, delay=30), max_startup_time=0.3)
+    orch.start()
+    with pytest.raises(ServiceTimeoutError, match=r"MAX_STARTUP_TIME \(0.3s\) ran out"):
+        orch.wait("a")
+
+
+def test_stop_while_starting_cancels_the_rest(
+    make: Callable[..., Orchestrator], free_ports: Ports
+) -> None:
+    a, b = free_ports(2)
+    orch = make(standin("a", a, delay=30) + standin("b", b, 0, deps="a"))
+    orch.start()
+    orch.stop()
+    assert orch.runs["b"].state is State.CANCELLED and orch.runs["b"].running is None
+    assert orch.runs["a"].running is not None and orch.runs["a"].running.poll() is not None
