@@ -162,14 +162,28 @@ def pytest_runtest_makereport(
     error = call.excinfo.value if call.excinfo else None
     if report.when == "setup" and isinstance(error, PyAirtableError):
         first = item.config.stash[STASH].first_report(error, item.nodeid)
-        if first == item.nodeid:
-            report.longrepr = f"[pyairtable] {error}"
-        else:
-            head = (
-                error.headline() if isinstance(error, ServiceError) else str(error).splitlines()[0]
-            )
-            report.longrepr = f"[pyairtable] {head} (reported in full at {first})"
+        text = str(error)
+        head = error.headline() if isinstance(error, ServiceError) else text.splitlines()[0]
+        if first != item.nodeid:
+            text = head = f"{head} (reported in full at {first})"
+        report.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")
     return report
+
+
+class FailureRepr:
+    """A failure's full text for its section, and only its headline for the short test
+    summary (which pytest prints whole under CI: the text would appear twice)."""
+
+    def __init__(self, text: str, headline: str) -> None:
+        self.text = text
+        self.reprcrash = types.SimpleNamespace(message=headline)
+
+    def toterminal(self, out: Any) -> None:
+        for line in self.text.splitlines():
+            out.line(line)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
