@@ -166,7 +166,8 @@ def pytest_runtest_makereport(
         head = error.headline() if isinstance(error, ServiceError) else text.splitlines()[0]
         if first != item.nodeid:
             text = head = f"{head} (reported in full at {first})"
-        report.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")
+        # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
+        report.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
     return report
 
 
