@@ -10,6 +10,7 @@ front ends print it as it is, without a traceback.
     │   ├── DependencyCycleError    depends_on forms a cycle (prints it)
     │   └── UnknownServiceError     a name that is not an active service
     ├── PrerequisiteError           a server binary or tool is missing, a port is taken
+    ├── RemoteError                 an error raised in the xdist controller, as text
     └── ServiceError                a service did not come up, carrying its log tail
         ├── ServiceExitedError      its process ended while we waited for it
         ├── ServiceTimeoutError     it never passed its probe in time
@@ -23,6 +24,12 @@ from collections.abc import Sequence
 
 class PyAirtableError(Exception):
     """Base of every error this package raises on purpose."""
+
+    first_nodeid: str | None = None  # set when another process already reported it in full
+
+    def headline(self) -> str:
+        """One line that identifies the error, for repeated references to it."""
+        return str(self).splitlines()[0] if str(self) else type(self).__name__
 
 
 class ConfigError(PyAirtableError):
@@ -52,6 +59,18 @@ class UnknownServiceError(ConfigError):
 
 class PrerequisiteError(PyAirtableError):
     pass
+
+
+class RemoteError(PyAirtableError):
+    """An error that happened in the process owning the stack, carried over as text."""
+
+    def __init__(self, text: str, headline: str, first_nodeid: str | None = None) -> None:
+        super().__init__(text)
+        self._headline = headline
+        self.first_nodeid = first_nodeid
+
+    def headline(self) -> str:
+        return self._headline
 
 
 class ServiceError(PyAirtableError):

@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import stat
+import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .errors import ConfigError
-from .process import LocalProcess, parse_signal
+from .errors import ConfigError, PrerequisiteError
+from .process import LocalProcess, parse_signal, proc_start_time
 from .recipes import RECIPES, LaunchPlan
 from .spec import ServiceSpec
 
@@ -35,6 +39,45 @@ def _reachable_base(base: str) -> str:
     if all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents)):
         return base
     return "/tmp" if os.path.isdir("/tmp") else base
+
+
+def service_ports(svc: ServiceSpec) -> set[int]:
+    """Host ports a service will listen on: published ports and its probe's port."""
+    ports = {m.host or m.container for m in svc.ports}
+    target = urlsplit(svc.probe.target) if "://" in svc.probe.target else None
+    if target is not None and target.hostname in ("127.0.0.1", "localhost") and target.port:
+        ports.add(target.port)
+    if svc.probe.kind == "tcp":
+        ports.add(int(svc.probe.target.rpartition(":")[2]))
+    return ports
+
+
+def check_ports_free(svc: ServiceSpec) -> None:
+    taken = []
+    for port in sorted(service_ports(svc)):
+        with socket.socket() as probe:
+            # SO_REUSEADDR: a port in TIME_WAIT from our own last stop is free to use.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(port)
+    if taken:
+        ports = ", ".join(map(str, taken))
+        raise PrerequisiteError(
+            f"port {ports} is already in use by another process. Fix: stop that process "
+            "(a kept stack: pyairtable down), or publish the service on another port."
+        )
+
+
+def remove_stale_runs(base: Path) -> None:
+    """Remove run dirs of runs whose process is gone (pytest and its reaper both killed)."""
+    for path in base.glob("pyairtable-*-*"):
+        pid = path.name.split("-")[1]
+        if path.name.endswith("-logs") or not pid.isdigit() or not path.is_dir():
+            continue
+        if proc_start_time(int(pid)) is None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class LocalService:
@@ -72,9 +115,29 @@ class LocalBackend:
         self.run_dir.chmod(0o755)  # servers run as an unprivileged user must reach their dirs
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         self._own_logs = logs_dir is None
+        self._reaper_lock = threading.Lock()
         self.logs_dir = logs_dir or Path(base) / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_runs(Path(base))
         self.environ = dict(os.environ if environ is None else environ)
+        self._reaper = self._start_reaper()
+        self._tell(f"dir {self.run_dir}")
+
+    def _start_reaper(self) -> subprocess.Popen[bytes]:
+        env = {**self.environ, RUN_ID_VAR: self.run_id}
+        return subprocess.Popen(
+            [sys.executable, "-m", "pytest_pyairtable.reaper"],
+            stdin=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # survives pytest's death
+        )
+
+    def _tell(self, line: str) -> None:
+        with self._reaper_lock:
+            stdin = self._reaper.stdin
+            if stdin is not None and not stdin.closed:
+                stdin.write(line.encode() + b"\n")
+                stdin.flush()
 
     def plan(self, svc: ServiceSpec) -> LaunchPlan:
         log_path = self.log_path(svc.name)
@@ -94,6 +157,7 @@ class LocalBackend:
         return self.logs_dir / f"{name}.log"
 
     def launch(self, svc: ServiceSpec) -> LocalService:
+        check_ports_free(svc)
         plan = self.plan(svc)
         plan.prepare()
         env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
@@ -113,10 +177,16 @@ class LocalBackend:
             log_path=self.log_path(svc.name),
             user=plan.user,
         )
+        if process.start_ticks is not None:
+            self._tell(f"pg {process.pid} {process.start_ticks}")
         return LocalService(process, stop_signal)
 
     def close(self, *, failed: bool = False) -> None:
         """Remove the run's temp dir, and its logs unless the run failed or they were asked for."""
+        self._tell("done")
+        if self._reaper.stdin is not None:
+            self._reaper.stdin.close()
+        self._reaper.wait(5)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._own_logs and not failed:
             shutil.rmtree(self.logs_dir, ignore_errors=True)

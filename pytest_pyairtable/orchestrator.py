@@ -219,6 +219,25 @@ class Orchestrator:
         with self._cv:
             return self._cv.wait_for(lambda: run.state in _SETTLED, timeout=timeout)
 
+    def check_alive(self, name: str) -> None:
+        """Raise (once recorded, the same error each time) if a ready service has exited."""
+        run = self.runs[name]
+        if run.state is State.READY and run.running is not None:
+            code = run.running.poll()
+            if code is not None:
+                self._fail(
+                    run,
+                    self._error(
+                        ServiceExitedError,
+                        run,
+                        f"exited with code {code} during the test session",
+                        fix="its log below says why; the tests "
+                        "that need it from now on error, the others run on",
+                    ),
+                )
+        if run.state is State.FAILED and run.error is not None:
+            raise run.error
+
     def handle(self, name: str) -> Handle:
         run = self.runs[name]
         host, port, url = endpoint(run.spec)
@@ -260,7 +279,8 @@ class Orchestrator:
         except ServiceError as exc:
             self._fail(run, exc)
         except PyAirtableError as exc:
-            self._fail(run, ServiceError(run.name, "could not be launched", last_error=str(exc)))
+            reason = str(exc).removeprefix(f"service '{run.name}': ")
+            self._fail(run, ServiceError(run.name, f"could not be launched: {reason}"))
         except Exception as exc:  # a bug of ours: report it on the service, never hang
             self._fail(run, ServiceError(run.name, f"hit an internal error: {exc!r}"))
 
@@ -360,7 +380,10 @@ class Orchestrator:
             run.details = outcome.details
             self._await_exit(run, running)
             return
-        self._set(run, State.READY, ready_at=self.now(), details=outcome.details)
+        # The start-up's failed attempts say nothing about a later death.
+        self._set(
+            run, State.READY, ready_at=self.now(), details=outcome.details, last_probe_error=""
+        )
         self.listener.service_ready(run)
 
     def _awaited_exit(self, name: str) -> bool:

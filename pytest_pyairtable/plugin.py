@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .errors import ConfigError, PyAirtableError, ServiceError
+from .errors import ConfigError, PyAirtableError
 from .session import StackSession, load_for_config
 from .settings import SETTINGS, resolve
 
@@ -56,6 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     session = load_for_config(settings, config.rootpath, config.invocation_params.dir, config.hook)
     config.stash[STASH] = session
+    workerinput = getattr(config, "workerinput", {})
+    if "pyairtable_socket" in workerinput:
+        session.attach(workerinput["pyairtable_socket"])
     if settings["debug"] or config.get_verbosity() > 0:
         session.say = _live_writer(config)
     if settings["up"] and session.error is not None:
@@ -128,6 +131,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session.select(wanted)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config) -> None:
+    """The controller owns the stack, so it is booted once and torn down after the last
+    worker; workers reach it through a socket named in their workerinput."""
+    session = config.stash[STASH]
+    if session.stack is not None and session.server is None:
+        session.serve_workers()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    session = node.config.stash[STASH]
+    if session.server is not None:
+        node.workerinput["pyairtable_socket"] = session.server.path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    session = item.config.stash[STASH]
+    session.current_nodeid = item.nodeid
+    session.check_alive(getattr(item, "fixturenames", ()))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> bool | None:
     return True if session.config.stash[STASH].settings["up"] else None
@@ -162,8 +188,7 @@ def pytest_runtest_makereport(
     error = call.excinfo.value if call.excinfo else None
     if report.when == "setup" and isinstance(error, PyAirtableError):
         first = item.config.stash[STASH].first_report(error, item.nodeid)
-        text = str(error)
-        head = error.headline() if isinstance(error, ServiceError) else text.splitlines()[0]
+        text, head = str(error), error.headline()
         if first != item.nodeid:
             text = head = f"{head} (reported in full at {first})"
         # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message

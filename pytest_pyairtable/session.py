@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import queue
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from .probes import Probe, ProbeContext, make_probe
 from .redact import Redactor
 from .report import timeline, url_table
 from .settings import BY_NAME, Resolved
+from .share import StackClient, StackServer
 from .spec import ServiceSpec, StackSpec, load_stack
 
 Say = Callable[[str], None]
@@ -130,7 +132,11 @@ class StackSession:
         self.events = _Events(self)
         self.needed: set[str] = set()
         self.say: Say | None = None
+        self.current_nodeid = ""
+        self.client: StackClient | None = None  # an xdist worker: the controller owns the stack
+        self.server: StackServer | None = None  # the xdist controller
         self._reported: dict[int, tuple[PyAirtableError, str]] = {}
+        self._lock = threading.Lock()
 
     # -- what exists ---------------------------------------------------------------
 
@@ -157,6 +163,10 @@ class StackSession:
     def orchestrator(self) -> Orchestrator:
         if self.error is not None:
             raise self.error
+        with self._lock:  # the xdist share creates it from its threads
+            return self._orchestrator()
+
+    def _orchestrator(self) -> Orchestrator:
         if self.orch is None:
             assert self.stack is not None
             s = self.settings
@@ -190,7 +200,30 @@ class StackSession:
                 return custom
         return make_probe(svc.probe, ctx)
 
+    def serve_workers(self) -> str:
+        """Own the stack for other processes (xdist workers); return the socket path."""
+        self.server = StackServer(self.serve, self.first_report)
+        return self.server.path
+
+    def attach(self, socket_path: str) -> None:
+        self.client = StackClient(socket_path)
+
+    def serve(self, name: str, needed: list[str]) -> Handle:
+        orch = self.orchestrator()
+        orch.start(sorted({*needed, name}))
+        return orch.wait(name)
+
+    def check_alive(self, fixturenames: Iterable[str]) -> None:
+        """Before a test: a service it needs that died mid-session fails it with the cause."""
+        if self.orch is None:
+            return
+        for name in self.topology():
+            if fixture_name(name) in fixturenames and name in self.orch.runs:
+                self.orch.check_alive(name)
+
     def handle(self, name: str) -> Handle:
+        if self.client is not None:
+            return self.client.handle(name, sorted(self.needed), self.current_nodeid)
         orch = self.orchestrator()
         orch.start(sorted(self.needed | {name}))
         while not orch.settle(name, 0.1):
@@ -213,6 +246,10 @@ class StackSession:
                 self.say(line)
 
     def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.server is not None:
+            self.server.close()
         if self.orch is not None:
             self.orch.stop()
             self.flush()
@@ -255,7 +292,10 @@ class StackSession:
 
     def first_report(self, error: PyAirtableError, nodeid: str) -> str:
         """The node that reported ``error`` first (this one if it is the first)."""
-        return self._reported.setdefault(id(error), (error, nodeid))[1]
+        if error.first_nodeid:
+            return error.first_nodeid
+        with self._lock:
+            return self._reported.setdefault(id(error), (error, nodeid))[1]
 
     def header(self) -> list[str]:
         s = self.settings

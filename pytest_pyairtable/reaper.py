@@ -1,0 +1,64 @@
+"""The reaper: ends a run's services if pytest dies without stopping them (SIGKILL, OOM).
+
+Started by the local backend in its own session, it reads commands on stdin, a pipe
+from pytest. The kernel closes that pipe however pytest dies, so end-of-file without a
+``done`` first means pytest is gone: no polling, no delay. Commands:
+
+    pg <pgid> <start-ticks>    a process group to end
+    unpg <pgid>                it was stopped normally
+    dir <path>                 a temp dir to remove
+    done                       clean exit: leave everything as it is
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+
+from .process import group_alive, proc_start_time
+
+GRACE = 3.0
+
+
+def reap(groups: dict[int, int], dirs: list[str]) -> None:
+    # A group is still ours if its leader is gone (PIDs are not reused while the group
+    # exists) or is the very process we started (same start time).
+    ours = [g for g, ticks in groups.items() if proc_start_time(g) in (None, ticks)]
+    for pgid in ours:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE
+    while any(group_alive(g) for g in ours) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pgid in ours:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is pytest's to handle
+    groups: dict[int, int] = {}
+    dirs: list[str] = []
+    for line in sys.stdin:
+        command, _, rest = line.rstrip("\n").partition(" ")
+        if command == "pg":
+            pgid, ticks = rest.split()
+            groups[int(pgid)] = int(ticks)
+        elif command == "unpg":
+            groups.pop(int(rest), None)
+        elif command == "dir":
+            dirs.append(rest)
+        elif command == "done":
+            return 0
+    reap(groups, dirs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""One stack for many processes: the owner serves handles over a Unix socket.
+
+Under pytest-xdist the controller owns the stack (it outlives every worker, so it can
+tear down once, after the last); workers ask it for a service and wait for the
+answer. Requests carry the worker's collected closure, so the stack is still only
+what the tests need. Each request is one JSON line; so is each answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import PyAirtableError, RemoteError
+from .orchestrator import Handle
+
+Serve = Callable[[str, list[str]], Handle]  # (service, needed) -> handle, raising on failure
+FirstReport = Callable[[PyAirtableError, str], str]  # (error, nodeid) -> first reporter
+
+
+def handle_to_json(handle: Handle) -> dict[str, Any]:
+    data = dataclasses.asdict(handle)
+    data["log_path"] = str(handle.log_path) if handle.log_path else None
+    return data
+
+
+def handle_from_json(data: dict[str, Any]) -> Handle:
+    log_path = Path(data["log_path"]) if data.get("log_path") else None
+    return Handle(**{**data, "log_path": log_path})
+
+
+class StackServer:
+    def __init__(self, serve: Serve, first_report: FirstReport) -> None:
+        self._serve = serve
+        self._first_report = first_report
+        # A short path: Unix socket paths are limited to about 100 bytes.
+        self._dir = tempfile.mkdtemp(
+            prefix="pyairtable-sock-", dir="/tmp" if os.path.isdir("/tmp") else None
+        )
+        self.path = os.path.join(self._dir, "stack.sock")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(self.path)
+        os.chmod(self.path, 0o600)
+        self._sock.listen(64)
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, name="pyairtable-share", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
+
+    def _converse(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as stream:
+            for line in stream:
+                answer = self._answer(json.loads(line))
+                stream.write(json.dumps(answer).encode() + b"\n")
+                stream.flush()
+
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        nodeid = str(request.get("nodeid", ""))
+        try:
+            return {
+                "ok": True,
+                "handle": handle_to_json(self._serve(request["service"], request["needed"])),
+            }
+        except Exception as exc:  # every failure goes back to the worker, as text
+            if not isinstance(exc, PyAirtableError):
+                exc = PyAirtableError(f"pyairtable: internal error in the stack owner: {exc!r}")
+            with self._lock:
+                first = self._first_report(exc, nodeid)
+            return {
+                "ok": False,
+                "text": str(exc),
+                "headline": exc.headline(),
+                "first": None if first == nodeid else first,
+            }
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class StackClient:
+    """A worker's side: one connection, one request at a time (fixtures are sequential)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stream: Any = None
+        self._errors: dict[str, RemoteError] = {}
+
+    def handle(self, service: str, needed: list[str], nodeid: str) -> Handle:
+        if service in self._errors:  # the same error object, so it is reported once here too
+            raise self._errors[service]
+        if self._stream is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.path)
+            self._stream = sock.makefile("rwb")
+        request = {"service": service, "needed": needed, "nodeid": nodeid}
+        self._stream.write(json.dumps(request).encode() + b"\n")
+        self._stream.flush()
+        line = self._stream.readline()
+        if not line:
+            raise RemoteError(
+                "pyairtable: the process owning the stack went away",
+                "pyairtable: the process owning the stack went away",
+            )
+        answer = json.loads(line)
+        if answer["ok"]:
+            return handle_from_json(answer["handle"])
+        error = RemoteError(answer["text"], answer["headline"], answer["first"])
+        self._errors[service] = error
+        raise error
+
+    def close(self) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(OSError):
+                self._stream.close()

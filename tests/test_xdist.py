@@ -1,0 +1,102 @@
+"""pytest-xdist: one stack for all workers, torn down once, after the last."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+
+Ports = Callable[[int], list[int]]
+
+
+def counted_compose(project: Project, ports: list[int]) -> Path:
+    """Two services that append a line to boots.txt each time they are started."""
+    a, b = ports
+    boots = project.path / "boots.txt"
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            x-pyairtable:
+              local: {{command: ["sh", "-c", "echo a >> {boots}; exec python -m pytest_pyairtable.standin --name a --port {a}"]}}
+              probe: {{http: "http://127.0.0.1:{a}/health"}}
+          b:
+            image: x
+            depends_on: {{a: {{condition: service_healthy}}}}
+            x-pyairtable:
+              local: {{command: ["sh", "-c", "echo b >> {boots}; exec python -m pytest_pyairtable.standin --name b --port {b}"]}}
+              probe: {{http: "http://127.0.0.1:{b}/health"}}
+    """)
+    return boots
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_one_boot_one_teardown_same_ports(
+    project: Project, free_ports: Ports, workers: int
+) -> None:
+    boots = counted_compose(project, free_ports(2))
+    seen = project.path / "seen"
+    seen.mkdir()
+    project.tests(f"""
+        import os, time
+        import pytest
+
+        @pytest.mark.parametrize("i", range({workers * 3}))
+        def test_uses_stack(pyairtable_b, pyairtable_a, i):
+            (__import__("pathlib").Path({str(seen)!r}) / f"{{os.getpid()}}-{{i}}").write_text(
+                f"{{pyairtable_a.port}} {{pyairtable_b.port}} {{pyairtable_b.tier}}")
+            time.sleep(0.05)
+    """)
+    result = project.run_subprocess("-n", str(workers))
+    result.assert_outcomes(passed=workers * 3)
+    assert sorted(boots.read_text().split()) == ["a", "b"]  # booted once, not per worker
+    values = {p.read_text() for p in seen.iterdir()}
+    assert len(values) == 1 and values.pop().endswith(" 2")  # every worker saw the same handles
+    assert len({p.name.split("-")[0] for p in seen.iterdir()}) > 1  # really several workers
+    result.stdout.fnmatch_lines(["*started 2 of 2 services*"])
+
+
+def test_a_failure_is_reported_in_full_once_across_workers(
+    project: Project, free_ports: Ports
+) -> None:
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          broken:
+            image: x
+            x-pyairtable:
+              local: {{command: ["sh", "-c", "echo 'no config found'; exit 7"]}}
+              probe: {{http: "http://127.0.0.1:{port}/health"}}
+    """)
+    project.tests("""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_it(pyairtable_broken, i):
+            pass
+    """)
+    result = project.run_subprocess("-n", "2")
+    result.assert_outcomes(errors=6)
+    out = result.stdout.str()
+    assert out.count("no config found") == 1, out
+    assert out.count("reported in full at") == 5, out
+
+
+def test_workers_killed_midway_still_tear_down_once(project: Project, free_ports: Ports) -> None:
+    boots = counted_compose(project, free_ports(2))
+    project.tests("""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_crashes_a_worker(pyairtable_b, i):
+            if i == 0:
+                os._exit(3)  # the worker dies; xdist replaces it
+    """)
+    result = project.run_subprocess("-n", "2")
+    assert "worker" in result.stdout.str() and "crashed" in result.stdout.str()
+    assert sorted(boots.read_text().split()) == ["a", "b"]
+    # conftest's leak check proves the controller stopped everything after the last worker
