@@ -12,7 +12,7 @@ from .spec import ServiceSpec
 class Running(Protocol):
     """A launched service, as the orchestrator sees it."""
 
-    log_path: Path
+    log_path: Path | None
 
     def poll(self) -> int | None:
         """The exit code once it has ended, else None."""
@@ -23,6 +23,11 @@ class Running(Protocol):
         """Stop gracefully, force after ``grace`` seconds; return the exit code."""
 
     def kill(self) -> None: ...
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP, docker pause) without ending it."""
+
+    def resume(self) -> None: ...
 
 
 class Backend(Protocol):

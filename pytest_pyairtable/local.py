@@ -98,6 +98,12 @@ class LocalService:
     def kill(self) -> None:
         self.process.kill()
 
+    def pause(self) -> None:
+        self.process.signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.signal_group(signal.SIGCONT)
+
 
 class LocalBackend:
     name = "local"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import graph
+from . import graph, safety
 from .backend import Backend, Running
 from .errors import (
     DependencyFailedError,
@@ -218,6 +218,45 @@ class Orchestrator:
         run = self.runs[name]
         with self._cv:
             return self._cv.wait_for(lambda: run.state in _SETTLED, timeout=timeout)
+
+    # -- faults, for resilience tests ----------------------------------------------
+
+    def restart(self, name: str, *, kill: bool = False) -> Handle:
+        """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready."""
+        run = self.runs[name]
+        if run.running is not None and run.running.poll() is None:
+            if kill:
+                run.running.kill()
+            else:
+                run.running.stop(run.spec.stop_grace_period)
+        self._set(run, State.STARTING, starting_at=self.now(), error=None, ready_at=None)
+        try:
+            running = self.backend.launch(run.spec)
+            self._set(run, State.RUNNING, running=running, launched_at=self.now())
+            self._deadline = time.monotonic() + self.timing.max_startup_time
+            self._gate(run, running)
+        except ServiceError as exc:
+            self._fail(run, exc)
+            raise
+        return self.handle(name)
+
+    def heal(self, names: Iterable[str]) -> None:
+        """Bring ``names`` back (resume, or restart what is not running), then wait until
+        every ready service passes its probe again: dependents may have noticed."""
+        for name in names:
+            run = self.runs[name]
+            if run.running is not None:
+                run.running.resume()
+            if (
+                run.running is None
+                or run.running.poll() is not None
+                or run.state is not State.READY
+            ):
+                self.restart(name)
+        for run in self.runs.values():
+            if run.state is State.READY and run.running is not None:
+                self._deadline = time.monotonic() + self.timing.max_startup_time
+                self._gate(run, run.running)
 
     def check_alive(self, name: str) -> None:
         """Raise (once recorded, the same error each time) if a ready service has exited."""
@@ -465,6 +504,10 @@ class Orchestrator:
             if emergency:
                 run.running.kill()
             else:
+                if run.state is State.READY:
+                    outcome = safety.before_stop(run.spec)
+                    if outcome:
+                        run.details["before_stop"] = self.redact(outcome)
                 self.listener.before_stop(run)
                 run.running.stop(run.spec.stop_grace_period)
         finally:

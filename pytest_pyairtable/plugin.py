@@ -19,6 +19,7 @@ import pytest
 
 from . import hookspecs
 from .errors import ConfigError, PyAirtableError
+from .faults import Faults
 from .session import StackSession, load_for_config
 from .settings import SETTINGS, resolve
 
@@ -122,6 +123,15 @@ def _pyairtable_session(request: pytest.FixtureRequest) -> Generator[StackSessio
     session = request.config.stash[STASH]
     yield session
     session.stop()
+
+
+@pytest.fixture
+def pyairtable_faults(_pyairtable_session: StackSession) -> Generator[Faults, None, None]:
+    """Break a service during one test (stop, kill, pause, restart); after the test the
+    stack is healed and healthy again before the next test starts."""
+    faults = _pyairtable_session.faults()
+    yield faults
+    faults.heal()
 
 
 @pytest.hookimpl(trylast=True)

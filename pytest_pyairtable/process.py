@@ -89,7 +89,7 @@ class LocalProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def _signal_group(self, sig: signal.Signals) -> bool:
+    def signal_group(self, sig: signal.Signals) -> bool:
         """Signal the group; False if nothing of it is left."""
         if self.popen.returncode is None and proc_start_time(self.pid) != self.start_ticks:
             return False  # the PID now belongs to someone else
@@ -102,15 +102,16 @@ class LocalProcess:
     def stop(self, sig: signal.Signals, grace: float) -> int | None:
         """Graceful stop of the group; SIGKILL after ``grace``. Returns the exit code."""
         if self.poll() is None:
-            self._signal_group(sig)
+            self.signal_group(sig)
+            self.signal_group(signal.SIGCONT)  # a paused (SIGSTOP) service must see it too
             if self.wait(grace) is None:
-                self._signal_group(signal.SIGKILL)
+                self.signal_group(signal.SIGKILL)
                 self.wait(5)
         self._reap_group(grace)
         return self.poll()
 
     def kill(self) -> None:
-        self._signal_group(signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         self.wait(5)
         self._reap_group(0)
 

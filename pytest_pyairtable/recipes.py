@@ -9,12 +9,13 @@ PostgreSQL refuses to run as root: as root we run it as the ``postgres`` system 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import pwd
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
     data = workdir / "data"
 
     def prepare() -> None:
+        if (data / "PG_VERSION").exists():
+            return  # a restart within the run keeps its data
         workdir.mkdir(parents=True, exist_ok=True)
         pwfile = workdir / "pwfile"
         pwfile.write_text(password or "postgres")
@@ -130,25 +133,26 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
 def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     server = find_binary("redis-server", svc.name, hint="apt-get install redis-server")
     port = svc.host_port(6379) or svc.host_port() or 6379
-    argv = [
-        server,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        "--daemonize",
-        "no",
-    ]
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--dir", str(workdir), "--daemonize", "no"]
+    # Persistence as the service's own command asks for it; none by default (a test stack).
+    for flag, default in (("--save", ""), ("--appendonly", "no")):
+        argv += [flag, _option(svc.command, flag, default)]
     password = redis_password(svc)
     if password:
         argv += ["--requirepass", password]
     return LaunchPlan(argv, cwd=workdir, prepare=lambda: workdir.mkdir(parents=True, exist_ok=True))
+
+
+def _option(argv: Sequence[str], flag: str, default: str) -> str:
+    """The value of ``flag`` in a redis-server command line: every word up to the next
+    ``--`` option (``--save 3600 1`` is one setting)."""
+    if flag not in argv:
+        return default
+    words = list(
+        itertools.takewhile(lambda w: not w.startswith("--"), argv[argv.index(flag) + 1 :])
+    )
+    return " ".join(words) if words else default
 
 
 RECIPES: dict[str, Callable[[ServiceSpec, Path, Path], LaunchPlan]] = {

@@ -20,6 +20,7 @@ import yaml
 from . import graph
 from .backend import backend_class
 from .errors import ConfigError, PyAirtableError, ServiceError
+from .faults import Faults
 from .orchestrator import Handle, Listener, Orchestrator, ServiceRun, Timing
 from .probes import Probe, ProbeContext, make_probe
 from .redact import Redactor
@@ -212,6 +213,14 @@ class StackSession:
         orch = self.orchestrator()
         orch.start(sorted({*needed, name}))
         return orch.wait(name)
+
+    def faults(self) -> Faults:
+        if self.client is not None:
+            raise PyAirtableError(
+                "pyairtable_faults needs the process that owns the stack, and under xdist that "
+                "is the controller. Fix: run resilience tests without -n (or with -n 0)."
+            )
+        return Faults(self.orchestrator())
 
     def check_alive(self, fixturenames: Iterable[str]) -> None:
         """Before a test: a service it needs that died mid-session fails it with the cause."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -23,7 +24,7 @@ from .durations import parse_duration
 from .errors import ComposeFileError, ConfigError, UnknownServiceError
 from .graph import check_acyclic
 from .interpolate import Interpolator, parse_env_file
-from .probespec import ProbeSpec, derive_probe, parse_probe
+from .probespec import ProbeSpec, derive_probe, parse_probe, redis_password
 
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
@@ -125,6 +126,13 @@ class StackSpec:
             for name, value in pool.items():
                 if value and any(m in name.upper() for m in SECRET_MARKERS):
                     found.add(value)
+        for svc in self.services.values():  # passwords given only in a URL or a command line
+            for url in (svc.probe.target, svc.url or ""):
+                password = urlsplit(url).password if "://" in url else None
+                if password:
+                    found.add(unquote(password))
+            if svc.image_kind == "redis" and redis_password(svc):
+                found.add(redis_password(svc))
         return sorted(found, key=len, reverse=True)
 
     def require(self, names: Iterable[str]) -> list[str]:

@@ -1,0 +1,46 @@
+"""Data safety before a graceful stop (the seed's "backup checks"): a PostgreSQL
+CHECKPOINT, and a Redis SAVE when it persists. Failures are reported, never fatal: a
+stop must go on. Emergency stops skip this."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .spec import ServiceSpec
+
+
+def checkpoint_postgres(dsn: str) -> str:
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=2, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    return "CHECKPOINT done"
+
+
+def save_redis(url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        config = client.config_get("save")
+        aof = client.config_get("appendonly")
+        if not config.get("save") and aof.get("appendonly") != "yes":
+            return "not persistent: nothing to save"
+        client.save()
+        return "SAVE done"
+    finally:
+        client.close()
+
+
+STEPS: dict[str, Callable[[str], str]] = {"postgres": checkpoint_postgres, "redis": save_redis}
+
+
+def before_stop(svc: ServiceSpec) -> str | None:
+    """Run the built-in step for this kind of service; return what happened, or None."""
+    step = STEPS.get(svc.probe.kind)
+    if step is None:
+        return None
+    try:
+        return step(svc.probe.target)
+    except Exception as exc:  # a data-safety step must never block the stop itself
+        return f"skipped: {type(exc).__name__}: {exc}"
