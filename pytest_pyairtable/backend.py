@@ -32,16 +32,19 @@ class Running(Protocol):
 
 class Backend(Protocol):
     name: str
+    owns_services: bool  # False: attached to services someone else runs; never stop them
 
     def launch(self, svc: ServiceSpec) -> Running: ...
 
-    def close(self, *, failed: bool = False) -> None:
-        """Release what the backend holds (temp dirs); keep logs when the run failed."""
+    def close(self, *, failed: bool = False, keep: bool = False) -> None:
+        """Release what the backend holds (temp dirs); keep logs when the run failed, and
+        everything when the stack is kept running."""
 
 
 BackendFactory = Callable[..., Backend]
 BACKENDS: dict[str, str] = {
     "local": "pytest_pyairtable.local:LocalBackend",
+    "external": "pytest_pyairtable.external:ExternalBackend",
 }
 
 
@@ -53,7 +56,7 @@ def backend_class(name: str) -> BackendFactory:
     if name not in BACKENDS:
         raise ConfigError(
             f"unknown backend {name!r}. Valid: {', '.join(BACKENDS)}. "
-            "Fix: --pyairtable-backend=local."
+            "Fix: --pyairtable-backend=local or external."
         )
     module, _, attr = BACKENDS[name].partition(":")
     factory: BackendFactory = getattr(importlib.import_module(module), attr)

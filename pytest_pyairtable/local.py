@@ -15,13 +15,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, PrerequisiteError
+from .errors import ConfigError, PrerequisiteError, PyAirtableError
 from .process import LocalProcess, parse_signal, proc_start_time
-from .recipes import RECIPES, LaunchPlan
+from .recipes import RECIPES, LaunchPlan, find_binary
 from .spec import ServiceSpec
 
 RUN_ID_VAR = "PYAIRTABLE_RUN_ID"
@@ -70,6 +70,40 @@ def check_ports_free(svc: ServiceSpec) -> None:
         )
 
 
+def preflight(services: Sequence[ServiceSpec]) -> list[str]:
+    """What is missing to run these services locally: binaries, commands, free ports."""
+    problems = []
+    for svc in services:
+        try:
+            check_ports_free(svc)
+            if svc.local.command:
+                if (
+                    shutil.which(
+                        svc.local.command[0], path=path_with_python(os.environ.get("PATH", ""))
+                    )
+                    is None
+                ):
+                    problems.append(
+                        f"service '{svc.name}': command {svc.local.command[0]!r} not found"
+                    )
+            elif svc.image_kind == "postgres":
+                find_binary("initdb", svc.name, hint="apt-get install postgresql")
+            elif svc.image_kind == "redis":
+                find_binary("redis-server", svc.name, hint="apt-get install redis-server")
+            else:
+                problems.append(f"service '{svc.name}' has no x-pyairtable.local.command")
+        except PyAirtableError as exc:
+            problems.append(
+                str(exc) if str(exc).startswith("service") else f"service '{svc.name}': {exc}"
+            )
+    return problems
+
+
+def path_with_python(path: str) -> str:
+    """The test run's own interpreter and tools first, as in its virtualenv."""
+    return os.pathsep.join([os.path.dirname(sys.executable), path])
+
+
 def remove_stale_runs(base: Path) -> None:
     """Remove run dirs of runs whose process is gone (pytest and its reaper both killed)."""
     for path in base.glob("pyairtable-*-*"):
@@ -107,6 +141,7 @@ class LocalService:
 
 class LocalBackend:
     name = "local"
+    owns_services = True
 
     def __init__(
         self,
@@ -167,10 +202,7 @@ class LocalBackend:
         plan = self.plan(svc)
         plan.prepare()
         env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
-        # The test run's own interpreter and tools come first, as in its virtualenv.
-        env["PATH"] = os.pathsep.join(
-            [os.path.dirname(sys.executable), env.get("PATH", os.defpath)]
-        )
+        env["PATH"] = path_with_python(env.get("PATH", os.defpath))
         env[RUN_ID_VAR] = self.run_id
         env["PYAIRTABLE_SERVICE"] = svc.name
         where = f"service '{svc.name}'"
@@ -187,12 +219,15 @@ class LocalBackend:
             self._tell(f"pg {process.pid} {process.start_ticks}")
         return LocalService(process, stop_signal)
 
-    def close(self, *, failed: bool = False) -> None:
-        """Remove the run's temp dir, and its logs unless the run failed or they were asked for."""
+    def close(self, *, failed: bool = False, keep: bool = False) -> None:
+        """Remove the run's temp dir, and its logs unless the run failed or they were asked
+        for; with ``keep``, leave all of it to the kept stack (and tell the reaper so)."""
         self._tell("done")
         if self._reaper.stdin is not None:
             self._reaper.stdin.close()
         self._reaper.wait(5)
+        if keep:
+            return
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._own_logs and not failed:
             shutil.rmtree(self.logs_dir, ignore_errors=True)

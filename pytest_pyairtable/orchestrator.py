@@ -171,6 +171,10 @@ class Orchestrator:
         self._closing = False
         self._stopped = False
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def now(self) -> float:
         return time.monotonic() - self.t0
 
@@ -477,6 +481,9 @@ class Orchestrator:
             self._cv.notify_all()
         for thread in self._threads:
             thread.join()
+        if not self.backend.owns_services:
+            self.backend.close()
+            return
         started = {n: r for n, r in self.runs.items() if r.running is not None}
         users = graph.dependents({n: [d for d in self.edges[n] if d in started] for n in started})
         threads = [
@@ -494,6 +501,16 @@ class Orchestrator:
                     run.running.kill()
             failed = any(r.state is State.FAILED for r in self.runs.values())
             self.backend.close(failed=failed)
+
+    def detach(self) -> None:
+        """Leave everything running (a kept stack); later ``stop`` calls do nothing."""
+        with self._cv:
+            self._stopped = True
+            self._closing = True
+            self._cv.notify_all()
+        for thread in self._threads:
+            thread.join()
+        self.backend.close(keep=True)
 
     def _stop_one(self, run: ServiceRun, users: set[str], emergency: bool) -> None:
         with self._cv:

@@ -41,13 +41,12 @@ class HttpProbe:
 
         self.spec = spec
         self._client = httpx.Client(timeout=ctx.attempt_timeout, trust_env=False)
-        self._error = httpx.HTTPError
 
     def check(self) -> dict[str, Any]:
         start = time.perf_counter()
         try:
             response = self._client.get(self.spec.target)
-        except self._error as exc:
+        except Exception as exc:  # any transport failure is a failed attempt, not a crash
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None
         elapsed = time.perf_counter() - start
         ok = (
@@ -95,7 +94,7 @@ class PostgresProbe:
                 ]
                 if missing:
                     raise ProbeFailed(f"missing table(s): {', '.join(missing)}")
-                details: dict[str, Any] = {}
+                details: dict[str, Any] = {"version": conn.info.parameter_status("server_version")}
                 if self.spec.migrations_table:
                     table = self.spec.migrations_table
                     if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
@@ -129,7 +128,7 @@ class RedisProbe:
                 raise ProbeFailed("SET/GET round trip returned a different value")
             client.delete(key)
             memory = client.info("memory").get("used_memory_human", "?")
-            return {"memory": memory}
+            return {"memory": memory, "version": client.info("server").get("redis_version", "?")}
         except redis.RedisError as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None
         finally:

@@ -29,6 +29,16 @@ def proc_start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def is_running(pid: int, ticks: int) -> bool:
+    """``pid`` is still the process started at ``ticks``, and not a zombie (an orphan's
+    zombie lingers where PID 1 does not reap, as in many containers)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and int(fields[19]) == ticks
+
+
 def parse_signal(name: str | None, default: signal.Signals, where: str) -> signal.Signals:
     if not name:
         return default

@@ -20,7 +20,10 @@ import yaml
 from . import graph
 from .backend import backend_class
 from .errors import ConfigError, PyAirtableError, ServiceError
+from .external import parse_urls, with_urls
 from .faults import Faults
+from .kept import KeptStack, record, state_path, why_not_reusable
+from .local import preflight
 from .orchestrator import Handle, Listener, Orchestrator, ServiceRun, Timing
 from .probes import Probe, ProbeContext, make_probe
 from .redact import Redactor
@@ -51,6 +54,8 @@ def load_for_config(
         return StackSession(settings, None, error if given else None, hook, compose_file=compose)
     try:
         stack = load_stack(compose, env_file=env_file, profiles=settings["profile"])
+        if settings["backend"] == "external":
+            stack = with_urls(stack, parse_urls(settings["url"]))
     except ConfigError as exc:
         return StackSession(settings, None, exc, hook, compose_file=compose)
     if hook is not None:
@@ -138,6 +143,10 @@ class StackSession:
         self.server: StackServer | None = None  # the xdist controller
         self._reported: dict[int, tuple[PyAirtableError, str]] = {}
         self._lock = threading.Lock()
+        self.kept: KeptStack | None = None
+        self.notices: list[str] = []  # shown in the summary, whatever the verbosity
+        self._kept_checked = False
+        self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
 
     # -- what exists ---------------------------------------------------------------
 
@@ -172,8 +181,7 @@ class StackSession:
             assert self.stack is not None
             s = self.settings
             logs_dir = Path(s["logs_dir"]).resolve() if s["logs_dir"] else None
-            run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
-            backend = backend_class(s["backend"])(run_id=run_id, logs_dir=logs_dir)
+            backend = backend_class(s["backend"])(run_id=self.run_id, logs_dir=logs_dir)
             timing = Timing(
                 health_check_timeout=s["health_check_timeout"],
                 max_startup_time=s["max_startup_time"],
@@ -210,9 +218,50 @@ class StackSession:
         self.client = StackClient(socket_path)
 
     def serve(self, name: str, needed: list[str]) -> Handle:
+        kept = self.attached()
+        if kept is not None:
+            return self._kept_handle(kept, name)
         orch = self.orchestrator()
         orch.start(sorted({*needed, name}))
         return orch.wait(name)
+
+    def attached(self) -> KeptStack | None:
+        """The kept stack this run attached to, checking once whether it may."""
+        with self._lock:
+            if self._kept_checked or self.stack is None:
+                return self.kept
+            self._kept_checked = True
+            path = state_path(self.compose_file)
+            kept = KeptStack.load(path)
+            if kept is None:
+                return None
+            reason = why_not_reusable(kept, self.stack, self.settings["backend"])
+            if reason is not None:
+                self.notices.append(
+                    f"not attaching to the kept stack in {path}: {reason}; "
+                    "this run starts its own (`pyairtable down` stops the kept one)"
+                )
+                self.events.lines.put("pyairtable: " + self.notices[-1])
+                return None
+            self.kept = kept
+            self.events.lines.put(f"pyairtable: attached to the kept stack in {path}")
+            return kept
+
+    def _kept_handle(self, kept: KeptStack, name: str) -> Handle:
+        if name not in kept.services:
+            raise PyAirtableError(
+                f"the kept stack in {state_path(self.compose_file)} has no service '{name}' "
+                "(it was booted for other tests). Fix: `pyairtable down`, then run again."
+            )
+        return kept.services[name].handle
+
+    def preflight(self) -> list[str]:
+        """Everything missing to start the selected services, listed at once."""
+        assert self.stack is not None
+        if self.settings["backend"] != "local":
+            return []
+        names = graph.closure(self.topology(), self.needed or self.topology())
+        return preflight([self.stack.services[n] for n in sorted(names)])
 
     def faults(self) -> Faults:
         if self.client is not None:
@@ -233,6 +282,10 @@ class StackSession:
     def handle(self, name: str) -> Handle:
         if self.client is not None:
             return self.client.handle(name, sorted(self.needed), self.current_nodeid)
+        kept = self.attached()
+        if kept is not None:
+            self.flush()
+            return self._kept_handle(kept, name)
         orch = self.orchestrator()
         orch.start(sorted(self.needed | {name}))
         while not orch.settle(name, 0.1):
@@ -241,9 +294,9 @@ class StackSession:
         return orch.wait(name)
 
     def stack_handles(self) -> dict[str, Handle]:
-        orch = self.orchestrator()
-        orch.start()
-        return {name: self.handle(name) for name in graph.start_order(orch.edges)}
+        if self.client is None and self.attached() is None:
+            self.orchestrator().start()
+        return {name: self.handle(name) for name in graph.start_order(self.topology())}
 
     def flush(self) -> None:
         while True:
@@ -260,15 +313,36 @@ class StackSession:
         if self.server is not None:
             self.server.close()
         if self.orch is not None:
-            self.orch.stop()
+            if self.settings["keep"] and not self.orch.stopped:
+                self.keep()
+            else:
+                self.orch.stop()
             self.flush()
             from .signals import restore_sigterm_handler
 
             restore_sigterm_handler(getattr(self, "_old_sigterm", None))
 
+    def keep(self) -> None:
+        """Leave the stack running and record it for later runs and `pyairtable down`."""
+        assert self.orch is not None
+        if any(r.error for r in self.orch.runs.values()):
+            self.orch.stop()  # a broken stack is not worth keeping
+            return
+        self.orch.detach()
+        path = state_path(self.compose_file)
+        record(self.orch, self.settings["backend"], self.run_id).save(path)
+        self.events.lines.put(
+            f"pyairtable: stack kept running, recorded in {path}; `pyairtable down` stops it"
+        )
+
     def up_until_interrupted(self) -> None:
         """``--pyairtable-up``: boot everything, print the URL table, hold until Ctrl-C."""
         say = self.say or print
+        kept = self.attached()
+        if kept is not None:
+            self.flush()
+            say("pyairtable: the stack is already up (kept); `pyairtable down` stops it")
+            return
         orch = self.orchestrator()
         orch.start(sorted(self.needed) or None)
         try:
@@ -286,16 +360,26 @@ class StackSession:
                     failed[0].service if isinstance(failed[0], ServiceError) else "?",
                     "failed; the stack was stopped",
                 )
+            if self.settings["keep"]:
+                return  # left running by stop(): detached and recorded
+            # Recorded while it runs, so `pyairtable status/logs/down` and other test runs
+            # in another terminal find it.
+            path = state_path(self.compose_file)
+            record(orch, self.settings["backend"], self.run_id, owner_pid=os.getpid()).save(path)
             say("pyairtable: stack is up. Press Ctrl-C to stop it.")
-            while True:
-                time.sleep(3600)
+            try:
+                while True:
+                    time.sleep(3600)
+            finally:
+                path.unlink(missing_ok=True)
         except KeyboardInterrupt:
             say("pyairtable: stopping (reverse dependency order) ...")
         finally:
             started = time.monotonic()
             self.stop()
-            took = time.monotonic() - started
-            say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")
+            if not self.settings["keep"]:
+                took = time.monotonic() - started
+                say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")
 
     # -- reporting -----------------------------------------------------------------
 
@@ -324,12 +408,17 @@ class StackSession:
         return lines
 
     def summary(self) -> list[str]:
+        if self.kept is not None:
+            return [
+                f"attached to the kept stack ({len(self.kept.services)} services) in "
+                f"{state_path(self.compose_file)}; it keeps running"
+            ]
         if self.orch is None or not self.orch.runs or self.settings["up"]:
-            return []
+            return list(self.notices)
         total = len(self.topology())
         started = len(self.orch.runs)
         lines = [f"started {started} of {total} services (those the selected tests need):"]
-        return lines + timeline(self.orch)
+        return self.notices + lines + timeline(self.orch)
 
 
 def _show(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from .durations import parse_duration
 
 
-def _flag(value: Any) -> bool:
+def flag_value(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ("1", "true", "yes", "on")
@@ -35,6 +35,11 @@ def _optional_seconds(value: Any) -> float | None:
 def _profiles(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).replace(",", " ").split()
     return tuple(p for item in items for p in str(item).replace(",", " ").split() if p)
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split()
+    return tuple(str(v) for v in items if v)
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
         "up",
         "boot the whole stack, print its URLs and keep it up until Ctrl-C",
         False,
-        parse=_flag,
+        parse=flag_value,
         flag=True,
     ),
     Setting(
@@ -74,7 +79,22 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_profiles,
         repeat=True,
     ),
-    Setting("backend", "how services run: local", "local"),
+    Setting("backend", "how services run: local, or external (already running)", "local"),
+    Setting(
+        "keep",
+        "leave the stack running after the run and record it; later runs "
+        "attach to it, `pyairtable down` stops it",
+        False,
+        parse=flag_value,
+        flag=True,
+    ),
+    Setting(
+        "url",
+        "NAME=URL of an already running service, for --pyairtable-backend=external (repeatable)",
+        (),
+        parse=_urls,
+        repeat=True,
+    ),
     Setting("logs_dir", "write each service's log here (kept after the run, for CI artifacts)"),
     Setting(
         "health_check_timeout",
@@ -104,7 +124,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SERVICE_STARTUP_DELAY",
         parse=_seconds,
     ),
-    Setting("debug", "print every probe attempt", False, "DEBUG", parse=_flag, flag=True),
+    Setting("debug", "print every probe attempt", False, "DEBUG", parse=flag_value, flag=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

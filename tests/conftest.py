@@ -16,6 +16,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpcore  # noqa: F401
 import httpx  # noqa: F401
 import psycopg  # noqa: F401
 import pytest
@@ -25,7 +26,8 @@ from pytest_pyairtable.local import RUN_ID_VAR
 
 # The client libraries are imported here, before any in-process pytester run: pytester
 # drops modules first imported inside a run, and psycopg's C extension then raises
-# exception classes of the dropped module that a fresh import no longer catches.
+# exception classes of the dropped module that a fresh import no longer catches (httpx
+# likewise maps httpcore's exceptions by the classes it saw first).
 
 
 def marked_processes() -> dict[int, str]:

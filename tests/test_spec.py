@@ -316,11 +316,14 @@ def test_the_dev_stack_file_loads_with_the_seed_tiers() -> None:
 
 
 def test_passwords_given_only_in_commands_or_urls_are_secrets(tmp_path: Path) -> None:
-    stack = load(tmp_path, """
+    stack = load(
+        tmp_path,
+        """
         services:
           cache: {image: redis:7, command: redis-server --requirepass literal-pw-1}
           app:
             image: x
             x-pyairtable: {probe: {postgres: "postgresql://u:url%2Fpw-2@127.0.0.1:5432/d"}}
-    """)
+    """,
+    )
     assert {"literal-pw-1", "url/pw-2"} <= set(stack.secret_values())

@@ -1,0 +1,100 @@
+"""The external backend: the services already run somewhere (CI service containers, a
+staging host). We only probe them, at the URLs we are given; we never start or stop
+anything, and run no data-safety step on them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+from .spec import StackSpec
+
+_SCHEMES = {"postgres": ("postgres", "postgresql"), "redis": ("redis", "rediss")}
+
+
+class Attached:
+    log_path: Path | None = None
+
+    def poll(self) -> int | None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        time.sleep(timeout or 0)
+        return None
+
+    def stop(self, grace: float) -> int | None:
+        return None
+
+    def kill(self) -> None:
+        pass
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+
+class ExternalBackend:
+    name = "external"
+    owns_services = False
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def launch(self, svc: Any) -> Attached:
+        return Attached()
+
+    def close(self, *, failed: bool = False, keep: bool = False) -> None:
+        pass
+
+
+def parse_urls(values: tuple[str, ...]) -> dict[str, str]:
+    urls = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or "://" not in url:
+            raise ConfigError(
+                f"--pyairtable-url {value!r}: expected NAME=URL, e.g. api-gateway=http://staging:8000"
+            )
+        urls[name] = url
+    return urls
+
+
+def with_urls(stack: StackSpec, urls: Mapping[str, str]) -> StackSpec:
+    """Point each service's probe and handle at its given URL (``x-pyairtable.url`` or
+    ``--pyairtable-url NAME=URL``, the option winning)."""
+    unknown = sorted(set(urls) - set(stack.services))
+    if unknown:
+        raise ConfigError(
+            f"--pyairtable-url names unknown service(s) {', '.join(unknown)}; "
+            f"services are: {', '.join(stack.services)}."
+        )
+    services = {}
+    for name, svc in stack.services.items():
+        url = urls.get(name) or svc.url
+        if not url:
+            services[name] = svc
+            continue
+        probe = svc.probe
+        target = urlsplit(url)
+        if probe.kind == "http":
+            probe = dataclasses.replace(
+                probe,
+                target=urlunsplit(
+                    urlsplit(probe.target)._replace(scheme=target.scheme, netloc=target.netloc)
+                ),
+            )
+        elif target.scheme in _SCHEMES.get(probe.kind, ()):
+            probe = dataclasses.replace(probe, target=url)
+        elif probe.kind in {"tcp", "started"}:
+            probe = dataclasses.replace(
+                probe, kind="tcp", target=f"{target.hostname}:{target.port}"
+            )
+        services[name] = dataclasses.replace(svc, url=url, probe=probe)
+    return dataclasses.replace(stack, services=services)

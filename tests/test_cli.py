@@ -1,0 +1,251 @@
+"""The `pyairtable` command as a subprocess against real services; kept and external stacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from test_probes import servers  # noqa: F401  (a real PostgreSQL and Redis, module-scoped)
+
+from conftest import Project, marked_processes
+from pytest_pyairtable.orchestrator import Handle
+
+Ports = Callable[[int], list[int]]
+
+
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_pyairtable.cli", *args],
+        check=False,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_wait_postgres_with_and_without_tables(servers: dict[str, Handle]) -> None:  # noqa: F811
+    dsn = servers["db"].url
+    ok = cli("wait", dsn, "--timeout", "5")
+    assert ok.returncode == 0, ok.stderr
+    assert "ready: postgresql://probe:***@" in ok.stdout and "pw-probe" not in ok.stdout
+    missing = cli("wait", dsn, "--table", "nope_a", "--table", "nope_b", "--timeout", "0.3")
+    assert missing.returncode == 1
+    assert "NOT ready" in missing.stderr and "missing table(s): nope_a, nope_b" in missing.stderr
+    migrations = cli("wait", dsn, "--migrations-table", "alembic_version", "--timeout", "0.3")
+    assert migrations.returncode == 1 and "'alembic_version' does not exist" in migrations.stderr
+
+
+def test_wait_redis_wrong_password(servers: dict[str, Handle]) -> None:  # noqa: F811
+    good = cli("wait", servers["cache"].url, "--timeout", "5")
+    assert good.returncode == 0 and "memory=" in good.stdout and "version=" in good.stdout
+    wrong = servers["cache"].url.replace("pw-redis", "not-the-pw")
+    bad = cli("wait", wrong, "--timeout", "0.3")
+    assert bad.returncode == 1
+    assert "AuthenticationError" in bad.stderr and "not-the-pw" not in bad.stderr
+
+
+class OnlyHealthz(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def healthz_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OnlyHealthz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_wait_discovers_the_health_endpoint(healthz_server: str) -> None:
+    done = cli("wait", healthz_server, "--timeout", "5")
+    assert done.returncode == 0, done.stderr
+    assert "endpoint=/healthz" in done.stdout and "response_ms=" in done.stdout
+
+
+def test_wait_tcp_and_the_seed_env_vars(free_ports: Ports) -> None:
+    (port,) = free_ports(1)
+    done = cli("wait", f"tcp://127.0.0.1:{port}", env={"MAX_RETRIES": "3", "TIMEOUT": "30"})
+    assert done.returncode == 1 and "gave up after MAX_RETRIES=3" in done.stderr
+    timed = cli("wait", f"tcp://127.0.0.1:{port}", env={"TIMEOUT": "0.2", "RETRY_INTERVAL": "0.05"})
+    assert timed.returncode == 1 and "ConnectionRefused" in timed.stderr
+    bad = cli("wait", "ftp://x")
+    assert bad.returncode == 2 and "unknown scheme 'ftp'" in bad.stderr
+
+
+def small_stack(project: Project, ports: list[int]) -> None:
+    a, b, cache = ports
+    project.compose(f"""
+        services:
+          cache:
+            image: redis:7
+            command: redis-server --requirepass cli-secret-9
+            ports: ["{cache}:6379"]
+          a:
+            image: x
+            depends_on: {{cache: {{condition: service_healthy}}}}
+            x-pyairtable:
+              local:
+                command: python -m pytest_pyairtable.standin --name a --port {a} --startup-delay ${{DELAY:-0}}
+                env: {{REDIS_URL: "redis://:cli-secret-9@127.0.0.1:{cache}/0"}}
+              probe: {{http: "http://127.0.0.1:{a}/health"}}
+          b:
+            image: x
+            depends_on: {{a: {{condition: service_healthy}}}}
+            x-pyairtable:
+              local: {{command: python -m pytest_pyairtable.standin --name b --port {b}}}
+              probe: {{http: "http://127.0.0.1:{b}/health"}}
+    """)
+
+
+def test_up_detach_status_logs_down(project: Project, free_ports: Ports) -> None:
+    small_stack(project, free_ports(3))
+    up = cli("up", "--detach", cwd=project.path)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "stack kept running" in up.stdout and "cli-secret-9" not in up.stdout
+    try:
+        status = cli("status", "--json", cwd=project.path)
+        assert status.returncode == 0, status.stderr
+        data = json.loads(status.stdout)
+        assert [s["service"] for s in data["services"]] == ["cache", "a", "b"]
+        for row in data["services"]:
+            assert set(row) == {
+                "service",
+                "state",
+                "health",
+                "tier",
+                "url",
+                "uptime_seconds",
+                "error",
+            }
+            assert (row["state"], row["health"]) == ("running", "healthy")
+            assert isinstance(row["tier"], int) and isinstance(row["uptime_seconds"], float)
+        assert data["services"][0]["url"].startswith("redis://:***@")
+        logs = cli("logs", "a", cwd=project.path)
+        assert "a: listening on" in logs.stdout
+        # a pytest run attaches to it instead of booting its own
+        project.tests("def test_it(pyairtable_b):\n    assert pyairtable_b.tier == 3\n")
+        result = project.run()
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*attached to the kept stack (3 services)*"])
+        # a changed env changes the fingerprint: reported, and not attached to
+        changed = project.run_subprocess("-v")
+        assert "attached" in changed.stdout.str()
+        import os
+
+        os.environ["DELAY"] = "0.01"
+        try:
+            refused = project.run()
+        finally:
+            del os.environ["DELAY"]
+        refused.stdout.fnmatch_lines(
+            ["*not attaching to the kept stack*different compose file, env or profiles*"]
+        )
+        # one service dies: status says so, and fails
+        subprocess.run(["pkill", "-KILL", "-f", "standin --name b --port"], check=True)
+        while (
+            subprocess.run(
+                ["pgrep", "-f", "standin --name b --port"], check=False, capture_output=True
+            ).returncode
+            == 0
+        ):
+            pass
+        broken = cli("status", cwd=project.path)
+        assert broken.returncode == 1 and "exited" in broken.stdout
+    finally:
+        down = cli("down", cwd=project.path)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.index("a ") < down.stdout.index("cache ")  # dependents first
+    assert not (project.path / ".pyairtable" / "docker-compose.yml.json").exists()
+    assert cli("status", cwd=project.path).returncode == 2
+
+
+def test_up_lists_all_missing_prerequisites(project: Project, free_ports: Ports) -> None:
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          a: {{image: x, x-pyairtable: {{local: {{command: [no-such-binary-xyz]}}}}}}
+          b: {{image: ghcr.io/some/app}}
+          c:
+            image: x
+            ports: ["{port}:{port}"]
+            x-pyairtable: {{local: {{command: [sleep, "1"]}}}}
+    """)
+    before = set(marked_processes())
+    with __import__("socket").socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        done = cli("up", cwd=project.path)
+    assert done.returncode == 2
+    assert "3 prerequisite(s) missing" in done.stderr
+    assert "'no-such-binary-xyz' not found" in done.stderr
+    assert "service 'b' has no x-pyairtable.local.command" in done.stderr
+    assert f"port {port} is already in use" in done.stderr
+    assert set(marked_processes()) == before  # nothing was started
+
+
+def test_pytest_up_keep_then_down(project: Project, free_ports: Ports) -> None:
+    small_stack(project, free_ports(3))
+    result = project.run_subprocess("--pyairtable-up", "--pyairtable-keep")
+    assert result.ret == 0, result.stdout.str()
+    assert "stack kept running" in result.stdout.str()
+    assert marked_processes()  # still running after pytest exited
+    down = cli("down", "--volumes", cwd=project.path)
+    assert down.returncode == 0 and "removed logs" in down.stdout
+
+
+def test_external_backend_probes_and_never_stops(
+    project: Project, free_ports: Ports, tmp_path: Path
+) -> None:
+    a, b = free_ports(2)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest_pyairtable.standin", "--name", n, "--port", str(p)],
+            stdout=subprocess.DEVNULL,
+        )
+        for n, p in (("a", a), ("b", b))
+    ]
+    try:
+        project.compose(f"""
+            services:
+              a:
+                image: x
+                healthcheck: {{test: ["CMD", "curl", "-f", "http://localhost:8000/health"]}}
+                ports: ["8000:8000"]
+                x-pyairtable: {{url: "http://127.0.0.1:{a}"}}
+              b:
+                image: x
+                depends_on: [a]
+                x-pyairtable: {{probe: {{http: "http://example.invalid/health"}}}}
+        """)
+        project.tests(f"""
+            def test_it(pyairtable_b, pyairtable_a):
+                assert pyairtable_a.url == "http://127.0.0.1:{a}"
+                assert pyairtable_b.url == "http://127.0.0.1:{b}"
+        """)
+        result = project.run(
+            "--pyairtable-backend", "external", "--pyairtable-url", f"b=http://127.0.0.1:{b}"
+        )
+        result.assert_outcomes(passed=1)
+        assert all(p.poll() is None for p in procs)  # never stopped
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
