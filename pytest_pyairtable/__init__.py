@@ -1,28 +1,41 @@
-"""pytest-pyairtable: boot the PyAirtable microservice stack as a pytest fixture graph."""
+"""pytest-pyairtable: boot the PyAirtable microservice stack as a pytest fixture graph.
+
+Names load on first use (PEP 562): the plugin is imported by every pytest run, and a
+run that needs no service should not pay for the orchestrator, probes and their clients.
+"""
 
 from __future__ import annotations
 
-from .errors import (
-    ComposeFileError,
-    ConfigError,
-    DependencyCycleError,
-    DependencyFailedError,
-    InterpolationError,
-    PrerequisiteError,
-    PyAirtableError,
-    ServiceError,
-    ServiceExitedError,
-    ServiceTimeoutError,
-    UnknownServiceError,
-)
-from .orchestrator import Handle, Orchestrator, Timing
-from .spec import ServiceSpec, StackSpec, load_stack
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "ComposeFileError": "errors",
+    "ConfigError": "errors",
+    "DependencyCycleError": "errors",
+    "DependencyFailedError": "errors",
+    "InterpolationError": "errors",
+    "PrerequisiteError": "errors",
+    "PyAirtableError": "errors",
+    "ServiceError": "errors",
+    "ServiceExitedError": "errors",
+    "ServiceTimeoutError": "errors",
+    "UnknownServiceError": "errors",
+    "Faults": "faults",
+    "Handle": "orchestrator",
+    "Orchestrator": "orchestrator",
+    "Timing": "orchestrator",
+    "ServiceSpec": "spec",
+    "StackSpec": "spec",
+    "load_stack": "spec",
+}
 
 __all__ = [
     "ComposeFileError",
     "ConfigError",
     "DependencyCycleError",
     "DependencyFailedError",
+    "Faults",
     "Handle",
     "InterpolationError",
     "Orchestrator",
@@ -37,3 +50,27 @@ __all__ = [
     "UnknownServiceError",
     "load_stack",
 ]
+
+if TYPE_CHECKING:
+    from .errors import (
+        ComposeFileError,
+        ConfigError,
+        DependencyCycleError,
+        DependencyFailedError,
+        InterpolationError,
+        PrerequisiteError,
+        PyAirtableError,
+        ServiceError,
+        ServiceExitedError,
+        ServiceTimeoutError,
+        UnknownServiceError,
+    )
+    from .faults import Faults
+    from .orchestrator import Handle, Orchestrator, Timing
+    from .spec import ServiceSpec, StackSpec, load_stack
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'pytest_pyairtable' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -26,6 +26,7 @@ from .errors import (
     ServiceExitedError,
     ServiceTimeoutError,
 )
+from .events import Listener
 from .probes import Probe, ProbeContext, make_probe
 from .probespec import ProbeSpec
 from .redact import Redactor
@@ -111,17 +112,6 @@ class ServiceRun:
             return "ready" if self.ready_at is not None else "stopped"
         value: str = self.state.value
         return value
-
-
-class Listener:
-    """Observer of a run; the plugin and the CLI subclass it. Called from worker threads."""
-
-    def service_starting(self, run: ServiceRun) -> None: ...
-    def service_ready(self, run: ServiceRun) -> None: ...
-    def service_failed(self, run: ServiceRun) -> None: ...
-    def probe_attempt(self, run: ServiceRun, attempt: int, error: str | None) -> None: ...
-    def before_stop(self, run: ServiceRun) -> None: ...
-    def service_stopped(self, run: ServiceRun) -> None: ...
 
 
 class _Cancelled(Exception):

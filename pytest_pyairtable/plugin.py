@@ -13,15 +13,17 @@ import inspect
 import os
 import types
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import hookspecs
 from .errors import ConfigError, PyAirtableError
-from .faults import Faults
 from .session import StackSession, load_for_config
 from .settings import SETTINGS, resolve
+
+if TYPE_CHECKING:
+    from .faults import Faults
 
 STASH = pytest.StashKey[StackSession]()
 FIXTURES_PLUGIN = "pyairtable-fixtures"

@@ -13,24 +13,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import graph
-from .backend import backend_class
 from .errors import ConfigError, PyAirtableError, ServiceError
-from .external import parse_urls, with_urls
-from .faults import Faults
-from .kept import KeptStack, record, state_path, why_not_reusable
-from .local import preflight
-from .orchestrator import Handle, Listener, Orchestrator, ServiceRun, Timing
-from .probes import Probe, ProbeContext, make_probe
+from .events import Listener
 from .redact import Redactor
-from .report import timeline, url_table
 from .settings import BY_NAME, Resolved
-from .share import StackClient, StackServer
-from .spec import ServiceSpec, StackSpec, load_stack
+from .spec import SafeLoader, ServiceSpec, StackSpec, load_stack
+
+# Everything that runs a stack is imported where it is used: a test run that needs no
+# service pays only for reading the compose file.
+if TYPE_CHECKING:
+    from .faults import Faults
+    from .kept import KeptStack
+    from .orchestrator import Handle, Orchestrator, ServiceRun
+    from .probes import Probe, ProbeContext
+    from .share import StackClient, StackServer
 
 Say = Callable[[str], None]
 
@@ -43,6 +44,8 @@ def load_for_config(
     settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None
 ) -> StackSession:
     """Load the stack named by the settings; a broken file is kept as the session's error."""
+    from .external import parse_urls, with_urls
+
     given = settings["compose_file"]
     compose = (invocation_dir / given) if given else rootdir / "docker-compose.yml"
     env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
@@ -67,7 +70,7 @@ def _raw_topology(path: Path) -> dict[str, list[str]]:
     """Service names and edges read without interpolation, so fixtures exist (and report
     the configuration error) even when the file cannot be fully loaded."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SafeLoader)  # noqa: S506
         services = doc.get("services") or {}
         return {
             str(n): [str(d) for d in ((b or {}).get("depends_on") or [])]
@@ -145,6 +148,7 @@ class StackSession:
         self._lock = threading.Lock()
         self.kept: KeptStack | None = None
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
+        self._timeline_written = False
         self._kept_checked = False
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -177,6 +181,9 @@ class StackSession:
             return self._orchestrator()
 
     def _orchestrator(self) -> Orchestrator:
+        from .backend import backend_class
+        from .orchestrator import Orchestrator, Timing
+
         if self.orch is None:
             assert self.stack is not None
             s = self.settings
@@ -201,6 +208,8 @@ class StackSession:
         return self.orch
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
+        from .probes import make_probe
+
         if self.hook is not None:
             custom: Probe | None = self.hook.pytest_pyairtable_make_probe(
                 spec=svc.probe, service=svc, context=ctx
@@ -211,10 +220,14 @@ class StackSession:
 
     def serve_workers(self) -> str:
         """Own the stack for other processes (xdist workers); return the socket path."""
+        from .share import StackServer
+
         self.server = StackServer(self.serve, self.first_report)
         return self.server.path
 
     def attach(self, socket_path: str) -> None:
+        from .share import StackClient
+
         self.client = StackClient(socket_path)
 
     def serve(self, name: str, needed: list[str]) -> Handle:
@@ -227,6 +240,8 @@ class StackSession:
 
     def attached(self) -> KeptStack | None:
         """The kept stack this run attached to, checking once whether it may."""
+        from .kept import KeptStack, state_path, why_not_reusable
+
         with self._lock:
             if self._kept_checked or self.stack is None:
                 return self.kept
@@ -248,6 +263,8 @@ class StackSession:
             return kept
 
     def _kept_handle(self, kept: KeptStack, name: str) -> Handle:
+        from .kept import state_path
+
         if name not in kept.services:
             raise PyAirtableError(
                 f"the kept stack in {state_path(self.compose_file)} has no service '{name}' "
@@ -257,6 +274,8 @@ class StackSession:
 
     def preflight(self) -> list[str]:
         """Everything missing to start the selected services, listed at once."""
+        from .local import preflight
+
         assert self.stack is not None
         if self.settings["backend"] != "local":
             return []
@@ -264,6 +283,8 @@ class StackSession:
         return preflight([self.stack.services[n] for n in sorted(names)])
 
     def faults(self) -> Faults:
+        from .faults import Faults
+
         if self.client is not None:
             raise PyAirtableError(
                 "pyairtable_faults needs the process that owns the stack, and under xdist that "
@@ -318,12 +339,21 @@ class StackSession:
             else:
                 self.orch.stop()
             self.flush()
+            if self.settings["timeline"] and self.orch.runs and not self._timeline_written:
+                from .timeline import write_timeline
+
+                self._timeline_written = True
+                path = Path(self.settings["timeline"]).resolve()
+                write_timeline(self.orch, path)
+                self.notices.append(f"start-up timeline written to {path}")
             from .signals import restore_sigterm_handler
 
             restore_sigterm_handler(getattr(self, "_old_sigterm", None))
 
     def keep(self) -> None:
         """Leave the stack running and record it for later runs and `pyairtable down`."""
+        from .kept import record, state_path
+
         assert self.orch is not None
         if any(r.error for r in self.orch.runs.values()):
             self.orch.stop()  # a broken stack is not worth keeping
@@ -337,6 +367,9 @@ class StackSession:
 
     def up_until_interrupted(self) -> None:
         """``--pyairtable-up``: boot everything, print the URL table, hold until Ctrl-C."""
+        from .kept import record, state_path
+        from .report import url_table
+
         say = self.say or print
         kept = self.attached()
         if kept is not None:
@@ -409,12 +442,16 @@ class StackSession:
 
     def summary(self) -> list[str]:
         if self.kept is not None:
+            from .kept import state_path
+
             return [
                 f"attached to the kept stack ({len(self.kept.services)} services) in "
                 f"{state_path(self.compose_file)}; it keeps running"
             ]
         if self.orch is None or not self.orch.runs or self.settings["up"]:
             return list(self.notices)
+        from .report import timeline
+
         total = len(self.topology())
         started = len(self.orch.runs)
         lines = [f"started {started} of {total} services (those the selected tests need):"]

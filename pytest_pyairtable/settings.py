@@ -124,6 +124,11 @@ SETTINGS: tuple[Setting, ...] = (
         "SERVICE_STARTUP_DELAY",
         parse=_seconds,
     ),
+    Setting(
+        "timeline",
+        "write the start-up timeline here: a Chrome trace (.json, open in "
+        "Perfetto) or a Gantt chart (.html)",
+    ),
     Setting("debug", "print every probe attempt", False, "DEBUG", parse=flag_value, flag=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}

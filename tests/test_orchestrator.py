@@ -127,3 +127,33 @@ def test_stop_while_starting_cancels_the_rest(
     orch.stop()
     assert orch.runs["b"].state is State.CANCELLED and orch.runs["b"].running is None
     assert orch.runs["a"].running is not None and orch.runs["a"].running.poll() is not None
+
+
+def test_timeline_files(
+    make: Callable[..., Orchestrator], free_ports: Ports, tmp_path: Path
+) -> None:
+    import json
+
+    from pytest_pyairtable.timeline import write_timeline
+
+    a, b, c = free_ports(3)
+    orch = make(standin("a", a, 0.2) + standin("b", b, 0.2, deps="a") + standin("c", c, 0))
+    orch.start()
+    orch.wait("b")
+    orch.wait("c")
+    orch.stop()
+    write_timeline(orch, tmp_path / "t.json")
+    trace = json.loads((tmp_path / "t.json").read_text())
+    starting = {
+        e["args"]["service"]: e for e in trace["traceEvents"] if e["name"].endswith(" starting")
+    }
+    assert set(starting) == {"a", "b", "c"}
+    assert starting["b"]["ts"] >= starting["a"]["ts"] + starting["a"]["dur"]  # after a was ready
+    assert starting["a"]["args"]["critical"] and starting["b"]["args"]["critical"]
+    assert not starting["c"]["args"]["critical"]
+    assert all(e["ph"] in ("X", "M") for e in trace["traceEvents"])
+    write_timeline(orch, tmp_path / "t.html")
+    page = (tmp_path / "t.html").read_text()
+    assert page.count('<div class="row">') == 3
+    assert page.count('class="bar critical"') == 2 and page.count('class="bar start"') == 1
+    assert "a → b" in page

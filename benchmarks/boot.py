@@ -1,0 +1,232 @@
+"""Boot and teardown of a PyAirtable-shaped stack: how close to the critical path are we?
+
+    python benchmarks/boot.py [--reps 5] [--delay 0.5] [--json benchmarks/results/boot.json]
+
+Builds the seed's ten services with their dependency edges: real PostgreSQL and Redis,
+and eight stand-ins each ready ``--delay`` seconds after they start. Measures, over
+several repetitions (median and min-max):
+
+- boot and teardown of the local backend (the whole stack, and the 3-service closure
+  postgres + redis + platform-services that `pytest tests/test_auth.py` would start);
+- `docker compose up -d --wait` / `down` on the same file with `interval: 1s`
+  healthchecks, when a Docker engine answers (else reported as not measured);
+- the plugin's overhead on a pytest run that needs no service.
+
+Every boot is shown as a ratio to the critical path: the longest chain of each
+service's own time-to-ready, measured in the same run (process start-up included, as
+it is part of the service, not of the orchestration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pytest_pyairtable import graph
+from pytest_pyairtable.local import LocalBackend
+from pytest_pyairtable.orchestrator import Orchestrator
+from pytest_pyairtable.spec import load_stack
+
+SEED_EDGES = {
+    "postgres": [],
+    "redis": [],
+    "airtable-gateway": ["redis"],
+    "platform-services": ["postgres", "redis"],
+    "mcp-server": ["airtable-gateway"],
+    "llm-orchestrator": ["mcp-server", "redis"],
+    "automation-services": ["mcp-server", "platform-services", "postgres"],
+    "saga-orchestrator": ["llm-orchestrator", "automation-services", "postgres", "redis"],
+    "api-gateway": [
+        "saga-orchestrator",
+        "airtable-gateway",
+        "mcp-server",
+        "llm-orchestrator",
+        "platform-services",
+        "automation-services",
+    ],
+    "frontend": ["api-gateway"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def compose_text(delay: float) -> str:
+    lines = ["services:"]
+    pg, rd = free_port(), free_port()
+    lines += [
+        "  postgres:",
+        "    image: postgres:16-alpine",
+        "    environment: {POSTGRES_USER: bench, POSTGRES_PASSWORD: bench-pw, POSTGRES_DB: bench}",
+        f'    ports: ["{pg}:5432"]',
+        '    healthcheck: {test: ["CMD-SHELL", "pg_isready -U bench"], interval: 1s, retries: 60}',
+        "  redis:",
+        "    image: redis:7-alpine",
+        f'    ports: ["{rd}:6379"]',
+        '    healthcheck: {test: ["CMD", "redis-cli", "ping"], interval: 1s, retries: 60}',
+    ]
+    for name, deps in SEED_EDGES.items():
+        if name in ("postgres", "redis"):
+            continue
+        port = free_port()
+        lines += [
+            f"  {name}:",
+            "    image: python:3.11-slim",
+            f'    ports: ["{port}:{port}"]',
+            "    depends_on: {"
+            + ", ".join(f"{d}: {{condition: service_healthy}}" for d in deps)
+            + "}",
+            f'    healthcheck: {{test: ["CMD-SHELL", "curl -f http://localhost:{port}/health"], '
+            "interval: 1s, retries: 60}",
+            "    x-pyairtable:",
+            "      local:",
+            f"        command: python -m pytest_pyairtable.standin --name {name} --port {port}"
+            f" --startup-delay {delay}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def boot_once(compose: Path, only: list[str] | None) -> dict[str, float]:
+    orch = Orchestrator(
+        load_stack(compose, environ={}), LocalBackend(run_id=f"{os.getpid()}-bench")
+    )
+    started = time.monotonic()
+    try:
+        names = orch.start(only)
+        for name in names:
+            orch.wait(name)
+        boot = time.monotonic() - started
+    finally:
+        stop_started = time.monotonic()
+        orch.stop()
+        teardown = time.monotonic() - stop_started
+    edges = {n: [d for d in SEED_EDGES[n] if d in orch.runs] for n in orch.runs}
+    cost = {n: r.ready_seconds or 0.0 for n, r in orch.runs.items()}
+    critical, _ = graph.critical_path(edges, cost)
+    return {"boot": boot, "teardown": teardown, "critical_path": critical}
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
+
+
+def docker_compose_available() -> str | None:
+    for cmd in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(cmd[0]) is None:
+            continue
+        probe = subprocess.run([*cmd, "version"], capture_output=True, check=False)
+        engine = subprocess.run(["docker", "info"], capture_output=True, check=False)
+        if probe.returncode == 0 and engine.returncode == 0:
+            return " ".join(cmd)
+    return None
+
+
+def overhead(reps: int, *, bytecode: bool) -> dict[str, Any]:
+    """pytest on a test that needs no service, with the plugin and without it, runs
+    interleaved. ``bytecode``: with .pyc caches, as on a user's machine; without them
+    (PYTHONDONTWRITEBYTECODE=1, as some CI images set) every import is compiled."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "test_plain.py").write_text("def test_plain():\n    pass\n")
+        Path(tmp, "docker-compose.yml").write_text(compose_text(0.5))
+
+        def run(*extra: str) -> float:
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
+                cwd=tmp,
+                capture_output=True,
+                check=True,
+            )
+            return time.perf_counter() - start
+
+        run()  # warm the file cache
+        with_plugin, without = [], []
+        for _ in range(reps):
+            with_plugin.append(run())
+            without.append(run("-p", "no:pyairtable"))
+    diff = statistics.median(with_plugin) - statistics.median(without)
+    return {
+        "with_plugin": summarize(with_plugin),
+        "without": summarize(without),
+        "overhead_s": diff,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--delay", type=float, default=0.5, help="each stand-in's time to ready")
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "boot.json"
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        compose = Path(tmp) / "docker-compose.yml"
+        compose.write_text(compose_text(args.delay))
+        results: dict[str, Any] = {
+            "delay": args.delay,
+            "reps": args.reps,
+            "nominal_critical_path": 6 * args.delay,
+        }
+        for label, only in (("local_full", None), ("local_partial_3", ["platform-services"])):
+            runs = [boot_once(compose, only) for _ in range(args.reps)]
+            results[label] = {key: summarize([r[key] for r in runs]) for key in runs[0]}
+            results[label]["ratio"] = summarize([r["boot"] / r["critical_path"] for r in runs])
+        compose_cmd = docker_compose_available()
+        results["compose_backend"] = "not measured: the compose backend is not built yet"
+        results["docker_compose_up_wait"] = (
+            f"not measured: no Docker engine answers ({compose_cmd or 'no compose found'})"
+            if compose_cmd is None
+            else "engine found; measurement not implemented yet"
+        )
+    results["overhead"] = overhead(max(args.reps, 9), bytecode=True)
+    results["overhead_no_bytecode"] = overhead(max(args.reps, 9), bytecode=False)
+
+    print(f"stack: seed-shaped, 10 services, stand-ins ready after {args.delay}s, {args.reps} reps")
+    print(f"{'measure':<34}{'median':>9}{'min':>9}{'max':>9}{'x crit.path':>13}")
+    for label in ("local_full", "local_partial_3"):
+        r = results[label]
+        for key in ("boot", "teardown", "critical_path"):
+            s = r[key]
+            ratio = f"{r['ratio']['median']:.3f}" if key == "boot" else ""
+            spread = f"{s['median']:>8.3f}s{s['min']:>8.3f}s{s['max']:>8.3f}s"
+            print(f"{label + ' ' + key:<34}{spread}{ratio:>13}")
+    for key, label in (("overhead", ".pyc cached"), ("overhead_no_bytecode", "no .pyc")):
+        o = results[key]
+        print(
+            f"{'pytest, no service, ' + label:<34}{o['with_plugin']['median']:>8.3f}s "
+            f"(without plugin {o['without']['median']:.3f}s): plugin overhead "
+            f"{o['overhead_s'] * 1000:.0f} ms"
+        )
+    print(f"compose backend: {results['compose_backend']}")
+    print(f"docker compose up --wait: {results['docker_compose_up_wait']}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"written: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,20 @@
+"""The observer of a run, kept apart so front ends can subclass it without importing
+the orchestrator (and its clients) before a stack is needed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .orchestrator import ServiceRun
+
+
+class Listener:
+    """Observer of a run; the plugin and the CLI subclass it. Called from worker threads."""
+
+    def service_starting(self, run: ServiceRun) -> None: ...
+    def service_ready(self, run: ServiceRun) -> None: ...
+    def service_failed(self, run: ServiceRun) -> None: ...
+    def probe_attempt(self, run: ServiceRun, attempt: int, error: str | None) -> None: ...
+    def before_stop(self, run: ServiceRun) -> None: ...
+    def service_stopped(self, run: ServiceRun) -> None: ...
