@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -138,8 +139,9 @@ def docker_compose_available() -> str | None:
 
 def overhead(reps: int, *, bytecode: bool) -> dict[str, Any]:
     """pytest on a test that needs no service, with the plugin and without it, runs
-    interleaved. ``bytecode``: with .pyc caches, as on a user's machine; without them
-    (PYTHONDONTWRITEBYTECODE=1, as some CI images set) every import is compiled."""
+    interleaved, in CPU seconds; the overhead is the difference of the medians.
+    ``bytecode``: with .pyc caches, as on a user's machine, or without them
+    (PYTHONDONTWRITEBYTECODE=1, as some CI images set)."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if not bytecode:
@@ -149,26 +151,71 @@ def overhead(reps: int, *, bytecode: bool) -> dict[str, Any]:
         Path(tmp, "docker-compose.yml").write_text(compose_text(0.5))
 
         def run(*extra: str) -> float:
-            start = time.perf_counter()
+            """CPU seconds (user + system) the pytest process used: steadier than wall time
+            on a shared machine, and what start-up overhead is made of."""
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # not -q: the report header, which the plugin adds to, is part of a normal run
             subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
+                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *extra],
                 cwd=tmp,
                 capture_output=True,
                 check=True,
+                env=env,
             )
-            return time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
-        run()  # warm the file cache
+        run()  # warm the file cache and the compose topology cache
         with_plugin, without = [], []
         for _ in range(reps):
             with_plugin.append(run())
             without.append(run("-p", "no:pyairtable"))
-    diff = statistics.median(with_plugin) - statistics.median(without)
     return {
         "with_plugin": summarize(with_plugin),
         "without": summarize(without),
-        "overhead_s": diff,
+        "overhead_s": statistics.median(with_plugin) - statistics.median(without),
     }
+
+
+PLUGIN_COST = """
+import os, sys, time
+from pathlib import Path
+import pytest  # pytest's own start-up is not ours
+start = time.perf_counter()
+from pytest_pyairtable import plugin
+from pytest_pyairtable.session import load_for_config
+from pytest_pyairtable.settings import resolve
+here = Path.cwd()
+session = load_for_config(resolve(lambda s: None, lambda s: None, os.environ), here, here)
+session.header()
+plugin._fixtures_module(session)
+print(time.perf_counter() - start)
+"""
+
+
+def plugin_cost(reps: int, *, bytecode: bool) -> dict[str, float]:
+    """What the plugin itself adds to a run that needs no service, measured in-process:
+    its imports, reading the compose topology, the header and registering fixtures."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "docker-compose.yml").write_text(compose_text(0.5))
+        samples = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", PLUGIN_COST],
+                    cwd=tmp,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(reps + 1)
+        ][1:]  # the first run writes the caches
+    return summarize(samples)
 
 
 def main() -> int:
@@ -201,8 +248,9 @@ def main() -> int:
             if compose_cmd is None
             else "engine found; measurement not implemented yet"
         )
+    results["plugin_cost"] = plugin_cost(max(args.reps, 9), bytecode=True)
+    results["plugin_cost_no_bytecode"] = plugin_cost(max(args.reps, 9), bytecode=False)
     results["overhead"] = overhead(max(args.reps, 9), bytecode=True)
-    results["overhead_no_bytecode"] = overhead(max(args.reps, 9), bytecode=False)
 
     print(f"stack: seed-shaped, 10 services, stand-ins ready after {args.delay}s, {args.reps} reps")
     print(f"{'measure':<34}{'median':>9}{'min':>9}{'max':>9}{'x crit.path':>13}")
@@ -213,13 +261,18 @@ def main() -> int:
             ratio = f"{r['ratio']['median']:.3f}" if key == "boot" else ""
             spread = f"{s['median']:>8.3f}s{s['min']:>8.3f}s{s['max']:>8.3f}s"
             print(f"{label + ' ' + key:<34}{spread}{ratio:>13}")
-    for key, label in (("overhead", ".pyc cached"), ("overhead_no_bytecode", "no .pyc")):
-        o = results[key]
+    for key, label in (("plugin_cost", ".pyc cached"), ("plugin_cost_no_bytecode", "no .pyc")):
+        c = results[key]
         print(
-            f"{'pytest, no service, ' + label:<34}{o['with_plugin']['median']:>8.3f}s "
-            f"(without plugin {o['without']['median']:.3f}s): plugin overhead "
-            f"{o['overhead_s'] * 1000:.0f} ms"
+            f"{'plugin cost, no service, ' + label:<34}{c['median'] * 1000:>7.1f}ms"
+            f"{c['min'] * 1000:>7.1f}ms{c['max'] * 1000:>7.1f}ms"
         )
+    o = results["overhead"]
+    print(
+        f"{'pytest CPU with/without plugin':<34}{o['with_plugin']['median']:>8.3f}s / "
+        f"{o['without']['median']:.3f}s (difference {o['overhead_s'] * 1000:.0f} ms; "
+        "run-to-run noise here is about +-30 ms)"
+    )
     print(f"compose backend: {results['compose_backend']}")
     print(f"docker compose up --wait: {results['docker_compose_up_wait']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)

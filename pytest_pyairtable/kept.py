@@ -61,6 +61,7 @@ class KeptStack:
     logs_dir: str
     services: dict[str, KeptService]
     owner_pid: int | None = None  # a foreground `up` that still holds it; None when detached
+    data_dir: str = ""
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(exist_ok=True)
@@ -109,6 +110,7 @@ def record(
         logs_dir=str(getattr(backend, "logs_dir", "")),
         services=services,
         owner_pid=owner_pid,
+        data_dir=str(getattr(backend, "data_dir", "")),
     )
 
 
@@ -144,7 +146,9 @@ def stop_kept(
             thread.join()
         for svc in by_tier[tier]:
             say(f"pyairtable: {svc.handle.name:<22} stopped")
-    shutil.rmtree(kept.run_dir, ignore_errors=True)
+    for path in (kept.run_dir, kept.data_dir):
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _stop_group(svc: KeptService, emergency: bool) -> None:

@@ -104,6 +104,16 @@ def path_with_python(path: str) -> str:
     return os.pathsep.join([os.path.dirname(sys.executable), path])
 
 
+def _tmpfs_dir(run_id: str) -> Path | None:
+    shm = Path("/dev/shm")
+    if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(shm, os.W_OK):
+        return None
+    remove_stale_runs(shm)
+    path = Path(tempfile.mkdtemp(prefix=f"pyairtable-{run_id}-", dir=shm))
+    path.chmod(0o755)  # servers run as an unprivileged user must reach their dirs
+    return path
+
+
 def remove_stale_runs(base: Path) -> None:
     """Remove run dirs of runs whose process is gone (pytest and its reaper both killed)."""
     for path in base.glob("pyairtable-*-*"):
@@ -163,6 +173,10 @@ class LocalBackend:
         self.environ = dict(os.environ if environ is None else environ)
         self._reaper = self._start_reaper()
         self._tell(f"dir {self.run_dir}")
+        # Servers' data on tmpfs: initdb and PostgreSQL's writes are disk-bound here.
+        self.data_dir = _tmpfs_dir(run_id) or self.run_dir
+        if self.data_dir != self.run_dir:
+            self._tell(f"dir {self.data_dir}")
 
     def _start_reaper(self) -> subprocess.Popen[bytes]:
         env = {**self.environ, RUN_ID_VAR: self.run_id}
@@ -186,7 +200,7 @@ class LocalBackend:
             return LaunchPlan(list(svc.local.command))
         recipe = RECIPES.get(svc.image_kind)
         if recipe:
-            return recipe(svc, self.run_dir / svc.name, log_path)
+            return recipe(svc, self.data_dir / svc.name, log_path)
         raise ConfigError(
             f"service '{svc.name}' has no way to run as a local process "
             f"(image {svc.image or 'none'!r} has no built-in recipe). "
@@ -229,5 +243,6 @@ class LocalBackend:
         if keep:
             return
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
         if self._own_logs and not failed:
             shutil.rmtree(self.logs_dir, ignore_errors=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import pgcache
 from .errors import PrerequisiteError
 from .probespec import redis_password
 from .spec import ServiceSpec
@@ -81,33 +82,27 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         if (data / "PG_VERSION").exists():
             return  # a restart within the run keeps its data
         workdir.mkdir(parents=True, exist_ok=True)
-        pwfile = workdir / "pwfile"
-        pwfile.write_text(password or "postgres")
+        owner = None
         if run_as:
             info = pwd.getpwnam(run_as)
-            for path in (workdir, pwfile):
-                os.chown(path, info.pw_uid, info.pw_gid)
-        init = [
-            initdb,
-            "-D",
-            str(data),
-            "-U",
-            user,
-            f"--pwfile={pwfile}",
-            "-A",
-            "scram-sha-256",
-            "--auth-local=trust",
-            "-N",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ]
+            owner = (info.pw_uid, info.pw_gid)
+            os.chown(workdir, *owner)
+        key = pgcache.template_key(initdb, user, password, database)
+        if pgcache.restore(key, data, owner):
+            return
+        pwfile = workdir / "pwfile"
+        pwfile.write_text(password or "postgres")
+        if owner:
+            os.chown(pwfile, *owner)
+        init = [initdb, "-D", str(data), "-U", user, f"--pwfile={pwfile}", "-A", "scram-sha-256",
+                "--auth-local=trust", "-N", "-E", "UTF8", "--locale=C"]  # fmt: skip
         _run_setup(svc.name, init, run_as, log_path, cwd=workdir)
         pwfile.unlink()
         if database != "postgres":
             create = [postgres, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
             sql = f'CREATE DATABASE "{database}";\n'
-        _run_setup(svc.name, create, run_as, log_path, cwd=workdir, stdin=sql)
+            _run_setup(svc.name, create, run_as, log_path, cwd=workdir, stdin=sql)
+        pgcache.save(key, data)
 
     argv = [
         postgres,

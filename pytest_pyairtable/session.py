@@ -15,23 +15,21 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from . import graph
 from .errors import ConfigError, PyAirtableError, ServiceError
 from .events import Listener
 from .redact import Redactor
 from .settings import BY_NAME, Resolved
-from .spec import SafeLoader, ServiceSpec, StackSpec, load_stack
 
-# Everything that runs a stack is imported where it is used: a test run that needs no
-# service pays only for reading the compose file.
+# Everything that reads or runs a stack is imported where it is used: a test run that
+# needs no service pays for neither (see topology.py).
 if TYPE_CHECKING:
     from .faults import Faults
     from .kept import KeptStack
     from .orchestrator import Handle, Orchestrator, ServiceRun
     from .probes import Probe, ProbeContext
     from .share import StackClient, StackServer
+    from .spec import ServiceSpec, StackSpec
 
 Say = Callable[[str], None]
 
@@ -43,41 +41,23 @@ def fixture_name(service: str) -> str:
 def load_for_config(
     settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None
 ) -> StackSession:
-    """Load the stack named by the settings; a broken file is kept as the session's error."""
-    from .external import parse_urls, with_urls
-
+    """A session for the compose file the settings name; it is read fully only when a
+    test (or command) needs the stack, and a broken file becomes the session's error."""
     given = settings["compose_file"]
     compose = (invocation_dir / given) if given else rootdir / "docker-compose.yml"
     env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
+    session = StackSession(settings, hook, compose_file=compose, env_file=env_file)
     if not compose.is_file():
-        error = ConfigError(
-            f"compose file {compose} not found. Fix: pass --pyairtable-compose-file "
-            "or set pyairtable_compose_file in your ini file."
+        session.preset(
+            None,
+            ConfigError(
+                f"compose file {compose} not found. Fix: pass --pyairtable-compose-file "
+                "or set pyairtable_compose_file in your ini file."
+            )
+            if given
+            else None,
         )
-        return StackSession(settings, None, error if given else None, hook, compose_file=compose)
-    try:
-        stack = load_stack(compose, env_file=env_file, profiles=settings["profile"])
-        if settings["backend"] == "external":
-            stack = with_urls(stack, parse_urls(settings["url"]))
-    except ConfigError as exc:
-        return StackSession(settings, None, exc, hook, compose_file=compose)
-    if hook is not None:
-        hook.pytest_pyairtable_stack_loaded(stack=stack)
-    return StackSession(settings, stack, None, hook, compose_file=compose)
-
-
-def _raw_topology(path: Path) -> dict[str, list[str]]:
-    """Service names and edges read without interpolation, so fixtures exist (and report
-    the configuration error) even when the file cannot be fully loaded."""
-    try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SafeLoader)  # noqa: S506
-        services = doc.get("services") or {}
-        return {
-            str(n): [str(d) for d in ((b or {}).get("depends_on") or [])]
-            for n, b in services.items()
-        }
-    except Exception:  # the real error is reported by load_stack; this is best effort
-        return {}
+    return session
 
 
 class _Events(Listener):
@@ -125,18 +105,19 @@ class StackSession:
     def __init__(
         self,
         settings: Resolved,
-        stack: StackSpec | None,
-        error: PyAirtableError | None,
         hook: Any = None,
         *,
         compose_file: Path,
+        env_file: Path | None = None,
     ) -> None:
         self.settings = settings
-        self.stack = stack
-        self.error = error
         self.hook = hook
         self.compose_file = compose_file
-        self.redact = Redactor(stack.secret_values() if stack else [])
+        self.env_file = env_file
+        self._loaded = False
+        self._stack: StackSpec | None = None
+        self._error: PyAirtableError | None = None
+        self._redact: Redactor | None = None
         self.orch: Orchestrator | None = None
         self.events = _Events(self)
         self.needed: set[str] = set()
@@ -154,13 +135,63 @@ class StackSession:
 
     # -- what exists ---------------------------------------------------------------
 
+    def preset(self, stack: StackSpec | None, error: PyAirtableError | None) -> None:
+        self._stack, self._error, self._loaded = stack, error, True
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from .external import parse_urls, with_urls
+        from .spec import load_stack
+
+        try:
+            stack = load_stack(
+                self.compose_file, env_file=self.env_file, profiles=self.settings["profile"]
+            )
+            if self.settings["backend"] == "external":
+                stack = with_urls(stack, parse_urls(self.settings["url"]))
+        except ConfigError as exc:
+            self._error = exc
+            return
+        self._stack = stack
+        if self.hook is not None:
+            self.hook.pytest_pyairtable_stack_loaded(stack=stack)
+
+    @property
+    def stack(self) -> StackSpec | None:
+        self._load()
+        return self._stack
+
+    @property
+    def error(self) -> PyAirtableError | None:
+        self._load()
+        return self._error
+
+    @property
+    def redact(self) -> Redactor:
+        if self._redact is None:
+            self._redact = Redactor(self.stack.secret_values() if self.stack else [])
+        return self._redact
+
     def topology(self) -> Mapping[str, list[str]]:
-        if self.stack is not None:
-            return {
-                n: [d.name for d in s.depends_on if d.name in self.stack.services]
-                for n, s in self.stack.services.items()
-            }
-        return _raw_topology(self.compose_file) if self.error is not None else {}
+        """Service -> dependencies; cheap until the stack was loaded (see topology.py)."""
+        if self._loaded:
+            if self._stack is not None:
+                return {
+                    n: [d.name for d in s.depends_on if d.name in self._stack.services]
+                    for n, s in self._stack.services.items()
+                }
+            if self._error is None:
+                return {}
+        if not self.compose_file.is_file():
+            return {}
+        from .topology import read_topology
+
+        profiles = self.settings["profile"] or tuple(
+            p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p
+        )
+        return read_topology(self.compose_file, profiles)
 
     fixture_name = staticmethod(fixture_name)
 
@@ -431,13 +462,11 @@ class StackSession:
             if s.sources[name] != "default" or name in ("backend", "compose_file")
         ]
         lines = ["pyairtable: " + ", ".join(parts)]
-        if self.stack is not None:
-            lines.append(
-                f"pyairtable: {self.compose_file} ({len(self.stack.services)} services, "
-                f"{max(graph.tiers(self.topology()).values(), default=0)} tiers)"
-            )
-        elif self.error is not None:
-            lines.append(f"pyairtable: stack unavailable: {str(self.error).splitlines()[0]}")
+        if self._loaded and self._error is not None:
+            lines.append(f"pyairtable: stack unavailable: {str(self._error).splitlines()[0]}")
+        elif topo := self.topology():  # cheap: the file is read in full only when needed
+            tiers = max(graph.tiers(topo).values(), default=0)
+            lines.append(f"pyairtable: {self.compose_file} ({len(topo)} services, {tiers} tiers)")
         return lines
 
     def summary(self) -> list[str]:

@@ -61,6 +61,7 @@ def no_leaks(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     before = set(marked_processes())
+    shm_before = set(Path("/dev/shm").glob("pyairtable-*"))
     # Not under pytest's own 0700 temp dir: PostgreSQL runs as another user when we are root.
     root = Path(tempfile.mkdtemp(prefix="pyairtable-test-"))
     root.chmod(0o755)
@@ -72,6 +73,7 @@ def no_leaks(
             os.kill(pid, signal.SIGKILL)
     assert not leaked, f"processes outlived the test: {leaked}"
     run_dirs = [p.name for p in root.iterdir() if not p.name.endswith("-logs")]
+    run_dirs += [p.name for p in set(Path("/dev/shm").glob("pyairtable-*")) - shm_before]
     shutil.rmtree(root, ignore_errors=True)
     assert not run_dirs, f"temp dirs outlived the test: {run_dirs}"
 

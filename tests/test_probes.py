@@ -195,3 +195,38 @@ def test_a_dead_process_fails_at_once() -> None:
     with pytest.raises(Gone, match="exited with code 3"):
         wait_ready(probe, budget=3600, alive=alive, sleep=sleep_fn)
     assert probe.calls == 3
+
+
+def test_postgres_recipe_with_the_default_database_and_the_template_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POSTGRES_DB=postgres needs no CREATE DATABASE; the second boot copies the cluster
+    the first one saved."""
+    import psycopg
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(
+        textwrap.dedent(f"""
+        services:
+          db:
+            image: postgres:16
+            environment: {{POSTGRES_USER: tmpl, POSTGRES_PASSWORD: pw-tmpl, POSTGRES_DB: postgres}}
+            ports: ["{_port()}:5432"]
+    """)
+    )
+    for boot in range(2):
+        orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id=f"tmpl-{boot}"))
+        try:
+            orch.start()
+            handle = orch.wait("db")
+            with psycopg.connect(handle.url) as conn:
+                row = conn.execute("select current_database(), current_user").fetchone()
+                assert row == ("postgres", "tmpl")
+            assert handle.log_path is not None
+            log = handle.log_path.read_text()
+        finally:
+            orch.stop()
+        # initdb only ran the first time; the second boot restored the saved cluster
+        assert ("The files belonging to this database system" in log) == (boot == 0)
+    assert len(list((tmp_path / "cache" / "pytest-pyairtable" / "pg").iterdir())) == 1
