@@ -40,25 +40,17 @@ from pytest_pyairtable.local import LocalBackend
 from pytest_pyairtable.orchestrator import Orchestrator
 from pytest_pyairtable.spec import load_stack
 
-SEED_EDGES = {
-    "postgres": [],
-    "redis": [],
-    "airtable-gateway": ["redis"],
-    "platform-services": ["postgres", "redis"],
-    "mcp-server": ["airtable-gateway"],
-    "llm-orchestrator": ["mcp-server", "redis"],
-    "automation-services": ["mcp-server", "platform-services", "postgres"],
-    "saga-orchestrator": ["llm-orchestrator", "automation-services", "postgres", "redis"],
-    "api-gateway": [
-        "saga-orchestrator",
-        "airtable-gateway",
-        "mcp-server",
-        "llm-orchestrator",
-        "platform-services",
-        "automation-services",
-    ],
-    "frontend": ["api-gateway"],
-}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def seed_edges() -> dict[str, list[str]]:
+    """The seed's services and edges, from the repo's docker-compose.yml: the one list."""
+    from pytest_pyairtable.topology import read_topology
+
+    return read_topology(ROOT / "docker-compose.yml", ())
+
+
+SEED_EDGES = seed_edges()
 
 
 def free_port() -> int:

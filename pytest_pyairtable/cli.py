@@ -27,6 +27,7 @@ from .errors import PyAirtableError
 from .kept import KeptStack, state_path, stop_kept
 from .local import remove_stale_runs
 from .probes import ProbeContext, ProbeFailed, make_probe
+from .process import pid_alive
 from .redact import Redactor
 from .session import StackSession, load_for_config
 from .settings import flag_value, resolve
@@ -160,12 +161,12 @@ def cmd_up(args: argparse.Namespace, session: StackSession) -> int:
 def cmd_down(args: argparse.Namespace, session: StackSession) -> int:
     path = state_path(session.compose_file)
     kept = _kept(session)
-    if kept.owner_pid and kept.owner_pid != os.getpid() and _alive(kept.owner_pid):
+    if kept.owner_pid and kept.owner_pid != os.getpid() and pid_alive(kept.owner_pid):
         # A foreground `pyairtable up` / `pytest --pyairtable-up` owns it: ask it to stop,
         # as Ctrl-C would, so its own reverse-order shutdown runs.
         os.kill(kept.owner_pid, signal.SIGINT)
         deadline = time.monotonic() + 60
-        while _alive(kept.owner_pid) and time.monotonic() < deadline:
+        while pid_alive(kept.owner_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         print(f"pyairtable: asked the owning process {kept.owner_pid} to stop the stack")
     else:
@@ -176,16 +177,6 @@ def cmd_down(args: argparse.Namespace, session: StackSession) -> int:
         remove_stale_runs(Path(kept.run_dir).parent)
         print("pyairtable: removed logs and leftovers of killed runs")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def status_rows(session: StackSession, kept: KeptStack) -> list[dict[str, Any]]:
