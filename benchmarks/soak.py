@@ -34,7 +34,7 @@ from pytest_pyairtable.spec import load_stack
 def marked_processes() -> set[int]:
     """Processes started by this soak's runs (other test runs may share the machine)."""
     found = set()
-    marker = RUN_ID_VAR.encode() + b"=soak"
+    marker = RUN_ID_VAR.encode() + f"={os.getpid()}-soak".encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -58,7 +58,7 @@ def listening(ports: list[int]) -> list[int]:
 def run_dirs() -> set[str]:
     dirs = set()
     for base in (Path(tempfile.gettempdir()), Path("/dev/shm")):
-        dirs |= {str(p) for p in base.glob("pyairtable-soak*")}
+        dirs |= {str(p) for p in base.glob(f"pyairtable-{os.getpid()}-soak*")}
     return dirs
 
 
@@ -82,7 +82,7 @@ def main() -> int:
         done = 0
         leaks = {"processes": 0, "ports": 0, "temp dirs": 0, "fds": 0, "threads": 0}
         while done < args.cycles and time.monotonic() - started < args.max_seconds:
-            orch = Orchestrator(stack, LocalBackend(run_id=f"soak{done}"))
+            orch = Orchestrator(stack, LocalBackend(run_id=f"{os.getpid()}-soak{done}"))
             try:
                 orch.start()
                 for name in stack.services:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import graph
+from . import graph, progress
 from .errors import PyAirtableError
 from .kept import KeptStack, state_path, stop_kept
 from .local import remove_stale_runs
@@ -140,6 +140,15 @@ def _kept(session: StackSession) -> KeptStack:
 def cmd_up(args: argparse.Namespace, session: StackSession) -> int:
     assert session.stack is not None
     session.say = print
+    if progress.wanted(sys.stdout):
+        display = progress.TtyProgress(sys.stdout)
+        session.progress = display
+
+        def say(line: str) -> None:
+            display.clear()
+            print(line, flush=True)
+
+        session.say = say
     print(
         f"pyairtable: {session.compose_file}: {len(session.stack.services)} services, "
         f"backend {session.settings['backend']}"

@@ -122,6 +122,7 @@ class StackSession:
         self.events = _Events(self)
         self.needed: set[str] = set()
         self.say: Say | None = None
+        self.progress: Callable[[Orchestrator], None] | None = None  # a live display
         self.current_nodeid = ""
         self.client: StackClient | None = None  # an xdist worker: the controller owns the stack
         self.server: StackServer | None = None  # the xdist controller
@@ -396,6 +397,15 @@ class StackSession:
             f"pyairtable: stack kept running, recorded in {path}; `pyairtable down` stops it"
         )
 
+    def _wait_all(self, orch: Orchestrator) -> None:
+        """Until every started service is ready or failed, printing progress as it goes."""
+        for name in graph.start_order({n: orch.edges[n] for n in orch.runs}):
+            while not orch.settle(name, 0.1):
+                self.flush()
+                if self.progress is not None:
+                    self.progress(orch)
+        self.flush()
+
     def up_until_interrupted(self) -> None:
         """``--pyairtable-up``: boot everything, print the URL table, hold until Ctrl-C."""
         from .kept import record, state_path
@@ -410,10 +420,7 @@ class StackSession:
         orch = self.orchestrator()
         orch.start(sorted(self.needed) or None)
         try:
-            for name in graph.start_order({n: orch.edges[n] for n in orch.runs}):
-                while not orch.settle(name, 0.1):
-                    self.flush()
-            self.flush()
+            self._wait_all(orch)
             for line in url_table(orch):
                 say(line)
             failed = [r.error for r in orch.runs.values() if r.error is not None]

@@ -23,6 +23,7 @@ import pytest
 import redis  # noqa: F401
 
 from pytest_pyairtable.local import RUN_ID_VAR
+from pytest_pyairtable.process import pid_alive
 
 # The client libraries are imported here, before any in-process pytester run: pytester
 # drops modules first imported inside a run, and psycopg's C extension then raises
@@ -31,20 +32,23 @@ from pytest_pyairtable.local import RUN_ID_VAR
 
 
 def marked_processes() -> dict[int, str]:
-    """PID -> run id of every live process started by a stack (found by its environment)."""
+    """PID -> run id of each live process that a stack started under this test's
+    PYAIRTABLE_TMPDIR (found by its environment). Other runs may share the machine (a
+    soak, a developer's stack): this check must never see, let alone kill, theirs."""
     found: dict[int, str] = {}
     marker = RUN_ID_VAR.encode() + b"="
+    own = f"PYAIRTABLE_TMPDIR={os.environ.get('PYAIRTABLE_TMPDIR', '')}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state == "Z":
+        if state == "Z" or own not in environ:
             continue
-        for item in environ.split(b"\0"):
+        for item in environ:
             if item.startswith(marker):
                 found[int(entry.name)] = item[len(marker) :].decode()
     return found
@@ -60,12 +64,12 @@ def listening(port: int) -> bool:
 def no_leaks(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
-    before = set(marked_processes())
     shm_before = set(Path("/dev/shm").glob("pyairtable-*"))
     # Not under pytest's own 0700 temp dir: PostgreSQL runs as another user when we are root.
     root = Path(tempfile.mkdtemp(prefix="pyairtable-test-"))
     root.chmod(0o755)
     monkeypatch.setenv("PYAIRTABLE_TMPDIR", str(root))
+    before = set(marked_processes())
     yield root
     leaked = {pid: run for pid, run in marked_processes().items() if pid not in before}
     for pid in leaked:  # clean up so one failure does not cascade into the next test
@@ -73,9 +77,17 @@ def no_leaks(
             os.kill(pid, signal.SIGKILL)
     assert not leaked, f"processes outlived the test: {leaked}"
     run_dirs = [p.name for p in root.iterdir() if not p.name.endswith("-logs")]
-    run_dirs += [p.name for p in set(Path("/dev/shm").glob("pyairtable-*")) - shm_before]
+    new_shm = set(Path("/dev/shm").glob("pyairtable-*")) - shm_before
+    run_dirs += [p.name for p in new_shm if _from_this_test(p)]
     shutil.rmtree(root, ignore_errors=True)
     assert not run_dirs, f"temp dirs outlived the test: {run_dirs}"
+
+
+def _from_this_test(path: Path) -> bool:
+    """A tmpfs run dir is named after its run id, which starts with the owning pid: ours,
+    or a pytest this test started and that has exited. A live other pid is another run."""
+    owner = path.name.split("-")[1]
+    return not owner.isdigit() or int(owner) == os.getpid() or not pid_alive(int(owner))
 
 
 @pytest.fixture

@@ -249,3 +249,32 @@ def test_external_backend_probes_and_never_stops(
         for p in procs:
             p.terminate()
             p.wait()
+
+
+def test_up_shows_a_live_progress_line_on_a_terminal(project: Project, free_ports: Ports) -> None:
+    import os
+    import shlex
+
+    small_stack(project, free_ports(3))
+    command = shlex.join([sys.executable, "-m", "pytest_pyairtable.cli", "up", "--detach"])
+    env = {k: v for k, v in os.environ.items() if k != "CI"}  # CI gets plain lines only
+    env["TERM"] = "xterm"
+    try:
+        tty = subprocess.run(
+            ["script", "-qec", command, "/dev/null"],
+            cwd=project.path,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )  # bytes: keep "\r"
+        out = tty.stdout.decode()
+        assert tty.returncode == 0, out
+        assert "\r\x1b[K[" in out and "ready," in out and "starting:" in out
+    finally:
+        cli("down", cwd=project.path)
+    plain = cli("up", "--detach", cwd=project.path)  # not a terminal: no control sequences
+    try:
+        assert plain.returncode == 0 and "\x1b[" not in plain.stdout
+    finally:
+        cli("down", cwd=project.path)

@@ -1,0 +1,45 @@
+"""A one-line live progress display for `pyairtable up` on a terminal (CI gets the
+plain line-per-event output only)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import TextIO
+
+from .orchestrator import Orchestrator, State
+
+CLEAR = "\r\033[K"
+
+
+def wanted(stream: TextIO) -> bool:
+    return stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+
+
+class TtyProgress:
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+        self.shown = False
+
+    def __call__(self, orch: Orchestrator) -> None:
+        runs = list(orch.runs.values())
+        ready = sum(r.state in (State.READY, State.COMPLETED) for r in runs)
+        starting = [r.name for r in runs if r.state in (State.STARTING, State.RUNNING)]
+        waiting = sum(r.state is State.PENDING for r in runs)
+        text = (
+            f"[{ready}/{len(runs)} ready, {waiting} waiting, "
+            f"{time.monotonic() - self.started:.1f}s] starting: {', '.join(starting) or '-'}"
+        )
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.stream.write(CLEAR + text[:width])
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write(CLEAR)
+            self.stream.flush()
+            self.shown = False
