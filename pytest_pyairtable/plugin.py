@@ -208,6 +208,14 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """xdist sends a worker's report as text; give it back its one-line summary."""
+    text = report.longrepr
+    if isinstance(text, str) and text.startswith("[pyairtable] "):
+        report.longrepr = FailureRepr(text, text.splitlines()[0])  # type: ignore[assignment]
+
+
 class FailureRepr:
     """A failure's full text for its section, and only its headline for the short test
     summary (which pytest prints whole under CI: the text would appear twice)."""
