@@ -37,12 +37,17 @@ def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) ->
     return _table(["service", "url", "tier", "ready in", "state"], rows)
 
 
+def critical(orch: Orchestrator) -> tuple[float, list[str]]:
+    """The critical path of what started: the longest chain of own times-to-ready."""
+    runs = ordered_runs(orch)
+    edges = {r.name: [d for d in orch.edges[r.name] if d in orch.runs] for r in runs}
+    return graph.critical_path(edges, {r.name: r.ready_seconds or 0.0 for r in runs})
+
+
 def timeline(orch: Orchestrator) -> list[str]:
     """Each service's start, ready and time to ready, the critical path marked with *."""
     runs = ordered_runs(orch)
-    cost = {r.name: (r.ready_seconds or 0.0) for r in runs}
-    edges = {r.name: [d for d in orch.edges[r.name] if d in orch.runs] for r in runs}
-    total, path = graph.critical_path(edges, cost)
+    total, path = critical(orch)
     rows = [
         [
             ("*" if r.name in path else " ") + " " + r.name,

@@ -118,6 +118,8 @@ class StackSession:
         self._stack: StackSpec | None = None
         self._error: PyAirtableError | None = None
         self._redact: Redactor | None = None
+        self._topology: dict[str, list[str]] | None = None
+        self._old_sigterm: Any = None
         self.orch: Orchestrator | None = None
         self.events = _Events(self)
         self.needed: set[str] = set()
@@ -185,14 +187,15 @@ class StackSession:
                 }
             if self._error is None:
                 return {}
-        if not self.compose_file.is_file():
-            return {}
-        from .topology import read_topology
+        if self._topology is None:
+            from .topology import read_topology
 
-        profiles = self.settings["profile"] or tuple(
-            p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p
-        )
-        return read_topology(self.compose_file, profiles)
+            # settings["profile"] already holds COMPOSE_PROFILES from the environment
+            exists = self.compose_file.is_file()
+            self._topology = (
+                read_topology(self.compose_file, self.settings["profile"]) if exists else {}
+            )
+        return self._topology
 
     fixture_name = staticmethod(fixture_name)
 
@@ -380,7 +383,7 @@ class StackSession:
                 self.notices.append(f"start-up timeline written to {path}")
             from .signals import restore_sigterm_handler
 
-            restore_sigterm_handler(getattr(self, "_old_sigterm", None))
+            restore_sigterm_handler(self._old_sigterm)
 
     def keep(self) -> None:
         """Leave the stack running and record it for later runs and `pyairtable down`."""

@@ -8,15 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import graph
 from .orchestrator import Orchestrator, ServiceRun
-from .report import ordered_runs
-
-
-def critical(orch: Orchestrator) -> tuple[float, list[str]]:
-    runs = ordered_runs(orch)
-    edges = {r.name: [d for d in orch.edges[r.name] if d in orch.runs] for r in runs}
-    return graph.critical_path(edges, {r.name: r.ready_seconds or 0.0 for r in runs})
+from .report import critical, ordered_runs
 
 
 def chrome_trace(orch: Orchestrator) -> dict[str, Any]:
