@@ -45,6 +45,7 @@ BackendFactory = Callable[..., Backend]
 BACKENDS: dict[str, str] = {
     "local": "pytest_pyairtable.local:LocalBackend",
     "external": "pytest_pyairtable.external:ExternalBackend",
+    "compose": "pytest_pyairtable.compose:ComposeBackend",
 }
 
 
@@ -56,7 +57,7 @@ def backend_class(name: str) -> BackendFactory:
     if name not in BACKENDS:
         raise ConfigError(
             f"unknown backend {name!r}. Valid: {', '.join(BACKENDS)}. "
-            "Fix: --pyairtable-backend=local or external."
+            "Fix: --pyairtable-backend=local, compose or external."
         )
     module, _, attr = BACKENDS[name].partition(":")
     factory: BackendFactory = getattr(importlib.import_module(module), attr)

@@ -159,6 +159,7 @@ class LocalBackend:
         run_id: str,
         logs_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        **_: object,  # options meant for other backends
     ) -> None:
         self.run_id = run_id
         base = _reachable_base(os.environ.get("PYAIRTABLE_TMPDIR") or tempfile.gettempdir())

@@ -34,6 +34,7 @@ from .spec import ServiceSpec, StackSpec
 from .waiting import MAX_WAIT, Gone, wait_ready
 
 LOG_TAIL_LINES = 20
+ENGINE_GRACE = 30.0  # where a container engine judges health, it starts its clock later
 
 
 class State(enum.Enum):
@@ -304,6 +305,9 @@ class Orchestrator:
             self.listener.service_starting(run)
             running = self.backend.launch(run.spec)
             self._set(run, State.RUNNING, running=running, launched_at=self.now())
+            resolve = getattr(self.backend, "resolve", None)
+            if resolve is not None:  # e.g. ports the engine chose
+                run.spec = resolve(run.spec, running)
             if self.timing.service_startup_delay:
                 self._sleep(self.timing.service_startup_delay)
             self._gate(run, running)
@@ -368,8 +372,11 @@ class Orchestrator:
         spec = run.spec
         check = spec.healthcheck
         ctx = ProbeContext(running.log_path, min(check.timeout, 5.0) if check else 2.0)
-        probe = self.probe_factory(spec, ctx)
+        own = getattr(self.backend, "probe", None)  # e.g. the engine's health status
+        probe = (own(spec, running, ctx) if own else None) or self.probe_factory(spec, ctx)
         budget, cap, by_deadline = self._budget(spec)
+        if getattr(probe, "engine_decides", False):
+            budget += ENGINE_GRACE
 
         def alive() -> str | None:
             if self._closing:
@@ -386,6 +393,8 @@ class Orchestrator:
         try:
             outcome = wait_ready(probe, budget=budget, cap=cap, alive=alive, on_attempt=on_attempt)
         except Gone as gone:
+            if not gone.exited:
+                raise self._error(ServiceError, run, gone.reason) from None
             if running.poll() == 0 and (
                 self._awaited_exit(run.name) or spec.probe.kind == "started"
             ):

@@ -123,8 +123,34 @@ def _stack_fixture(all_fixtures: list[str]) -> Any:
 def _pyairtable_session(request: pytest.FixtureRequest) -> Generator[StackSession, None, None]:
     """Owns the running stack: stops it, in reverse order, after the last test."""
     session = request.config.stash[STASH]
+    if session.settings["backend"] == "compose":
+        session.backend_options.update(_pytest_docker_settings(request))
     yield session
     session.stop()
+
+
+# pytest-docker's overridable fixtures and their defaults: a suite that overrides one keeps
+# its setting with our compose backend. (Its default project name is the PID, which
+# gives each xdist worker its own stack: that one default we do not follow.)
+_PYTEST_DOCKER = {
+    "docker_compose_command": ("compose_command", "docker compose"),
+    "docker_compose_project_name": ("project_name", f"pytest{os.getpid()}"),
+    "docker_cleanup": ("cleanup", ["down -v"]),
+}
+
+
+def _pytest_docker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if not request.config.pluginmanager.hasplugin("docker"):
+        return {}
+    options: dict[str, Any] = {}
+    for fixture, (option, default) in _PYTEST_DOCKER.items():
+        try:
+            value = request.getfixturevalue(fixture)
+        except pytest.FixtureLookupError:
+            continue
+        if value != default and value:
+            options[option] = [value] if option == "cleanup" and isinstance(value, str) else value
+    return options
 
 
 @pytest.fixture

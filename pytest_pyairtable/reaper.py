@@ -7,6 +7,7 @@ from pytest. The kernel closes that pipe however pytest dies, so end-of-file wit
     pg <pgid> <start-ticks>    a process group to end
     unpg <pgid>                it was stopped normally
     dir <path>                 a temp dir to remove
+    project <name>             a compose project whose containers to remove
     done                       clean exit: leave everything as it is
 """
 
@@ -16,12 +17,30 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
 from .process import group_alive, proc_start_time
 
 GRACE = 3.0
+
+
+def remove_project(project: str) -> None:
+    listing = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if listing.stdout.split():
+        subprocess.run(
+            ["docker", "rm", "-f", *listing.stdout.split()],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
 
 
 def reap(groups: dict[int, int], dirs: list[str]) -> None:
@@ -45,6 +64,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is pytest's to handle
     groups: dict[int, int] = {}
     dirs: list[str] = []
+    projects: list[str] = []
     for line in sys.stdin:
         command, _, rest = line.rstrip("\n").partition(" ")
         if command == "pg":
@@ -54,9 +74,13 @@ def main() -> int:
             groups.pop(int(rest), None)
         elif command == "dir":
             dirs.append(rest)
+        elif command == "project":
+            projects.append(rest)
         elif command == "done":
             return 0
     reap(groups, dirs)
+    for project in projects:
+        remove_project(project)
     return 0
 
 

@@ -19,7 +19,7 @@ from . import graph
 from .errors import ConfigError, PyAirtableError, ServiceError
 from .events import Listener
 from .redact import Redactor
-from .settings import BY_NAME, Resolved
+from .settings import BY_NAME, Resolved, flag_value
 
 # Everything that reads or runs a stack is imported where it is used: a test run that
 # needs no service pays for neither (see topology.py).
@@ -120,6 +120,7 @@ class StackSession:
         self._redact: Redactor | None = None
         self._topology: dict[str, list[str]] | None = None
         self._old_sigterm: Any = None
+        self.backend_options: dict[str, Any] = {}  # e.g. pytest-docker's fixture overrides
         self.orch: Orchestrator | None = None
         self.events = _Events(self)
         self.needed: set[str] = set()
@@ -223,7 +224,19 @@ class StackSession:
             assert self.stack is not None
             s = self.settings
             logs_dir = Path(s["logs_dir"]).resolve() if s["logs_dir"] else None
-            backend = backend_class(s["backend"])(run_id=self.run_id, logs_dir=logs_dir)
+            backend = backend_class(s["backend"])(
+                run_id=self.run_id,
+                logs_dir=logs_dir,
+                compose_file=self.compose_file,
+                build=s["build"],
+                cleanup_volumes=flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
+                **self.backend_options,
+            )
+            found, project = getattr(backend, "found", None), getattr(backend, "project", "")
+            if found:
+                self.notices.append(f"compose backend: {found}, project {project}")
+            for project in getattr(backend, "removed_stale", ()):
+                self.notices.append(f"removed the containers of {project}, left by a killed run")
             timing = Timing(
                 health_check_timeout=s["health_check_timeout"],
                 max_startup_time=s["max_startup_time"],

@@ -37,6 +37,12 @@ def _profiles(value: Any) -> tuple[str, ...]:
     return tuple(p for item in items for p in str(item).replace(",", " ").split() if p)
 
 
+def _build(value: Any) -> str:
+    if str(value) not in ("auto", "always", "never"):
+        raise ValueError("valid values are auto, always, never")
+    return str(value)
+
+
 def _urls(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split()
     return tuple(str(v) for v in items if v)
@@ -79,7 +85,17 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_profiles,
         repeat=True,
     ),
-    Setting("backend", "how services run: local, or external (already running)", "local"),
+    Setting(
+        "backend",
+        "how services run: local (processes), compose (containers), external (already running)",
+        "local",
+    ),
+    Setting(
+        "build",
+        "compose backend: build images of services with build: auto, always, never",
+        "auto",
+        parse=_build,
+    ),
     Setting(
         "keep",
         "leave the stack running after the run and record it; later runs "

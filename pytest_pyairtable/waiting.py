@@ -29,9 +29,10 @@ MAX_WAIT = 0.05
 class Gone(Exception):
     """The process being probed is no longer running; waiting longer cannot help."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, exited: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.exited = exited  # False: still running, but judged failed (engine: unhealthy)
 
 
 @dataclass

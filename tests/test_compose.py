@@ -1,0 +1,259 @@
+"""The compose backend against a real Docker engine (skipped, saying why, without one).
+
+No registry is reachable: the test image is a `docker import` of an empty root with
+the host's /usr bind-mounted read-only, so the host's python3 runs the stand-in. Every
+service uses host networking and binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+from pytest_pyairtable.process import pid_alive
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "pyairtable-test:base"
+Ports = Callable[[int], list[int]]
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    try:
+        info = _docker("info", "--format", "{{.ServerVersion}}")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"no Docker engine: {exc}")
+    if info.returncode != 0:
+        pytest.skip(f"no Docker engine answers: {info.stderr.strip()[:120]}")
+    if _docker("image", "inspect", IMAGE).returncode != 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "root.tar"
+            with tarfile.open(archive, "w") as tar:
+                for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "app"):
+                    info_ = tarfile.TarInfo(name)
+                    info_.type, info_.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
+                    tar.addfile(info_)
+                for link in ("bin", "lib", "lib64", "sbin"):
+                    info_ = tarfile.TarInfo(link)
+                    info_.type, info_.linkname = tarfile.SYMTYPE, f"usr/{link}"
+                    tar.addfile(info_)
+            imported = subprocess.run(
+                ["docker", "import", str(archive), IMAGE],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert imported.returncode == 0, imported.stderr
+    return info.stdout.strip()
+
+
+def our_containers(pid: int | None = None) -> list[str]:
+    """Containers of our projects whose pytest is this one (or ``pid``) or gone."""
+    out = _docker(
+        "ps",
+        "-a",
+        "--filter",
+        "label=com.docker.compose.project",
+        "--format",
+        '{{.ID}} {{.Label "com.docker.compose.project"}}',
+    ).stdout
+    leaked = []
+    for line in out.splitlines():
+        cid, _, project = line.partition(" ")
+        parts = project.split("-")
+        if project.startswith("pyairtable-") and parts[1].isdigit():
+            owner = int(parts[1])
+            if owner in (pid, __import__("os").getpid()) or not pid_alive(owner):
+                leaked.append(f"{cid} {project}")
+    return leaked
+
+
+@pytest.fixture
+def compose_project(engine: str, project: Project) -> Iterator[Project]:
+    yield project
+    leaked = our_containers()
+    if leaked:
+        _docker("rm", "-f", *[c.split()[0] for c in leaked])
+    assert not leaked, f"containers outlived the test: {leaked}"
+
+
+def service(name: str, body: str) -> str:
+    return f"""
+  {name}:
+    image: {IMAGE}
+    network_mode: host
+    volumes: ["/usr:/usr:ro", "{ROOT}:/app:ro"]
+    environment: {{PYTHONPATH: /app}}
+    stop_grace_period: 5s{body}"""
+
+
+def standin(name: str, port: int, delay: float = 0.0, extra: str = "") -> str:
+    return service(
+        name,
+        f"""
+    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", "{name}", "--port", "{port}", "--startup-delay", "{delay}"]
+    x-pyairtable: {{probe: {{http: "http://127.0.0.1:{port}/health"}}}}{extra}""",
+    )
+
+
+def test_dag_order_partial_stack_graceful_stop_and_cleanup(
+    compose_project: Project, free_ports: Ports
+) -> None:
+    a, b, c = free_ports(3)
+    compose_project.compose(
+        "services:"
+        + standin("a", a, 0.3)
+        + standin("b", b, extra="\n    depends_on: {a: {condition: service_healthy}}")
+        + standin("c", c)
+    )
+    compose_project.tests("""
+        import httpx
+
+        def test_b(pyairtable_b):
+            assert pyairtable_b.tier == 2
+            assert httpx.get(pyairtable_b.url + "/health").json()["status"] == "healthy"
+    """)
+    result = compose_project.run(
+        "--pyairtable-backend",
+        "compose",
+        "--pyairtable-logs-dir",
+        "logs",
+        "--pyairtable-timeline",
+        "t.json",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*compose backend: *Compose v2*, project pyairtable-*", "*started 2 of 3 services*"]
+    )  # c is not needed
+    events = json.loads((compose_project.path / "t.json").read_text())["traceEvents"]
+    phase = {e["name"]: e for e in events if e["ph"] == "X"}
+    assert phase["b starting"]["ts"] >= phase["a starting"]["ts"] + phase["a starting"]["dur"]
+    # reverse order on the way down, and graceful: each drained on SIGTERM
+    assert phase["b stopping"]["ts"] + phase["b stopping"]["dur"] <= phase["a stopping"]["ts"]
+    for name in ("a", "b"):
+        assert f"{name}: stopped" in (compose_project.path / "logs" / f"{name}.log").read_text()
+
+
+def test_dependency_never_healthy_by_engine_healthcheck(
+    compose_project: Project, free_ports: Ports
+) -> None:
+    (b,) = free_ports(1)
+    compose_project.compose(
+        "services:"
+        + service(
+            "a",
+            """
+    command: ["/usr/bin/python3", "-c", "print('a up but broken', flush=True); import time; time.sleep(60)"]
+    healthcheck: {test: ["CMD-SHELL", "exit 1"], interval: 100ms, timeout: 1s, retries: 3}""",
+        )
+        + standin("b", b, extra="\n    depends_on: {a: {condition: service_healthy}}")
+    )
+    compose_project.tests("def test_b(pyairtable_b): pass\n")
+    result = compose_project.run("--pyairtable-backend", "compose")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*service 'a' was reported unhealthy by the engine's healthcheck*",
+            "*| a up but broken*",
+        ]
+    )
+    assert "b: starting" not in result.stdout.str()
+
+
+def test_init_container_service_completed_successfully(
+    compose_project: Project, free_ports: Ports
+) -> None:
+    (app,) = free_ports(1)
+    compose_project.compose(
+        "services:"
+        + service(
+            "migrate",
+            """
+    command: ["/bin/sh", "-c", "echo migrated"]""",
+        )
+        + service(
+            "bad-migrate",
+            """
+    profiles: [bad]
+    command: ["/bin/sh", "-c", "echo boom; exit 3"]""",
+        )
+        + standin(
+            "app",
+            app,
+            extra="\n    depends_on: {migrate: {condition: service_completed_successfully}}",
+        )
+        + standin(
+            "bad-app",
+            app,
+            extra="\n    profiles: [bad]\n    depends_on: {bad-migrate: {condition: service_completed_successfully}}",
+        )
+    )
+    compose_project.tests("def test_app(pyairtable_app): pass\n")
+    compose_project.run("--pyairtable-backend", "compose").assert_outcomes(passed=1)
+    compose_project.tests("def test_app(pyairtable_bad_app): pass\n")
+    result = compose_project.run("--pyairtable-backend", "compose", "--pyairtable-profile", "bad")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*service 'bad-migrate' exited with code 3*", "*| boom*"])
+
+
+def test_a_killed_run_leaves_no_container(compose_project: Project, free_ports: Ports) -> None:
+    (a,) = free_ports(1)
+    compose_project.compose("services:" + standin("a", a))
+    ready = compose_project.path / "ready"
+    compose_project.tests(f"""
+        import pathlib, time
+
+        def test_hangs(pyairtable_a):
+            pathlib.Path({str(ready)!r}).touch()
+            time.sleep(300)
+    """)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--pyairtable-backend",
+            "compose",
+        ],
+        cwd=compose_project.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert our_containers(proc.pid)  # running now
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while our_containers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert our_containers() == []  # the reaper removed them within seconds
+
+
+def test_compose_prerequisites_are_named(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    project.compose("services: {a: {image: x}}\n")
+    project.tests("def test_a(pyairtable_a): pass\n")
+    result = project.run("--pyairtable-backend", "compose")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no Docker engine answers (DOCKER_HOST or the current context)*"])
