@@ -143,12 +143,13 @@ class ContainerService:
         return code
 
     def stop(self, grace: float) -> int | None:
-        self.backend.compose(f"stop -t {math.ceil(grace)} {shlex.quote(self.service)}")
+        # what `compose stop -t` does for one container, without compose's start-up cost
+        _run(["docker", "stop", "-t", str(math.ceil(grace)), self.cid], timeout=grace + 30)
         self._polled = (0.0, None)
         return self.poll()
 
     def kill(self) -> None:
-        self.backend.compose(f"kill {shlex.quote(self.service)}", ok=(0, 1))
+        _run(["docker", "kill", self.cid])
         self._polled = (0.0, None)
 
     def pause(self) -> None:
@@ -243,7 +244,18 @@ class ComposeBackend:
         output = self.compose(f"up -d --no-deps{flag} {shlex.quote(svc.name)}")
         with open(log_path, "a") as log:
             log.write(output)  # pull/build output first, then the container's own
-        cid = self.compose(f"ps -a -q {shlex.quote(svc.name)}").strip().splitlines()
+        # By label, with the docker CLI: 10x faster than `compose ps`, on the critical path.
+        cid = _run(
+            [
+                "docker",
+                "ps",
+                "-aq",
+                "--filter",
+                f"label={PROJECT_LABEL}={self.project}",
+                "--filter",
+                f"label=com.docker.compose.service={svc.name}",
+            ]
+        ).stdout.split()
         if not cid:
             raise PrerequisiteError(f"service '{svc.name}': compose started no container")
         running = ContainerService(self, svc.name, cid[-1], log_path)
