@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,9 @@ class ComposeBackend:
         self.logs_dir = logs_dir or Path(tempfile.mkdtemp(prefix=f"pyairtable-{run_id}-logs-"))
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.started: list[ContainerService] = []
+        self._created: dict[str, threading.Event] = {}
+        self._batches: list[threading.Thread] = []
+        self._batch_lock = threading.Lock()  # compose calls on one project never overlap
 
     def _tell(self, line: str) -> None:
         if self._reaper.stdin is not None:
@@ -238,14 +242,37 @@ class ComposeBackend:
                 f"docker compose {subcommand.split(maxsplit=1)[0]} failed: {exc}"
             ) from None
 
-    def launch(self, svc: ServiceSpec) -> ContainerService:
+    def prepare(self, services: list[ServiceSpec]) -> None:
+        """Create the containers of what is about to start, all in one compose call (it
+        creates them concurrently: 0.22 s for ten here), while the first ones start; a
+        launch then only has to `docker start` (0.10 s) instead of running compose
+        (0.37 s) on the critical path."""
+        names = [s.name for s in services if s.name not in self._created]
+        if not names:
+            return
+        done = threading.Event()
+        for name in names:
+            self._created[name] = done
+        thread = threading.Thread(target=self._create, args=(names, done), daemon=True)
+        self._batches.append(thread)
+        thread.start()
+
+    def _create(self, names: list[str], done: threading.Event) -> None:
         flag = {"always": " --build", "never": " --no-build"}.get(self.build, "")
-        log_path = self.logs_dir / f"{svc.name}.log"
-        output = self.compose(f"up -d --no-deps{flag} {shlex.quote(svc.name)}")
-        with open(log_path, "a") as log:
-            log.write(output)  # pull/build output first, then the container's own
-        # By label, with the docker CLI: 10x faster than `compose ps`, on the critical path.
-        cid = _run(
+        try:
+            with self._batch_lock:
+                output = self.compose(
+                    f"up --no-start --no-deps{flag} " + " ".join(map(shlex.quote, names))
+                )
+            with open(self.logs_dir / "compose-create.log", "a") as log:
+                log.write(output)
+        except PrerequisiteError:
+            pass  # each launch falls back to `up`, which reports its own error
+        finally:
+            done.set()
+
+    def _container(self, name: str) -> str | None:
+        ids = _run(
             [
                 "docker",
                 "ps",
@@ -253,12 +280,34 @@ class ComposeBackend:
                 "--filter",
                 f"label={PROJECT_LABEL}={self.project}",
                 "--filter",
-                f"label=com.docker.compose.service={svc.name}",
+                f"label=com.docker.compose.service={name}",
             ]
         ).stdout.split()
-        if not cid:
+        return ids[0] if ids else None
+
+    def launch(self, svc: ServiceSpec) -> ContainerService:
+        log_path = self.logs_dir / f"{svc.name}.log"
+        created = self._created.get(svc.name)
+        created_ok = created is not None and created.wait(300)
+        if (
+            created_ok
+            and (cid := self._container(svc.name))
+            and _run(["docker", "start", cid]).returncode == 0
+        ):
+            return self._follow(svc, cid, log_path)
+        flag = {"always": " --build", "never": " --no-build"}.get(self.build, "")
+        with self._batch_lock:
+            output = self.compose(f"up -d --no-deps{flag} {shlex.quote(svc.name)}")
+        with open(log_path, "a") as log:
+            log.write(output)  # pull/build output first, then the container's own
+        # By label, with the docker CLI: 10x faster than `compose ps`, on the critical path.
+        cid = self._container(svc.name)
+        if cid is None:
             raise PrerequisiteError(f"service '{svc.name}': compose started no container")
-        running = ContainerService(self, svc.name, cid[-1], log_path)
+        return self._follow(svc, cid, log_path)
+
+    def _follow(self, svc: ServiceSpec, cid: str, log_path: Path) -> ContainerService:
+        running = ContainerService(self, svc.name, cid, log_path)
         self.started.append(running)
         return running
 
@@ -290,6 +339,8 @@ class ComposeBackend:
         return None
 
     def close(self, *, failed: bool = False, keep: bool = False) -> None:
+        for batch in self._batches:  # no creation may race the clean-up
+            batch.join(120)
         self._tell("done")
         with contextlib.suppress(OSError):
             if self._reaper.stdin is not None:

@@ -185,6 +185,9 @@ class Orchestrator:
                 self.runs[name] = ServiceRun(
                     self.stack.services[name], self.tiers[name], scheduled_at=self.now()
                 )
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is not None and new:  # e.g. create containers ahead, off the critical path
+            prepare([self.stack.services[n] for n in new])
         for name in new:
             thread = threading.Thread(
                 target=self._bring_up,
