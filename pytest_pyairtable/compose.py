@@ -117,6 +117,13 @@ class ContainerService:
             )
         self._polled: tuple[float, int | None] = (0.0, None)
 
+    def sync_logs(self) -> None:
+        """Before a log tail is read: the follower of an exited container finishes on its
+        own; wait for it, or the tail may miss the container's last words."""
+        if self.poll() is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.follower.wait(3)
+
     def state(self) -> dict[str, Any]:
         out = _run(["docker", "inspect", "--format", "{{json .State}}", self.cid])
         return (

@@ -457,6 +457,9 @@ class Orchestrator:
         self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = ""
     ) -> ServiceError:
         log_path = run.running.log_path if run.running else None
+        sync = getattr(run.running, "sync_logs", None)  # logs that reach the file late
+        if sync is not None:
+            sync()
         return kind(
             run.name,
             cause,
