@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from .errors import PrerequisiteError
 from .probes import Probe, ProbeContext, ProbeFailed
 from .probespec import derive_probe
 from .process import pid_alive
+from .reaper import ReaperClient, remove_project
 from .spec import PortMapping, ServiceSpec
 from .waiting import Gone
 
@@ -216,12 +216,8 @@ class ComposeBackend:
         )
         self.removed_stale = remove_stale_projects()
         self.project = project_name or f"pyairtable-{run_id}"
-        self._reaper = subprocess.Popen(  # removes the project's containers if pytest is killed
-            [sys.executable, "-m", "pytest_pyairtable.reaper"],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._tell(f"project {self.project}")
+        self._reaper = ReaperClient()  # removes the project's containers if pytest is killed
+        self._reaper.tell(f"project {self.project}")
         self.executor = DockerComposeExecutor(self.command, [str(compose_file)], self.project)
         self.services = Services(self.executor)
         self.docker_ip = get_docker_ip()
@@ -234,12 +230,6 @@ class ComposeBackend:
         self._created: dict[str, threading.Event] = {}
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
-
-    def _tell(self, line: str) -> None:
-        if self._reaper.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._reaper.stdin.write(line.encode() + b"\n")
-                self._reaper.stdin.flush()
 
     def compose(self, subcommand: str, ok: tuple[int, ...] = (0,)) -> str:
         try:
@@ -348,19 +338,13 @@ class ComposeBackend:
     def close(self, *, failed: bool = False, keep: bool = False) -> None:
         for batch in self._batches:  # no creation may race the clean-up
             batch.join(120)
-        self._tell("done")
-        with contextlib.suppress(OSError):
-            if self._reaper.stdin is not None:
-                self._reaper.stdin.close()
-        self._reaper.wait(5)
+        self._reaper.done()
         if keep:
             return
         for subcommand in self.cleanup:
             with contextlib.suppress(PrerequisiteError):
                 self.compose(subcommand)
         # `down` skips services of profiles not active now: remove by the project's label.
-        from .reaper import remove_project
-
         remove_project(self.project)
         for running in self.started:
             with contextlib.suppress(OSError):

@@ -11,16 +11,15 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, PrerequisiteError, PyAirtableError
 from .process import LocalProcess, parse_signal, proc_start_time
+from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
 from .spec import ServiceSpec
 
@@ -167,33 +166,16 @@ class LocalBackend:
         self.run_dir.chmod(0o755)  # servers run as an unprivileged user must reach their dirs
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         self._own_logs = logs_dir is None
-        self._reaper_lock = threading.Lock()
         self.logs_dir = logs_dir or Path(base) / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_runs(Path(base))
         self.environ = dict(os.environ if environ is None else environ)
-        self._reaper = self._start_reaper()
-        self._tell(f"dir {self.run_dir}")
+        self._reaper = ReaperClient({**self.environ, RUN_ID_VAR: run_id})
+        self._reaper.tell(f"dir {self.run_dir}")
         # Servers' data on tmpfs: initdb and PostgreSQL's writes are disk-bound here.
         self.data_dir = _tmpfs_dir(run_id) or self.run_dir
         if self.data_dir != self.run_dir:
-            self._tell(f"dir {self.data_dir}")
-
-    def _start_reaper(self) -> subprocess.Popen[bytes]:
-        env = {**self.environ, RUN_ID_VAR: self.run_id}
-        return subprocess.Popen(
-            [sys.executable, "-m", "pytest_pyairtable.reaper"],
-            stdin=subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # survives pytest's death
-        )
-
-    def _tell(self, line: str) -> None:
-        with self._reaper_lock:
-            stdin = self._reaper.stdin
-            if stdin is not None and not stdin.closed:
-                stdin.write(line.encode() + b"\n")
-                stdin.flush()
+            self._reaper.tell(f"dir {self.data_dir}")
 
     def plan(self, svc: ServiceSpec) -> LaunchPlan:
         log_path = self.log_path(svc.name)
@@ -231,16 +213,13 @@ class LocalBackend:
             user=plan.user,
         )
         if process.start_ticks is not None:
-            self._tell(f"pg {process.pid} {process.start_ticks}")
+            self._reaper.tell(f"pg {process.pid} {process.start_ticks}")
         return LocalService(process, stop_signal)
 
     def close(self, *, failed: bool = False, keep: bool = False) -> None:
         """Remove the run's temp dir, and its logs unless the run failed or they were asked
         for; with ``keep``, leave all of it to the kept stack (and tell the reaper so)."""
-        self._tell("done")
-        if self._reaper.stdin is not None:
-            self._reaper.stdin.close()
-        self._reaper.wait(5)
+        self._reaper.done()
         if keep:
             return
         shutil.rmtree(self.run_dir, ignore_errors=True)

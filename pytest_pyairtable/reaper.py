@@ -19,11 +19,45 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from .process import group_alive, proc_start_time
 
 GRACE = 3.0
+
+
+class ReaperClient:
+    """pytest's end of the pipe: start a reaper, tell it what to end, say ``done``.
+
+    A reaper killed by someone else must not stop a clean shutdown, so writes to a closed
+    pipe are ignored; several threads may launch services, so writes are serialised."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_pyairtable.reaper"],
+            stdin=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # survives pytest's death, and its Ctrl-C
+        )
+
+    def tell(self, line: str) -> None:
+        with self._lock:
+            stdin = self._process.stdin
+            if stdin is not None and not stdin.closed:
+                with contextlib.suppress(OSError):
+                    stdin.write(line.encode() + b"\n")
+                    stdin.flush()
+
+    def done(self) -> None:
+        """A clean end: the reaper exits and leaves everything as it is."""
+        self.tell("done")
+        with self._lock, contextlib.suppress(OSError):
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(5)
 
 
 def remove_project(project: str) -> None:

@@ -159,3 +159,34 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
             "*reported in full at test_project.py::test_needs_it*",
         ]
     )
+
+
+def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports: Ports) -> None:
+    import os
+
+    from pytest_pyairtable.local import LocalBackend
+    from pytest_pyairtable.orchestrator import Orchestrator
+    from pytest_pyairtable.spec import load_stack
+
+    (port,) = free_ports(1)
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(
+        "services:\n  a:\n    image: x\n    x-pyairtable:\n"
+        f"      local: {{command: python -m pytest_pyairtable.standin --name a --port {port}}}\n"
+        f'      probe: {{tcp: "127.0.0.1:{port}"}}\n'
+    )
+    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id="reaper-killed"))
+    try:
+        orch.start()
+        orch.wait("a")
+        reapers = [
+            pid
+            for pid in marked_processes()
+            if b"pytest_pyairtable.reaper" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(reapers) == 1
+        os.kill(reapers[0], signal.SIGKILL)
+        time.sleep(0.1)
+    finally:
+        orch.stop()  # must not raise BrokenPipeError, and must still stop 'a'
+    assert orch.runs["a"].running is not None and orch.runs["a"].running.poll() is not None
