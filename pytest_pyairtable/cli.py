@@ -26,7 +26,7 @@ from . import graph, progress
 from .errors import PyAirtableError
 from .kept import KeptStack, state_path, stop_kept
 from .local import remove_stale_runs
-from .probes import ProbeContext, ProbeFailed, make_probe
+from .probes import probe_once
 from .process import pid_alive
 from .redact import Redactor
 from .session import StackSession, load_for_config
@@ -200,11 +200,9 @@ def status_rows(session: StackSession, kept: KeptStack) -> list[dict[str, Any]]:
         else:
             state = "running"
             if spec is not None:
-                try:
-                    make_probe(spec.probe, ProbeContext(attempt_timeout=1.0)).check()
-                    health = "healthy"
-                except ProbeFailed as exc:
-                    health, error = "unhealthy", session.redact(str(exc))
+                failure = probe_once(spec.probe)
+                health = "healthy" if failure is None else "unhealthy"
+                error = session.redact(failure or "")
         rows.append(
             {
                 "service": name,

@@ -239,6 +239,10 @@ class ComposeBackend:
                 f"docker compose {subcommand.split(maxsplit=1)[0]} failed: {exc}"
             ) from None
 
+    @property
+    def _build_flag(self) -> str:
+        return {"always": " --build", "never": " --no-build"}.get(self.build, "")
+
     def prepare(self, services: list[ServiceSpec]) -> None:
         """Create the containers of what is about to start, all in one compose call (it
         creates them concurrently: 0.22 s for ten here), while the first ones start; a
@@ -255,11 +259,11 @@ class ComposeBackend:
         thread.start()
 
     def _create(self, names: list[str], done: threading.Event) -> None:
-        flag = {"always": " --build", "never": " --no-build"}.get(self.build, "")
         try:
             with self._batch_lock:
                 output = self.compose(
-                    f"up --no-start --no-deps{flag} " + " ".join(map(shlex.quote, names))
+                    f"up --no-start --no-deps{self._build_flag} "
+                    + " ".join(map(shlex.quote, names))
                 )
             with open(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
@@ -292,9 +296,8 @@ class ComposeBackend:
             and _run(["docker", "start", cid]).returncode == 0
         ):
             return self._follow(svc, cid, log_path)
-        flag = {"always": " --build", "never": " --no-build"}.get(self.build, "")
         with self._batch_lock:
-            output = self.compose(f"up -d --no-deps{flag} {shlex.quote(svc.name)}")
+            output = self.compose(f"up -d --no-deps{self._build_flag} {shlex.quote(svc.name)}")
         with open(log_path, "a") as log:
             log.write(output)  # pull/build output first, then the container's own
         # By label, with the docker CLI: 10x faster than `compose ps`, on the critical path.

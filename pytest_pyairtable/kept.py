@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from .orchestrator import Handle, Orchestrator
-from .probes import ProbeContext, ProbeFailed, make_probe
+from .probes import probe_once
 from .process import group_alive, is_running
 from .share import handle_from_json, handle_to_json
 from .spec import StackSpec
+from .topology import own_dir
 
 
 def state_path(compose_file: Path) -> Path:
@@ -65,7 +66,7 @@ class KeptStack:
     data_dir: str = ""
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(exist_ok=True)
+        own_dir(path.parent)
         data = dataclasses.asdict(self)
         for name, svc in self.services.items():
             data["services"][name]["handle"] = handle_to_json(svc.handle)
@@ -124,11 +125,10 @@ def why_not_reusable(kept: KeptStack, stack: StackSpec, backend: str) -> str | N
             return f"its service '{name}' is no longer running"
 
     def probe(name: str) -> str | None:
-        try:
-            make_probe(stack.services[name].probe, ProbeContext(attempt_timeout=1.0)).check()
-        except ProbeFailed as exc:
-            return f"its service '{name}' does not pass its probe ({exc})"
-        return None
+        failure = probe_once(stack.services[name].probe)
+        return (
+            None if failure is None else f"its service '{name}' does not pass its probe ({failure})"
+        )
 
     # All at once: attaching should cost one probe's time, not the sum of ten.
     names = [n for n in kept.services if n in stack.services]

@@ -208,3 +208,17 @@ PROBES: dict[str, ProbeFactory] = {
 
 def make_probe(spec: ProbeSpec, ctx: ProbeContext) -> Probe:
     return PROBES[spec.kind](spec, ctx)
+
+
+def probe_once(spec: ProbeSpec, timeout: float = 1.0) -> str | None:
+    """One attempt, for a stack that should already be up: None if it passes, else why."""
+    probe = make_probe(spec, ProbeContext(attempt_timeout=timeout))
+    try:
+        probe.check()
+    except ProbeFailed as exc:
+        return str(exc)
+    finally:
+        close = getattr(probe, "close", None)
+        if close:
+            close()
+    return None

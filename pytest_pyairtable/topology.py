@@ -17,13 +17,17 @@ from typing import Any
 Edges = dict[str, list[str]]
 
 
-def cache_dir(compose_file: Path) -> Path:
-    """Our per-project dir; it ignores itself in git, as .pytest_cache does."""
-    path = compose_file.parent / ".pyairtable"
+def own_dir(path: Path) -> Path:
+    """Our per-project dir (cache, kept-stack records); it ignores itself in git, as
+    .pytest_cache does."""
     if not path.is_dir():
         path.mkdir()
         (path / ".gitignore").write_text("# created by pytest-pyairtable\n*\n")
     return path
+
+
+def cache_dir(compose_file: Path) -> Path:
+    return own_dir(compose_file.parent / ".pyairtable")
 
 
 def read_topology(compose_file: Path, profiles: Sequence[str]) -> Edges:
