@@ -116,10 +116,6 @@ class StackSpec:
     profiles: tuple[str, ...] = ()
     inactive: tuple[str, ...] = ()
 
-    @property
-    def project_dir(self) -> Path:
-        return self.compose_file.parent
-
     def secret_values(self) -> list[str]:
         """Values that must never be printed: variables whose name looks like a secret."""
         found: set[str] = set()
