@@ -36,17 +36,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pytest_pyairtable import graph
-from pytest_pyairtable.local import LocalBackend
-from pytest_pyairtable.orchestrator import Orchestrator
-from pytest_pyairtable.spec import load_stack
+from pytest_pyairtable.model import graph
+from pytest_pyairtable.backends.local import LocalBackend
+from pytest_pyairtable.engine.orchestrator import Orchestrator
+from pytest_pyairtable.model.spec import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def seed_edges() -> dict[str, list[str]]:
     """The seed's services and edges, from the repo's docker-compose.yml: the one list."""
-    from pytest_pyairtable.topology import read_topology
+    from pytest_pyairtable.model.topology import read_topology
 
     return read_topology(ROOT / "docker-compose.yml", ())
 
@@ -98,7 +98,7 @@ def compose_text(delay: float) -> str:
 def boot_once(compose: Path, only: list[str] | None, backend: str = "local") -> dict[str, float]:
     run_id = f"{os.getpid()}-{os.urandom(3).hex()}"
     if backend == "compose":
-        from pytest_pyairtable.compose import ComposeBackend
+        from pytest_pyairtable.backends.compose import ComposeBackend
 
         chosen: Any = ComposeBackend(run_id=run_id, compose_file=compose)
     else:

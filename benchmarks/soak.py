@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from boot import compose_text
 
-from pytest_pyairtable.local import RUN_ID_VAR, LocalBackend
-from pytest_pyairtable.orchestrator import Orchestrator
-from pytest_pyairtable.spec import load_stack
+from pytest_pyairtable.backends.local import RUN_ID_VAR, LocalBackend
+from pytest_pyairtable.engine.orchestrator import Orchestrator
+from pytest_pyairtable.model.spec import load_stack
 
 
 def marked_processes() -> set[int]:

@@ -21,13 +21,13 @@ _WHERE = {
     "ServiceExitedError": "errors",
     "ServiceTimeoutError": "errors",
     "UnknownServiceError": "errors",
-    "Faults": "faults",
-    "Handle": "orchestrator",
-    "Orchestrator": "orchestrator",
-    "Timing": "orchestrator",
-    "ServiceSpec": "spec",
-    "StackSpec": "spec",
-    "load_stack": "spec",
+    "Faults": "engine.faults",
+    "Handle": "engine.orchestrator",
+    "Orchestrator": "engine.orchestrator",
+    "Timing": "engine.orchestrator",
+    "ServiceSpec": "model.spec",
+    "StackSpec": "model.spec",
+    "load_stack": "model.spec",
 }
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .engine.faults import Faults
+    from .engine.orchestrator import Handle, Orchestrator, Timing
     from .errors import (
         ComposeFileError,
         ConfigError,
@@ -65,9 +67,7 @@ if TYPE_CHECKING:
         ServiceTimeoutError,
         UnknownServiceError,
     )
-    from .faults import Faults
-    from .orchestrator import Handle, Orchestrator, Timing
-    from .spec import ServiceSpec, StackSpec, load_stack
+    from .model.spec import ServiceSpec, StackSpec, load_stack
 
 
 def __getattr__(name: str) -> Any:

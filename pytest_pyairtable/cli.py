@@ -22,16 +22,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import graph, progress
+from . import progress
+from .backends.kept import KeptStack, state_path, stop_kept
+from .backends.local import remove_stale_runs
+from .backends.process import pid_alive
 from .errors import PyAirtableError
-from .kept import KeptStack, state_path, stop_kept
-from .local import remove_stale_runs
-from .probes import probe_once
-from .process import pid_alive
+from .model import graph
+from .probes.checks import probe_once
+from .probes.waitcmd import describe, wait_for
 from .redact import Redactor
 from .session import StackSession, load_for_config
 from .settings import flag_value, resolve
-from .waitcmd import describe, wait_for
 
 
 def _parser() -> argparse.ArgumentParser:

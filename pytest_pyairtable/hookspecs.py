@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .orchestrator import Handle, ServiceRun
-    from .probes import Probe, ProbeContext
-    from .probespec import ProbeSpec
-    from .spec import ServiceSpec, StackSpec
+    from .engine.orchestrator import Handle, ServiceRun
+    from .model.probespec import ProbeSpec
+    from .model.spec import ServiceSpec, StackSpec
+    from .probes.checks import Probe, ProbeContext
 
 hookspec = pluggy.HookspecMarker("pytest")
 

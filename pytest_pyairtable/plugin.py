@@ -23,7 +23,7 @@ from .session import StackSession, load_for_config
 from .settings import SETTINGS, resolve
 
 if TYPE_CHECKING:
-    from .faults import Faults
+    from .engine.faults import Faults
 
 STASH = pytest.StashKey[StackSession]()
 FIXTURES_PLUGIN = "pyairtable-fixtures"

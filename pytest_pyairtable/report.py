@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from . import graph
-from .orchestrator import Orchestrator, ServiceRun, State, endpoint
+from .engine.orchestrator import Orchestrator, ServiceRun, State, endpoint
+from .model import graph
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

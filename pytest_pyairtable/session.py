@@ -15,21 +15,21 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import graph
+from .engine.events import Listener
 from .errors import ConfigError, PyAirtableError, ServiceError
-from .events import Listener
+from .model import graph
 from .redact import Redactor
 from .settings import BY_NAME, Resolved, flag_value
 
 # Everything that reads or runs a stack is imported where it is used: a test run that
 # needs no service pays for neither (see topology.py).
 if TYPE_CHECKING:
-    from .faults import Faults
-    from .kept import KeptStack
-    from .orchestrator import Handle, Orchestrator, ServiceRun
-    from .probes import Probe, ProbeContext
+    from .backends.kept import KeptStack
+    from .engine.faults import Faults
+    from .engine.orchestrator import Handle, Orchestrator, ServiceRun
+    from .model.spec import ServiceSpec, StackSpec
+    from .probes.checks import Probe, ProbeContext
     from .share import StackClient, StackServer
-    from .spec import ServiceSpec, StackSpec
 
 Say = Callable[[str], None]
 
@@ -146,8 +146,8 @@ class StackSession:
         if self._loaded:
             return
         self._loaded = True
-        from .external import parse_urls, with_urls
-        from .spec import load_stack
+        from .backends.external import parse_urls, with_urls
+        from .model.spec import load_stack
 
         try:
             stack = load_stack(
@@ -189,7 +189,7 @@ class StackSession:
             if self._error is None:
                 return {}
         if self._topology is None:
-            from .topology import read_topology
+            from .model.topology import read_topology
 
             # settings["profile"] already holds COMPOSE_PROFILES from the environment
             exists = self.compose_file.is_file()
@@ -217,8 +217,8 @@ class StackSession:
             return self._orchestrator()
 
     def _orchestrator(self) -> Orchestrator:
-        from .backend import backend_class
-        from .orchestrator import Orchestrator, Timing
+        from .backends.base import backend_class
+        from .engine.orchestrator import Orchestrator, Timing
 
         if self.orch is None:
             assert self.stack is not None
@@ -256,7 +256,7 @@ class StackSession:
         return self.orch
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
-        from .probes import make_probe
+        from .probes.checks import make_probe
 
         if self.hook is not None:
             custom: Probe | None = self.hook.pytest_pyairtable_make_probe(
@@ -288,7 +288,7 @@ class StackSession:
 
     def attached(self) -> KeptStack | None:
         """The kept stack this run attached to, checking once whether it may."""
-        from .kept import KeptStack, state_path, why_not_reusable
+        from .backends.kept import KeptStack, state_path, why_not_reusable
 
         with self._lock:
             if self._kept_checked or self.stack is None:
@@ -311,7 +311,7 @@ class StackSession:
             return kept
 
     def _kept_handle(self, kept: KeptStack, name: str) -> Handle:
-        from .kept import state_path
+        from .backends.kept import state_path
 
         if name not in kept.services:
             raise PyAirtableError(
@@ -322,7 +322,7 @@ class StackSession:
 
     def preflight(self) -> list[str]:
         """Everything missing to start the selected services, listed at once."""
-        from .local import preflight
+        from .backends.local import preflight
 
         assert self.stack is not None
         if self.settings["backend"] != "local":
@@ -331,7 +331,7 @@ class StackSession:
         return preflight([self.stack.services[n] for n in sorted(names)])
 
     def faults(self) -> Faults:
-        from .faults import Faults
+        from .engine.faults import Faults
 
         if self.client is not None:
             raise PyAirtableError(
@@ -388,7 +388,7 @@ class StackSession:
                 self.orch.stop()
             self.flush()
             if self.settings["timeline"] and self.orch.runs and not self._timeline_written:
-                from .timeline import write_timeline
+                from .engine.timeline import write_timeline
 
                 self._timeline_written = True
                 path = Path(self.settings["timeline"]).resolve()
@@ -400,7 +400,7 @@ class StackSession:
 
     def keep(self) -> None:
         """Leave the stack running and record it for later runs and `pyairtable down`."""
-        from .kept import record, state_path
+        from .backends.kept import record, state_path
 
         assert self.orch is not None
         if any(r.error for r in self.orch.runs.values()):
@@ -424,7 +424,7 @@ class StackSession:
 
     def up_until_interrupted(self) -> None:
         """``--pyairtable-up``: boot everything, print the URL table, hold until Ctrl-C."""
-        from .kept import record, state_path
+        from .backends.kept import record, state_path
         from .report import url_table
 
         say = self.say or print
@@ -494,7 +494,7 @@ class StackSession:
 
     def summary(self) -> list[str]:
         if self.kept is not None:
-            from .kept import state_path
+            from .backends.kept import state_path
 
             return [
                 f"attached to the kept stack ({len(self.kept.services)} services) in "

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .durations import parse_duration
+from .model.durations import parse_duration
 
 
 def flag_value(value: Any) -> bool:

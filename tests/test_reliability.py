@@ -164,9 +164,9 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
 def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports: Ports) -> None:
     import os
 
-    from pytest_pyairtable.local import LocalBackend
-    from pytest_pyairtable.orchestrator import Orchestrator
-    from pytest_pyairtable.spec import load_stack
+    from pytest_pyairtable.backends.local import LocalBackend
+    from pytest_pyairtable.engine.orchestrator import Orchestrator
+    from pytest_pyairtable.model.spec import load_stack
 
     (port,) = free_ports(1)
     path = tmp_path / "docker-compose.yml"
@@ -182,7 +182,7 @@ def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports
         reapers = [
             pid
             for pid in marked_processes()
-            if b"pytest_pyairtable.reaper" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"pytest_pyairtable.backends.reaper" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert len(reapers) == 1
         os.kill(reapers[0], signal.SIGKILL)

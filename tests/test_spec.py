@@ -14,7 +14,7 @@ from pytest_pyairtable.errors import (
     InterpolationError,
     UnknownServiceError,
 )
-from pytest_pyairtable.spec import Dependency, StackSpec, load_stack
+from pytest_pyairtable.model.spec import Dependency, StackSpec, load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -307,7 +307,7 @@ def test_the_dev_stack_file_loads_with_the_seed_tiers() -> None:
         )
     }
     stack = load_stack(ROOT / "docker-compose.yml", environ=env, env_file=ROOT / ".env.example")
-    from pytest_pyairtable.graph import tiers
+    from pytest_pyairtable.model.graph import tiers
 
     got = tiers({n: [d.name for d in s.depends_on] for n, s in stack.services.items()})
     assert got["frontend"] == 7 and got["api-gateway"] == 6 and got["saga-orchestrator"] == 5

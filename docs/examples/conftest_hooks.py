@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from pytest_pyairtable.probes import ProbeFailed
+from pytest_pyairtable.probes.checks import ProbeFailed
 
 READY_LOG = Path("services-ready.txt")
 

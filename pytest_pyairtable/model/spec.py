@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from ..errors import ComposeFileError, ConfigError, UnknownServiceError
 from .durations import parse_duration
-from .errors import ComposeFileError, ConfigError, UnknownServiceError
 from .graph import check_acyclic
 from .interpolate import Interpolator, parse_env_file
 from .probespec import ProbeSpec, derive_probe, parse_probe, redis_password

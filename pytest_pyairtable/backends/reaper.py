@@ -36,7 +36,7 @@ class ReaperClient:
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self._lock = threading.Lock()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "pytest_pyairtable.reaper"],
+            [sys.executable, "-m", "pytest_pyairtable.backends.reaper"],
             stdin=subprocess.PIPE,
             env=env,
             start_new_session=True,  # survives pytest's death, and its Ctrl-C

@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, PrerequisiteError, PyAirtableError
+from ..errors import ConfigError, PrerequisiteError, PyAirtableError
+from ..model.spec import ServiceSpec
 from .process import LocalProcess, parse_signal, proc_start_time
 from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
-from .spec import ServiceSpec
 
 RUN_ID_VAR = "PYAIRTABLE_RUN_ID"
 

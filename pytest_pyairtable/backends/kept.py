@@ -23,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .orchestrator import Handle, Orchestrator
-from .probes import probe_once
+from ..engine.orchestrator import Handle, Orchestrator
+from ..model.spec import StackSpec
+from ..model.topology import own_dir
+from ..probes.checks import probe_once
+from ..share import handle_from_json, handle_to_json
 from .process import group_alive, is_running
-from .share import handle_from_json, handle_to_json
-from .spec import StackSpec
-from .topology import own_dir
 
 
 def state_path(compose_file: Path) -> Path:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import ConfigError, PrerequisiteError
+from ..errors import ConfigError, PrerequisiteError
 
 
 def proc_start_time(pid: int) -> int | None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigError
-from .probes import HttpProbe, Probe, ProbeContext, ProbeFailed, make_probe
-from .probespec import ProbeSpec
-from .redact import Redactor
+from ..errors import ConfigError
+from ..model.probespec import ProbeSpec
+from ..redact import Redactor
+from .checks import HttpProbe, Probe, ProbeContext, ProbeFailed, make_probe
 from .waiting import Gone, wait_ready
 
 DISCOVERY_PATHS = ("/health", "/healthz", "/ready", "/status")

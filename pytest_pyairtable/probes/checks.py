@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from .probespec import ProbeSpec
+from ..model.probespec import ProbeSpec
 
 
 class ProbeFailed(Exception):

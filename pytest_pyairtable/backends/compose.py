@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import PrerequisiteError
-from .probes import Probe, ProbeContext, ProbeFailed
-from .probespec import derive_probe
+from ..errors import PrerequisiteError
+from ..model.probespec import derive_probe
+from ..model.spec import PortMapping, ServiceSpec
+from ..probes.checks import Probe, ProbeContext, ProbeFailed
+from ..probes.waiting import Gone
 from .process import pid_alive
 from .reaper import ReaperClient, remove_project
-from .spec import PortMapping, ServiceSpec
-from .waiting import Gone
 
 PROJECT_LABEL = "com.docker.compose.project"
 _OUR_PROJECT = re.compile(r"^pyairtable-(\d+)-[0-9a-f]+$")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .spec import ServiceSpec
+from ..model.spec import ServiceSpec
 
 
 def checkpoint_postgres(dsn: str) -> str:

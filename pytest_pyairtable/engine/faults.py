@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import UnknownServiceError
+from ..errors import UnknownServiceError
 from .orchestrator import Handle, Orchestrator, ServiceRun
 
 

@@ -20,7 +20,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from .probes import Probe, ProbeFailed
+from .checks import Probe, ProbeFailed
 
 FIRST_WAIT = 0.001
 MAX_WAIT = 0.05

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from .spec import ServiceSpec
+from ..model.spec import ServiceSpec
 
 
 class Running(Protocol):
@@ -43,16 +43,16 @@ class Backend(Protocol):
 
 BackendFactory = Callable[..., Backend]
 BACKENDS: dict[str, str] = {
-    "local": "pytest_pyairtable.local:LocalBackend",
-    "external": "pytest_pyairtable.external:ExternalBackend",
-    "compose": "pytest_pyairtable.compose:ComposeBackend",
+    "local": "pytest_pyairtable.backends.local:LocalBackend",
+    "external": "pytest_pyairtable.backends.external:ExternalBackend",
+    "compose": "pytest_pyairtable.backends.compose:ComposeBackend",
 }
 
 
 def backend_class(name: str) -> BackendFactory:
     import importlib
 
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if name not in BACKENDS:
         raise ConfigError(

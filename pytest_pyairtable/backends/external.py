@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigError
-from .spec import StackSpec
+from ..errors import ConfigError
+from ..model.spec import StackSpec
 
 _SCHEMES = {"postgres": ("postgres", "postgresql"), "redis": ("redis", "rediss")}
 

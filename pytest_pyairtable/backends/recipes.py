@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import PrerequisiteError
+from ..model.probespec import redis_password
+from ..model.spec import ServiceSpec
 from . import pgcache
-from .errors import PrerequisiteError
-from .probespec import redis_password
-from .spec import ServiceSpec
 
 
 @dataclass

@@ -17,21 +17,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import graph, safety
-from .backend import Backend, Running
-from .errors import (
+from ..backends.base import Backend, Running
+from ..errors import (
     DependencyFailedError,
     PyAirtableError,
     ServiceError,
     ServiceExitedError,
     ServiceTimeoutError,
 )
+from ..model import graph
+from ..model.probespec import ProbeSpec
+from ..model.spec import ServiceSpec, StackSpec
+from ..probes.checks import Probe, ProbeContext, make_probe
+from ..probes.waiting import MAX_WAIT, Gone, wait_ready
+from ..redact import Redactor
+from . import safety
 from .events import Listener
-from .probes import Probe, ProbeContext, make_probe
-from .probespec import ProbeSpec
-from .redact import Redactor
-from .spec import ServiceSpec, StackSpec
-from .waiting import MAX_WAIT, Gone, wait_ready
 
 LOG_TAIL_LINES = 20
 ENGINE_GRACE = 30.0  # where a container engine judges health, it starts its clock later

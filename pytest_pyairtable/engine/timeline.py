@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..report import critical, ordered_runs
 from .orchestrator import Orchestrator, ServiceRun
-from .report import critical, ordered_runs
 
 
 def chrome_trace(orch: Orchestrator) -> dict[str, Any]:

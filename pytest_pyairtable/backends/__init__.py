@@ -1,0 +1,1 @@
+"""How a service runs: the Backend protocol, local processes, containers, external services."""

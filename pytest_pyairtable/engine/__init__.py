@@ -1,0 +1,1 @@
+"""Running a stack: the orchestrator (scheduling, readiness gate), faults, timeline, data safety."""

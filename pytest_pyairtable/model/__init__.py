@@ -1,0 +1,1 @@
+"""The stack as data: compose loading, interpolation, durations, probes as data, the DAG."""
