@@ -1,0 +1,66 @@
+"""Helpers for the kept-stack and lifecycle tests: the CLI as a subprocess, deadlines,
+and what a run left on the machine."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from conftest import marked_processes
+
+
+def cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    drop: Iterable[str] = (),
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``pyairtable ARGS`` with this environment, plus ``env``, minus the ``drop`` names."""
+    environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in set(drop)}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_pyairtable.cli", *args],
+        check=False,
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def until(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
+        time.sleep(0.02)
+    return value
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run_processes(run_id: str) -> set[int]:
+    """Live processes a run started (its services, not its reaper)."""
+    return {pid for pid, run in marked_processes().items() if run == run_id and _is_service(pid)}
+
+
+def _is_service(pid: int) -> bool:
+    try:
+        return b"PYAIRTABLE_SERVICE=" in Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+
+
+def record_of(compose_dir: Path, name: str = "docker-compose.yml") -> Path:
+    return compose_dir / ".pyairtable" / f"{name}.json"

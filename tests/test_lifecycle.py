@@ -1,0 +1,332 @@
+"""The life of a run at its edges: jobs, repeated failures, signals under xdist, what
+killed runs leave, PostgreSQL's shared memory and the initdb cluster cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from stackrun import cli, listening, record_of, run_processes, until
+
+from conftest import Project, marked_processes
+
+Ports = Callable[[int], list[int]]
+STANDIN = "python -m pytest_pyairtable.standin"
+
+
+# -- a job's own fixture ---------------------------------------------------------------
+
+
+def test_a_job_fixture_returns_once_the_job_exited_0(project: Project) -> None:
+    project.compose("""
+        services:
+          awaited:
+            image: tool
+            x-pyairtable:
+              local: {command: ["sh", "-c", "sleep 0.5; touch awaited-done"]}
+          app:
+            image: x
+            profiles: [never]
+            depends_on: {awaited: {condition: service_completed_successfully}}
+            x-pyairtable: {local: {command: [sleep, "30"]}}
+          marked:
+            image: tool
+            x-pyairtable:
+              job: true
+              local: {command: ["sh", "-c", "sleep 0.5; touch marked-done"]}
+          failing:
+            image: tool
+            x-pyairtable:
+              job: true
+              local: {command: ["sh", "-c", "echo 'relation users already exists'; exit 5"]}
+    """)
+    project.tests("""
+        from pathlib import Path
+
+        def test_marked(pyairtable_marked):
+            assert Path("marked-done").exists()
+
+        def test_failing(pyairtable_failing):
+            pass
+    """)
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*service 'failing' exited with code 5*", "*| relation users already exists*"]
+    )
+    # A service that another awaits with service_completed_successfully is a job too,
+    # also when only its own fixture is requested (app is not started here).
+    project.tests("""
+        from pathlib import Path
+
+        def test_awaited(pyairtable_awaited):
+            assert Path("awaited-done").exists()
+    """)
+    project.run("--pyairtable-profile", "never").assert_outcomes(passed=1)
+
+
+# -- a failed service costs the same for every test that needs it ----------------------
+
+FRAMES_CONFTEST = """
+import os, traceback
+
+def pytest_runtest_makereport(item, call):
+    if call.when == "setup" and call.excinfo is not None:
+        with open({path!r}, "a") as f:
+            f.write(f"{{os.getpid()}} {{len(traceback.extract_tb(call.excinfo.tb))}}\\n")
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failed_service_raises_a_fresh_error_per_test(
+    project: Project, tmp_path: Path, workers: int
+) -> None:
+    frames = tmp_path / "frames.txt"
+    project.pytester.makeconftest(FRAMES_CONFTEST.format(path=str(frames)))
+    project.compose("""
+        services:
+          broken:
+            image: x
+            x-pyairtable:
+              local: {command: ["sh", "-c", "echo 'bad migration'; exit 3"]}
+              probe: {log: never}
+    """)
+    project.tests("""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(30))
+        def test_it(pyairtable_broken, i):
+            pass
+    """)
+    result = project.run_subprocess("-n", str(workers)) if workers else project.run()
+    result.assert_outcomes(errors=30)
+    out = result.stdout.str()
+    assert out.count("| bad migration") == 1, out
+    assert out.count("reported in full at") >= 29
+    by_process: dict[str, set[int]] = {}
+    for line in frames.read_text().splitlines():
+        pid, count = line.split()
+        by_process.setdefault(pid, set()).add(int(count))
+    assert sum(1 for _ in frames.read_text().splitlines()) == 30
+    # the same depth every time: no traceback growing test after test
+    assert all(len(depths) == 1 for depths in by_process.values()), by_process
+
+
+# -- signals and what killed runs leave -------------------------------------------------
+
+
+def postgres_stack(project: Project, port: int, steps: Path) -> None:
+    project.compose(f"""
+        services:
+          postgres:
+            image: postgres:16
+            environment: {{POSTGRES_USER: u, POSTGRES_PASSWORD: pw-sigterm, POSTGRES_DB: d}}
+            ports: ["{port}:5432"]
+    """)
+    project.pytester.makeconftest(f"""
+        def pytest_pyairtable_before_stop(run):
+            with open({str(steps)!r}, "a") as f:
+                f.write(f"{{run.name}}: {{run.details.get('before_stop')}}\\n")
+    """)
+
+
+def test_sigterm_to_the_xdist_controller_stops_gracefully(
+    project: Project, free_ports: Ports, tmp_path: Path
+) -> None:
+    (port,) = free_ports(1)
+    steps = tmp_path / "steps.txt"
+    postgres_stack(project, port, steps)
+    ready = tmp_path / "ready"
+    project.tests(f"""
+        import pathlib, time
+
+        def test_hangs(pyairtable_postgres):
+            pathlib.Path({str(ready)!r}).touch()
+            time.sleep(120)
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "1"]
+        + ["--pyairtable-logs-dir", "logs"],
+        cwd=project.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    until(lambda: ready.exists() or proc.poll() is not None, 90)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=90)[0].decode()
+    assert proc.returncode == 2, out  # interrupted, as with Ctrl-C; not killed (-15)
+    assert steps.read_text() == "postgres: CHECKPOINT done\n", out
+    log = (project.path / "logs" / "postgres.log").read_text()
+    assert "received fast shutdown request" in log and "smart shutdown" not in log
+    assert not listening(port)
+
+
+def sock_dirs(pid: int) -> list[Path]:
+    return list(Path("/tmp").glob(f"pyairtable-sock-{pid}-*"))
+
+
+def test_killed_runs_leave_no_socket_or_logs_dir(
+    project: Project, free_ports: Ports, tmp_path: Path, no_leaks: Path
+) -> None:
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {port}}}, probe: {{tcp: "127.0.0.1:{port}"}}}}
+    """)
+    ready = tmp_path / "ready"
+    project.tests(f"""
+        import pathlib, time
+
+        def test_hangs(pyairtable_a):
+            pathlib.Path({str(ready)!r}).touch()
+            time.sleep(120)
+    """)
+    for args in (["-n", "1"], []):
+        ready.unlink(missing_ok=True)
+        before = set(marked_processes().values())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cwd=project.path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        until(lambda: ready.exists() or proc.poll() is not None, 60)
+        assert proc.poll() is None
+        (run_id,) = set(marked_processes().values()) - before
+        if args:
+            assert sock_dirs(proc.pid)
+        proc.kill()
+        proc.wait()
+        until(lambda: not run_processes(run_id) and not listening(port), 20, "the reaper")
+        # the reaper removes the killed run's logs too: nobody is left to report them
+        until(lambda: not list(no_leaks.glob(f"pyairtable-{run_id}-*")), 20, "its dirs")
+        if args:
+            killed_controller = proc.pid
+    assert sock_dirs(killed_controller)  # a killed controller cannot remove its socket dir
+    project.tests("def test_quick(pyairtable_a): pass\n")
+    project.run_subprocess("-n", "1").assert_outcomes(passed=1)
+    assert sock_dirs(killed_controller) == []  # the next controller proved it stale
+
+
+# -- PostgreSQL leaves nothing in /dev/shm -----------------------------------------------
+
+
+def test_postgres_keeps_its_shared_memory_in_its_data_dir(
+    project: Project, free_ports: Ports
+) -> None:
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          postgres:
+            image: postgres:16
+            environment: {{POSTGRES_USER: u, POSTGRES_PASSWORD: pw-shm, POSTGRES_DB: d}}
+            ports: ["{port}:5432"]
+    """)
+    before = set(marked_processes().values())
+    up = cli("up", "--detach", cwd=project.path)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        (run_id,) = set(marked_processes().values()) - before
+        import psycopg
+
+        dsn = f"postgresql://u:pw-shm@127.0.0.1:{port}/d"
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SHOW dynamic_shared_memory_type").fetchone() == ("mmap",)
+        maps = "".join(_maps(pid) for pid in run_processes(run_id))
+        assert "pg_dynshmem" in maps and "/dev/shm/PostgreSQL." not in maps
+    finally:
+        down = cli("down", "--emergency", cwd=project.path)  # SIGKILL: no clean-up by it
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert run_processes(run_id) == set()
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
+# -- the initdb cluster cache is bounded --------------------------------------------------
+
+
+def fake_cluster(root: Path, key: str, mb: int, age_days: float) -> Path:
+    entry = root / key
+    entry.mkdir(parents=True)
+    (entry / "PG_VERSION").write_text("15\n")
+    (entry / "base.bin").write_bytes(b"\0" * (mb << 20))
+    when = time.time() - age_days * 86400
+    os.utime(entry, (when, when))
+    return entry
+
+
+def test_the_cluster_cache_is_bounded_by_size_and_age(
+    tmp_path: Path, free_ports: Ports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_pyairtable.backends.local import LocalBackend
+    from pytest_pyairtable.engine.orchestrator import Orchestrator
+    from pytest_pyairtable.model.spec import load_stack
+
+    cache = tmp_path / "cache"
+    root = cache / "pytest-pyairtable" / "pg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("PYAIRTABLE_PG_CACHE_MB", "60")
+    old = fake_cluster(root, "a" * 20, 1, age_days=40)  # older than the age bound
+    big = fake_cluster(root, "b" * 20, 30, age_days=2)  # pushes the total over the bound
+    recent = fake_cluster(root, "c" * 20, 1, age_days=1)
+    unrelated = root / "notes"
+    unrelated.mkdir()
+    (unrelated / "README").write_text("not a cluster: never removed")
+
+    (port,) = free_ports(1)
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(
+        "services:\n  db:\n    image: postgres:16\n"
+        "    environment: {POSTGRES_USER: cache, POSTGRES_PASSWORD: pw-cache}\n"
+        f'    ports: ["{port}:5432"]\n'
+    )
+    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id="cache-bound"))
+    try:
+        orch.start()
+        orch.wait("db")
+    finally:
+        orch.stop()
+    left = {p.name for p in root.iterdir() if not p.name.startswith(".")}
+    new = left - {"a" * 20, "b" * 20, "c" * 20, "notes"}
+    assert len(new) == 1  # the cluster this boot made, the newest, is kept
+    assert not old.exists() and not big.exists()
+    assert recent.exists() and unrelated.exists()
+
+
+# -- the compose file's record survives only what it should --------------------------------
+
+
+def test_a_record_of_a_gone_stack_does_not_block_up(project: Project, free_ports: Ports) -> None:
+    (a,) = free_ports(1)
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}, probe: {{tcp: "127.0.0.1:{a}"}}}}
+    """)
+    before = set(marked_processes().values())
+    assert cli("up", "--detach", cwd=project.path).returncode == 0
+    (run_id,) = set(marked_processes().values()) - before
+    for pid in run_processes(run_id):
+        os.kill(pid, signal.SIGKILL)
+    until(lambda: not listening(a), 10)
+    again = cli("up", "--detach", cwd=project.path)
+    try:
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "already up" not in again.stdout and record_of(project.path).exists()
+    finally:
+        assert cli("down", cwd=project.path).returncode == 0
+    assert not listening(a)
