@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pytest_pyairtable.model import graph
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Orchestrator
+from pytest_pyairtable.model import graph
 from pytest_pyairtable.model.spec import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,13 +194,13 @@ import os, sys, time
 from pathlib import Path
 import pytest  # pytest's own start-up is not ours
 start = time.perf_counter()
-from pytest_pyairtable import plugin
-from pytest_pyairtable.session import load_for_config
+from pytest_pyairtable import plugin, report
+from pytest_pyairtable.runtime import runtime_for
 from pytest_pyairtable.settings import resolve
 here = Path.cwd()
-session = load_for_config(resolve(lambda s: None, lambda s: None, os.environ), here, here)
-session.header()
-plugin._fixtures_module(session)
+runtime = runtime_for(resolve(lambda s: None, lambda s: None, os.environ), here, here)
+report.header(runtime)
+plugin._fixtures_module(plugin.Front(runtime))
 print(time.perf_counter() - start)
 """
 

@@ -22,9 +22,9 @@ _WHERE = {
     "ServiceTimeoutError": "errors",
     "UnknownServiceError": "errors",
     "Faults": "engine.faults",
-    "Handle": "engine.orchestrator",
+    "Handle": "engine.handle",
     "Orchestrator": "engine.orchestrator",
-    "Timing": "engine.orchestrator",
+    "Timing": "engine.readiness",
     "ServiceSpec": "model.spec",
     "StackSpec": "model.spec",
     "load_stack": "model.spec",
@@ -53,7 +53,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .engine.faults import Faults
-    from .engine.orchestrator import Handle, Orchestrator, Timing
+    from .engine.handle import Handle
+    from .engine.orchestrator import Orchestrator
+    from .engine.readiness import Timing
     from .errors import (
         ComposeFileError,
         ConfigError,

@@ -12,27 +12,19 @@ as the pytest plugin.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import signal
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from . import progress
-from .backends.kept import KeptStack, state_path, stop_kept
-from .backends.local import remove_stale_runs
-from .backends.process import pid_alive
+from . import progress, stackcmds
 from .errors import PyAirtableError
 from .model import graph
-from .probes.checks import probe_once
 from .probes.waitcmd import describe, wait_for
 from .redact import Redactor
-from .session import StackSession, load_for_config
+from .runtime import Runtime, runtime_for
 from .settings import flag_value, resolve
+from .signals import install_sigterm_handler, restore_sigterm_handler
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,12 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    old_sigterm = install_sigterm_handler()  # SIGTERM stops as gracefully as Ctrl-C
     try:
         if args.command == "wait":
             return cmd_wait(args, os.environ)
-        session = _session(args)
         command = {
             "up": cmd_up,
             "down": cmd_down,
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             "logs": cmd_logs,
             "graph": cmd_graph,
         }[args.command]
-        return command(args, session)
+        return command(args, _runtime(args))
     except PyAirtableError as exc:
         print(f"pyairtable: {exc}", file=sys.stderr)
         return 2
@@ -108,128 +104,85 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `pyairtable status | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        restore_sigterm_handler(old_sigterm)
 
 
-def _session(args: argparse.Namespace) -> StackSession:
+# down, status and logs act on the recorded stack: the record is enough, the compose
+# file is not read (its variables may be gone from the shell).
+
+
+def cmd_down(args: argparse.Namespace, runtime: Runtime) -> int:
+    return stackcmds.down(
+        runtime.record_path,
+        emergency=args.emergency,
+        volumes=args.volumes or flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
+        hook=runtime.hook,
+        say=say,
+    )
+
+
+def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
+    return stackcmds.status(runtime.record_path, as_json=args.json, say=say)
+
+
+def cmd_logs(args: argparse.Namespace, runtime: Runtime) -> int:
+    return stackcmds.logs(
+        runtime.record_path, args.service, follow=args.follow, lines=args.lines, say=say
+    )
+
+
+def _loaded(runtime: Runtime) -> Runtime:
+    if runtime.error is not None:
+        raise runtime.error
+    if runtime.stack is None:
+        raise PyAirtableError(f"no compose file at {runtime.compose_file}. Fix: pass -f FILE.")
+    return runtime
+
+
+def _runtime(args: argparse.Namespace) -> Runtime:
     given = {
         "compose_file": args.compose_file,
         "env_file": args.env_file,
         "profile": args.profile,
         "backend": args.backend,
-        "keep": getattr(args, "detach", False),
+        "keep": args.command == "up" and args.detach,
     }
     settings = resolve(lambda s: given.get(s.name), lambda s: None, os.environ)
     cwd = Path.cwd()
-    session = load_for_config(settings, cwd, cwd)
-    if session.error is not None:
-        raise session.error
-    if session.stack is None:
-        raise PyAirtableError(f"no compose file at {session.compose_file}. Fix: pass -f FILE.")
-    return session
+    return runtime_for(settings, cwd, cwd)
 
 
-def _kept(session: StackSession) -> KeptStack:
-    kept = KeptStack.load(state_path(session.compose_file))
-    if kept is None:
-        raise PyAirtableError(
-            f"no running stack is recorded for {session.compose_file}. "
-            "Fix: start one with `pyairtable up` (or --detach)."
-        )
-    return kept
+def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
+    from .devstack import up
 
-
-def cmd_up(args: argparse.Namespace, session: StackSession) -> int:
-    assert session.stack is not None
-    session.say = print
+    stack = _loaded(runtime).stack
+    assert stack is not None
+    runtime.say = say
     if progress.wanted(sys.stdout):
         display = progress.TtyProgress(sys.stdout)
-        session.progress = display
+        runtime.progress = display
 
-        def say(line: str) -> None:
+        def say_over_progress(line: str) -> None:
             display.clear()
             print(line, flush=True)
 
-        session.say = say
+        runtime.say = say_over_progress
     print(
-        f"pyairtable: {session.compose_file}: {len(session.stack.services)} services, "
-        f"backend {session.settings['backend']}"
+        f"pyairtable: {runtime.compose_file}: {len(stack.services)} services, "
+        f"backend {runtime.settings['backend']}"
     )
     if args.services:
-        session.needed = set(session.stack.require(args.services))
-    env_file = session.settings["env_file"] or session.compose_file.parent / ".env"
+        runtime.needed = set(stack.require(args.services))
+    env_file = runtime.settings["env_file"] or runtime.compose_file.parent / ".env"
     if not Path(env_file).is_file():
         print(f"pyairtable: note: no {env_file}; variables come from the environment only")
-    problems = session.preflight()
-    if problems:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        raise PyAirtableError(f"{len(problems)} prerequisite(s) missing:\n{listed}")
-    session.up_until_interrupted()
-    failed = session.orch is not None and any(r.error for r in session.orch.runs.values())
-    return 1 if failed else 0
-
-
-def cmd_down(args: argparse.Namespace, session: StackSession) -> int:
-    path = state_path(session.compose_file)
-    kept = _kept(session)
-    if kept.owner_pid and kept.owner_pid != os.getpid() and pid_alive(kept.owner_pid):
-        # A foreground `pyairtable up` / `pytest --pyairtable-up` owns it: ask it to stop,
-        # as Ctrl-C would, so its own reverse-order shutdown runs.
-        os.kill(kept.owner_pid, signal.SIGINT)
-        deadline = time.monotonic() + 60
-        while pid_alive(kept.owner_pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        print(f"pyairtable: asked the owning process {kept.owner_pid} to stop the stack")
-    else:
-        stop_kept(kept, emergency=args.emergency)
-    path.unlink(missing_ok=True)
-    if args.volumes or flag_value(os.environ.get("CLEANUP_VOLUMES", "")):
-        shutil.rmtree(kept.logs_dir, ignore_errors=True)
-        remove_stale_runs(Path(kept.run_dir).parent)
-        print("pyairtable: removed logs and leftovers of killed runs")
-    return 0
-
-
-def status_rows(session: StackSession, kept: KeptStack) -> list[dict[str, Any]]:
-    assert session.stack is not None
-    rows = []
-    for svc in sorted(kept.services.values(), key=lambda s: (s.handle.tier, s.handle.name)):
-        name = svc.handle.name
-        spec = session.stack.services.get(name)
-        health, error = "unknown", ""
-        if not svc.alive:
-            state, health = "exited", "unhealthy"
-        else:
-            state = "running"
-            if spec is not None:
-                failure = probe_once(spec.probe)
-                health = "healthy" if failure is None else "unhealthy"
-                error = session.redact(failure or "")
-        rows.append(
-            {
-                "service": name,
-                "state": state,
-                "health": health,
-                "tier": svc.handle.tier,
-                "url": session.redact(svc.handle.url),
-                "uptime_seconds": round(time.time() - svc.started, 1),
-                "error": error,
-            }
-        )
-    return rows
-
-
-def cmd_status(args: argparse.Namespace, session: StackSession) -> int:
-    rows = status_rows(session, _kept(session))
-    if args.json:
-        print(json.dumps({"compose_file": str(session.compose_file), "services": rows}, indent=2))
-    else:
-        for row in rows:
-            note = f"  ({row['error']})" if row["error"] else ""
-            print(
-                f"{row['service']:<22} {row['state']:<8} {row['health']:<10} tier {row['tier']}  "
-                f"{row['url']:<50} up {row['uptime_seconds']:.0f}s{note}"
-            )
-    return 0 if all(r["health"] == "healthy" for r in rows) else 1
+    if runtime.attached() is None:  # already up: no port of it counts as taken
+        problems = runtime.preflight()
+        if problems:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            raise PyAirtableError(f"{len(problems)} prerequisite(s) missing:\n{listed}")
+    return up(runtime)
 
 
 def cmd_wait(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -254,42 +207,8 @@ def cmd_wait(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 1 if failed else 0
 
 
-def cmd_logs(args: argparse.Namespace, session: StackSession) -> int:
-    kept = _kept(session)
-    names = [args.service] if args.service else list(kept.services)
-    unknown = [n for n in names if n not in kept.services]
-    if unknown:
-        raise PyAirtableError(
-            f"no service {unknown[0]!r} in the running stack; it has: {', '.join(kept.services)}."
-        )
-    paths = {n: Path(kept.logs_dir) / f"{n}.log" for n in names}
-    prefix = len(names) > 1
-    offsets = {}
-    for name, path in paths.items():
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        _print_lines(name, lines[-args.lines :], prefix, session.redact)
-        offsets[name] = path.stat().st_size if path.exists() else 0
-    while args.follow:
-        time.sleep(0.2)
-        for name, path in paths.items():
-            if path.exists() and path.stat().st_size > offsets[name]:
-                with open(path, "rb") as f:
-                    f.seek(offsets[name])
-                    chunk = f.read()
-                offsets[name] += len(chunk)
-                _print_lines(
-                    name, chunk.decode(errors="replace").splitlines(), prefix, session.redact
-                )
-    return 0
-
-
-def _print_lines(name: str, lines: Sequence[str], prefix: bool, redact: Redactor) -> None:
-    for line in lines:
-        print(f"{name:<20}| {redact(line)}" if prefix else redact(line), flush=True)
-
-
-def cmd_graph(args: argparse.Namespace, session: StackSession) -> int:
-    edges = session.topology()
+def cmd_graph(args: argparse.Namespace, runtime: Runtime) -> int:
+    edges = _loaded(runtime).topology()
     print("\n".join(render_dot(edges) if args.dot else render_tiers(edges)))
     return 0
 

@@ -11,6 +11,8 @@ front ends print it as it is, without a traceback.
     │   └── UnknownServiceError     a name that is not an active service
     ├── PrerequisiteError           a server binary or tool is missing, a port is taken
     ├── RemoteError                 an error raised in the xdist controller, as text
+    ├── KeepError                   a stack cannot be kept (or its record cannot be used)
+    ├── StopError                   something a service started would not end
     └── ServiceError                a service did not come up, carrying its log tail
         ├── ServiceExitedError      its process ended while we waited for it
         ├── ServiceTimeoutError     it never passed its probe in time
@@ -26,10 +28,23 @@ class PyAirtableError(Exception):
     """Base of every error this package raises on purpose."""
 
     first_nodeid: str | None = None  # set when another process already reported it in full
+    origin: PyAirtableError | None = None  # the error this one is a fresh copy of
 
     def headline(self) -> str:
         """One line that identifies the error, for repeated references to it."""
         return str(self).splitlines()[0] if str(self) else type(self).__name__
+
+    def fresh(self) -> PyAirtableError:
+        """A new exception with the same content, to raise again.
+
+        Raising one exception object again and again chains every raise onto its
+        traceback: each test that needs a failed service would cost more than the last.
+        The copy starts with an empty traceback and remembers its origin, by which a
+        failure is recognised as one already reported."""
+        copy = type(self).__new__(type(self), *self.args)
+        copy.__dict__.update(self.__dict__)
+        copy.origin = self.origin or self
+        return copy
 
 
 class ConfigError(PyAirtableError):
@@ -58,6 +73,14 @@ class UnknownServiceError(ConfigError):
 
 
 class PrerequisiteError(PyAirtableError):
+    pass
+
+
+class KeepError(PyAirtableError):
+    pass
+
+
+class StopError(PyAirtableError):
     pass
 
 

@@ -1,9 +1,10 @@
-"""The pytest front end: options, one session fixture per service, reports, ``--pyairtable-up``.
+"""The pytest front end: options, one session fixture per service, reports, xdist wiring.
 
 Fixtures are generated from the compose file at configure time, each requesting the
 fixtures of its ``depends_on``, so pytest knows the closure every test needs. The
 first fixture set up starts the closure of *all* collected tests at once (the
-orchestrator runs it concurrently); fixtures only wait.
+orchestrator runs it concurrently); fixtures only wait. Everything else is the
+runtime's (runtime.py), which the `pyairtable` command drives too.
 """
 
 from __future__ import annotations
@@ -11,22 +12,90 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import threading
 import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs
+from . import hookspecs, report
 from .errors import ConfigError, PyAirtableError
-from .session import StackSession, load_for_config
+from .runtime import Runtime, runtime_for
 from .settings import SETTINGS, resolve
+from .signals import install_sigterm_handler, restore_sigterm_handler, shielded
 
 if TYPE_CHECKING:
     from .engine.faults import Faults
+    from .engine.orchestrator import Handle
+    from .share import StackClient, StackServer
 
-STASH = pytest.StashKey[StackSession]()
 FIXTURES_PLUGIN = "pyairtable-fixtures"
+
+
+def fixture_name(service: str) -> str:
+    return "pyairtable_" + service.replace("-", "_").replace(".", "_")
+
+
+class FirstReports:
+    """Which test reported each failure first, so the others only refer to it. A
+    failure is recognised by its origin: each test is raised a fresh copy of it."""
+
+    def __init__(self) -> None:
+        self._first: dict[int, tuple[PyAirtableError, str]] = {}
+        self._lock = threading.Lock()
+
+    def first(self, error: PyAirtableError, nodeid: str) -> str:
+        if error.first_nodeid:  # another process (the xdist controller) knows it
+            return error.first_nodeid
+        origin = error.origin or error
+        with self._lock:  # the origin is kept, so its id is never reused meanwhile
+            return self._first.setdefault(id(origin), (origin, nodeid))[1]
+
+
+class Front:
+    """What the pytest front end holds for one session (in ``config.stash``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.reports = FirstReports()
+        self.client: StackClient | None = None  # an xdist worker: the controller owns it
+        self.server: StackServer | None = None  # the xdist controller
+        self.nodeid = ""
+        self.old_sigterm: Any = None
+
+    def services(self, fixturenames: Iterable[str]) -> list[str]:
+        wanted = set(fixturenames)
+        return [n for n in self.runtime.topology() if fixture_name(n) in wanted]
+
+    def handle(self, name: str) -> Handle:
+        if self.client is not None:
+            return self.client.handle(name, sorted(self.runtime.needed), self.nodeid)
+        return self.runtime.handle(name)
+
+    def stack_handles(self) -> dict[str, Handle]:
+        if self.client is None:
+            return self.runtime.stack_handles()
+        return {name: self.handle(name) for name in self.runtime.topology()}
+
+    def serve_workers(self) -> None:
+        from .share import StackServer
+
+        def serve(name: str, needed: list[str]) -> Handle:
+            return self.runtime.handle(name, needed, main_thread=False)
+
+        self.server = StackServer(serve, self.reports.first, self.runtime.run_id)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.server is not None:
+            self.server.close()
+        with shielded():
+            self.runtime.stop()
+
+
+STASH = pytest.StashKey[Front]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -49,6 +118,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from .engine import safety
+
     try:
         settings = resolve(
             lambda s: config.getoption("pyairtable_" + s.name),
@@ -57,16 +128,23 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    session = load_for_config(settings, config.rootpath, config.invocation_params.dir, config.hook)
-    config.stash[STASH] = session
+    if not config.pluginmanager.is_blocked(safety.PLUGIN_NAME):
+        config.pluginmanager.register(safety, safety.PLUGIN_NAME)  # a built-in, as a plugin
+    runtime = runtime_for(settings, config.rootpath, config.invocation_params.dir, config.hook)
+    front = Front(runtime)
+    config.stash[STASH] = front
     workerinput = getattr(config, "workerinput", {})
     if "pyairtable_socket" in workerinput:
-        session.attach(workerinput["pyairtable_socket"])
+        from .share import StackClient
+
+        front.client = StackClient(workerinput["pyairtable_socket"])
+    elif runtime.compose_file.is_file():  # this process may own a stack: from the main thread
+        front.old_sigterm = install_sigterm_handler()
     if settings["debug"] or config.get_verbosity() > 0:
-        session.say = _live_writer(config)
-    if settings["up"] and session.error is not None:
-        raise pytest.UsageError(str(session.error))
-    config.pluginmanager.register(_fixtures_module(session), FIXTURES_PLUGIN)
+        runtime.say = _live_writer(config)
+    if settings["up"] and runtime.error is not None:
+        raise pytest.UsageError(str(runtime.error))
+    config.pluginmanager.register(_fixtures_module(front), FIXTURES_PLUGIN)
 
 
 def _live_writer(config: pytest.Config) -> Callable[[str], None]:
@@ -84,13 +162,17 @@ def _live_writer(config: pytest.Config) -> Callable[[str], None]:
     return say
 
 
-def _fixtures_module(session: StackSession) -> types.ModuleType:
+def _fixtures_module(front: Front) -> types.ModuleType:
     module = types.ModuleType("pytest_pyairtable._fixtures")
-    for name, deps in session.topology().items():
-        fixture_name = session.fixture_name(name)
-        func = _service_fixture(name, [session.fixture_name(d) for d in deps])
-        setattr(module, fixture_name, pytest.fixture(scope="session", name=fixture_name)(func))
-    stack = _stack_fixture([session.fixture_name(n) for n in session.topology()])
+    topology = front.runtime.topology()
+    for name, deps in topology.items():
+        func = _service_fixture(name, [fixture_name(d) for d in deps])
+        setattr(
+            module,
+            fixture_name(name),
+            pytest.fixture(scope="session", name=fixture_name(name))(func),
+        )
+    stack = _stack_fixture([fixture_name(n) for n in topology])
     module.pyairtable_stack = pytest.fixture(scope="session", name="pyairtable_stack")(stack)  # type: ignore[attr-defined]
     return module
 
@@ -101,17 +183,17 @@ def _signature(names: list[str]) -> inspect.Signature:
 
 
 def _service_fixture(service: str, deps: list[str]) -> Any:
-    def fixture(*, _pyairtable_session: StackSession, **_: Any) -> Any:
+    def fixture(*, _pyairtable_session: Front, **_: Any) -> Any:
         return _pyairtable_session.handle(service)
 
-    fixture.__name__ = "pyairtable_" + service
+    fixture.__name__ = fixture_name(service)
     fixture.__doc__ = f"Session fixture: the '{service}' service, ready, with its dependencies."
     fixture.__signature__ = _signature(deps)  # type: ignore[attr-defined]
     return fixture
 
 
 def _stack_fixture(all_fixtures: list[str]) -> Any:
-    def fixture(*, _pyairtable_session: StackSession, **handles: Any) -> Any:
+    def fixture(*, _pyairtable_session: Front, **handles: Any) -> Any:
         return _pyairtable_session.stack_handles()
 
     fixture.__doc__ = "Session fixture: every active service of the stack, ready."
@@ -120,13 +202,13 @@ def _stack_fixture(all_fixtures: list[str]) -> Any:
 
 
 @pytest.fixture(scope="session")
-def _pyairtable_session(request: pytest.FixtureRequest) -> Generator[StackSession, None, None]:
+def _pyairtable_session(request: pytest.FixtureRequest) -> Generator[Front, None, None]:
     """Owns the running stack: stops it, in reverse order, after the last test."""
-    session = request.config.stash[STASH]
-    if session.settings["backend"] == "compose":
-        session.backend_options.update(_pytest_docker_settings(request))
-    yield session
-    session.stop()
+    front = request.config.stash[STASH]
+    if front.runtime.settings["backend"] == "compose":
+        front.runtime.backend_options.update(_pytest_docker_settings(request))
+    yield front
+    front.stop()
 
 
 # pytest-docker's overridable fixtures and their defaults: a suite that overrides one keeps
@@ -154,58 +236,69 @@ def _pytest_docker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pyairtable_faults(_pyairtable_session: StackSession) -> Generator[Faults, None, None]:
+def pyairtable_faults(_pyairtable_session: Front) -> Generator[Faults, None, None]:
     """Break a service during one test (stop, kill, pause, restart); after the test the
     stack is healed and healthy again before the next test starts."""
-    faults = _pyairtable_session.faults()
+    if _pyairtable_session.client is not None:
+        raise PyAirtableError(
+            "pyairtable_faults needs the process that owns the stack, and under xdist that "
+            "is the controller. Fix: run resilience tests without -n (or with -n 0)."
+        )
+    faults = _pyairtable_session.runtime.faults()
     yield faults
     faults.heal()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    session = config.stash[STASH]
+    """Remember which services the collected tests need (the partial stack)."""
+    front = config.stash[STASH]
     wanted = {f for item in items for f in getattr(item, "fixturenames", ())}
-    session.select(wanted)
+    topology = front.runtime.topology()
+    everything = "pyairtable_stack" in wanted
+    front.runtime.needed = set(topology) if everything else set(front.services(wanted))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_setupnodes(config: pytest.Config) -> None:
     """The controller owns the stack, so it is booted once and torn down after the last
     worker; workers reach it through a socket named in their workerinput."""
-    session = config.stash[STASH]
-    if session.stack is not None and session.server is None:
-        session.serve_workers()
+    front = config.stash[STASH]
+    if front.runtime.stack is not None and front.server is None:
+        front.serve_workers()
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    session = node.config.stash[STASH]
-    if session.server is not None:
-        node.workerinput["pyairtable_socket"] = session.server.path
+    front = node.config.stash[STASH]
+    if front.server is not None:
+        node.workerinput["pyairtable_socket"] = front.server.path
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    session = item.config.stash[STASH]
-    session.current_nodeid = item.nodeid
-    session.check_alive(getattr(item, "fixturenames", ()))
+    front = item.config.stash[STASH]
+    front.nodeid = item.nodeid
+    front.runtime.check_alive(front.services(getattr(item, "fixturenames", ())))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> bool | None:
-    return True if session.config.stash[STASH].settings["up"] else None
+    return True if session.config.stash[STASH].runtime.settings["up"] else None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
-    stack = session.config.stash[STASH]
-    if not stack.settings["up"]:
+    from .devstack import up
+
+    runtime = session.config.stash[STASH].runtime
+    if not runtime.settings["up"]:
         return None
     writer = session.config.get_terminal_writer()
-    stack.say = writer.line
+    runtime.say = writer.line
     try:
-        stack.up_until_interrupted()
+        if up(runtime):
+            session.testsfailed = 1
     except PyAirtableError as exc:
         writer.line(str(exc), red=True)
         session.testsfailed = 1
@@ -213,8 +306,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    stack = session.config.stash[STASH]
-    if stack.settings["up"] and not session.testsfailed:
+    runtime = session.config.stash[STASH].runtime
+    if runtime.settings["up"] and not session.testsfailed:
         session.exitstatus = pytest.ExitCode.OK
 
 
@@ -222,16 +315,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
+    report_ = yield
     error = call.excinfo.value if call.excinfo else None
-    if report.when == "setup" and isinstance(error, PyAirtableError):
-        first = item.config.stash[STASH].first_report(error, item.nodeid)
+    if report_.when == "setup" and isinstance(error, PyAirtableError):
+        first = item.config.stash[STASH].reports.first(error, item.nodeid)
         text, head = str(error), error.headline()
         if first != item.nodeid:
             text = head = f"{head} (reported in full at {first})"
         # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
-        report.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
-    return report
+        report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
+    return report_
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -259,11 +352,11 @@ class FailureRepr:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return config.stash[STASH].header()
+    return report.header(config.stash[STASH].runtime)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    lines = terminalreporter.config.stash[STASH].summary()
+    lines = report.summary(terminalreporter.config.stash[STASH].runtime)
     if lines:
         terminalreporter.write_sep("-", "pyairtable")
         for line in lines:
@@ -271,6 +364,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    session = config.stash.get(STASH, None)
-    if session is not None:
-        session.stop()  # after Ctrl-C pytest runs no fixture teardown, but it does run this
+    front = config.stash.get(STASH, None)
+    if front is not None:
+        front.stop()  # after Ctrl-C pytest runs no fixture teardown, but it does run this
+        restore_sigterm_handler(front.old_sigterm)

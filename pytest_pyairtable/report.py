@@ -1,11 +1,17 @@
-"""Text a person reads: the service URL table and the start-up timeline."""
+"""Text a person reads: the report header, the URL table, the start-up timeline and
+the run summary. Light to import (the header is printed by every pytest run)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .engine.orchestrator import Orchestrator, ServiceRun, State, endpoint
 from .model import graph
+from .settings import BY_NAME
+
+if TYPE_CHECKING:
+    from .engine.orchestrator import Orchestrator, ServiceRun
+    from .runtime import Runtime
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -27,6 +33,8 @@ def ordered_runs(orch: Orchestrator) -> list[ServiceRun]:
 
 def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) -> list[str]:
     """The seed's service URL table: name, URL, tier, time to healthy, state."""
+    from .engine.handle import endpoint
+
     redact = redact or orch.redact
     rows = []
     for run in ordered_runs(orch):
@@ -46,6 +54,8 @@ def critical(orch: Orchestrator) -> tuple[float, list[str]]:
 
 def timeline(orch: Orchestrator) -> list[str]:
     """Each service's start, ready and time to ready, the critical path marked with *."""
+    from .engine.orchestrator import State
+
     runs = ordered_runs(orch)
     total, path = critical(orch)
     rows = [
@@ -66,3 +76,41 @@ def timeline(orch: Orchestrator) -> list[str]:
             f"boot {max(ready):.2f}s; critical path {total:.2f}s: {' -> '.join(path)} (* above)"
         )
     return lines
+
+
+def header(runtime: Runtime) -> list[str]:
+    """The effective settings and where each came from, and the stack's shape."""
+    s = runtime.settings
+    parts = [
+        f"{name}={_show(s[name])} ({s.sources[name]})"
+        for name in BY_NAME
+        if s.sources[name] != "default" or name in ("backend", "compose_file")
+    ]
+    lines = ["pyairtable: " + ", ".join(parts)]
+    if runtime.loaded and runtime.error is not None:
+        lines.append(f"pyairtable: stack unavailable: {str(runtime.error).splitlines()[0]}")
+    elif topo := runtime.topology():  # cheap: the file is read in full only when needed
+        tiers = max(graph.tiers(topo).values(), default=0)
+        lines.append(f"pyairtable: {runtime.compose_file} ({len(topo)} services, {tiers} tiers)")
+    return lines
+
+
+def summary(runtime: Runtime) -> list[str]:
+    """What the run did with the stack, for the terminal summary."""
+    if runtime.kept is not None:
+        return [
+            f"attached to the kept stack ({len(runtime.kept.services)} services) in "
+            f"{runtime.record_path}; it keeps running"
+        ]
+    orch = runtime.orch
+    if orch is None or not orch.runs or runtime.settings["up"]:
+        return list(runtime.notices)
+    total = len(runtime.topology())
+    lines = [f"started {len(orch.runs)} of {total} services (those the selected tests need):"]
+    return runtime.notices + lines + timeline(orch)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "-"
+    return "-" if value is None else str(value)

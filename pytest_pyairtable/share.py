@@ -3,13 +3,14 @@
 Under pytest-xdist the controller owns the stack (it outlives every worker, so it can
 tear down once, after the last); workers ask it for a service and wait for the
 answer. Requests carry the worker's collected closure, so the stack is still only
-what the tests need. Each request is one JSON line; so is each answer.
+what the tests need. Each request is one JSON line naming its ``op``; so is each
+answer. The socket's directory carries an ownership marker: a killed controller's is
+removed by the next controller that proves it stale.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -20,31 +21,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .engine.orchestrator import Handle
+from .backends import ownership
+from .engine.handle import Handle, handle_from_json, handle_to_json
 from .errors import PyAirtableError, RemoteError
 
 Serve = Callable[[str, list[str]], Handle]  # (service, needed) -> handle, raising on failure
 FirstReport = Callable[[PyAirtableError, str], str]  # (error, nodeid) -> first reporter
 
 
-def handle_to_json(handle: Handle) -> dict[str, Any]:
-    data = dataclasses.asdict(handle)
-    data["log_path"] = str(handle.log_path) if handle.log_path else None
-    return data
-
-
-def handle_from_json(data: dict[str, Any]) -> Handle:
-    log_path = Path(data["log_path"]) if data.get("log_path") else None
-    return Handle(**{**data, "log_path": log_path})
-
-
 class StackServer:
-    def __init__(self, serve: Serve, first_report: FirstReport) -> None:
+    def __init__(self, serve: Serve, first_report: FirstReport, run_id: str = "") -> None:
         self._serve = serve
         self._first_report = first_report
         # A short path: Unix socket paths are limited to about 100 bytes.
-        self._dir = tempfile.mkdtemp(
-            prefix="pyairtable-sock-", dir="/tmp" if os.path.isdir("/tmp") else None
+        base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
+        ownership.sweep([base])
+        self._dir = str(
+            ownership.make_dir(base, f"pyairtable-sock-{os.getpid()}-", run_id, "socket")
         )
         self.path = os.path.join(self._dir, "stack.sock")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -72,6 +65,8 @@ class StackServer:
     def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
         nodeid = str(request.get("nodeid", ""))
         try:
+            if request.get("op", "handle") != "handle":
+                raise PyAirtableError(f"pyairtable: unknown request {request.get('op')!r}")
             return {
                 "ok": True,
                 "handle": handle_to_json(self._serve(request["service"], request["needed"])),
@@ -103,13 +98,13 @@ class StackClient:
         self._errors: dict[str, RemoteError] = {}
 
     def handle(self, service: str, needed: list[str], nodeid: str) -> Handle:
-        if service in self._errors:  # the same error object, so it is reported once here too
-            raise self._errors[service]
+        if service in self._errors:  # a copy of one error: reported once here too
+            raise self._errors[service].fresh()
         if self._stream is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(self.path)
             self._stream = sock.makefile("rwb")
-        request = {"service": service, "needed": needed, "nodeid": nodeid}
+        request = {"op": "handle", "service": service, "needed": needed, "nodeid": nodeid}
         self._stream.write(json.dumps(request).encode() + b"\n")
         self._stream.flush()
         line = self._stream.readline()
@@ -123,7 +118,7 @@ class StackClient:
             return handle_from_json(answer["handle"])
         error = RemoteError(answer["text"], answer["headline"], answer["first"])
         self._errors[service] = error
-        raise error
+        raise error.fresh()
 
     def close(self) -> None:
         if self._stream is not None:

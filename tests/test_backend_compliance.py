@@ -37,7 +37,9 @@ class Kit:
     outside: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def fresh(self) -> Backend:
-        backend = backend_class(self.name)(run_id=f"compliance-{len(self.made)}", compose_file=self.compose_file)
+        backend = backend_class(self.name)(
+            run_id=f"compliance-{len(self.made)}", compose_file=self.compose_file
+        )
         self.made.append(backend)
         return backend
 
@@ -56,7 +58,9 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
         else "\n    image: x\n    stop_grace_period: 5s"
     )
     url = f'\n      url: "http://127.0.0.1:{web}"' if name == "external" else ""
-    return textwrap.dedent("services:") + f"""
+    return (
+        textwrap.dedent("services:")
+        + f"""
   web:{container}
     command: {standin}
     x-pyairtable:
@@ -69,6 +73,7 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
     command: ["/bin/sh", "-c", "{job_bad}"]
     x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "{job_bad}"]}}}}
 """
+    )
 
 
 @pytest.fixture(params=["local", "compose", "external"])
@@ -89,8 +94,15 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports) -> It
     if name == "external":  # someone else runs it
         made.outside.append(
             subprocess.Popen(
-                [sys.executable, "-m", "pytest_pyairtable.standin", "--name", "web"]
-                + ["--port", str(web)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest_pyairtable.standin",
+                    "--name",
+                    "web",
+                    "--port",
+                    str(web),
+                ],
                 stdout=subprocess.DEVNULL,
             )
         )

@@ -22,7 +22,10 @@ def containers(project_name: str) -> list[str]:
 
 
 def test_compose_keep_attach_and_down(
-    compose_project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     app, other = free_ports(2)
     monkeypatch.setenv("APP_PORT", str(app))
@@ -54,8 +57,8 @@ def test_compose_keep_attach_and_down(
     assert len(running) == 2 and listening(app)
     try:
         # another compose run (another project) cleans up stale projects: not this one
-        other_dir = work / "other"
-        other_dir.mkdir()
+        other_dir = tmp_path_factory.mktemp("other-compose-project")
+        (other_dir / "pytest.ini").write_text("[pytest]\n")
         (other_dir / "docker-compose.yml").write_text("services:" + standin("web", other))
         (other_dir / "test_other.py").write_text("def test_web(pyairtable_web): pass\n")
         done = subprocess.run(

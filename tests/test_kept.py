@@ -86,7 +86,7 @@ def other_project(root: Path, db: int, app: int) -> Path:
 
 
 def run_dirs(run_id: str, base: Path) -> list[Path]:
-    return [*base.glob(f"pyairtable-{run_id}-*"), *Path("/dev/shm").glob(f"pyairtable-{run_id}-*")]
+    return [*base.glob(f"pyairtable-*{run_id}*"), *Path("/dev/shm").glob(f"pyairtable-*{run_id}*")]
 
 
 def test_dev_loop_keep_other_project_attach_read_down(
@@ -307,17 +307,27 @@ def escaping_stack(project: Project, ports: list[int]) -> None:
 def test_the_run_ends_what_escaped_its_process_group(project: Project, free_ports: Ports) -> None:
     ports = free_ports(4)
     escaping_stack(project, ports)
-    project.tests("""
-        import httpx
+    project.tests(f"""
+        import time
+        from stackrun_probe import listening
 
         def test_it(pyairtable_daemon, pyairtable_group):
-            pass
+            deadline = time.monotonic() + 30
+            while not all(listening(p) for p in {ports}):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
     """)
+    (project.path / "stackrun_probe.py").write_text(
+        "import socket\n\ndef listening(port):\n    with socket.socket() as s:\n"
+        "        return s.connect_ex(('127.0.0.1', port)) == 0\n"
+    )
     project.run().assert_outcomes(passed=1)
     assert [p for p in ports if listening(p)] == []
 
 
-def test_the_reaper_ends_what_escaped_its_process_group(project: Project, free_ports: Ports) -> None:
+def test_the_reaper_ends_what_escaped_its_process_group(
+    project: Project, free_ports: Ports
+) -> None:
     ports = free_ports(4)
     escaping_stack(project, ports)
     ready = project.path / "ready"
@@ -328,6 +338,7 @@ def test_the_reaper_ends_what_escaped_its_process_group(project: Project, free_p
             pathlib.Path({str(ready)!r}).touch()
             time.sleep(300)
     """)
+    before = set(marked_processes().values())
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
         cwd=project.path,
@@ -335,22 +346,27 @@ def test_the_reaper_ends_what_escaped_its_process_group(project: Project, free_p
         stderr=subprocess.DEVNULL,
     )
     until(lambda: ready.exists() or proc.poll() is not None, 60)
-    assert proc.poll() is None and all(listening(p) for p in ports)
+    assert proc.poll() is None
+    until(lambda: all(listening(p) for p in ports), 30, "what the services started")
+    (run_id,) = set(marked_processes().values()) - before
+    assert len(run_processes(run_id)) >= 4  # two leaders, a child and the escaped one
     proc.kill()
     proc.wait()
-    until(lambda: not any(listening(p) for p in ports), 20, "the reaper")
+    until(lambda: run_id not in marked_processes().values(), 20, "the reaper to finish")
+    assert not any(listening(p) for p in ports)
 
 
 def test_down_ends_a_group_whose_leader_died_and_what_escaped_it(
     project: Project, free_ports: Ports
 ) -> None:
     ports = free_ports(4)
-    escaped, main, child, leader = ports
+    escaped, _, child, leader = ports
     escaping_stack(project, ports)
     before = set(marked_processes().values())
     up = cli("up", "--detach", cwd=project.path)
     assert up.returncode == 0, up.stdout + up.stderr
     (run_id,) = set(marked_processes().values()) - before
+    until(lambda: all(listening(p) for p in ports), 30, "what the services started")
     # the group's leader dies; its child, in the same process group, still listens
     leaders = [p for p in run_processes(run_id) if f"--port\0{leader}".encode() in _cmdline(p)]
     os.kill(leaders[0], signal.SIGKILL)

@@ -109,13 +109,14 @@ def test_a_failed_service_raises_a_fresh_error_per_test(
     out = result.stdout.str()
     assert out.count("| bad migration") == 1, out
     assert out.count("reported in full at") >= 29
-    by_process: dict[str, set[int]] = {}
+    by_process: dict[str, list[int]] = {}
     for line in frames.read_text().splitlines():
         pid, count = line.split()
-        by_process.setdefault(pid, set()).add(int(count))
-    assert sum(1 for _ in frames.read_text().splitlines()) == 30
-    # the same depth every time: no traceback growing test after test
-    assert all(len(depths) == 1 for depths in by_process.values()), by_process
+        by_process.setdefault(pid, []).append(int(count))
+    assert sum(len(depths) for depths in by_process.values()) == 30
+    # After the first (raised where the stack was started), the same depth every time:
+    # no traceback growing test after test.
+    assert all(len(set(depths[1:])) <= 1 for depths in by_process.values()), by_process
 
 
 # -- signals and what killed runs leave -------------------------------------------------
@@ -151,8 +152,17 @@ def test_sigterm_to_the_xdist_controller_stops_gracefully(
             time.sleep(120)
     """)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "1"]
-        + ["--pyairtable-logs-dir", "logs"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "1",
+            "--pyairtable-logs-dir",
+            "logs",
+        ],
         cwd=project.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -198,16 +208,17 @@ def test_killed_runs_leave_no_socket_or_logs_dir(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        until(lambda: ready.exists() or proc.poll() is not None, 60)
+        until(lambda p=proc: ready.exists() or p.poll() is not None, 60)
         assert proc.poll() is None
         (run_id,) = set(marked_processes().values()) - before
         if args:
             assert sock_dirs(proc.pid)
         proc.kill()
         proc.wait()
-        until(lambda: not run_processes(run_id) and not listening(port), 20, "the reaper")
+        until(lambda r=run_id: not run_processes(r) and not listening(port), 20, "the reaper")
         # the reaper removes the killed run's logs too: nobody is left to report them
-        until(lambda: not list(no_leaks.glob(f"pyairtable-{run_id}-*")), 20, "its dirs")
+        until(lambda r=run_id: not list(no_leaks.glob(f"pyairtable-*{r}*")), 20, "its dirs")
+        until(lambda r=run_id: r not in marked_processes().values(), 20, "the reaper to end")
         if args:
             killed_controller = proc.pid
     assert sock_dirs(killed_controller)  # a killed controller cannot remove its socket dir

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_pyairtable.model import graph
 from pytest_pyairtable.errors import ConfigError, DependencyCycleError, InterpolationError
+from pytest_pyairtable.model import graph
 from pytest_pyairtable.model.durations import parse_duration
 from pytest_pyairtable.model.interpolate import Interpolator, parse_env_file
 

@@ -1,47 +1,161 @@
-"""How a service runs: the ``Backend`` protocol and the backend registry."""
+"""How a service runs: the protocols listing every capability the core calls, base
+classes giving each a default, and the registry of backends.
+
+The core never asks whether a backend "has" something: a backend subclasses
+``BaseBackend`` (its services ``BaseRunning``) and overrides what it does differently.
+State that outlives a run belongs to the backend that made it: ``kept_state`` says
+what a later process needs to find a kept stack again, ``reattach`` and ``adopt`` use
+it, and a backend that cannot keep a stack refuses with a ``KeepError``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from ..errors import KeepError
 from ..model.spec import ServiceSpec
+from ..probes.checks import Probe, ProbeContext
 
 
+@runtime_checkable
 class Running(Protocol):
-    """A launched service, as the orchestrator sees it."""
+    """A launched (or adopted) service, as the core sees it."""
 
     log_path: Path | None
 
     def poll(self) -> int | None:
         """The exit code once it has ended, else None."""
 
-    def wait(self, timeout: float | None = None) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Until it ends or ``timeout`` passes; the exit code, or None."""
 
     def stop(self, grace: float) -> int | None:
-        """Stop gracefully, force after ``grace`` seconds; return the exit code."""
+        """Stop gracefully, force after ``grace`` seconds; return once all of it is gone."""
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """End it at once (SIGKILL, docker kill), all of it."""
 
     def pause(self) -> None:
         """Freeze it (SIGSTOP, docker pause) without ending it."""
 
     def resume(self) -> None: ...
 
+    def sync_logs(self) -> None:
+        """Before its log tail is read: wait for output that reaches the file late."""
 
+    def kept_state(self) -> dict[str, Any]:
+        """JSON-able facts a later process needs to find and stop it (see ``adopt``)."""
+
+
+@runtime_checkable
 class Backend(Protocol):
-    name: str
-    owns_services: bool  # False: attached to services someone else runs; never stop them
+    notices: list[str]  # what the run summary should say (compose found, stale removed)
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def owns_services(self) -> bool:
+        """False: attached to services someone else runs; never stop them."""
 
     def launch(self, svc: ServiceSpec) -> Running: ...
 
-    def close(self, *, failed: bool = False, keep: bool = False) -> None:
-        """Release what the backend holds (temp dirs); keep logs when the run failed, and
-        everything when the stack is kept running."""
+    def prepare(self, services: Sequence[ServiceSpec]) -> None:
+        """Get ready to launch these soon (create containers), off the critical path."""
+
+    def resolve(self, svc: ServiceSpec, running: Running) -> ServiceSpec:
+        """The spec as launched: e.g. the ports an engine chose."""
+
+    def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
+        """A readiness probe only this backend can run (an engine's health), or None."""
+
+    def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
+        """Release what the run holds. ``keep_stack``: the stack stays up, recorded at that
+        path; mark its state so no other run's clean-up takes it. ``keep_logs``: the
+        logs outlive the run (it failed), for a post-mortem."""
+
+    def kept_state(self) -> dict[str, Any]:
+        """JSON-able facts ``reattach`` needs; raises KeepError where it cannot keep."""
+
+    def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> Running:
+        """The running service a kept record describes (``Running.kept_state``)."""
 
 
-BackendFactory = Callable[..., Backend]
+class BaseRunning:
+    log_path: Path | None = None
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while (code := self.poll()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return code
+
+    def stop(self, grace: float) -> int | None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def pause(self) -> None:
+        raise NotImplementedError
+
+    def resume(self) -> None:
+        raise NotImplementedError
+
+    def sync_logs(self) -> None:
+        """Nothing to wait for where a service writes its log file itself."""
+
+    def kept_state(self) -> dict[str, Any]:
+        raise KeepError(f"{type(self).__name__} cannot be kept running after the run.")
+
+
+class BaseBackend:
+    name: ClassVar[str] = ""
+    owns_services: ClassVar[bool] = True
+
+    def __init__(self, **options: Any) -> None:
+        """``options``: run_id, logs_dir, compose_file, build, cleanup_volumes, and what
+        a front end passes for one backend only (each takes what it knows)."""
+        self.notices: list[str] = []
+
+    def launch(self, svc: ServiceSpec) -> Running:
+        raise NotImplementedError
+
+    def prepare(self, services: Sequence[ServiceSpec]) -> None:
+        """Nothing to prepare by default: ``launch`` does it all."""
+
+    def resolve(self, svc: ServiceSpec, running: Running) -> ServiceSpec:
+        return svc
+
+    def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
+        return None
+
+    def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
+        """Nothing held by default."""
+
+    def kept_state(self) -> dict[str, Any]:
+        raise KeepError(
+            f"the {self.name} backend cannot keep a stack running after the run. "
+            "Fix: run without --pyairtable-keep (or `up` without --detach)."
+        )
+
+    @classmethod
+    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> BaseBackend:
+        """A backend over a kept stack, from ``kept_state``: it adopts, stops and
+        releases what the stack holds, and starts nothing new of its own accord."""
+        raise KeepError(f"the {cls.name} backend keeps no stacks to reattach to.")
+
+    def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> Running:
+        raise KeepError(f"the {self.name} backend keeps no stacks to adopt services from.")
+
+
+BackendFactory = Callable[..., BaseBackend]
 BACKENDS: dict[str, str] = {
     "local": "pytest_pyairtable.backends.local:LocalBackend",
     "external": "pytest_pyairtable.backends.external:ExternalBackend",
@@ -49,7 +163,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def backend_class(name: str) -> BackendFactory:
+def backend_class(name: str) -> type[BaseBackend]:
     import importlib
 
     from ..errors import ConfigError
@@ -60,5 +174,5 @@ def backend_class(name: str) -> BackendFactory:
             "Fix: --pyairtable-backend=local, compose or external."
         )
     module, _, attr = BACKENDS[name].partition(":")
-    factory: BackendFactory = getattr(importlib.import_module(module), attr)
-    return factory
+    cls: type[BaseBackend] = getattr(importlib.import_module(module), attr)
+    return cls

@@ -6,8 +6,10 @@ reads back published ports, ``get_docker_ip`` says where the engine's ports are.
 service is started on its own (``up -d --no-deps``) the moment its dependencies allow,
 so the DAG start and partial stacks hold as with local processes. The project name is
 ``pyairtable-<pid>-<random>``: unique per run (never the PID alone), and a later run
-removes projects whose pytest is gone. Containers are found by compose's project label,
-never by name (v1 and v2 name them differently).
+removes projects whose pytest is gone, unless a kept stack's record names them.
+Containers are found by compose's project label, never by name (v1 and v2 name them
+differently). A kept stack is recorded as its project and container ids: stopping and
+removing it needs the docker CLI only, not the compose file or its variables.
 """
 
 from __future__ import annotations
@@ -20,22 +22,26 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import PrerequisiteError
 from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
-from ..probes.checks import Probe, ProbeContext, ProbeFailed
+from ..probes.checks import BaseProbe, Probe, ProbeContext, ProbeFailed
 from ..probes.waiting import Gone
-from .process import pid_alive
+from . import ownership
+from .base import BaseBackend, BaseRunning, Running
+from .procfs import pid_alive
 from .reaper import ReaperClient, remove_project
 
 PROJECT_LABEL = "com.docker.compose.project"
-_OUR_PROJECT = re.compile(r"^pyairtable-(\d+)-[0-9a-f]+$")
+CONFIG_LABEL = "com.docker.compose.project.config_files"
+_OUR_PROJECT = re.compile(r"^pyairtable-((\d+)-[0-9a-f]+)$")
+ENGINE_GRACE = 30.0  # the engine judges health on its own clock, which starts later
 
 
 def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -70,8 +76,18 @@ def check_engine() -> None:
         )
 
 
+def _kept(run_id: str, config_files: str) -> bool:
+    """Whether a kept stack's record, beside the project's compose file, names this run."""
+    return any(
+        ownership.recorded_run(ownership.record_path(Path(f))) == run_id
+        for f in config_files.split(",")
+        if f
+    )
+
+
 def remove_stale_projects() -> list[str]:
-    """Remove the containers and networks of our projects whose pytest is gone (killed)."""
+    """Remove the containers and networks of our projects whose pytest is gone (killed),
+    unless they belong to a kept stack."""
     listing = _run(
         [
             "docker",
@@ -80,49 +96,56 @@ def remove_stale_projects() -> list[str]:
             "--filter",
             f"label={PROJECT_LABEL}",
             "--format",
-            f'{{{{.ID}}}} {{{{.Label "{PROJECT_LABEL}"}}}}',
+            f'{{{{.ID}}}}\t{{{{.Label "{PROJECT_LABEL}"}}}}\t{{{{.Label "{CONFIG_LABEL}"}}}}',
         ]
     )
     stale: dict[str, list[str]] = {}
     for line in listing.stdout.splitlines():
-        cid, _, project = line.partition(" ")
+        cid, project, config_files = [*line.split("\t"), "", ""][:3]
         match = _OUR_PROJECT.match(project)
-        if match and not pid_alive(int(match.group(1))):
+        if match is None or pid_alive(int(match.group(2))):
+            continue
+        if project in stale or not _kept(match.group(1), config_files):
             stale.setdefault(project, []).append(cid)
-    for project, ids in stale.items():
-        _run(["docker", "rm", "-f", *ids])
-        nets = _run(
-            ["docker", "network", "ls", "-q", "--filter", f"label={PROJECT_LABEL}={project}"]
-        )
-        if nets.stdout.split():
-            _run(["docker", "network", "rm", *nets.stdout.split()])
+    for project in stale:
+        remove_project(project)
     return sorted(stale)
 
 
-class ContainerService:
-    """A started container, as the orchestrator sees a running service."""
+class ContainerService(BaseRunning):
+    """A container, as the core sees a running service: started by this run (its log
+    followed into a file) or adopted from a kept stack's record."""
 
-    def __init__(self, backend: ComposeBackend, service: str, cid: str, log_path: Path) -> None:
-        self.backend = backend
+    def __init__(self, service: str, cid: str, log_path: Path, *, follow: bool = True) -> None:
         self.service = service
         self.cid = cid
-        self.log_path: Path | None = log_path
-        with open(log_path, "ab") as log:
-            # docker logs -f ends by itself when the container is removed
-            self.follower = subprocess.Popen(
-                ["docker", "logs", "-f", cid],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        self.log_path = log_path
+        self.follower: subprocess.Popen[bytes] | None = None
+        if follow:
+            with open(log_path, "ab") as log:
+                # docker logs -f ends by itself when the container stops; in its own
+                # session, so a kept stack's log goes on after pytest (and its Ctrl-C)
+                self.follower = subprocess.Popen(
+                    ["docker", "logs", "-f", cid],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         self._polled: tuple[float, int | None] = (0.0, None)
 
     def sync_logs(self) -> None:
         """Before a log tail is read: the follower of an exited container finishes on its
         own; wait for it, or the tail may miss the container's last words."""
-        if self.poll() is not None:
+        if self.follower is not None and self.poll() is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.follower.wait(3)
+
+    def end_follower(self) -> None:
+        if self.follower is not None:
+            with contextlib.suppress(OSError):
+                self.follower.kill()
+                self.follower.wait(5)
 
     def state(self) -> dict[str, Any]:
         out = _run(["docker", "inspect", "--format", "{{json .State}}", self.cid])
@@ -144,12 +167,6 @@ class ContainerService:
         self._polled = (time.monotonic(), code)
         return code
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
-        while (code := self.poll()) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return code
-
     def stop(self, grace: float) -> int | None:
         # what `compose stop -t` does for one container, without compose's start-up cost
         _run(["docker", "stop", "-t", str(math.ceil(grace)), self.cid], timeout=grace + 30)
@@ -166,13 +183,16 @@ class ContainerService:
     def resume(self) -> None:
         _run(["docker", "unpause", self.cid])
 
+    def kept_state(self) -> dict[str, Any]:
+        return {"cid": self.cid, "exit_code": self.poll()}
 
-class EngineHealthProbe:
+
+class EngineHealthProbe(BaseProbe):
     """Readiness from the engine's own healthcheck status, where no host probe fits
     (a healthcheck command the host may not have). The engine runs the checks on its own
     clock from container start, so it is the judge: 'unhealthy' ends the wait at once."""
 
-    engine_decides = True  # the orchestrator gives the engine time to reach a verdict
+    extra_budget = ENGINE_GRACE  # the gate gives the engine time to reach a verdict
 
     def __init__(self, running: ContainerService) -> None:
         self.running = running
@@ -191,7 +211,7 @@ class EngineHealthProbe:
         raise ProbeFailed(f"engine health status: {status or 'no healthcheck'}")
 
 
-class ComposeBackend:
+class ComposeBackend(BaseBackend):
     name = "compose"
     owns_services = True
 
@@ -210,22 +230,31 @@ class ComposeBackend:
     ) -> None:
         from pytest_docker.plugin import DockerComposeExecutor, Services, get_docker_ip
 
+        super().__init__()
         check_engine()
-        self.command, self.found = (
+        self.command, found = (
             (compose_command, compose_command) if compose_command else detect_compose()
         )
-        self.removed_stale = remove_stale_projects()
         self.project = project_name or f"pyairtable-{run_id}"
-        self._reaper = ReaperClient()  # removes the project's containers if pytest is killed
+        self.notices.append(f"compose backend: {found}, project {self.project}")
+        for project in remove_stale_projects():
+            self.notices.append(f"removed the containers of {project}, left by a killed run")
+        base = ownership.temp_base()
+        ownership.sweep([base])
+        self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         self._reaper.tell(f"project {self.project}")
         self.executor = DockerComposeExecutor(self.command, [str(compose_file)], self.project)
         self.services = Services(self.executor)
         self.docker_ip = get_docker_ip()
         self.build = build
+        self.cleanup_volumes = cleanup_volumes
         self.cleanup = cleanup or ["down --remove-orphans" + (" -v" if cleanup_volumes else "")]
         self._own_logs = logs_dir is None
-        self.logs_dir = logs_dir or Path(tempfile.mkdtemp(prefix=f"pyairtable-{run_id}-logs-"))
+        self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        if self._own_logs:
+            ownership.claim(self.logs_dir, run_id, "logs")
+            self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
         self._created: dict[str, threading.Event] = {}
         self._batches: list[threading.Thread] = []
@@ -243,7 +272,7 @@ class ComposeBackend:
     def _build_flag(self) -> str:
         return {"always": " --build", "never": " --no-build"}.get(self.build, "")
 
-    def prepare(self, services: list[ServiceSpec]) -> None:
+    def prepare(self, services: Sequence[ServiceSpec]) -> None:
         """Create the containers of what is about to start, all in one compose call (it
         creates them concurrently: 0.22 s for ten here), while the first ones start; a
         launch then only has to `docker start` (0.10 s) instead of running compose
@@ -307,13 +336,14 @@ class ComposeBackend:
         return self._follow(svc, cid, log_path)
 
     def _follow(self, svc: ServiceSpec, cid: str, log_path: Path) -> ContainerService:
-        running = ContainerService(self, svc.name, cid, log_path)
+        running = ContainerService(svc.name, cid, log_path)
         self.started.append(running)
         return running
 
-    def resolve(self, svc: ServiceSpec, running: Any) -> ServiceSpec:
+    def resolve(self, svc: ServiceSpec, running: Running) -> ServiceSpec:
         """Ports as the engine published them (an unpublished host port gets an ephemeral
-        one, read back with port_for), and the engine's address for a remote DOCKER_HOST."""
+        one, read back with port_for), and the engine's address for a remote DOCKER_HOST.
+        Idempotent: a spec resolved before (a kept stack's) comes back the same."""
         ports = tuple(
             PortMapping(
                 m.container, m.host or self.services.port_for(svc.name, m.container), m.host_ip
@@ -333,25 +363,61 @@ class ComposeBackend:
             )
         return resolved
 
-    def probe(self, svc: ServiceSpec, running: Any, ctx: ProbeContext) -> Probe | None:
+    def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
         if svc.probe.kind == "command" and isinstance(running, ContainerService):
             return EngineHealthProbe(running)
         return None
 
-    def close(self, *, failed: bool = False, keep: bool = False) -> None:
+    def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         for batch in self._batches:  # no creation may race the clean-up
             batch.join(120)
-        self._reaper.done()
-        if keep:
+        if self._reaper is not None:
+            self._reaper.done()
+        if keep_stack is not None:  # the containers and their log followers go on
+            if self._own_logs:
+                ownership.mark(self.logs_dir, kept=str(keep_stack))
             return
         for subcommand in self.cleanup:
             with contextlib.suppress(PrerequisiteError):
                 self.compose(subcommand)
         # `down` skips services of profiles not active now: remove by the project's label.
-        remove_project(self.project)
+        remove_project(self.project, volumes=self.cleanup_volumes)
         for running in self.started:
-            with contextlib.suppress(OSError):
-                running.follower.kill()
-                running.follower.wait(5)
-        if self._own_logs and not failed:
+            running.end_follower()
+        if self._own_logs and keep_logs:
+            ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+        elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
+
+    # -- a kept stack ----------------------------------------------------------------
+
+    def kept_state(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "logs_dir": str(self.logs_dir),
+            "own_logs": self._own_logs,
+            "cleanup_volumes": self.cleanup_volumes,
+            "docker_ip": self.docker_ip,
+        }
+
+    @classmethod
+    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> ComposeBackend:
+        """Over a kept project: the docker CLI only, no compose file (nor its variables)."""
+        check_engine()
+        backend = cls.__new__(cls)
+        BaseBackend.__init__(backend)
+        backend.project = str(state["project"])
+        backend.logs_dir = Path(state["logs_dir"])
+        backend._own_logs = bool(state.get("own_logs", True))
+        backend.cleanup_volumes = bool(options.get("volumes")) or bool(state.get("cleanup_volumes"))
+        backend.cleanup = []  # `compose down` would need the file and its variables
+        backend.docker_ip = str(state.get("docker_ip", "127.0.0.1"))
+        backend._reaper = None
+        backend._batches = []
+        backend.started = []
+        return backend
+
+    def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> ContainerService:
+        return ContainerService(
+            svc.name, str(state["cid"]), self.logs_dir / f"{svc.name}.log", follow=False
+        )

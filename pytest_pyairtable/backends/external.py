@@ -7,18 +7,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from ..model.spec import StackSpec
+from ..model.spec import ServiceSpec, StackSpec
+from .base import BaseBackend, BaseRunning
 
 _SCHEMES = {"postgres": ("postgres", "postgresql"), "redis": ("redis", "rediss")}
 
 
-class Attached:
-    log_path: Path | None = None
+class Attached(BaseRunning):
+    """A service someone else runs: always running as far as we know, never touched."""
 
     def poll(self) -> int | None:
         return None
@@ -31,27 +31,37 @@ class Attached:
         return None
 
     def kill(self) -> None:
-        pass
+        """Not ours to kill."""
 
     def pause(self) -> None:
-        pass
+        """Not ours to pause."""
 
     def resume(self) -> None:
-        pass
+        """Not ours to resume."""
+
+    def kept_state(self) -> dict[str, Any]:
+        return {}  # nothing to find again: it was never ours
 
 
-class ExternalBackend:
+class ExternalBackend(BaseBackend):
     name = "external"
     owns_services = False
 
     def __init__(self, **_: Any) -> None:
-        pass
+        super().__init__()
 
-    def launch(self, svc: Any) -> Attached:
+    def launch(self, svc: ServiceSpec) -> Attached:
         return Attached()
 
-    def close(self, *, failed: bool = False, keep: bool = False) -> None:
-        pass
+    def kept_state(self) -> dict[str, Any]:
+        return {}  # a kept external stack is only its URLs: nothing to stop
+
+    @classmethod
+    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> ExternalBackend:
+        return cls()
+
+    def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> Attached:
+        return Attached()
 
 
 def parse_urls(values: tuple[str, ...]) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 A service runs its ``x-pyairtable.local.command``; a ``postgres*``/``redis*`` image
 without one runs from a built-in recipe. Output goes to ``<logs_dir>/<service>.log``.
+The run's directories carry ownership markers (see ownership.py); a kept stack is
+recorded as its process groups with their start times, and its directories.
 """
 
 from __future__ import annotations
@@ -10,38 +12,30 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 from ..errors import ConfigError, PrerequisiteError, PyAirtableError
 from ..model.spec import ServiceSpec
-from .process import LocalProcess, parse_signal, proc_start_time
+from . import ownership
+from .base import BaseBackend, BaseRunning
+from .ownership import temp_base
+from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
+from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
+from .stopper import Target
 
-RUN_ID_VAR = "PYAIRTABLE_RUN_ID"
-
-
-def _reachable_base(base: str) -> str:
-    """A temp base that an unprivileged server user can traverse.
-
-    As root we run PostgreSQL as another user, which cannot enter a 0700 directory such
-    as pytest's /tmp/pytest-of-root; then fall back to the system temp dir.
-    """
-    if os.geteuid() != 0:
-        return base
-    path = Path(base).resolve()
-    if all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents)):
-        return base
-    return "/tmp" if os.path.isdir("/tmp") else base
+__all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
+SHM = Path("/dev/shm")
 
 
 def service_ports(svc: ServiceSpec) -> set[int]:
     """Host ports a service will listen on: published ports and its probe's port."""
+    from urllib.parse import urlsplit
+
     ports = {m.host or m.container for m in svc.ports}
     target = urlsplit(svc.probe.target) if "://" in svc.probe.target else None
     if target is not None and target.hostname in ("127.0.0.1", "localhost") and target.port:
@@ -76,12 +70,8 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
         try:
             check_ports_free(svc)
             if svc.local.command:
-                if (
-                    shutil.which(
-                        svc.local.command[0], path=path_with_python(os.environ.get("PATH", ""))
-                    )
-                    is None
-                ):
+                path = path_with_python(os.environ.get("PATH", ""))
+                if shutil.which(svc.local.command[0], path=path) is None:
                     problems.append(
                         f"service '{svc.name}': command {svc.local.command[0]!r} not found"
                     )
@@ -104,27 +94,18 @@ def path_with_python(path: str) -> str:
 
 
 def _tmpfs_dir(run_id: str) -> Path | None:
-    shm = Path("/dev/shm")
-    if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(shm, os.W_OK):
+    if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(SHM, os.W_OK):
         return None
-    remove_stale_runs(shm)
-    path = Path(tempfile.mkdtemp(prefix=f"pyairtable-{run_id}-", dir=shm))
-    path.chmod(0o755)  # servers run as an unprivileged user must reach their dirs
-    return path
+    return ownership.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data")
 
 
-def remove_stale_runs(base: Path) -> None:
-    """Remove run dirs of runs whose process is gone (pytest and its reaper both killed)."""
-    for path in base.glob("pyairtable-*-*"):
-        pid = path.name.split("-")[1]
-        if path.name.endswith("-logs") or not pid.isdigit() or not path.is_dir():
-            continue
-        if proc_start_time(int(pid)) is None:
-            shutil.rmtree(path, ignore_errors=True)
+def remove_stale_runs(base: Path) -> list[Path]:
+    """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale."""
+    return ownership.sweep([base, SHM])
 
 
-class LocalService:
-    def __init__(self, process: LocalProcess, stop_signal: signal.Signals) -> None:
+class LocalService(BaseRunning):
+    def __init__(self, process: ServiceProcesses, stop_signal: signal.Signals) -> None:
         self.process = process
         self.stop_signal = stop_signal
         self.log_path = process.log_path
@@ -147,8 +128,24 @@ class LocalService:
     def resume(self) -> None:
         self.process.signal_group(signal.SIGCONT)
 
+    def kept_state(self) -> dict[str, Any]:
+        return {
+            "pgid": self.process.pid,
+            "ticks": self.process.start_ticks,
+            "stop_signal": int(self.stop_signal),
+            "exit_code": self.poll(),
+        }
 
-class LocalBackend:
+
+class _NoReaper:
+    """A reattached stack has no reaper: the process that kept it is gone."""
+
+    def tell(self, line: str) -> None: ...
+
+    def done(self) -> None: ...
+
+
+class LocalBackend(BaseBackend):
     name = "local"
     owns_services = True
 
@@ -160,22 +157,28 @@ class LocalBackend:
         environ: Mapping[str, str] | None = None,
         **_: object,  # options meant for other backends
     ) -> None:
+        super().__init__()
         self.run_id = run_id
-        base = _reachable_base(os.environ.get("PYAIRTABLE_TMPDIR") or tempfile.gettempdir())
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"pyairtable-{run_id}-", dir=base))
-        self.run_dir.chmod(0o755)  # servers run as an unprivileged user must reach their dirs
+        base = temp_base()
+        remove_stale_runs(base)
+        self.run_dir = ownership.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         self._own_logs = logs_dir is None
-        self.logs_dir = logs_dir or Path(base) / f"pyairtable-{run_id}-logs"
+        self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_runs(Path(base))
+        if self._own_logs:
+            ownership.claim(self.logs_dir, run_id, "logs")
         self.environ = dict(os.environ if environ is None else environ)
-        self._reaper = ReaperClient({**self.environ, RUN_ID_VAR: run_id})
-        self._reaper.tell(f"dir {self.run_dir}")
+        self._launched: list[LocalProcess] = []
+        self._reaper: ReaperClient | _NoReaper = ReaperClient(run_id, self.environ)
         # Servers' data on tmpfs: initdb and PostgreSQL's writes are disk-bound here.
         self.data_dir = _tmpfs_dir(run_id) or self.run_dir
-        if self.data_dir != self.run_dir:
-            self._reaper.tell(f"dir {self.data_dir}")
+        for path in self._own_dirs():
+            self._reaper.tell(f"dir {path}")
+
+    def _own_dirs(self) -> list[Path]:
+        dirs = [self.run_dir, *([self.data_dir] if self.data_dir != self.run_dir else [])]
+        return dirs + ([self.logs_dir] if self._own_logs else [])
 
     def plan(self, svc: ServiceSpec) -> LaunchPlan:
         log_path = self.log_path(svc.name)
@@ -194,6 +197,9 @@ class LocalBackend:
     def log_path(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
 
+    def _stop_signal(self, svc: ServiceSpec, plan_default: signal.Signals) -> signal.Signals:
+        return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
+
     def launch(self, svc: ServiceSpec) -> LocalService:
         check_ports_free(svc)
         plan = self.plan(svc)
@@ -201,9 +207,8 @@ class LocalBackend:
         env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
         env["PATH"] = path_with_python(env.get("PATH", os.defpath))
         env[RUN_ID_VAR] = self.run_id
-        env["PYAIRTABLE_SERVICE"] = svc.name
-        where = f"service '{svc.name}'"
-        stop_signal = parse_signal(svc.stop_signal, plan.stop_signal, where)
+        env[SERVICE_VAR] = svc.name
+        stop_signal = self._stop_signal(svc, plan.stop_signal)
         process = LocalProcess(
             svc.name,
             plan.argv,
@@ -211,18 +216,55 @@ class LocalBackend:
             cwd=plan.cwd or svc.local.cwd,
             log_path=self.log_path(svc.name),
             user=plan.user,
+            run_id=self.run_id,
         )
         if process.start_ticks is not None:
-            self._reaper.tell(f"pg {process.pid} {process.start_ticks}")
+            self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
+        self._launched.append(process)
         return LocalService(process, stop_signal)
 
-    def close(self, *, failed: bool = False, keep: bool = False) -> None:
-        """Remove the run's temp dir, and its logs unless the run failed or they were asked
-        for; with ``keep``, leave all of it to the kept stack (and tell the reaper so)."""
+    def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
+        """Remove the run's temp dirs, and its logs unless they are to be kept; with
+        ``keep_stack``, leave all of it to the kept stack (and tell the reaper so)."""
         self._reaper.done()
-        if keep:
+        if keep_stack is not None:
+            for path in self._own_dirs():
+                ownership.mark(path, kept=str(keep_stack))
+            for process in self._launched:
+                process.let_go()
             return
         shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        if self._own_logs and not failed:
+        if self._own_logs and keep_logs:
+            ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+        elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
+
+    # -- a kept stack ----------------------------------------------------------------
+
+    def kept_state(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "data_dir": str(self.data_dir),
+            "logs_dir": str(self.logs_dir),
+            "own_logs": self._own_logs,
+        }
+
+    @classmethod
+    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> LocalBackend:
+        backend = cls.__new__(cls)
+        BaseBackend.__init__(backend)
+        backend.run_id = run_id
+        backend.run_dir = Path(state["run_dir"])
+        backend.data_dir = Path(state["data_dir"])
+        backend.logs_dir = Path(state["logs_dir"])
+        backend._own_logs = bool(state.get("own_logs", True))
+        backend.environ = dict(os.environ)
+        backend._reaper = _NoReaper()
+        backend._launched = []
+        return backend
+
+    def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> LocalService:
+        target = Target(self.run_id, svc.name, int(state["pgid"]), state.get("ticks"))
+        process = AdoptedProcess(target, self.log_path(svc.name), state.get("exit_code"))
+        return LocalService(process, signal.Signals(int(state["stop_signal"])))

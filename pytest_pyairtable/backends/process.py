@@ -1,42 +1,30 @@
-"""A supervised local process: its own process group, output to a log file, and a stop
-that signals the whole group, then SIGKILLs it after the grace period.
-
-Every process carries ``PYAIRTABLE_RUN_ID`` in its environment, so a later run (or a
-leak check) can find what a killed run left, and a PID is only signalled while its
-start time still matches the one recorded at launch (PIDs are reused).
+"""A service's processes on this machine: launched by us (a child in its own process
+group, output to a log file) or adopted from a kept stack's record. Either way they are
+stopped by the one stopper (see stopper.py), which also ends what escaped the group.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError, PrerequisiteError
+from ..errors import ConfigError, PrerequisiteError, StopError
+from . import stopper
+from .procfs import group_alive, is_running, pid_alive, proc_start_time
 
-
-def proc_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` in clock ticks, or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22, counted after the parenthesised command name (which may hold spaces).
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def is_running(pid: int, ticks: int) -> bool:
-    """``pid`` is still the process started at ``ticks``, and not a zombie (an orphan's
-    zombie lingers where PID 1 does not reap, as in many containers)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z" and int(fields[19]) == ticks
+__all__ = [
+    "AdoptedProcess",
+    "LocalProcess",
+    "ServiceProcesses",
+    "group_alive",
+    "is_running",
+    "parse_signal",
+    "pid_alive",
+    "proc_start_time",
+]
 
 
 def parse_signal(name: str | None, default: signal.Signals, where: str) -> signal.Signals:
@@ -51,7 +39,63 @@ def parse_signal(name: str | None, default: signal.Signals, where: str) -> signa
         ) from None
 
 
-class LocalProcess:
+class ServiceProcesses:
+    """A service's process group and what escaped it, found by its run's marker."""
+
+    def __init__(self, target: stopper.Target, log_path: Path | None) -> None:
+        self.target = target
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        assert self.target.pgid is not None
+        return self.target.pgid
+
+    @property
+    def start_ticks(self) -> int | None:
+        return self.target.ticks
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def _reap(self) -> None:
+        """Collect our own child's exit status (nothing to do for an adopted one)."""
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        pause = 0.001
+        while (code := self.poll()) is None and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return code
+
+    def signal_group(self, sig: signal.Signals) -> bool:
+        """Signal everything of it; False if nothing of it is left."""
+        return stopper.signal([self.target], sig)
+
+    def stop(self, sig: signal.Signals, grace: float) -> int | None:
+        """``sig`` to all of it, SIGKILL after ``grace``; returns once all of it is gone."""
+        left = stopper.end([self.target], sig, grace, reap=self._reap)
+        self._reap()
+        if left:
+            raise StopError(
+                f"service '{self.target.service}': processes {sorted(left)} did not exit "
+                "after SIGKILL (stuck in the kernel, or owned by another user)."
+            )
+        return self.poll()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL, 0)
+
+
+# Children left running for a kept stack: referenced until this process exits, so
+# Popen does not warn that it was collected while its child still runs (it is meant to).
+_LET_GO: list[subprocess.Popen[bytes]] = []
+
+
+class LocalProcess(ServiceProcesses):
+    """A process we launch, in its own process group."""
+
     def __init__(
         self,
         name: str,
@@ -61,10 +105,10 @@ class LocalProcess:
         cwd: Path,
         log_path: Path,
         user: str | None = None,
+        run_id: str = "",
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        self.log_path = log_path
         with open(log_path, "ab") as log:
             try:
                 self.popen = subprocess.Popen(
@@ -87,8 +131,8 @@ class LocalProcess:
                     f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. "
                     f"Fix: check x-pyairtable.local.command and cwd ({cwd})."
                 ) from None
-        self.pid = self.popen.pid
-        self.start_ticks = proc_start_time(self.pid)
+        pid = self.popen.pid
+        super().__init__(stopper.Target(run_id, name, pid, proc_start_time(pid)), log_path)
 
     def poll(self) -> int | None:
         return self.popen.poll()
@@ -99,61 +143,23 @@ class LocalProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def signal_group(self, sig: signal.Signals) -> bool:
-        """Signal the group; False if nothing of it is left."""
-        if self.popen.returncode is None and proc_start_time(self.pid) != self.start_ticks:
-            return False  # the PID now belongs to someone else
-        try:
-            os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+    def _reap(self) -> None:
+        self.popen.poll()
 
-    def stop(self, sig: signal.Signals, grace: float) -> int | None:
-        """Graceful stop of the group; SIGKILL after ``grace``. Returns the exit code."""
-        if self.poll() is None:
-            self.signal_group(sig)
-            self.signal_group(signal.SIGCONT)  # a paused (SIGSTOP) service must see it too
-            if self.wait(grace) is None:
-                self.signal_group(signal.SIGKILL)
-                self.wait(5)
-        self._reap_group(grace)
-        return self.poll()
-
-    def kill(self) -> None:
-        self.signal_group(signal.SIGKILL)
-        self.wait(5)
-        self._reap_group(0)
-
-    def _reap_group(self, grace: float) -> None:
-        """Children that outlived the leader still hold the group id: end them too."""
-        deadline = time.monotonic() + min(grace, 2.0)
-        while group_alive(self.pid):
-            if time.monotonic() >= deadline:
-                self._killpg(signal.SIGKILL)
-                return
-            time.sleep(0.01)
-
-    def _killpg(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+    def let_go(self) -> None:
+        """It outlives this run (a kept stack); a later process adopts it."""
+        _LET_GO.append(self.popen)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class AdoptedProcess(ServiceProcesses):
+    """A kept stack's service, found again from its record: not our child, so its exit
+    code is the recorded one (a completed job's), or -1 when it ended unseen."""
 
+    def __init__(self, target: stopper.Target, log_path: Path | None, exit_code: int | None):
+        super().__init__(target, log_path)
+        self.exit_code = exit_code
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def poll(self) -> int | None:
+        if is_running(self.pid, self.start_ticks):
+            return None
+        return self.exit_code if self.exit_code is not None else -1

@@ -1,14 +1,15 @@
 """The reaper: ends a run's services if pytest dies without stopping them (SIGKILL, OOM).
 
-Started by the local backend in its own session, it reads commands on stdin, a pipe
-from pytest. The kernel closes that pipe however pytest dies, so end-of-file without a
-``done`` first means pytest is gone: no polling, no delay. Commands:
+Started by a backend in its own session, it reads commands on stdin, a pipe from
+pytest. The kernel closes that pipe however pytest dies, so end-of-file without a
+``done`` first means pytest is gone: no polling, no delay. Then it ends, through the
+one stopper, every recorded service and whatever else carries the run's marker (a
+service that daemonised), and removes the run's directories. Commands:
 
-    pg <pgid> <start-ticks>    a process group to end
-    unpg <pgid>                it was stopped normally
-    dir <path>                 a temp dir to remove
-    project <name>             a compose project whose containers to remove
-    done                       clean exit: leave everything as it is
+    pg <pgid> <start-ticks> <service>   a service's process group to end
+    dir <path>                          a directory of the run to remove
+    project <name>                      a compose project whose containers to remove
+    done                                clean exit: leave everything as it is
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Mapping
 
-from .process import group_alive, proc_start_time
+from . import stopper
+from .procfs import RUN_ID_VAR, SERVICE_VAR
 
 GRACE = 3.0
 
@@ -33,7 +35,14 @@ class ReaperClient:
     A reaper killed by someone else must not stop a clean shutdown, so writes to a closed
     pipe are ignored; several threads may launch services, so writes are serialised."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, run_id: str = "", environ: Mapping[str, str] | None = None) -> None:
+        # Only the run id given here: one inherited from whoever started pytest would
+        # make the reaper sweep someone else's run.
+        env = {
+            k: v for k, v in (environ or os.environ).items() if k not in (RUN_ID_VAR, SERVICE_VAR)
+        }
+        if run_id:
+            env[RUN_ID_VAR] = run_id
         self._lock = threading.Lock()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "pytest_pyairtable.backends.reaper"],
@@ -60,59 +69,57 @@ class ReaperClient:
             self._process.wait(5)
 
 
-def remove_project(project: str) -> None:
-    listing = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    if listing.stdout.split():
-        subprocess.run(
-            ["docker", "rm", "-f", *listing.stdout.split()],
+def remove_project(project: str, *, volumes: bool = False) -> None:
+    """Remove a compose project's containers and networks (and volumes) by its label."""
+    label = f"label=com.docker.compose.project={project}"
+
+    def ids(*listing: str) -> list[str]:
+        done = subprocess.run(
+            ["docker", *listing, "--filter", label],
             capture_output=True,
+            text=True,
             check=False,
-            timeout=60,
+            timeout=30,
         )
+        return done.stdout.split()
+
+    for kind, listing in (
+        ("container", ("ps", "-aq")),
+        ("network", ("network", "ls", "-q")),
+        *((("volume", ("volume", "ls", "-q")),) if volumes else ()),
+    ):
+        found = ids(*listing)
+        if found:
+            rm = ["rm", "-f"] if kind == "container" else [kind, "rm"]
+            subprocess.run(["docker", *rm, *found], capture_output=True, check=False, timeout=60)
 
 
-def reap(groups: dict[int, int], dirs: list[str]) -> None:
-    # A group is still ours if its leader is gone (PIDs are not reused while the group
-    # exists) or is the very process we started (same start time).
-    ours = [g for g, ticks in groups.items() if proc_start_time(g) in (None, ticks)]
-    for pgid in ours:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE
-    while any(group_alive(g) for g in ours) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    for pgid in ours:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
+def reap(targets: list[stopper.Target], dirs: list[str]) -> None:
+    if targets:
+        stopper.end(targets, signal.SIGTERM, GRACE)
     for path in dirs:
         shutil.rmtree(path, ignore_errors=True)
 
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is pytest's to handle
-    groups: dict[int, int] = {}
+    run_id = os.environ.get(RUN_ID_VAR, "")
+    # Everything the run started, also what left its groups or was not announced yet.
+    targets = [stopper.Target(run_id)] if run_id else []
     dirs: list[str] = []
     projects: list[str] = []
     for line in sys.stdin:
         command, _, rest = line.rstrip("\n").partition(" ")
         if command == "pg":
-            pgid, ticks = rest.split()
-            groups[int(pgid)] = int(ticks)
-        elif command == "unpg":
-            groups.pop(int(rest), None)
+            pgid, ticks, service = [*rest.split(maxsplit=2), ""][:3]
+            targets.append(stopper.Target(run_id, service, int(pgid), int(ticks)))
         elif command == "dir":
             dirs.append(rest)
         elif command == "project":
             projects.append(rest)
         elif command == "done":
             return 0
-    reap(groups, dirs)
+    reap(targets, dirs)
     for project in projects:
         remove_project(project)
     return 0

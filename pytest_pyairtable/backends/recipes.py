@@ -142,6 +142,10 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         "synchronous_commit=off",
         "-c",
         "full_page_writes=off",
+        # Dynamic shared memory in files in the data dir, not /dev/shm: a server ended by
+        # SIGKILL (an emergency stop) leaves nothing behind in RAM-backed shared memory.
+        "-c",
+        "dynamic_shared_memory_type=mmap",
     ]
     # SIGINT is PostgreSQL's "fast" shutdown, as the official image's STOPSIGNAL.
     return LaunchPlan(argv, user=run_as, stop_signal=signal.SIGINT, cwd=workdir, prepare=prepare)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UnknownServiceError
-from .orchestrator import Handle, Orchestrator, ServiceRun
+from .orchestrator import Handle, Orchestrator, ServiceRun, State
 
 
 class Faults:
@@ -56,5 +56,18 @@ class Faults:
         return self._orch.restart(name)
 
     def heal(self) -> None:
-        self._orch.heal(self.touched)
+        """Bring every touched service back (resume, or restart what is not up), then wait
+        until every ready service passes its probe again: dependents may have noticed."""
+        for name in self.touched:
+            run = self._orch.runs[name]
+            if run.running is not None:
+                run.running.resume()
+            if (
+                run.running is None
+                or run.running.poll() is not None
+                or run.state is not State.READY
+            ):
+                self._orch.restart(name)
+        for name in list(self._orch.runs):
+            self._orch.regate(name)
         self.touched.clear()

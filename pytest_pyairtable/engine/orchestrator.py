@@ -1,9 +1,9 @@
-"""Start a stack as its DAG allows, gate on probes, stop in reverse, record a timeline.
+"""Start a stack as its DAG allows, gate on readiness, stop in reverse, record a timeline.
 
 Each service gets a thread that waits for its own dependencies' conditions, launches
-it, and probes it; nothing waits on a tier barrier. All state changes happen under one
-condition variable, so a waiter wakes the moment what it waits for happens. Stopping
-runs in parallel too, each service as soon as everything that depends on it stopped.
+it, and waits at the readiness gate (readiness.py); nothing waits on a tier barrier.
+All state changes happen under one condition variable, so a waiter wakes the moment
+what it waits for happens. Stopping goes through the one stop order (stopping.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..backends.base import Backend, Running
 from ..errors import (
@@ -23,19 +21,28 @@ from ..errors import (
     PyAirtableError,
     ServiceError,
     ServiceExitedError,
-    ServiceTimeoutError,
 )
 from ..model import graph
-from ..model.probespec import ProbeSpec
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext, make_probe
-from ..probes.waiting import MAX_WAIT, Gone, wait_ready
 from ..redact import Redactor
-from . import safety
+from . import stopping
 from .events import Listener
+from .handle import Handle, endpoint
+from .readiness import Cancelled, Gate, Timing, tail
 
-LOG_TAIL_LINES = 20
-ENGINE_GRACE = 30.0  # where a container engine judges health, it starts its clock later
+# Handle, Listener, Timing, endpoint and tail are this module's names too, as before
+# the split: tests and plugins import them from here.
+__all__ = [
+    "Handle",
+    "Listener",
+    "Orchestrator",
+    "ServiceRun",
+    "State",
+    "Timing",
+    "endpoint",
+    "tail",
+]
 
 
 class State(enum.Enum):
@@ -51,32 +58,7 @@ class State(enum.Enum):
 
 _STARTED = {State.RUNNING, State.READY, State.COMPLETED}
 _SETTLED = {State.READY, State.COMPLETED, State.FAILED, State.CANCELLED, State.STOPPED}
-
-
-@dataclass(frozen=True)
-class Timing:
-    """The seed's knobs. ``health_check_timeout`` None means: from each healthcheck."""
-
-    health_check_timeout: float | None = None
-    default_timeout: float = 120.0
-    max_startup_time: float = 600.0
-    tier_wait_time: float = 0.0
-    service_startup_delay: float = 0.0
-    poll_cap: float = MAX_WAIT
-
-
-@dataclass(frozen=True)
-class Handle:
-    """What a test gets for a ready service."""
-
-    name: str
-    tier: int
-    host: str
-    port: int | None
-    url: str
-    ready_seconds: float
-    log_path: Path | None
-    details: dict[str, Any] = field(default_factory=dict)
+_UP = {State.READY, State.COMPLETED}
 
 
 @dataclass
@@ -116,27 +98,6 @@ class ServiceRun:
         return value
 
 
-class _Cancelled(Exception):
-    pass
-
-
-def endpoint(spec: ServiceSpec) -> tuple[str, int | None, str]:
-    """Host, port and URL a client uses: a DSN, a redis URL, or an http base URL."""
-    probe: ProbeSpec = spec.probe
-    if spec.url:
-        parts = urlsplit(spec.url)
-        return parts.hostname or "127.0.0.1", parts.port, spec.url
-    if probe.kind in ("postgres", "redis", "http"):
-        parts = urlsplit(probe.target)
-        url = probe.target if probe.kind != "http" else f"{parts.scheme}://{parts.netloc}"
-        return parts.hostname or "127.0.0.1", parts.port, url
-    port = spec.host_port()
-    if probe.kind == "tcp":
-        host, _, p = probe.target.rpartition(":")
-        return host or "127.0.0.1", int(p), f"tcp://{probe.target}"
-    return "127.0.0.1", port, f"http://127.0.0.1:{port}" if port else ""
-
-
 class Orchestrator:
     def __init__(
         self,
@@ -146,22 +107,31 @@ class Orchestrator:
         timing: Timing | None = None,
         listener: Listener | None = None,
         probe_factory: Callable[[ServiceSpec, ProbeContext], Probe] | None = None,
+        redact: Redactor | None = None,
     ) -> None:
         self.stack = stack
         self.backend = backend
         self.timing = timing or Timing()
         self.listener = listener or Listener()
-        self.probe_factory = probe_factory or (lambda svc, ctx: make_probe(svc.probe, ctx))
-        self.redact = Redactor(stack.secret_values())
+        self.redact = redact or Redactor(stack.secret_values())
         self.edges = {n: [d.name for d in s.depends_on] for n, s in stack.services.items()}
         self.tiers = graph.tiers(self.edges)
         self.runs: dict[str, ServiceRun] = {}
         self.t0 = time.monotonic()
+        self.stop_errors: list[str] = []
         self._deadline: float | None = None
         self._cv = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._stopped = False
+        self.gate = Gate(
+            stack=stack,
+            backend=backend,
+            timing=self.timing,
+            probe_factory=probe_factory or (lambda svc, ctx: make_probe(svc.probe, ctx)),
+            redact=self.redact,
+            closing=lambda: self._closing,
+        )
 
     @property
     def stopped(self) -> bool:
@@ -169,6 +139,10 @@ class Orchestrator:
 
     def now(self) -> float:
         return time.monotonic() - self.t0
+
+    def up(self) -> bool:
+        """Whether every started service is up (ready, or a job that completed)."""
+        return bool(self.runs) and all(r.state in _UP for r in self.runs.values())
 
     # -- start -------------------------------------------------------------------
 
@@ -186,9 +160,8 @@ class Orchestrator:
                 self.runs[name] = ServiceRun(
                     self.stack.services[name], self.tiers[name], scheduled_at=self.now()
                 )
-        prepare = getattr(self.backend, "prepare", None)
-        if prepare is not None and new:  # e.g. create containers ahead, off the critical path
-            prepare([self.stack.services[n] for n in new])
+        if new:  # e.g. create containers ahead, off the critical path
+            self.backend.prepare([self.stack.services[n] for n in new])
         for name in new:
             thread = threading.Thread(
                 target=self._bring_up,
@@ -201,15 +174,15 @@ class Orchestrator:
         return new
 
     def wait(self, name: str) -> Handle:
-        """Block until ``name`` is ready (starting it if needed); raise its error otherwise."""
+        """Block until ``name`` is up (starting it if needed); raise its error otherwise."""
         self.start([name])
         run = self.runs[name]
         with self._cv:
             self._cv.wait_for(lambda: run.state in _SETTLED)
-        if run.state in (State.READY, State.COMPLETED):
+        if run.state in _UP:
             return self.handle(name)
         if run.error is not None:
-            raise run.error
+            raise run.error.fresh()
         raise ServiceError(name, "was cancelled because the stack is stopping")
 
     def settle(self, name: str, timeout: float) -> bool:
@@ -218,54 +191,15 @@ class Orchestrator:
         with self._cv:
             return self._cv.wait_for(lambda: run.state in _SETTLED, timeout=timeout)
 
-    # -- faults, for resilience tests ----------------------------------------------
-
-    def restart(self, name: str, *, kill: bool = False) -> Handle:
-        """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready."""
-        run = self.runs[name]
-        if run.running is not None and run.running.poll() is None:
-            if kill:
-                run.running.kill()
-            else:
-                run.running.stop(run.spec.stop_grace_period)
-        self._set(run, State.STARTING, starting_at=self.now(), error=None, ready_at=None)
-        try:
-            running = self.backend.launch(run.spec)
-            self._set(run, State.RUNNING, running=running, launched_at=self.now())
-            self._deadline = time.monotonic() + self.timing.max_startup_time
-            self._gate(run, running)
-        except ServiceError as exc:
-            self._fail(run, exc)
-            raise
-        return self.handle(name)
-
-    def heal(self, names: Iterable[str]) -> None:
-        """Bring ``names`` back (resume, or restart what is not running), then wait until
-        every ready service passes its probe again: dependents may have noticed."""
-        for name in names:
-            run = self.runs[name]
-            if run.running is not None:
-                run.running.resume()
-            if (
-                run.running is None
-                or run.running.poll() is not None
-                or run.state is not State.READY
-            ):
-                self.restart(name)
-        for run in self.runs.values():
-            if run.state is State.READY and run.running is not None:
-                self._deadline = time.monotonic() + self.timing.max_startup_time
-                self._gate(run, run.running)
-
     def check_alive(self, name: str) -> None:
-        """Raise (once recorded, the same error each time) if a ready service has exited."""
+        """Raise (a fresh copy of one recorded error) if a ready service has exited."""
         run = self.runs[name]
         if run.state is State.READY and run.running is not None:
             code = run.running.poll()
             if code is not None:
                 self._fail(
                     run,
-                    self._error(
+                    self.gate.error(
                         ServiceExitedError,
                         run,
                         f"exited with code {code} during the test session",
@@ -274,7 +208,7 @@ class Orchestrator:
                     ),
                 )
         if run.state is State.FAILED and run.error is not None:
-            raise run.error
+            raise run.error.fresh()
 
     def handle(self, name: str) -> Handle:
         run = self.runs[name]
@@ -303,19 +237,17 @@ class Orchestrator:
             self._tier_delay(run)
             with self._cv:
                 if self._closing:
-                    raise _Cancelled
+                    raise Cancelled
                 run.state = State.STARTING
                 run.starting_at = self.now()
             self.listener.service_starting(run)
             running = self.backend.launch(run.spec)
             self._set(run, State.RUNNING, running=running, launched_at=self.now())
-            resolve = getattr(self.backend, "resolve", None)
-            if resolve is not None:  # e.g. ports the engine chose
-                run.spec = resolve(run.spec, running)
+            run.spec = self.backend.resolve(run.spec, running)  # e.g. ports the engine chose
             if self.timing.service_startup_delay:
                 self._sleep(self.timing.service_startup_delay)
-            self._gate(run, running)
-        except _Cancelled:
+            self._pass_gate(run, running)
+        except Cancelled:
             self._set(run, State.CANCELLED)
         except ServiceError as exc:
             self._fail(run, exc)
@@ -324,6 +256,25 @@ class Orchestrator:
             self._fail(run, ServiceError(run.name, f"could not be launched: {reason}"))
         except Exception as exc:  # a bug of ours: report it on the service, never hang
             self._fail(run, ServiceError(run.name, f"hit an internal error: {exc!r}"))
+
+    def _pass_gate(self, run: ServiceRun, running: Running) -> None:
+        def on_attempt(n: int, error: str | None) -> None:
+            run.attempts = n
+            if error:
+                run.last_probe_error = self.redact(error)
+            self.listener.probe_attempt(run, n, error)
+
+        assert self._deadline is not None
+        verdict = self.gate.wait(run, running, self._deadline, on_attempt)
+        # The start-up's failed attempts say nothing about a later death.
+        self._set(
+            run,
+            State.COMPLETED if verdict.completed else State.READY,
+            ready_at=self.now(),
+            details=verdict.details,
+            last_probe_error="",
+        )
+        self.listener.service_ready(run)
 
     def _await_dependencies(self, run: ServiceRun) -> None:
         for dep in run.spec.depends_on:
@@ -334,7 +285,7 @@ class Orchestrator:
             with self._cv:
                 self._cv.wait_for(lambda d=dep_run, s=settled: self._closing or d.state in s)  # type: ignore[misc]
                 if self._closing:
-                    raise _Cancelled
+                    raise Cancelled
                 state = dep_run.state
             if state not in _satisfies(dep.condition) and dep.required:
                 reason = {
@@ -355,184 +306,103 @@ class Orchestrator:
     def _sleep(self, seconds: float) -> None:
         with self._cv:
             if self._cv.wait_for(lambda: self._closing, timeout=seconds):
-                raise _Cancelled
-
-    def _budget(self, spec: ServiceSpec) -> tuple[float, float, bool]:
-        """(how long to keep probing, the longest pause between attempts, whether the
-        start-up deadline rather than the service's own bound set the first)."""
-        check = spec.healthcheck
-        if self.timing.health_check_timeout is not None:
-            budget = self.timing.health_check_timeout
-        elif check is not None and check.test is not None:
-            budget = check.start_period + check.retries * check.interval
-        else:
-            budget = self.timing.default_timeout
-        cap = min(self.timing.poll_cap, check.interval) if check else self.timing.poll_cap
-        assert self._deadline is not None
-        left = max(0.0, self._deadline - time.monotonic())
-        return min(budget, left), cap, left < budget
-
-    def _gate(self, run: ServiceRun, running: Running) -> None:
-        spec = run.spec
-        check = spec.healthcheck
-        ctx = ProbeContext(running.log_path, min(check.timeout, 5.0) if check else 2.0)
-        own = getattr(self.backend, "probe", None)  # e.g. the engine's health status
-        probe = (own(spec, running, ctx) if own else None) or self.probe_factory(spec, ctx)
-        budget, cap, by_deadline = self._budget(spec)
-        if getattr(probe, "engine_decides", False):
-            budget += ENGINE_GRACE
-
-        def alive() -> str | None:
-            if self._closing:
-                raise _Cancelled
-            code = running.poll()
-            return None if code is None else f"exited with code {code}"
-
-        def on_attempt(n: int, error: str | None) -> None:
-            run.attempts = n
-            if error:
-                run.last_probe_error = self.redact(error)
-            self.listener.probe_attempt(run, n, error)
-
-        try:
-            outcome = wait_ready(probe, budget=budget, cap=cap, alive=alive, on_attempt=on_attempt)
-        except Gone as gone:
-            if not gone.exited:
-                raise self._error(ServiceError, run, gone.reason) from None
-            if running.poll() == 0 and (
-                self._awaited_exit(run.name) or spec.probe.kind == "started"
-            ):
-                self._set(run, State.COMPLETED, ready_at=self.now())
-                self.listener.service_ready(run)
-                return
-            raise self._error(ServiceExitedError, run, f"{gone.reason} while starting") from None
-        except TimeoutError:
-            if by_deadline:
-                limit = self.timing.max_startup_time
-                cause = f"was not ready when MAX_STARTUP_TIME ({limit:g}s) ran out for the start-up"
-                fix = "check its log below; if the stack is only slow, raise MAX_STARTUP_TIME"
-            else:
-                cause = f"did not become ready within {budget:.1f}s"
-                fix = (
-                    "check its log below; if it is only slow, raise healthcheck "
-                    "start_period/retries or HEALTH_CHECK_TIMEOUT"
-                )
-            raise self._error(ServiceTimeoutError, run, cause, fix=fix) from None
-        finally:
-            close = getattr(probe, "close", None)
-            if close:
-                close()
-        if self._awaited_exit(run.name):  # a one-shot job: settled by its exit, not its probe
-            run.details = outcome.details
-            self._await_exit(run, running)
-            return
-        # The start-up's failed attempts say nothing about a later death.
-        self._set(
-            run, State.READY, ready_at=self.now(), details=outcome.details, last_probe_error=""
-        )
-        self.listener.service_ready(run)
-
-    def _awaited_exit(self, name: str) -> bool:
-        """Whether some dependent waits for this service to finish, as a one-shot job."""
-        return any(
-            d.name == name and d.condition == "service_completed_successfully"
-            for s in self.stack.services.values()
-            for d in s.depends_on
-        )
-
-    def _await_exit(self, run: ServiceRun, running: Running) -> None:
-        while (code := running.wait(0.05)) is None:
-            if self._closing:
-                raise _Cancelled
-        if code != 0:
-            raise self._error(
-                ServiceExitedError,
-                run,
-                f"exited with code {code}",
-                fix="dependents await it with service_completed_successfully: it must exit 0",
-            )
-        self._set(run, State.COMPLETED, ready_at=self.now())
-        self.listener.service_ready(run)
-
-    def _error(
-        self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = ""
-    ) -> ServiceError:
-        log_path = run.running.log_path if run.running else None
-        sync = getattr(run.running, "sync_logs", None)  # logs that reach the file late
-        if sync is not None:
-            sync()
-        return kind(
-            run.name,
-            cause,
-            probe=self.redact(run.spec.probe.describe()),
-            last_error=run.last_probe_error,
-            log_tail=[self.redact(line) for line in tail(log_path)],
-            log_path=str(log_path) if log_path else "",
-            fix=fix,
-        )
+                raise Cancelled
 
     def _fail(self, run: ServiceRun, error: ServiceError) -> None:
         self._set(run, State.FAILED, error=error)
         self.listener.service_failed(run)
 
+    # -- one service again (faults, and later a restart command) ----------------------
+
+    def restart(self, name: str, *, kill: bool = False) -> Handle:
+        """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready."""
+        run = self.runs[name]
+        if run.running is not None and run.running.poll() is None:
+            if kill:
+                run.running.kill()
+            else:
+                run.running.stop(run.spec.stop_grace_period)
+        self._set(run, State.STARTING, starting_at=self.now(), error=None, ready_at=None)
+        try:
+            running = self.backend.launch(run.spec)
+            self._set(run, State.RUNNING, running=running, launched_at=self.now())
+            self._deadline = time.monotonic() + self.timing.max_startup_time
+            self._pass_gate(run, running)
+        except ServiceError as exc:
+            self._fail(run, exc)
+            raise
+        return self.handle(name)
+
+    def regate(self, name: str) -> None:
+        """Wait until a ready service passes its probe again (its dependency came back)."""
+        run = self.runs[name]
+        if run.state is State.READY and run.running is not None:
+            self._deadline = time.monotonic() + self.timing.max_startup_time
+            self._pass_gate(run, run.running)
+
+    # -- a kept stack's services ------------------------------------------------------
+
+    def adopt(self, name: str, running: Running, *, completed: bool) -> ServiceRun:
+        """Take over a service a kept stack left running (to stop it, with everything
+        a run's own stop does)."""
+        run = ServiceRun(
+            self.stack.services[name],
+            self.tiers[name],
+            state=State.COMPLETED if completed else State.READY,
+            running=running,
+        )
+        self.runs[name] = run
+        return run
+
     # -- stop --------------------------------------------------------------------
 
-    def stop(self, *, emergency: bool = False) -> None:
-        """Stop everything started, dependents before their dependencies; idempotent."""
-        with self._cv:
-            if self._stopped:
-                return
-            self._stopped = True
-            self._closing = True
-            self._cv.notify_all()
-        for thread in self._threads:
-            thread.join()
+    def stop(self, *, emergency: bool = False, keep_logs: bool | None = None) -> None:
+        """Stop everything started, dependents before their dependencies; idempotent.
+        Logs are kept when a service failed, unless ``keep_logs`` says otherwise."""
+        if not self._close():
+            return
         if not self.backend.owns_services:
             self.backend.close()
             return
         started = {n: r for n, r in self.runs.items() if r.running is not None}
-        users = graph.dependents({n: [d for d in self.edges[n] if d in started] for n in started})
-        threads = [
-            threading.Thread(target=self._stop_one, args=(run, users[name], emergency), daemon=True)
-            for name, run in started.items()
-        ]
         try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            stopping.in_reverse_order(
+                {n: self.edges[n] for n in started},
+                lambda name: self._stop_one(started[name], emergency),
+            )
         finally:
-            for run in started.values():  # belt and braces: nothing outlives the run
-                if run.running is not None and run.running.poll() is None:
-                    run.running.kill()
             failed = any(r.state is State.FAILED for r in self.runs.values())
-            self.backend.close(failed=failed)
+            self.backend.close(keep_logs=failed if keep_logs is None else keep_logs)
 
-    def detach(self) -> None:
-        """Leave everything running (a kept stack); later ``stop`` calls do nothing."""
+    def detach(self, record: Any) -> None:
+        """Leave everything running, as the kept stack recorded at ``record`` (a path);
+        later ``stop`` calls do nothing."""
+        self._close()
+        self.backend.close(keep_stack=record)
+
+    def _close(self) -> bool:
+        """End the start-up threads; False if the stack was already stopped or kept."""
         with self._cv:
+            if self._stopped:
+                return False
             self._stopped = True
             self._closing = True
             self._cv.notify_all()
         for thread in self._threads:
             thread.join()
-        self.backend.close(keep=True)
+        return True
 
-    def _stop_one(self, run: ServiceRun, users: set[str], emergency: bool) -> None:
-        with self._cv:
-            self._cv.wait_for(lambda: all(self.runs[u].stopped_at is not None for u in users))
+    def _stop_one(self, run: ServiceRun, emergency: bool) -> None:
         assert run.running is not None
         run.stop_began = self.now()
         try:
             if emergency:
                 run.running.kill()
             else:
-                if run.state is State.READY:
-                    outcome = safety.before_stop(run.spec)
-                    if outcome:
-                        run.details["before_stop"] = self.redact(outcome)
-                self.listener.before_stop(run)
+                self.listener.before_stop(run)  # data safety first (a built-in hook)
                 run.running.stop(run.spec.stop_grace_period)
+        except Exception as exc:  # one stuck service must not keep the others running
+            self.stop_errors.append(str(exc) if isinstance(exc, PyAirtableError) else repr(exc))
         finally:
             with self._cv:
                 run.stopped_at = self.now()
@@ -556,12 +426,3 @@ def _satisfies(condition: str) -> set[State]:
         "service_healthy": {State.READY},
         "service_completed_successfully": {State.COMPLETED},
     }[condition]
-
-
-def tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
-    if path is None or not path.exists():
-        return []
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        f.seek(max(0, f.tell() - 64 * 1024))
-        return f.read().decode(errors="replace").splitlines()[-lines:]

@@ -1,12 +1,27 @@
 """Data safety before a graceful stop (the seed's "backup checks"): a PostgreSQL
-CHECKPOINT, and a Redis SAVE when it persists. Failures are reported, never fatal: a
-stop must go on. Emergency stops skip this."""
+CHECKPOINT, and a Redis SAVE when it persists.
+
+A built-in implementation of ``pytest_pyairtable_before_stop``, registered like any
+plugin under the name ``pyairtable-data-safety``: it runs first (tryfirst), so a
+project's own implementation finds its outcome in ``run.details["before_stop"]``; a
+project that wants to replace it blocks it (``-p no:pyairtable-data-safety``) and
+implements the hook itself. Failures are reported, never fatal: a stop must go on.
+Emergency stops skip it, as they skip every before-stop hook.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..model.spec import ServiceSpec
+import pluggy
+
+if TYPE_CHECKING:
+    from ..model.spec import ServiceSpec
+    from .orchestrator import ServiceRun
+
+PLUGIN_NAME = "pyairtable-data-safety"
+hookimpl = pluggy.HookimplMarker("pytest")
 
 
 def checkpoint_postgres(dsn: str) -> str:
@@ -44,3 +59,12 @@ def before_stop(svc: ServiceSpec) -> str | None:
         return step(svc.probe.target)
     except Exception as exc:  # a data-safety step must never block the stop itself
         return f"skipped: {type(exc).__name__}: {exc}"
+
+
+@hookimpl(tryfirst=True)
+def pytest_pyairtable_before_stop(run: ServiceRun) -> None:
+    if run.state.value != "ready":  # nothing to save in what never came up, or a job
+        return
+    outcome = before_stop(run.spec)
+    if outcome:
+        run.details["before_stop"] = outcome

@@ -32,7 +32,7 @@ SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
-_X_KEYS = ("local", "probe", "url")
+_X_KEYS = ("local", "probe", "url", "job")
 _LOCAL_KEYS = ("command", "cwd", "env")
 
 
@@ -87,6 +87,7 @@ class ServiceSpec:
     local: LocalRun
     probe: ProbeSpec
     url: str | None = None  # given for the external backend
+    job: bool = False  # x-pyairtable.job: a one-shot service, ready once it exited 0
 
     @property
     def fixture_name(self) -> str:
@@ -255,6 +256,7 @@ def _service(
         local=local,
         probe=ProbeSpec("started", ""),
         url=str(x["url"]) if x.get("url") else None,
+        job=_flag(x.get("job", False), f"{where}: x-pyairtable.job"),
     )
     probe = parse_probe(x["probe"], where) if x.get("probe") else derive_probe(spec)
     return _replace_probe(spec, probe)
@@ -264,6 +266,12 @@ def _replace_probe(spec: ServiceSpec, probe: ProbeSpec) -> ServiceSpec:
     from dataclasses import replace
 
     return replace(spec, probe=probe)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}.")
+    return value
 
 
 def _only_keys(block: Any, allowed: Sequence[str], where: str) -> None:

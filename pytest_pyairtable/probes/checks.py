@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..model.probespec import ProbeSpec
 
@@ -24,7 +24,59 @@ class ProbeFailed(Exception):
 
 
 class Probe(Protocol):
+    """What the readiness gate calls. Built-ins subclass ``BaseProbe``; an object from
+    the ``pytest_pyairtable_make_probe`` hook needs only ``check`` (see ``as_probe``)."""
+
+    extra_budget: float  # seconds added to the wait, where another judge keeps its own clock
+
+    def check(self) -> dict[str, Any]:
+        """One attempt: details worth showing, or raise ProbeFailed with the reason."""
+
+    def close(self) -> None:
+        """Release clients and connections; called once, after the last attempt."""
+
+
+class BaseProbe:
+    extra_budget = 0.0
+
+    def check(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+@runtime_checkable
+class _Checks(Protocol):
     def check(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class _Closes(Protocol):
+    def close(self) -> None: ...
+
+
+class _UserProbe(BaseProbe):
+    """A hook's probe object, which promises only ``check``."""
+
+    def __init__(self, probe: _Checks) -> None:
+        self.probe = probe
+
+    def check(self) -> dict[str, Any]:
+        return self.probe.check()
+
+    def close(self) -> None:
+        if isinstance(self.probe, _Closes):
+            self.probe.close()
+
+
+def as_probe(obj: object) -> Probe:
+    """A probe the gate can use, from what a user's hook returned."""
+    if isinstance(obj, BaseProbe):
+        return obj
+    if not isinstance(obj, _Checks):
+        raise TypeError(f"pytest_pyairtable_make_probe returned {obj!r}, which has no check()")
+    return _UserProbe(obj)
 
 
 class ProbeContext:
@@ -35,7 +87,7 @@ class ProbeContext:
         self.attempt_timeout = attempt_timeout
 
 
-class HttpProbe:
+class HttpProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         import httpx  # imported on use: a run that needs no service stays fast
 
@@ -76,7 +128,7 @@ def _match_json(response: Any, expected: Mapping[str, Any]) -> None:
             raise ProbeFailed(f"JSON field {key!r} is {got!r}, want {want!r}")
 
 
-class PostgresProbe:
+class PostgresProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         self.spec = spec
         self.timeout = max(1, int(ctx.attempt_timeout))
@@ -109,7 +161,7 @@ class PostgresProbe:
             raise ProbeFailed(f"{type(exc).__name__}: {str(exc).strip()}") from None
 
 
-class RedisProbe:
+class RedisProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         self.spec = spec
         self.timeout = ctx.attempt_timeout
@@ -135,7 +187,7 @@ class RedisProbe:
             client.close()
 
 
-class TcpProbe:
+class TcpProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         host, _, port = spec.target.rpartition(":")
         self.address = (host.strip("[]") or "127.0.0.1", int(port))
@@ -149,7 +201,7 @@ class TcpProbe:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None
 
 
-class CommandProbe:
+class CommandProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         self.argv = list(spec.argv)
         self.timeout = ctx.attempt_timeout
@@ -171,9 +223,9 @@ class CommandProbe:
         return {}
 
 
-class LogProbe:
+class LogProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
-        self.pattern = re.compile(spec.target)
+        self.pattern = re.compile(spec.target, re.MULTILINE)  # ^ and $ anchor at lines
         self.log_path = ctx.log_path
 
     def check(self) -> dict[str, Any]:
@@ -185,7 +237,7 @@ class LogProbe:
         return {}
 
 
-class StartedProbe:
+class StartedProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         pass
 
@@ -210,15 +262,17 @@ def make_probe(spec: ProbeSpec, ctx: ProbeContext) -> Probe:
     return PROBES[spec.kind](spec, ctx)
 
 
-def probe_once(spec: ProbeSpec, timeout: float = 1.0) -> str | None:
+def probe_once(spec: ProbeSpec, timeout: float = 1.0, log_path: Path | None = None) -> str | None:
     """One attempt, for a stack that should already be up: None if it passes, else why."""
-    probe = make_probe(spec, ProbeContext(attempt_timeout=timeout))
+    return check_once(make_probe(spec, ProbeContext(log_path, attempt_timeout=timeout)))
+
+
+def check_once(probe: Probe) -> str | None:
+    """One attempt, then release the probe: None if it passed, else why not."""
     try:
         probe.check()
     except ProbeFailed as exc:
         return str(exc)
     finally:
-        close = getattr(probe, "close", None)
-        if close:
-            close()
+        probe.close()
     return None

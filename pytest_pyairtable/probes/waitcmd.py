@@ -15,13 +15,13 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import ConfigError
 from ..model.probespec import ProbeSpec
 from ..redact import Redactor
-from .checks import HttpProbe, Probe, ProbeContext, ProbeFailed, make_probe
+from .checks import BaseProbe, HttpProbe, Probe, ProbeContext, ProbeFailed, make_probe
 from .waiting import Gone, wait_ready
 
 DISCOVERY_PATHS = ("/health", "/healthz", "/ready", "/status")
 
 
-class DiscoveringHttpProbe:
+class DiscoveringHttpProbe(BaseProbe):
     """For a bare base URL: the first of the usual health paths that answers wins."""
 
     def __init__(self, base: str, ctx: ProbeContext) -> None:
@@ -106,9 +106,7 @@ def wait_for(
     except (TimeoutError, Gone) as exc:
         return WaitResult(url, False, time.monotonic() - start, attempts, {}, str(exc))
     finally:
-        close = getattr(probe, "close", None)
-        if close:
-            close()
+        probe.close()
 
 
 def describe(result: WaitResult, redact: Redactor) -> str:

@@ -1,0 +1,104 @@
+"""What /proc says about processes: start times, process groups and our run markers.
+
+Every process a service starts carries ``PYAIRTABLE_RUN_ID`` and ``PYAIRTABLE_SERVICE``
+in its environment (inherited by whatever it forks, also past ``setsid``), so what a
+run started can be found again without trusting a PID alone: PIDs are reused, and a
+PID is only signalled while its start time still matches the one recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+RUN_ID_VAR = "PYAIRTABLE_RUN_ID"
+SERVICE_VAR = "PYAIRTABLE_SERVICE"
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    state: str  # "R", "S", "Z" (zombie), ...
+    pgrp: int
+    ticks: int  # start time in clock ticks since boot
+
+    @property
+    def live(self) -> bool:
+        return self.state != "Z"  # an orphan's zombie lingers where PID 1 does not reap
+
+
+def stat(pid: int) -> Proc | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name (which may hold spaces and parens).
+    fields = text.rsplit(")", 1)[1].split()
+    return Proc(pid, fields[0], int(fields[2]), int(fields[19]))
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` in clock ticks, or None if it is gone."""
+    found = stat(pid)
+    return None if found is None else found.ticks
+
+
+def is_running(pid: int, ticks: int | None) -> bool:
+    """``pid`` is still the process started at ``ticks``, and not a zombie."""
+    found = stat(pid)
+    return found is not None and found.live and (ticks is None or found.ticks == ticks)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def all_procs() -> list[Proc]:
+    procs = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := stat(int(entry))) is not None:
+            procs.append(found)
+    return procs
+
+
+def markers(pid: int) -> tuple[str, str] | None:
+    """(run id, service) from the environment ``pid`` was started with; service is ""
+    for a run's own helpers (its reaper). None when it carries no run id."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    values = {}
+    for item in environ:
+        key, sep, value = item.partition(b"=")
+        if sep and key in (RUN_ID_VAR.encode(), SERVICE_VAR.encode()):
+            values[key.decode()] = value.decode(errors="replace")
+    if RUN_ID_VAR not in values:
+        return None
+    return values[RUN_ID_VAR], values.get(SERVICE_VAR, "")
+
+
+def live_run_ids() -> set[str]:
+    """Run ids that some live service process still carries."""
+    found = set()
+    for proc in all_procs():
+        if proc.live and (marked := markers(proc.pid)) is not None and marked[1]:
+            found.add(marked[0])
+    return found

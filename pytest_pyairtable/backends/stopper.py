@@ -1,0 +1,122 @@
+"""One way to end everything a service started, and to know it has ended.
+
+A service is its process group plus whatever left that group (``setsid``, a double
+fork) but still carries the run's marker variables. Ending it signals all of them,
+waits for all of them (not only the leader), SIGKILLs what is left after the grace
+period, and looks again before it says they are gone. The end of a run, `pyairtable
+down` and the reaper all end services through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal as signals
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .procfs import all_procs, is_running, markers, stat
+
+KILL_WAIT = 5.0  # SIGKILL is not refused; what outlives this is stuck in the kernel
+CONFIRM_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one service started (or, with no service, everything a run started)."""
+
+    run_id: str
+    service: str = ""
+    pgid: int | None = None
+    ticks: int | None = None  # the group leader's start time, recorded at launch
+
+
+def _groups(targets: Sequence[Target]) -> set[int]:
+    groups = set()
+    for target in targets:
+        if target.pgid is None:
+            continue
+        leader = stat(target.pgid)
+        # A group id is not reused while any member lives: with its leader gone, what
+        # still has the id is ours. A leader with another start time is someone else.
+        if leader is None or leader.ticks == target.ticks:
+            groups.add(target.pgid)
+    return groups
+
+
+def find(targets: Sequence[Target]) -> dict[int, int]:
+    """PID -> start ticks of every live process the targets started."""
+    groups = _groups(targets)
+    services = {(t.run_id, t.service) for t in targets if t.service}
+    runs = {t.run_id for t in targets if not t.service}
+    found = {}
+    for proc in all_procs():
+        if not proc.live or proc.pid == os.getpid():
+            continue
+        if proc.pgrp in groups:
+            found[proc.pid] = proc.ticks
+            continue
+        marked = markers(proc.pid)
+        if marked is not None and marked[1] and (marked in services or marked[0] in runs):
+            found[proc.pid] = proc.ticks
+    return found
+
+
+def send(found: Mapping[int, int], sig: int, groups: Sequence[int] = ()) -> None:
+    """Signal each process that is still the one found, and the groups (which also
+    reach what was forked since)."""
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+    for pid, ticks in found.items():
+        if is_running(pid, ticks):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
+def signal(targets: Sequence[Target], sig: int) -> bool:
+    """Signal everything the targets started; False if nothing of it is left."""
+    found = find(targets)
+    send(found, sig, sorted(_groups(targets)))
+    return bool(found)
+
+
+def wait_gone(
+    found: Mapping[int, int], deadline: float, reap: Callable[[], object] | None = None
+) -> dict[int, int]:
+    """Until every process found has exited or the deadline passed; what is left."""
+    pause = 0.001
+    while True:
+        if reap is not None:
+            reap()  # our own child: collect its exit status, so it is not a zombie
+        left = {pid: ticks for pid, ticks in found.items() if is_running(pid, ticks)}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def end(
+    targets: Sequence[Target],
+    sig: int,
+    grace: float,
+    *,
+    reap: Callable[[], object] | None = None,
+) -> dict[int, int]:
+    """``sig`` (and SIGCONT, for a paused service) to everything the targets started,
+    up to ``grace`` seconds for all of it to exit, then SIGKILL. Returns what is still
+    alive after looking again: empty when everything is gone."""
+    found = find(targets)
+    groups = sorted(_groups(targets))
+    send(found, sig, groups)
+    if sig != signals.SIGKILL:
+        send(found, signals.SIGCONT, groups)
+    wait_gone(found, time.monotonic() + grace, reap)
+    for _ in range(CONFIRM_ROUNDS):
+        left = find(targets)
+        if not left:
+            return {}
+        send(left, signals.SIGKILL, sorted(_groups(targets)))
+        wait_gone(left, time.monotonic() + KILL_WAIT, reap)
+    return find(targets)

@@ -1,0 +1,77 @@
+"""A dev stack, as ``pyairtable up`` and ``pytest --pyairtable-up`` boot it: start,
+print the URL table, then keep it (``--detach`` / ``--pyairtable-keep``) or hold it
+until Ctrl-C or SIGTERM. Both front ends call ``up``."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .model import graph
+from .signals import shielded
+
+if TYPE_CHECKING:
+    from .engine.orchestrator import Orchestrator
+    from .runtime import Runtime
+
+
+def wait_all(runtime: Runtime, orch: Orchestrator) -> None:
+    """Until every started service is up or failed, printing progress as it goes."""
+    for name in graph.start_order({n: orch.edges[n] for n in orch.runs}):
+        while not orch.settle(name, 0.1):
+            runtime.flush()
+            if runtime.progress is not None:
+                runtime.progress(orch)
+    runtime.flush()
+
+
+def up(runtime: Runtime) -> int:
+    """Boot, print the URL table, then keep or hold. A Ctrl-C (or SIGTERM) during the
+    start-up stops everything and is raised again: nothing half-started is kept."""
+    from .kept import KeptStack, Owner
+    from .report import url_table
+
+    say = runtime.say or print
+    if runtime.attached() is not None:
+        runtime.flush()
+        say("pyairtable: the stack is already up (kept); `pyairtable down` stops it")
+        return 0
+    orch = runtime.orchestrator()
+    orch.start(sorted(runtime.needed) or None)
+    try:
+        wait_all(runtime, orch)
+        for line in url_table(orch):
+            say(line)
+        failed = [r.error for r in orch.runs.values() if r.error is not None]
+        for error in failed:
+            say(str(error))
+        if failed:
+            say("pyairtable: the stack is stopped: a service failed")
+            return 1
+        if runtime.settings["keep"]:
+            return 0 if runtime.keep() else 1
+        # Recorded while it runs, so `pyairtable status/logs/down` and test runs in
+        # another terminal find it; removed the moment it begins to stop, which tells a
+        # `pyairtable down` that asked for the stop that it was heard.
+        path = runtime.record_path
+        owner = Owner.me()
+        KeptStack.from_orchestrator(orch, runtime.settings["backend"], runtime.run_id, owner).save(
+            path
+        )
+        say("pyairtable: stack is up. Press Ctrl-C to stop it.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            say("pyairtable: stopping (reverse dependency order) ...")
+        finally:
+            path.unlink(missing_ok=True)
+        return 0
+    finally:
+        if not orch.stopped:
+            began = time.monotonic()
+            with shielded():
+                runtime.stop()
+            took = time.monotonic() - began
+            say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")
+        runtime.flush()

@@ -1,0 +1,241 @@
+"""A kept stack: left running on purpose, recorded, attached to by later runs, and
+stopped by `pyairtable down`, all from its record.
+
+The record, ``.pyairtable/<compose file>.json`` beside the compose file (mode 0600: it
+holds DSNs with passwords), holds what a later process needs without reading the
+compose file again (whose variables the shell may no longer have): each service's
+spec, handle and whether it is a completed job, what to redact, and the backend's own
+state (local: process groups with their start times, and directories; compose: the
+project and its container ids; external: nothing to stop). A run from the same compose
+file, env and profiles (the fingerprint) attaches when every service is still up, and
+never stops it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backends.base import backend_class
+from .backends.ownership import record_path
+from .backends.procfs import is_running, proc_start_time
+from .engine.codec import from_json, to_json
+from .engine.events import Listener
+from .engine.handle import Handle, handle_from_json, handle_to_json
+from .engine.orchestrator import Orchestrator, State
+from .errors import KeepError, PyAirtableError
+from .model.spec import ServiceSpec, StackSpec
+from .model.topology import own_dir
+from .probes.checks import ProbeContext, check_once, make_probe
+from .redact import Redactor
+
+__all__ = ["KeptService", "KeptStack", "Owner", "fingerprint", "record_path"]
+RECORD_VERSION = 2
+
+
+def fingerprint(stack: StackSpec, backend: str) -> str:
+    """Changes when anything that shapes the stack does: file, env, profiles, backend
+    (a changed job definition too: every service's whole spec is in it)."""
+    text = repr((backend, stack.profiles, sorted(stack.services.items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A foreground `up` that holds the stack (None when it was kept detached)."""
+
+    pid: int
+    ticks: int | None
+
+    @classmethod
+    def me(cls) -> Owner:
+        return cls(os.getpid(), proc_start_time(os.getpid()))
+
+    @property
+    def alive(self) -> bool:
+        return is_running(self.pid, self.ticks)
+
+
+@dataclass
+class KeptService:
+    spec: ServiceSpec
+    handle: Handle
+    completed: bool  # a one-shot job that exited 0: it need not run any more
+    started: float  # wall clock, for uptime
+    state: dict[str, Any]  # its backend's own record (Running.kept_state)
+
+
+@dataclass
+class KeptStack:
+    fingerprint: str
+    run_id: str
+    backend: str
+    backend_state: dict[str, Any]
+    compose_file: str
+    services: dict[str, KeptService]
+    secrets: list[str]
+    owner: Owner | None = None
+    version: int = RECORD_VERSION
+
+    @classmethod
+    def from_orchestrator(
+        cls, orch: Orchestrator, backend: str, run_id: str, owner: Owner | None = None
+    ) -> KeptStack:
+        """Describe a stack that is up; raises KeepError where its backend cannot keep it."""
+        down = [n for n, r in orch.runs.items() if r.state not in (State.READY, State.COMPLETED)]
+        if down or not orch.runs:
+            raise KeepError(
+                f"not kept: {', '.join(down) or 'nothing'} did not come up; it was stopped."
+            )
+        services = {}
+        for name, run in orch.runs.items():
+            assert run.running is not None
+            services[name] = KeptService(
+                spec=run.spec,
+                handle=orch.handle(name),
+                completed=run.state is State.COMPLETED,
+                started=time.time(),
+                state=run.running.kept_state(),
+            )
+        return cls(
+            fingerprint=fingerprint(orch.stack, backend),
+            run_id=run_id,
+            backend=backend,
+            backend_state=orch.backend.kept_state(),
+            compose_file=str(orch.stack.compose_file),
+            services=services,
+            secrets=orch.stack.secret_values(),
+            owner=owner,
+        )
+
+    # -- the file ------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        own_dir(path.parent)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["owner"] = dataclasses.asdict(self.owner) if self.owner else None
+        data["services"] = {
+            name: {**to_json(svc), "handle": handle_to_json(svc.handle)}
+            for name, svc in self.services.items()
+        }
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)  # a reader sees the old record or the new, never half
+
+    @classmethod
+    def load(cls, path: Path) -> KeptStack | None:
+        """The record at ``path``; None when there is none. Raises KeepError when there is
+        one this version cannot use."""
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise KeepError(f"the kept stack's record {path} is unreadable: {exc}") from None
+        if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
+            raise KeepError(
+                f"the kept stack's record {path} was written by another version of "
+                "pytest-pyairtable. Fix: stop its processes (they carry PYAIRTABLE_RUN_ID="
+                f"{data.get('run_id', '?') if isinstance(data, dict) else '?'} in their "
+                "environment), then delete the record."
+            )
+        try:
+            services = {
+                name: KeptService(
+                    spec=from_json(ServiceSpec, svc["spec"]),
+                    handle=handle_from_json(svc["handle"]),
+                    completed=bool(svc["completed"]),
+                    started=float(svc["started"]),
+                    state=dict(svc["state"]),
+                )
+                for name, svc in data["services"].items()
+            }
+            owner = Owner(**data["owner"]) if data.get("owner") else None
+            return cls(**{**data, "services": services, "owner": owner})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeepError(f"the kept stack's record {path} is damaged: {exc!r}") from None
+
+    # -- its services ----------------------------------------------------------------
+
+    def stack(self) -> StackSpec:
+        return StackSpec(
+            compose_file=Path(self.compose_file),
+            services={n: s.spec for n, s in self.services.items()},
+        )
+
+    def orchestrator(self, listener: Listener | None = None, **options: Any) -> Orchestrator:
+        """An orchestrator that owns the kept services again: to probe or to stop them
+        (with everything a run's own stop does: order, data safety, confirmation)."""
+        backend = backend_class(self.backend).reattach(self.backend_state, self.run_id, **options)
+        orch = Orchestrator(self.stack(), backend, listener=listener, redact=Redactor(self.secrets))
+        for name, svc in self.services.items():
+            orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)
+        return orch
+
+    def problems(self, orch: Orchestrator) -> dict[str, str | None]:
+        """Per service: None while it is up (a completed job counts), else what is wrong.
+        Probed all at once: attaching should cost one probe's time, not the sum of ten."""
+
+        def check(name: str) -> str | None:
+            run = orch.runs[name]
+            if run.state is State.COMPLETED:
+                return None
+            assert run.running is not None
+            if run.running.poll() is not None:
+                return "is no longer running"
+            ctx = ProbeContext(run.running.log_path, 1.0)
+            probe = orch.backend.probe(run.spec, run.running, ctx) or make_probe(
+                run.spec.probe, ctx
+            )
+            failure = check_once(probe)
+            return None if failure is None else f"does not pass its probe ({failure})"
+
+        names = list(orch.runs)
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            return dict(zip(names, pool.map(check, names), strict=True))
+
+    def why_not_reusable(self, stack: StackSpec, backend: str) -> str | None:
+        """None when a run may attach; else the reason, for the user."""
+        if self.fingerprint != fingerprint(stack, backend):
+            return "it was booted from a different compose file, env or profiles"
+        try:
+            orch = self.orchestrator()
+        except PyAirtableError as exc:
+            return str(exc)
+        for name, problem in self.problems(orch).items():
+            if problem is not None:
+                return f"its service '{name}' {problem}"
+        return None
+
+    def release_if_gone(self, path: Path) -> bool:
+        """When nothing of the stack runs any more (its services died, the machine
+        rebooted), remove what is left of it and its record; True if it did."""
+        if self.owner is not None and self.owner.alive:
+            return False
+        try:
+            orch = self.orchestrator()
+        except PyAirtableError:
+            return False
+        running = [r for r in orch.runs.values() if r.running and r.running.poll() is None]
+        if any(r.state is State.READY for r in running):
+            return False
+        orch.stop(keep_logs=True)
+        path.unlink(missing_ok=True)
+        return True
+
+    def handle(self, name: str, path: Path) -> Handle:
+        if name not in self.services:
+            raise PyAirtableError(
+                f"the kept stack in {path} has no service '{name}' (it was booted for other "
+                "tests). Fix: `pyairtable down`, then run again."
+            )
+        return self.services[name].handle

@@ -1,0 +1,332 @@
+"""The one object both front ends drive: the lazy spec, the orchestrator (or a kept
+stack to attach to), handles, and the end: stop, or keep.
+
+Free of pytest: the plugin keeps one in ``config.stash``, the `pyairtable` command
+makes one per command. Everything that reads or runs a stack is imported where it is
+used: a test run that needs no service pays for none of it (see topology.py).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, KeepError, PyAirtableError
+from .hooks import HookEvents, own_hooks
+from .model import graph
+from .redact import Redactor
+from .settings import Resolved, flag_value
+
+if TYPE_CHECKING:
+    from .engine.faults import Faults
+    from .engine.orchestrator import Handle, Orchestrator
+    from .kept import KeptStack
+    from .model.spec import ServiceSpec, StackSpec
+    from .probes.checks import Probe, ProbeContext
+
+Say = Callable[[str], None]
+
+
+def runtime_for(
+    settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None
+) -> Runtime:
+    """A runtime for the compose file the settings name; it is read fully only when a
+    test (or command) needs the stack, and a broken file becomes the runtime's error."""
+    given = settings["compose_file"]
+    compose = (invocation_dir / given) if given else rootdir / "docker-compose.yml"
+    env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
+    runtime = Runtime(settings, hook, compose_file=compose, env_file=env_file)
+    if not compose.is_file():
+        runtime.preset(
+            None,
+            ConfigError(
+                f"compose file {compose} not found. Fix: pass --pyairtable-compose-file "
+                "or set pyairtable_compose_file in your ini file."
+            )
+            if given
+            else None,
+        )
+    return runtime
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Resolved,
+        hook: Any = None,
+        *,
+        compose_file: Path,
+        env_file: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hook = hook if hook is not None else own_hooks()
+        self.compose_file = compose_file
+        self.env_file = env_file
+        self._loaded = False
+        self._stack: StackSpec | None = None
+        self._error: PyAirtableError | None = None
+        self._redact: Redactor | None = None
+        self._topology: dict[str, list[str]] | None = None
+        self.backend_options: dict[str, Any] = {}  # e.g. pytest-docker's fixture overrides
+        self.orch: Orchestrator | None = None
+        self.events = HookEvents(self.hook, self._redact_text, settings["debug"])
+        self.needed: set[str] = set()
+        self.say: Say | None = None
+        self.progress: Callable[[Orchestrator], None] | None = None  # a live display
+        self._lock = threading.Lock()
+        self.kept: KeptStack | None = None
+        self._kept_checked = False
+        self.notices: list[str] = []  # shown in the summary, whatever the verbosity
+        self._timeline_written = False
+        self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+    # -- the spec, read when first needed ----------------------------------------------
+
+    def preset(self, stack: StackSpec | None, error: PyAirtableError | None) -> None:
+        self._stack, self._error, self._loaded = stack, error, True
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from .backends.external import parse_urls, with_urls
+        from .model.spec import load_stack
+
+        try:
+            stack = load_stack(
+                self.compose_file, env_file=self.env_file, profiles=self.settings["profile"]
+            )
+            if self.settings["backend"] == "external":
+                stack = with_urls(stack, parse_urls(self.settings["url"]))
+        except ConfigError as exc:
+            self._error = exc
+            return
+        self._stack = stack
+        self.hook.pytest_pyairtable_stack_loaded(stack=stack)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def stack(self) -> StackSpec | None:
+        self._load()
+        return self._stack
+
+    @property
+    def error(self) -> PyAirtableError | None:
+        self._load()
+        return self._error
+
+    def _redact_text(self, text: str) -> str:
+        return self.redact(text)  # the redactor exists once the stack was read
+
+    @property
+    def redact(self) -> Redactor:
+        if self._redact is None:
+            self._redact = Redactor(self.stack.secret_values() if self.stack else [])
+        return self._redact
+
+    def topology(self) -> Mapping[str, list[str]]:
+        """Service -> dependencies; cheap until the stack was loaded (see topology.py)."""
+        if self._loaded:
+            if self._stack is not None:
+                return {
+                    n: [d.name for d in s.depends_on if d.name in self._stack.services]
+                    for n, s in self._stack.services.items()
+                }
+            if self._error is None:
+                return {}
+        if self._topology is None:
+            from .model.topology import read_topology
+
+            # settings["profile"] already holds COMPOSE_PROFILES from the environment
+            exists = self.compose_file.is_file()
+            self._topology = (
+                read_topology(self.compose_file, self.settings["profile"]) if exists else {}
+            )
+        return self._topology
+
+    @property
+    def record_path(self) -> Path:
+        from .backends.ownership import record_path
+
+        return record_path(self.compose_file)
+
+    # -- running -----------------------------------------------------------------------
+
+    def orchestrator(self) -> Orchestrator:
+        if self.error is not None:
+            raise self.error
+        with self._lock:  # the xdist share creates it from its threads
+            if self.orch is None:
+                self.orch = self._make_orchestrator()
+            return self.orch
+
+    def _make_orchestrator(self) -> Orchestrator:
+        from .backends.base import backend_class
+        from .engine.orchestrator import Orchestrator, Timing
+
+        assert self.stack is not None
+        s = self.settings
+        backend = backend_class(s["backend"])(
+            run_id=self.run_id,
+            logs_dir=Path(s["logs_dir"]).resolve() if s["logs_dir"] else None,
+            compose_file=self.compose_file,
+            build=s["build"],
+            cleanup_volumes=flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
+            **self.backend_options,
+        )
+        self.notices.extend(backend.notices)
+        timing = Timing(
+            health_check_timeout=s["health_check_timeout"],
+            max_startup_time=s["max_startup_time"],
+            tier_wait_time=s["tier_wait_time"],
+            service_startup_delay=s["service_startup_delay"],
+        )
+        orch = Orchestrator(
+            self.stack,
+            backend,
+            timing=timing,
+            listener=self.events,
+            probe_factory=self._probe_factory,
+            redact=self.redact,
+        )
+        self.events.handle = orch.handle
+        return orch
+
+    def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
+        from .probes.checks import as_probe, make_probe
+
+        custom = self.hook.pytest_pyairtable_make_probe(spec=svc.probe, service=svc, context=ctx)
+        return make_probe(svc.probe, ctx) if custom is None else as_probe(custom)
+
+    def attached(self) -> KeptStack | None:
+        """The kept stack this run attached to, checking once whether it may."""
+        from .kept import KeptStack
+
+        with self._lock:
+            if self._kept_checked or self.stack is None:
+                return self.kept
+            self._kept_checked = True
+            path = self.record_path
+            try:
+                kept = KeptStack.load(path)
+                reason = (
+                    None
+                    if kept is None
+                    else kept.why_not_reusable(self.stack, self.settings["backend"])
+                )
+            except KeepError as exc:
+                kept, reason = None, str(exc)
+                self._notice(f"not attaching to a kept stack: {reason}")
+            if kept is None:
+                return None
+            if reason is not None and kept.release_if_gone(path):
+                self._notice(f"the kept stack in {path} had stopped ({reason}): removed it")
+                return None
+            if reason is not None:
+                self._notice(
+                    f"not attaching to the kept stack in {path}: {reason}; this run starts "
+                    "its own (`pyairtable down` stops the kept one)"
+                )
+                return None
+            self.kept = kept
+            self.events.lines.put(f"pyairtable: attached to the kept stack in {path}")
+            return kept
+
+    def _notice(self, text: str) -> None:
+        self.notices.append(text)
+        self.events.lines.put("pyairtable: " + text)
+
+    def handle(self, name: str, needed: Iterable[str] = (), *, main_thread: bool = True) -> Handle:
+        """``name``'s handle once it is up, starting what the run needs (all of
+        ``needed`` at once). From the main thread, progress lines print as it goes."""
+        kept = self.attached()
+        if kept is not None:
+            if main_thread:
+                self.flush()
+            return kept.handle(name, self.record_path)
+        orch = self.orchestrator()
+        orch.start(sorted({*self.needed, *needed, name}))
+        while main_thread and not orch.settle(name, 0.1):
+            self.flush()
+        if main_thread:
+            self.flush()
+        return orch.wait(name)
+
+    def stack_handles(self) -> dict[str, Handle]:
+        if self.attached() is None:
+            self.orchestrator().start()
+        return {name: self.handle(name) for name in graph.start_order(self.topology())}
+
+    def preflight(self) -> list[str]:
+        """Everything missing to start the selected services, listed at once."""
+        from .backends.local import preflight
+
+        assert self.stack is not None
+        if self.settings["backend"] != "local":
+            return []
+        names = graph.closure(self.topology(), self.needed or self.topology())
+        return preflight([self.stack.services[n] for n in sorted(names)])
+
+    def faults(self) -> Faults:
+        from .engine.faults import Faults
+
+        return Faults(self.orchestrator())
+
+    def check_alive(self, names: Iterable[str]) -> None:
+        """Before a test: a service it needs that died mid-session fails it with the cause."""
+        if self.orch is None:
+            return
+        for name in names:
+            if name in self.orch.runs:
+                self.orch.check_alive(name)
+
+    def flush(self) -> None:
+        """Print the queued progress lines (from the main thread only)."""
+        for line in self.events.drain():
+            if self.say is not None:
+                self.say(line)
+
+    # -- the end -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """The end of a run (also after Ctrl-C or SIGTERM): keep the stack if asked and it
+        is up, else stop it, dependents first, data safety first."""
+        if self.orch is None:
+            return
+        if self.settings["keep"] and not self.orch.stopped:
+            self.keep()
+        else:
+            self.orch.stop()
+        self.flush()
+        if self.settings["timeline"] and self.orch.runs and not self._timeline_written:
+            from .engine.timeline import write_timeline
+
+            self._timeline_written = True
+            path = Path(self.settings["timeline"]).resolve()
+            write_timeline(self.orch, path)
+            self.notices.append(f"start-up timeline written to {path}")
+
+    def keep(self) -> bool:
+        """Leave the stack running and record it for later runs and `pyairtable down`;
+        a stack that is not wholly up (a failure, a Ctrl-C during start-up) is stopped."""
+        from .kept import KeptStack
+
+        assert self.orch is not None
+        try:
+            record = KeptStack.from_orchestrator(self.orch, self.settings["backend"], self.run_id)
+        except KeepError as exc:
+            self.orch.stop()
+            self._notice(str(exc))
+            return False
+        path = self.record_path
+        self.orch.detach(path)
+        record.save(path)
+        self._notice(f"stack kept running, recorded in {path}; `pyairtable down` stops it")
+        return True

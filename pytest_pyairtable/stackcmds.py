@@ -1,0 +1,169 @@
+"""`pyairtable down`, `status` and `logs`: commands on a recorded stack (kept, or held
+by a foreground `up`). They need its record only, never the compose file or its
+variables, and `down` stops it the way a run's own end does: dependents first, data
+safety first, every process confirmed gone."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .backends.ownership import sweep, temp_base
+from .errors import PyAirtableError
+from .hooks import HookEvents
+from .kept import KeptStack
+from .redact import Redactor
+from .signals import shielded
+
+Say = Callable[[str], None]
+ACK_SECONDS = 3.0  # a foreground `up` answers a signal at once: it removes the record
+
+
+def load(path: Path) -> KeptStack:
+    kept = KeptStack.load(path)
+    if kept is None:
+        raise PyAirtableError(
+            f"no running stack is recorded in {path}. "
+            "Fix: start one with `pyairtable up` (or --detach)."
+        )
+    return kept
+
+
+def _until(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _owner_stopped_it(kept: KeptStack, path: Path, say: Say) -> bool:
+    """Ask a foreground `up` that holds the stack to stop it, as Ctrl-C would: SIGINT,
+    then SIGTERM when it does not answer (SIGINT is ignored by a job started with `&`
+    in a script, or under nohup). True once it has stopped it and exited."""
+    owner = kept.owner
+    assert owner is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(owner.pid, sig)
+        if _until(lambda: not path.exists() or not owner.alive, ACK_SECONDS):
+            break
+        say(f"pyairtable: the owning process {owner.pid} did not answer {sig.name}")
+    else:
+        return False
+    say(f"pyairtable: the owning process {owner.pid} is stopping the stack")
+    budget = sum(s.spec.stop_grace_period for s in kept.services.values()) + 60
+    if not _until(lambda: not owner.alive, budget):
+        say(f"pyairtable: the owning process {owner.pid} still runs after {budget:.0f}s")
+        return False
+    return True
+
+
+def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> int:
+    kept = load(path)
+    events = HookEvents(hook, Redactor(kept.secrets))
+    orch = kept.orchestrator(listener=events, volumes=volumes)
+    owner = kept.owner
+    if owner is not None and owner.pid != os.getpid() and owner.alive:
+        if _owner_stopped_it(kept, path, say):
+            left = [n for n, r in orch.runs.items() if r.running and r.running.poll() is None]
+            if not left:
+                path.unlink(missing_ok=True)
+                say("pyairtable: stopped by its owning process")
+                return 0
+            say(f"pyairtable: {', '.join(left)} still running after the owner exited")
+        say("pyairtable: stopping its services directly")
+    with shielded():  # a second Ctrl-C must not leave half of it running
+        orch.stop(emergency=emergency, keep_logs=not volumes)
+    for line in events.drain():
+        say(line)
+    path.unlink(missing_ok=True)
+    if volumes:
+        sweep([temp_base()], retained_too=True)
+        say("pyairtable: removed logs and leftovers of killed runs")
+    for error in orch.stop_errors:
+        say(f"pyairtable: {error}")
+    return 1 if orch.stop_errors else 0
+
+
+def status_rows(kept: KeptStack) -> list[dict[str, Any]]:
+    orch = kept.orchestrator()
+    problems = kept.problems(orch)
+    redact = Redactor(kept.secrets)
+    rows = []
+    for name in sorted(orch.runs, key=lambda n: (orch.runs[n].tier, n)):
+        svc, problem = kept.services[name], problems[name]
+        if svc.completed:
+            state, health = "completed", "completed"
+        elif problem == "is no longer running":
+            state, health = "exited", "unhealthy"
+        else:
+            state, health = "running", "healthy" if problem is None else "unhealthy"
+        rows.append(
+            {
+                "service": name,
+                "state": state,
+                "health": health,
+                "tier": orch.runs[name].tier,
+                "url": redact(svc.handle.url),
+                "uptime_seconds": round(time.time() - svc.started, 1),
+                "error": redact(problem or ""),
+            }
+        )
+    return rows
+
+
+def status(path: Path, *, as_json: bool, say: Say) -> int:
+    kept = load(path)
+    rows = status_rows(kept)
+    if as_json:
+        data = {"compose_file": kept.compose_file, "record": str(path), "services": rows}
+        say(json.dumps(data, indent=2))
+    else:
+        for row in rows:
+            note = f"  ({row['error']})" if row["error"] else ""
+            say(
+                f"{row['service']:<22} {row['state']:<9} {row['health']:<10} tier {row['tier']}  "
+                f"{row['url']:<50} up {row['uptime_seconds']:.0f}s{note}"
+            )
+    return 0 if all(r["health"] in ("healthy", "completed") for r in rows) else 1
+
+
+def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say) -> int:
+    kept = load(path)
+    names = [service] if service else list(kept.services)
+    unknown = [n for n in names if n not in kept.services]
+    if unknown:
+        raise PyAirtableError(
+            f"no service {unknown[0]!r} in the running stack; it has: {', '.join(kept.services)}."
+        )
+    redact = Redactor(kept.secrets)
+    paths = {n: kept.services[n].handle.log_path for n in names}
+    prefix = len(names) > 1
+    offsets = {}
+    for name, log in paths.items():
+        text = log.read_text(errors="replace").splitlines() if log and log.exists() else []
+        _print_lines(name, text[-lines:], prefix, redact, say)
+        offsets[name] = log.stat().st_size if log and log.exists() else 0
+    while follow:
+        time.sleep(0.2)
+        for name, log in paths.items():
+            if log and log.exists() and log.stat().st_size > offsets[name]:
+                with open(log, "rb") as f:
+                    f.seek(offsets[name])
+                    chunk = f.read()
+                offsets[name] += len(chunk)
+                _print_lines(name, chunk.decode(errors="replace").splitlines(), prefix, redact, say)
+    return 0
+
+
+def _print_lines(name: str, lines: Sequence[str], prefix: bool, redact: Redactor, say: Say) -> None:
+    for line in lines:
+        say(f"{name:<20}| {redact(line)}" if prefix else redact(line))
