@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import threading
 import types
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import pytest
 
 from . import hookspecs, report
 from .errors import ConfigError, PyAirtableError
+from .report import FirstReports
 from .runtime import Runtime, runtime_for
 from .settings import SETTINGS, resolve
 from .signals import install_sigterm_handler, restore_sigterm_handler, shielded
@@ -35,22 +35,6 @@ FIXTURES_PLUGIN = "pyairtable-fixtures"
 
 def fixture_name(service: str) -> str:
     return "pyairtable_" + service.replace("-", "_").replace(".", "_")
-
-
-class FirstReports:
-    """Which test reported each failure first, so the others only refer to it. A
-    failure is recognised by its origin: each test is raised a fresh copy of it."""
-
-    def __init__(self) -> None:
-        self._first: dict[int, tuple[PyAirtableError, str]] = {}
-        self._lock = threading.Lock()
-
-    def first(self, error: PyAirtableError, nodeid: str) -> str:
-        if error.first_nodeid:  # another process (the xdist controller) knows it
-            return error.first_nodeid
-        origin = error.origin or error
-        with self._lock:  # the origin is kept, so its id is never reused meanwhile
-            return self._first.setdefault(id(origin), (origin, nodeid))[1]
 
 
 class Front:

@@ -1,11 +1,14 @@
-"""Text a person reads: the report header, the URL table, the start-up timeline and
-the run summary. Light to import (the header is printed by every pytest run)."""
+"""Text a person reads: the report header, the URL table, the start-up timeline, the
+run summary, and which test reports a failure in full. Light to import (the header is
+printed by every pytest run)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import PyAirtableError
 from .model import graph
 from .settings import BY_NAME
 
@@ -108,6 +111,22 @@ def summary(runtime: Runtime) -> list[str]:
     total = len(runtime.topology())
     lines = [f"started {len(orch.runs)} of {total} services (those the selected tests need):"]
     return runtime.notices + lines + timeline(orch)
+
+
+class FirstReports:
+    """Which test reported each failure first, so the others only refer to it. A
+    failure is recognised by its origin: each test is raised a fresh copy of it."""
+
+    def __init__(self) -> None:
+        self._first: dict[int, tuple[PyAirtableError, str]] = {}
+        self._lock = threading.Lock()
+
+    def first(self, error: PyAirtableError, nodeid: str) -> str:
+        if error.first_nodeid:  # another process (the xdist controller) knows it
+            return error.first_nodeid
+        origin = error.origin or error
+        with self._lock:  # the origin is kept, so its id is never reused meanwhile
+            return self._first.setdefault(id(origin), (origin, nodeid))[1]
 
 
 def _show(value: Any) -> str:

@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     print(f"{args.name}: starting (ready in {args.startup_delay}s)", flush=True)
-    if stopping.wait(args.startup_delay):
-        return 0
+    ready_at = time.monotonic() + args.startup_delay
+    while (left := ready_at - time.monotonic()) > 0:
+        if stopping.wait(min(left, 0.2)):  # short waits: see the comment below
+            return 0
 
     checks: dict[str, Callable[[], None]] = {}
     for dsn in args.postgres:
@@ -165,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     print(f"{args.name}: listening on http://{args.host}:{args.port}", flush=True)
-    stopping.wait()
+    # Wake up now and then: a SIGTERM the kernel delivers to the server's thread only
+    # runs its handler once the main thread runs, and a bare wait() would never return.
+    while not stopping.wait(0.2):
+        pass
     print(f"{args.name}: draining", flush=True)
     server.shutdown()
     server.server_close()

@@ -86,8 +86,9 @@ def no_leaks(
 def _from_this_test(path: Path) -> bool:
     """A tmpfs run dir is named after its run id, which starts with the owning pid: ours,
     or a pytest this test started and that has exited. A live other pid is another run."""
-    owner = path.name.split("-")[1]
-    return not owner.isdigit() or int(owner) == os.getpid() or not pid_alive(int(owner))
+    # pyairtable-<pid>-<hex>-... or pyairtable-<kind>-<pid>-<hex>-...: the first number
+    owner = next((part for part in path.name.split("-")[1:3] if part.isdigit()), "")
+    return not owner or int(owner) == os.getpid() or not pid_alive(int(owner))
 
 
 @pytest.fixture

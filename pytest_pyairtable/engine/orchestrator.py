@@ -8,11 +8,9 @@ what it waits for happens. Stopping goes through the one stop order (stopping.py
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend, Running
@@ -30,6 +28,7 @@ from . import stopping
 from .events import Listener
 from .handle import Handle, endpoint
 from .readiness import Cancelled, Gate, Timing, tail
+from .run import SETTLED, UP, ServiceRun, State, satisfies, settled_for, unmet
 
 # Handle, Listener, Timing, endpoint and tail are this module's names too, as before
 # the split: tests and plugins import them from here.
@@ -43,59 +42,6 @@ __all__ = [
     "endpoint",
     "tail",
 ]
-
-
-class State(enum.Enum):
-    PENDING = "pending"
-    STARTING = "starting"
-    RUNNING = "running"  # launched, not yet ready
-    READY = "ready"
-    COMPLETED = "completed"  # a one-shot service that exited 0
-    FAILED = "failed"
-    CANCELLED = "cancelled"  # the run stopped before it was started
-    STOPPED = "stopped"
-
-
-_STARTED = {State.RUNNING, State.READY, State.COMPLETED}
-_SETTLED = {State.READY, State.COMPLETED, State.FAILED, State.CANCELLED, State.STOPPED}
-_UP = {State.READY, State.COMPLETED}
-
-
-@dataclass
-class ServiceRun:
-    spec: ServiceSpec
-    tier: int
-    state: State = State.PENDING
-    running: Running | None = None
-    error: PyAirtableError | None = None
-    scheduled_at: float | None = None
-    starting_at: float | None = None  # dependencies met; preparing (e.g. initdb) and launching
-    launched_at: float | None = None
-    ready_at: float | None = None
-    stop_began: float | None = None
-    stopped_at: float | None = None
-    attempts: int = 0
-    last_probe_error: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def ready_seconds(self) -> float | None:
-        """The service's own time to ready: from when it could start to when it was ready."""
-        if self.ready_at is None or self.starting_at is None:
-            return None
-        return self.ready_at - self.starting_at
-
-    @property
-    def outcome(self) -> str:
-        """How its start-up ended; still 'ready' after it was stopped at the end."""
-        if self.state is State.STOPPED:
-            return "ready" if self.ready_at is not None else "stopped"
-        value: str = self.state.value
-        return value
 
 
 class Orchestrator:
@@ -142,7 +88,7 @@ class Orchestrator:
 
     def up(self) -> bool:
         """Whether every started service is up (ready, or a job that completed)."""
-        return bool(self.runs) and all(r.state in _UP for r in self.runs.values())
+        return bool(self.runs) and all(r.state in UP for r in self.runs.values())
 
     # -- start -------------------------------------------------------------------
 
@@ -178,8 +124,8 @@ class Orchestrator:
         self.start([name])
         run = self.runs[name]
         with self._cv:
-            self._cv.wait_for(lambda: run.state in _SETTLED)
-        if run.state in _UP:
+            self._cv.wait_for(lambda: run.state in SETTLED)
+        if run.state in UP:
             return self.handle(name)
         if run.error is not None:
             raise run.error.fresh()
@@ -189,7 +135,7 @@ class Orchestrator:
         """Wait up to ``timeout`` for ``name`` to be ready or failed; True once it is."""
         run = self.runs[name]
         with self._cv:
-            return self._cv.wait_for(lambda: run.state in _SETTLED, timeout=timeout)
+            return self._cv.wait_for(lambda: run.state in SETTLED, timeout=timeout)
 
     def check_alive(self, name: str) -> None:
         """Raise (a fresh copy of one recorded error) if a ready service has exited."""
@@ -281,22 +227,14 @@ class Orchestrator:
             dep_run = self.runs.get(dep.name)
             if dep_run is None:
                 continue  # optional and not in this stack
-            settled = _settled_for(dep.condition)
+            settled = settled_for(dep.condition)
             with self._cv:
                 self._cv.wait_for(lambda d=dep_run, s=settled: self._closing or d.state in s)  # type: ignore[misc]
                 if self._closing:
                     raise Cancelled
                 state = dep_run.state
-            if state not in _satisfies(dep.condition) and dep.required:
-                reason = {
-                    State.FAILED: "failed",
-                    State.CANCELLED: "was cancelled",
-                    State.READY: "is running but has not exited (it needs to, for "
-                    "service_completed_successfully)",
-                    State.COMPLETED: "exited with code 0 instead of becoming healthy; for a "
-                    "one-shot job use condition: service_completed_successfully",
-                }.get(state, f"is {state.value}")
-                raise DependencyFailedError(run.name, dep.name, reason)
+            if state not in satisfies(dep.condition) and dep.required:
+                raise DependencyFailedError(run.name, dep.name, unmet(state))
 
     def _tier_delay(self, run: ServiceRun) -> None:
         wait = self.timing.tier_wait_time
@@ -410,19 +348,3 @@ class Orchestrator:
                     run.state = State.STOPPED
                 self._cv.notify_all()
         self.listener.service_stopped(run)
-
-
-def _settled_for(condition: str) -> set[State]:
-    if condition == "service_started":
-        return _STARTED | _SETTLED
-    if condition == "service_healthy":
-        return _SETTLED
-    return {State.COMPLETED, State.FAILED, State.CANCELLED, State.STOPPED}
-
-
-def _satisfies(condition: str) -> set[State]:
-    return {
-        "service_started": _STARTED,
-        "service_healthy": {State.READY},
-        "service_completed_successfully": {State.COMPLETED},
-    }[condition]
