@@ -7,6 +7,7 @@ our run-id marker, no run temp dir, nothing listening on the ports it was given.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,7 +24,6 @@ import pytest
 import redis  # noqa: F401
 
 from pytest_pyairtable.backends.local import RUN_ID_VAR
-from pytest_pyairtable.backends.process import pid_alive
 
 # The client libraries are imported here, before any in-process pytester run: pytester
 # drops modules first imported inside a run, and psycopg's C extension then raises
@@ -84,11 +84,14 @@ def no_leaks(
 
 
 def _from_this_test(path: Path) -> bool:
-    """A tmpfs run dir is named after its run id, which starts with the owning pid: ours,
-    or a pytest this test started and that has exited. A live other pid is another run."""
-    # pyairtable-<pid>-<hex>-... or pyairtable-<kind>-<pid>-<hex>-...: the first number
-    owner = next((part for part in path.name.split("-")[1:3] if part.isdigit()), "")
-    return not owner or int(owner) == os.getpid() or not pid_alive(int(owner))
+    """A tmpfs dir a run of this test made: its owner marker names this test's
+    PYAIRTABLE_TMPDIR. Other runs on the machine (other checkouts, other versions)
+    share /dev/shm; what they leave is not this test's."""
+    try:
+        marker = json.loads((path / ".pyairtable-owner.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("tmpdir") == os.environ["PYAIRTABLE_TMPDIR"]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from conftest import marked_processes
+from conftest import Project, marked_processes
 
 
 def cli(
@@ -32,6 +32,31 @@ def cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_pytest(cwd: Path, *args: str, output: Any = subprocess.DEVNULL) -> subprocess.Popen[Any]:
+    """pytest in the background, as a developer or CI would start it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not subprocess.DEVNULL else subprocess.DEVNULL,
+    )
+
+
+def run_pytest(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """pytest in another project (another checkout on the same machine), to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -60,6 +85,18 @@ def _is_service(pid: int) -> bool:
         return b"PYAIRTABLE_SERVICE=" in Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
+
+
+def one_service(project: Project, port: int, name: str = "a") -> None:
+    """A compose file of one stand-in service, ready when its port answers."""
+    project.compose(f"""
+        services:
+          {name}:
+            image: x
+            x-pyairtable:
+              local: {{command: python -m pytest_pyairtable.standin --name {name} --port {port}}}
+              probe: {{tcp: "127.0.0.1:{port}"}}
+    """)
 
 
 def record_of(compose_dir: Path, name: str = "docker-compose.yml") -> Path:

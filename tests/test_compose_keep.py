@@ -4,11 +4,10 @@ alone by other runs, attached to, and removed by `pyairtable down` from the reco
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 
 import pytest
-from stackrun import cli, listening, record_of
+from stackrun import cli, listening, record_of, run_pytest
 from test_compose import IMAGE, ROOT, _docker, compose_project, engine, standin  # noqa: F401
 
 from conftest import Project
@@ -61,14 +60,7 @@ def test_compose_keep_attach_and_down(
         (other_dir / "pytest.ini").write_text("[pytest]\n")
         (other_dir / "docker-compose.yml").write_text("services:" + standin("web", other))
         (other_dir / "test_other.py").write_text("def test_web(pyairtable_web): pass\n")
-        done = subprocess.run(
-            ["python", "-m", "pytest", "-p", "no:cacheprovider", "--pyairtable-backend", "compose"],
-            cwd=other_dir,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = run_pytest(other_dir, "--pyairtable-backend", "compose")
         assert done.returncode == 0, done.stdout
         assert sorted(containers(project_name)) == sorted(running) and listening(app)
 

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from stackrun import cli, listening, record_of, run_processes, until
+from stackrun import (
+    cli,
+    listening,
+    one_service,
+    record_of,
+    run_processes,
+    run_pytest,
+    start_pytest,
+    until,
+)
 
 from conftest import Project, marked_processes
 
@@ -122,14 +131,7 @@ def test_dev_loop_keep_other_project_attach_read_down(
     try:
         # An unrelated project, on other ports, boots and stops its own stack.
         other = other_project(tmp_path / "other", other_db, other_app)
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
-            cwd=other,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = run_pytest(other, "-q")
         assert done.returncode == 0, done.stdout + done.stderr
         assert run_processes(run_id) == kept  # the kept stack was not touched
         assert all(d.exists() for d in dirs), "another run's clean-up removed kept data"
@@ -198,16 +200,7 @@ def test_status_and_logs_of_a_healthy_stack_with_a_completed_job(project: Projec
         assert logs.returncode == 0 and "ready" in logs.stdout
         # a pytest run attaches to it, and the job does not run again
         project.tests("def test_it(pyairtable_worker, pyairtable_seed): pass\n")
-        monkey_env = {**os.environ, "WORKER_TOKEN": "tok-secret-5"}
-        attached = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
-            cwd=project.path,
-            env=monkey_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        attached = run_pytest(project.path, env={"WORKER_TOKEN": "tok-secret-5"})
         assert attached.returncode == 0, attached.stdout
         assert "attached to the kept stack" in attached.stdout
         assert (project.path / "seed-runs.txt").read_text() == "seeded\n"
@@ -339,12 +332,7 @@ def test_the_reaper_ends_what_escaped_its_process_group(
             time.sleep(300)
     """)
     before = set(marked_processes().values())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
-        cwd=project.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_pytest(project.path)
     until(lambda: ready.exists() or proc.poll() is not None, 60)
     assert proc.poll() is None
     until(lambda: all(listening(p) for p in ports), 30, "what the services started")
@@ -425,12 +413,7 @@ def test_ctrl_c_during_up_detach_keeps_nothing(
 
 def test_up_twice_says_already_up(project: Project, free_ports: Ports) -> None:
     (a,) = free_ports(1)
-    project.compose(f"""
-        services:
-          a:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}, probe: {{tcp: "127.0.0.1:{a}"}}}}
-    """)
+    one_service(project, a)
     first = cli("up", "--detach", cwd=project.path)
     assert first.returncode == 0, first.stdout + first.stderr
     try:

@@ -6,13 +6,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from stackrun import cli, listening, record_of, run_processes, until
+from stackrun import (
+    cli,
+    listening,
+    one_service,
+    record_of,
+    run_processes,
+    start_pytest,
+    until,
+)
 
 from conftest import Project, marked_processes
 
@@ -151,21 +158,8 @@ def test_sigterm_to_the_xdist_controller_stops_gracefully(
             pathlib.Path({str(ready)!r}).touch()
             time.sleep(120)
     """)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-n",
-            "1",
-            "--pyairtable-logs-dir",
-            "logs",
-        ],
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    proc = start_pytest(
+        project.path, "-n", "1", "--pyairtable-logs-dir", "logs", output=subprocess.PIPE
     )
     until(lambda: ready.exists() or proc.poll() is not None, 90)
     proc.send_signal(signal.SIGTERM)
@@ -185,12 +179,7 @@ def test_killed_runs_leave_no_socket_or_logs_dir(
     project: Project, free_ports: Ports, tmp_path: Path, no_leaks: Path
 ) -> None:
     (port,) = free_ports(1)
-    project.compose(f"""
-        services:
-          a:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {port}}}, probe: {{tcp: "127.0.0.1:{port}"}}}}
-    """)
+    one_service(project, port)
     ready = tmp_path / "ready"
     project.tests(f"""
         import pathlib, time
@@ -202,12 +191,7 @@ def test_killed_runs_leave_no_socket_or_logs_dir(
     for args in (["-n", "1"], []):
         ready.unlink(missing_ok=True)
         before = set(marked_processes().values())
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-            cwd=project.path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_pytest(project.path, *args)
         until(lambda p=proc: ready.exists() or p.poll() is not None, 60)
         assert proc.poll() is None
         (run_id,) = set(marked_processes().values()) - before
@@ -322,12 +306,7 @@ def test_the_cluster_cache_is_bounded_by_size_and_age(
 
 def test_a_record_of_a_gone_stack_does_not_block_up(project: Project, free_ports: Ports) -> None:
     (a,) = free_ports(1)
-    project.compose(f"""
-        services:
-          a:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}, probe: {{tcp: "127.0.0.1:{a}"}}}}
-    """)
+    one_service(project, a)
     before = set(marked_processes().values())
     assert cli("up", "--detach", cwd=project.path).returncode == 0
     (run_id,) = set(marked_processes().values()) - before

@@ -206,6 +206,8 @@ class ComposeBackend(BaseBackend):
         if keep_stack is not None:  # the containers and their log followers go on
             if self._own_logs:
                 ownership.mark(self.logs_dir, kept=str(keep_stack))
+            for running in self.started:
+                running.let_go()
             return
         for subcommand in self.cleanup:
             with contextlib.suppress(PrerequisiteError):

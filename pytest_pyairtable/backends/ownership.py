@@ -80,6 +80,7 @@ def claim(path: Path, run_id: str, kind: str) -> Path:
             "pid": os.getpid(),
             "ticks": proc_start_time(os.getpid()),
             "kind": kind,
+            "tmpdir": str(temp_base()),  # which runs' dirs these are, where many share /dev/shm
             "kept": "",
             "retained": "",
         },

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from ..errors import ConfigError, PrerequisiteError, StopError
 from . import stopper
-from .procfs import group_alive, is_running, pid_alive, proc_start_time
+from .procfs import is_running, pid_alive, proc_start_time
 
 __all__ = [
     "AdoptedProcess",
     "LocalProcess",
     "ServiceProcesses",
-    "group_alive",
     "is_running",
+    "let_go",
     "parse_signal",
     "pid_alive",
     "proc_start_time",
@@ -93,6 +93,11 @@ class ServiceProcesses:
 _LET_GO: list[subprocess.Popen[bytes]] = []
 
 
+def let_go(popen: subprocess.Popen[bytes]) -> None:
+    """``popen``'s child outlives this run on purpose (a kept stack's)."""
+    _LET_GO.append(popen)
+
+
 class LocalProcess(ServiceProcesses):
     """A process we launch, in its own process group."""
 
@@ -148,7 +153,7 @@ class LocalProcess(ServiceProcesses):
 
     def let_go(self) -> None:
         """It outlives this run (a kept stack); a later process adopts it."""
-        _LET_GO.append(self.popen)
+        let_go(self.popen)
 
 
 class AdoptedProcess(ServiceProcesses):

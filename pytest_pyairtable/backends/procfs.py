@@ -60,16 +60,6 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def all_procs() -> list[Proc]:
     procs = []
     for entry in os.listdir("/proc"):
