@@ -58,7 +58,7 @@ def listening(ports: list[int]) -> list[int]:
 def run_dirs() -> set[str]:
     dirs = set()
     for base in (Path(tempfile.gettempdir()), Path("/dev/shm")):
-        dirs |= {str(p) for p in base.glob(f"pyairtable-{os.getpid()}-soak*")}
+        dirs |= {str(p) for p in base.glob(f"pyairtable-*{os.getpid()}-soak*")}
     return dirs
 
 

@@ -138,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.redis:
         import redis  # noqa: F401
 
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    # SIGTERM and SIGINT are blocked in every thread and taken by the main thread with
+    # sigwait: no handler can run inside a lock the main thread holds (an Event.set()
+    # from a handler deadlocks so), and none can land on the server's thread unseen.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     print(f"{args.name}: starting (ready in {args.startup_delay}s)", flush=True)
-    ready_at = time.monotonic() + args.startup_delay
-    while (left := ready_at - time.monotonic()) > 0:
-        if stopping.wait(min(left, 0.2)):  # short waits: see the comment below
-            return 0
+    if args.startup_delay > 0 and signal.sigtimedwait(stop_signals, args.startup_delay):
+        return 0
 
     checks: dict[str, Callable[[], None]] = {}
     for dsn in args.postgres:
@@ -167,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     print(f"{args.name}: listening on http://{args.host}:{args.port}", flush=True)
-    # Wake up now and then: a SIGTERM the kernel delivers to the server's thread only
-    # runs its handler once the main thread runs, and a bare wait() would never return.
-    while not stopping.wait(0.2):
-        pass
+    signal.sigwait(stop_signals)
     print(f"{args.name}: draining", flush=True)
     server.shutdown()
     server.server_close()
