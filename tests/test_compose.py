@@ -76,9 +76,9 @@ def our_containers(pid: int | None = None) -> list[str]:
     leaked = []
     for line in out.splitlines():
         cid, _, project = line.partition(" ")
-        parts = project.split("-")
-        if project.startswith("pyairtable-") and parts[1].isdigit():
-            owner = int(parts[1])
+        parts = project.removeprefix("pyairtable-run-").removeprefix("pyairtable-").split("-")
+        if project.startswith("pyairtable-") and parts[0].isdigit():
+            owner = int(parts[0])
             if owner in (pid, __import__("os").getpid()) or not pid_alive(owner):
                 leaked.append(f"{cid} {project}")
     return leaked

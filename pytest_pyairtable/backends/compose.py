@@ -5,7 +5,7 @@ Built on pytest-docker: its ``DockerComposeExecutor`` runs compose, ``Services.p
 reads back published ports, ``get_docker_ip`` says where the engine's ports are. Each
 service is started on its own (``up -d --no-deps``) the moment its dependencies allow,
 so the DAG start and partial stacks hold as with local processes. The project name is
-``pyairtable-<pid>-<random>``: unique per run (never the PID alone), and a later run
+``pyairtable-run-<pid>-<random>``: unique per run (never the PID alone), and a later run
 removes projects whose pytest is gone, unless a kept stack's record names them.
 Containers are found by compose's project label, never by name (v1 and v2 name them
 differently). A kept stack is recorded as its project and container ids: stopping and
@@ -65,7 +65,9 @@ class ComposeBackend(BaseBackend):
         self.command, found = (
             (compose_command, compose_command) if compose_command else detect_compose()
         )
-        self.project = project_name or f"pyairtable-{run_id}"
+        # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
+        # remove such a project once its pid is gone, kept or not.
+        self.project = project_name or f"pyairtable-run-{run_id}"
         self.notices.append(f"compose backend: {found}, project {self.project}")
         for project in remove_stale_projects():
             self.notices.append(f"removed the containers of {project}, left by a killed run")

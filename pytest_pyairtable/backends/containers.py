@@ -26,7 +26,8 @@ from .reaper import remove_project
 
 PROJECT_LABEL = "com.docker.compose.project"
 CONFIG_LABEL = "com.docker.compose.project.config_files"
-_OUR_PROJECT = re.compile(r"^pyairtable-((\d+)-[0-9a-f]+)$")
+# pyairtable-run-<pid>-<hex>, and pyairtable-<pid>-<hex> from earlier versions
+_OUR_PROJECT = re.compile(r"^pyairtable-(?:run-)?((\d+)-[0-9a-f]+)$")
 ENGINE_GRACE = 30.0  # the engine judges health on its own clock, which starts later
 
 
