@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from .backends.ownership import recorded_run
+from .errors import KeepError
 from .model import graph
 from .signals import shielded
 
@@ -54,10 +56,14 @@ def up(runtime: Runtime) -> int:
         # another terminal find it; removed the moment it begins to stop, which tells a
         # `pyairtable down` that asked for the stop that it was heard.
         path = runtime.record_path
-        owner = Owner.me()
-        KeptStack.from_orchestrator(orch, runtime.settings["backend"], runtime.run_id, owner).save(
-            path
-        )
+        try:
+            runtime.check_record_free()
+            record = KeptStack.from_orchestrator(
+                orch, runtime.settings["backend"], runtime.run_id, Owner.me()
+            )
+            record.save(path)
+        except KeepError as exc:  # held all the same, only not found by other commands
+            say(f"pyairtable: {str(exc).replace('not kept', 'not recorded')}")
         say("pyairtable: stack is up. Press Ctrl-C to stop it.")
         try:
             while True:
@@ -65,7 +71,8 @@ def up(runtime: Runtime) -> int:
         except KeyboardInterrupt:
             say("pyairtable: stopping (reverse dependency order) ...")
         finally:
-            path.unlink(missing_ok=True)
+            if recorded_run(path) == runtime.run_id:  # ours: another may be there
+                path.unlink(missing_ok=True)
         return 0
     finally:
         if not orch.stopped:

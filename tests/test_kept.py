@@ -425,3 +425,28 @@ def test_up_twice_says_already_up(project: Project, free_ports: Ports) -> None:
     finally:
         down = cli("down", cwd=project.path)
     assert down.returncode == 0, down.stderr
+
+
+def test_keeping_never_orphans_another_kept_stack(project: Project, free_ports: Ports) -> None:
+    a, b = free_ports(2)
+    project.compose("""
+        services:
+          a:
+            image: x
+            x-pyairtable:
+              local:
+                command: python -m pytest_pyairtable.standin --name a --port ${PORT}
+              probe:
+                tcp: "127.0.0.1:${PORT}"
+    """)
+    first = cli("up", "--detach", cwd=project.path, env={"PORT": str(a)})
+    assert first.returncode == 0, first.stdout + first.stderr
+    try:
+        # another env: not attached to; kept, it would replace the record of the first
+        second = cli("up", "--detach", cwd=project.path, env={"PORT": str(b)})
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "records another stack that still runs" in second.stdout
+        assert listening(a) and not listening(b)
+    finally:
+        down = cli("down", cwd=project.path)
+    assert down.returncode == 0 and not listening(a)
