@@ -35,19 +35,20 @@ def test_depends_on_list_and_map_forms(tmp_path: Path) -> None:
           db: {image: postgres:16}
           cache: {image: redis:7}
           init: {image: busybox}
+          optional: {image: x, profiles: [extra]}
           app:
             image: app
             depends_on:
-              db: {condition: service_healthy}
+              db: {condition: service_healthy, restart: true}
               init: {condition: service_completed_successfully}
-              missing: {condition: service_started, required: false}
+              optional: {condition: service_started, required: false}
           web: {image: web, depends_on: [app, cache]}
     """,
     )
     assert stack.services["app"].depends_on == (
-        Dependency("db", "service_healthy"),
+        Dependency("db", "service_healthy", restart=True),
         Dependency("init", "service_completed_successfully"),
-        Dependency("missing", "service_started", required=False),
+        Dependency("optional", "service_started", required=False),
     )
     assert stack.services["web"].depends_on == (Dependency("app"), Dependency("cache"))
 
@@ -220,7 +221,7 @@ def test_bad_duration_names_service_and_key(tmp_path: Path) -> None:
 
 
 def test_unknown_condition(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown condition 'service_ready'"):
+    with pytest.raises(ConfigError, match=r"condition must be one of .*got 'service_ready'"):
         load(
             tmp_path,
             "services: {a: {image: x, depends_on: {b: {condition: service_ready}}}, b: {image: x}}",
@@ -241,7 +242,7 @@ def test_unknown_condition(tmp_path: Path) -> None:
 )
 def test_unknown_x_pyairtable_keys(tmp_path: Path, block: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        load(tmp_path, f"services: {{a: {block}}}")
+        load(tmp_path, f"services: {{a: {{image: x, {block[1:]}}}")
 
 
 def test_probe_derivation(tmp_path: Path) -> None:
