@@ -169,6 +169,7 @@ class StackSession:
             self._error = exc
             return
         self._stack = stack
+        self.notices += [f"compose warning: {w}" for w in stack.warnings]
         if self.hook is not None:
             self.hook.pytest_pyairtable_stack_loaded(stack=stack)
 

@@ -5,7 +5,7 @@
   the first of ``compose.yaml``, ``compose.yml``, ``docker-compose.yml``,
   ``docker-compose.yaml`` plus the first override file beside it
   (``compose.override.yml``, ``compose.override.yaml``, ``docker-compose.override.yml``,
-  ``docker-compose.override.yaml``). The command line also looks in parent directories.
+  ``docker-compose.override.yaml``). ``walk_up`` also looks in parent directories.
 - The project directory is the first file's directory.
 - Variables: the environment, then (for names it lacks) the env files: those given, else
   ``COMPOSE_ENV_FILES`` (comma-separated), else ``.env`` in the project directory.
