@@ -110,7 +110,7 @@ def finish(services: dict[str, Any], base: Path, variables: Mapping[str, str]) -
 
 def absolute(base: Path, path: str) -> str:
     path = os.path.expanduser(path) if path.startswith("~") else path
-    return path if not path or os.path.isabs(path) else os.path.join(base, path)
+    return path if not path or os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
 
 def _resolve_paths(svc: Service, base: Path) -> None:

@@ -248,10 +248,14 @@ class _Loader:
             "required variable(s) missing" if only_missing else "problem(s) in the compose file(s)"
         )
         listed = "\n".join(f"  - {p}" for p in problems)
+        fix = ""
+        if variables:
+            fix = (
+                "\nFix: set the variables in the environment or in the .env file beside the "
+                "compose file (or --pyairtable-env-file)."
+            )
         raise (ConfigError if self.problems else InterpolationError)(
-            f"{len(problems)} {headline}:\n{listed}\nFix: set the variables in the environment "
-            "or in the .env file beside the compose file (or --pyairtable-env-file); correct "
-            "the rest."
+            f"{len(problems)} {headline}:\n{listed}{fix}"
         )
 
     # -- extends ---------------------------------------------------------------------

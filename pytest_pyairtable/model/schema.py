@@ -120,6 +120,8 @@ _NAME = re.compile(r"[a-zA-Z0-9._-]+")
 _DURATION_FIX = "write a duration with its unit, e.g. '30s', '1m30s', '500ms'"
 
 Problems = list[str]
+_ARTICLES = {"string": "a string", "number": "a number", "boolean": "true or false",
+             "null": "empty", "mapping": "a mapping", "list": "a list"}  # fmt: skip
 
 
 def _type(value: Any) -> str:
@@ -143,7 +145,7 @@ def _want(value: Any, kinds: str, path: str, out: Problems, fix: str = "") -> bo
         if isinstance(value, Timestamp)
         else repr(value)
     )
-    wanted = " or ".join(kinds.replace("mapping", "a mapping").replace("list", "a list").split("|"))
+    wanted = " or ".join(_ARTICLES[k] for k in kinds.split("|"))
     out.append(f"{path} must be {wanted}, got {got}." + (f" Fix: {fix}." if fix else ""))
     return False
 

