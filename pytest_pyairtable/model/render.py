@@ -12,11 +12,13 @@ output reads back as the same values.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..redact import Redactor
 from .spec import ServiceSpec, StackSpec
+from .values import go_float_text
 
 _HEALTHCHECK = (
     "test",
@@ -47,7 +49,18 @@ def dump(doc: Mapping[str, Any], fmt: str) -> str:
         import yaml
 
         return str(yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True, width=1000))
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    return json.dumps(_finite(doc), indent=2, ensure_ascii=False)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity or NaN (compose's printer fails on them): print Go's text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return go_float_text(value)
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _service(svc: ServiceSpec) -> dict[str, Any]:

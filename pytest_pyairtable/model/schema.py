@@ -11,10 +11,11 @@ other fields of the Compose Specification are passed through unchecked; extendin
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from fractions import Fraction
 from typing import Any
 
-from .values import Timestamp
+from .values import Timestamp, sprint
 
 TOP_LEVEL = (
     "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
@@ -117,6 +118,7 @@ SERVICE_KEYS = frozenset(
 )
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 _NAME = re.compile(r"[a-zA-Z0-9._-]+")
+_RATIONAL = re.compile(r"[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|\d+/\d+)")
 _DURATION_FIX = "write a duration with its unit, e.g. '30s', '1m30s', '500ms'"
 
 Problems = list[str]
@@ -154,8 +156,66 @@ def _strings(value: Any, path: str, out: Problems, *, unique: bool = True) -> No
     if _want(value, "list", path, out):
         for n, item in enumerate(value):
             _want(item, "string", f"{path}[{n}]", out)
-        if unique and all(isinstance(v, str) for v in value) and len(set(value)) < len(value):
-            out.append(f"{path} lists an item twice. Fix: keep one of each.")
+        if unique:
+            _unique(value, path, out)
+
+
+def _unique(items: list[Any], path: str, out: Problems) -> None:
+    """compose's schema check ``uniqueItems``, with its validator's notion of equal: up
+    to 20 items pairwise, where a number equals an earlier numeric string (8080 and
+    "8080"); beyond, only equal values of one type."""
+    pairs = (
+        ((j, i) for i in range(1, len(items)) for j in range(i))
+        if len(items) <= 20
+        else _same_hash(items)
+    )
+    for j, i in pairs:
+        if _go_equals(items[i], items[j]):
+            out.append(f"{path}: items {j} and {i} are the same. Fix: keep one of them.")
+            return
+
+
+def _same_hash(items: list[Any]) -> Iterator[tuple[int, int]]:
+    seen: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        key = repr(_strict(item))
+        yield from ((j, i) for j in seen.get(key, []))
+        seen.setdefault(key, []).append(i)
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, dict):
+        return sorted((k, _strict(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    if _type(value) == "number":
+        return ("number", _rational(sprint(value)))
+    return (_type(value), value)
+
+
+def _go_equals(later: Any, earlier: Any) -> bool:
+    if isinstance(later, dict):
+        return (
+            isinstance(earlier, dict)
+            and len(later) == len(earlier)
+            and all(k in earlier and _go_equals(v, earlier[k]) for k, v in later.items())
+        )
+    if isinstance(later, list):
+        return (
+            isinstance(earlier, list)
+            and len(later) == len(earlier)
+            and all(_go_equals(a, b) for a, b in zip(later, earlier, strict=True))
+        )
+    if _type(later) == "number":  # both printed, then read as rationals
+        mine, theirs = _rational(sprint(later)), _rational(sprint(earlier))
+        return mine is not None and mine == theirs
+    return _type(later) == _type(earlier) and later == earlier
+
+
+def _rational(text: str) -> Fraction | None:
+    if not _RATIONAL.fullmatch(text):
+        return None
+    return Fraction(text)
 
 
 def _command(value: Any, path: str, out: Problems) -> None:
@@ -200,6 +260,7 @@ def _ports(value: Any, path: str, out: Problems) -> None:
         if _want(item, "number|string|mapping", where, out) and isinstance(item, dict):
             _keys(item, tuple(long), where, out)
             _optional(item, long, where, out)
+    _unique(value, path, out)
 
 
 def _healthcheck(value: Any, path: str, out: Problems) -> None:

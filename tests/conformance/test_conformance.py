@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from compose_reference import (
+    check_typed,
     find_reference,
     load_ours,
     our_services,
@@ -30,8 +31,7 @@ from compose_reference import (
     run_reference,
 )
 
-from pytest_pyairtable.model.durations import go_duration
-from pytest_pyairtable.model.spec import ServiceSpec, StackSpec
+from pytest_pyairtable.model.spec import StackSpec
 
 CASES = Path(__file__).parent / "cases"
 REFERENCE = find_reference()
@@ -110,45 +110,6 @@ def test_case(name: str, profiles: tuple[str, ...] | None, reference: dict[Any, 
     if meta.get("warns"):
         assert any(re.search(meta["warns"], w) for w in ours.warnings), ours.warnings
     check_extension(ours, meta)
-
-
-def check_typed(svc: ServiceSpec, fields: dict[str, Any]) -> None:
-    """The typed fields the runtime reads say what compose says."""
-    env = {k: v for k, v in (fields.get("environment") or {}).items() if v is not None}
-    assert dict(svc.environment) == env
-    assert svc.image == fields.get("image", "")
-    assert svc.command == tuple(fields.get("command") or ())
-    entrypoint = fields.get("entrypoint")
-    assert svc.entrypoint == (None if entrypoint is None else tuple(entrypoint))
-    assert sorted((d.name, d.condition, d.required, d.restart) for d in svc.depends_on) == sorted(
-        (n, d["condition"], d["required"], d.get("restart", False))
-        for n, d in (fields.get("depends_on") or {}).items()
-    )
-    assert [(p.container, p.published, p.host_ip, p.protocol) for p in svc.ports] == [
-        (p.get("target", 0), p.get("published"), p.get("host_ip", ""), p["protocol"])
-        for p in fields.get("ports") or []
-    ]
-    assert svc.profiles == tuple(fields.get("profiles") or ())
-    assert svc.stop_signal == fields.get("stop_signal")
-    grace = fields.get("stop_grace_period", "10s")
-    assert svc.stop_grace_period == max(go_duration(grace), 0) / 1e9
-    assert [(v.type, v.source, v.target, v.read_only) for v in svc.volumes] == [
-        (v["type"], v.get("source", ""), v["target"], v.get("read_only", False))
-        for v in fields.get("volumes") or []
-    ]
-    check = fields.get("healthcheck")
-    test = (check or {}).get("test") or []
-    if check is None or check.get("disable") or test[:1] == ["NONE"]:
-        assert svc.healthcheck is None
-        return
-    assert svc.healthcheck is not None
-    assert svc.healthcheck.retries == check.get("retries", 3)
-    for key, default in (("interval", 30.0), ("timeout", 30.0), ("start_period", 0.0)):
-        seconds = max(go_duration(check[key]), 0) / 1e9 if key in check else default
-        assert getattr(svc.healthcheck, key) == seconds
-    if test:
-        shell = ("/bin/sh", "-c", " ".join(test[1:]))
-        assert svc.healthcheck.test == (tuple(test[1:]) if test[0] == "CMD" else shell)
 
 
 def check_extension(stack: StackSpec, meta: dict[str, Any]) -> None:
