@@ -47,13 +47,29 @@ def check_consistency(active: Services, inactive: Services, project: dict[str, A
                     f"{where} depends on '{dep}', which the compose file(s) do not define. "
                     "Fix: correct the name or add the service."
                 )
-    problems += unknown
+    problems += unknown + _file_objects(project)
     if len(problems) == 1:
         raise (UnknownServiceError if unknown else ConfigError)(problems[0])
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"{len(problems)} problem(s) in the compose file(s):\n{lines}")
     check_acyclic({n: list(s.get("depends_on") or {}) for n, s in active.items()})
+
+
+def _file_objects(project: dict[str, Any]) -> list[str]:
+    """A secret needs file or environment, a config also may have content (unless
+    external, or made by a driver)."""
+    problems = []
+    kinds = (("secrets", ("file", "environment")), ("configs", ("file", "environment", "content")))
+    for kind, sources in kinds:
+        for name, declared in (project.get(kind) or {}).items():
+            body = declared or {}
+            given = [k for k in sources if k in body]
+            if len(given) > 1:
+                problems.append(f"{kind}.{name}: {' and '.join(given)} exclude each other.")
+            elif not given and "external" not in body and "driver" not in body:
+                problems.append(f"{kind}.{name} needs one of {', '.join(sources)}.")
+    return problems
 
 
 def _resources(where: str, svc: dict[str, Any], defined: dict[str, set[str]]) -> list[str]:

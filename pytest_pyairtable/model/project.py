@@ -158,7 +158,8 @@ def project_variables(
 def active_profiles(inputs: Inputs, variables: Mapping[str, str]) -> tuple[str, ...]:
     if inputs.profiles:
         return inputs.profiles
-    return tuple(p.strip() for p in variables.get("COMPOSE_PROFILES", "").split(",") if p.strip())
+    # as compose: unset means [""], which activates a service listing the profile ""
+    return tuple(p.strip() for p in variables.get("COMPOSE_PROFILES", "").split(","))
 
 
 def normalize_name(name: str) -> str:
