@@ -28,9 +28,12 @@ _PATTERN = re.compile(
 _OPERATORS = (":?", "?", ":-", "-", ":+", "+")
 
 Path = tuple[str | int, ...]
+Where = str | Path  # a path is made text only when a problem is reported
 
 
-def show(path: Path) -> str:
+def show(path: Where) -> str:
+    if isinstance(path, str):
+        return path
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
@@ -41,13 +44,13 @@ class Interpolator:
     def __init__(self, variables: Mapping[str, str] | Callable[[str], str | None]) -> None:
         self.lookup = variables.get if isinstance(variables, Mapping) else variables
         self.looked_up: set[str] = set()
-        self.missing: dict[str, tuple[str, list[str]]] = {}  # name -> (reason, where)
-        self.unset: dict[str, list[str]] = {}  # name -> where, for a warning
+        self.missing: dict[str, tuple[str, list[Where]]] = {}  # name -> (reason, where)
+        self.unset: dict[str, list[Where]] = {}  # name -> where, for a warning
         self.problems: list[str] = []  # malformed templates, failed conversions
 
     # -- one string ----------------------------------------------------------------
 
-    def text(self, value: str, where: str) -> str:
+    def text(self, value: str, where: Where) -> str:
         if "$" not in value:
             return value
         return _PATTERN.sub(lambda m: self._replace(m.group(0), value, where), value)
@@ -56,7 +59,7 @@ class Interpolator:
         self.looked_up.add(name)
         return self.lookup(name)
 
-    def _replace(self, substring: str, template: str, where: str) -> str:
+    def _replace(self, substring: str, template: str, where: Where) -> str:
         closing = _first_closing_brace(substring)
         rest = ""
         if closing > -1:
@@ -70,7 +73,7 @@ class Interpolator:
             braced = match.group("braced")
             if not braced:
                 self.problems.append(
-                    f"{where}: invalid interpolation {template!r}. Fix: write ${{NAME}}, "
+                    f"{show(where)}: invalid interpolation {template!r}. Fix: write ${{NAME}}, "
                     "${NAME:-default} or ${NAME:?message}, and $$ for a literal $."
                 )
                 return ""
@@ -84,7 +87,7 @@ class Interpolator:
             return ""
         return value
 
-    def _operator(self, braced: str, substring: str, where: str) -> str | None:
+    def _operator(self, braced: str, substring: str, where: Where) -> str | None:
         """The value of ``${NAME<op>arg}``, or None when there is no operator."""
         found = [(substring.find(op), n) for n, op in enumerate(_OPERATORS)]
         first = sorted(found, key=lambda f: (f[0] < 0, f[0]))[0]
@@ -111,7 +114,7 @@ class Interpolator:
     def walk(self, node: Any, path: Path = ()) -> Any:
         """Interpolate every string value (not keys) and convert where compose converts."""
         if isinstance(node, str):
-            value = self.text(node, show(path))
+            value = self.text(node, path)
             cast = _cast_for(path)
             return value if cast is None else self._cast(cast, value, path)
         if isinstance(node, dict):
@@ -154,13 +157,16 @@ class Interpolator:
         ]
 
 
-def _places(where: list[str]) -> str:
-    unique = list(dict.fromkeys(where))
+def _places(where: list[Where]) -> str:
+    unique = list(dict.fromkeys(show(w) for w in where))
     more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
     return ", ".join(unique[:3]) + more
 
 
 def _first_closing_brace(text: str) -> int:
+    first = text.find("}")
+    if first > 0 and "{" not in text[2:first]:
+        return first  # the common case: nothing nested
     depth, i = 0, 0
     while i < len(text):
         if text[i] == "}":
@@ -243,7 +249,12 @@ _RESOURCE_CASTS = {
 }
 
 
+_CAST_KEYS = {p[-1] for p in _SERVICE_CASTS} | {p[1] for p in _RESOURCE_CASTS}
+
+
 def _cast_for(path: Path) -> Callable[[str], Any] | None:
+    if not path or (path[-1] not in _CAST_KEYS and (len(path) < 4 or path[2] != "ulimits")):
+        return None  # the common case, decided cheaply
     if len(path) >= 3 and path[0] == "services":
         rest = tuple(
             "[]" if isinstance(p, int) else "*" if n == 1 and path[2] == "ulimits" else p
