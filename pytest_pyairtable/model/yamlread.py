@@ -22,16 +22,26 @@ from __future__ import annotations
 import base64
 import calendar
 import functools
+import importlib
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
-import yaml
 from yaml._yaml import CParser
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import ComposeFileError
 from .values import Override, Reset, Timestamp
+
+# Every YAML class from libyaml's own module, which keeps the ones it was first loaded
+# with: a process that unloads and reloads the pure-Python `yaml` modules (pytester's
+# in-process runs) would otherwise see libyaml's nodes and errors as foreign classes.
+libyaml: Any = importlib.import_module("yaml._yaml")
+ScalarNode, SequenceNode, MappingNode = (
+    libyaml.ScalarNode,
+    libyaml.SequenceNode,
+    libyaml.MappingNode,
+)
 
 MAX_EXPANDED = 100_000
 _TAG = "tag:yaml.org,2002:"
@@ -54,18 +64,20 @@ def load_documents(text: str, where: str) -> list[Any]:
     """Every document of a YAML stream, built with go-yaml's rules."""
     try:
         nodes = _compose(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
-        context = ""
-        if exc.context and exc.context_mark:
-            context = f" ({exc.context} at line {exc.context_mark.line + 1})"
+    except libyaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if mark is None:
+            raise ComposeFileError(f"{where}: YAML error: {exc}") from None
+        at = f"{where}:{mark.line + 1}:{mark.column + 1}"
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        within = f" ({context} at line {context_mark.line + 1})" if context and context_mark else ""
         raise ComposeFileError(
-            f"{at}: YAML error: {exc.problem}{context}. Fix the file at that line."
+            f"{at}: YAML error: {getattr(exc, 'problem', exc)}{within}. Fix the file at that line."
         ) from None
-    except yaml.YAMLError as exc:
-        raise ComposeFileError(f"{where}: YAML error: {exc}") from None
     return [_Builder(where).document(node) for node in nodes]
+
+
+Node = Any  # libyaml's ScalarNode, SequenceNode or MappingNode
 
 
 def _compose(text: str) -> list[Node]:
@@ -76,7 +88,7 @@ def _compose(text: str) -> list[Node]:
             node = parser.get_node()
             if node is not None:
                 nodes.append(node)
-    except yaml.composer.ComposerError as exc:
+    except libyaml.ComposerError as exc:
         if "duplicate anchor" not in str(exc):
             raise
         return _compose_events(text)  # YAML 1.2 allows redefining an anchor; rare, so slower
@@ -85,43 +97,46 @@ def _compose(text: str) -> list[Node]:
     return nodes
 
 
-def mark_of(event: Any) -> Any:
-    return event.start_mark
+def _events(text: str) -> Iterator[Any]:
+    parser = CParser(text)
+    try:
+        while parser.check_event():
+            yield parser.get_event()
+    finally:
+        parser.dispose()
 
 
 def _compose_events(text: str) -> list[Node]:
     """The same node trees, from the event stream, where a later anchor replaces an earlier."""
-    events = iter(yaml.parse(text, Loader=yaml.CSafeLoader))
+    events = _events(text)
     documents: list[Node] = []
     anchors: dict[str, Node] = {}
 
     def node(event: Any) -> Node:
-        if isinstance(event, yaml.AliasEvent):
+        if isinstance(event, libyaml.AliasEvent):
             if event.anchor not in anchors:
-                raise yaml.composer.ComposerError(
-                    None, None, "found undefined alias", mark_of(event)
-                )
+                raise libyaml.ComposerError(None, None, "found undefined alias", event.start_mark)
             return anchors[event.anchor]
         tag = "" if event.tag in (None, "!") else event.tag
         mark: Any = event.start_mark
         built: Node
-        if isinstance(event, yaml.ScalarEvent):
+        if isinstance(event, libyaml.ScalarEvent):
             style = event.style or ("" if event.implicit[0] else '"')
             built = ScalarNode(tag, event.value, mark, None, style)
-        elif isinstance(event, yaml.SequenceStartEvent):
+        elif isinstance(event, libyaml.SequenceStartEvent):
             built = SequenceNode(tag, [], mark, None)
-            while not isinstance(child := next(events), yaml.SequenceEndEvent):
+            while not isinstance(child := next(events), libyaml.SequenceEndEvent):
                 built.value.append(node(child))
         else:
             built = MappingNode(tag, [], mark, None)
-            while not isinstance(key := next(events), yaml.MappingEndEvent):
+            while not isinstance(key := next(events), libyaml.MappingEndEvent):
                 built.value.append((node(key), node(next(events))))
         if event.anchor:
             anchors[event.anchor] = built
         return built
 
     for event in events:
-        if isinstance(event, yaml.DocumentStartEvent):
+        if isinstance(event, libyaml.DocumentStartEvent):
             anchors.clear()
             documents.append(node(next(events)))
     return documents
@@ -168,7 +183,7 @@ class _Builder:
                 "fewer nested aliases (this is the shape of a 'billion laughs' attack)."
             )
 
-    def mapping(self, node: MappingNode) -> tuple[dict[str, Any], int]:
+    def mapping(self, node: Node) -> tuple[dict[str, Any], int]:
         result: dict[str, Any] = {}
         lines: dict[tuple[str, str], int] = {}
         merges: list[Node] = []
@@ -216,7 +231,7 @@ class _Builder:
         self.build(node)
         return self.sizes[id(node)]
 
-    def scalar(self, node: ScalarNode) -> Any:
+    def scalar(self, node: Node) -> Any:
         tag, text = node.tag, node.value
         if tag == "":
             return resolve_plain(text) if node.style == "" else text
