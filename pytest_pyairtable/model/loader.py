@@ -278,12 +278,10 @@ class _Loader:
         if not isinstance(svc, dict) or "extends" not in svc:
             return svc
         ext = svc["extends"]
-        ref = ext if isinstance(ext, str) else ext.get("service") if isinstance(ext, dict) else None
-        if not isinstance(ref, str):
-            raise ConfigError(
-                f"{path}: services.{name}.extends must name a service, got {ext!r}. "
-                "Fix: extends: {service: NAME, file: OTHER.yml} or extends: NAME."
-            )
+        problems = schema.check_extends(ext, f"services.{name}.extends")
+        if problems:
+            raise ConfigError(f"{path}: {' '.join(problems)}")
+        ref = ext if isinstance(ext, str) else ext["service"]
         other = ext.get("file") if isinstance(ext, dict) else None
         source, source_path = services, path
         if isinstance(other, str):
@@ -345,9 +343,10 @@ class _Loader:
     def one_include(
         self, entry: Any, base: Path, variables: dict[str, str], chain: list[Path], where: str
     ) -> dict[str, Any]:
+        problems = schema.check_include(entry, where)
+        if problems:
+            raise ConfigError(f"{chain[-1]}: {' '.join(problems)}")
         spec = {"path": entry} if isinstance(entry, str) else entry
-        if not isinstance(spec, dict) or not spec.get("path"):
-            raise ConfigError(f"{chain[-1]}: {where} needs a path, got {entry!r}.")
         paths = [Path(absolute(base, p)) for p in _listed(spec["path"])]
         given_dir = spec.get("project_directory")
         project_dir = Path(absolute(base, given_dir)) if given_dir else paths[0].parent

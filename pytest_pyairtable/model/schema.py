@@ -329,6 +329,41 @@ def _optional(value: dict[str, Any], kinds: dict[str, str], path: str, out: Prob
             _want(value[key], kind, f"{path}.{key}", out)
 
 
+def _x_pyairtable(value: Any, path: str, out: Problems) -> None:
+    """Ours: the types of what the plugin reads (unknown keys are named where it reads)."""
+    if not _want(value, "mapping|null", path, out) or not value:
+        return
+    local, probe = value.get("local"), value.get("probe")
+    kinds = {"local": "mapping|null", "probe": "mapping|null", "url": "string|null"}
+    _optional(value, kinds, path, out)
+    if isinstance(local, dict):
+        if "command" in local:
+            _command(local["command"], f"{path}.local.command", out)
+        _optional(local, {"cwd": "string|null", "env": "mapping|null"}, f"{path}.local", out)
+        env = local.get("env")
+        for key, item in env.items() if isinstance(env, dict) else ():
+            _want(item, "string|number|boolean|null", f"{path}.local.env.{key}", out)
+    if isinstance(probe, dict):
+        kinds = {"http": "string", "postgres": "string", "redis": "string", "tcp": "string",
+                 "log": "string", "status": "number", "json": "mapping",
+                 "migrations_table": "string"}  # fmt: skip
+        _optional(probe, kinds, f"{path}.probe", out)
+        if "command" in probe:
+            _command(probe["command"], f"{path}.probe.command", out)
+        if "tables" in probe:
+            _strings(probe["tables"], f"{path}.probe.tables", out)
+
+
+def _networks(value: Any, path: str, out: Problems) -> None:
+    if not _want(value, "list|mapping", path, out):
+        return
+    if isinstance(value, list):
+        _strings(value, path, out)
+        return
+    for name, item in value.items():
+        _want(item, "mapping|null", f"{path}.{name}", out)
+
+
 def _simple(kinds: str, fix: str = "") -> Callable[[Any, str, Problems], None]:
     def check(value: Any, path: str, out: Problems) -> None:
         _want(value, kinds, path, out, fix)
@@ -354,20 +389,39 @@ _FIELDS: dict[str, Callable[[Any, str, Problems], None]] = {
     "volumes_from": _strings,
     "network_mode": _simple("string"),
     "build": _simple("string|mapping"),
-    "x-pyairtable": _simple("mapping|null"),
+    "networks": _networks,
+    "dns": _simple("string|list"),
+    "x-pyairtable": _x_pyairtable,
 }
+
+
+def check_include(entry: Any, path: str) -> Problems:
+    """One ``include`` entry, checked before it is followed."""
+    out: Problems = []
+    if _want(entry, "string|mapping", path, out) and isinstance(entry, dict):
+        _keys(entry, ("path", "env_file", "project_directory"), path, out)
+        if "path" not in entry:
+            out.append(f"{path} has no path. Fix: add path: FILE.")
+        for key in ("path", "env_file"):
+            given = entry.get(key)
+            where = f"{path}.{key}"
+            if key in entry and _want(given, "string|list", where, out) and isinstance(given, list):
+                _strings(given, where, out)
+        _optional(entry, {"project_directory": "string"}, path, out)
+    return out
+
+
+def check_extends(value: Any, path: str) -> Problems:
+    """A service's ``extends``, checked before it is followed."""
+    out: Problems = []
+    _extends(value, path, out)
+    return out
 
 
 def check(doc: dict[str, Any]) -> Problems:
     """Every problem of the document's shape, as ``path: cause. Fix: ...`` lines."""
     out: Problems = []
-    for key in doc:
-        if key not in TOP_LEVEL and not key.startswith("x-"):
-            out.append(f"unknown top-level key {key!r}. Valid: {', '.join(TOP_LEVEL)}, x-*.")
-    if "name" in doc:
-        _want(doc["name"], "string", "name", out)
-    if "include" in doc:
-        _want(doc["include"], "list", "include", out)
+    _top_level(doc, out)
     services = doc.get("services", {})
     if not _want(services, "mapping", "services", out, "map each service name to its settings"):
         return out
@@ -387,3 +441,17 @@ def check(doc: dict[str, Any]) -> Problems:
             if key in body:
                 field_check(body[key], f"{where}.{key}", out)
     return out
+
+
+def _top_level(doc: dict[str, Any], out: Problems) -> None:
+    for key in doc:
+        if key not in TOP_LEVEL and not key.startswith("x-"):
+            out.append(f"unknown top-level key {key!r}. Valid: {', '.join(TOP_LEVEL)}, x-*.")
+    if "name" in doc:
+        _want(doc["name"], "string", "name", out)
+    if "include" in doc:
+        _want(doc["include"], "list", "include", out)
+    for key in ("networks", "volumes", "secrets", "configs", "models"):
+        if key in doc and _want(doc[key], "mapping|null", key, out) and doc[key]:
+            for name, item in doc[key].items():
+                _want(item, "mapping|null", f"{key}.{name}", out)
