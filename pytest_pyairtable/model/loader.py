@@ -10,6 +10,7 @@ error. ``Model.record`` lists every file and variable the load read: the cache k
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,8 +137,9 @@ class _Loader:
                     f"cannot read compose file {path}: {exc.strerror}. "
                     "Fix: pass the right path with --pyairtable-compose-file."
                 ) from None
-            try:
-                text = data.decode("utf-8")
+            try:  # UTF-8, or UTF-16 with its byte order mark, as go-yaml reads
+                utf16 = data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+                text = data.decode("utf-16" if utf16 else "utf-8")
             except UnicodeDecodeError:
                 raise ComposeFileError(
                     f"{path} is not UTF-8 text (a binary file?). Fix: name the compose file."
@@ -178,12 +180,10 @@ class _Loader:
         merged: dict[str, Any] = {}
         for path in files:
             for doc in self.documents(path):
-                if doc is None:
-                    continue
-                if not isinstance(doc, dict):
+                if not isinstance(doc, dict):  # an empty document (a trailing ---) too
+                    got = "an empty document" if doc is None else f"a {type(doc).__name__}"
                     raise ComposeFileError(
-                        f"{path}: the top level must be a mapping (services: ...), "
-                        f"got a {type(doc).__name__}."
+                        f"{path}: the top level must be a mapping (services: ...), got {got}."
                     )
                 merged = self.one_file(
                     doc=doc,

@@ -67,6 +67,12 @@ def load_documents(text: str, where: str) -> list[Any]:
     except libyaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if mark is None:
+            if hasattr(exc, "reason") and hasattr(exc, "position"):  # a character libyaml refuses
+                line = text[: exc.position].count("\n") + 1
+                raise ComposeFileError(
+                    f"{where}:{line}: YAML error: {exc.reason}. Fix: remove the character "
+                    "(is this a text file?)."
+                ) from None
             raise ComposeFileError(f"{where}: YAML error: {exc}") from None
         at = f"{where}:{mark.line + 1}:{mark.column + 1}"
         context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
