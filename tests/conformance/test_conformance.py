@@ -102,6 +102,7 @@ def test_case(name: str, profiles: tuple[str, ...] | None, reference: dict[Any, 
     assert not isinstance(ours, str), f"we refused what compose accepts ({theirs}):\n{ours}"
     expected = reference_services(theirs)
     assert our_services(ours) == expected
+    assert ours.name == theirs["name"]
     for service, fields in expected.items():
         check_typed(ours.services[service], fields)
     if meta.get("warns"):

@@ -275,5 +275,6 @@ def test_generated_projects_agree_with_compose(files: dict[str, str]) -> None:
         assert not isinstance(ours, str), f"we refused ({ours}), compose accepted{explain}"
         expected: dict[str, Any] = reference_services(theirs)
         assert our_services(ours) == expected, explain
+        assert ours.name == theirs["name"]
         for name, fields in expected.items():
             check_typed(ours.services[name], fields)
