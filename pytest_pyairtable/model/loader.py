@@ -21,8 +21,9 @@ from . import schema
 from .canonical import absolute, canonical, finish, normalize
 from .consistency import check_consistency, split_profiles
 from .dotenv import read_env_file
+from .extends import apply_extends
 from .interpolate import Interpolator
-from .merge import enforce_unicity, merge, strip
+from .merge import enforce_unicity, merge
 from .project import (
     Inputs,
     active_profiles,
@@ -214,7 +215,7 @@ class _Loader:
         if "version" in cfg:
             self.record.warnings.append(f"{path}: `version` is obsolete and ignored")
             cfg = {k: v for k, v in cfg.items() if k != "version"}
-        cfg = self.extends(cfg, path, base, interp)
+        cfg = apply_extends(cfg, path, base, lambda other: self.extended_file(other, interp))
         cfg = self.include(cfg, base, variables, chain)
         merged = merge(merged, cfg)
         if isinstance(merged.get("services"), dict):
@@ -259,51 +260,6 @@ class _Loader:
         )
 
     # -- extends ---------------------------------------------------------------------
-
-    def extends(
-        self, cfg: dict[str, Any], path: Path, base: Path, interp: Interpolator
-    ) -> dict[str, Any]:
-        services = cfg.get("services")
-        if not isinstance(services, dict):
-            return cfg
-        services = dict(services)
-        for name in list(services):
-            self.extend(name, services, path, base, ctx=_Extending(interp, []))
-        return {**cfg, "services": services}
-
-    def extend(
-        self, name: str, services: dict[str, Any], path: Path, base: Path, *, ctx: _Extending
-    ) -> Any:
-        svc = services.get(name)
-        if not isinstance(svc, dict) or "extends" not in svc:
-            return svc
-        ext = svc["extends"]
-        problems = schema.check_extends(ext, f"services.{name}.extends")
-        if problems:
-            raise ConfigError(f"{path}: {' '.join(problems)}")
-        ref = ext if isinstance(ext, str) else ext["service"]
-        other = ext.get("file") if isinstance(ext, dict) else None
-        source, source_path = services, path
-        if isinstance(other, str):
-            source_path = Path(absolute(base, other))
-            source = self.extended_file(source_path, ctx.interp)
-        if ref not in source:
-            raise ConfigError(
-                f"{path}: service '{name}' extends '{ref}', which {source_path} does not "
-                "define. Fix: correct the name (or extends.file)."
-            )
-        if (path, name) in ctx.chain:
-            cycle = " -> ".join(f"{n} ({p.name})" for p, n in [*ctx.chain, (path, name)])
-            raise ConfigError(f"extends forms a cycle: {cycle}. Fix: remove one extends.")
-        parent_base = base if source is services else source_path.parent
-        deeper = _Extending(ctx.interp, [*ctx.chain, (path, name)])
-        parent = self.extend(ref, source, source_path, parent_base, ctx=deeper)
-        if parent is None:
-            return svc
-        extended = {k: v for k, v in merge(strip(parent), svc, ("services", "x")).items()
-                    if k != "extends"}  # fmt: skip
-        services[name] = extended
-        return extended
 
     def extended_file(self, path: Path, interp: Interpolator) -> dict[str, Any]:
         """The services of a file named by ``extends.file``: interpolated, merged, in
@@ -366,12 +322,6 @@ class _Loader:
             read_env_file(env_path, self.lookup(variables), found)
         included = {**found, **variables}
         return self.load_files(paths, project_dir, included, chain)
-
-
-@dataclass(frozen=True)
-class _Extending:
-    interp: Interpolator
-    chain: list[tuple[Path, str]]  # (file, service) on the way, to name a cycle
 
 
 def _listed(value: Any) -> list[str]:

@@ -5,17 +5,18 @@ anything reads a field, and gets every problem at once (``path: cause. Fix: ...`
 It covers the top level, service names and keys (a typo such as ``enviroment`` is
 refused, as compose refuses it) and the types of every field this package reads. The
 other fields of the Compose Specification are passed through unchecked; extending the
-``_FIELDS`` table is how they get checked too.
+``_FIELDS`` table is how they get checked too. (Longer than our usual module: a flat
+table of small checks, one per field, kept together so that there is one place.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from fractions import Fraction
+from collections.abc import Callable
 from typing import Any
 
-from .values import Timestamp, sprint
+from .unique import duplicate
+from .values import Timestamp
 
 TOP_LEVEL = (
     "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
@@ -118,7 +119,6 @@ SERVICE_KEYS = frozenset(
 )
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 _NAME = re.compile(r"[a-zA-Z0-9._-]+")
-_RATIONAL = re.compile(r"[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|\d+/\d+)")
 _DURATION_FIX = "write a duration with its unit, e.g. '30s', '1m30s', '500ms'"
 
 Problems = list[str]
@@ -161,61 +161,9 @@ def _strings(value: Any, path: str, out: Problems, *, unique: bool = True) -> No
 
 
 def _unique(items: list[Any], path: str, out: Problems) -> None:
-    """compose's schema check ``uniqueItems``, with its validator's notion of equal: up
-    to 20 items pairwise, where a number equals an earlier numeric string (8080 and
-    "8080"); beyond, only equal values of one type."""
-    pairs = (
-        ((j, i) for i in range(1, len(items)) for j in range(i))
-        if len(items) <= 20
-        else _same_hash(items)
-    )
-    for j, i in pairs:
-        if _go_equals(items[i], items[j]):
-            out.append(f"{path}: items {j} and {i} are the same. Fix: keep one of them.")
-            return
-
-
-def _same_hash(items: list[Any]) -> Iterator[tuple[int, int]]:
-    seen: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        key = repr(_strict(item))
-        yield from ((j, i) for j in seen.get(key, []))
-        seen.setdefault(key, []).append(i)
-
-
-def _strict(value: Any) -> Any:
-    if isinstance(value, dict):
-        return sorted((k, _strict(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    if _type(value) == "number":
-        return ("number", _rational(sprint(value)))
-    return (_type(value), value)
-
-
-def _go_equals(later: Any, earlier: Any) -> bool:
-    if isinstance(later, dict):
-        return (
-            isinstance(earlier, dict)
-            and len(later) == len(earlier)
-            and all(k in earlier and _go_equals(v, earlier[k]) for k, v in later.items())
-        )
-    if isinstance(later, list):
-        return (
-            isinstance(earlier, list)
-            and len(later) == len(earlier)
-            and all(_go_equals(a, b) for a, b in zip(later, earlier, strict=True))
-        )
-    if _type(later) == "number":  # both printed, then read as rationals
-        mine, theirs = _rational(sprint(later)), _rational(sprint(earlier))
-        return mine is not None and mine == theirs
-    return _type(later) == _type(earlier) and later == earlier
-
-
-def _rational(text: str) -> Fraction | None:
-    if not _RATIONAL.fullmatch(text):
-        return None
-    return Fraction(text)
+    found = duplicate(items)
+    if found:
+        out.append(f"{path}: items {found[0]} and {found[1]} are the same. Fix: keep one of them.")
 
 
 def _command(value: Any, path: str, out: Problems) -> None:
