@@ -143,12 +143,13 @@ def _want(value: Any, kinds: str, path: str, out: Problems, fix: str = "") -> bo
     if _type(value) in kinds.split("|"):
         return True
     got = (
-        f"a date ({value}; quote it to keep it text)"
+        f"a date ({value}: YAML reads it as a time, compose refuses it here)"
         if isinstance(value, Timestamp)
         else repr(value)
     )
     wanted = " or ".join(_ARTICLES[k] for k in kinds.split("|"))
-    out.append(f"{path} must be {wanted}, got {got}." + (f" Fix: {fix}." if fix else ""))
+    fix = fix or ("quote the date" if isinstance(value, Timestamp) else f"write {wanted} there")
+    out.append(f"{path} must be {wanted}, got {got}. Fix: {fix}.")
     return False
 
 
