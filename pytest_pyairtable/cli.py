@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="compose file, repeatable to merge several (default: COMPOSE_FILE, else "
-        "compose.yaml / docker-compose.yml and its override file, here or above)",
+        "compose.yaml / docker-compose.yml and its override file, in this directory)",
     )
     parser.add_argument("--env-file", help="env file (default: .env beside the compose file)")
     parser.add_argument("--profile", action="append", default=[], help="activate a profile")
