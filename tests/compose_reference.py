@@ -8,6 +8,7 @@ compose` plugin, else a `docker-compose` on PATH, judged by its output.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -31,23 +32,28 @@ FIELDS = (
 )  # fmt: skip
 
 
+@functools.cache
 def find_reference() -> list[str] | None:
+    """A Compose v2 command (v1, the Python one, has no `config --format json`)."""
+    candidates = []
     spec = importlib.util.find_spec("compose")
     if spec is not None and spec.origin:
-        binary = Path(spec.origin).parent / "docker-compose"
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return [str(binary)]
-    docker = shutil.which("docker")
-    if (
-        docker
-        and subprocess.run(
-            [docker, "compose", "version"], capture_output=True, check=False
-        ).returncode
-        == 0
-    ):
-        return [docker, "compose"]
-    found = shutil.which("docker-compose")
-    return [found] if found else None
+        candidates.append([str(Path(spec.origin).parent / "docker-compose")])
+    if shutil.which("docker"):
+        candidates.append([str(shutil.which("docker")), "compose"])
+    if shutil.which("docker-compose"):
+        candidates.append([str(shutil.which("docker-compose"))])
+    for command in candidates:
+        try:
+            done = subprocess.run(
+                [*command, "version", "--short"], capture_output=True, text=True, check=False
+            )
+        except OSError:
+            continue
+        version = done.stdout.strip().lstrip("v")
+        if done.returncode == 0 and version[:1].isdigit() and not version.startswith("1."):
+            return command
+    return None
 
 
 def needs_reference() -> pytest.MarkDecorator:
