@@ -34,22 +34,28 @@ Say = Callable[[str], None]
 def runtime_for(
     settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None
 ) -> Runtime:
-    """A runtime for the compose file the settings name; it is read fully only when a
-    test (or command) needs the stack, and a broken file becomes the runtime's error."""
+    """A runtime for the compose file(s) the settings name (else COMPOSE_FILE, else
+    compose's default names at rootdir); read fully only when a test (or command) needs
+    the stack, and a broken file becomes the runtime's error."""
+    from .model.project import find_compose_files
+
     given = settings["compose_file"]
-    compose = (invocation_dir / given) if given else rootdir / "docker-compose.yml"
     env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
-    runtime = Runtime(settings, hook, compose_file=compose, env_file=env_file)
-    if not compose.is_file():
-        runtime.preset(
-            None,
-            ConfigError(
-                f"compose file {compose} not found. Fix: pass --pyairtable-compose-file "
-                "or set pyairtable_compose_file in your ini file."
-            )
-            if given
-            else None,
+    error: ConfigError | None = None
+    try:
+        files = find_compose_files(given, invocation_dir, os.environ, search=rootdir)
+    except ConfigError as exc:
+        files, error = (), exc
+    compose = files[0] if files else rootdir / "docker-compose.yml"
+    runtime = Runtime(settings, hook, compose_file=compose, env_file=env_file, compose_files=files)
+    missing = [f for f in files if not f.is_file()]
+    if error is None and missing:
+        error = ConfigError(
+            f"compose file {missing[0]} not found. Fix: pass --pyairtable-compose-file "
+            "or set pyairtable_compose_file in your ini file."
         )
+    if error is not None or not files:
+        runtime.preset(None, error)
     return runtime
 
 
@@ -61,10 +67,12 @@ class Runtime:
         *,
         compose_file: Path,
         env_file: Path | None = None,
+        compose_files: tuple[Path, ...] = (),
     ) -> None:
         self.settings = settings
         self.hook = hook if hook is not None else own_hooks()
-        self.compose_file = compose_file
+        self.compose_file = compose_file  # the first file: the kept stack's record is beside it
+        self.compose_files = compose_files or (compose_file,)  # merged in this order
         self.env_file = env_file
         self._loaded = False
         self._stack: StackSpec | None = None
@@ -98,7 +106,7 @@ class Runtime:
 
         try:
             stack = load_stack(
-                self.compose_file, env_file=self.env_file, profiles=self.settings["profile"]
+                self.compose_files, env_file=self.env_file, profiles=self.settings["profile"]
             )
             if self.settings["backend"] == "external":
                 stack = with_urls(stack, parse_urls(self.settings["url"]))
@@ -106,6 +114,7 @@ class Runtime:
             self._error = exc
             return
         self._stack = stack
+        self.notices += [f"compose warning: {w}" for w in stack.warnings]
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
 
     @property
@@ -144,11 +153,13 @@ class Runtime:
         if self._topology is None:
             from .model.topology import read_topology
 
-            # settings["profile"] already holds COMPOSE_PROFILES from the environment
-            exists = self.compose_file.is_file()
-            self._topology = (
-                read_topology(self.compose_file, self.settings["profile"]) if exists else {}
-            )
+            try:  # the same loader as _load, through a cache
+                self._topology = read_topology(
+                    self.compose_files, env_file=self.env_file, profiles=self.settings["profile"]
+                )
+            except ConfigError as exc:
+                self.preset(None, exc)
+                self._topology = {}
         return self._topology
 
     @property

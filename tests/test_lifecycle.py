@@ -3,6 +3,7 @@ killed runs leave, PostgreSQL's shared memory and the initdb cluster cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -320,3 +321,13 @@ def test_a_record_of_a_gone_stack_does_not_block_up(project: Project, free_ports
     finally:
         assert cli("down", cwd=project.path).returncode == 0
     assert not listening(a)
+
+
+def test_the_job_marker_must_be_a_boolean_and_shows_in_config(project: Project) -> None:
+    project.compose("services:\n  m: {image: x, x-pyairtable: {job: true}}\n")
+    shown = cli("config", cwd=project.path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["services"]["m"]["x-pyairtable"]["job"] is True
+    project.compose("services:\n  m: {image: x, x-pyairtable: {job: 'yes'}}\n")
+    refused = cli("config", cwd=project.path)
+    assert refused.returncode == 2 and "x-pyairtable.job" in refused.stderr
