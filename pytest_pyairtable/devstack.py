@@ -30,7 +30,7 @@ def wait_all(runtime: Runtime, orch: Orchestrator) -> None:
 def up(runtime: Runtime) -> int:
     """Boot, print the URL table, then keep or hold. A Ctrl-C (or SIGTERM) during the
     start-up stops everything and is raised again: nothing half-started is kept."""
-    from .kept import KeptStack, Owner
+    from .kept import KeptStack, Owner, check_record_free
     from .report import url_table
 
     say = runtime.say or print
@@ -57,7 +57,7 @@ def up(runtime: Runtime) -> int:
         # `pyairtable down` that asked for the stop that it was heard.
         path = runtime.record_path
         try:
-            runtime.check_record_free()
+            check_record_free(path, runtime.run_id)
             record = KeptStack.from_orchestrator(
                 orch, runtime.settings["backend"], runtime.run_id, Owner.me()
             )

@@ -36,8 +36,27 @@ from .model.topology import own_dir
 from .probes.checks import ProbeContext, check_once, make_probe
 from .redact import Redactor
 
-__all__ = ["KeptService", "KeptStack", "Owner", "fingerprint", "record_path"]
+__all__ = [
+    "KeptService",
+    "KeptStack",
+    "Owner",
+    "check_record_free",
+    "fingerprint",
+    "record_path",
+]
 RECORD_VERSION = 2
+
+
+def check_record_free(path: Path, run_id: str) -> None:
+    """Raise KeepError when the record at ``path`` names another stack that still runs:
+    replacing it would leave that stack running with nothing to find or stop it by. A
+    recorded stack of which nothing runs any more is released instead."""
+    previous = KeptStack.load(path)  # KeepError for a record it cannot read
+    if previous is not None and previous.run_id != run_id and not previous.release_if_gone(path):
+        raise KeepError(
+            f"not kept: {path} records another stack that still runs. "
+            "Fix: `pyairtable down` stops it; then keep this one."
+        )
 
 
 def fingerprint(stack: StackSpec, backend: str) -> str:

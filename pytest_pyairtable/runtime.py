@@ -324,31 +324,14 @@ class Runtime:
             write_timeline(self.orch, path)
             self.notices.append(f"start-up timeline written to {path}")
 
-    def check_record_free(self) -> None:
-        """Raise KeepError when the record names another stack that still runs: replacing
-        the record would leave that stack running with nothing to find or stop it by."""
-        from .kept import KeptStack
-
-        path = self.record_path
-        previous = KeptStack.load(path)  # KeepError for a record it cannot read
-        if (
-            previous is not None
-            and previous.run_id != self.run_id
-            and not previous.release_if_gone(path)
-        ):
-            raise KeepError(
-                f"not kept: {path} records another stack that still runs. "
-                "Fix: `pyairtable down` stops it; then keep this one."
-            )
-
     def keep(self) -> bool:
         """Leave the stack running and record it for later runs and `pyairtable down`;
         a stack that is not wholly up (a failure, a Ctrl-C during start-up) is stopped."""
-        from .kept import KeptStack
+        from .kept import KeptStack, check_record_free
 
         assert self.orch is not None
         try:
-            self.check_record_free()
+            check_record_free(self.record_path, self.run_id)
             record = KeptStack.from_orchestrator(self.orch, self.settings["backend"], self.run_id)
         except KeepError as exc:
             self.orch.stop()
