@@ -45,6 +45,7 @@ __all__ = [
     "record_path",
 ]
 RECORD_VERSION = 2
+GONE = "is no longer running"  # a service's problem when nothing of it runs
 
 
 def check_record_free(path: Path, run_id: str) -> None:
@@ -210,7 +211,7 @@ class KeptStack:
                 return None
             assert run.running is not None
             if run.running.poll() is not None:
-                return "is no longer running"
+                return GONE
             ctx = ProbeContext(run.running.log_path, 1.0)
             probe = orch.backend.probe(run.spec, run.running, ctx) or make_probe(
                 run.spec.probe, ctx

@@ -17,7 +17,7 @@ from typing import Any
 from .backends.ownership import sweep, temp_base
 from .errors import PyAirtableError
 from .hooks import HookEvents
-from .kept import KeptStack
+from .kept import GONE, KeptStack
 from .redact import Redactor
 from .signals import shielded
 
@@ -102,7 +102,7 @@ def status_rows(kept: KeptStack) -> list[dict[str, Any]]:
         svc, problem = kept.services[name], problems[name]
         if svc.completed:
             state, health = "completed", "completed"
-        elif problem == "is no longer running":
+        elif problem == GONE:
             state, health = "exited", "unhealthy"
         else:
             state, health = "running", "healthy" if problem is None else "unhealthy"
