@@ -64,7 +64,9 @@ def engine() -> str:
 
 
 def our_containers(pid: int | None = None) -> list[str]:
-    """Containers of our projects whose pytest is this one (or ``pid``) or gone."""
+    """Containers of our projects whose pytest is this one (or ``pid``) or gone. Only
+    this version's names (pyairtable-run-<pid>-<hex>): other checkouts on the machine
+    may run earlier versions, whose projects are theirs to clean."""
     out = _docker(
         "ps",
         "-a",
@@ -76,8 +78,8 @@ def our_containers(pid: int | None = None) -> list[str]:
     leaked = []
     for line in out.splitlines():
         cid, _, project = line.partition(" ")
-        parts = project.removeprefix("pyairtable-run-").removeprefix("pyairtable-").split("-")
-        if project.startswith("pyairtable-") and parts[0].isdigit():
+        parts = project.removeprefix("pyairtable-run-").split("-")
+        if project.startswith("pyairtable-run-") and parts[0].isdigit():
             owner = int(parts[0])
             if owner in (pid, __import__("os").getpid()) or not pid_alive(owner):
                 leaked.append(f"{cid} {project}")
