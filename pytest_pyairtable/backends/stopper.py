@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal as signals
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,17 +46,28 @@ def _groups(targets: Sequence[Target]) -> set[int]:
     return groups
 
 
+def _since(targets: Sequence[Target]) -> int:
+    """No process a target started can be older than its group leader: whatever carries
+    a service's marker descends from that leader. Older processes need no look at their
+    environment (the costly part of a scan). 0 where a target has no recorded leader."""
+    ticks = [t.ticks for t in targets if t.ticks is not None]
+    return min(ticks) if ticks and len(ticks) == len(targets) else 0
+
+
 def find(targets: Sequence[Target]) -> dict[int, int]:
     """PID -> start ticks of every live process the targets started."""
     groups = _groups(targets)
     services = {(t.run_id, t.service) for t in targets if t.service}
     runs = {t.run_id for t in targets if not t.service}
+    since = _since(targets)
     found = {}
     for proc in all_procs():
         if not proc.live or proc.pid == os.getpid():
             continue
         if proc.pgrp in groups:
             found[proc.pid] = proc.ticks
+            continue
+        if proc.ticks < since:
             continue
         marked = markers(proc.pid)
         if marked is not None and marked[1] and (marked in services or marked[0] in runs):
@@ -85,16 +97,56 @@ def signal(targets: Sequence[Target], sig: int) -> bool:
 def wait_gone(
     found: Mapping[int, int], deadline: float, reap: Callable[[], object] | None = None
 ) -> dict[int, int]:
-    """Until every process found has exited or the deadline passed; what is left."""
-    pause = 0.001
-    while True:
-        if reap is not None:
-            reap()  # our own child: collect its exit status, so it is not a zombie
-        left = {pid: ticks for pid, ticks in found.items() if is_running(pid, ticks)}
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+    """Until every process found has exited or the deadline passed; what is left.
+    Woken by the kernel the moment each exits (a pidfd per process), where it can be;
+    else by polling."""
+    watched = _pidfds(found)
+    try:
+        if watched is not None:
+            _await_pidfds(watched, deadline)
+        pause = 0.001
+        while True:
+            if reap is not None:
+                reap()  # our own child: collect its exit status, so it is not a zombie
+            left = {pid: ticks for pid, ticks in found.items() if is_running(pid, ticks)}
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+    finally:
+        for fd in watched or ():
+            os.close(fd)
+
+
+def _pidfds(found: Mapping[int, int]) -> list[int] | None:
+    """A pidfd for each process still the one found (PIDs are reused: its start time is
+    checked once the fd holds it); None where the kernel has no pidfds."""
+    fds: list[int] = []
+    for pid, ticks in found.items():
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        except (AttributeError, OSError):
+            for opened in fds:
+                os.close(opened)
+            return None
+        if is_running(pid, ticks):
+            fds.append(fd)
+        else:
+            os.close(fd)
+    return fds
+
+
+def _await_pidfds(fds: Sequence[int], deadline: float) -> None:
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    waiting = len(fds)
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        for fd, _ in poller.poll(left * 1000):
+            poller.unregister(fd)
+            waiting -= 1
 
 
 def end(

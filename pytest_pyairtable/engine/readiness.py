@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ServiceError, ServiceExitedError, ServiceTimeoutError
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext
-from ..probes.waiting import MAX_WAIT, Gone, wait_ready
+from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
 from ..redact import Redactor
 
 if TYPE_CHECKING:
@@ -153,6 +153,7 @@ class Gate:
                 cap=cap,
                 alive=alive,
                 on_attempt=on_attempt,
+                watch=port_watch(spec.probe.kind, spec.probe.target),
             )
         except Gone as gone:
             if not gone.exited:
