@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,11 @@ class LocalBackend(BaseBackend):
         super().__init__()
         self.run_id = run_id
         base = temp_base()
-        remove_stale_runs(base)
+        # What killed runs left: not needed before the first launch, so not in its way.
+        self._sweeper: threading.Thread | None = threading.Thread(
+            target=remove_stale_runs, args=(base,), name="pyairtable-sweep", daemon=True
+        )
+        self._sweeper.start()
         self.run_dir = ownership.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         self._own_logs = logs_dir is None
@@ -226,6 +231,8 @@ class LocalBackend(BaseBackend):
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Remove the run's temp dirs, and its logs unless they are to be kept; with
         ``keep_stack``, leave all of it to the kept stack (and tell the reaper so)."""
+        if self._sweeper is not None:
+            self._sweeper.join(60)
         self._reaper.done()
         if keep_stack is not None:
             for path in self._own_dirs():
@@ -262,6 +269,7 @@ class LocalBackend(BaseBackend):
         backend.environ = dict(os.environ)
         backend._reaper = _NoReaper()
         backend._launched = []
+        backend._sweeper = None
         return backend
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> LocalService:

@@ -143,10 +143,7 @@ class LocalProcess(ServiceProcesses):
         return self.popen.poll()
 
     def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        return stopper.wait_child(self.popen, 1e9 if timeout is None else timeout)
 
     def _reap(self) -> None:
         self.popen.poll()

@@ -13,6 +13,7 @@ import contextlib
 import os
 import select
 import signal as signals
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,24 @@ def wait_gone(
     finally:
         for fd in watched or ():
             os.close(fd)
+
+
+def wait_child(popen: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """``popen.wait(timeout)``, woken the moment the child exits: Popen's own timed wait
+    polls at intervals doubling up to 50 ms."""
+    child = stat(popen.pid)
+    if popen.poll() is None and child is not None:
+        fds = _pidfds({popen.pid: child.ticks})
+        if fds is not None:
+            try:
+                _await_pidfds(fds, time.monotonic() + timeout)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+    try:
+        return popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _pidfds(found: Mapping[int, int]) -> list[int] | None:
