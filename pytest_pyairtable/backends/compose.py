@@ -1,15 +1,19 @@
-"""The compose backend: every service is a container of the project's compose file, on
-whatever engine DOCKER_HOST or the current context points at.
+"""The compose backend: every service is a container of the project's compose file(s),
+on whatever engine DOCKER_HOST or the current context points at.
 
-Built on pytest-docker: its ``DockerComposeExecutor`` runs compose, ``Services.port_for``
-reads back published ports, ``get_docker_ip`` says where the engine's ports are. Each
-service is started on its own (``up -d --no-deps``) the moment its dependencies allow,
-so the DAG start and partial stacks hold as with local processes. The project name is
-``pyairtable-run-<pid>-<random>``: unique per run (never the PID alone), and a later run
-removes projects whose pytest is gone, unless a kept stack's record names them.
-Containers are found by compose's project label, never by name (v1 and v2 name them
-differently). A kept stack is recorded as its project and container ids: stopping and
-removing it needs the docker CLI only, not the compose file or its variables.
+Compose itself (its CLI) creates the containers, networks and volumes: those are its
+semantics, with every compose file of the stack and its env file. Everything after
+that goes through the Engine API (engine.py): start, stop, kill, wait, logs, exec, and
+the event stream that says when a container started, died or changed health. Each
+service starts the moment its dependencies allow, so the DAG start and partial stacks
+hold as with local processes; readiness is judged where the service lives
+(healthexec.py), or by a host-side probe where one is given.
+
+Compose's exit code is not trusted (the PyPI wrapper exits 0 on errors): a call worked
+when the engine shows its result. The project name is ``pyairtable-run-<pid>-<random>``:
+unique per run, and a later run removes projects whose pytest is gone, unless a kept
+stack's record names them. A kept stack is recorded as its project and container ids:
+stopping and removing it needs the Engine API only, not the compose file.
 """
 
 from __future__ import annotations
@@ -27,18 +31,21 @@ from ..errors import PrerequisiteError
 from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
+from ..probes.waiting import port_watch
 from . import ownership
 from .base import BaseBackend, Running
-from .containers import (
+from .composecli import ComposeCommand, creation_error
+from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
+from .engine import (
     PROJECT_LABEL,
-    ContainerService,
-    EngineHealthProbe,
-    check_engine,
-    detect_compose,
-    remove_stale_projects,
-    run_quiet,
+    SERVICE_LABEL,
+    ContainerStates,
+    LogFollower,
+    connect,
+    engine_host,
 )
-from .reaper import ReaperClient, remove_project
+from .healthexec import ContainerHealthcheck, HealthTest
+from .reaper import ReaperClient
 
 
 class ComposeBackend(BaseBackend):
@@ -50,6 +57,9 @@ class ComposeBackend(BaseBackend):
         *,
         run_id: str,
         compose_file: Path,
+        compose_files: Sequence[Path] = (),
+        env_file: Path | None = None,
+        profiles: Sequence[str] = (),
         logs_dir: Path | None = None,
         project_name: str | None = None,
         compose_command: str | None = None,
@@ -58,29 +68,27 @@ class ComposeBackend(BaseBackend):
         cleanup: list[str] | None = None,
         **_: Any,
     ) -> None:
-        from pytest_docker.plugin import DockerComposeExecutor, Services, get_docker_ip
-
         super().__init__()
-        check_engine()
-        self.command, found = (
-            (compose_command, compose_command) if compose_command else detect_compose()
-        )
+        self.api = connect()
+        argv, found = detect_compose(compose_command)
         # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
         # remove such a project once its pid is gone, kept or not.
         self.project = project_name or f"pyairtable-run-{run_id}"
         self.notices.append(f"compose backend: {found}, project {self.project}")
-        for project in remove_stale_projects():
+        self.states: ContainerStates | None = ContainerStates(self.api, self.project)
+        for project in remove_stale_projects(self.api):
             self.notices.append(f"removed the containers of {project}, left by a killed run")
         base = ownership.temp_base()
         ownership.sweep([base])
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         self._reaper.tell(f"project {self.project}")
-        self.executor = DockerComposeExecutor(self.command, [str(compose_file)], self.project)
-        self.services = Services(self.executor)
-        self.docker_ip = get_docker_ip()
+        self.compose = ComposeCommand(
+            argv, list(compose_files) or [compose_file], env_file, self.project, profiles
+        )
+        self.docker_ip = engine_host(self.api)
         self.build = build
         self.cleanup_volumes = cleanup_volumes
-        self.cleanup = cleanup or ["down --remove-orphans" + (" -v" if cleanup_volumes else "")]
+        self.cleanup = cleanup  # pytest-docker's docker_cleanup, when a suite overrides it
         self._own_logs = logs_dir is None
         self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -88,102 +96,95 @@ class ComposeBackend(BaseBackend):
             ownership.claim(self.logs_dir, run_id, "logs")
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
+        self._last_log: dict[str, str | None] = {}  # a restarted service's log goes on
         self._created: dict[str, threading.Event] = {}
+        self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
 
-    def compose(self, subcommand: str, ok: tuple[int, ...] = (0,)) -> str:
-        try:
-            return bytes(self.executor.execute(subcommand, success_codes=ok)).decode()
-        except Exception as exc:  # pytest-docker raises a bare Exception with the output
-            raise PrerequisiteError(
-                f"docker compose {subcommand.split(maxsplit=1)[0]} failed: {exc}"
-            ) from None
-
     @property
-    def _build_flag(self) -> str:
-        return {"always": " --build", "never": " --no-build"}.get(self.build, "")
+    def _build_flags(self) -> list[str]:
+        return {"always": ["--build"], "never": ["--no-build"]}.get(self.build, [])
 
     def prepare(self, services: Sequence[ServiceSpec]) -> None:
-        """Create the containers of what is about to start, all in one compose call (it
-        creates them concurrently: 0.22 s for ten here), while the first ones start; a
-        launch then only has to `docker start` (0.10 s) instead of running compose
-        (0.37 s) on the critical path."""
+        """Create the containers of what is about to start, in one compose call (which
+        creates them concurrently) while nothing else waits; a launch then only starts
+        its container through the API."""
         names = [s.name for s in services if s.name not in self._created]
         if not names:
             return
         done = threading.Event()
         for name in names:
             self._created[name] = done
-        thread = threading.Thread(target=self._create, args=(names, done), daemon=True)
+        thread = threading.Thread(
+            target=self._create, args=(names, done), name="pyairtable-create", daemon=True
+        )
         self._batches.append(thread)
         thread.start()
 
     def _create(self, names: list[str], done: threading.Event) -> None:
         try:
             with self._batch_lock:
-                output = self.compose(
-                    f"up --no-start --no-deps{self._build_flag} "
-                    + " ".join(map(shlex.quote, names))
+                output = self.compose.run(
+                    ["up", "--no-start", "--no-deps", *self._build_flags, *names]
                 )
             with open(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
-        except PrerequisiteError:
-            pass  # each launch falls back to `up`, which reports its own error
+            for name in names:
+                self._outputs[name] = output
         finally:
             done.set()
 
     def _container(self, name: str) -> str | None:
-        ids = run_quiet(
-            [
-                "docker",
-                "ps",
-                "-aq",
-                "--filter",
-                f"label={PROJECT_LABEL}={self.project}",
-                "--filter",
-                f"label=com.docker.compose.service={name}",
-            ]
-        ).stdout.split()
-        return ids[0] if ids else None
+        found = self.api.containers(
+            all=True,
+            filters={"label": [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={name}"]},
+        )
+        return str(found[0]["Id"]) if found else None
 
     def launch(self, svc: ServiceSpec) -> ContainerService:
-        log_path = self.logs_dir / f"{svc.name}.log"
-        created = self._created.get(svc.name)
-        created_ok = created is not None and created.wait(300)
-        if (
-            created_ok
-            and (cid := self._container(svc.name))
-            and run_quiet(["docker", "start", cid]).returncode == 0
-        ):
-            return self._follow(svc, cid, log_path)
-        with self._batch_lock:
-            output = self.compose(f"up -d --no-deps{self._build_flag} {shlex.quote(svc.name)}")
-        with open(log_path, "a") as log:
-            log.write(output)  # pull/build output first, then the container's own
-        # By label, with the docker CLI: 10x faster than `compose ps`, on the critical path.
+        if svc.name not in self._created:
+            self.prepare([svc])
+        self._created[svc.name].wait(600)
         cid = self._container(svc.name)
-        if cid is None:
-            raise PrerequisiteError(f"service '{svc.name}': compose started no container")
-        return self._follow(svc, cid, log_path)
-
-    def _follow(self, svc: ServiceSpec, cid: str, log_path: Path) -> ContainerService:
-        running = ContainerService(svc.name, cid, log_path)
+        if cid is None:  # whatever compose's exit code said, it made no container
+            raise PrerequisiteError(
+                creation_error(svc.name, self._outputs.get(svc.name, ""), self.compose.shown)
+            )
+        assert self.states is not None
+        starts = self.states.starts(cid)
+        try:
+            self.api.start(cid)
+        except Exception as exc:  # the engine's reason (a port taken, a missing mount)
+            raise PrerequisiteError(
+                f"service '{svc.name}': the engine could not start its container: "
+                f"{_explanation(exc)}. Fix: see the reason; the container is {cid[:12]}."
+            ) from None
+        self.states.await_start(cid, starts)
+        log_path = self.logs_dir / f"{svc.name}.log"
+        follower = LogFollower(self.api, cid, log_path, since=self._last_log.get(svc.name))
+        running = ContainerService(
+            self.api, svc.name, cid, log_path, self.states, follower=follower
+        )
+        running.refresh()
         self.started.append(running)
         return running
 
     def resolve(self, svc: ServiceSpec, running: Running) -> ServiceSpec:
         """Ports as the engine published them (an unpublished host port gets an ephemeral
-        one, read back with port_for), and the engine's address for a remote DOCKER_HOST.
-        Idempotent: a spec resolved before (a kept stack's) comes back the same."""
+        one, read back), and the engine's address for a remote DOCKER_HOST. Idempotent:
+        a spec resolved before (a kept stack's) comes back the same."""
+        published = (
+            (running.inspected.get("NetworkSettings") or {}).get("Ports") or {}
+            if isinstance(running, ContainerService)
+            else {}
+        )
         ports = tuple(
-            PortMapping(
-                m.container, m.host or self.services.port_for(svc.name, m.container), m.host_ip
-            )
+            PortMapping(m.container, m.host or _host_port(published, m.container), m.host_ip)
             for m in svc.ports
         )
         resolved = dataclasses.replace(svc, ports=ports)
-        if svc.probe == derive_probe(svc):  # derived, not given: derive again from real ports
+        if not svc.extension.get("probe"):  # derived, not given: derive again from real ports
             resolved = dataclasses.replace(resolved, probe=derive_probe(resolved))
         if self.docker_ip != "127.0.0.1":
             probe = resolved.probe
@@ -196,13 +197,23 @@ class ComposeBackend(BaseBackend):
         return resolved
 
     def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
-        if svc.probe.kind == "command" and isinstance(running, ContainerService):
-            return EngineHealthProbe(running)
-        return None
+        """The container's own healthcheck, run inside it, unless a host-side probe is
+        known: one given in x-pyairtable.probe, or a PostgreSQL/Redis protocol probe on
+        a port the host can reach."""
+        if not isinstance(running, ContainerService) or svc.extension.get("probe"):
+            return None
+        reachable = _host_network(running) or bool(svc.ports)
+        if svc.probe.kind in ("postgres", "redis") and reachable:
+            return None
+        test = HealthTest.of(running.inspected)
+        if test is None:
+            return None
+        watch = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
+        return ContainerHealthcheck(self.api, running, test, watch)
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         for batch in self._batches:  # no creation may race the clean-up
-            batch.join(120)
+            batch.join(600)
         if self._reaper is not None:
             self._reaper.done()
         if keep_stack is not None:  # the containers and their log followers go on
@@ -210,18 +221,26 @@ class ComposeBackend(BaseBackend):
                 ownership.mark(self.logs_dir, kept=str(keep_stack))
             for running in self.started:
                 running.let_go()
+            self._stop_events()
             return
-        for subcommand in self.cleanup:
+        for subcommand in self.cleanup or ():
             with contextlib.suppress(PrerequisiteError):
-                self.compose(subcommand)
-        # `down` skips services of profiles not active now: remove by the project's label.
-        remove_project(self.project, volumes=self.cleanup_volumes)
+                self.compose.run(shlex.split(subcommand))
+        # What `down` removes, by the project's label: also services of profiles that
+        # are not active now, which `down` would skip.
+        remove_project(self.api, self.project, volumes=self.cleanup_volumes)
         for running in self.started:
             running.end_follower()
+        self._stop_events()
         if self._own_logs and keep_logs:
             ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
         elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
+
+    def _stop_events(self) -> None:
+        if self.states is not None:
+            self.states.close()
+        self.api.close()  # its pooled connections
 
     # -- a kept stack ----------------------------------------------------------------
 
@@ -236,22 +255,43 @@ class ComposeBackend(BaseBackend):
 
     @classmethod
     def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> ComposeBackend:
-        """Over a kept project: the docker CLI only, no compose file (nor its variables)."""
-        check_engine()
+        """Over a kept project: the Engine API only, no compose file (nor its variables)."""
         backend = cls.__new__(cls)
         BaseBackend.__init__(backend)
+        backend.api = connect()
         backend.project = str(state["project"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
         backend.cleanup_volumes = bool(options.get("volumes")) or bool(state.get("cleanup_volumes"))
-        backend.cleanup = []  # `compose down` would need the file and its variables
+        backend.cleanup = None
         backend.docker_ip = str(state.get("docker_ip", "127.0.0.1"))
+        backend.states = None  # adopted containers are inspected: their events were not seen
         backend._reaper = None
         backend._batches = []
         backend.started = []
         return backend
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> ContainerService:
-        return ContainerService(
-            svc.name, str(state["cid"]), self.logs_dir / f"{svc.name}.log", follow=False
+        adopted = ContainerService(
+            self.api, svc.name, str(state["cid"]), self.logs_dir / f"{svc.name}.log", None
         )
+        with contextlib.suppress(Exception):  # gone: poll says so
+            adopted.refresh()
+        return adopted
+
+
+def _host_network(running: ContainerService) -> bool:
+    return (running.inspected.get("HostConfig") or {}).get("NetworkMode") == "host"
+
+
+def _host_port(published: Mapping[str, Any], container: int) -> int | None:
+    for key in (f"{container}/tcp", f"{container}/udp"):
+        for binding in published.get(key) or ():
+            if binding.get("HostPort"):
+                return int(binding["HostPort"])
+    return None
+
+
+def _explanation(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)[:300]

@@ -137,7 +137,10 @@ class Gate:
         spec = run.spec
         check = spec.healthcheck
         ctx = ProbeContext(running.log_path, min(check.timeout, 5.0) if check else 2.0)
-        probe = self.backend.probe(spec, running, ctx) or self.probe_factory(spec, ctx)
+        own = self.backend.probe(spec, running, ctx)
+        probe = own or self.probe_factory(spec, ctx)
+        # a backend's own probe brings its own watch (or none); else the spec's port
+        watch = own.watch if own is not None else port_watch(spec.probe.kind, spec.probe.target)
         budget, cap, by_deadline = self._budget(spec, deadline)
 
         def alive() -> str | None:
@@ -153,7 +156,7 @@ class Gate:
                 cap=cap,
                 alive=alive,
                 on_attempt=on_attempt,
-                watch=port_watch(spec.probe.kind, spec.probe.target),
+                watch=watch,
             )
         except Gone as gone:
             if not gone.exited:

@@ -14,9 +14,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..model.probespec import ProbeSpec
+
+if TYPE_CHECKING:
+    from .waiting import Watch
 
 
 class ProbeFailed(Exception):
@@ -28,6 +31,7 @@ class Probe(Protocol):
     the ``pytest_pyairtable_make_probe`` hook needs only ``check`` (see ``as_probe``)."""
 
     extra_budget: float  # seconds added to the wait, where another judge keeps its own clock
+    watch: Watch | None  # a backend's probe: its cheap sign that an attempt could pass now
 
     def check(self) -> dict[str, Any]:
         """One attempt: details worth showing, or raise ProbeFailed with the reason."""
@@ -38,6 +42,7 @@ class Probe(Protocol):
 
 class BaseProbe:
     extra_budget = 0.0
+    watch: Watch | None = None
 
     def check(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -1,0 +1,275 @@
+"""The Docker Engine through its API (the ``docker`` SDK, docker-py): one client per run,
+the project's container events followed in one stream, and container logs followed
+into files. Typed errors, no CLI process per call, no text to parse.
+
+The engine is the one DOCKER_HOST names (with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH),
+else the current docker context's, as the docker CLI and compose choose it.
+State comes from the event stream (start, die, health_status, destroy) as it happens;
+an inspect is a fallback for a container whose events were not seen (a kept stack's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import PrerequisiteError
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_LABEL = "com.docker.compose.project.config_files"
+API_TIMEOUT = 60.0
+POOL_SIZE = 64  # one connection per log stream, the event stream, and calls beside them
+
+
+def connect() -> Any:
+    """An API client for the engine the docker CLI would use; a PrerequisiteError saying
+    how to fix it when none answers."""
+    try:
+        import docker
+        from docker.context import ContextAPI
+    except ImportError:
+        raise PrerequisiteError(
+            "the compose backend needs the docker SDK (docker-py). "
+            "Fix: pip install 'pytest-pyairtable[docker]'."
+        ) from None
+    options: dict[str, Any] = docker.utils.kwargs_from_env()
+    if "base_url" not in options:
+        name = os.environ.get("DOCKER_CONTEXT") or None
+        with contextlib.suppress(Exception):  # a broken context file: the default socket
+            found = ContextAPI.get_context(name)
+            if found is not None and found.Host:
+                options["base_url"] = found.Host
+                if found.TLSConfig:
+                    options["tls"] = found.TLSConfig
+    where = options.get("base_url") or "unix:///var/run/docker.sock"
+    refused = _unix_refusal(where)
+    api = None
+    try:
+        if refused:  # docker-py would leak the socket of a failed connect: look first
+            raise OSError(refused)
+        api = docker.APIClient(
+            version="auto", timeout=API_TIMEOUT, max_pool_size=POOL_SIZE, **options
+        )
+        api.ping()
+    except Exception as exc:  # DockerException, requests' errors: all mean "no engine"
+        if api is not None:
+            api.close()
+        raise PrerequisiteError(
+            f"no Docker engine answers (DOCKER_HOST or the current context) at {where}: "
+            f"{str(exc)[:200]}. Fix: start the engine, or use the local backend."
+        ) from None
+    return api
+
+
+def _unix_refusal(url: str) -> str | None:
+    """Why a unix:// engine socket does not accept a connection, or None if it does."""
+    if not url.startswith("unix://"):
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(url.removeprefix("unix://"))
+        except OSError as exc:
+            return f"{url}: {exc.strerror or exc}"
+    return None
+
+
+def engine_host(api: Any) -> str:
+    """Where the engine publishes ports: its host for tcp:// and ssh://, else here."""
+    url = str(api.base_url)
+    if url.startswith(("http+unix://", "http+docker://", "npipe:")):
+        return "127.0.0.1"
+    host = urlsplit(url).hostname or "127.0.0.1"
+    return "127.0.0.1" if host in ("localhost", "::1") else host
+
+
+def is_local(api: Any) -> bool:
+    return engine_host(api) == "127.0.0.1"
+
+
+class ContainerStates:
+    """The project's containers as the event stream tells it: running or exited (and
+    the exit code), and the engine's health verdict. Subscribed before anything starts,
+    so no event of the run is missed; waiters wake the moment an event arrives."""
+
+    def __init__(self, api: Any, project: str) -> None:
+        self._cv = threading.Condition()
+        self._state: dict[str, dict[str, Any]] = {}
+        self._open = True
+        self._stream = api.events(
+            filters={"type": ["container"], "label": [f"{PROJECT_LABEL}={project}"]},
+            decode=True,
+        )
+        self._thread = threading.Thread(
+            target=self._follow, name=f"pyairtable-events-{project}", daemon=True
+        )
+        self._thread.start()
+
+    def _follow(self) -> None:
+        try:
+            with contextlib.suppress(Exception):  # the engine went away: callers inspect
+                for event in self._stream:
+                    self._apply(event)
+        finally:
+            with self._cv:
+                self._open = False
+                self._cv.notify_all()
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        action = str(event.get("Action") or event.get("status") or "")
+        actor = event.get("Actor") or {}
+        cid = str(actor.get("ID") or event.get("id") or "")
+        attributes = actor.get("Attributes") or {}
+        with self._cv:
+            state = self._state.setdefault(cid, {"starts": 0, "seen": False})
+            state["seen"] = True
+            if action == "start":
+                state.update(running=True, exit_code=None, health=None)
+                state["starts"] += 1
+            elif action == "die":
+                state.update(running=False, exit_code=int(attributes.get("exitCode", -1)))
+            elif action.startswith("health_status"):
+                state["health"] = action.partition(":")[2].strip()
+            elif action == "destroy":
+                state.update(running=False, removed=True)
+                state.setdefault("exit_code", -1)
+            self._cv.notify_all()
+
+    @property
+    def following(self) -> bool:
+        return self._open
+
+    def starts(self, cid: str) -> int:
+        with self._cv:
+            return int(self._state.get(cid, {}).get("starts", 0))
+
+    def await_start(self, cid: str, before: int, timeout: float = 10.0) -> bool:
+        """Until the start event after ``before`` earlier starts has arrived: from then
+        on, what the stream says about the container is current."""
+        with self._cv:
+            return self._cv.wait_for(
+                lambda: not self._open or self._state.get(cid, {}).get("starts", 0) > before,
+                timeout,
+            )
+
+    def seed(self, cid: str, inspected: dict[str, Any]) -> None:
+        """What an inspect said, unless an event said something since (it is newer)."""
+        status = inspected.get("State") or {}
+        with self._cv:
+            if self._state.get(cid, {}).get("seen"):
+                return
+            self._state[cid] = {
+                "starts": 0,
+                "seen": False,
+                "running": bool(status.get("Running")),
+                "exit_code": None if status.get("Running") else int(status.get("ExitCode", -1)),
+                "health": (status.get("Health") or {}).get("Status"),
+            }
+
+    def known(self, cid: str) -> bool:
+        with self._cv:
+            return self._open and cid in self._state
+
+    def exit_code(self, cid: str) -> int | None:
+        with self._cv:
+            state = self._state.get(cid, {})
+            return None if state.get("running", True) else int(state.get("exit_code", -1))
+
+    def health(self, cid: str) -> str | None:
+        with self._cv:
+            found = self._state.get(cid, {}).get("health")
+            return None if found is None else str(found)
+
+    def wait_exit(self, cid: str, timeout: float | None) -> int | None:
+        with self._cv:
+            self._cv.wait_for(
+                lambda: not self._open or not self._state.get(cid, {}).get("running", True),
+                timeout,
+            )
+        return self.exit_code(cid)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        self._thread.join(5)
+
+
+class LogFollower:
+    """A container's output, appended to a file as it comes, through the API. A kept
+    stack's container goes on after pytest: ``hand_over`` passes the file on to a
+    ``docker logs -f`` process from where this follower stopped."""
+
+    def __init__(self, api: Any, cid: str, path: Path, since: str | None = None) -> None:
+        self.cid = cid
+        self.path = path
+        self.last = since  # the engine's timestamp of the last line written
+        kwargs: dict[str, Any] = {"since": float(_after(since))} if since else {}
+        self._stream = api.logs(cid, stream=True, follow=True, timestamps=True, **kwargs)
+        self._thread = threading.Thread(
+            target=self._follow, name=f"pyairtable-logs-{cid[:12]}", daemon=True
+        )
+        self._thread.start()
+
+    def _follow(self) -> None:
+        pending = b""
+        with contextlib.suppress(Exception), open(self.path, "ab") as out:
+            for chunk in self._stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._write(out, line + b"\n")
+                out.flush()
+            if pending:
+                self._write(out, pending)
+
+    def _write(self, out: Any, line: bytes) -> None:
+        stamp, _, text = line.partition(b" ")
+        if stamp[:2].isdigit() and stamp.endswith(b"Z"):
+            self.last = stamp.decode()
+            out.write(text)
+        else:  # not a stamped line (a driver's message): keep it whole
+            out.write(line)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        self._thread.join(2)
+
+    def hand_over(self) -> None:
+        """Stop following here; a `docker logs -f` goes on from where this one stopped,
+        after pytest and its Ctrl-C (not our child: in its own session, under init)."""
+        self.close()
+        docker = shutil.which("docker")
+        if docker is None:
+            return
+        since = ["--since", _after(self.last)] if self.last else []
+        background = 'exec "$@" >>"$0" 2>&1 </dev/null &'
+        subprocess.run(
+            ["/bin/sh", "-c", background, str(self.path), docker, "logs", "-f", *since, self.cid],
+            start_new_session=True,
+            check=False,
+            timeout=30,
+        )
+
+
+def _after(stamp: str | None) -> str:
+    """Just after an engine timestamp (RFC 3339, nanoseconds), as seconds since the
+    epoch: `docker logs --since` includes lines at the instant it is given."""
+    if not stamp:
+        return "0"
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc)
+    micros = int((fraction + "000000")[:6]) + 1
+    return f"{int(moment.timestamp()) + micros // 1_000_000}.{micros % 1_000_000:06d}"
