@@ -69,17 +69,28 @@ class ComposeBackend(BaseBackend):
         **_: Any,
     ) -> None:
         super().__init__()
+        found_compose: list[tuple[list[str], str]] = []
+        detecting = threading.Thread(  # two CLI calls: beside the engine's, not after them
+            target=lambda: found_compose.append(detect_compose(compose_command)), daemon=True
+        )
+        detecting.start()
         self.api = connect()
-        argv, found = detect_compose(compose_command)
         # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
         # remove such a project once its pid is gone, kept or not.
         self.project = project_name or f"pyairtable-run-{run_id}"
-        self.notices.append(f"compose backend: {found}, project {self.project}")
         self.states: ContainerStates | None = ContainerStates(self.api, self.project)
         for project in remove_stale_projects(self.api):
             self.notices.append(f"removed the containers of {project}, left by a killed run")
         base = ownership.temp_base()
-        ownership.sweep([base])
+        self._sweeper: threading.Thread | None = threading.Thread(
+            target=ownership.sweep, args=([base],), daemon=True
+        )
+        self._sweeper.start()  # what killed runs left: not in the first container's way
+        detecting.join()
+        if not found_compose:
+            detect_compose(compose_command)  # raises what stopped the thread
+        argv, found = found_compose[0]
+        self.notices.insert(0, f"compose backend: {found}, project {self.project}")
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         self._reaper.tell(f"project {self.project}")
         self.compose = ComposeCommand(
@@ -96,7 +107,7 @@ class ComposeBackend(BaseBackend):
             ownership.claim(self.logs_dir, run_id, "logs")
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
-        self._last_log: dict[str, str | None] = {}  # a restarted service's log goes on
+        self._followers: dict[str, LogFollower] = {}  # a restarted service's log goes on
         self._created: dict[str, threading.Event] = {}
         self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
@@ -134,6 +145,8 @@ class ComposeBackend(BaseBackend):
                 self._outputs[name] = output
         finally:
             done.set()
+            if self.states is not None:
+                self.states.wake()
 
     def _container(self, name: str) -> str | None:
         found = self.api.containers(
@@ -145,13 +158,15 @@ class ComposeBackend(BaseBackend):
     def launch(self, svc: ServiceSpec) -> ContainerService:
         if svc.name not in self._created:
             self.prepare([svc])
-        self._created[svc.name].wait(600)
-        cid = self._container(svc.name)
+        done = self._created[svc.name]
+        assert self.states is not None
+        cid = self.states.await_created(svc.name, done.is_set, 600)
+        if cid is None and done.wait(600):  # its create event was not seen: ask
+            cid = self._container(svc.name)
         if cid is None:  # whatever compose's exit code said, it made no container
             raise PrerequisiteError(
                 creation_error(svc.name, self._outputs.get(svc.name, ""), self.compose.shown)
             )
-        assert self.states is not None
         starts = self.states.starts(cid)
         try:
             self.api.start(cid)
@@ -162,7 +177,11 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self.logs_dir / f"{svc.name}.log"
-        follower = LogFollower(self.api, cid, log_path, since=self._last_log.get(svc.name))
+        before = self._followers.get(svc.name)
+        if before is not None:
+            before.join(3)  # the stopped container's stream ends by itself
+        since = before.last if before is not None else None
+        follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
         running = ContainerService(
             self.api, svc.name, cid, log_path, self.states, follower=follower
         )
@@ -214,6 +233,8 @@ class ComposeBackend(BaseBackend):
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         for batch in self._batches:  # no creation may race the clean-up
             batch.join(600)
+        if self._sweeper is not None:
+            self._sweeper.join(60)
         if self._reaper is not None:
             self._reaper.done()
         if keep_stack is not None:  # the containers and their log followers go on
@@ -267,6 +288,7 @@ class ComposeBackend(BaseBackend):
         backend.docker_ip = str(state.get("docker_ip", "127.0.0.1"))
         backend.states = None  # adopted containers are inspected: their events were not seen
         backend._reaper = None
+        backend._sweeper = None
         backend._batches = []
         backend.started = []
         return backend

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,6 +105,7 @@ class ContainerStates:
     def __init__(self, api: Any, project: str) -> None:
         self._cv = threading.Condition()
         self._state: dict[str, dict[str, Any]] = {}
+        self._created: dict[str, str] = {}  # service -> its latest container
         self._open = True
         self._stream = api.events(
             filters={"type": ["container"], "label": [f"{PROJECT_LABEL}={project}"]},
@@ -132,7 +134,9 @@ class ContainerStates:
         with self._cv:
             state = self._state.setdefault(cid, {"starts": 0, "seen": False})
             state["seen"] = True
-            if action == "start":
+            if action == "create" and attributes.get(SERVICE_LABEL):
+                self._created[str(attributes[SERVICE_LABEL])] = cid
+            elif action == "start":
                 state.update(running=True, exit_code=None, health=None)
                 state["starts"] += 1
             elif action == "die":
@@ -160,6 +164,19 @@ class ContainerStates:
                 lambda: not self._open or self._state.get(cid, {}).get("starts", 0) > before,
                 timeout,
             )
+
+    def await_created(self, service: str, done: Callable[[], bool], timeout: float) -> str | None:
+        """The container compose created for ``service``, the moment the engine says so
+        (compose creates a chain's containers one after another: the first can start
+        long before the last exists); None once ``done`` (compose has exited) without."""
+        with self._cv:
+            self._cv.wait_for(lambda: service in self._created or done() or not self._open, timeout)
+            return self._created.get(service)
+
+    def wake(self) -> None:
+        """Waiters look again (what they wait for changed outside the stream)."""
+        with self._cv:
+            self._cv.notify_all()
 
     def seed(self, cid: str, inspected: dict[str, Any]) -> None:
         """What an inspect said, unless an event said something since (it is newer)."""
