@@ -144,6 +144,7 @@ class ContainerService(BaseRunning):
         self.states = states
         self.follower = follower
         self.inspected: dict[str, Any] = {}
+        self._paused = False
         self._polled: tuple[float, int | None] = (0.0, None)
 
     def refresh(self) -> dict[str, Any]:
@@ -201,11 +202,27 @@ class ContainerService(BaseRunning):
             self.follower.close()
 
     def stop(self, grace: float) -> int | None:
-        # the container's stop signal, then SIGKILL after the grace period, as compose does
-        with contextlib.suppress(Exception):  # already gone
-            self.api.stop(self.cid, timeout=math.ceil(grace))
-        self._polled = (0.0, None)
-        return self.wait(30)
+        """What `docker stop` does (the container's stop signal, SIGKILL after the grace
+        period; a signal sent this way is no reason for its restart policy), but done
+        once the process has died, as the event stream says: the engine's clean-up of
+        the container goes on while the next service stops."""
+        if self.states is None or not self.states.known(self.cid):
+            with contextlib.suppress(Exception):  # already gone
+                self.api.stop(self.cid, timeout=math.ceil(grace))
+            self._polled = (0.0, None)
+            return self.wait(30)
+        config = self.inspected.get("Config") or {}
+        for sig in (config.get("StopSignal") or "SIGTERM", "SIGKILL"):
+            with contextlib.suppress(Exception):  # not running (any more)
+                self.api.kill(self.cid, signal=sig)
+            if self._paused:
+                with contextlib.suppress(Exception):  # a frozen process takes no signal
+                    self.api.unpause(self.cid)
+                self._paused = False
+            code = self.wait(grace if sig != "SIGKILL" else 30)
+            if code is not None:
+                return code
+        return self.poll()
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):  # not running any more
@@ -214,9 +231,11 @@ class ContainerService(BaseRunning):
 
     def pause(self) -> None:
         self.api.pause(self.cid)
+        self._paused = True
 
     def resume(self) -> None:
         self.api.unpause(self.cid)
+        self._paused = False
 
     def kept_state(self) -> dict[str, Any]:
         return {"cid": self.cid, "exit_code": self.poll()}
