@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..probes.checks import BaseProbe, ProbeFailed
-from ..probes.waiting import Gone
+from ..probes.waiting import Gone, PortWatch
 
 if TYPE_CHECKING:
     from ..probes.waiting import Watch
@@ -194,29 +194,41 @@ class ContainerHealthcheck(BaseProbe):
                 f"({self.running.last_health_output() or 'no output'})",
                 exited=False,
             )
+        self._open_session()  # while the service starts, not once it is up
+        if isinstance(self.watch, PortWatch) and not self.watch.accepts():
+            # the test's own port refuses: it cannot pass, and costs the container nothing
+            host, port = self.watch.address
+            raise ProbeFailed(f"{host}:{port} does not accept connections yet")
         code, output = self._attempt()
         if code == 0:
             return {"healthcheck": "passed inside the container"}
         tail = output.strip()[-200:]
         raise ProbeFailed(f"healthcheck exit code {code}" + (f": {tail}" if tail else ""))
 
-    def _attempt(self) -> tuple[int, str]:
-        timeout = self.test.timeout
+    def _open_session(self) -> None:
+        if self._session is not None or self._no_session:
+            return
         try:
-            if not self._no_session:
-                if self._session is None:
-                    self._session = ShellSession(
-                        self.api, self.running.cid, self.shell[0], min(timeout, 10.0)
-                    )
-                return self._session.run(shlex.join(self.argv), timeout)
+            self._session = ShellSession(
+                self.api, self.running.cid, self.shell[0], min(self.test.timeout, 10.0)
+            )
         except (TimeoutError, EOFError, OSError):
-            broken, self._session = self._session, None
-            if broken is not None:  # it ran once: a test hung, or the container stopped
-                broken.close()
-                raise ProbeFailed(f"healthcheck did not finish within {timeout:g}s") from None
             self._no_session = True  # no shell to keep open: one exec per attempt
         except Exception as exc:  # the engine refused (container not running, gone)
             raise ProbeFailed(f"healthcheck could not run: {str(exc)[:200]}") from None
+
+    def _attempt(self) -> tuple[int, str]:
+        timeout = self.test.timeout
+        self._open_session()
+        if self._session is not None:
+            try:
+                return self._session.run(shlex.join(self.argv), timeout)
+            except (TimeoutError, EOFError, OSError):
+                # a test hung (its shell is given up: the next attempt opens another),
+                # or the container stopped
+                self._session.close()
+                self._session = None
+                raise ProbeFailed(f"healthcheck did not finish within {timeout:g}s") from None
         pause = self._last_exec + EXEC_GAP - time.monotonic()
         if pause > 0:
             time.sleep(pause)
