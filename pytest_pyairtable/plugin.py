@@ -20,6 +20,8 @@ import pytest
 
 from . import hookspecs, report
 from .errors import ConfigError, PyAirtableError
+from .lease import EXCLUSIVE, SHARED
+from .owner import LocalAccess, StackOwner
 from .report import FirstReports
 from .runtime import Runtime, runtime_for
 from .settings import SETTINGS, resolve
@@ -28,6 +30,7 @@ from .signals import install_sigterm_handler, restore_sigterm_handler, shielded
 if TYPE_CHECKING:
     from .engine.faults import Faults
     from .engine.orchestrator import Handle
+    from .engine.reset import Reset
     from .share import StackClient, StackServer
 
 FIXTURES_PLUGIN = "pyairtable-fixtures"
@@ -43,9 +46,14 @@ class Front:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.reports = FirstReports()
+        self.owner = StackOwner(runtime)  # used where this process owns the stack
+        self.access: LocalAccess | StackClient = LocalAccess(self.owner)
         self.client: StackClient | None = None  # an xdist worker: the controller owns it
         self.server: StackServer | None = None  # the xdist controller
         self.nodeid = ""
+        self.worker = ""  # xdist's worker id, for lease errors
+        self.leased = False  # the current test holds a lease
+        self.restored: list[str] = []  # what the current test's reset restored
         self.old_sigterm: Any = None
 
     def services(self, fixturenames: Iterable[str]) -> list[str]:
@@ -53,22 +61,32 @@ class Front:
         return [n for n in self.runtime.topology() if fixture_name(n) in wanted]
 
     def handle(self, name: str) -> Handle:
-        if self.client is not None:
-            return self.client.handle(name, sorted(self.runtime.needed), self.nodeid)
-        return self.runtime.handle(name)
+        return self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
 
     def stack_handles(self) -> dict[str, Handle]:
         if self.client is None:
-            return self.runtime.stack_handles()
+            return self.owner.stack_handles()
         return {name: self.handle(name) for name in self.runtime.topology()}
+
+    def lease(self, mode: str) -> None:
+        """Hold the stack, ``mode`` at least, until the test's teardown."""
+        self.access.lease(mode, f"{self.worker} {self.nodeid}".strip())
+        self.leased = True
+
+    def reset(self, names: list[str] | None, *, alone: bool) -> list[str]:
+        """Restore services' data with the stack held alone; then share it again, unless
+        the test holds it ``alone`` (it breaks things too)."""
+        self.lease(EXCLUSIVE)
+        try:
+            return self.access.reset(names)
+        finally:
+            if not alone:
+                self.access.lease("downgrade", "")
 
     def serve_workers(self) -> None:
         from .share import StackServer
 
-        def serve(name: str, needed: list[str]) -> Handle:
-            return self.runtime.handle(name, needed, main_thread=False)
-
-        self.server = StackServer(serve, self.reports.first, self.runtime.run_id)
+        self.server = StackServer(self.owner, self.reports.first, self.runtime.run_id)
 
     def stop(self) -> None:
         if self.client is not None:
@@ -76,7 +94,7 @@ class Front:
         if self.server is not None:
             self.server.close()
         with shielded():
-            self.runtime.stop()
+            self.owner.stop()
 
 
 STASH = pytest.StashKey[Front]()
@@ -118,10 +136,17 @@ def pytest_configure(config: pytest.Config) -> None:
     front = Front(runtime)
     config.stash[STASH] = front
     workerinput = getattr(config, "workerinput", {})
+    config.addinivalue_line(
+        "markers",
+        "pyairtable_reset(*services): restore these services' data (default: every "
+        "PostgreSQL and Redis service) to the snapshot taken at start-up, before the test",
+    )
     if "pyairtable_socket" in workerinput:
         from .share import StackClient
 
         front.client = StackClient(workerinput["pyairtable_socket"])
+        front.access = front.client
+        front.worker = str(workerinput.get("workerid", ""))
     elif runtime.compose_file.is_file():  # this process may own a stack: from the main thread
         front.old_sigterm = install_sigterm_handler()
     if settings["debug"] or config.get_verbosity() > 0:
@@ -222,15 +247,34 @@ def _pytest_docker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture
 def pyairtable_faults(_pyairtable_session: Front) -> Generator[Faults, None, None]:
     """Break a service during one test (stop, kill, pause, restart); after the test the
-    stack is healed and healthy again before the next test starts."""
-    if _pyairtable_session.client is not None:
-        raise PyAirtableError(
-            "pyairtable_faults needs the process that owns the stack, and under xdist that "
-            "is the controller. Fix: run resilience tests without -n (or with -n 0)."
-        )
-    faults = _pyairtable_session.runtime.faults()
-    yield faults
-    faults.heal()
+    stack is healed and healthy again before the next test starts. The test has the
+    stack alone: under xdist, other workers' tests wait (see lease.py)."""
+    from .engine.faults import Faults
+
+    front = _pyairtable_session
+    front.lease(EXCLUSIVE)  # taken before the test already; from a test body, an upgrade
+    front.access.fault("begin", "")
+    yield Faults(front.access.fault)
+    front.access.fault("heal", "")
+
+
+@pytest.fixture
+def pyairtable_reset(request: pytest.FixtureRequest, _pyairtable_session: Front) -> Reset:
+    """The services' data restored before the test (all PostgreSQL and Redis services,
+    or those its ``pyairtable_reset`` marker names); call it to restore again."""
+    from .engine.reset import Reset
+
+    front = _pyairtable_session
+    alone = "pyairtable_faults" in request.fixturenames
+    return Reset(front.restored, lambda names: front.reset(names, alone=alone))
+
+
+def _reset_request(item: pytest.Item) -> list[str] | None:
+    """What a test asks to reset before it: None (nothing), [] (everything) or names."""
+    marker = item.get_closest_marker("pyairtable_reset")
+    if marker is not None:
+        return [str(name) for name in marker.args]
+    return [] if "pyairtable_reset" in getattr(item, "fixturenames", ()) else None
 
 
 @pytest.hookimpl(trylast=True)
@@ -241,6 +285,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     topology = front.runtime.topology()
     everything = "pyairtable_stack" in wanted
     front.runtime.needed = set(topology) if everything else set(front.services(wanted))
+    resets = [_reset_request(item) for item in items]
+    named = {name for names in resets if names for name in names}
+    front.access.resets = sorted(named | ({"*"} if [] in resets else set()))
+    front.runtime.needed |= named & set(topology)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -261,9 +309,33 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture: the test's lease on the stack (exclusive for faults and
+    resets, shared for any other use), and its reset."""
     front = item.config.stash[STASH]
     front.nodeid = item.nodeid
-    front.runtime.check_alive(front.services(getattr(item, "fixturenames", ())))
+    front.restored = []
+    names = getattr(item, "fixturenames", ())
+    reset = _reset_request(item)
+    alone = "pyairtable_faults" in names
+    if alone or reset is not None:
+        front.lease(EXCLUSIVE)
+    elif front.services(names) or "pyairtable_stack" in names:
+        front.lease(SHARED)
+    if reset is not None:
+        front.restored = front.reset(reset or None, alone=alone)
+    front.runtime.check_alive(front.services(names))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """After every fixture's teardown (a fault test's heal included): let others in."""
+    try:
+        return (yield)
+    finally:
+        front = item.config.stash[STASH]
+        if front.leased:
+            front.leased = False
+            front.access.lease("none", "")
 
 
 @pytest.hookimpl(tryfirst=True)

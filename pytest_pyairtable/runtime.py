@@ -22,7 +22,6 @@ from .redact import Redactor
 from .settings import Resolved, flag_value
 
 if TYPE_CHECKING:
-    from .engine.faults import Faults
     from .engine.orchestrator import Handle, Orchestrator
     from .kept import KeptStack
     from .model.spec import ServiceSpec, StackSpec
@@ -284,11 +283,6 @@ class Runtime:
             return []
         names = graph.closure(self.topology(), self.needed or self.topology())
         return preflight([self.stack.services[n] for n in sorted(names)])
-
-    def faults(self) -> Faults:
-        from .engine.faults import Faults
-
-        return Faults(self.orchestrator())
 
     def check_alive(self, names: Iterable[str]) -> None:
         """Before a test: a service it needs that died mid-session fails it with the cause."""
