@@ -47,6 +47,7 @@ class LeaseTable:
         self._cv = threading.Condition()
         self._held: dict[str, Held] = {}
         self._queue: list[str] = []  # holders waiting for exclusive, first come first
+        self._waiting: dict[str, str] = {}  # holder -> the mode it waits for
 
     def acquire(
         self,
@@ -97,13 +98,17 @@ class LeaseTable:
         gone: Callable[[], bool] | None,
     ) -> None:
         free = self._shared_free if mode == SHARED else self._exclusive_free
-        while not free(holder):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LeaseTimeout(self._timeout_text(holder, label, mode))
-            self._cv.wait(min(left, _POLL) if gone is not None else left)
-            if gone is not None and gone():
-                raise HolderGone(f"pyairtable: {label} went away while waiting for the stack")
+        self._waiting[holder] = mode
+        try:
+            while not free(holder):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LeaseTimeout(self._timeout_text(holder, label, mode))
+                self._cv.wait(min(left, _POLL) if gone is not None else left)
+                if gone is not None and gone():
+                    raise HolderGone(f"pyairtable: {label} went away while waiting")
+        finally:
+            del self._waiting[holder]
 
     def _timeout_text(self, holder: str, label: str, mode: str) -> str:
         now = time.monotonic()
@@ -145,3 +150,8 @@ class LeaseTable:
         """Holder -> mode, now (for tests and diagnostics)."""
         with self._cv:
             return {name: held.mode for name, held in self._held.items()}
+
+    def waiting(self) -> dict[str, str]:
+        """Holder -> the mode it waits for, now."""
+        with self._cv:
+            return dict(self._waiting)
