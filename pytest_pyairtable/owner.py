@@ -162,8 +162,9 @@ class StackOwner:
         self._require_alone(holder, "a reset")
         self._refuse_external()
         self._want(resets)
-        if names is not None:
-            choose(names, {}, self.runtime.topology())  # unknown names, before starting any
+        if names is not None:  # a name that is wrong, before starting anything
+            stack = self.runtime.stack
+            choose(names, dict(stack.services) if stack else {}, self.runtime.topology())
             for name in names:
                 self.runtime.handle(name, names, main_thread=main_thread)
         self._snapshot(main_thread)
@@ -197,8 +198,8 @@ class StackOwner:
         with self._snapshot_lock:  # other threads' handles wait for it too
             with self._lock:
                 wanted = set(self._wanted)
-            if self._snapshotted or not wanted:
-                return
+            if self._snapshotted or not wanted or self.runtime.settings["backend"] == "external":
+                return  # (the external backend's services are refused at the reset)
             kept = self.runtime.attached()
             orch = self.runtime.orch if kept is None else None
             if orch is not None:
@@ -207,8 +208,6 @@ class StackOwner:
                         if main_thread:
                             self.runtime.flush()
             self._snapshotted = True
-            if self.runtime.settings["backend"] == "external":
-                return
             specs = self._specs()
             names = [n for n, s in specs.items() if resettable(s)]
             self._take([n for n in names if ALL in wanted or n in wanted], specs)
