@@ -230,12 +230,15 @@ def test_a_snapshot_is_found_again_by_its_key_and_taken_anew_under_another(pg: H
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("CREATE TABLE t (v text)")
         conn.execute("INSERT INTO t VALUES ('first')")
-    PostgresSnapshot("db", pg.url, "kept-1").take()
+    first = PostgresSnapshot("db", pg.url, "kept-1")
+    first.take()
+    first.close()  # the run ends; the stack is kept
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("UPDATE t SET v = 'second'")
     again = PostgresSnapshot("db", pg.url, "kept-1")
     assert again.take() is False  # reused
     again.restore()
+    again.close()
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         assert one(conn, "SELECT v FROM t") == "first"
         conn.execute("UPDATE t SET v = 'third'")

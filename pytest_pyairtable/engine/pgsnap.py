@@ -22,11 +22,13 @@ back as they were at the snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +90,20 @@ class PostgresSnapshot:
         self._lock = threading.Lock()
         self._renewing: dict[str, threading.Thread] = {}
         self._renew_errors: dict[str, Exception] = {}
+        self._kept: Any = None  # a session to reuse (never one on template1: see _session)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Any]:
+        """The maintenance session. One on ``postgres`` is kept between resets (a
+        connection costs more than the swap); one on template1 is not, since while it
+        is open nobody can CREATE DATABASE from template1, as Django's test runner does."""
+        if self._maintenance == "template1":
+            with self._connect() as conn:
+                yield conn
+            return
+        if self._kept is None or self._kept.closed or not _alive(self._kept):
+            self._kept = self._connect()
+        yield self._kept
 
     def _connect(self) -> Any:
         import psycopg
@@ -112,7 +128,7 @@ class PostgresSnapshot:
     def take(self) -> bool:
         """Find this key's snapshot in the server (a kept stack's) or take it; True if
         taken now. Either way spares start being made in the background."""
-        with self._lock, self._connect() as conn:
+        with self._lock, self._session() as conn:
             ours = _ours(conn)
             snaps = [meta for meta in ours.values() if meta.get("kind") == "snap"]
             reused = bool(snaps) and all(meta.get("key") == self.key for meta in snaps)
@@ -154,10 +170,9 @@ class PostgresSnapshot:
         with self._lock:
             for db in self.databases:
                 self._await_spare(db)
-            with self._connect() as conn:
-                present = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            with self._session() as conn:
+                present = _present(conn, self.service, [db.name for db in self.databases])
                 names = [db.name for db in self.databases if db.name in present]
-                _refuse_prepared(conn, self.service, names)
                 self._close_doors(conn, names)
                 try:
                     with conn.transaction():
@@ -259,10 +274,17 @@ class PostgresSnapshot:
     def discard(self) -> None:
         """Drop this snapshot and its spares (the end of a run that keeps nothing)."""
         self.join()
-        with self._lock, self._connect() as conn:
+        with self._lock, self._session() as conn:
             for name, meta in _ours(conn).items():
                 if meta.get("key") == self.key:
                     _execute(conn, "DROP DATABASE IF EXISTS {}", name)
+        self.close()
+
+    def close(self) -> None:
+        self.join()
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
 
 
 def _kind_of(name: str) -> str | None:
@@ -303,17 +325,35 @@ def _execute(conn: Any, template: str, *parts: str | Lit) -> None:
     conn.execute(sql.SQL(template).format(*composed))
 
 
-def _refuse_prepared(conn: Any, service: str, names: list[str]) -> None:
+def _alive(conn: Any) -> bool:
+    """Whether a kept session still works (the server may have been restarted by a fault
+    test since): one round trip, cheaper than a new connection."""
+    import psycopg
+
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        conn.close()
+        return False
+
+
+def _present(conn: Any, service: str, names: list[str]) -> set[str]:
+    """Which of ``names`` exist now; refuses databases held by prepared transactions."""
     rows = conn.execute(
-        "SELECT gid, database FROM pg_prepared_xacts WHERE database::text = ANY(%s)", [names]
+        "SELECT d.datname, p.gid FROM pg_database d "
+        "LEFT JOIN pg_prepared_xacts p ON p.database = d.datname WHERE d.datname::text = ANY(%s)",
+        [names],
     ).fetchall()
-    if rows:
-        listed = ", ".join(f"{gid!r} on {db}" for gid, db in rows)
+    prepared = [(gid, db) for db, gid in rows if gid is not None]
+    if prepared:
+        listed = ", ".join(f"{gid!r} on {db}" for gid, db in prepared)
         raise ResetError(
             f"service '{service}': prepared transactions {listed} hold the database; a reset "
             "cannot replace it. Fix: COMMIT PREPARED or ROLLBACK PREPARED them in the test "
             "that prepared them."
         )
+    return {db for db, _ in rows}
 
 
 def _grant(conn: Any, spare: str, db: Database) -> None:

@@ -33,6 +33,7 @@ class RedisSnapshot:
         self.entries: dict[int, list[Entry]] = {}
         self._body = b""
         self._count = 0
+        self._conn: Any = None
 
     def _pool(self, db: int | None = None) -> Any:
         """The URL's connection settings; ``db`` replaces the URL's own database."""
@@ -103,21 +104,13 @@ class RedisSnapshot:
         import redis
 
         try:
-            flush: list[tuple[Any, ...]] = []
-            for db in sorted(set(self._databases()) | set(self.entries)):
-                flush += [("SELECT", db), ("FLUSHDB",)]
-            pool = self._pool()
-            conn = pool.connection_class(**pool.connection_kwargs)
             try:
-                head = b"".join(conn.pack_commands([("MULTI",), *flush]))
-                tail = b"".join(conn.pack_commands([("EXEC",)]))
-                conn.send_packed_command([head, self._body, tail])
-                for _ in range(1 + len(flush) + self._count):
-                    conn.read_response()  # +OK, then +QUEUED each
-                results = conn.read_response()
-            finally:
-                conn.disconnect()
+                results = self._exchange()
+            except (redis.ConnectionError, redis.TimeoutError):
+                self.close()  # the server was restarted (a fault test): once more, anew
+                results = self._exchange()
         except redis.RedisError as exc:
+            self.close()
             raise self._fail("the restore (FLUSHDB and RESTORE)", exc) from None
         errors = [r for r in results or () if isinstance(r, Exception)]
         if results is None or errors:
@@ -125,6 +118,34 @@ class RedisSnapshot:
                 f"service '{self.service}': the restore transaction failed: "
                 f"{errors[0] if errors else 'EXEC was aborted'}"
             )
+
+    def _exchange(self) -> Any:
+        """INFO keyspace, then the transaction in one write; on a connection kept
+        between resets (a new one costs more than a small restore)."""
+        if self._conn is None:
+            pool = self._pool()
+            self._conn = pool.connection_class(**pool.connection_kwargs)
+        conn = self._conn
+        conn.send_command("INFO", "keyspace")
+        info = conn.read_response()
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        now = {
+            int(line[2:].split(":", 1)[0]) for line in text.splitlines() if line.startswith("db")
+        }
+        flush: list[tuple[Any, ...]] = []
+        for db in sorted(now | set(self.entries)):
+            flush += [("SELECT", db), ("FLUSHDB",)]
+        head = b"".join(conn.pack_commands([("MULTI",), *flush]))
+        tail = b"".join(conn.pack_commands([("EXEC",)]))
+        conn.send_packed_command([head, self._body, tail])
+        for _ in range(1 + len(flush) + self._count):
+            conn.read_response()  # +OK, then +QUEUED each
+        return conn.read_response()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._conn = None
 
     # -- a kept stack's snapshot outlives the run, in a file -----------------------
 

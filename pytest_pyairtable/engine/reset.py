@@ -142,11 +142,9 @@ class Resets:
                     self.notices.append(f"reset: could not drop the snapshot of '{name}': {exc}")
 
     def join(self) -> None:
-        from .pgsnap import PostgresSnapshot
-
+        """No more resets: wait for the background work, close the sessions."""
         for snapshot in self.snapshots.values():
-            if isinstance(snapshot, PostgresSnapshot):
-                snapshot.join()
+            snapshot.close()
 
 
 def choose(
