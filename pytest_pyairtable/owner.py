@@ -152,11 +152,14 @@ class StackOwner:
         self,
         holder: str,
         names: list[str] | None,
+        needed: Iterable[str],
         resets: Iterable[str],
         *,
         main_thread: bool,
     ) -> list[str]:
-        """Restore ``names`` (None: every service that can be), under the exclusive lease."""
+        """Restore ``names`` (None: every service that can be), under the exclusive lease.
+        ``needed``: the holder's closure, started with them (the snapshot waits for all
+        of it, migration jobs included)."""
         from .engine.reset import choose
 
         self._require_alone(holder, "a reset")
@@ -165,8 +168,10 @@ class StackOwner:
         if names is not None:  # a name that is wrong, before starting anything
             stack = self.runtime.stack
             choose(names, dict(stack.services) if stack else {}, self.runtime.topology())
-            for name in names:
-                self.runtime.handle(name, names, main_thread=main_thread)
+        for name in names or ():
+            self.runtime.handle(name, [*needed, *(names or ())], main_thread=main_thread)
+        if names is None and self.runtime.attached() is None:
+            self.runtime.orchestrator().start(sorted({*self.runtime.needed, *needed}))
         self._snapshot(main_thread)
         specs = self._specs()
         chosen = choose(names, specs, self.runtime.topology())
@@ -292,8 +297,8 @@ class LocalAccess:
     def fault(self, action: str, service: str) -> Handle | None:
         return self.owner.fault(MAIN, action, service)
 
-    def reset(self, services: list[str] | None) -> list[str]:
-        return self.owner.reset(MAIN, services, self.resets, main_thread=True)
+    def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
+        return self.owner.reset(MAIN, services, needed, self.resets, main_thread=True)
 
     def close(self) -> None:
         """Nothing to close: the owner is this process."""

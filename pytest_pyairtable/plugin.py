@@ -53,7 +53,7 @@ class Front:
         self.nodeid = ""
         self.worker = ""  # xdist's worker id, for lease errors
         self.leased = False  # the current test holds a lease
-        self.restored: list[str] = []  # what the current test's reset restored
+        self.restored: list[str] | None = None  # what the current test's reset restored
         self.old_sigterm: Any = None
 
     def services(self, fixturenames: Iterable[str]) -> list[str]:
@@ -78,7 +78,8 @@ class Front:
         the test holds it ``alone`` (it breaks things too)."""
         self.lease(EXCLUSIVE)
         try:
-            return self.access.reset(names)
+            self.restored = self.access.reset(names, sorted(self.runtime.needed))
+            return self.restored
         finally:
             if not alone:
                 self.access.lease("downgrade", "")
@@ -266,7 +267,9 @@ def pyairtable_reset(request: pytest.FixtureRequest, _pyairtable_session: Front)
 
     front = _pyairtable_session
     alone = "pyairtable_faults" in request.fixturenames
-    return Reset(front.restored, lambda names: front.reset(names, alone=alone))
+    if front.restored is None:  # requested from the test body: not reset before it
+        front.reset(None, alone=alone)
+    return Reset(front.restored or (), lambda names: front.reset(names, alone=alone))
 
 
 def _reset_request(item: pytest.Item) -> list[str] | None:
@@ -313,7 +316,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     resets, shared for any other use), and its reset."""
     front = item.config.stash[STASH]
     front.nodeid = item.nodeid
-    front.restored = []
+    front.restored = None
     names = getattr(item, "fixturenames", ())
     reset = _reset_request(item)
     alone = "pyairtable_faults" in names
@@ -322,7 +325,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     elif front.services(names) or "pyairtable_stack" in names:
         front.lease(SHARED)
     if reset is not None:
-        front.restored = front.reset(reset or None, alone=alone)
+        front.reset(reset or None, alone=alone)
     front.runtime.check_alive(front.services(names))
 
 

@@ -107,7 +107,8 @@ class StackServer:
             broken = owner.fault(holder, request["action"], request["service"])
             return handle_to_json(broken) if broken is not None else None
         if op == "reset":
-            return owner.reset(holder, request["services"], resets, main_thread=False)
+            names, needed = request["services"], request["needed"]
+            return owner.reset(holder, names, needed, resets, main_thread=False)
         raise PyAirtableError(f"pyairtable: unknown request {op!r}")
 
     def close(self) -> None:
@@ -155,8 +156,8 @@ class StackClient:
         value = self._call("fault", {"action": action, "service": service})
         return handle_from_json(value) if value is not None else None
 
-    def reset(self, services: list[str] | None) -> list[str]:
-        return [str(n) for n in self._call("reset", {"services": services})]
+    def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
+        return [str(n) for n in self._call("reset", {"services": services, "needed": needed})]
 
     def _call(self, op: str, request: dict[str, Any]) -> Any:
         if self._stream is None:

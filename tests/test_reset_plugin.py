@@ -63,12 +63,18 @@ def test_5_not_resettable(pyairtable_api):
 
 def test_6_untouched_by_the_errors(pyairtable_db):
     assert items(pyairtable_db) == ["seed"]
+
+def test_7_from_the_body(request, pyairtable_db, pyairtable_cache):
+    dirty(pyairtable_db, pyairtable_cache, "seven")
+    reset = request.getfixturevalue("pyairtable_reset")  # restores then and there
+    assert sorted(reset.services) == ["cache", "db"]
+    assert items(pyairtable_db) == ["seed"] and keys(pyairtable_cache) == [b"config"]
 """
     )
     result = project.run_subprocess(
         "-p", "no:randomly", "--strict-markers", "-W", "error", timeout=300
     )
-    result.assert_outcomes(passed=4, errors=2)
+    result.assert_outcomes(passed=5, errors=2)
     result.stdout.fnmatch_lines(
         [
             "*reset: no service 'dbb' in the stack; services that can be reset: cache, db*",
@@ -146,3 +152,27 @@ def test_external_reset(pyairtable_db):
         down = cli("down", cwd=project.path, env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     assert down.returncode == 0, down.stdout + down.stderr
     assert not record.exists() and not snapshot.exists()
+
+
+def test_a_reset_as_a_workers_first_request_snapshots_after_the_migrations(
+    project: Project, free_ports: Ports
+) -> None:
+    """Under xdist the controller knows the stack a test run needs only from what workers
+    send: a reset sent first must start all of it (the migration job too), or the
+    snapshot would be of an empty database."""
+    team_repo(project, *free_ports(3))
+    project.tests(
+        HELPERS
+        + """
+import pytest
+
+@pytest.mark.pyairtable_reset("db")
+def test_0_reset_first(pyairtable_db):
+    assert items(pyairtable_db) == ["seed"]
+
+def test_1_api(pyairtable_api):
+    pass
+"""
+    )
+    result = project.run_subprocess("-p", "no:randomly", "-n", "1", timeout=300)
+    result.assert_outcomes(passed=2)
