@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .engine.events import Listener
 from .errors import ConfigError, PyAirtableError, ServiceError
 from .model import graph
-from .redact import Redactor
+from .redact import Redactor, mask_url_passwords
 from .settings import BY_NAME, Resolved, flag_value
 
 # Everything that reads or runs a stack is imported where it is used: a test run that
@@ -484,7 +484,7 @@ class StackSession:
             for name in BY_NAME
             if s.sources[name] != "default" or name in ("backend", "compose_file")
         ]
-        lines = ["pyairtable: " + ", ".join(parts)]
+        lines = ["pyairtable: " + mask_url_passwords(", ".join(parts))]
         if self._loaded and self._error is not None:
             lines.append(f"pyairtable: stack unavailable: {str(self._error).splitlines()[0]}")
         elif topo := self.topology():  # cheap: the file is read in full only when needed
