@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from conftest import LeakCheck, Project
 
 Ports = Callable[[int], list[int]]
 
@@ -35,7 +35,7 @@ def counted_compose(project: Project, ports: list[int]) -> Path:
 
 @pytest.mark.parametrize("workers", [2, 4])
 def test_one_boot_one_teardown_same_ports(
-    project: Project, free_ports: Ports, workers: int
+    project: Project, free_ports: Ports, workers: int, no_leaks: LeakCheck
 ) -> None:
     boots = counted_compose(project, free_ports(2))
     seen = project.path / "seen"
@@ -51,6 +51,9 @@ def test_one_boot_one_teardown_same_ports(
             time.sleep(0.05)
     """)
     result = project.run_subprocess("-n", str(workers))
+    # the run is over when pytest has returned: the controller stopped the stack and its
+    # reaper has ended, with nothing left for anyone to clean up later
+    assert no_leaks.leftovers() == []
     result.assert_outcomes(passed=workers * 3)
     assert sorted(boots.read_text().split()) == ["a", "b"]  # booted once, not per worker
     values = {p.read_text() for p in seen.iterdir()}
@@ -90,7 +93,9 @@ def test_a_failure_is_reported_in_full_once_across_workers(
     assert len(references) == 5, out  # one line each for the others (the summary repeats it)
 
 
-def test_workers_killed_midway_still_tear_down_once(project: Project, free_ports: Ports) -> None:
+def test_workers_killed_midway_still_tear_down_once(
+    project: Project, free_ports: Ports, no_leaks: LeakCheck
+) -> None:
     boots = counted_compose(project, free_ports(2))
     project.tests("""
         import os
@@ -102,6 +107,10 @@ def test_workers_killed_midway_still_tear_down_once(project: Project, free_ports
                 os._exit(3)  # the worker dies; xdist replaces it
     """)
     result = project.run_subprocess("-n", "2")
-    assert "worker" in result.stdout.str() and "crashed" in result.stdout.str()
+    assert no_leaks.leftovers() == []  # the controller stopped everything after the last worker
+    # the crashed test fails; the replacement worker gets the same stack for the others
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*worker 'gw*' crashed while running 'test_project.py::test_crashes_a_worker[[]0[]]'*"]
+    )
     assert sorted(boots.read_text().split()) == ["a", "b"]
-    # conftest's leak check proves the controller stopped everything after the last worker
