@@ -131,6 +131,7 @@ class StackSession:
         self.server: StackServer | None = None  # the xdist controller
         self._reported: dict[int, tuple[PyAirtableError, str]] = {}
         self._lock = threading.Lock()
+        self._over = False  # stop() ran: no stack may be created after it
         self.kept: KeptStack | None = None
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
         self._timeline_written = False
@@ -214,6 +215,10 @@ class StackSession:
         if self.error is not None:
             raise self.error
         with self._lock:  # the xdist share creates it from its threads
+            if self._over:
+                # A worker's request that arrives while the owner stops (Ctrl-C under
+                # xdist) must not boot a stack that nothing would stop.
+                raise PyAirtableError("pyairtable: the test run is over; its stack was stopped")
             return self._orchestrator()
 
     def _orchestrator(self) -> Orchestrator:
@@ -377,10 +382,14 @@ class StackSession:
                 self.say(line)
 
     def stop(self) -> None:
+        """Stop everything this run started; when it returns, the run is over (no
+        service, reaper or thread answering workers is left)."""
+        with self._lock:
+            self._over = True
         if self.client is not None:
             self.client.close()
         if self.server is not None:
-            self.server.close()
+            self.server.close()  # no new requests; those in flight end with the stack
         if self.orch is not None:
             if self.settings["keep"] and not self.orch.stopped:
                 self.keep()
@@ -397,6 +406,8 @@ class StackSession:
             from .signals import restore_sigterm_handler
 
             restore_sigterm_handler(self._old_sigterm)
+        if self.server is not None:
+            self.server.join()
 
     def keep(self) -> None:
         """Leave the stack running and record it for later runs and `pyairtable down`."""
