@@ -94,14 +94,14 @@ def service_pids(service: str, root: Path | str | None = None) -> list[int]:
     return [pid for pid in marked_processes(root) if tag in (_environ(pid) or [])]
 
 
-def kill_own(pid: int, is_own: Callable[[int], bool]) -> None:
-    """SIGKILL ``pid`` only if ``is_own`` still says it is ours: the pidfd pins the
-    process, so a PID reused in between is never hit."""
+def kill_own(pid: int, is_own: Callable[[int], bool], sig: int = signal.SIGKILL) -> None:
+    """Signal ``pid`` (SIGKILL by default) only if ``is_own`` still says it is ours: the
+    pidfd pins the process, so a PID reused in between is never hit."""
     with contextlib.suppress(ProcessLookupError):
         fd = os.pidfd_open(pid)
         try:
             if is_own(pid):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                signal.pidfd_send_signal(fd, sig)
         finally:
             os.close(fd)
 

@@ -227,6 +227,34 @@ def test_pytest_up_keep_then_down(project: Project, free_ports: Ports, no_leaks:
     assert no_leaks.processes() == {}
 
 
+def test_down_emergency_kills_at_once(project: Project, no_leaks: LeakCheck) -> None:
+    """`down --emergency` SIGKILLs without asking; a plain `down` sends SIGTERM first."""
+    project.compose("""
+        services:
+          stubborn:
+            image: x
+            stop_grace_period: 300ms
+            x-pyairtable:
+              local:
+                command: ["sh", "-c", "trap 'echo got TERM' TERM; echo started; while :; do sleep 1 & wait; done"]
+              probe: {log: started}
+    """)
+    logs: list[Path] = []
+    for how in (["--emergency"], []):
+        up = cli("up", "--detach", cwd=project.path)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert no_leaks.service_pids("stubborn")
+        down = cli("down", *how, cwd=project.path)
+        assert down.returncode == 0, down.stderr
+        assert stopped_order(down.stdout) == ["stubborn"]
+        assert no_leaks.processes() == {}  # gone when `down` returns
+        (log,) = set(no_leaks.root.glob("pyairtable-*-logs/stubborn.log")) - set(logs)
+        logs.append(log)
+    emergency, graceful = (log.read_text() for log in logs)
+    assert "got TERM" not in emergency and "started" in emergency
+    assert "got TERM" in graceful
+
+
 def test_external_backend_probes_and_never_stops(
     project: Project, free_ports: Ports, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -186,3 +187,20 @@ def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports
     finally:
         orch.stop()  # must not raise BrokenPipeError, and must still stop 'a'
     assert orch.runs["a"].running is not None and orch.runs["a"].running.poll() is not None
+
+
+def test_a_run_ends_only_after_its_reaper(
+    monkeypatch: pytest.MonkeyPatch, no_leaks: LeakCheck
+) -> None:
+    """`done` returns once the reaper has exited; one that cannot exit (stopped here) is
+    killed, so the reaper never outlives the run that started it."""
+    from pytest_pyairtable.backends.local import RUN_ID_VAR
+    from pytest_pyairtable.backends.reaper import ReaperClient
+
+    monkeypatch.setattr(ReaperClient, "EXIT_TIMEOUT", 0.5)
+    reaper = ReaperClient({**os.environ, RUN_ID_VAR: unique_run_id("reaper")})
+    wait_until(marked_processes, what="the reaper to start")
+    (pid,) = marked_processes()
+    kill_own(pid, lambda p: p in marked_processes(), signal.SIGSTOP)
+    reaper.done()
+    assert no_leaks.processes() == {}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import LeakCheck, Project
+from conftest import LeakCheck, Project, wait_until
 
 Ports = Callable[[int], list[int]]
 
@@ -114,3 +115,39 @@ def test_workers_killed_midway_still_tear_down_once(
         ["*worker 'gw*' crashed while running 'test_project.py::test_crashes_a_worker[[]0[]]'*"]
     )
     assert sorted(boots.read_text().split()) == ["a", "b"]
+
+
+def test_a_request_after_the_owner_stopped_starts_nothing(
+    tmp_path: Path, free_ports: Ports, no_leaks: LeakCheck
+) -> None:
+    """Ctrl-C under xdist: the controller stops while a worker still asks for a service.
+    The worker gets an error or a closed connection, never a stack nobody would stop,
+    and when stop() returns no thread of the share is left."""
+    import json
+    import socket
+    import threading
+
+    from pytest_pyairtable.session import load_for_config
+    from pytest_pyairtable.settings import resolve
+
+    (port,) = free_ports(1)
+    (tmp_path / "docker-compose.yml").write_text(
+        "services:\n  a:\n    image: x\n    x-pyairtable:\n"
+        f"      local: {{command: python -m pytest_pyairtable.standin --name a --port {port}}}\n"
+        f'      probe: {{tcp: "127.0.0.1:{port}"}}\n'
+    )
+    threads_before = set(threading.enumerate())
+    session = load_for_config(resolve(lambda s: None, lambda s: None, {}), tmp_path, tmp_path)
+    session.select({"pyairtable_a"})
+    path = session.serve_workers()
+    with socket.socket(socket.AF_UNIX) as worker:
+        worker.connect(path)  # a worker is connected from its first fixture on
+        wait_until(lambda: len(threading.enumerate()) == len(threads_before) + 2)
+        session.stop()
+        request = {"service": "a", "needed": ["a"], "nodeid": "test_x.py::test_a"}
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            worker.sendall(json.dumps(request).encode() + b"\n")
+        answer = worker.makefile("rb").readline()
+    assert answer == b"" or json.loads(answer)["ok"] is False, answer
+    assert no_leaks.processes() == {}
+    assert set(threading.enumerate()) - threads_before == set()
