@@ -209,7 +209,7 @@ def test_up_lists_all_missing_prerequisites(
     assert "'no-such-binary-xyz' not found" in done.stderr
     assert "service 'b' has no x-pyairtable.local.command" in done.stderr
     assert f"port {port} is already in use" in done.stderr
-    assert no_leaks.processes() == {}  # nothing was started
+    assert no_leaks.runs() == set()  # nothing was started: not even a run dir
 
 
 def test_pytest_up_keep_then_down(project: Project, free_ports: Ports, no_leaks: LeakCheck) -> None:
