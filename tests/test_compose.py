@@ -315,11 +315,13 @@ def test_keep_then_attach_then_down(compose_project: Project, free_ports: Ports)
     (a,) = free_ports(1)
     compose_project.compose("services:" + standin("a", a))
     compose = ("--pyairtable-backend", "compose")
+    owner = 0  # the pid of the pytest that keeps the stack, in its project's name
     try:
-        kept = compose_project.run(*compose, "--pyairtable-up", "--pyairtable-keep")
+        kept = compose_project.run_subprocess(*compose, "--pyairtable-up", "--pyairtable-keep")
         assert kept.ret == 0, kept.stdout.str()
-        kept.stdout.fnmatch_lines(["*stack kept running*"])
-        (container,) = our_containers()
+        kept.stdout.fnmatch_lines_random(["*stack kept running*", "*project pyairtable-*"])
+        owner = int(kept.stdout.str().split("project pyairtable-")[1].split("-")[0])
+        (container,) = our_containers(owner)
         running = _docker("inspect", "--format", "{{.State.Running}}", container.split()[0])
         assert running.stdout == "true\n"
         compose_project.tests("""
@@ -340,7 +342,7 @@ def test_keep_then_attach_then_down(compose_project: Project, free_ports: Ports)
             timeout=120,
         )
         assert down.returncode == 0, down.stdout + down.stderr
-        assert our_containers() == []
+        assert our_containers(owner) == []
     finally:  # what a failed attempt kept: before free_ports checks the port
-        if leftover := our_containers():
+        if leftover := our_containers(owner):
             _docker("rm", "-f", *[c.split()[0] for c in leftover])
