@@ -32,7 +32,14 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HOG = "import sys, time\nend = float(sys.argv[1])\nwhile time.time() < end:\n    pass\n"
+# Spins until the deadline, or until flakes.py is gone (its parent pid changes).
+HOG = """
+import os, sys, time
+end, parent = float(sys.argv[1]), os.getppid()
+while time.time() < end and os.getppid() == parent:
+    for _ in range(100_000):
+        pass
+"""
 
 
 def failures(junit: Path) -> list[tuple[str, str]]:
@@ -96,7 +103,8 @@ def one_run(
     subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", commit], check=True)
     tmpdir, cache = work / "tmp", work / "cache"
     tmpdir.mkdir()
-    tmpdir.chmod(0o755)  # PostgreSQL runs as another user and must reach its run dir
+    for path in (work, tmpdir):  # PostgreSQL runs as another user and must reach its dirs
+        path.chmod(0o755)
     env = {
         **os.environ,
         "PYTHONPATH": str(clone),
@@ -118,8 +126,11 @@ def one_run(
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        pass  # reported as a failure: pytest wrote no report
+    finally:  # timed out, or flakes.py interrupted: end the whole run (its reapers clean up)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     took = time.monotonic() - started
     found = failures(junit)
     if proc.returncode not in (0, 1) and not found:

@@ -19,7 +19,9 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import struct
+import subprocess
 import tempfile
 import textwrap
 import time
@@ -155,6 +157,9 @@ class LeakCheck:
         # Not under pytest's own 0700 temp dir: PostgreSQL runs as another user when we are root.
         self.root = Path(tempfile.mkdtemp(prefix="pyairtable-test-"))
         self.root.chmod(0o755)
+        closed = [str(p) for p in self.root.parents if not p.stat().st_mode & stat.S_IXOTH]
+        # The local backend would put its run dirs elsewhere, where this check cannot see.
+        assert not closed, f"TMPDIR must be reachable by other users; these are not: {closed}"
         self._created = _CreatedNames(self.root)
         self._shm_before = set(SHM.glob("pyairtable-*"))
 
@@ -173,25 +178,24 @@ class LeakCheck:
             if _run_prefix(p.name) in runs
         ]
 
-    def _owns_cwd(self, pid: int) -> str | None:
+    def _owns_cwd(self, pid: int, runs: set[str] | None = None) -> str | None:
         """The service dir ``pid`` works in, if it is one of ours (servers run in their
         data dir; a removed one reads '<path> (deleted)')."""
         try:
             cwd = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")
         except OSError:
             return None
-        if cwd.startswith(f"{self.root}/") or any(
-            cwd.startswith(f"{SHM}/{run}-") for run in self.runs()
-        ):
-            return cwd
-        return None
+        prefixes = (f"{self.root}/", *(f"{SHM}/{run}-" for run in runs or self.runs()))
+        return cwd if cwd.startswith(prefixes) else None
 
     def processes(self) -> dict[int, str]:
         """PID -> what it is, for every live process of our runs: by the environment
         they started with, or by working in one of our run dirs."""
         found = {pid: f"run {run}" for pid, run in marked_processes(self.root).items()}
+        runs = self.runs()
         for pid in _pids():
-            if pid not in found and _environ(pid) is not None and (cwd := self._owns_cwd(pid)):
+            cwd = self._owns_cwd(pid, runs) if pid not in found else None
+            if cwd is not None and _environ(pid) is not None:
                 found[pid] = f"working in {cwd}"
         return found
 
@@ -260,6 +264,29 @@ def no_leaks(
     tmp_path_factory.getbasetemp()  # settled before TMPDIR points at the test's root
     with leak_checked(monkeypatch) as check:
         yield check
+
+
+Background = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def background() -> Iterator[Background]:
+    """Starts a command in the background (``subprocess.Popen`` arguments), e.g. a pytest
+    to interrupt or kill; one still running after the test is killed, even if the test
+    failed before it got to it (we hold its Popen: it is ours)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        with proc:  # closes its pipes and waits for it
+            pass
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, wait_until
+from conftest import Background, Project, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "pyairtable-test:base"
@@ -212,7 +212,9 @@ def test_init_container_service_completed_successfully(
     result.stdout.fnmatch_lines(["*service 'bad-migrate' exited with code 3*", "*| boom*"])
 
 
-def test_a_killed_run_leaves_no_container(compose_project: Project, free_ports: Ports) -> None:
+def test_a_killed_run_leaves_no_container(
+    compose_project: Project, free_ports: Ports, background: Background
+) -> None:
     (a,) = free_ports(1)
     compose_project.compose("services:" + standin("a", a))
     ready = compose_project.path / "ready"
@@ -223,7 +225,7 @@ def test_a_killed_run_leaves_no_container(compose_project: Project, free_ports: 
             pathlib.Path({str(ready)!r}).touch()
             time.sleep(300)
     """)
-    proc = subprocess.Popen(
+    proc = background(
         [
             sys.executable,
             "-m",

@@ -11,12 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import Background, wait_until
 from pytest_pyairtable.model.spec import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def dev_env(ports: list[int]) -> dict[str, str]:
 
 
 def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
-    free_ports: Callable[[int], list[int]], tmp_path: Path
+    free_ports: Callable[[int], list[int]], tmp_path: Path, background: Background
 ) -> None:
     ports = free_ports(len(PORT_VARS))
     out_path = tmp_path / "out.txt"
@@ -84,24 +84,19 @@ def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
         str(tmp_path / "timeline.json"),
     ]
     with open(out_path, "w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=dev_env(ports), stdout=out, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while "Press Ctrl-C" not in out_path.read_text():
-                assert proc.poll() is None, out_path.read_text()
-                assert time.monotonic() < deadline, out_path.read_text()
-                time.sleep(0.05)
-            import httpx
+        proc = background(cmd, cwd=ROOT, env=dev_env(ports), stdout=out, stderr=subprocess.STDOUT)
+    wait_until(
+        lambda: "Press Ctrl-C" in out_path.read_text() or proc.poll() is not None,
+        timeout=120,
+        what="the URL table",
+    )
+    assert proc.poll() is None, out_path.read_text()
+    import httpx
 
-            health = httpx.get(f"http://127.0.0.1:{ports[-1]}/api/health").json()
-            assert health["status"] == "healthy"
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    health = httpx.get(f"http://127.0.0.1:{ports[-1]}/api/health").json()
+    assert health["status"] == "healthy"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
     text = out_path.read_text()
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("service ")) + 2

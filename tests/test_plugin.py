@@ -464,20 +464,24 @@ def test_stack_loaded_ready_and_failed_hooks(project: Project, free_ports: Ports
 def test_service_startup_delay_pauses_before_the_first_probe(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The old scripts' fixed pause between a start and the first health check."""
-    launched, probed = project.path / "launched", project.path / "probed"
-    project.compose(f"""
+    """The old scripts' fixed pause between a start and the first health check: a
+    service that crashes 0.1 s after its start would pass a first probe at once, but
+    after the pause it is seen to have exited."""
+    project.compose("""
         services:
           a:
             image: x
             x-pyairtable:
-              local: {{command: ["sh", "-c", "date +%s.%N > {launched}; exec sleep 30"]}}
-              probe: {{command: ["sh", "-c", "date +%s.%N >> {probed}"]}}
+              local: {command: ["sh", "-c", "sleep 0.1; echo crashed; exit 7"]}
+              probe: {command: ["true"]}
     """)
     project.tests("def test_it(pyairtable_a): pass\n")
-    monkeypatch.setenv("SERVICE_STARTUP_DELAY", "0.5")
+    monkeypatch.setenv("SERVICE_STARTUP_DELAY", "2")
     result = project.run()
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*service_startup_delay=0.5 (env SERVICE_STARTUP_DELAY)*"])
-    first_probe = float(probed.read_text().split()[0])
-    assert first_probe - float(launched.read_text()) >= 0.5
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*service_startup_delay=2.0 (env SERVICE_STARTUP_DELAY)*",
+            "*service 'a' exited with code 7 while starting*",
+        ]
+    )

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LeakCheck, Project, kill_own, marked_processes, unique_run_id, wait_until
+from conftest import (
+    Background,
+    LeakCheck,
+    Project,
+    kill_own,
+    marked_processes,
+    unique_run_id,
+    wait_until,
+)
 
 Ports = Callable[[int], list[int]]
 
@@ -34,8 +42,10 @@ def one_service(project: Project, port: int, delay: float = 0.0) -> None:
     """)
 
 
-def run_in_background(project: Project, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+def run_in_background(
+    background: Background, project: Project, *args: str
+) -> subprocess.Popen[bytes]:
+    return background(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=project.path,
         stdout=subprocess.PIPE,
@@ -52,7 +62,7 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
 
 
 def test_sigkill_of_pytest_leaves_no_service_behind(
-    project: Project, free_ports: Ports, no_leaks: LeakCheck
+    project: Project, free_ports: Ports, no_leaks: LeakCheck, background: Background
 ) -> None:
     (port,) = free_ports(1)
     one_service(project, port)
@@ -64,7 +74,7 @@ def test_sigkill_of_pytest_leaves_no_service_behind(
             pathlib.Path({str(ready)!r}).touch()
             time.sleep(300)
     """)
-    proc = run_in_background(project)
+    proc = run_in_background(background, project)
     wait_for(ready, proc)
     assert no_leaks.service_pids("a") and no_leaks.service_pids("b")
     assert no_leaks.tmpfs_dirs()  # the run's data dir, for the reaper to remove
@@ -77,7 +87,12 @@ def test_sigkill_of_pytest_leaves_no_service_behind(
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("when", ["start-up", "tests"])
 def test_interrupt_stops_gracefully(
-    project: Project, free_ports: Ports, sig: int, when: str, no_leaks: LeakCheck
+    project: Project,
+    free_ports: Ports,
+    sig: int,
+    when: str,
+    no_leaks: LeakCheck,
+    background: Background,
 ) -> None:
     (port,) = free_ports(1)
     # During start-up: 'a' takes 30 s to listen, so the signal lands while we wait for it.
@@ -88,7 +103,7 @@ def test_interrupt_stops_gracefully(
         def test_hangs(pyairtable_b):
             time.sleep(300)
     """)
-    proc = run_in_background(project, "-s", "--pyairtable-logs-dir", "logs")
+    proc = run_in_background(background, project, "-s", "--pyairtable-logs-dir", "logs")
     # during start-up: 'a' runs (and waits 30 s before it listens); during the tests:
     # 'b', the last to start, runs
     last = "a" if when == "start-up" else "b"
