@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pytest_pyairtable.model import graph
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Orchestrator
+from pytest_pyairtable.model import graph
 from pytest_pyairtable.model.spec import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
