@@ -269,6 +269,10 @@ def no_leaks(
 Background = Callable[..., "subprocess.Popen[bytes]"]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def background() -> Iterator[Background]:
     """Starts a command in the background (``subprocess.Popen`` arguments), e.g. a pytest
@@ -277,6 +281,9 @@ def background() -> Iterator[Background]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        # Ctrl-C must reach it even when we were started in the background by a shell
+        # without job control, which ignores SIGINT for us and so for our children.
+        kwargs.setdefault("preexec_fn", _default_sigint)
         proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
         started.append(proc)
         return proc
