@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -32,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"  # not committed (.gitignore)
 # Spins until the deadline, or until flakes.py is gone (its parent pid changes).
 HOG = """
 import os, sys, time
@@ -97,7 +99,7 @@ def start_hog(seconds: float) -> list[subprocess.Popen[bytes]]:
 
 def one_run(
     commit: str, work: Path, timeout: float, pytest_args: list[str]
-) -> tuple[list[tuple[str, str]], str, float]:
+) -> tuple[list[tuple[str, str]], str, float, Path | None]:
     clone = work / "clone"
     subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(ROOT), str(clone)], check=True)
     subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", commit], check=True)
@@ -136,7 +138,12 @@ def one_run(
     if proc.returncode not in (0, 1) and not found:
         found.append(("<pytest>", f"exited with code {proc.returncode}"))
     found += [("<left running after pytest returned>", item) for item in leftovers(tmpdir)]
-    return found, totals(junit), took
+    kept = None
+    if found and junit.exists():  # the full text of each failure, for a post-mortem
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        kept = RESULTS / f"flakes-{commit[:10]}-{time.strftime('%Y%m%d-%H%M%S')}.xml"
+        shutil.copy(junit, kept)
+    return found, totals(junit), took, kept
 
 
 def main() -> int:
@@ -165,12 +172,16 @@ def main() -> int:
     try:
         for n in range(1, args.runs + 1):
             with tempfile.TemporaryDirectory(prefix="pyairtable-flakes-") as work:
-                found, summary, took = one_run(commit, Path(work), args.timeout, args.pytest_args)
+                found, summary, took, kept = one_run(
+                    commit, Path(work), args.timeout, args.pytest_args
+                )
             times.append(took)
             print(f"run {n}/{args.runs}: {summary} in {took:.1f}s", flush=True)
             for test_id, message in found:
                 print(f"  FAILED {test_id}: {message}", flush=True)
                 failed_tests[test_id] += 1
+            if kept is not None:
+                print(f"  (the full text of these failures: {kept})", flush=True)
             bad_runs += bool(found)
     finally:
         for hog in hogs:

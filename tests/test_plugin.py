@@ -86,21 +86,22 @@ def test_dependency_chain_is_up_and_handles_are_complete(
     assert "db-secret-1" not in result.stdout.str() and "redis-secret-2" not in result.stdout.str()
 
 
+def abc_compose(a: int, b: int, c: int) -> str:
+    """Stand-ins a, b (which needs a) and c, on the given ports."""
+
+    def standin(name: str, port: int, extra: str = "") -> str:
+        return f"""
+          {name}:
+            image: x{extra}
+            x-pyairtable: {{local: {{command: {STANDIN} --name {name} --port {port}}}, probe: {{http: "http://127.0.0.1:{port}/health"}}}}"""
+
+    needs_a = "\n            depends_on: [a]"
+    return "\n        services:" + standin("a", a) + standin("b", b, needs_a) + standin("c", c)
+
+
 def test_only_the_closure_of_selected_tests_starts(project: Project, free_ports: Ports) -> None:
     a, b, c = free_ports(3)
-    project.compose(f"""
-        services:
-          a:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}, probe: {{http: "http://127.0.0.1:{a}/health"}}}}
-          b:
-            image: x
-            depends_on: [a]
-            x-pyairtable: {{local: {{command: {STANDIN} --name b --port {b}}}, probe: {{http: "http://127.0.0.1:{b}/health"}}}}
-          c:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name c --port {c}}}, probe: {{http: "http://127.0.0.1:{c}/health"}}}}
-    """)
+    project.compose(abc_compose(a, b, c))
     project.tests("""
         import socket
 
@@ -373,23 +374,15 @@ def test_sigterm_during_tests_stops_the_stack(
 
 def test_pyairtable_stack_starts_every_active_service(project: Project, free_ports: Ports) -> None:
     a, b, c = free_ports(3)
-    project.compose(f"""
-        services:
-          a:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}, probe: {{http: "http://127.0.0.1:{a}/health"}}}}
-          b:
-            image: x
-            depends_on: [a]
-            x-pyairtable: {{local: {{command: {STANDIN} --name b --port {b}}}, probe: {{http: "http://127.0.0.1:{b}/health"}}}}
-          c:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name c --port {c}}}, probe: {{http: "http://127.0.0.1:{c}/health"}}}}
+    project.compose(
+        abc_compose(a, b, c)
+        + """
           debugger:
             image: x
             profiles: [debug]
-            x-pyairtable: {{local: {{command: [no-such-binary-xyz]}}}}
-    """)
+            x-pyairtable: {local: {command: [no-such-binary-xyz]}}
+        """
+    )
     project.tests("""
         import httpx
 
