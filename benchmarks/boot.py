@@ -48,7 +48,7 @@ def seed_edges() -> dict[str, list[str]]:
     """The seed's services and edges, from the repo's docker-compose.yml: the one list."""
     from pytest_pyairtable.model.topology import read_topology
 
-    return read_topology(ROOT / "docker-compose.yml", ())
+    return read_topology([ROOT / "docker-compose.yml"], env_file=ROOT / ".env.example")
 
 
 SEED_EDGES = seed_edges()

@@ -7,6 +7,7 @@ as the pytest plugin.
     pyairtable wait URL... [--table T]        scripts/wait-for-*.sh
     pyairtable logs [SERVICE] [-f]            docker-compose logs
     pyairtable graph [--dot]                  the tiers, derived from depends_on
+    pyairtable config [--format json|yaml]    docker compose config, as the plugin sees it
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyairtable", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-f", "--compose-file", help="compose file (default: ./docker-compose.yml)")
+    parser.add_argument(
+        "-f",
+        "--compose-file",
+        action="append",
+        default=[],
+        help="compose file, repeatable to merge several (default: COMPOSE_FILE, else "
+        "compose.yaml / docker-compose.yml and its override file, in this directory)",
+    )
     parser.add_argument("--env-file", help="env file (default: .env beside the compose file)")
     parser.add_argument("--profile", action="append", default=[], help="activate a profile")
     parser.add_argument("--backend", help="local (default) or external")
@@ -83,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
 
     graph_cmd = sub.add_parser("graph", help="print the services by tier")
     graph_cmd.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
+
+    config = sub.add_parser(
+        "config", help="the stack as the plugin sees it, shaped as `docker compose config`"
+    )
+    config.add_argument("--format", choices=("json", "yaml"), default="json")
+    config.add_argument("--show-secrets", action="store_true", help="do not mask secret values")
     return parser
 
 
@@ -98,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "status": cmd_status,
             "logs": cmd_logs,
             "graph": cmd_graph,
+            "config": cmd_config,
         }[args.command]
         return command(args, session)
     except PyAirtableError as exc:
@@ -125,6 +140,8 @@ def _session(args: argparse.Namespace) -> StackSession:
         raise session.error
     if session.stack is None:
         raise PyAirtableError(f"no compose file at {session.compose_file}. Fix: pass -f FILE.")
+    for warning in session.stack.warnings:
+        print(f"pyairtable: warning: {session.redact(warning)}", file=sys.stderr)
     return session
 
 
@@ -291,6 +308,14 @@ def _print_lines(name: str, lines: Sequence[str], prefix: bool, redact: Redactor
 def cmd_graph(args: argparse.Namespace, session: StackSession) -> int:
     edges = session.topology()
     print("\n".join(render_dot(edges) if args.dot else render_tiers(edges)))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, session: StackSession) -> int:
+    from .model.render import dump, render_config
+
+    assert session.stack is not None
+    print(dump(render_config(session.stack, show_secrets=args.show_secrets), args.format))
     return 0
 
 

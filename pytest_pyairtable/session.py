@@ -41,22 +41,30 @@ def fixture_name(service: str) -> str:
 def load_for_config(
     settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None
 ) -> StackSession:
-    """A session for the compose file the settings name; it is read fully only when a
-    test (or command) needs the stack, and a broken file becomes the session's error."""
+    """A session for the compose file(s) the settings name (else COMPOSE_FILE, else
+    compose's default names at rootdir); read fully only when a test (or command) needs
+    the stack, and a broken file becomes the session's error."""
+    from .model.project import find_compose_files
+
     given = settings["compose_file"]
-    compose = (invocation_dir / given) if given else rootdir / "docker-compose.yml"
     env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
-    session = StackSession(settings, hook, compose_file=compose, env_file=env_file)
-    if not compose.is_file():
-        session.preset(
-            None,
-            ConfigError(
-                f"compose file {compose} not found. Fix: pass --pyairtable-compose-file "
-                "or set pyairtable_compose_file in your ini file."
-            )
-            if given
-            else None,
+    error: ConfigError | None = None
+    try:
+        files = find_compose_files(given, invocation_dir, os.environ, search=rootdir)
+    except ConfigError as exc:
+        files, error = (), exc
+    compose = files[0] if files else rootdir / "docker-compose.yml"
+    session = StackSession(
+        settings, hook, compose_file=compose, env_file=env_file, compose_files=files
+    )
+    missing = [f for f in files if not f.is_file()]
+    if error is None and missing:
+        error = ConfigError(
+            f"compose file {missing[0]} not found. Fix: pass --pyairtable-compose-file "
+            "or set pyairtable_compose_file in your ini file."
         )
+    if error is not None or not files:
+        session.preset(None, error)
     return session
 
 
@@ -109,10 +117,12 @@ class StackSession:
         *,
         compose_file: Path,
         env_file: Path | None = None,
+        compose_files: tuple[Path, ...] = (),
     ) -> None:
         self.settings = settings
         self.hook = hook
         self.compose_file = compose_file
+        self.compose_files = compose_files or (compose_file,)  # merged in this order
         self.env_file = env_file
         self._loaded = False
         self._stack: StackSpec | None = None
@@ -152,7 +162,7 @@ class StackSession:
 
         try:
             stack = load_stack(
-                self.compose_file, env_file=self.env_file, profiles=self.settings["profile"]
+                self.compose_files, env_file=self.env_file, profiles=self.settings["profile"]
             )
             if self.settings["backend"] == "external":
                 stack = with_urls(stack, parse_urls(self.settings["url"]))
@@ -160,6 +170,7 @@ class StackSession:
             self._error = exc
             return
         self._stack = stack
+        self.notices += [f"compose warning: {w}" for w in stack.warnings]
         if self.hook is not None:
             self.hook.pytest_pyairtable_stack_loaded(stack=stack)
 
@@ -192,11 +203,13 @@ class StackSession:
         if self._topology is None:
             from .model.topology import read_topology
 
-            # settings["profile"] already holds COMPOSE_PROFILES from the environment
-            exists = self.compose_file.is_file()
-            self._topology = (
-                read_topology(self.compose_file, self.settings["profile"]) if exists else {}
-            )
+            try:  # the same loader as _load, through a cache
+                self._topology = read_topology(
+                    self.compose_files, env_file=self.env_file, profiles=self.settings["profile"]
+                )
+            except ConfigError as exc:
+                self.preset(None, exc)
+                self._topology = {}
         return self._topology
 
     fixture_name = staticmethod(fixture_name)

@@ -43,6 +43,11 @@ def _build(value: Any) -> str:
     return str(value)
 
 
+def _paths(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else [value]
+    return tuple(str(v) for v in items if v)
+
+
 def _urls(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split()
     return tuple(str(v) for v in items if v)
@@ -68,7 +73,15 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("compose_file", "compose file of the stack (default: docker-compose.yml at rootdir)"),
+    Setting(
+        "compose_file",
+        "compose file of the stack, repeatable to merge several as `docker compose -f` does "
+        "(default: COMPOSE_FILE, else compose.yaml / docker-compose.yml and its override "
+        "file at rootdir)",
+        (),
+        parse=_paths,
+        repeat=True,
+    ),
     Setting("env_file", "env file for interpolation (default: .env beside the compose file)"),
     Setting(
         "up",

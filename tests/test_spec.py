@@ -35,19 +35,20 @@ def test_depends_on_list_and_map_forms(tmp_path: Path) -> None:
           db: {image: postgres:16}
           cache: {image: redis:7}
           init: {image: busybox}
+          optional: {image: x, profiles: [extra]}
           app:
             image: app
             depends_on:
-              db: {condition: service_healthy}
+              db: {condition: service_healthy, restart: true}
               init: {condition: service_completed_successfully}
-              missing: {condition: service_started, required: false}
+              optional: {condition: service_started, required: false}
           web: {image: web, depends_on: [app, cache]}
     """,
     )
     assert stack.services["app"].depends_on == (
-        Dependency("db", "service_healthy"),
+        Dependency("db", "service_healthy", restart=True),
         Dependency("init", "service_completed_successfully"),
-        Dependency("missing", "service_started", required=False),
+        Dependency("optional", "service_started", required=False),
     )
     assert stack.services["web"].depends_on == (Dependency("app"), Dependency("cache"))
 
@@ -220,7 +221,7 @@ def test_bad_duration_names_service_and_key(tmp_path: Path) -> None:
 
 
 def test_unknown_condition(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown condition 'service_ready'"):
+    with pytest.raises(ConfigError, match=r"condition must be one of .*got 'service_ready'"):
         load(
             tmp_path,
             "services: {a: {image: x, depends_on: {b: {condition: service_ready}}}, b: {image: x}}",
@@ -241,7 +242,7 @@ def test_unknown_condition(tmp_path: Path) -> None:
 )
 def test_unknown_x_pyairtable_keys(tmp_path: Path, block: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        load(tmp_path, f"services: {{a: {block}}}")
+        load(tmp_path, f"services: {{a: {{image: x, {block[1:]}}}")
 
 
 def test_probe_derivation(tmp_path: Path) -> None:
@@ -327,3 +328,35 @@ def test_passwords_given_only_in_commands_or_urls_are_secrets(tmp_path: Path) ->
     """,
     )
     assert {"literal-pw-1", "url/pw-2"} <= set(stack.secret_values())
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            "services: {a: {image: x, x-pyairtable: {local: {env: [A]}}}}",
+            r"local\.env must be a mapping",
+        ),
+        (
+            "services: {a: {image: x, x-pyairtable: {local: {command: 5}}}}",
+            r"local\.command must be",
+        ),
+        (
+            "services: {a: {image: x, x-pyairtable: {probe: {tables: 5}}}}",
+            r"probe\.tables must be a list",
+        ),
+        ("services: {a: {image: x, x-pyairtable: {url: 5}}}", r"url must be a string"),
+        ("include: [{path: true}]\nservices: {}", r"include\[0\]\.path must be"),
+        ("include: [{path: a.yml, bad: 1}]\nservices: {}", r"unknown key\(s\) 'bad'"),
+        ("services: {a: {extends: {service: 5}}}", r"extends\.service must name"),
+        ("services: {a: {image: x, networks: [[x]]}}", r"networks\[0\] must be a string"),
+        ("networks: true\nservices: {a: {image: x}}", r"networks must be a mapping"),
+        ("services: {a: {image: x, healthcheck: 'curl x'}}", r"healthcheck must be a mapping"),
+        ("services: {a: {image: x, depends_on: 5}}", r"depends_on must be a list or a mapping"),
+        ("services: {a: {image: x, environment: 5}}", r"environment must be a mapping or a list"),
+        ("services: {a: {image: x, command: 5}}", r"command must be empty or a string or a list"),
+    ],
+)
+def test_wrong_types_are_our_error_not_a_traceback(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load(tmp_path, text)

@@ -1,170 +1,266 @@
-"""Compose variable interpolation and ``.env`` parsing, with compose's precedence.
+"""Variable interpolation exactly as compose does it (compose-go ``template``).
 
-Supported: ``$VAR``, ``${VAR}``, ``${VAR:-d}``, ``${VAR-d}``, ``${VAR:?msg}``,
-``${VAR?msg}``, ``${VAR:+r}``, ``${VAR+r}``, nesting inside defaults, and ``$$``.
-Every missing required variable in a document is collected, so the user sees all of
-them in one error instead of fixing them one run at a time.
+``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?message}``,
+``${VAR?message}``, ``${VAR:+alt}``, ``${VAR+alt}``, nesting in defaults and messages,
+``$$`` for a literal ``$``; a ``$`` not followed by a name stays as it is. The same
+quirks as compose, on purpose: the operator is the first one after the name, a default
+runs to the first balanced ``}``, and ``${`` without a valid name is an error.
+
+Where compose stops at the first problem, an ``Interpolator`` collects them all: every
+missing required variable once (however many places use it, e.g. through an anchor), and
+every unset variable once, for a warning. Fields compose converts after interpolation
+(``healthcheck.retries: "$RETRIES"`` becomes a number) are converted by ``walk``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import ConfigError, InterpolationError
+from ..errors import InterpolationError
+from .values import Override
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+_PATTERN = re.compile(
+    r"\$(?i:(?P<escaped>\$)|(?P<named>[_a-z][_a-z0-9]*)"
+    r"|\{(?:(?P<braced>[_a-z][_a-z0-9]*(?::?[-+?](?:.*))?)\}|(?P<invalid>)))"
+)
+_OPERATORS = (":?", "?", ":-", "-", ":+", "+")
+
+Path = tuple[str | int, ...]
+Where = str | Path  # a path is made text only when a problem is reported
 
 
-@dataclass
+def show(path: Where) -> str:
+    if isinstance(path, str):
+        return path
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
 class Interpolator:
-    variables: Mapping[str, str]
-    missing: list[str] = field(default_factory=list)
-    unset: set[str] = field(default_factory=set)
+    def __init__(self, variables: Mapping[str, str] | Callable[[str], str | None]) -> None:
+        self.lookup = variables.get if isinstance(variables, Mapping) else variables
+        self.looked_up: set[str] = set()
+        self.missing: dict[str, tuple[str, list[Where]]] = {}  # name -> (reason, where)
+        self.unset: dict[str, list[Where]] = {}  # name -> where, for a warning
+        self.problems: list[str] = []  # malformed templates, failed conversions
 
-    def text(self, value: str, where: str) -> str:
-        out: list[str] = []
-        i = 0
-        while i < len(value):
-            ch = value[i]
-            if ch != "$":
-                out.append(ch)
-                i += 1
-                continue
-            nxt = value[i + 1 : i + 2]
-            if nxt == "$":
-                out.append("$")
-                i += 2
-            elif nxt == "{":
-                end = _closing_brace(value, i + 2)
-                if end < 0:
-                    raise InterpolationError(
-                        f"{where}: unterminated '${{' in {value!r}. Fix: close it with '}}' "
-                        "or write '$$' for a literal '$'."
-                    )
-                out.append(self._braced(value[i + 2 : end], where))
-                i = end + 1
-            else:
-                match = _NAME.match(value, i + 1)
-                if match is None:
-                    out.append("$")
-                    i += 1
-                    continue
-                out.append(self._lookup(match.group(0)))
-                i = match.end()
-        return "".join(out)
+    # -- one string ----------------------------------------------------------------
 
-    def _lookup(self, name: str) -> str:
-        if name in self.variables:
-            return self.variables[name]
-        self.unset.add(name)
-        return ""
+    def text(self, value: str, where: Where) -> str:
+        if "$" not in value:
+            return value
+        return _PATTERN.sub(lambda m: self._replace(m.group(0), value, where), value)
 
-    def _braced(self, body: str, where: str) -> str:
-        match = _NAME.match(body)
-        if match is None:
-            raise InterpolationError(
-                f"{where}: invalid interpolation '${{{body}}}'. "
-                "Fix: use ${NAME}, ${NAME:-default} or ${NAME:?message}."
-            )
-        name, rest = match.group(0), body[match.end() :]
-        if not rest:
-            return self._lookup(name)
-        is_set = name in self.variables
-        value = self.variables.get(name, "")
-        for op in (":-", ":?", ":+", "-", "?", "+"):
-            if rest.startswith(op):
-                arg = rest[len(op) :]
-                present = is_set and (value != "" or ":" not in op)
-                if op.endswith("-"):
-                    return value if present else self.text(arg, where)
-                if op.endswith("+"):
-                    return self.text(arg, where) if present else ""
-                if not present:
-                    why = self.text(arg, where) or (
-                        "is empty or unset" if ":" in op else "is unset"
-                    )
-                    self.missing.append(f"{name} ({why}) in {where}")
-                return value
-        raise InterpolationError(
-            f"{where}: unsupported modifier in '${{{body}}}'. "
-            "Fix: use one of :- - :? ? :+ + after the variable name."
-        )
+    def _get(self, name: str) -> str | None:
+        self.looked_up.add(name)
+        return self.lookup(name)
 
-    def walk(self, node: Any, where: str = "") -> Any:
-        """Interpolate every string value (not keys) of a loaded YAML document."""
+    def _replace(self, substring: str, template: str, where: Where) -> str:
+        closing = _first_closing_brace(substring)
+        rest = ""
+        if closing > -1:
+            substring, rest = substring[: closing + 1], substring[closing + 1 :]
+        match = _PATTERN.search(substring)
+        assert match is not None  # it starts with the `$` the pattern matched
+        if match.group("escaped"):
+            return "$"
+        name = match.group("named")
+        if not name:
+            braced = match.group("braced")
+            if not braced:
+                self.problems.append(
+                    f"{show(where)}: invalid interpolation {template!r}. Fix: write ${{NAME}}, "
+                    "${NAME:-default} or ${NAME:?message}, and $$ for a literal $."
+                )
+                return ""
+            applied = self._operator(braced, substring, where)
+            if applied is not None:
+                return applied + self.text(rest, where)
+            name = braced
+        value = self._get(name)
+        if value is None:
+            self.unset.setdefault(name, []).append(where)
+            return ""
+        return value
+
+    def _operator(self, braced: str, substring: str, where: Where) -> str | None:
+        """The value of ``${NAME<op>arg}``, or None when there is no operator."""
+        found = [(substring.find(op), n) for n, op in enumerate(_OPERATORS)]
+        first = sorted(found, key=lambda f: (f[0] < 0, f[0]))[0]
+        op = _OPERATORS[first[1]]
+        if op not in braced:
+            return None
+        name, _, arg = braced.partition(op)
+        arg = self.text(arg, where)
+        value = self._get(name)
+        if op.endswith("?"):
+            if value is None or (op == ":?" and value == ""):
+                reason = arg or ("is empty or unset" if op == ":?" else "is unset")
+                entry = self.missing.setdefault(name, (reason, []))
+                entry[1].append(where)
+                return ""
+            return value
+        present = value is not None and (value != "" or ":" not in op)
+        if op.endswith("-"):
+            return value if present and value is not None else arg
+        return arg if present else (value or "")
+
+    # -- a whole document ----------------------------------------------------------
+
+    def walk(self, node: Any, path: Path = ()) -> Any:
+        """Interpolate every string value (not keys) and convert where compose converts."""
         if isinstance(node, str):
-            return self.text(node, where or "value")
-        if isinstance(node, Mapping):
-            return {k: self.walk(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+            value = self.text(node, path)
+            cast = _cast_for(path)
+            return value if cast is None else self._cast(cast, value, path)
+        if isinstance(node, dict):
+            return {k: self.walk(v, (*path, k)) for k, v in node.items()}
         if isinstance(node, list):
-            return [self.walk(v, f"{where}[{n}]") for n, v in enumerate(node)]
+            return [self.walk(v, (*path, n)) for n, v in enumerate(node)]
+        if isinstance(node, Override):
+            return Override(self.walk(node.value, path))
         return node
 
+    def _cast(self, cast: Callable[[str], Any], value: str, path: Path) -> Any:
+        try:
+            return cast(value)
+        except ValueError as exc:
+            self.problems.append(f"{show(path)}: {exc}.")
+            return value
+
+    # -- the outcome ---------------------------------------------------------------
+
     def raise_missing(self) -> None:
-        if self.missing:
-            listed = "\n".join(f"  - {m}" for m in self.missing)
+        problems = [*self.problems, *self.missing_lines()]
+        if problems:
+            listed = "\n".join(f"  - {p}" for p in problems)
             raise InterpolationError(
-                f"{len(self.missing)} required variable(s) missing:\n{listed}\n"
-                "Fix: set them in the environment or in the .env file beside the compose file."
+                f"{len(problems)} problem(s) interpolating variables:\n{listed}\n"
+                "Fix: set the variables in the environment or in the .env file beside the "
+                "compose file (or --pyairtable-env-file)."
             )
 
+    def missing_lines(self) -> list[str]:
+        return [
+            f"{name} ({reason}) in {_places(where)}"
+            for name, (reason, where) in self.missing.items()
+        ]
 
-def _closing_brace(text: str, start: int) -> int:
-    depth = 1
-    i = start
+    def warnings(self) -> list[str]:
+        return [
+            f'variable "{name}" is not set, so it is empty (in {_places(where)})'
+            for name, where in self.unset.items()
+        ]
+
+
+def _places(where: list[Where]) -> str:
+    unique = list(dict.fromkeys(show(w) for w in where))
+    more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
+    return ", ".join(unique[:3]) + more
+
+
+def _first_closing_brace(text: str) -> int:
+    first = text.find("}")
+    if first > 0 and "{" not in text[2:first]:
+        return first  # the common case: nothing nested
+    depth, i = 0, 0
     while i < len(text):
-        if text.startswith("${", i):
-            depth += 1
-            i += 2
-            continue
         if text[i] == "}":
             depth -= 1
             if depth == 0:
                 return i
+        if text[i] == "{":
+            depth += 1
+            i += 1  # compose skips the character after an opening brace
         i += 1
     return -1
 
 
-def parse_env_file(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Read a ``.env`` file as compose does: ``KEY=VALUE`` lines, quotes, ``export``, comments.
+def to_int(text: str) -> int:
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError(f"cannot convert {text!r} to a whole number")
+    return int(text)
 
-    Unquoted and double-quoted values may refer to variables defined earlier in the file
-    or in ``environ``; single-quoted values are literal.
-    """
+
+def to_float(text: str) -> float:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read env file {path}: {exc.strerror}. Fix: create it or pass another path "
-            "with --pyairtable-env-file."
-        ) from None
-    result: dict[str, str] = {}
-    for lineno, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not _NAME.fullmatch(key):
-            raise ConfigError(
-                f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}. "
-                "Fix: one variable per line, names of letters, digits and underscores."
-            )
-        value = value.strip()
-        scope = {**(environ or {}), **result}
-        if value[:1] == "'" and value.endswith("'") and len(value) >= 2:
-            result[key] = value[1:-1]
-            continue
-        if value[:1] == '"' and value.endswith('"') and len(value) >= 2:
-            value = re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), value[1:-1])
-        else:
-            value = re.split(r"\s+#", value, maxsplit=1)[0].rstrip()
-        result[key] = Interpolator(scope).text(value, f"{path.name}:{lineno}")
-    return result
+        return float(text)
+    except ValueError:
+        raise ValueError(f"cannot convert {text!r} to a number") from None
+
+
+def to_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "y", "yes", "on"):
+        return True
+    if lowered in ("false", "n", "no", "off"):
+        return False
+    raise ValueError(f"cannot convert {text!r} to true or false")
+
+
+# compose-go's interpolateTypeCastMapping: fields whose interpolated text becomes typed
+_SERVICE_CASTS = {
+    ("cpu_count",): to_int,
+    ("cpu_percent",): to_float,
+    ("cpu_period",): to_int,
+    ("cpu_quota",): to_int,
+    ("cpu_rt_period",): to_int,
+    ("cpu_rt_runtime",): to_int,
+    ("cpus",): to_float,
+    ("cpu_shares",): to_int,
+    ("init",): to_bool,
+    ("deploy", "replicas"): to_int,
+    ("deploy", "update_config", "parallelism"): to_int,
+    ("deploy", "update_config", "max_failure_ratio"): to_float,
+    ("deploy", "rollback_config", "parallelism"): to_int,
+    ("deploy", "rollback_config", "max_failure_ratio"): to_float,
+    ("deploy", "restart_policy", "max_attempts"): to_int,
+    ("deploy", "placement", "max_replicas_per_node"): to_int,
+    ("healthcheck", "retries"): to_int,
+    ("healthcheck", "disable"): to_bool,
+    ("oom_kill_disable",): to_bool,
+    ("oom_score_adj",): to_int,
+    ("pids_limit",): to_int,
+    ("ports", "[]", "target"): to_int,
+    ("privileged",): to_bool,
+    ("read_only",): to_bool,
+    ("scale",): to_int,
+    ("stdin_open",): to_bool,
+    ("tty",): to_bool,
+    ("ulimits", "*"): to_int,
+    ("ulimits", "*", "hard"): to_int,
+    ("ulimits", "*", "soft"): to_int,
+    ("volumes", "[]", "read_only"): to_bool,
+    ("volumes", "[]", "volume", "nocopy"): to_bool,
+}
+_RESOURCE_CASTS = {
+    ("networks", "external"),
+    ("networks", "internal"),
+    ("networks", "attachable"),
+    ("networks", "enable_ipv4"),
+    ("networks", "enable_ipv6"),
+    ("volumes", "external"),
+    ("secrets", "external"),
+    ("configs", "external"),
+}
+
+
+_CAST_KEYS = {p[-1] for p in _SERVICE_CASTS} | {p[1] for p in _RESOURCE_CASTS}
+
+
+def _cast_for(path: Path) -> Callable[[str], Any] | None:
+    if not path or (path[-1] not in _CAST_KEYS and (len(path) < 4 or path[2] != "ulimits")):
+        return None  # the common case, decided cheaply
+    if len(path) >= 3 and path[0] == "services":
+        rest = tuple(
+            "[]" if isinstance(p, int) else "*" if n == 1 and path[2] == "ulimits" else p
+            for n, p in enumerate(path[2:])
+        )
+        return _SERVICE_CASTS.get(rest)
+    if len(path) == 3 and (path[0], path[2]) in _RESOURCE_CASTS:
+        return to_bool
+    return None

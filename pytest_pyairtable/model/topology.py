@@ -1,20 +1,28 @@
 """Service names and dependency edges, cheaply, for registering fixtures.
 
-Every pytest run registers one fixture per service, but most runs start nothing. So the
-full load (interpolation, validation) waits until a test needs the stack, and the edges
-are cached in ``.pyairtable/topology.json`` beside the compose file, keyed by its
-modification time, size and the active profiles: a warm run does not even import YAML.
+Every pytest run registers one fixture per service, but most runs start nothing. The
+edges come from the one loader (``load_model``: same files, variables, profiles, same
+errors, except that a missing variable is left for the full load to report to the tests
+that need the stack), and are cached in ``.pyairtable/topology.json`` in the project
+directory, keyed by every input of that load: each file it read or looked for (compose
+files, included and extended files, env files; by modification time and size), a
+digest of the values of every variable it looked up (and of compose's own
+``COMPOSE_*`` controls) and the options. A warm run neither imports YAML nor reads a
+compose file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 Edges = dict[str, list[str]]
+_VERSION = 2  # of the loader's semantics: a new loader never trusts an old cache
 
 
 def own_dir(path: Path) -> Path:
@@ -30,43 +38,76 @@ def cache_dir(compose_file: Path) -> Path:
     return own_dir(compose_file.parent / ".pyairtable")
 
 
-def read_topology(compose_file: Path, profiles: Sequence[str]) -> Edges:
-    stat = compose_file.stat()
-    key = [str(compose_file), stat.st_mtime_ns, stat.st_size, sorted(profiles)]
+def read_topology(
+    files: Sequence[Path],
+    *,
+    env_file: Path | None = None,
+    profiles: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Edges:
+    """Service -> the active services it depends on. Raises the loader's ConfigError."""
+    environ = dict(os.environ if environ is None else environ)
+    files = [Path(os.path.abspath(f)) for f in files]
+    key = [_VERSION, [str(f) for f in files], str(env_file or ""), sorted(profiles)]
     try:
-        cache = cache_dir(compose_file) / "topology.json"
+        cache: Path | None = cache_dir(files[0]) / "topology.json"
     except OSError:
-        return _parse(compose_file, profiles)  # a read-only checkout: no cache
-    try:
-        data = json.loads(cache.read_text())
-        if data["key"] == key:
-            return {str(k): [str(d) for d in v] for k, v in data["edges"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    edges = _parse(compose_file, profiles)
-    with contextlib.suppress(OSError):
-        cache.write_text(json.dumps({"key": key, "edges": edges}))
-    return edges
-
-
-def _parse(compose_file: Path, profiles: Sequence[str]) -> Edges:
-    """Best effort on the raw YAML: the full load reports what is wrong with the file."""
-    import yaml
-
-    from .spec import SafeLoader
-
-    try:
-        doc: Any = yaml.load(compose_file.read_text(encoding="utf-8"), Loader=SafeLoader)  # noqa: S506
-        services = doc.get("services") or {}
-        active = {
-            str(name): body or {}
-            for name, body in services.items()
-            if not (body or {}).get("profiles") or set(body["profiles"]) & set(profiles)
+        cache = None  # a read-only checkout: no cache
+    if cache is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            data = json.loads(cache.read_text())
+            if data["key"] == key and _unchanged(data["files"], data["vars"], environ):
+                return {str(k): [str(d) for d in v] for k, v in data["edges"].items()}
+    edges, read, names = _load(files, env_file, profiles, environ)
+    if cache is not None:
+        entry = {
+            "key": key,
+            "files": read,
+            "vars": [names, _digest(names, environ)],
+            "edges": edges,
         }
-    except Exception:
-        return {}
-    edges: Edges = {}
-    for name, body in active.items():
-        deps = body.get("depends_on") or []
-        edges[name] = [str(d) for d in deps if str(d) in active]
+        with contextlib.suppress(OSError):
+            cache.write_text(json.dumps(entry))
     return edges
+
+
+def _load(
+    files: Sequence[Path], env_file: Path | None, profiles: Sequence[str], environ: dict[str, str]
+) -> tuple[Edges, dict[str, Any], list[str]]:
+    from .loader import load_model
+    from .project import CONTROL_VARIABLES, Inputs
+
+    inputs = Inputs(
+        files=tuple(files),
+        env_files=None if env_file is None else (Path(os.path.abspath(env_file)),),
+        profiles=tuple(profiles),
+        environ=environ,
+    )
+    model = load_model(inputs, strict=False)
+    edges = {
+        name: [d for d in svc.get("depends_on") or {} if d in model.services]
+        for name, svc in model.services.items()
+    }
+    names = sorted({*model.record.variables, *CONTROL_VARIABLES})
+    return edges, model.record.files, names
+
+
+def _digest(names: Iterable[str], environ: Mapping[str, str]) -> str:
+    text = json.dumps([[n, environ.get(n)] for n in names])
+    return hashlib.sha256(text.encode()).hexdigest()  # values may be secrets: never stored
+
+
+def _unchanged(files: Mapping[str, Any], variables: list[Any], environ: Mapping[str, str]) -> bool:
+    names, digest = variables
+    if _digest(names, environ) != digest:
+        return False
+    for path, seen in files.items():
+        try:
+            stat = os.stat(path)
+        except OSError:
+            if seen is not None:
+                return False
+            continue
+        if seen is None or [stat.st_mtime_ns, stat.st_size] != list(seen):
+            return False
+    return True

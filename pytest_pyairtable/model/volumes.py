@@ -1,0 +1,84 @@
+"""A service volume's short syntax (``SOURCE:TARGET[:MODE]``), read as compose reads it.
+
+``./data:/data:ro`` and ``/abs:/abs`` and ``~/x:/x`` are bind mounts; ``name:/path`` a
+named volume; a lone ``/path`` an anonymous volume. ``${...}`` may hold a colon.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from ..errors import ConfigError
+
+_BIND_OPTIONS = {"rprivate", "private", "rshared", "shared", "rslave", "slave", "z", "Z"}
+
+
+def parse_volume(spec: str, where: str) -> dict[str, Any]:
+    """compose's long form of a short volume spec (``type``, ``source``, ``target`` ...)."""
+    if not spec:
+        raise ConfigError(f"{where}: empty volume. Fix: write SOURCE:TARGET or TARGET.")
+    if len(spec.encode()) <= 2:
+        return {"type": "volume", "target": clean(spec)}
+    fields: dict[str, Any] = {}
+    buffer = ""
+    depth = 0
+    for i, ch in enumerate([*spec, ""]):  # "" marks the end
+        if ch == "$" and spec[i + 1 : i + 2] == "{":
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+        elif ch == ":" and len(buffer) == 1 and buffer.isalpha():
+            pass  # a Windows drive letter
+        elif ch in (":", "") and not depth:
+            _field(fields, buffer, ch == "", spec, where)
+            buffer = ""
+            continue
+        buffer += ch
+    source = fields.get("source", "")
+    volume: dict[str, Any] = {"target": clean(fields.get("target", ""))}
+    if source:
+        volume["source"] = source
+    if fields.get("read_only"):
+        volume["read_only"] = True
+    if source[:1] in (".", "/", "~") or source.startswith("\\\\") or _drive(source):
+        volume["type"] = "bind"
+        volume["bind"] = {"create_host_path": True, **fields.get("bind", {})}
+    else:
+        volume["type"] = "volume"
+        volume["volume"] = {"nocopy": True} if fields.get("nocopy") else {}
+    return volume
+
+
+def _field(fields: dict[str, Any], buffer: str, last: bool, spec: str, where: str) -> None:
+    if not buffer:
+        raise ConfigError(f"{where}: invalid volume {spec!r}: empty section between colons.")
+    if "source" not in fields and last:
+        fields["target"] = buffer
+    elif "source" not in fields:
+        fields["source"] = buffer
+    elif "target" not in fields:
+        fields["target"] = buffer
+    elif not last:
+        raise ConfigError(f"{where}: invalid volume {spec!r}: too many colons.")
+    else:
+        for option in buffer.split(","):
+            if option in ("ro", "rw"):
+                fields["read_only"] = option == "ro"
+            elif option == "nocopy":
+                fields["nocopy"] = True
+            elif option in _BIND_OPTIONS:
+                key = "selinux" if option in ("z", "Z") else "propagation"
+                fields.setdefault("bind", {})[key] = option
+
+
+def _drive(source: str) -> bool:
+    return len(source) >= 2 and source[0].isalpha() and source[1] == ":"
+
+
+def clean(path: str) -> str:
+    """Go's ``path.Clean``."""
+    if not path:
+        return ""
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
