@@ -116,6 +116,7 @@ def one_run(
     }
     junit = work / "junit.xml"
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}"]
+    argv += ["-o", "junit_logging=all"]  # a failure's captured output in the report
     started = time.monotonic()
     proc = subprocess.Popen(
         [*argv, *pytest_args],
