@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_cli import cli
 from test_faults import FAULT_TESTS
 
 from conftest import Background, Project, wait_until
@@ -303,14 +304,7 @@ def test_keep_then_attach_then_down(compose_project: Project, free_ports: Ports)
         attached = compose_project.run(*compose)
         attached.assert_outcomes(passed=1)
         attached.stdout.fnmatch_lines(["*attached to the kept stack (1 services)*"])
-        down = subprocess.run(
-            [sys.executable, "-m", "pytest_pyairtable.cli", "down"],
-            cwd=compose_project.path,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        down = cli("down", cwd=compose_project.path)
         assert down.returncode == 0, down.stdout + down.stderr
         assert our_containers(owner) == []
     finally:  # what a failed attempt kept: before free_ports checks the port
