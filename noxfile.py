@@ -56,12 +56,13 @@ os.environ["UV_PYTHON_DOWNLOADS"] = "never"  # uv's builds come from outside PyP
 
 
 def _install(session: nox.Session, pytest_major: str) -> None:
-    session.install(".[xdist]", "hypothesis>=6", f"pytest=={pytest_major}.*")
+    # Editable: a reused venv (nox -r) runs the code as it is now, not as first installed.
+    session.install("-e", ".[xdist]", "hypothesis>=6", f"pytest=={pytest_major}.*")
     session.run("python", "-m", "pytest", "--version")
 
 
 def _environment() -> dict[str, str]:
-    # The tests must import the venv's installed package, not a checkout on PYTHONPATH.
+    # The venv's own install of this checkout, not whatever PYTHONPATH names.
     return {"PYTHONPATH": ""}
 
 
