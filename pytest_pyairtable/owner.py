@@ -46,6 +46,7 @@ class StackOwner:
         self._snapshot_lock = threading.Lock()
         self._snapshotted = False
         self._refusal: PyAirtableError | None = None  # why faults cannot be injected
+        self.closing = False  # the run is ending (set before workers' connections close)
 
     # -- handles -------------------------------------------------------------------
 
@@ -82,9 +83,13 @@ class StackOwner:
             self.leases.acquire(holder, mode, label, gone=gone)
 
     def end(self, holder: str) -> None:
-        """The holder's test is over, or the holder is gone: heal, then let others in."""
+        """The holder's test is over, or the holder is gone: heal, then let others in
+        (no heal once the run is ending: the stack is about to stop)."""
         try:
-            self.heal(holder)
+            if self.closing:
+                self._faults.pop(holder, None)
+            else:
+                self.heal(holder)
         finally:
             self.leases.release(holder)
 

@@ -92,10 +92,13 @@ class Front:
     def stop(self) -> None:
         if self.client is not None:
             self.client.close()
+        self.owner.closing = True  # a worker that goes away now is not healed
         if self.server is not None:
-            self.server.close()
+            self.server.close()  # no new requests; those in flight end with the stack
         with shielded():
             self.owner.stop()
+        if self.server is not None:
+            self.server.join()  # the run is over when pytest returns: no thread answers on
 
 
 STASH = pytest.StashKey[Front]()

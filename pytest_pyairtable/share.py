@@ -20,6 +20,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,11 @@ class StackServer:
         os.chmod(self.path, 0o600)
         self._sock.listen(64)
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, name="pyairtable-share", daemon=True).start()
+        self._conns: list[socket.socket] = []
+        self._closed = False
+        accept = threading.Thread(target=self._accept, name="pyairtable-share", daemon=True)
+        self._threads = [accept]
+        accept.start()
 
     def _accept(self) -> None:
         while True:
@@ -60,7 +65,14 @@ class StackServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
+            thread = threading.Thread(target=self._converse, args=(conn,), daemon=True)
+            with self._lock:
+                self._conns.append(conn)
+                self._threads.append(thread)
+                if self._closed:  # accepted just as close() went through the list
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RD)
+            thread.start()
 
     def _converse(self, conn: socket.socket) -> None:
         holder = f"worker-{next(self._holders)}"
@@ -112,9 +124,26 @@ class StackServer:
         raise PyAirtableError(f"pyairtable: unknown request {op!r}")
 
     def close(self) -> None:
+        """Take no new request: end the accept loop and every worker's connection (an
+        answer being computed is still sent, if its worker listens)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not
         with contextlib.suppress(OSError):
             self._sock.close()
+        with self._lock:
+            self._closed = True
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RD)
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def join(self, timeout: float = 60) -> None:
+        """Wait until no thread of ours is left (after the stack stopped, none waits)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _gone(conn: socket.socket) -> bool:
