@@ -7,7 +7,7 @@ first, once. Restore swaps in a *spare*, a copy of the snapshot made ahead of ti
 background thread, so that a reset costs renames, not a copy (measured in
 benchmarks/reset.py: the copy alone takes ~100 ms here, the swap ~5 ms)::
 
-    ALTER DATABASE db ALLOW_CONNECTIONS false    -- a reconnect waits for the swap
+    ALTER DATABASE db ALLOW_CONNECTIONS false    -- no new session meanwhile
     pg_terminate_backend(every session on db)    -- the app sees 57P01 and reconnects
     BEGIN; db -> old; spare -> db; ALLOW_CONNECTIONS true; COMMIT
     (background) DROP DATABASE old; CREATE DATABASE spare TEMPLATE snapshot
@@ -15,24 +15,22 @@ benchmarks/reset.py: the copy alone takes ~100 ms here, the swap ~5 ms)::
 Snapshots and spares are named ``pyairtable_snap_<hash>`` / ``pyairtable_spare_<hash>``
 and carry a JSON comment marking them ours, with the snapshot's key: a kept stack's
 snapshot is found again by a later run, and one with another key is dropped and taken
-again. Nothing without our name and mark is ever dropped. The database's owner,
-grants, settings (``ALTER DATABASE ... SET``), connection limit and comment are put
-back as they were at the snapshot.
+again. Nothing without our name and mark is ever dropped. What a database holds
+outside its data (owner, grants, settings) comes back too: see pgdb.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ResetError
+from .pgdb import Database, Lit, databases, execute, present
 
 MARK = "pytest-pyairtable reset"
 KINDS = ("snap", "spare", "old")
@@ -40,35 +38,6 @@ TERMINATE_SECONDS = 10.0
 APP_NAME = "pytest-pyairtable reset"
 
 
-@dataclass
-class Database:
-    """One database as it was at the snapshot (what a spare is made to look like)."""
-
-    name: str
-    owner: str
-    connlimit: int
-    comment: str | None
-    has_acl: bool  # False: the default privileges (datacl NULL)
-    acl: list[list[Any]]  # [grantee ("" for PUBLIC), privilege, grantable]
-    settings: list[list[Any]]  # [role or None, ["name=value", ...]]
-
-    def our(self, kind: str) -> str:
-        return f"pyairtable_{kind}_{hashlib.sha256(self.name.encode()).hexdigest()[:16]}"
-
-
-_LIST = """
-SELECT d.datname, pg_get_userbyid(d.datdba), d.datconnlimit,
-       shobj_description(d.oid, 'pg_database'), d.datacl IS NOT NULL,
-       COALESCE((SELECT json_agg(json_build_array(
-                   CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END,
-                   a.privilege_type, a.is_grantable))
-                 FROM aclexplode(d.datacl) a), '[]'),
-       COALESCE((SELECT json_agg(json_build_array(
-                   CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END,
-                   s.setconfig))
-                 FROM pg_db_role_setting s WHERE s.setdatabase = d.oid), '[]')
-FROM pg_database d WHERE d.datallowconn AND NOT d.datistemplate ORDER BY d.datname
-"""
 _OURS = """
 SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database
 WHERE datname LIKE 'pyairtable\\_%'
@@ -136,7 +105,7 @@ class PostgresSnapshot:
                 self.databases = [Database(**meta["database"]) for meta in snaps]
             else:
                 for name in ours:  # another stack's (or a changed one's): ours to drop
-                    _execute(conn, "DROP DATABASE IF EXISTS {}", name)
+                    execute(conn, "DROP DATABASE IF EXISTS {}", name)
                 self.databases = self._list(conn)
                 self._copy_to_snapshots(conn)
         for db in self.databases:
@@ -144,12 +113,10 @@ class PostgresSnapshot:
         return not reused
 
     def _list(self, conn: Any) -> list[Database]:
-        rows = conn.execute(_LIST).fetchall()
-        return [
-            Database(name, owner, limit, comment, has_acl, list(acl), list(settings))
-            for name, owner, limit, comment, has_acl, acl, settings in rows
-            if _kind_of(name) is None and (name != "postgres" or self._own_db == "postgres")
-        ]
+        def keep(name: str) -> bool:
+            return _kind_of(name) is None and (name != "postgres" or self._own_db == "postgres")
+
+        return databases(conn, keep)
 
     def _copy_to_snapshots(self, conn: Any) -> None:
         names = [db.name for db in self.databases]
@@ -157,10 +124,10 @@ class PostgresSnapshot:
         try:
             for db in self.databases:
                 snap = db.our("snap")
-                _execute(
+                execute(
                     conn, "CREATE DATABASE {} TEMPLATE {} ALLOW_CONNECTIONS false", snap, db.name
                 )
-                _execute(conn, "COMMENT ON DATABASE {} IS {}", snap, Lit(self._comment("snap", db)))
+                execute(conn, "COMMENT ON DATABASE {} IS {}", snap, Lit(self._comment("snap", db)))
         finally:
             self._open_doors(conn, names)
 
@@ -171,13 +138,13 @@ class PostgresSnapshot:
             for db in self.databases:
                 self._await_spare(db)
             with self._session() as conn:
-                present = _present(conn, self.service, [db.name for db in self.databases])
-                names = [db.name for db in self.databases if db.name in present]
+                there = present(conn, self.service, [db.name for db in self.databases])
+                names = [db.name for db in self.databases if db.name in there]
                 self._close_doors(conn, names)
                 try:
                     with conn.transaction():
                         for db in self.databases:
-                            self._swap(conn, db, db.name in present)
+                            self._swap(conn, db, db.name in there)
                 except BaseException:
                     self._open_doors(conn, names)
                     raise
@@ -186,13 +153,13 @@ class PostgresSnapshot:
 
     def _swap(self, conn: Any, db: Database, present: bool) -> None:
         if present:
-            _execute(conn, "ALTER DATABASE {} RENAME TO {}", db.name, db.our("old"))
-            _execute(
+            execute(conn, "ALTER DATABASE {} RENAME TO {}", db.name, db.our("old"))
+            execute(
                 conn, "COMMENT ON DATABASE {} IS {}", db.our("old"), Lit(self._comment("old", db))
             )
-        _execute(conn, "ALTER DATABASE {} RENAME TO {}", db.our("spare"), db.name)
-        _execute(conn, "ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name)
-        _execute(conn, "COMMENT ON DATABASE {} IS {}", db.name, Lit(db.comment))
+        execute(conn, "ALTER DATABASE {} RENAME TO {}", db.our("spare"), db.name)
+        execute(conn, "ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name)
+        execute(conn, "COMMENT ON DATABASE {} IS {}", db.name, Lit(db.comment))
 
     def _close_doors(self, conn: Any, names: list[str]) -> None:
         """No new session on ``names``, and none left: what a template, a rename and a
@@ -200,7 +167,7 @@ class PostgresSnapshot:
         if not names:
             return
         for name in names:
-            _execute(conn, "ALTER DATABASE {} ALLOW_CONNECTIONS false", name)
+            execute(conn, "ALTER DATABASE {} ALLOW_CONNECTIONS false", name)
         deadline = time.monotonic() + TERMINATE_SECONDS
         while True:
             left = conn.execute(
@@ -223,7 +190,7 @@ class PostgresSnapshot:
 
     def _open_doors(self, conn: Any, names: list[str]) -> None:
         for name in names:
-            _execute(conn, "ALTER DATABASE {} ALLOW_CONNECTIONS true", name)
+            execute(conn, "ALTER DATABASE {} ALLOW_CONNECTIONS true", name)
 
     # -- spares --------------------------------------------------------------------
 
@@ -250,20 +217,12 @@ class PostgresSnapshot:
     def _renew(self, db: Database) -> None:
         """Drop the replaced database and make the next spare, unless there is one."""
         with self._connect() as conn:
-            _execute(conn, "DROP DATABASE IF EXISTS {}", db.our("old"))
+            execute(conn, "DROP DATABASE IF EXISTS {}", db.our("old"))
             spare = db.our("spare")
             if _ours(conn).get(spare, {}).get("key") == self.key:
                 return
-            _execute(conn, "DROP DATABASE IF EXISTS {}", spare)
-            create = "CREATE DATABASE {} TEMPLATE {} OWNER {} CONNECTION LIMIT {} "
-            create += "ALLOW_CONNECTIONS false"
-            _execute(conn, create, spare, db.our("snap"), db.owner, Lit(int(db.connlimit)))
-            with conn.transaction():
-                _grant(conn, spare, db)
-                _settings(conn, spare, db)
-                _execute(
-                    conn, "COMMENT ON DATABASE {} IS {}", spare, Lit(self._comment("spare", db))
-                )
+            execute(conn, "DROP DATABASE IF EXISTS {}", spare)
+            db.make_copy(conn, spare, db.our("snap"), self._comment("spare", db))
 
     # -- the end -------------------------------------------------------------------
 
@@ -277,7 +236,7 @@ class PostgresSnapshot:
         with self._lock, self._session() as conn:
             for name, meta in _ours(conn).items():
                 if meta.get("key") == self.key:
-                    _execute(conn, "DROP DATABASE IF EXISTS {}", name)
+                    execute(conn, "DROP DATABASE IF EXISTS {}", name)
         self.close()
 
     def close(self) -> None:
@@ -310,21 +269,6 @@ def _ours(conn: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-@dataclass(frozen=True)
-class Lit:
-    """A value written into a statement that takes no parameters (COMMENT, CREATE)."""
-
-    value: Any
-
-
-def _execute(conn: Any, template: str, *parts: str | Lit) -> None:
-    """``template`` with each ``{}`` an identifier (a str) or a literal (a Lit)."""
-    from psycopg import sql
-
-    composed = [sql.Literal(p.value) if isinstance(p, Lit) else sql.Identifier(p) for p in parts]
-    conn.execute(sql.SQL(template).format(*composed))
-
-
 def _alive(conn: Any) -> bool:
     """Whether a kept session still works (the server may have been restarted by a fault
     test since): one round trip, cheaper than a new connection."""
@@ -336,49 +280,3 @@ def _alive(conn: Any) -> bool:
     except psycopg.Error:
         conn.close()
         return False
-
-
-def _present(conn: Any, service: str, names: list[str]) -> set[str]:
-    """Which of ``names`` exist now; refuses databases held by prepared transactions."""
-    rows = conn.execute(
-        "SELECT d.datname, p.gid FROM pg_database d "
-        "LEFT JOIN pg_prepared_xacts p ON p.database = d.datname WHERE d.datname::text = ANY(%s)",
-        [names],
-    ).fetchall()
-    prepared = [(gid, db) for db, gid in rows if gid is not None]
-    if prepared:
-        listed = ", ".join(f"{gid!r} on {db}" for gid, db in prepared)
-        raise ResetError(
-            f"service '{service}': prepared transactions {listed} hold the database; a reset "
-            "cannot replace it. Fix: COMMIT PREPARED or ROLLBACK PREPARED them in the test "
-            "that prepared them."
-        )
-    return {db for db, _ in rows}
-
-
-def _grant(conn: Any, spare: str, db: Database) -> None:
-    if not db.has_acl:
-        return  # the defaults, as CREATE DATABASE makes them
-    _execute(conn, "REVOKE ALL ON DATABASE {} FROM PUBLIC", spare)
-    _execute(conn, "REVOKE ALL ON DATABASE {} FROM {}", spare, db.owner)
-    for grantee, privilege, grantable in db.acl:
-        option = " WITH GRANT OPTION" if grantable else ""
-        if privilege not in ("CREATE", "CONNECT", "TEMPORARY"):
-            continue
-        if grantee:
-            _execute(conn, f"GRANT {privilege} ON DATABASE {{}} TO {{}}{option}", spare, grantee)
-        else:
-            _execute(conn, f"GRANT {privilege} ON DATABASE {{}} TO PUBLIC{option}", spare)
-
-
-def _settings(conn: Any, spare: str, db: Database) -> None:
-    """``ALTER DATABASE/ROLE ... SET`` values, copied as stored (no re-parsing of lists
-    such as search_path); a role that no longer exists loses its setting."""
-    for role, config in db.settings:
-        conn.execute(
-            "INSERT INTO pg_catalog.pg_db_role_setting (setdatabase, setrole, setconfig) "
-            "SELECT d.oid, COALESCE(r.oid, 0), %s FROM pg_database d "
-            "LEFT JOIN pg_roles r ON r.rolname = %s WHERE d.datname = %s "
-            "AND (%s::text IS NULL OR r.oid IS NOT NULL)",
-            [config, role, spare, role],
-        )
