@@ -168,6 +168,8 @@ class StackOwner:
         from .engine.reset import choose
 
         self._require_alone(holder, "a reset")
+        if self.runtime.error is not None:
+            raise self.runtime.error.fresh()  # no stack to reset: the compose file's error
         self._refuse_external()
         self._want(resets)
         if names is not None:  # a name that is wrong, before starting anything

@@ -4,7 +4,9 @@ Fixtures are generated from the compose file at configure time, each requesting 
 fixtures of its ``depends_on``, so pytest knows the closure every test needs. The
 first fixture set up starts the closure of *all* collected tests at once (the
 orchestrator runs it concurrently); fixtures only wait. Everything else is the
-runtime's (runtime.py), which the `pyairtable` command drives too.
+runtime's (runtime.py), which the `pyairtable` command drives too, and the stack
+owner's (owner.py: leases, faults, resets). Longer than our other modules: it is the
+whole pytest front end, and the only module that imports pytest.
 """
 
 from __future__ import annotations
