@@ -20,11 +20,16 @@ Redis
 - by hand with redis-py: the same commands through a transactional pipeline;
 - DEBUG RELOAD NOSAVE (the server's own reload of an RDB file): fastest, but disabled
   by default since Redis 7 and it reloads whatever RDB file the server wrote last.
+
+In a pytest run
+- the setup of a test marked ``pyairtable_reset("db", "cache")`` (its lease, the reset,
+  its fixtures) against the same test unmarked: what a reset costs a test, whole.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -218,6 +223,81 @@ def redis_datasets(reps: int) -> None:
             process.wait(10)
 
 
+IN_PYTEST = """
+import json, time
+import psycopg, pytest, redis
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    started = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        with open("setups.jsonl", "a") as f:
+            f.write(json.dumps([item.name, time.perf_counter() - started]) + "\\n")
+"""
+
+IN_PYTEST_TESTS = """
+import psycopg, pytest, redis
+
+def write(db, cache):
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (n int)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    redis.Redis.from_url(cache.url).set("k", 1)
+
+@pytest.mark.parametrize("i", range({reps}))
+def test_plain(pyairtable_db, pyairtable_cache, i):
+    write(pyairtable_db, pyairtable_cache)
+
+@pytest.mark.parametrize("i", range({reps}))
+@pytest.mark.pyairtable_reset("db", "cache")
+def test_reset(pyairtable_db, pyairtable_cache, i):
+    write(pyairtable_db, pyairtable_cache)
+"""
+
+
+def in_pytest(reps: int) -> None:
+    """The whole cost to a test: the setup of a test marked pyairtable_reset (lease,
+    reset, fixtures) against the same test unmarked, in one pytest run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)
+        (project / "docker-compose.yml").write_text(
+            textwrap.dedent(f"""
+            services:
+              db:
+                image: postgres:16
+                environment: {{POSTGRES_USER: bench, POSTGRES_PASSWORD: pw-bench, POSTGRES_DB: app}}
+                ports: ["{free_port()}:5432"]
+              cache:
+                image: redis:7
+                ports: ["{free_port()}:6379"]
+            """)
+        )
+        (project / "conftest.py").write_text(IN_PYTEST)
+        (project / "test_reset.py").write_text(IN_PYTEST_TESTS.format(reps=reps + 1))
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        setups: dict[str, list[float]] = {"plain": [], "reset": []}
+        for line in (project / "setups.jsonl").read_text().splitlines():
+            name, seconds = json.loads(line)
+            setups[name.split("[")[0].removeprefix("test_")].append(seconds)
+    plain, reset = setups["plain"][1:], setups["reset"][1:]  # the first of each: the boot
+    print("In a pytest run: a test's setup (PostgreSQL and Redis fixtures), the first excluded:")
+    print(f"  marked pyairtable_reset('db', 'cache')       {summarize(reset)}")
+    print(f"  the same test, unmarked                       {summarize(plain)}")
+    print(
+        "  what the reset adds to a test               "
+        f"{(statistics.median(reset) - statistics.median(plain)) * 1000:8.2f} ms"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -244,6 +324,7 @@ def main() -> int:
         finally:
             orch.stop()
     redis_datasets(args.reps)
+    in_pytest(args.reps)
     return 0
 
 
