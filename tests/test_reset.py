@@ -7,7 +7,7 @@ import socket
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,39 @@ def pg(servers: dict[str, Handle]) -> Iterator[Handle]:
 
 
 @pytest.fixture
+def pg_snapshot(pg: Handle) -> Iterator[Callable[[str], PostgresSnapshot]]:
+    """Makes snapshots of the server, each closed after the test, failed or not: a
+    session left open would fail a later test with a ResourceWarning."""
+    made: list[PostgresSnapshot] = []
+
+    def make(key: str) -> PostgresSnapshot:
+        made.append(PostgresSnapshot("db", pg.url, key))
+        return made[-1]
+
+    yield make
+    for snapshot in made:
+        snapshot.close()
+
+
+@pytest.fixture
+def closing() -> Iterator[Callable[[Any], Any]]:
+    """Closes what a test registers after it, failed or not (Redis snapshots keep a
+    connection; Resets keep their snapshots' sessions)."""
+    made: list[Any] = []
+
+    def register(thing: Any) -> Any:
+        made.append(thing)
+        return thing
+
+    yield register
+    for thing in made:
+        if isinstance(thing, Resets):
+            thing.join()
+        else:
+            thing.close()
+
+
+@pytest.fixture
 def cache(servers: dict[str, Handle]) -> Iterator[Handle]:
     yield servers["cache"]
     redis.Redis.from_url(servers["cache"].url).flushall()
@@ -97,7 +130,9 @@ def one(conn: Any, query: str) -> Any:
     return conn.execute(query).fetchone()[0]
 
 
-def test_postgres_reset_while_an_app_is_connected(pg: Handle) -> None:
+def test_postgres_reset_while_an_app_is_connected(
+    pg: Handle, pg_snapshot: Callable[[str], PostgresSnapshot]
+) -> None:
     with psycopg.connect(dsn(pg, "postgres"), autocommit=True) as admin:
         admin.execute("CREATE ROLE r_app LOGIN PASSWORD 'pw-app'")
         admin.execute("CREATE DATABASE orders OWNER r_app")  # a second database
@@ -115,7 +150,7 @@ def test_postgres_reset_while_an_app_is_connected(pg: Handle) -> None:
     with psycopg.connect(dsn(pg, "orders"), autocommit=True) as conn:
         conn.execute("CREATE TABLE placed (n int)")
     app = psycopg.connect(dsn(pg, user="r_app", password="pw-app"), autocommit=True)
-    snapshot = PostgresSnapshot("db", pg.url, "key-1")
+    snapshot = pg_snapshot("key-1")
     assert snapshot.take() is True
     assert sorted(d.name for d in snapshot.databases) == ["app", "orders"]
     with pytest.raises(psycopg.errors.AdminShutdown):  # the snapshot ended its session once
@@ -163,7 +198,9 @@ def test_postgres_reset_while_an_app_is_connected(pg: Handle) -> None:
     snapshot.discard()
 
 
-def test_an_app_querying_through_resets_sees_only_the_documented_errors(pg: Handle) -> None:
+def test_an_app_querying_through_resets_sees_only_the_documented_errors(
+    pg: Handle, pg_snapshot: Callable[[str], PostgresSnapshot]
+) -> None:
     """A client with a reconnect-on-error pool, querying in a loop from its own thread
     while resets happen: every error is one an app sees when an operator ends its
     session (57P01, or the connection closed before that message came), or, connecting
@@ -172,7 +209,7 @@ def test_an_app_querying_through_resets_sees_only_the_documented_errors(pg: Hand
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("CREATE TABLE hits (n int)")
         conn.execute("INSERT INTO hits VALUES (1)")
-    snapshot = PostgresSnapshot("db", pg.url, "key-app")
+    snapshot = pg_snapshot("key-app")
     snapshot.take()
     stop = threading.Event()
     errors: list[str] = []
@@ -225,29 +262,32 @@ def sqlstate_of_connect_error(text: str) -> str:
     return text
 
 
-def test_a_snapshot_is_found_again_by_its_key_and_taken_anew_under_another(pg: Handle) -> None:
+def test_a_snapshot_is_found_again_by_its_key_and_taken_anew_under_another(
+    pg: Handle, pg_snapshot: Callable[[str], PostgresSnapshot]
+) -> None:
     """A kept stack's later run finds its snapshot; a changed stack (another key) does not."""
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("CREATE TABLE t (v text)")
         conn.execute("INSERT INTO t VALUES ('first')")
-    first = PostgresSnapshot("db", pg.url, "kept-1")
+    first = pg_snapshot("kept-1")
     first.take()
     first.close()  # the run ends; the stack is kept
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("UPDATE t SET v = 'second'")
-    again = PostgresSnapshot("db", pg.url, "kept-1")
+    again = pg_snapshot("kept-1")
     assert again.take() is False  # reused
     again.restore()
     again.close()
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         assert one(conn, "SELECT v FROM t") == "first"
         conn.execute("UPDATE t SET v = 'third'")
-    changed = PostgresSnapshot("db", pg.url, "kept-2")
+    changed = pg_snapshot("kept-2")
     assert changed.take() is True
     changed.join()
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("UPDATE t SET v = 'fourth'")
     changed.restore()
+    changed.join()  # its next spare is made in the background
     with psycopg.connect(dsn(pg, "postgres"), autocommit=True) as admin:
         ours = [
             r[0]
@@ -261,11 +301,13 @@ def test_a_snapshot_is_found_again_by_its_key_and_taken_anew_under_another(pg: H
     changed.discard()
 
 
-def test_discard_drops_only_databases_it_can_prove_are_ours(pg: Handle) -> None:
+def test_discard_drops_only_databases_it_can_prove_are_ours(
+    pg: Handle, pg_snapshot: Callable[[str], PostgresSnapshot]
+) -> None:
     with psycopg.connect(dsn(pg, "postgres"), autocommit=True) as admin:
         admin.execute("CREATE DATABASE pyairtable_snap_userdata")  # not our name pattern
         admin.execute('CREATE DATABASE "pyairtable_spare_0123456789abcdef"')  # no mark
-    snapshot = PostgresSnapshot("db", pg.url, "key-d")
+    snapshot = pg_snapshot("key-d")
     snapshot.take()
     assert "pyairtable_snap_userdata" in [d.name for d in snapshot.databases]  # user data
     snapshot.discard()
@@ -279,7 +321,9 @@ def test_discard_drops_only_databases_it_can_prove_are_ours(pg: Handle) -> None:
     assert left == {"pyairtable_snap_userdata", "pyairtable_spare_0123456789abcdef"}
 
 
-def test_redis_reset_keeps_clients_connected_and_restores_every_database(cache: Handle) -> None:
+def test_redis_reset_keeps_clients_connected_and_restores_every_database(
+    cache: Handle, closing: Callable[[Any], Any]
+) -> None:
     app = redis.Redis.from_url(cache.url)
     other = redis.Redis.from_url(cache.url.rsplit("/", 1)[0] + "/4")
     app.set("session", "seed")
@@ -287,7 +331,7 @@ def test_redis_reset_keeps_clients_connected_and_restores_every_database(cache: 
     app.rpush("queue", "a", "b")
     app.xadd("events", {"kind": "seed"})
     other.set("in-db-4", "seed")
-    snapshot = RedisSnapshot("cache", cache.url, "key-r")
+    snapshot = closing(RedisSnapshot("cache", cache.url, "key-r"))
     snapshot.take()
     subscriber = redis.Redis.from_url(cache.url).pubsub()
     subscriber.subscribe("news")
@@ -315,23 +359,23 @@ def test_redis_reset_keeps_clients_connected_and_restores_every_database(cache: 
 
 
 def test_kept_redis_snapshots_round_trip_through_their_file_by_key(
-    cache: Handle, stack: Orchestrator, tmp_path: Path
+    cache: Handle, stack: Orchestrator, tmp_path: Path, closing: Callable[[Any], Any]
 ) -> None:
     app = redis.Redis.from_url(cache.url)
     app.set("k", "kept")
     spec = stack.runs["cache"].spec
     store = snapshot_file(tmp_path / "docker-compose.yml.json")
-    first = Resets("stack:run-1")
+    first = closing(Resets("stack:run-1"))
     first.take({"cache": spec}, ["cache"], store)
     assert store.stat().st_mode & 0o777 == 0o600
     app.set("k", "dirty")
-    later = Resets("stack:run-1")  # a later run attached to the same kept stack
+    later = closing(Resets("stack:run-1"))  # a later run attached to the same kept stack
     later.take({"cache": spec}, ["cache"], store)
     assert later.notices == []  # found, not taken again
     later.restore(["cache"])
     assert app.get("k") == b"kept"
     app.set("k", "now")
-    other = Resets("stack:run-2")  # another stack: the file is not its snapshot
+    other = closing(Resets("stack:run-2"))  # another stack: the file is not its snapshot
     other.take({"cache": spec}, ["cache"], store)
     assert other.notices and "from its data as it is now" in other.notices[0]
     app.set("k", "dirty")
