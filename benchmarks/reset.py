@@ -257,23 +257,29 @@ def test_reset(pyairtable_db, pyairtable_cache, i):
 """
 
 
+def compose_text(*, with_cache: bool) -> str:
+    text = f"""
+        services:
+          db:
+            image: postgres:16
+            environment: {{POSTGRES_USER: bench, POSTGRES_PASSWORD: pw-bench, POSTGRES_DB: app}}
+            ports: ["{free_port()}:5432"]
+    """
+    if with_cache:
+        text += f"""
+          cache:
+            image: redis:7
+            ports: ["{free_port()}:6379"]
+        """
+    return textwrap.dedent(text)
+
+
 def in_pytest(reps: int) -> None:
     """The whole cost to a test: the setup of a test marked pyairtable_reset (lease,
     reset, fixtures) against the same test unmarked, in one pytest run."""
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
-        (project / "docker-compose.yml").write_text(
-            textwrap.dedent(f"""
-            services:
-              db:
-                image: postgres:16
-                environment: {{POSTGRES_USER: bench, POSTGRES_PASSWORD: pw-bench, POSTGRES_DB: app}}
-                ports: ["{free_port()}:5432"]
-              cache:
-                image: redis:7
-                ports: ["{free_port()}:6379"]
-            """)
-        )
+        (project / "docker-compose.yml").write_text(compose_text(with_cache=True))
         (project / "conftest.py").write_text(IN_PYTEST)
         (project / "test_reset.py").write_text(IN_PYTEST_TESTS.format(reps=reps + 1))
         done = subprocess.run(
@@ -306,15 +312,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "docker-compose.yml"
-        path.write_text(
-            textwrap.dedent(f"""
-            services:
-              db:
-                image: postgres:16
-                environment: {{POSTGRES_USER: bench, POSTGRES_PASSWORD: pw-bench, POSTGRES_DB: app}}
-                ports: ["{free_port()}:5432"]
-            """)
-        )
+        path.write_text(compose_text(with_cache=False))
         orch = Orchestrator(
             load_stack(path, environ={}), LocalBackend(run_id=f"bench-reset-{os.getpid()}")
         )
