@@ -212,7 +212,7 @@ class KeptStack:
             assert run.running is not None
             if run.running.poll() is not None:
                 return GONE
-            ctx = ProbeContext(run.running.log_path, 1.0)
+            ctx = ProbeContext(run.running.log_path, 1.0, env=orch.backend.command_env(run.spec))
             probe = orch.backend.probe(run.spec, run.running, ctx) or make_probe(
                 run.spec.probe, ctx
             )

@@ -96,20 +96,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         elif s.repeat:
             group.addoption(s.option, action="append", default=[], help=s.help + env)
             parser.addini(s.ini, s.help, type="args", default=[])
+        elif s.const is not None:  # `--pyairtable-up` alone, or `--pyairtable-up=a,b`
+            group.addoption(s.option, nargs="?", const=s.const, default=None, help=s.help + env)
+            parser.addini(s.ini, s.help, default="")
         else:
             group.addoption(s.option, default=None, help=s.help + env)
             parser.addini(s.ini, s.help, default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from .backends import check_backend
     from .engine import safety
 
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
     try:
         settings = resolve(
             lambda s: config.getoption("pyairtable_" + s.name),
             lambda s: config.getini(s.ini),
             os.environ,
-        )
+        ).with_paths(ini_dir, config.invocation_params.dir)
+        check_backend(settings["backend"])
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     if not config.pluginmanager.is_blocked(safety.PLUGIN_NAME):

@@ -190,6 +190,7 @@ class Runtime:
             compose_file=self.compose_file,
             build=s["build"],
             cleanup_volumes=flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
+            inherit_env=s["inherit_env"],
             **self.backend_options,
         )
         self.notices.extend(backend.notices)

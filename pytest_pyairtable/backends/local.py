@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from ..errors import ConfigError, PrerequisiteError, PyAirtableError
 from ..model.spec import ServiceSpec
 from . import ownership
 from .base import BaseBackend, BaseRunning
+from .environment import path_with_python, service_environment
 from .ownership import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
@@ -88,11 +88,6 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
     return problems
 
 
-def path_with_python(path: str) -> str:
-    """The test run's own interpreter and tools first, as in its virtualenv."""
-    return os.pathsep.join([os.path.dirname(sys.executable), path])
-
-
 def _tmpfs_dir(run_id: str) -> Path | None:
     if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(SHM, os.W_OK):
         return None
@@ -155,9 +150,10 @@ class LocalBackend(BaseBackend):
         run_id: str,
         logs_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        inherit_env: bool = False,
         **_: object,  # options meant for other backends
     ) -> None:
-        super().__init__()
+        super().__init__(inherit_env=inherit_env)
         self.run_id = run_id
         base = temp_base()
         remove_stale_runs(base)
@@ -204,8 +200,8 @@ class LocalBackend(BaseBackend):
         check_ports_free(svc)
         plan = self.plan(svc)
         plan.prepare()
-        env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
-        env["PATH"] = path_with_python(env.get("PATH", os.defpath))
+        env = service_environment(svc, self.environ, inherit=self.inherit_env)
+        env.update(plan.env)
         env[RUN_ID_VAR] = self.run_id
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
