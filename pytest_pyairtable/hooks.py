@@ -45,9 +45,12 @@ class HookEvents(Listener):
         self.lines.put(f"pyairtable: {run.name:<22} starting (tier {run.tier})")
 
     def service_ready(self, run: ServiceRun) -> None:
-        self.lines.put(
-            f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s"
-        )
+        if run.restarts and run.restarts[-1][1] is None:  # a restart, not the boot
+            self.lines.put(f"pyairtable: {run.name:<22} {run.state.value} again")
+        else:
+            self.lines.put(
+                f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s"
+            )
         if self.handle is not None:
             handle = self.handle(run.name)
             self.hook.pytest_pyairtable_service_ready(service=handle, details=dict(run.details))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,7 @@ class Runtime:
         self._kept_checked = False
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
         self._timeline_written = False
+        self.tests_ran: tuple[float, float] | None = None  # on the orchestrator's clock
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
 
     # -- the spec, read when first needed ----------------------------------------------
@@ -299,6 +301,16 @@ class Runtime:
             if name in self.orch.runs:
                 self.orch.check_alive(name)
 
+    def note_test(self, start: float, stop: float) -> None:
+        """A test ran from ``start`` to ``stop`` (wall clock): the timeline marks it."""
+        if self.orch is None:
+            return
+        offset = time.time() - self.orch.now()
+        began, ended = start - offset, stop - offset
+        if self.tests_ran is not None:
+            began, ended = min(began, self.tests_ran[0]), max(ended, self.tests_ran[1])
+        self.tests_ran = (began, ended)
+
     def flush(self) -> None:
         """Print the queued progress lines (from the main thread only)."""
         for line in self.events.drain():
@@ -322,7 +334,7 @@ class Runtime:
 
             self._timeline_written = True
             path = Path(self.settings["timeline"]).resolve()
-            write_timeline(self.orch, path)
+            write_timeline(self.orch, path, self.tests_ran)
             self.notices.append(f"start-up timeline written to {path}")
 
     def keep(self) -> bool:
