@@ -172,7 +172,7 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 
 
 def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
-    from .devstack import up
+    from .devstack import select, up
 
     stack = _loaded(runtime).stack
     assert stack is not None
@@ -190,16 +190,10 @@ def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
         f"pyairtable: {runtime.compose_file}: {len(stack.services)} services, "
         f"backend {runtime.settings['backend']}"
     )
-    if args.services:
-        runtime.needed = set(stack.require(args.services))
     env_file = runtime.settings["env_file"] or runtime.compose_file.parent / ".env"
     if not Path(env_file).is_file():
         print(f"pyairtable: note: no {env_file}; variables come from the environment only")
-    if runtime.attached() is None:  # already up: no port of it counts as taken
-        problems = runtime.preflight()
-        if problems:
-            listed = "\n".join(f"  - {p}" for p in problems)
-            raise PyAirtableError(f"{len(problems)} prerequisite(s) missing:\n{listed}")
+    select(runtime, args.services)
     return up(runtime)
 
 

@@ -5,16 +5,35 @@ until Ctrl-C or SIGTERM. Both front ends call ``up``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .backends.ownership import recorded_run
-from .errors import KeepError
+from .errors import KeepError, PrerequisiteError
 from .model import graph
 from .signals import shielded
 
 if TYPE_CHECKING:
     from .engine.orchestrator import Orchestrator
     from .runtime import Runtime
+
+
+def select(runtime: Runtime, services: Sequence[str]) -> None:
+    """Select ``services`` and what they need (all when none are named), then check every
+    prerequisite of the selection (binaries, commands, free ports) before anything
+    starts: all that is missing is listed at once, and nothing was started."""
+    if runtime.error is not None:
+        raise runtime.error
+    assert runtime.stack is not None
+    if services:
+        runtime.needed = set(runtime.stack.require(services))
+    if runtime.attached() is None:  # already up: no port of it counts as taken
+        problems = runtime.preflight()
+        if problems:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            raise PrerequisiteError(
+                f"{len(problems)} prerequisite(s) missing; nothing was started:\n{listed}"
+            )
 
 
 def wait_all(runtime: Runtime, orch: Orchestrator) -> None:

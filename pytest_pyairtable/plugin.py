@@ -134,6 +134,11 @@ def pytest_configure(config: pytest.Config) -> None:
         runtime.say = _live_writer(config)
     if settings["up"] and runtime.error is not None:
         raise pytest.UsageError(str(runtime.error))
+    if isinstance(settings["up"], tuple) and runtime.stack is not None:
+        try:
+            runtime.stack.require(settings["up"])
+        except ConfigError as exc:
+            raise pytest.UsageError(f"--pyairtable-up: {exc}") from None
     config.pluginmanager.register(_fixtures_module(front), FIXTURES_PLUGIN)
     if front.client is None:
         config.pluginmanager.register(TestsRan(runtime), "pyairtable-tests-ran")
@@ -295,14 +300,16 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
-    from .devstack import up
+    from .devstack import select, up
 
     runtime = session.config.stash[STASH].runtime
-    if not runtime.settings["up"]:
+    wanted = runtime.settings["up"]
+    if not wanted:
         return None
     writer = session.config.get_terminal_writer()
     runtime.say = writer.line
     try:
+        select(runtime, () if wanted is True else wanted)
         if up(runtime):
             session.testsfailed = 1
     except PyAirtableError as exc:
