@@ -61,7 +61,9 @@ def up(runtime: Runtime) -> int:
     orch.start(sorted(runtime.needed) or None)
     try:
         wait_all(runtime, orch)
-        for line in url_table(orch):
+        lines = url_table(orch)  # then notes, e.g. which PostgreSQL runs for which image
+        lines += [f"pyairtable: {note}" for note in orch.backend.notices]
+        for line in lines:
             say(line)
         failed = [r.error for r in orch.runs.values() if r.error is not None]
         for error in failed:

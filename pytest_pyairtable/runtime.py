@@ -195,7 +195,6 @@ class Runtime:
             inherit_env=s["inherit_env"],
             **self.backend_options,
         )
-        self.notices.extend(backend.notices)
         timing = Timing(
             health_check_timeout=s["health_check_timeout"],
             max_startup_time=s["max_startup_time"],
@@ -252,6 +251,11 @@ class Runtime:
             self.kept = kept
             self.events.lines.put(f"pyairtable: attached to the kept stack in {path}")
             return kept
+
+    def all_notices(self) -> list[str]:
+        """The run's notices and its backend's (which it may add to while it runs)."""
+        backend = self.orch.backend.notices if self.orch is not None else []
+        return self.notices + [n for n in backend if n not in self.notices]
 
     def _notice(self, text: str) -> None:
         self.notices.append(text)

@@ -199,6 +199,11 @@ class LocalBackend(BaseBackend):
     def launch(self, svc: ServiceSpec) -> LocalService:
         check_ports_free(svc)
         plan = self.plan(svc)
+        for note in plan.notes:
+            if note not in self.notices:
+                self.notices.append(note)
+            with open(self.log_path(svc.name), "a") as log:
+                log.write(f"pytest-pyairtable: {note}\n")
         plan.prepare()
         env = service_environment(svc, self.environ, inherit=self.inherit_env)
         env.update(plan.env)
