@@ -39,6 +39,7 @@ class HookEvents(Listener):
         self.redact = redact
         self.debug = debug
         self.handle: Callable[[str], Handle] | None = None  # set once there is a stack
+        self.stopped: Callable[[ServiceRun], None] | None = None  # e.g. keep its log's end
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def service_starting(self, run: ServiceRun) -> None:
@@ -69,6 +70,8 @@ class HookEvents(Listener):
         self.hook.pytest_pyairtable_before_stop(run=run)
 
     def service_stopped(self, run: ServiceRun) -> None:
+        if self.stopped is not None:
+            self.stopped(run)
         done = run.details.get("before_stop")
         note = f" ({self.redact(done)})" if done else ""
         self.lines.put(f"pyairtable: {run.name:<22} stopped{note}")

@@ -155,7 +155,7 @@ class TestsRan:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
-            self.runtime.note_test(report.start, report.stop)
+            self.runtime.files.note_test(self.runtime.orch, report.start, report.stop)
 
 
 def _live_writer(config: pytest.Config) -> Callable[[str], None]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from .errors import ConfigError, KeepError, PyAirtableError
 from .hooks import HookEvents, own_hooks
 from .model import graph
 from .redact import Redactor
+from .runfiles import RunFiles
 from .settings import Resolved, flag_value
 
 if TYPE_CHECKING:
@@ -90,8 +90,7 @@ class Runtime:
         self.kept: KeptStack | None = None
         self._kept_checked = False
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
-        self._timeline_written = False
-        self.tests_ran: tuple[float, float] | None = None  # on the orchestrator's clock
+        self.files = RunFiles(settings["timeline"])  # the timeline, the last run's logs
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
 
     # -- the spec, read when first needed ----------------------------------------------
@@ -210,6 +209,7 @@ class Runtime:
             redact=self.redact,
         )
         self.events.handle = orch.handle
+        self.files.watch(orch, self.events, self.record_path, self.run_id)
         return orch
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
@@ -305,16 +305,6 @@ class Runtime:
             if name in self.orch.runs:
                 self.orch.check_alive(name)
 
-    def note_test(self, start: float, stop: float) -> None:
-        """A test ran from ``start`` to ``stop`` (wall clock): the timeline marks it."""
-        if self.orch is None:
-            return
-        offset = time.time() - self.orch.now()
-        began, ended = start - offset, stop - offset
-        if self.tests_ran is not None:
-            began, ended = min(began, self.tests_ran[0]), max(ended, self.tests_ran[1])
-        self.tests_ran = (began, ended)
-
     def flush(self) -> None:
         """Print the queued progress lines (from the main thread only)."""
         for line in self.events.drain():
@@ -333,13 +323,7 @@ class Runtime:
         else:
             self.orch.stop()
         self.flush()
-        if self.settings["timeline"] and self.orch.runs and not self._timeline_written:
-            from .engine.timeline import write_timeline
-
-            self._timeline_written = True
-            path = Path(self.settings["timeline"]).resolve()
-            write_timeline(self.orch, path, self.tests_ran)
-            self.notices.append(f"start-up timeline written to {path}")
+        self.notices += self.files.after_stop(self.orch)
 
     def keep(self) -> bool:
         """Leave the stack running and record it for later runs and `pyairtable down`;

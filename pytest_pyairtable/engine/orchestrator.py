@@ -254,14 +254,15 @@ class Orchestrator:
 
     # -- one service again (faults, and later a restart command) ----------------------
 
-    def restart(self, name: str, *, kill: bool = False) -> Handle:
-        """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready."""
+    def restart(self, name: str, *, kill: bool = False, grace: float | None = None) -> Handle:
+        """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready.
+        ``grace``: seconds before SIGKILL, instead of its stop_grace_period."""
         run = self.runs[name]
         if run.running is not None and run.running.poll() is None:
             if kill:
                 run.running.kill()
             else:
-                run.running.stop(run.spec.stop_grace_period)
+                run.running.stop(run.spec.stop_grace_period if grace is None else grace)
         began = self.now()
         run.restarts.append((began, None))
         self._set(run, State.STARTING, error=None)
