@@ -326,6 +326,8 @@ def cmd_config(args: argparse.Namespace, runtime: Runtime) -> int:
 
     stack = _loaded(runtime).stack
     assert stack is not None
+    if runtime.ports is not None and runtime.ports.source == "chosen" and runtime.ports.chosen:
+        note(f"pyairtable: free ports chosen for this output only: {runtime.ports.describe()}")
     print(dump(render_config(stack, show_secrets=args.show_secrets), args.format))
     return 0
 

@@ -27,8 +27,11 @@ def select(runtime: Runtime, services: Sequence[str]) -> None:
     assert runtime.stack is not None
     if services:
         runtime.needed = set(runtime.stack.require(services))
-    if runtime.attached() is None:  # already up: no port of it counts as taken
-        problems = runtime.preflight()
+    if runtime.attached() is None and runtime.settings["backend"] == "local":
+        from .backends.local import preflight
+
+        names = graph.closure(runtime.topology(), runtime.needed or runtime.topology())
+        problems = preflight([runtime.stack.services[n] for n in sorted(names)])
         if problems:
             listed = "\n".join(f"  - {p}" for p in problems)
             raise PrerequisiteError(
@@ -80,7 +83,7 @@ def up(runtime: Runtime) -> int:
         try:
             check_record_free(path, runtime.run_id)
             record = KeptStack.from_orchestrator(
-                orch, runtime.settings["backend"], runtime.run_id, Owner.me()
+                orch, runtime.settings["backend"], runtime.run_id, Owner.me(), runtime.chosen_ports
             )
             record.save(path)
         except KeepError as exc:  # held all the same, only not found by other commands

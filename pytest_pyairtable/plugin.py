@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import types
 from collections.abc import Callable, Generator, Iterable
@@ -128,6 +129,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from .share import StackClient
 
         front.client = StackClient(workerinput["pyairtable_socket"])
+        if "pyairtable_ports" in workerinput:  # the owner chose them: the same values here
+            from .freeports import PortHolds
+
+            runtime.ports = PortHolds.given(json.loads(workerinput["pyairtable_ports"]))
     elif runtime.compose_file.is_file():  # this process may own a stack: from the main thread
         front.old_sigterm = install_sigterm_handler()
     if settings["debug"] or config.get_verbosity() > 0:
@@ -276,6 +281,8 @@ def pytest_xdist_setupnodes(config: pytest.Config) -> None:
     worker; workers reach it through a socket named in their workerinput."""
     front = config.stash[STASH]
     if front.runtime.stack is not None and front.server is None:
+        if front.runtime.settings["free_ports"]:
+            front.runtime.attached()  # settles the ports: a kept stack's, or new ones
         front.serve_workers()
 
 
@@ -284,6 +291,7 @@ def pytest_configure_node(node: Any) -> None:
     front = node.config.stash[STASH]
     if front.server is not None:
         node.workerinput["pyairtable_socket"] = front.server.path
+        node.workerinput["pyairtable_ports"] = json.dumps(front.runtime.chosen_ports)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PrerequisiteError, PyAirtableError
+from ..freeports import PortHolds
 from ..model.spec import ServiceSpec
 from . import ownership
 from .base import BaseBackend, BaseRunning
@@ -45,7 +46,9 @@ def service_ports(svc: ServiceSpec) -> set[int]:
     return ports
 
 
-def check_ports_free(svc: ServiceSpec) -> None:
+def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
+    """Raise PrerequisiteError for a port of ``svc`` that another process has taken
+    (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race)."""
     taken = []
     for port in sorted(service_ports(svc)):
         with socket.socket() as probe:
@@ -55,6 +58,15 @@ def check_ports_free(svc: ServiceSpec) -> None:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 taken.append(port)
+    raced = [
+        f"{p} (chosen for {holds.variable_of(p)})" for p in taken if holds and holds.variable_of(p)
+    ]
+    if raced:
+        raise PrerequisiteError(
+            f"port {', '.join(raced)} was taken by another process after "
+            "--pyairtable-free-ports chose it, before the service could bind it. "
+            "Fix: run again (other ports are chosen), or set the variable yourself."
+        )
     if taken:
         ports = ", ".join(map(str, taken))
         raise PrerequisiteError(
@@ -151,9 +163,11 @@ class LocalBackend(BaseBackend):
         logs_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
         inherit_env: bool = False,
+        port_holds: PortHolds | None = None,
         **_: object,  # options meant for other backends
     ) -> None:
         super().__init__(inherit_env=inherit_env)
+        self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
         base = temp_base()
         remove_stale_runs(base)
@@ -197,7 +211,9 @@ class LocalBackend(BaseBackend):
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
     def launch(self, svc: ServiceSpec) -> LocalService:
-        check_ports_free(svc)
+        if self.port_holds is not None:
+            self.port_holds.release(service_ports(svc))
+        check_ports_free(svc, self.port_holds)
         plan = self.plan(svc)
         for note in plan.notes:
             if note not in self.notices:
@@ -261,6 +277,7 @@ class LocalBackend(BaseBackend):
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
         backend.environ = dict(os.environ)
+        backend.port_holds = None
         backend._reaper = _NoReaper()
         backend._launched = []
         return backend
