@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from stackrun import cli, listening
+from test_compose import IMAGE, compose_project, engine  # noqa: F401  (fixtures)
+from test_compose import ROOT as COMPOSE_ROOT
 
 from conftest import Project
 from pytest_pyairtable.backends.local import check_ports_free
@@ -274,3 +276,32 @@ def test_the_dev_stack_file_runs_on_free_ports(tmp_path: Path) -> None:
     finally:
         down = cli("down", cwd=tmp_path, env=env)
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_the_compose_backend_gets_the_same_values(
+    compose_project: Project,  # noqa: F811
+    defaults: dict[str, int],
+) -> None:
+    """Compose reads the file itself: it must see the chosen value too (the container's
+    command listens on it, with host networking here)."""
+    default = defaults["default_web"]
+    compose_project.compose(f"""
+        services:
+          web:
+            image: {IMAGE}
+            network_mode: host
+            volumes: ["/usr:/usr:ro", "{COMPOSE_ROOT}:/app:ro"]
+            environment: {{PYTHONPATH: /app}}
+            ports: ["${{WEB_PORT:-{default}}}:80"]
+            command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", "web", "--port", "${{WEB_PORT:-{default}}}"]
+            x-pyairtable: {{probe: {{http: "http://127.0.0.1:${{WEB_PORT:-{default}}}/health"}}}}
+    """)
+    compose_project.tests(f"""
+        import httpx
+
+        def test_web(pyairtable_web):
+            assert pyairtable_web.port != {default}
+            assert httpx.get(pyairtable_web.url + "/health").status_code == 200
+    """)
+    result = compose_project.run("--pyairtable-backend=compose", "--pyairtable-free-ports")
+    result.assert_outcomes(passed=1)
