@@ -75,3 +75,23 @@ def test_the_compose_backend_without_pytest_docker_says_how_to_install_it(
     assert "the compose backend needs pytest_docker" in text
     assert "pip install 'pytest-pyairtable[docker]'" in text
     assert "Traceback" not in text and "ModuleNotFoundError" not in text
+
+
+def test_every_setting_and_command_is_in_the_reference() -> None:
+    from pathlib import Path
+
+    from pytest_pyairtable.cli import _parser
+    from pytest_pyairtable.settings import SETTINGS
+
+    root = Path(__file__).resolve().parent.parent
+    reference = (root / "docs" / "reference.md").read_text()
+    readme = (root / "README.md").read_text()
+    for setting in SETTINGS:
+        assert setting.option in reference and setting.ini in reference, setting.name
+        if setting.env:
+            assert setting.env in reference, setting.env
+    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for command in commands:
+        assert f"`pyairtable {command}" in reference, command
+    for extra in ("[docker]", "[xdist]", "[servers]"):
+        assert extra in readme and extra in reference, extra
