@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from stackrun import cli, listening, record_of, until
+from stackrun import cli, listening, record_of, standin_service, until
 
 from conftest import Project
 
@@ -19,28 +19,24 @@ STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.05"
 
 def three_tiers(project: Project, db: int, api: int, web: int) -> None:
     """db <- api (restart: true: restarted with db, as compose) <- web (only re-probed)."""
-    project.compose(f"""
-        services:
-          db:
-            image: example/db
-            x-pyairtable:
-              local: {{command: {STANDIN} --name db --port {db}}}
-              probe: {{http: "http://127.0.0.1:{db}/health"}}
-          api:
-            image: example/api
-            environment: {{UPSTREAM_URLS: "http://127.0.0.1:{db}"}}
-            depends_on: {{db: {{condition: service_healthy, restart: true}}}}
-            x-pyairtable:
-              local: {{command: {STANDIN} --name api --port {api}}}
-              probe: {{http: "http://127.0.0.1:{api}/health"}}
-          web:
-            image: example/web
-            environment: {{UPSTREAM_URLS: "http://127.0.0.1:{api}"}}
-            depends_on: {{api: {{condition: service_healthy}}}}
-            x-pyairtable:
-              local: {{command: {STANDIN} --name web --port {web}}}
-              probe: {{http: "http://127.0.0.1:{web}/health"}}
-    """)
+    project.compose(
+        "services:\n"
+        + standin_service("db", db)
+        + standin_service(
+            "api",
+            api,
+            extra=f"""
+                environment: {{UPSTREAM_URLS: "http://127.0.0.1:{db}"}}
+                depends_on: {{db: {{condition: service_healthy, restart: true}}}}""",
+        )
+        + standin_service(
+            "web",
+            web,
+            extra=f"""
+                environment: {{UPSTREAM_URLS: "http://127.0.0.1:{api}"}}
+                depends_on: {{api: {{condition: service_healthy}}}}""",
+        )
+    )
 
 
 def groups(project: Project) -> dict[str, int]:

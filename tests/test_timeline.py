@@ -7,35 +7,25 @@ import json
 import re
 from collections.abc import Callable
 
+from stackrun import standin_service
+
 from conftest import Project
 
 Ports = Callable[[int], list[int]]
-STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.2"
 
 
 def test_after_fault_tests_the_timeline_and_summary_are_the_boots(
     project: Project, free_ports: Ports
 ) -> None:
     a, b, c = free_ports(3)
-    project.compose(f"""
-        services:
-          db:
-            image: example/db
-            x-pyairtable:
-              local: {{command: {STANDIN} --name db --port {a}}}
-              probe: {{http: "http://127.0.0.1:{a}/health"}}
-          api:
-            image: example/api
-            depends_on: {{db: {{condition: service_healthy}}}}
-            x-pyairtable:
-              local: {{command: {STANDIN} --name api --port {b}}}
-              probe: {{http: "http://127.0.0.1:{b}/health"}}
-          web:
-            image: example/web
-            x-pyairtable:
-              local: {{command: {STANDIN} --name web --port {c}}}
-              probe: {{http: "http://127.0.0.1:{c}/health"}}
-    """)
+    project.compose(
+        "services:\n"
+        + standin_service("db", a, delay=0.2)
+        + standin_service(
+            "api", b, delay=0.2, extra="depends_on: {db: {condition: service_healthy}}"
+        )
+        + standin_service("web", c, delay=0.2)
+    )
     project.tests("""
         def test_first(pyairtable_api, pyairtable_web):
             pass
@@ -74,14 +64,7 @@ def test_the_html_chart_has_a_time_axis_and_marks_the_tests(
     project: Project, free_ports: Ports
 ) -> None:
     (a,) = free_ports(1)
-    project.compose(f"""
-        services:
-          api:
-            image: example/api
-            x-pyairtable:
-              local: {{command: {STANDIN} --name api --port {a}}}
-              probe: {{http: "http://127.0.0.1:{a}/health"}}
-    """)
+    project.compose("services:\n" + standin_service("api", a))
     project.tests("def test_api(pyairtable_api):\n    pass\n")
     project.run("--pyairtable-timeline", "chart.html").assert_outcomes(passed=1)
     page = (project.path / "chart.html").read_text()

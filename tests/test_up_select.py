@@ -7,43 +7,27 @@ import json
 from collections.abc import Callable
 
 import pytest
-from stackrun import cli, listening
+from stackrun import cli, listening, standin_service
 
 from conftest import Project
 
 Ports = Callable[[int], list[int]]
-STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.05"
+BROKEN = (  # one needs a tool this machine lacks, one has no way to run locally
+    "  needs-a-tool:\n"
+    "    image: example/tool\n"
+    "    x-pyairtable: {local: {command: [no-such-tool-pyairtable, serve]}}\n"
+    "  no-way-to-run:\n"
+    "    image: example/closed-source\n"
+)
 
 
 def stack(project: Project, a: int, b: int, c: int, broken: bool = False) -> None:
-    extra = """
-          needs-a-tool:
-            image: example/tool
-            x-pyairtable: {local: {command: [no-such-tool-pyairtable, serve]}}
-          no-way-to-run:
-            image: example/closed-source
-    """
     project.compose(
-        f"""
-        services:
-          db:
-            image: example/db
-            x-pyairtable:
-              local: {{command: {STANDIN} --name db --port {a}}}
-              probe: {{tcp: "127.0.0.1:{a}"}}
-          api:
-            image: example/api
-            depends_on: [db]
-            x-pyairtable:
-              local: {{command: {STANDIN} --name api --port {b}}}
-              probe: {{tcp: "127.0.0.1:{b}"}}
-          web:
-            image: example/web
-            x-pyairtable:
-              local: {{command: {STANDIN} --name web --port {c}}}
-              probe: {{tcp: "127.0.0.1:{c}"}}
-    """
-        + (extra if broken else "")
+        "services:\n"
+        + standin_service("db", a)
+        + standin_service("api", b, extra="depends_on: [db]")
+        + standin_service("web", c)
+        + (BROKEN if broken else "")
     )
 
 
