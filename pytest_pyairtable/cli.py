@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import progress, stackcmds
-from .backends import BACKENDS
+from .cliopts import global_options, merge_late
 from .errors import PyAirtableError
 from .model import graph
 from .probes.waitcmd import describe, wait_for
@@ -33,67 +33,12 @@ from .runtime import Runtime, runtime_for
 from .settings import flag_value, resolve
 from .signals import install_sigterm_handler, restore_sigterm_handler
 
-_LISTS = ("compose_file", "profile")  # given before and after the command: both count
-
-
-def _global_options(
-    parser: argparse.ArgumentParser, *, late: bool = False, short_f: bool = True
-) -> None:
-    """The options of every command; ``late``: as given after the command's name (where
-    ``-f`` may be the command's own, as `logs -f`: follow)."""
-    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if late else {}
-    suffix = "_late" if late else ""
-    parser.add_argument(
-        *(["-f"] if short_f else []),
-        "--compose-file",
-        action="append",
-        dest="compose_file" + suffix,
-        metavar="FILE",
-        **(unset or {"default": []}),
-        help="compose file, repeatable to merge several (default: COMPOSE_FILE, else "
-        "compose.yaml / docker-compose.yml and its override file, in this directory)",
-    )
-    parser.add_argument(
-        "--env-file",
-        **unset,
-        metavar="FILE",
-        help="env file (default: .env beside the compose file)",
-    )
-    parser.add_argument(
-        "--profile",
-        action="append",
-        dest="profile" + suffix,
-        metavar="NAME",
-        **(unset or {"default": []}),
-        help="activate a profile (repeatable) [env COMPOSE_PROFILES]",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=list(BACKENDS),
-        **unset,
-        help="how services run: local (processes, the default), compose (containers on a "
-        "Docker engine, needs the [docker] extra), external (already running: probe only)",
-    )
-    parser.add_argument(
-        "--free-ports",
-        action="store_true",
-        **unset,
-        help="free host ports for ports taken from a variable with a default "
-        "[env PYAIRTABLE_FREE_PORTS=1]",
-    )
-    parser.add_argument(
-        "--inherit-env",
-        action="store_true",
-        **unset,
-        help="local services get this shell's whole environment [env PYAIRTABLE_INHERIT_ENV=1]",
-    )
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyairtable", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    _global_options(parser)
+    global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     _commands(sub)
     return parser
@@ -102,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 def _commands(sub: Any) -> None:
     def command(name: str, help: str) -> argparse.ArgumentParser:
         common = argparse.ArgumentParser(add_help=False)
-        _global_options(common, late=True, short_f=name != "logs")
+        global_options(common, late=True, short_f=name != "logs")
         parser: argparse.ArgumentParser = sub.add_parser(name, help=help, parents=[common])
         return parser
 
@@ -160,10 +105,7 @@ def _commands(sub: Any) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    args = _parser().parse_args(argv)
-    for name in _LISTS:
-        setattr(args, name, [*getattr(args, name), *getattr(args, name + "_late", [])])
-    return args
+    return merge_late(_parser().parse_args(argv))
 
 
 def say(line: str) -> None:

@@ -145,22 +145,10 @@ def pytest_configure(config: pytest.Config) -> None:
         except ConfigError as exc:
             raise pytest.UsageError(f"--pyairtable-up: {exc}") from None
     config.pluginmanager.register(_fixtures_module(front), FIXTURES_PLUGIN)
-    if front.client is None:
+    if front.client is None:  # the stack's owner: its timeline marks when tests ran
+        from .runfiles import TestsRan
+
         config.pluginmanager.register(TestsRan(runtime), "pyairtable-tests-ran")
-
-
-class TestsRan:
-    """Notes, in the process that owns the stack, when tests ran (the timeline marks
-    it); a plugin object, as the report hook is given no config."""
-
-    __test__ = False  # not a test class, whatever its name
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call":
-            self.runtime.files.note_test(self.runtime.orch, report.start, report.stop)
 
 
 def _live_writer(config: pytest.Config) -> Callable[[str], None]:
