@@ -268,7 +268,8 @@ class Runtime:
                 self._reload_with_fresh_ports()
             self.kept = kept
             if kept is not None:
-                self.events.lines.put(f"pyairtable: attached to a kept stack: {self.record_path}")
+                path = self.record_path
+                self.events.lines.put(f"pyairtable: attached to the kept stack in {path}")
             return kept
 
     def all_notices(self) -> list[str]:

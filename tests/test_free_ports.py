@@ -174,7 +174,17 @@ def test_two_copies_at_once_under_xdist(
         write_project(root, defaults, n=4)
         runs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-q"],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-p",
+                    "no:cacheprovider",
+                    "-n",
+                    "2",
+                    "-q",
+                    f"--basetemp={root / 'basetemp'}",
+                ],
                 cwd=root,
                 env={**os.environ, "PYAIRTABLE_FREE_PORTS": "1"},
                 stdout=subprocess.PIPE,
