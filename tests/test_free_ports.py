@@ -166,12 +166,15 @@ def test_a_variable_set_by_the_user_keeps_its_value(
 def test_two_copies_at_once_under_xdist(
     tmp_path: Path, defaults: dict[str, int], free_ports: Ports
 ) -> None:
-    """The same project checked out twice, run at the same time, no edit."""
+    """The same project checked out twice, run at the same time, no edit. (Only the
+    service with a literal port gets one of its own in each copy: a literal is kept,
+    so two copies of it would clash, as they should.)"""
     copies = [tmp_path / "one", tmp_path / "two"]
+    literals = free_ports(2)
     runs = []
-    for root in copies:
+    for root, literal in zip(copies, literals, strict=True):
         root.mkdir()
-        write_project(root, defaults, n=4)
+        write_project(root, {**defaults, "literal": literal}, n=4)
         runs.append(
             subprocess.Popen(
                 [
@@ -202,7 +205,7 @@ def test_two_copies_at_once_under_xdist(
         assert {v["worker"] for v in view} <= {"gw0", "gw1"}
     one, two = views[0][0], views[1][0]
     assert one["db"] != two["db"] and one["web"] != two["web"]
-    assert one["fixed"] == two["fixed"] == defaults["literal"]  # each in turn: literal kept
+    assert [one["fixed"], two["fixed"]] == literals
 
 
 def test_a_kept_stack_is_attached_with_its_ports_and_the_cli_shows_them(
