@@ -5,6 +5,7 @@ files record when each test held the stack (``spans.jsonl``), from inside the te
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,19 @@ def span(request):
 
 
 def team_repo(project: Project, db: int, cache: int, api: int) -> None:
-    (project.path / "migrate.py").write_text(MIGRATE)
+    """The repo with literal ports."""
+    write_team_repo(project.path, str(db), str(cache), str(api))
+    project.pytester.makeconftest(SPANS)
+
+
+def write_team_repo(root: Path, db: str, cache: str, api: str) -> None:
+    """The repo's files; a port may be a variable with a default (``${DB_PORT:-5432}``),
+    used wherever the port is (ports, environment, command, probe), as real repos do."""
+    (root / "migrate.py").write_text(MIGRATE)
     dsn = f"postgresql://team:pw-team@127.0.0.1:{db}/team"
     redis_url = f"redis://127.0.0.1:{cache}/0"
-    project.compose(f"""
+    (root / "docker-compose.yml").write_text(
+        textwrap.dedent(f"""
         services:
           db:
             image: postgres:16
@@ -66,6 +76,7 @@ def team_repo(project: Project, db: int, cache: int, api: int) -> None:
                 env: {{DATABASE_URL: "{dsn}", REDIS_URL: "{redis_url}"}}
           api:
             image: example/api
+            ports: ["{api}:8000"]
             depends_on: {{migrate: {{condition: service_completed_successfully}}}}
             x-pyairtable:
               local:
@@ -73,12 +84,11 @@ def team_repo(project: Project, db: int, cache: int, api: int) -> None:
                 env: {{DATABASE_URL: "{dsn}", REDIS_URL: "{redis_url}"}}
               probe: {{http: "http://127.0.0.1:{api}/health"}}
     """)
-    project.pytester.makeconftest(SPANS)
+    )
 
 
-def spans(project: Project) -> list[dict[str, Any]]:
-    path: Path = project.path / "spans.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def spans(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (root / "spans.jsonl").read_text().splitlines()]
 
 
 def overlapping(spans_: list[dict[str, Any]], name_part: str) -> list[tuple[str, str]]:

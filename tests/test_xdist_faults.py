@@ -4,10 +4,15 @@ data as the migration left it, and a worker that dies mid-fault is healed after.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from teamrepo import overlapping, spans, team_repo
+from teamrepo import SPANS, overlapping, spans, team_repo, write_team_repo
 
 from conftest import Project
 
@@ -85,7 +90,7 @@ def test_fault_tests_run_alone_and_resets_see_the_migrated_data(
     project.tests(SUITE)
     result = project.run_subprocess("-n", workers, "-p", "no:randomly", timeout=300)
     result.assert_outcomes(passed=16)
-    recorded = spans(project)
+    recorded = spans(project.path)
     assert len(recorded) == 16
     assert overlapping(recorded, "test_fault") == []
     if workers != "0":
@@ -114,7 +119,7 @@ def test_a_worker_that_dies_mid_fault_is_healed_and_the_others_go_on(
     out = result.stdout.str()
     assert "crashed" in out, out
     result.assert_outcomes(passed=6, failed=1)
-    recorded = spans(project)
+    recorded = spans(project.path)
     assert {s["test"] for s in recorded} == {f"test_after[{i}]" for i in range(6)}
 
 
@@ -145,7 +150,7 @@ def test_upgrades_from_two_workers_at_once_do_not_deadlock(
         "-n", "2", "-p", "no:randomly", "--pyairtable-lease-timeout", "60", timeout=300
     )
     result.assert_outcomes(passed=2)
-    assert overlapping(spans(project), "test_upgrade") != []  # they were in the body together
+    assert overlapping(spans(project.path), "test_upgrade") != []  # they were in the body together
 
 
 def test_a_lease_timeout_names_the_test_holding_the_stack(
@@ -200,3 +205,58 @@ def pytest_runtest_logreport(report):
             "test_slow.py::test_slow (shared, for *s)*--pyairtable-lease-timeout*"
         ]
     )
+
+
+def test_two_copies_at_once_with_free_ports_faults_and_resets_under_xdist(
+    tmp_path: Path, free_ports: Ports
+) -> None:
+    """The issue's check: one project checked out twice, both suites run at the same
+    time with --pyairtable-free-ports and no other change, under -n 3, fault and reset
+    tests in the same run. The ports the file defaults to are taken meanwhile (as a
+    colleague's stack would take them)."""
+    defaults = free_ports(3)
+    blockers = []
+    for port in defaults:
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        blockers.append(blocker)
+    db, cache, api = (
+        f"${{{name}:-{port}}}"
+        for name, port in zip(("DB_PORT", "CACHE_PORT", "API_PORT"), defaults, strict=True)
+    )
+    copies = [tmp_path / "one", tmp_path / "two"]
+    runs = []
+    try:
+        for root in copies:
+            root.mkdir()
+            write_team_repo(root, db, cache, api)
+            (root / "conftest.py").write_text(SPANS)
+            (root / "test_suite.py").write_text(SUITE)
+            runs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+                     "-n", "3", "-q", "--pyairtable-free-ports", f"--basetemp={root / 'basetemp'}"],
+                    cwd=root,
+                    env=os.environ,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )  # fmt: skip
+        outputs = [run.communicate(timeout=400)[0] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        for blocker in blockers:
+            blocker.close()
+    for run, out in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, out
+        assert "16 passed" in out, out
+    for root in copies:
+        recorded = spans(root)
+        assert len(recorded) == 16
+        assert overlapping(recorded, "test_fault") == []
+        assert len({s["worker"] for s in recorded}) > 1
