@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import quote
 
 MASK = "***"
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
+
+
+def mask_url_passwords(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:***@host``, for text printed
+    before the stack (and so its secrets) is known, e.g. settings given as URLs."""
+    return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
 
 
 class Redactor:

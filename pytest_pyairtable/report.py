@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PyAirtableError
 from .model import graph
+from .redact import mask_url_passwords
 from .settings import BY_NAME
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def header(runtime: Runtime) -> list[str]:
         for name in BY_NAME
         if s.sources[name] != "default" or name in ("backend", "compose_file")
     ]
-    lines = ["pyairtable: " + ", ".join(parts)]
+    lines = ["pyairtable: " + mask_url_passwords(", ".join(parts))]
     if runtime.loaded and runtime.error is not None:
         lines.append(f"pyairtable: stack unavailable: {str(runtime.error).splitlines()[0]}")
     elif topo := runtime.topology():  # cheap: the file is read in full only when needed
@@ -106,11 +107,12 @@ def summary(runtime: Runtime) -> list[str]:
             f"{runtime.record_path}; it keeps running"
         ]
     orch = runtime.orch
+    notices = runtime.all_notices()
     if orch is None or not orch.runs or runtime.settings["up"]:
-        return list(runtime.notices)
+        return notices
     total = len(runtime.topology())
     lines = [f"started {len(orch.runs)} of {total} services (those the selected tests need):"]
-    return runtime.notices + lines + timeline(orch)
+    return notices + lines + timeline(orch)
 
 
 class FirstReports:

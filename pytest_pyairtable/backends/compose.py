@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PrerequisiteError
+from ..freeports import PortHolds
 from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
@@ -66,6 +67,7 @@ class ComposeBackend(BaseBackend):
         build: str = "auto",
         cleanup_volumes: bool = False,
         cleanup: list[str] | None = None,
+        port_holds: PortHolds | None = None,
         **_: Any,
     ) -> None:
         super().__init__()
@@ -75,6 +77,7 @@ class ComposeBackend(BaseBackend):
         )
         detecting.start()
         self.api = connect()
+        self.port_holds = port_holds  # compose reads the file itself: it gets them
         # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
         # remove such a project once its pid is gone, kept or not.
         self.project = project_name or f"pyairtable-run-{run_id}"
@@ -94,7 +97,12 @@ class ComposeBackend(BaseBackend):
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         self._reaper.tell(f"project {self.project}")
         self.compose = ComposeCommand(
-            argv, list(compose_files) or [compose_file], env_file, self.project, profiles
+            argv,
+            list(compose_files) or [compose_file],
+            env_file,
+            self.project,
+            profiles,
+            environ=port_holds.environ() if port_holds is not None else {},
         )
         self.docker_ip = engine_host(self.api)
         self.build = build
@@ -156,6 +164,8 @@ class ComposeBackend(BaseBackend):
         return str(found[0]["Id"]) if found else None
 
     def launch(self, svc: ServiceSpec) -> ContainerService:
+        if self.port_holds is not None:  # the engine binds them now
+            self.port_holds.release(m.host for m in svc.ports if m.host)
         if svc.name not in self._created:
             self.prepare([svc])
         done = self._created[svc.name]
@@ -289,6 +299,7 @@ class ComposeBackend(BaseBackend):
         backend.states = None  # adopted containers are inspected: their events were not seen
         backend._reaper = None
         backend._sweeper = None
+        backend.port_holds = None
         backend._batches = []
         backend.started = []
         return backend

@@ -14,7 +14,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import PrerequisiteError
@@ -37,7 +37,10 @@ class ComposeCommand:
         env_file: Path | None,
         project: str,
         profiles: Sequence[str] = (),
+        *,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        self.environ = dict(environ or {})  # e.g. --pyairtable-free-ports' chosen ports
         self.argv = [*argv]
         for path in files:
             self.argv += ["-f", str(path)]
@@ -61,7 +64,12 @@ class ComposeCommand:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.cwd,
-                env={**os.environ, "COMPOSE_ANSI": "never", "COMPOSE_PROGRESS": "plain"},
+                env={
+                    **os.environ,
+                    **self.environ,
+                    "COMPOSE_ANSI": "never",
+                    "COMPOSE_PROGRESS": "plain",
+                },
                 check=False,
             )
         except OSError as exc:

@@ -234,7 +234,13 @@ class ContainerService(BaseRunning):
         self._paused = True
 
     def resume(self) -> None:
-        self.api.unpause(self.cid)
+        """Unpause it; one that is not paused (never was, or killed since) stays as it is,
+        as SIGCONT leaves a process that is not stopped."""
+        try:
+            self.api.unpause(self.cid)
+        except Exception as exc:
+            if "not paused" not in str(exc) and "is not running" not in str(exc):
+                raise
         self._paused = False
 
     def kept_state(self) -> dict[str, Any]:

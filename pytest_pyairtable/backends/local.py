@@ -12,16 +12,17 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PrerequisiteError, PyAirtableError
+from ..freeports import PortHolds
 from ..model.spec import ServiceSpec
 from . import ownership
 from .base import BaseBackend, BaseRunning
+from .environment import path_with_python, service_environment
 from .ownership import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
@@ -46,7 +47,9 @@ def service_ports(svc: ServiceSpec) -> set[int]:
     return ports
 
 
-def check_ports_free(svc: ServiceSpec) -> None:
+def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
+    """Raise PrerequisiteError for a port of ``svc`` that another process has taken
+    (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race)."""
     taken = []
     for port in sorted(service_ports(svc)):
         with socket.socket() as probe:
@@ -56,6 +59,15 @@ def check_ports_free(svc: ServiceSpec) -> None:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 taken.append(port)
+    raced = [
+        f"{p} (chosen for {holds.variable_of(p)})" for p in taken if holds and holds.variable_of(p)
+    ]
+    if raced:
+        raise PrerequisiteError(
+            f"port {', '.join(raced)} was taken by another process after "
+            "--pyairtable-free-ports chose it, before the service could bind it. "
+            "Fix: run again (other ports are chosen), or set the variable yourself."
+        )
     if taken:
         ports = ", ".join(map(str, taken))
         raise PrerequisiteError(
@@ -87,11 +99,6 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
                 str(exc) if str(exc).startswith("service") else f"service '{svc.name}': {exc}"
             )
     return problems
-
-
-def path_with_python(path: str) -> str:
-    """The test run's own interpreter and tools first, as in its virtualenv."""
-    return os.pathsep.join([os.path.dirname(sys.executable), path])
 
 
 def _tmpfs_dir(run_id: str) -> Path | None:
@@ -156,9 +163,12 @@ class LocalBackend(BaseBackend):
         run_id: str,
         logs_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        inherit_env: bool = False,
+        port_holds: PortHolds | None = None,
         **_: object,  # options meant for other backends
     ) -> None:
-        super().__init__()
+        super().__init__(inherit_env=inherit_env)
+        self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
         base = temp_base()
         # What killed runs left: not needed before the first launch, so not in its way.
@@ -206,11 +216,18 @@ class LocalBackend(BaseBackend):
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
     def launch(self, svc: ServiceSpec) -> LocalService:
-        check_ports_free(svc)
+        if self.port_holds is not None:
+            self.port_holds.release(service_ports(svc))
+        check_ports_free(svc, self.port_holds)
         plan = self.plan(svc)
+        for note in plan.notes:
+            if note not in self.notices:
+                self.notices.append(note)
+            with open(self.log_path(svc.name), "a") as log:
+                log.write(f"pytest-pyairtable: {note}\n")
         plan.prepare()
-        env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
-        env["PATH"] = path_with_python(env.get("PATH", os.defpath))
+        env = service_environment(svc, self.environ, inherit=self.inherit_env)
+        env.update(plan.env)
         env[RUN_ID_VAR] = self.run_id
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
@@ -267,6 +284,7 @@ class LocalBackend(BaseBackend):
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
         backend.environ = dict(os.environ)
+        backend.port_holds = None
         backend._reaper = _NoReaper()
         backend._launched = []
         backend._sweeper = None

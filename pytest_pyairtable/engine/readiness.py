@@ -136,7 +136,11 @@ class Gate:
             return self._await_exit(run, running, deadline)
         spec = run.spec
         check = spec.healthcheck
-        ctx = ProbeContext(running.log_path, min(check.timeout, 5.0) if check else 2.0)
+        ctx = ProbeContext(
+            running.log_path,
+            min(check.timeout, 5.0) if check else 2.0,
+            env=self.backend.command_env(spec),
+        )
         own = self.backend.probe(spec, running, ctx)
         probe = own or self.probe_factory(spec, ctx)
         # a backend's own probe brings its own watch (or none); else the spec's port
