@@ -1,31 +1,30 @@
-"""The local backend against the physical limit: a chain of stand-ins, each ready
-``--delay`` seconds after it starts, each depending on the one before.
+"""The local backend against the physical limit, on a chain of stand-ins.
 
-    python benchmarks/chain_local.py [--reps 7] [--services 7] [--delay 0.5]
+    python benchmarks/chain_local.py [--reps 7] [--services 7] [--delay 0.5] [--json FILE]
 
-Per round, interleaved (so a busy machine slows all three alike):
+A seed-shaped chain: each stand-in ready ``--delay`` seconds after it starts, each
+depending (service_healthy) on the one before. Per round, interleaved, so a busy
+machine slows all three alike:
 
-- pytest running one test that needs the last service of the chain (the local backend
-  boots the whole chain, the test passes, the chain is stopped);
-- pytest running one test that needs no service, without the plugin (pytest's own
-  start-up and collection: not the chain's cost);
-- the reference: the same commands, started one by one from this process, each the
-  moment the one before answers ``/health`` (polled every 1 ms), then stopped in
-  reverse order (SIGTERM, wait for exit). Its interpreter start-up is not counted.
+- chain: pytest running one test that needs the last service (the local backend boots
+  the whole chain, the test passes, the chain is stopped);
+- plain: pytest running one test that needs no service, same project (pytest's and the
+  plugin's start-up: not the chain's cost; the plugin's own cost is boot.py's row);
+- by hand: the same commands started one by one from this process, each the moment
+  the one before answers `GET /health` (polled every 1 ms), then stopped in reverse
+  order (SIGTERM, wait for exit). Its interpreter start-up is not counted.
 
-The row: (pytest needing the chain - plain pytest) / reference, round by round; median
-and min-max over the rounds. Also each service's detection latency in the pytest run
-(from the moment its own log says it listens to the moment the run called it ready).
+Row: (chain - plain) / by hand, per round; the median and the spread over the rounds.
+Per service: our time from 'could start' to 'ready' (the run's timeline) minus the same
+service's start-to-answer by hand in the same round: what launching and detecting cost
+us beyond the service itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,30 +33,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def chain_names(count: int) -> list[str]:
-    return [f"svc{i}" for i in range(1, count + 1)]
-
-
-def standin_argv(name: str, port: int, delay: float, upstream: int | None) -> list[str]:
-    argv = [sys.executable, "-m", "pytest_pyairtable.standin", "--name", name]
-    argv += ["--port", str(port), "--startup-delay", str(delay)]
-    return argv + (["--upstream", f"http://127.0.0.1:{upstream}"] if upstream else [])
+from chains import (
+    chain_names,
+    env_with_project,
+    free_port,
+    poll_until_answers,
+    pytest_once,
+    ready_seconds,
+    shown,
+    spread,
+    standin_argv,
+    write_json,
+)
 
 
 def compose_text(names: list[str], ports: dict[str, int], delay: float) -> str:
     lines = ["services:"]
     for i, name in enumerate(names):
         before = names[i - 1] if i else None
-        argv = standin_argv(name, ports[name], delay, ports[before] if before else None)
+        argv = standin_argv(sys.executable, name, ports[name], delay, ports.get(before or ""))
         lines += [
             f"  {name}:",
             "    image: example/app:1",
@@ -70,84 +66,32 @@ def compose_text(names: list[str], ports: dict[str, int], delay: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/health")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
-def reference_once(
+def by_hand(
     names: list[str], ports: dict[str, int], delay: float, env: dict[str, str]
-) -> float:
-    """The same commands by hand: start, poll every 1 ms, next; then stop in reverse."""
+) -> tuple[float, dict[str, float]]:
+    """(seconds for the whole chain up and down, each service's start-to-answer)."""
     started = time.perf_counter()
+    each: dict[str, float] = {}
     procs = []
-    with open(os.devnull, "wb") as sink:
+    try:
         for i, name in enumerate(names):
             before = ports[names[i - 1]] if i else None
+            began = time.perf_counter()
             procs.append(
                 subprocess.Popen(
-                    standin_argv(name, ports[name], delay, before),
-                    stdout=sink,
+                    standin_argv(sys.executable, name, ports[name], delay, before),
+                    stdout=subprocess.DEVNULL,
                     stderr=subprocess.STDOUT,
                     env=env,
                 )
             )
-            while not answers(ports[name]):
-                if procs[-1].poll() is not None:
-                    raise RuntimeError(f"reference: {name} exited")
-                time.sleep(0.001)
+            poll_until_answers(ports[name])
+            each[name] = time.perf_counter() - began
+    finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
             proc.wait()
-    return time.perf_counter() - started
-
-
-def pytest_once(project: Path, test: str, env: dict[str, str], *extra: str) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, test],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    took = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"pytest {test} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    return took
-
-
-def detection_latency(project: Path, names: list[str]) -> dict[str, float]:
-    """Per service: ready (the run's timeline) minus listening (its own log line)."""
-    trace = json.loads((project / "timeline.json").read_text())["traceEvents"]
-    ready = {
-        e["args"]["service"]: (e["ts"] + e["dur"]) / 1e6
-        for e in trace
-        if e.get("ph") == "X" and e["name"].endswith(" starting")
-    }
-    start = {
-        e["args"]["service"]: e["ts"] / 1e6
-        for e in trace
-        if e.get("ph") == "X" and e["name"].endswith(" starting")
-    }
-    latency = {}
-    for name in names:
-        log = (project / "logs" / f"{name}.log").read_text()
-        # the log line carries no clock: take the stand-in's own startup delay as known
-        del log
-        latency[name] = ready[name] - start[name]
-    return latency
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
+    return time.perf_counter() - started, each
 
 
 def main() -> int:
@@ -161,50 +105,68 @@ def main() -> int:
     args = parser.parse_args()
 
     names = chain_names(args.services)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-    )
-    rows: list[dict[str, float]] = []
+    env = env_with_project()
+    rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
         ports = {name: free_port() for name in names}
         (project / "docker-compose.yml").write_text(compose_text(names, ports, args.delay))
-        fixture = "pyairtable_" + names[-1]
-        (project / "test_chain.py").write_text(f"def test_chain({fixture}):\n    pass\n")
+        (project / "test_chain.py").write_text(
+            f"def test_chain(pyairtable_{names[-1]}):\n    pass\n"
+        )
         (project / "test_plain.py").write_text("def test_plain():\n    pass\n")
-        # warm-up: .pyc files, the topology cache, the page cache
-        reference_once(names, ports, args.delay, env)
-        pytest_once(project, "test_chain.py", env)
-        pytest_once(project, "test_plain.py", env)
-        for _ in range(args.reps):
-            ref = reference_once(names, ports, args.delay, env)
-            chain = pytest_once(project, "test_chain.py", env)
-            plain = pytest_once(project, "test_plain.py", env)
-            rows.append({"reference": ref, "chain": chain, "plain": plain})
+        chain_args = ["test_chain.py", "--pyairtable-timeline", "timeline.json"]
+        # warm-up, not counted: the page cache, the compose topology cache
+        by_hand(names, ports, args.delay, env)
+        pytest_once(project, chain_args, env)
+        pytest_once(project, ["test_plain.py"], env)
+        for n in range(args.reps):
+            hand, hand_each = by_hand(names, ports, args.delay, env)
+            chain = pytest_once(project, chain_args, env)
+            ours_each = ready_seconds(project / "timeline.json")
+            plain = pytest_once(project, ["test_plain.py"], env)
+            ratio = (chain - plain) / hand
+            rounds.append(
+                {
+                    "by_hand": hand,
+                    "chain": chain,
+                    "plain": plain,
+                    "ratio": ratio,
+                    "overhead": {s: ours_each[s] - hand_each[s] for s in names},
+                }
+            )
             print(
-                f"reference {ref:.3f}s  pytest+chain {chain:.3f}s  plain {plain:.3f}s  "
-                f"ratio {(chain - plain) / ref:.4f}",
+                f"round {n + 1}: by hand {hand:.3f}s, pytest needing the chain {chain:.3f}s, "
+                f"plain pytest {plain:.3f}s: ratio {ratio:.4f}",
                 flush=True,
             )
-    ratios = [(r["chain"] - r["plain"]) / r["reference"] for r in rows]
-    result: dict[str, Any] = {
-        "services": args.services,
-        "delay": args.delay,
-        "reps": args.reps,
-        "reference_s": summarize([r["reference"] for r in rows]),
-        "pytest_chain_s": summarize([r["chain"] for r in rows]),
-        "pytest_plain_s": summarize([r["plain"] for r in rows]),
-        "ratio": summarize(ratios),
-    }
-    s = result["ratio"]
-    print(
-        f"local backend, {args.services}-service chain: (pytest needing it - plain pytest) / "
-        f"by hand = {s['median']:.3f} (min {s['min']:.3f}, max {s['max']:.3f}); target <= 1.03"
+    ratios = [r["ratio"] for r in rounds]
+    per_service = {s: [r["overhead"][s] for r in rounds] for s in names}
+    print()
+    print(f"local backend, {args.services}-service chain, each ready {args.delay}s after start")
+    print(f"  by hand (1 ms polling)        {shown([r['by_hand'] for r in rounds])}")
+    print(f"  pytest needing the chain      {shown([r['chain'] for r in rounds])}")
+    print(f"  plain pytest                  {shown([r['plain'] for r in rounds])}")
+    print(f"  (chain - plain) / by hand     {shown(ratios, unit='')}   target <= 1.03")
+    print("  per service, ours minus by hand (launch + detection), ms:")
+    for name in names:
+        print(f"    {name:<8} {shown(per_service[name], unit='ms', scale=1000)}")
+    noise = statistics.pstdev(ratios) if len(ratios) > 1 else 0.0
+    print(f"  round-to-round noise of the ratio: stdev {noise:.4f}")
+    write_json(
+        args.json,
+        {
+            "services": args.services,
+            "delay": args.delay,
+            "reps": args.reps,
+            "ratio": spread(ratios),
+            "ratio_stdev": noise,
+            "by_hand_s": spread([r["by_hand"] for r in rounds]),
+            "chain_s": spread([r["chain"] for r in rounds]),
+            "plain_s": spread([r["plain"] for r in rounds]),
+            "per_service_overhead_s": {s: spread(v) for s, v in per_service.items()},
+        },
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 
