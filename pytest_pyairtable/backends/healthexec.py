@@ -82,6 +82,7 @@ class _Frames:
     the frame; read with a deadline, which the SDK's own helpers do not have."""
 
     def __init__(self, sock: Any) -> None:
+        self.io = sock  # the SDK's file object over the socket: closed too, or the fd stays
         self.sock = getattr(sock, "_sock", sock)
         self.buffer = b""
 
@@ -114,6 +115,8 @@ class _Frames:
             self.sock.shutdown(2)
         with contextlib.suppress(OSError):
             self.sock.close()
+        with contextlib.suppress(OSError):
+            self.io.close()
 
 
 class ShellSession:
