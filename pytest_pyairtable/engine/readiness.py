@@ -120,7 +120,11 @@ class Gate:
             budget = check.start_period + check.retries * check.interval
         else:
             budget = self.timing.default_timeout
-        cap = min(self.timing.poll_cap, check.interval) if check else self.timing.poll_cap
+        cap = self.timing.poll_cap
+        if check is not None:  # never sparser than the engine's own checks would be
+            cap = min(cap, check.interval)
+            if check.start_period:  # start_interval: the engine's cadence while starting
+                cap = min(cap, check.start_interval)
         left = max(0.0, deadline - time.monotonic())
         return min(budget, left), cap, left < budget
 

@@ -1,0 +1,247 @@
+"""The compose backend on the Engine API, against a real engine: the healthcheck run by
+us inside the container (with a shell kept open, or one exec per attempt where the
+image has none), compose's own words when it fails whatever its exit code, every
+compose file passed to compose, and a death seen on the event stream.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from test_compose import IMAGE, _docker, compose_project, engine, service  # noqa: F401
+
+from conftest import Project
+from pytest_pyairtable.backends.compose import ComposeBackend
+from pytest_pyairtable.backends.containers import detect_compose
+from pytest_pyairtable.engine.orchestrator import Orchestrator
+from pytest_pyairtable.model.spec import load_stack
+
+Ports = Callable[[int], list[int]]
+NO_SHELL_IMAGE = "pyairtable-test:noshell"
+
+# What the inner test asks the engine: the healthcheck's state as the engine keeps it.
+ENGINE_HEALTH = """
+import json, subprocess
+
+def engine_health(service):
+    cid = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.service={service}",
+         "--filter", "label=com.docker.compose.project"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()[0]
+    state = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .State}}", cid],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return cid, json.loads(state).get("Health") or {}
+"""
+
+
+def python_check(port: int) -> str:
+    """A healthcheck test for the stand-in on ``port``, as exec-form CMD (no shell)."""
+    code = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health')"
+    return f'["CMD", "/usr/bin/python3", "-c", "{code}"]'
+
+
+def standin_command(name: str, port: int, delay: float) -> str:
+    return (
+        f'\n    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", '
+        f'"{name}", "--port", "{port}", "--startup-delay", "{delay}"]'
+    )
+
+
+@pytest.fixture(scope="module")
+def no_shell_image(engine: str) -> str:  # noqa: F811
+    """An image with no /bin/sh at all: only the loader's directories link into the
+    host's /usr (mounted read-only), so python3 runs by its full path, nothing else."""
+    if _docker("image", "inspect", NO_SHELL_IMAGE).returncode != 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "root.tar"
+            with tarfile.open(archive, "w") as tar:
+                for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "app"):
+                    info = tarfile.TarInfo(name)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
+                    tar.addfile(info)
+                for link in ("lib", "lib64"):
+                    info = tarfile.TarInfo(link)
+                    info.type, info.linkname = tarfile.SYMTYPE, f"usr/{link}"
+                    tar.addfile(info)
+            imported = _docker("import", str(archive), NO_SHELL_IMAGE)
+            assert imported.returncode == 0, imported.stderr
+    return NO_SHELL_IMAGE
+
+
+@pytest.mark.parametrize("image_kind", ["with a shell", "without a shell"])
+def test_the_healthcheck_runs_inside_the_container_by_us_not_at_the_engines_interval(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+    no_shell_image: str,
+    image_kind: str,
+) -> None:
+    """interval: 300s: the engine's first check would come five minutes after the start.
+    The service is ready long before, and the engine has run no check: we ran it."""
+    (port,) = free_ports(1)
+    image = IMAGE if image_kind == "with a shell" else no_shell_image
+    compose_project.compose(
+        "services:"
+        + service("a", standin_command("a", port, 0.3)).replace(IMAGE, image)
+        + f"\n    healthcheck: {{test: {python_check(port)}, interval: 300s, retries: 3}}"
+    )
+    compose_project.tests(
+        ENGINE_HEALTH
+        + """
+import subprocess
+
+def test_a(pyairtable_a):
+    cid, health = engine_health("a")
+    assert health["Status"] == "starting" and not health.get("Log"), health
+    shell = subprocess.run(["docker", "exec", cid, "/bin/sh", "-c", "true"], capture_output=True)
+    print("SHELL", "yes" if shell.returncode == 0 else "no")
+"""
+    )
+    result = compose_project.run("--pyairtable-backend", "compose", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SHELL yes" if image_kind == "with a shell" else "*SHELL no"])
+
+
+def test_a_failing_healthcheck_run_inside_names_its_output(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+) -> None:
+    (port,) = free_ports(1)
+    compose_project.compose(
+        "services:"
+        + service("a", standin_command("a", port, 0.0))
+        + '\n    healthcheck: {test: ["CMD-SHELL", "echo db not migrated >&2; exit 3"],'
+        " interval: 300s, timeout: 2s, retries: 1}"
+    )
+    compose_project.tests("def test_a(pyairtable_a): pass\n")
+    result = compose_project.run(
+        "--pyairtable-backend", "compose", "--pyairtable-health-check-timeout", "3"
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*healthcheck exit code 3: db not migrated*"])
+
+
+def wrapper_exiting_0(directory: Path) -> str:
+    """A compose command that drops compose's exit code, as the PyPI wrapper does."""
+    real, _ = detect_compose("docker-compose")
+    script = directory / "compose-exits-0"
+    script.write_text(f'#!/bin/sh\n"{real[0]}" "$@"\nexit 0\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize(
+    ("case", "said", "fix"),
+    [
+        ("image", "*connection refused*", "*its image cannot be pulled*"),
+        ("project", "*invalid project name*", "*compose project name must be lowercase*"),
+    ],
+)
+def test_compose_failing_is_reported_in_its_own_words_though_its_exit_code_is_0(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+    case: str,
+    said: str,
+    fix: str,
+) -> None:
+    registry, port = free_ports(2)  # nothing listens on the registry's port: refused
+    image = f"127.0.0.1:{registry}/nowhere/app:1" if case == "image" else IMAGE
+    compose_project.compose(
+        "services:" + service("a", standin_command("a", port, 0.0)).replace(IMAGE, image)
+    )
+    wrapper = wrapper_exiting_0(compose_project.path)
+    project_name = "Not A Valid Name!" if case == "project" else None
+    compose_project.pytester.makeconftest(
+        "import pytest\n\n"
+        "@pytest.fixture(scope='session')\n"
+        f"def docker_compose_command():\n    return {wrapper!r}\n"
+        + (
+            "\n@pytest.fixture(scope='session')\n"
+            f"def docker_compose_project_name():\n    return {project_name!r}\n"
+            if project_name
+            else ""
+        )
+    )
+    compose_project.tests("def test_a(pyairtable_a): pass\n")
+    result = compose_project.run("--pyairtable-backend", "compose")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*service 'a'*compose created no container for it*"])
+    result.stdout.fnmatch_lines([said])
+    result.stdout.fnmatch_lines([fix])
+
+
+def test_every_compose_file_reaches_compose(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+) -> None:
+    """The override file beside docker-compose.yml changes what compose creates."""
+    (port,) = free_ports(1)
+    compose_project.compose(
+        "services:"
+        + service("a", standin_command("a", port, 0.0))
+        + f'\n    x-pyairtable: {{probe: {{http: "http://127.0.0.1:{port}/health"}}}}'
+    )
+    compose_project.compose(
+        "services:\n  a:\n    environment: {FROM_OVERRIDE: 'yes'}\n"
+        "    labels: {example.override: 'applied'}\n",
+        name="docker-compose.override.yml",
+    )
+    compose_project.tests("""
+        import json, subprocess
+
+        def test_a(pyairtable_a):
+            cid = subprocess.run(
+                ["docker", "ps", "-q", "--filter", "label=example.override=applied"],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()
+            assert len(cid) == 1
+            env = json.loads(subprocess.run(
+                ["docker", "inspect", "-f", "{{json .Config.Env}}", cid[0]],
+                capture_output=True, text=True, check=True,
+            ).stdout)
+            assert "FROM_OVERRIDE=yes" in env and "PYTHONPATH=/app" in env
+    """)
+    result = compose_project.run("--pyairtable-backend", "compose")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_container_death_is_seen_on_the_event_stream(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+) -> None:
+    """Killed from outside (a crash): the backend's state, fed only by the engine's
+    events, says it exited with 137, and the next wait returns at once with that code."""
+    (port,) = free_ports(1)
+    file = compose_project.compose(
+        "services:"
+        + service("a", standin_command("a", port, 0.0))
+        + f'\n    x-pyairtable: {{probe: {{http: "http://127.0.0.1:{port}/health"}}}}'
+    )
+    backend = ComposeBackend(
+        run_id=f"{os.getpid()}-{os.urandom(3).hex()}",
+        compose_file=file,
+        compose_command="docker-compose",
+    )
+    orch = Orchestrator(load_stack(file), backend)
+    try:
+        orch.start(["a"])
+        orch.wait("a")
+        running = orch.runs["a"].running
+        assert running is not None and backend.states is not None
+        cid = running.cid  # type: ignore[attr-defined]
+        assert backend.states.exit_code(cid) is None
+        killed = subprocess.run(["docker", "kill", cid], capture_output=True, check=False)
+        assert killed.returncode == 0, killed.stderr
+        assert running.wait(60) == 137
+        assert backend.states.known(cid) and backend.states.exit_code(cid) == 137
+        assert running.poll() == 137
+    finally:
+        orch.stop()
