@@ -34,6 +34,26 @@ def _docker(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def import_root_image(
+    image: str, links: tuple[str, ...] = ("bin", "lib", "lib64", "sbin"), host: str | None = None
+) -> None:
+    """``docker import`` an empty root whose ``links`` point into /usr (the host's, mounted
+    read-only by the services), into the engine at ``host`` (else the default one)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "root.tar"
+        with tarfile.open(archive, "w") as tar:
+            for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "app"):
+                info = tarfile.TarInfo(name)
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
+                tar.addfile(info)
+            for link in links:
+                info = tarfile.TarInfo(link)
+                info.type, info.linkname = tarfile.SYMTYPE, f"usr/{link}"
+                tar.addfile(info)
+        imported = _docker(*(["-H", host] if host else []), "import", str(archive), image)
+        assert imported.returncode == 0, imported.stderr
+
+
 @pytest.fixture(scope="session")
 def engine() -> str:
     try:
@@ -43,24 +63,7 @@ def engine() -> str:
     if info.returncode != 0:
         pytest.skip(f"no Docker engine answers: {info.stderr.strip()[:120]}")
     if _docker("image", "inspect", IMAGE).returncode != 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            archive = Path(tmp) / "root.tar"
-            with tarfile.open(archive, "w") as tar:
-                for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "app"):
-                    info_ = tarfile.TarInfo(name)
-                    info_.type, info_.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
-                    tar.addfile(info_)
-                for link in ("bin", "lib", "lib64", "sbin"):
-                    info_ = tarfile.TarInfo(link)
-                    info_.type, info_.linkname = tarfile.SYMTYPE, f"usr/{link}"
-                    tar.addfile(info_)
-            imported = subprocess.run(
-                ["docker", "import", str(archive), IMAGE],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert imported.returncode == 0, imported.stderr
+        import_root_image(IMAGE)
     return info.stdout.strip()
 
 

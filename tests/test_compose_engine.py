@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_compose import IMAGE, _docker, compose_project, engine, service  # noqa: F401
+from test_compose import (  # noqa: F401
+    IMAGE,
+    _docker,
+    compose_project,
+    engine,
+    import_root_image,
+    service,
+)
 
 from conftest import Project
 from pytest_pyairtable.backends.compose import ComposeBackend
@@ -61,19 +66,7 @@ def no_shell_image(engine: str) -> str:  # noqa: F811
     """An image with no /bin/sh at all: only the loader's directories link into the
     host's /usr (mounted read-only), so python3 runs by its full path, nothing else."""
     if _docker("image", "inspect", NO_SHELL_IMAGE).returncode != 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            archive = Path(tmp) / "root.tar"
-            with tarfile.open(archive, "w") as tar:
-                for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "app"):
-                    info = tarfile.TarInfo(name)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
-                    tar.addfile(info)
-                for link in ("lib", "lib64"):
-                    info = tarfile.TarInfo(link)
-                    info.type, info.linkname = tarfile.SYMTYPE, f"usr/{link}"
-                    tar.addfile(info)
-            imported = _docker("import", str(archive), NO_SHELL_IMAGE)
-            assert imported.returncode == 0, imported.stderr
+        import_root_image(NO_SHELL_IMAGE, links=("lib", "lib64"))
     return NO_SHELL_IMAGE
 
 

@@ -10,14 +10,13 @@ import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_compose import IMAGE, engine, service  # noqa: F401
+from test_compose import IMAGE, engine, import_root_image, service  # noqa: F401
 
 from conftest import Project
 
@@ -69,7 +68,7 @@ def remote_engine(engine: str, free_ports: Ports) -> Iterator[str]:  # noqa: F81
                 tail = (base / "dockerd.log").read_text(errors="replace")[-600:]
                 pytest.skip(f"a second dockerd could not start: {tail}")
             time.sleep(0.1)
-        _import_image(host)
+        import_root_image(IMAGE, host=host)
         yield host
         left = _at(host, "ps", "-aq").stdout.split()
         assert left == [], f"containers left on the remote engine: {left}"
@@ -94,22 +93,6 @@ def _mounts_under(base: Path) -> list[str]:
         for line in Path("/proc/self/mountinfo").read_text().splitlines()
     ]
     return sorted((p for p in points if p.startswith(f"{base}/")), key=len, reverse=True)
-
-
-def _import_image(host: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "root.tar"
-        with tarfile.open(archive, "w") as tar:
-            for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "app"):
-                info = tarfile.TarInfo(name)
-                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
-                tar.addfile(info)
-            for link in ("bin", "lib", "lib64", "sbin"):
-                info = tarfile.TarInfo(link)
-                info.type, info.linkname = tarfile.SYMTYPE, f"usr/{link}"
-                tar.addfile(info)
-        imported = _at(host, "import", str(archive), IMAGE)
-        assert imported.returncode == 0, imported.stderr
 
 
 def test_compose_backend_on_an_engine_reached_over_tcp(
