@@ -267,9 +267,6 @@ class StackOwner:
     def stop(self) -> None:
         """The end of the run: snapshots go with a stack that stops, stay with one that
         is kept (Redis's written beside its record), then the runtime stops or keeps."""
-        from .engine.reset import snapshot_file
-        from .kept import KeptStack
-
         runtime, resets = self.runtime, self._resets
         orch = runtime.orch
         keeping = bool(runtime.settings["keep"]) and orch is not None and not orch.stopped
@@ -280,6 +277,10 @@ class StackOwner:
                 runtime.notices.extend(resets.notices)
         runtime.stop()
         if resets is not None and keeping:
+            # imported here: a run without resets (most) does not pay for them at its end
+            from .engine.reset import snapshot_file
+            from .kept import KeptStack
+
             try:
                 record = KeptStack.load(runtime.record_path)
             except PyAirtableError:
