@@ -182,7 +182,7 @@ def test_never_healthy_service_errors_once_in_full(
         [
             "*service 'bad' did not become ready within 0.3s*",
             "*probe: http http://127.0.0.1:*/health*",
-            "*last probe error: ConnectError*",
+            "*last probe error: ConnectionRefusedError*",
             "*cannot reach upstream, token=[*][*][*]",
             "*service 'bad' did not become ready within 0.3s (reported in full at test_project.py::test_one)*",
         ]
