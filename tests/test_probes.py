@@ -129,7 +129,7 @@ def test_http_probe(http_server: str) -> None:
         check("http", http_server + "/teapot", status=418, json={"ok": True})
     with pytest.raises(ProbeFailed, match="not JSON"):
         check("http", http_server + "/nojson", json={"ok": True})
-    with pytest.raises(ProbeFailed, match="ConnectionRefusedError: .*Connection refused"):
+    with pytest.raises(ProbeFailed, match=r"ConnectionRefusedError: .*Connection refused"):
         check("http", f"http://127.0.0.1:{_port()}/health")
 
 
