@@ -14,6 +14,10 @@ when the engine shows its result. The project name is ``pyairtable-run-<pid>-<ra
 unique per run, and a later run removes projects whose pytest is gone, unless a kept
 stack's record names them. A kept stack is recorded as its project and container ids:
 stopping and removing it needs the Engine API only, not the compose file.
+
+(Over 350 lines: one backend's whole life, from the engine's client to a kept stack,
+reads best in one place; the parts it drives live in engine, composecli, containers
+and healthexec.)
 """
 
 from __future__ import annotations
@@ -76,14 +80,20 @@ class ComposeBackend(BaseBackend):
             target=lambda: found_compose.append(detect_compose(compose_command)), daemon=True
         )
         detecting.start()
-        self.api = connect()
         self.port_holds = port_holds  # compose reads the file itself: it gets them
         # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
         # remove such a project once its pid is gone, kept or not.
         self.project = project_name or f"pyairtable-run-{run_id}"
-        self.states: ContainerStates | None = ContainerStates(self.api, self.project)
-        for project in remove_stale_projects(self.api):
-            self.notices.append(f"removed the containers of {project}, left by a killed run")
+        # The engine's client (importing the SDK, connecting, subscribing to events) is
+        # made beside compose's start-up and its first container, not before them.
+        self.api: Any = None
+        self.states: ContainerStates | None = None
+        self.docker_ip = "127.0.0.1"
+        self._engine_error: BaseException | None = None
+        self._engine: threading.Thread | None = threading.Thread(
+            target=self._connect_engine, name="pyairtable-engine", daemon=True
+        )
+        self._engine.start()
         base = ownership.temp_base()
         self._sweeper: threading.Thread | None = threading.Thread(
             target=ownership.sweep, args=([base],), daemon=True
@@ -104,7 +114,6 @@ class ComposeBackend(BaseBackend):
             profiles,
             environ=port_holds.environ() if port_holds is not None else {},
         )
-        self.docker_ip = engine_host(self.api)
         self.build = build
         self.cleanup_volumes = cleanup_volumes
         self.cleanup = cleanup  # pytest-docker's docker_cleanup, when a suite overrides it
@@ -120,6 +129,24 @@ class ComposeBackend(BaseBackend):
         self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
+
+    def _connect_engine(self) -> None:
+        try:
+            api = connect()
+            states = ContainerStates(api, self.project)
+            states.list_created(api)  # what compose created before the subscription
+            self.api, self.states, self.docker_ip = api, states, engine_host(api)
+            for project in remove_stale_projects(api):
+                self.notices.append(f"removed the containers of {project}, left by a killed run")
+        except BaseException as exc:  # raised where the engine is first needed
+            self._engine_error = exc
+
+    def _engine_up(self) -> None:
+        """Until the engine's client is made; what stopped it, raised."""
+        if self._engine is not None:
+            self._engine.join()
+        if self._engine_error is not None:
+            raise self._engine_error
 
     @property
     def _build_flags(self) -> list[str]:
@@ -169,6 +196,7 @@ class ComposeBackend(BaseBackend):
         if svc.name not in self._created:
             self.prepare([svc])
         done = self._created[svc.name]
+        self._engine_up()
         assert self.states is not None
         cid = self.states.await_created(svc.name, done.is_set, 600)
         if cid is None and done.wait(600):  # its create event was not seen: ask
@@ -241,12 +269,13 @@ class ComposeBackend(BaseBackend):
         return ContainerHealthcheck(self.api, running, test, watch)
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
-        for batch in self._batches:  # no creation may race the clean-up
-            batch.join(600)
-        if self._sweeper is not None:
-            self._sweeper.join(60)
+        self._join_helpers()
         if self._reaper is not None:
             self._reaper.done()
+        if self.api is None:  # no engine answered: nothing was started on it
+            if self._own_logs:
+                shutil.rmtree(self.logs_dir, ignore_errors=True)
+            return
         if keep_stack is not None:  # the containers and their log followers go on
             if self._own_logs:
                 ownership.mark(self.logs_dir, kept=str(keep_stack))
@@ -267,6 +296,13 @@ class ComposeBackend(BaseBackend):
             ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
         elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
+
+    def _join_helpers(self) -> None:
+        for batch in self._batches:  # no creation may race the clean-up
+            batch.join(600)
+        for thread in (self._sweeper, self._engine):
+            if thread is not None:
+                thread.join(60)
 
     def _stop_events(self) -> None:
         if self.states is not None:
@@ -299,6 +335,8 @@ class ComposeBackend(BaseBackend):
         backend.states = None  # adopted containers are inspected: their events were not seen
         backend._reaper = None
         backend._sweeper = None
+        backend._engine = None
+        backend._engine_error = None
         backend.port_holds = None
         backend._batches = []
         backend.started = []

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 from ..errors import PrerequisiteError
@@ -26,10 +27,6 @@ from .procfs import pid_alive
 
 # pyairtable-run-<pid>-<hex>, and pyairtable-<pid>-<hex> from earlier versions
 _OUR_PROJECT = re.compile(r"^pyairtable-(?:run-)?((\d+)-[0-9a-f]+)$")
-
-
-def run_quiet(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _real_binary(path: str) -> str:
@@ -53,12 +50,22 @@ def detect_compose(command: str | None = None) -> tuple[list[str], str]:
         if argv and Path(argv[0]).name == "docker-compose" and shutil.which(argv[0]):
             argv[0] = _real_binary(str(shutil.which(argv[0])))
         return argv, command
-    if shutil.which("docker") and run_quiet(["docker", "compose", "version"]).returncode == 0:
-        return ["docker", "compose"], "Docker Compose v2 (docker compose plugin)"
     binary = shutil.which("docker-compose")
-    if binary:
-        real = _real_binary(binary)
-        version = run_quiet([real, "version", "--short"]).stdout.strip()
+    real = _real_binary(binary) if binary else None
+    candidates = [
+        ["docker", "compose", "version"] if shutil.which("docker") else None,
+        [real, "version", "--short"] if real else None,
+    ]
+    asked = {  # both asked at once: each is a process start on the critical path
+        argv[0]: subprocess.Popen(argv, stdout=PIPE, stderr=subprocess.DEVNULL, text=True)
+        for argv in candidates
+        if argv is not None
+    }
+    answers = {name: (p.communicate(timeout=60)[0], p.returncode) for name, p in asked.items()}
+    if answers.get("docker", ("", 1))[1] == 0:
+        return ["docker", "compose"], "Docker Compose v2 (docker compose plugin)"
+    if real:
+        version = answers[real][0].strip()
         kind = "v1" if version.startswith("1.") else "v2"
         return [real], f"docker-compose {version} (Compose {kind} binary)"
     raise PrerequisiteError(

@@ -106,6 +106,7 @@ class ContainerStates:
         self._cv = threading.Condition()
         self._state: dict[str, dict[str, Any]] = {}
         self._created: dict[str, str] = {}  # service -> its latest container
+        self._project = project
         self._open = True
         self._stream = api.events(
             filters={"type": ["container"], "label": [f"{PROJECT_LABEL}={project}"]},
@@ -172,6 +173,17 @@ class ContainerStates:
         with self._cv:
             self._cv.wait_for(lambda: service in self._created or done() or not self._open, timeout)
             return self._created.get(service)
+
+    def list_created(self, api: Any) -> None:
+        """The project's containers made before the subscription (listed after it: a
+        later one has its create event, which, newer, wins)."""
+        label = {"label": f"{PROJECT_LABEL}={self._project}"}
+        for found in api.containers(all=True, filters=label):
+            service = (found.get("Labels") or {}).get(SERVICE_LABEL)
+            if service:
+                with self._cv:
+                    self._created.setdefault(str(service), str(found["Id"]))
+                    self._cv.notify_all()
 
     def wake(self) -> None:
         """Waiters look again (what they wait for changed outside the stream)."""
