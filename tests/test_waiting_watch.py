@@ -202,3 +202,13 @@ def test_exits_are_awaited_on_pidfds_that_the_kernel_wakes() -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_a_probe_failing_thousands_of_times_keeps_its_capped_pause() -> None:
+    """The doubling pause is capped; past ~1024 attempts its exponent would overflow a
+    float (a service whose probe can never pass, e.g. a wrong port, until its budget)."""
+    probe = Probe(lambda: probe.calls > 1500)
+    slept: list[float] = []
+    wait_ready(probe, budget=3600, cap=0.05, sleep=slept.append)
+    assert probe.calls == 1501
+    assert max(slept) == 0.05 and slept[-1] == 0.05

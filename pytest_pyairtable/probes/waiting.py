@@ -111,7 +111,7 @@ class _Backoff:
         self.step = 0
 
     def __call__(self, state: RetryCallState) -> float:
-        pause = min(self.cap, FIRST_WAIT * 2.0**self.step)
+        pause = min(self.cap, FIRST_WAIT * 2.0 ** min(self.step, 60))  # 2.0**1024 overflows
         self.step += 1
         return pause
 
