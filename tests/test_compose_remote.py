@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_compose import IMAGE, engine, import_root_image, service  # noqa: F401
+from test_compose import IMAGE, ROOT, engine, import_root_image, service  # noqa: F401
 
 from conftest import Project
 
@@ -98,17 +98,21 @@ def _mounts_under(base: Path) -> list[str]:
 def test_compose_backend_on_an_engine_reached_over_tcp(
     remote_engine: str, project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = free_ports(2)
+    """a publishes its port on an ephemeral host port of the engine's host (on the
+    project's own bridge network of this engine), read back from the engine; b runs on
+    the host network, gated by its healthcheck run inside it."""
+    (b,) = free_ports(1)
     monkeypatch.setenv("DOCKER_HOST", remote_engine)
     code = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{b}/health')"
     project.compose(
-        "services:"
-        + service(
-            "a",
-            f'\n    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", '
-            f'"a", "--port", "{a}"]\n'
-            f'    x-pyairtable: {{probe: {{http: "http://127.0.0.1:{a}/health"}}}}',
-        )
+        f"""services:
+  a:
+    image: {IMAGE}
+    volumes: ["/usr:/usr:ro", "{ROOT}:/app:ro"]
+    environment: {{PYTHONPATH: /app}}
+    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", "a",
+              "--host", "0.0.0.0", "--port", "8080"]
+    ports: ["127.0.0.1::8080"]"""
         + service(
             "b",
             f'\n    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", '
@@ -125,14 +129,20 @@ def test_compose_backend_on_an_engine_reached_over_tcp(
         def test_b(pyairtable_b, pyairtable_a):
             assert os.environ["DOCKER_HOST"] == {remote_engine!r}
             assert pyairtable_a.host == pyairtable_b.host == "127.0.0.1"  # the engine's host
-            assert httpx.get(pyairtable_a.url + "/health").status_code == 200
-            assert httpx.get("http://127.0.0.1:{b}/health").status_code == 200
-            here = subprocess.run(
+            published = subprocess.run(
                 ["docker", "-H", {remote_engine!r}, "ps", "-q",
-                 "--filter", "label=com.docker.compose.service=b"],
+                 "--filter", "label=com.docker.compose.service=a"],
                 capture_output=True, text=True, check=True,
             ).stdout.split()
-            assert len(here) == 1  # on the remote engine
+            assert len(published) == 1  # on the remote engine
+            port = subprocess.run(
+                ["docker", "-H", {remote_engine!r}, "port", published[0], "8080"],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()[0].rpartition(":")[2]
+            assert pyairtable_a.port == int(port) != 8080  # read back from the engine
+            assert pyairtable_a.url == f"http://127.0.0.1:{{port}}"
+            assert httpx.get(pyairtable_a.url + "/health").status_code == 200
+            assert httpx.get("http://127.0.0.1:{b}/health").status_code == 200
     """)
     result = project.run("--pyairtable-backend", "compose")
     result.assert_outcomes(passed=1)
