@@ -66,8 +66,13 @@ def test_a_job_fixture_returns_once_the_job_exited_0(project: Project) -> None:
     result = project.run()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*service 'failing' exited with code 5*", "*| relation users already exists*"]
+        [
+            "*service 'failing' exited with code 5*",
+            "*probe: exit code 0 (a one-shot job)*",  # not the probe a job never runs
+            "*| relation users already exists*",
+        ]
     )
+    assert "process alive" not in result.stdout.str()
     # A service that another awaits with service_completed_successfully is a job too,
     # also when only its own fixture is requested (app is not started here).
     project.tests("""
