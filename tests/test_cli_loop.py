@@ -141,6 +141,17 @@ def test_down_with_nothing_running_exits_0_with_a_note(project: Project) -> None
     assert "nothing to stop" in done.stdout
 
 
+def test_no_compose_file_names_what_was_looked_for(project: Project) -> None:
+    (project.path / "deploy").mkdir()
+    (project.path / "deploy" / "base.yml").write_text("services:\n  app: {image: x}\n")
+    done = cli("graph", cwd=project.path, env={"COMPOSE_FILE": ""})
+    assert done.returncode != 0
+    assert f"no compose file in {project.path} (none of compose.yaml, compose.yml" in done.stderr
+    assert "Fix: pass -f FILE" in done.stderr and "Traceback" not in done.stderr
+    found = cli("-f", "deploy/base.yml", "graph", cwd=project.path)
+    assert found.returncode == 0 and "app" in found.stdout
+
+
 def test_help_lists_every_backend() -> None:
     from pytest_pyairtable.backends import BACKENDS
 
