@@ -4,6 +4,8 @@ global options after the command, `down` with nothing up, the last run's logs.""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -67,6 +69,31 @@ def test_restart_a_kept_stack_service_and_its_restart_dependents(
         only = cli("restart", "db", "--no-deps", cwd=project.path)
         assert only.returncode == 0 and groups(project)["api"] == after["api"]
         assert "api" in only.stdout and "healthy again" in only.stdout
+    finally:
+        assert cli("down", cwd=project.path).returncode == 0
+    assert not any(listening(p) for p in (db, api, web))
+
+
+def test_up_over_a_kept_stack_with_a_dead_service_says_why_and_how_to_heal(
+    project: Project, free_ports: Ports
+) -> None:
+    db, api, web = free_ports(3)
+    three_tiers(project, db, api, web)
+    up = cli("up", "--detach", cwd=project.path)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        os.killpg(groups(project)["web"], signal.SIGKILL)  # the group our `up` started
+        until(lambda: not listening(web), what="web gone")
+        again = cli("up", "--detach", cwd=project.path)
+        assert again.returncode != 0
+        out = again.stdout + again.stderr
+        # before the ports the rest still holds: what is wrong and the one command to heal
+        reason = out.index("its service 'web' is no longer running")
+        assert "(`pyairtable restart web` starts it)" in out
+        assert reason < out.index(f"port {db} is already in use")
+        healed = cli("restart", "web", cwd=project.path)
+        assert healed.returncode == 0, healed.stdout + healed.stderr
+        assert cli("status", cwd=project.path).returncode == 0
     finally:
         assert cli("down", cwd=project.path).returncode == 0
     assert not any(listening(p) for p in (db, api, web))
