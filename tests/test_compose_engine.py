@@ -238,3 +238,42 @@ def test_a_container_death_is_seen_on_the_event_stream(
         assert running.poll() == 137
     finally:
         orch.stop()
+
+
+def test_start_interval_reaches_the_engine_or_compose_says_why_not(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+    engine: str,  # noqa: F811
+) -> None:
+    """start_interval (the checks' cadence during start_period) needs Docker Engine 25+:
+    there, the container holds it and the service is ready at our cadence; on an older
+    engine compose refuses the file, and its own words are the error."""
+    (port,) = free_ports(1)
+    compose_project.compose(
+        "services:"
+        + service("a", standin_command("a", port, 0.2))
+        + f"\n    healthcheck: {{test: {python_check(port)}, interval: 300s,"
+        " start_period: 60s, start_interval: 1s}"
+    )
+    compose_project.tests(
+        ENGINE_HEALTH
+        + """
+import json, subprocess
+
+def test_a(pyairtable_a):
+    cid, _ = engine_health("a")
+    config = json.loads(subprocess.run(
+        ["docker", "inspect", "-f", "{{json .Config.Healthcheck}}", cid],
+        capture_output=True, text=True, check=True,
+    ).stdout)
+    assert config["StartInterval"] == 1_000_000_000
+"""
+    )
+    result = compose_project.run("--pyairtable-backend", "compose")
+    if int(engine.split(".", maxsplit=1)[0]) >= 25:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(
+            ["*compose created no container*start_interval*Docker Engine v25 or later*"]
+        )
