@@ -34,7 +34,7 @@ from .errors import KeepError, PyAirtableError
 from .model.spec import ServiceSpec, StackSpec
 from .model.topology import own_dir
 from .probes.checks import ProbeContext, check_once, make_probe
-from .redact import Redactor
+from .redact import Redactor, dataclass_repr
 
 __all__ = [
     "KeptService",
@@ -63,7 +63,10 @@ def check_record_free(path: Path, run_id: str) -> None:
 def fingerprint(stack: StackSpec, backend: str) -> str:
     """Changes when anything that shapes the stack does: file, env, profiles, backend
     (a changed job definition too: every service's whole spec is in it)."""
-    text = repr((backend, stack.profiles, sorted(stack.services.items())))
+    # From the specs' JSON, not their reprs: a repr masks the secrets, and a changed
+    # password must change the fingerprint.
+    services = sorted((name, to_json(svc)) for name, svc in stack.services.items())
+    text = json.dumps([backend, stack.profiles, services], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -103,6 +106,9 @@ class KeptStack:
     secrets: list[str]
     owner: Owner | None = None
     version: int = RECORD_VERSION
+
+    def __repr__(self) -> str:
+        return dataclass_repr(self, self.secrets)
 
     @classmethod
     def from_orchestrator(

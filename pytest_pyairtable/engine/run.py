@@ -10,6 +10,7 @@ from typing import Any
 from ..backends.base import Running
 from ..errors import PyAirtableError
 from ..model.spec import ServiceSpec
+from ..redact import dataclass_repr
 
 
 class State(enum.Enum):
@@ -44,6 +45,9 @@ class ServiceRun:
     attempts: int = 0
     last_probe_error: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return dataclass_repr(self, self.spec.secret_values())
 
     @property
     def name(self) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import ConfigError
+from ..redact import dataclass_repr, mask_patterns
 
 if TYPE_CHECKING:
     from .spec import ServiceSpec
@@ -34,12 +35,17 @@ class ProbeSpec:
     tables: tuple[str, ...] = ()
     migrations_table: str | None = None
 
+    def __repr__(self) -> str:
+        return dataclass_repr(self)
+
     def describe(self) -> str:
+        """What the probe checks, as shown to people: URL passwords and the values of
+        secret flags masked (the service's own secrets are masked where it is shown)."""
         if self.kind == "started":
             return "process alive (service_started)"
         if self.kind == "command":
-            return "command " + " ".join(self.argv)
-        return f"{self.kind} {self.target}"
+            return mask_patterns("command " + " ".join(self.argv))
+        return mask_patterns(f"{self.kind} {self.target}")
 
 
 def parse_probe(block: Any, where: str) -> ProbeSpec:
