@@ -133,3 +133,24 @@ def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "-"
     return "-" if value is None else str(value)
+
+
+def redact_report(
+    report: Any, redact: Callable[[str], str], as_text: Callable[[str, str], Any]
+) -> None:
+    """Mask secrets in a test report: its captured output sections and its failure,
+    which go to the terminal, junit XML and xdist's controller. A failure whose text
+    changed is replaced by ``as_text(text, headline)``; others keep pytest's own repr."""
+    report.sections = [(title, redact(text)) for title, text in report.sections]
+    longrepr = report.longrepr
+    if longrepr is None:
+        return
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        report.longrepr = (*longrepr[:2], redact(str(longrepr[2])))
+        return
+    text = str(longrepr)
+    shown = redact(text)
+    if shown != text:
+        crash = getattr(longrepr, "reprcrash", None)
+        message = getattr(crash, "message", None) or shown.splitlines()[0]
+        report.longrepr = as_text(shown, redact(message))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError, KeepError, PyAirtableError
 from .hooks import HookEvents, own_hooks
 from .model import graph
-from .redact import Redactor
+from .redact import Redactor, secret_values
 from .settings import Resolved, flag_value
 
 if TYPE_CHECKING:
@@ -78,12 +78,13 @@ class Runtime:
         self._stack: StackSpec | None = None
         self._error: PyAirtableError | None = None
         self._redact: Redactor | None = None
+        self._redact_loaded = False
         self._topology: dict[str, list[str]] | None = None
         self.backend_options: dict[str, Any] = {}  # e.g. pytest-docker's fixture overrides
         self.orch: Orchestrator | None = None
         self.events = HookEvents(self.hook, self._redact_text, settings["debug"])
         self.needed: set[str] = set()
-        self.say: Say | None = None
+        self._say: Say | None = None
         self.progress: Callable[[Orchestrator], None] | None = None  # a live display
         self._lock = threading.Lock()
         self.kept: KeptStack | None = None
@@ -91,6 +92,15 @@ class Runtime:
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
         self._timeline_written = False
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+    @property
+    def say(self) -> Say | None:
+        """Where progress lines and tables go; whatever is set, every line is redacted."""
+        return self._say
+
+    @say.setter
+    def say(self, write: Say | None) -> None:
+        self._say = None if write is None else (lambda line: write(self.redact(line)))
 
     # -- the spec, read when first needed ----------------------------------------------
 
@@ -136,8 +146,14 @@ class Runtime:
 
     @property
     def redact(self) -> Redactor:
-        if self._redact is None:
-            self._redact = Redactor(self.stack.secret_values() if self.stack else [])
+        """What every output of the run passes through. Before the stack is read (a run
+        that needs no service never reads it), the environment's secrets and the
+        patterns; then the stack's secrets too."""
+        if self._redact is None or (self._loaded and not self._redact_loaded):
+            self._redact_loaded = self._loaded
+            stack = self._stack if self._loaded else None
+            secrets = stack.secret_values() if stack else sorted(secret_values(os.environ))
+            self._redact = Redactor(secrets)
         return self._redact
 
     def topology(self) -> Mapping[str, list[str]]:

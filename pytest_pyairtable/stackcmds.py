@@ -150,7 +150,7 @@ def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say)
     offsets = {}
     for name, log in paths.items():
         text = log.read_text(errors="replace").splitlines() if log and log.exists() else []
-        _print_lines(name, text[-lines:], prefix, redact, say)
+        _print_lines(name, text[-lines:] if lines else [], prefix, redact, say)
         offsets[name] = log.stat().st_size if log and log.exists() else 0
     while follow:
         time.sleep(0.2)

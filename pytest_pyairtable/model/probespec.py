@@ -69,9 +69,19 @@ def parse_probe(block: Any, where: str) -> ProbeSpec:
     if kind == "command":
         argv = ("/bin/sh", "-c", value) if isinstance(value, str) else tuple(map(str, value))
         value = ""
+    if kind == "command" and not argv:
+        raise ConfigError(f"{where}: x-pyairtable.probe.command is empty. Fix: name a command.")
+    problem = target_problem(kind, str(value))
+    if problem:
+        raise ConfigError(f"{where}: x-pyairtable.probe.{kind}: {problem}")
     status = block.get("status")
-    if status is not None and not isinstance(status, int):
-        raise ConfigError(f"{where}: x-pyairtable.probe.status must be an HTTP status number.")
+    if status is not None and (
+        not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599
+    ):
+        raise ConfigError(
+            f"{where}: x-pyairtable.probe.status must be an HTTP status (100-599), got "
+            f"{status!r}. Fix: e.g. status: 200."
+        )
     return ProbeSpec(
         kind=kind,
         target=str(value),
@@ -81,6 +91,54 @@ def parse_probe(block: Any, where: str) -> ProbeSpec:
         tables=tuple(str(t) for t in block.get("tables") or ()),
         migrations_table=block.get("migrations_table"),
     )
+
+
+_SCHEMES = {
+    "http": ("http", "https"),
+    "postgres": ("postgres", "postgresql"),
+    "redis": ("redis", "rediss", "unix"),
+}
+_EXAMPLES = {
+    "http": "http://127.0.0.1:8000/health",
+    "postgres": "postgresql://user:password@127.0.0.1:5432/db",
+    "redis": "redis://:password@127.0.0.1:6379/0",
+    "tcp": "127.0.0.1:5432",
+}
+
+
+def target_problem(kind: str, target: str) -> str | None:
+    """Why a probe's target cannot be used (as ``cause. Fix: ...``), or None."""
+    if kind == "log":
+        try:
+            re.compile(target)
+        except re.error as exc:
+            return f"{target!r} is not a regular expression ({exc}). Fix: correct it."
+        return None
+    if kind == "tcp":
+        target = "tcp://" + target
+    elif kind not in _SCHEMES:
+        return None
+    problem = url_problem(target, _SCHEMES.get(kind, ("tcp",)), need_port=kind == "tcp")
+    if problem is None:
+        return None
+    shown = target.removeprefix("tcp://") if kind == "tcp" else target
+    return f"{mask_patterns(shown)!r}: {problem}. Fix: write e.g. {_EXAMPLES[kind]}."
+
+
+def url_problem(url: str, schemes: tuple[str, ...], *, need_port: bool = False) -> str | None:
+    """Why ``url`` is not a usable URL of one of ``schemes``, or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bad IPv6 address, a port out of range or not a number
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in schemes:
+        return f"the scheme must be {' or '.join(s + '://' for s in schemes)}"
+    if parts.scheme in ("http", "https", "tcp") and not parts.hostname:
+        return "it names no host"
+    if need_port and not port:
+        return "it names no port (1-65535)"
+    return None
 
 
 def derive_probe(svc: ServiceSpec) -> ProbeSpec:
@@ -103,8 +161,9 @@ def derive_probe(svc: ServiceSpec) -> ProbeSpec:
     if check is None or check.test is None:
         return ProbeSpec("started", "")
     match = _URL_IN_TEST.search(" ".join(check.test))
-    if match:
-        return ProbeSpec("http", _published_url(svc, match.group(1)))
+    url = _published_url(svc, match.group(1)) if match else None
+    if url is not None:
+        return ProbeSpec("http", url)
     return ProbeSpec("command", "", argv=check.test)
 
 
@@ -115,8 +174,11 @@ def redis_password(svc: ServiceSpec) -> str:
     return svc.environment.get("REDIS_PASSWORD", "")
 
 
-def _published_url(svc: ServiceSpec, url: str) -> str:
-    """Rewrite a URL seen from inside the container to one reachable from the host."""
+def _published_url(svc: ServiceSpec, url: str) -> str | None:
+    """Rewrite a URL seen from inside the container to one reachable from the host
+    (None when it is no valid URL: then the healthcheck runs as the command it is)."""
+    if url_problem(url, _SCHEMES["http"]) is not None:
+        return None
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host_port = svc.host_port(port) or port

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .names import name_problems
 from .unique import duplicate
 from .values import Timestamp
 
@@ -394,6 +395,7 @@ def check(doc: dict[str, Any]) -> Problems:
         for key, field_check in _FIELDS.items():
             if key in body:
                 field_check(body[key], f"{where}.{key}", out)
+    out += name_problems(n for n in services if _NAME.fullmatch(n))
     return out
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownServiceError
 from ..redact import dataclass_repr, mask_patterns, secret_values, text_secrets
+from .names import fixture_name
 from .probespec import ProbeSpec, redis_password
 from .schema import CONDITIONS
 
@@ -122,7 +123,7 @@ class ServiceSpec:
 
     @property
     def fixture_name(self) -> str:
-        return "pyairtable_" + self.name.replace("-", "_").replace(".", "_")
+        return fixture_name(self.name)
 
     @property
     def image_kind(self) -> str:
