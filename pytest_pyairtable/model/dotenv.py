@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InterpolationError
 from .interpolate import Interpolator
+from .reading import FileRefused, read_bounded
 
 Lookup = Callable[[str], "str | None"]
 
@@ -38,11 +39,11 @@ def read_env_file(
     """Parse ``path`` into ``into`` (later values win) and return it."""
     where = where or str(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
+        data = read_bounded(path)
+    except (OSError, FileRefused) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise ConfigError(
-            f"{where}: cannot read env file {path}: {exc.strerror}. Fix: create it or "
-            "correct the path."
+            f"{where}: cannot read env file {path}: {why}. Fix: create it or correct the path."
         ) from None
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")

@@ -40,6 +40,9 @@ def show(path: Where) -> str:
     return text
 
 
+MAX_NESTING = 50
+
+
 class Interpolator:
     def __init__(self, variables: Mapping[str, str] | Callable[[str], str | None]) -> None:
         self.lookup = variables.get if isinstance(variables, Mapping) else variables
@@ -47,13 +50,24 @@ class Interpolator:
         self.missing: dict[str, tuple[str, list[Where]]] = {}  # name -> (reason, where)
         self.unset: dict[str, list[Where]] = {}  # name -> where, for a warning
         self.problems: list[str] = []  # malformed templates, failed conversions
+        self._depth = 0
 
     # -- one string ----------------------------------------------------------------
 
     def text(self, value: str, where: Where) -> str:
         if "$" not in value:
             return value
-        return _PATTERN.sub(lambda m: self._replace(m.group(0), value, where), value)
+        if self._depth >= MAX_NESTING:  # ${A:-${B:-...}}: each level is a recursion
+            self.problems.append(
+                f"{show(where)}: ${{...}} nested more than {MAX_NESTING} levels deep. "
+                "Fix: nest fewer defaults."
+            )
+            return ""
+        self._depth += 1
+        try:
+            return _PATTERN.sub(lambda m: self._replace(m.group(0), value, where), value)
+        finally:
+            self._depth -= 1
 
     def _get(self, name: str) -> str | None:
         self.looked_up.add(name)

@@ -31,6 +31,7 @@ from .project import (
     normalize_name,
     project_variables,
 )
+from .reading import FileRefused, read_bounded
 from .yamlread import load_documents
 
 _RESOURCES = ("services", "volumes", "networks", "secrets", "configs", "models")
@@ -78,6 +79,11 @@ def load_model(inputs: Inputs, *, strict: bool = True) -> Model:
     except ConfigError:
         loader.raise_problems(cause_only=True)
         raise
+    except RecursionError:  # a bound of ours missed a nesting: still the user's file
+        raise ComposeFileError(
+            f"{inputs.files[0]}: the compose file is nested too deeply to read. Fix: flatten "
+            "it (aliases, extends, include or ${...} defaults within one another)."
+        ) from None
 
 
 class _Loader:
@@ -132,10 +138,11 @@ class _Loader:
         if path not in self.parsed:
             self.record.note(path)
             try:
-                data = path.read_bytes()
-            except OSError as exc:
+                data = read_bounded(path)
+            except (OSError, FileRefused) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
                 raise ComposeFileError(
-                    f"cannot read compose file {path}: {exc.strerror}. "
+                    f"cannot read compose file {path}: {why}. "
                     "Fix: pass the right path with --pyairtable-compose-file."
                 ) from None
             try:  # UTF-8, or UTF-16 with its byte order mark, as go-yaml reads
@@ -250,12 +257,13 @@ class _Loader:
         )
         listed = "\n".join(f"  - {p}" for p in problems)
         fix = ""
-        if variables:
+        if any(i.missing for i in self.interpolators):
             fix = (
                 "\nFix: set the variables in the environment or in the .env file beside the "
                 "compose file (or --pyairtable-env-file)."
             )
-        raise (ConfigError if self.problems else InterpolationError)(
+        # InterpolationError: only variables are missing (they may be set for another run)
+        raise (InterpolationError if only_missing else ConfigError)(
             f"{len(problems)} {headline}:\n{listed}{fix}"
         )
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .bounds import service_problems
 from .names import name_problems
 from .unique import duplicate
 from .values import Timestamp
@@ -383,7 +384,10 @@ def check(doc: dict[str, Any]) -> Problems:
     for name, body in services.items():
         where = f"services.{name}"
         if not _NAME.fullmatch(name):
-            out.append(f"service name {name!r} may hold only letters, digits, '.', '_', '-'.")
+            out.append(
+                f"service name {name!r} may hold only letters, digits, '.', '_', '-'. "
+                "Fix: rename the service."
+            )
         if not _want(body, "mapping", where, out):
             continue
         unknown = [k for k in body if k not in SERVICE_KEYS and not k.startswith("x-")]
@@ -395,6 +399,7 @@ def check(doc: dict[str, Any]) -> Problems:
         for key, field_check in _FIELDS.items():
             if key in body:
                 field_check(body[key], f"{where}.{key}", out)
+        out += service_problems(body, where)
     out += name_problems(n for n in services if _NAME.fullmatch(n))
     return out
 

@@ -12,7 +12,9 @@ Python values with go-yaml's rules rather than PyYAML's YAML 1.1 ones:
   win, then the first map of a merge list), keys must be strings, anchors may be redefined;
 - ``!reset`` and ``!override`` become ``Reset``/``Override`` markers for the merge;
 - alias expansion is bounded: a document whose expanded size is both over
-  ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb).
+  ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb);
+- nesting is bounded: collections more than ``MAX_DEPTH`` deep are refused before
+  libyaml's composer sees them (it recurses in C: 100,000 ``[`` crash the process).
 
 Aliases share one Python object; nothing downstream mutates a loaded document.
 """
@@ -44,6 +46,7 @@ ScalarNode, SequenceNode, MappingNode = (
 )
 
 MAX_EXPANDED = 100_000
+MAX_DEPTH = 100  # compose files nest under 15 levels; the walkers after us recurse per level
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -63,6 +66,7 @@ class _Composer(CParser):
 def load_documents(text: str, where: str) -> list[Any]:
     """Every document of a YAML stream, built with go-yaml's rules."""
     try:
+        _check_depth(text, where)
         nodes = _compose(text)
     except libyaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -84,6 +88,26 @@ def load_documents(text: str, where: str) -> list[Any]:
 
 
 Node = Any  # libyaml's ScalarNode, SequenceNode or MappingNode
+
+
+def _check_depth(text: str, where: str) -> None:
+    """Refuse collections nested over ``MAX_DEPTH``, from libyaml's event stream (its
+    parser keeps a stack of its own; only its composer recurses)."""
+    if sum(map(text.count, "-:?[{")) < MAX_DEPTH:  # each level needs one of these
+        return
+    starts = (libyaml.SequenceStartEvent, libyaml.MappingStartEvent)
+    ends = (libyaml.SequenceEndEvent, libyaml.MappingEndEvent)
+    depth = 0
+    for event in _events(text):
+        if isinstance(event, starts):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ComposeFileError(
+                    f"{where}:{event.start_mark.line + 1}: YAML nested more than {MAX_DEPTH} "
+                    "levels deep. Fix: flatten it (no compose setting needs such depth)."
+                )
+        elif isinstance(event, ends):
+            depth -= 1
 
 
 def _compose(text: str) -> list[Node]:
@@ -153,6 +177,7 @@ class _Builder:
         self.where = where
         self.built: dict[int, Any] = {}
         self.sizes: dict[int, int] = {}
+        self.building: set[int] = set()  # nodes being built: an alias to one is a cycle
         self.written = 0
 
     def document(self, node: Node) -> Any:
@@ -162,6 +187,9 @@ class _Builder:
         key = id(node)
         if key in self.built:
             return self.built[key]
+        if key in self.building:
+            raise self.error(node, "an alias refers to the node it is in (a cycle)", "remove it")
+        self.building.add(key)
         self.written += 1
         if isinstance(node, ScalarNode):
             value, size = self.scalar(node), 1
@@ -178,6 +206,7 @@ class _Builder:
         elif node.tag == "!override":
             value = Override(value)
         self.built[key], self.sizes[key] = value, size
+        self.building.discard(key)
         self.check_expansion(size)  # at every node: stop a bomb before it costs time
         return value
 
