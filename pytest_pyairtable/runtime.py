@@ -77,12 +77,12 @@ class Runtime:
         self._loaded = False
         self._stack: StackSpec | None = None
         self._error: PyAirtableError | None = None
-        self._redact: Redactor | None = None
-        self._redact_loaded = False
+        self._redactors: dict[bool, Redactor] = {}  # by whether the stack was read
         self._topology: dict[str, list[str]] | None = None
         self.backend_options: dict[str, Any] = {}  # e.g. pytest-docker's fixture overrides
         self.orch: Orchestrator | None = None
-        self.events = HookEvents(self.hook, self._redact_text, settings["debug"])
+        redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
+        self.events = HookEvents(self.hook, redact, settings["debug"])
         self.needed: set[str] = set()
         self._say: Say | None = None
         self.progress: Callable[[Orchestrator], None] | None = None  # a live display
@@ -141,20 +141,15 @@ class Runtime:
         self._load()
         return self._error
 
-    def _redact_text(self, text: str) -> str:
-        return self.redact(text)  # the redactor exists once the stack was read
-
     @property
     def redact(self) -> Redactor:
-        """What every output of the run passes through. Before the stack is read (a run
-        that needs no service never reads it), the environment's secrets and the
-        patterns; then the stack's secrets too."""
-        if self._redact is None or (self._loaded and not self._redact_loaded):
-            self._redact_loaded = self._loaded
+        """What every output passes through: the environment's secrets and the patterns
+        (a run that needs no service never reads the stack), then the stack's too."""
+        if self._loaded not in self._redactors:
             stack = self._stack if self._loaded else None
-            secrets = stack.secret_values() if stack else sorted(secret_values(os.environ))
-            self._redact = Redactor(secrets)
-        return self._redact
+            secrets = stack.secret_values() if stack else secret_values(os.environ)
+            self._redactors[self._loaded] = Redactor(secrets)
+        return self._redactors[self._loaded]
 
     def topology(self) -> Mapping[str, list[str]]:
         """Service -> dependencies; cheap until the stack was loaded (see topology.py)."""
@@ -336,9 +331,7 @@ class Runtime:
             from .engine.timeline import write_timeline
 
             self._timeline_written = True
-            path = Path(self.settings["timeline"]).resolve()
-            write_timeline(self.orch, path)
-            self.notices.append(f"start-up timeline written to {path}")
+            self.notices.append(write_timeline(self.orch, Path(self.settings["timeline"])))
 
     def keep(self) -> bool:
         """Leave the stack running and record it for later runs and `pyairtable down`;

@@ -7,6 +7,7 @@ takes plain callables so the pytest plugin and the CLI share it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,13 @@ def _build(value: Any) -> str:
 def _paths(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else [value]
     return tuple(str(v) for v in items if v)
+
+
+def _output_file(value: Any) -> str:
+    """A file to write after the run: checked now, not found a directory at the end."""
+    if os.path.isdir(str(value)):
+        raise ValueError("it is a directory; name a file in it, e.g. timeline.json or .html")
+    return str(value)
 
 
 def _urls(value: Any) -> tuple[str, ...]:
@@ -157,6 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
         "timeline",
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",
+        parse=_output_file,
     ),
     Setting("debug", "print every probe attempt", False, "DEBUG", parse=flag_value, flag=True),
 )

@@ -63,12 +63,25 @@ def check_ports_free(svc: ServiceSpec) -> None:
         )
 
 
+def check_cwd(svc: ServiceSpec) -> None:
+    """A missing working directory is said as such (Popen says "no such file", which
+    reads as a missing command)."""
+    cwd = svc.local.cwd
+    if svc.local.command and not cwd.is_dir():
+        what = "is not a directory" if cwd.exists() else "does not exist"
+        raise PrerequisiteError(
+            f"service '{svc.name}': its working directory {cwd} {what}. Fix: create it, or "
+            "correct x-pyairtable.local.cwd (relative to the compose file's directory)."
+        )
+
+
 def preflight(services: Sequence[ServiceSpec]) -> list[str]:
     """What is missing to run these services locally: binaries, commands, free ports."""
     problems = []
     for svc in services:
         try:
             check_ports_free(svc)
+            check_cwd(svc)
             if svc.local.command:
                 path = path_with_python(os.environ.get("PATH", ""))
                 if shutil.which(svc.local.command[0], path=path) is None:
@@ -163,11 +176,18 @@ class LocalBackend(BaseBackend):
         remove_stale_runs(base)
         self.run_dir = ownership.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
+        # They hold whatever a service prints (secrets too): the tool's dir is 0700, and a
+        # log file it creates is 0600. In a user's --pyairtable-logs-dir it knows which
+        # files (and whether the dir) it made: `down --volumes` removes those, nothing else.
         self._own_logs = logs_dir is None
         self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
+        self._made_dir = not self.logs_dir.exists()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
+            self.logs_dir.chmod(0o700)
             ownership.claim(self.logs_dir, run_id, "logs")
+        self._own_files: list[str] = []
+        self._remove_user_logs = False
         self.environ = dict(os.environ if environ is None else environ)
         self._launched: list[LocalProcess] = []
         self._reaper: ReaperClient | _NoReaper = ReaperClient(run_id, self.environ)
@@ -202,6 +222,10 @@ class LocalBackend(BaseBackend):
 
     def launch(self, svc: ServiceSpec) -> LocalService:
         check_ports_free(svc)
+        check_cwd(svc)
+        log_path = self.log_path(svc.name)
+        if ownership.private_file(log_path) and not self._own_logs:
+            self._own_files.append(log_path.name)
         plan = self.plan(svc)
         plan.prepare()
         env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
@@ -239,6 +263,8 @@ class LocalBackend(BaseBackend):
             ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
         elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
+        elif self._remove_user_logs and not keep_logs:  # `down --volumes`, a user's dir
+            ownership.remove_files(self.logs_dir, self._own_files, self._made_dir)
 
     # -- a kept stack ----------------------------------------------------------------
 
@@ -248,6 +274,8 @@ class LocalBackend(BaseBackend):
             "data_dir": str(self.data_dir),
             "logs_dir": str(self.logs_dir),
             "own_logs": self._own_logs,
+            "own_files": self._own_files,  # what it wrote in a user's logs dir
+            "made_logs_dir": self._made_dir,
         }
 
     @classmethod
@@ -259,6 +287,9 @@ class LocalBackend(BaseBackend):
         backend.data_dir = Path(state["data_dir"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
+        backend._own_files = [str(f) for f in state.get("own_files", [])]
+        backend._made_dir = bool(state.get("made_logs_dir", False))
+        backend._remove_user_logs = bool(options.get("volumes"))
         backend.environ = dict(os.environ)
         backend._reaper = _NoReaper()
         backend._launched = []

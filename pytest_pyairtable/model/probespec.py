@@ -133,7 +133,7 @@ def url_problem(url: str, schemes: tuple[str, ...], *, need_port: bool = False) 
     except ValueError as exc:  # a bad IPv6 address, a port out of range or not a number
         return f"not a valid URL ({exc})"
     if parts.scheme not in schemes:
-        return f"the scheme must be {' or '.join(s + '://' for s in schemes)}"
+        return f"unknown scheme {parts.scheme!r} (not {', '.join(s + '://' for s in schemes)})"
     if parts.scheme in ("http", "https", "tcp") and not parts.hostname:
         return "it names no host"
     if need_port and not port:
