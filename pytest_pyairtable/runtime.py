@@ -48,7 +48,7 @@ def runtime_for(
         files, error = (), exc
     compose = files[0] if files else rootdir / "docker-compose.yml"
     runtime = Runtime(settings, hook, compose_file=compose, env_file=env_file, compose_files=files)
-    missing = [f for f in files if not f.is_file()]
+    missing = [f for f in files if not os.path.lexists(f)]  # the loader says what else
     if error is None and missing:
         error = ConfigError(
             f"compose file {missing[0]} not found. Fix: pass --pyairtable-compose-file "

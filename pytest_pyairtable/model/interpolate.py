@@ -143,7 +143,9 @@ class Interpolator:
         try:
             return cast(value)
         except ValueError as exc:
-            self.problems.append(f"{show(path)}: {exc}.")
+            self.problems.append(
+                f"{show(path)}: {exc}. Fix: correct it (or the variable it comes from)."
+            )
             return value
 
     # -- the outcome ---------------------------------------------------------------

@@ -191,7 +191,8 @@ class _Loader:
                 if not isinstance(doc, dict):  # an empty document (a trailing ---) too
                     got = "an empty document" if doc is None else f"a {type(doc).__name__}"
                     raise ComposeFileError(
-                        f"{path}: the top level must be a mapping (services: ...), got {got}."
+                        f"{path}: the top level must be a mapping, got {got}. Fix: write "
+                        "services: and the services under it."
                     )
                 merged = self.one_file(
                     doc=doc,
@@ -240,10 +241,12 @@ class _Loader:
 
     def raise_problems(self, *, cause_only: bool = False) -> None:
         """Raise every problem found so far. A load that is not strict goes on past
-        missing variables; ``cause_only``: after another error, report the missing
-        variables (an empty value where one is missing is what broke the rest)."""
+        missing variables (and what they may have caused, such as an empty number);
+        ``cause_only``: after another error, report the missing variables (an empty
+        value where one is missing is what broke the rest)."""
         variables = self.interpolation_problems()
-        if cause_only or (not self.problems and self.strict):
+        missing = any(i.missing for i in self.interpolators)
+        if cause_only or (not self.problems and (self.strict or not missing)):
             problems = variables
         elif self.problems:
             problems = [*self.problems, *variables]

@@ -87,7 +87,9 @@ def find_compose_files(
         return files
     directory = (search or start).resolve()
     while True:
-        found = [directory / n for n in DEFAULT_NAMES if (directory / n).is_file()]
+        # lexists: a directory or a broken link by that name is found, and read fails
+        # saying why (as compose's stat does), rather than "no compose file"
+        found = [directory / n for n in DEFAULT_NAMES if os.path.lexists(directory / n)]
         if found:
             overrides = [directory / n for n in OVERRIDE_NAMES if (directory / n).is_file()]
             return (found[0], *overrides[:1])

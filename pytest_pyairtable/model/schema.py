@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..redact import is_secret_name
 from .bounds import service_problems
 from .names import name_problems
 from .unique import duplicate
@@ -144,11 +145,12 @@ def _want(value: Any, kinds: str, path: str, out: Problems, fix: str = "") -> bo
     """Is ``value`` one of ``kinds`` (``"string|list"``)? Else record why not."""
     if _type(value) in kinds.split("|"):
         return True
-    got = (
-        f"a date ({value}: YAML reads it as a time, compose refuses it here)"
-        if isinstance(value, Timestamp)
-        else repr(value)
-    )
+    if isinstance(value, Timestamp):
+        got = f"a date ({value}: YAML reads it as a time, compose refuses it here)"
+    elif any(is_secret_name(part) for part in path.split(".")):
+        got = _ARTICLES.get(_type(value), _type(value))  # the value of a secret is not shown
+    else:
+        got = repr(value)
     wanted = " or ".join(_ARTICLES[k] for k in kinds.split("|"))
     fix = fix or ("quote the date" if isinstance(value, Timestamp) else f"write {wanted} there")
     out.append(f"{path} must be {wanted}, got {got}. Fix: {fix}.")
