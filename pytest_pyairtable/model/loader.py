@@ -299,7 +299,9 @@ class _Loader:
         if entries is None:
             return cfg
         if not isinstance(entries, list):
-            raise ConfigError(f"{chain[-1]}: include must be a list, got {entries!r}.")
+            raise ConfigError(
+                f"{chain[-1]}: include must be a list, got {entries!r}. Fix: list the files."
+            )
         cfg = {k: v for k, v in cfg.items() if k != "include"}
         for n, entry in enumerate(entries):
             imported = self.one_include(entry, base, variables, chain, f"include[{n}]")
@@ -322,14 +324,19 @@ class _Loader:
             raise ConfigError(f"include forms a cycle: {cycle}. Fix: remove one include.")
         for path in paths:
             if not self.record.note(path):
-                raise ConfigError(f"{chain[-1]}: {where}: {path} does not exist.")
+                raise ConfigError(
+                    f"{chain[-1]}: {where}: {path} does not exist. Fix: correct the path."
+                )
         env_paths = [Path(absolute(base, p)) for p in _listed(spec.get("env_file"))]
         if not env_paths and self.record.note(project_dir / ".env"):
             env_paths = [project_dir / ".env"]
         found: dict[str, str] = {}
         for env_path in env_paths:
             if not self.record.note(env_path):
-                raise ConfigError(f"{chain[-1]}: {where}: env_file {env_path} does not exist.")
+                raise ConfigError(
+                    f"{chain[-1]}: {where}: env_file {env_path} does not exist. "
+                    "Fix: correct the path."
+                )
             read_env_file(env_path, self.lookup(variables), found)
         included = {**found, **variables}
         return self.load_files(paths, project_dir, included, chain)

@@ -50,7 +50,10 @@ class ProbeSpec:
 
 def parse_probe(block: Any, where: str) -> ProbeSpec:
     if not isinstance(block, Mapping):
-        raise ConfigError(f"{where}: x-pyairtable.probe must be a mapping, got {block!r}.")
+        raise ConfigError(
+            f"{where}: x-pyairtable.probe must be a mapping, got {block!r}. "
+            "Fix: e.g. probe: {http: 'http://127.0.0.1:8000/health'}."
+        )
     unknown = [str(k) for k in block if k not in PROBE_KINDS + _MODIFIERS]
     if unknown:
         raise ConfigError(

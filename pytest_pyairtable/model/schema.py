@@ -245,14 +245,17 @@ def _depends_on(value: Any, path: str, out: Problems) -> None:
         condition = item.get("condition")
         if condition not in CONDITIONS:
             got = "no condition" if condition is None else f"{condition!r}"
-            out.append(f"{where}.condition must be one of {', '.join(CONDITIONS)}, got {got}.")
+            out.append(
+                f"{where}.condition must be one of {', '.join(CONDITIONS)}, got {got}. "
+                "Fix: write one of them."
+            )
 
 
 def _extends(value: Any, path: str, out: Problems) -> None:
     if _want(value, "string|mapping", path, out) and isinstance(value, dict):
         _keys(value, ("service", "file"), path, out)
         if not isinstance(value.get("service"), str):
-            out.append(f"{path}.service must name the service to extend.")
+            out.append(f"{path}.service must name the service to extend. Fix: add service: NAME.")
         _optional(value, {"file": "string"}, path, out)
 
 
@@ -264,7 +267,7 @@ def _volumes(value: Any, path: str, out: Problems) -> None:
         where = f"{path}[{n}]"
         if _want(item, "string|mapping", where, out) and isinstance(item, dict):
             if item.get("type") not in types:
-                out.append(f"{where}.type must be one of {', '.join(types)}.")
+                out.append(f"{where}.type must be one of {', '.join(types)}. Fix: write one.")
             _optional(item, {"source": "string", "target": "string"}, where, out)
 
 
@@ -409,7 +412,10 @@ def check(doc: dict[str, Any]) -> Problems:
 def _top_level(doc: dict[str, Any], out: Problems) -> None:
     for key in doc:
         if key not in TOP_LEVEL and not key.startswith("x-"):
-            out.append(f"unknown top-level key {key!r}. Valid: {', '.join(TOP_LEVEL)}, x-*.")
+            out.append(
+                f"unknown top-level key {key!r}. Fix: correct it, or prefix it with x- "
+                f"(valid: {', '.join(TOP_LEVEL)}, x-*)."
+            )
     if "name" in doc:
         _want(doc["name"], "string", "name", out)
     if "include" in doc:

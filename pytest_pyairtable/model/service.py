@@ -251,7 +251,7 @@ def _volume(entry: Mapping[str, Any]) -> VolumeMount:
 
 def _only_keys(block: Any, allowed: tuple[str, ...], where: str) -> None:
     if not isinstance(block, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {block!r}.")
+        raise ConfigError(f"{where}: expected a mapping, got {block!r}. Fix: write KEY: value.")
     unknown = [str(k) for k in block if k not in allowed]
     if unknown:
         raise ConfigError(
