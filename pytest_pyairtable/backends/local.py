@@ -56,7 +56,8 @@ def check_ports_free(svc: ServiceSpec) -> None:
             except OSError:
                 taken.append(port)
     if taken:
-        ports = ", ".join(map(str, taken))
+        more = f" (and {len(taken) - 10} more)" if len(taken) > 10 else ""
+        ports = ", ".join(map(str, taken[:10])) + more
         raise PrerequisiteError(
             f"port {ports} is already in use by another process. Fix: stop that process "
             "(a kept stack: pyairtable down), or publish the service on another port."
