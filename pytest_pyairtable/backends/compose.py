@@ -85,6 +85,7 @@ class ComposeBackend(BaseBackend):
         self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
+            self.logs_dir.chmod(0o700)  # logs hold what services print, secrets too
             ownership.claim(self.logs_dir, run_id, "logs")
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
@@ -149,6 +150,7 @@ class ComposeBackend(BaseBackend):
 
     def launch(self, svc: ServiceSpec) -> ContainerService:
         log_path = self.logs_dir / f"{svc.name}.log"
+        ownership.private_file(log_path)
         created = self._created.get(svc.name)
         created_ok = created is not None and created.wait(300)
         if (
