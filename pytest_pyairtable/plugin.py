@@ -21,7 +21,7 @@ import pytest
 from . import hookspecs, report
 from .errors import ConfigError, InterpolationError, PyAirtableError
 from .model.names import fixture_name
-from .report import FirstReports
+from .report import FirstReports, redact_report
 from .runtime import Runtime, runtime_for
 from .settings import SETTINGS, resolve
 from .signals import install_sigterm_handler, restore_sigterm_handler, shielded
@@ -329,16 +329,21 @@ def pytest_runtest_makereport(
             text = head = f"{head} (reported in full at {first})"
         # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
         report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
-    report.redact_report(report_, front.runtime.redact, FailureRepr)
+    redact_report(report_, front.runtime.redact, FailureRepr)
     return report_
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """xdist sends a worker's report as text; give it back its one-line summary."""
+    """xdist sends a worker's report as text; give it back its one-line summary, and
+    redact it again here: a worker never reads the stack, so it knows only the patterns
+    and the environment's secrets, and the controller writes the terminal and junit."""
     text = report.longrepr
     if isinstance(text, str) and text.startswith("[pyairtable] "):
         report.longrepr = FailureRepr(text, text.splitlines()[0])  # type: ignore[assignment]
+    if getattr(report, "node", None) is not None:  # from a worker
+        config = report.node.config
+        redact_report(report, config.stash[STASH].runtime.redact, FailureRepr)
 
 
 class FailureRepr:

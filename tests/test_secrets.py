@@ -211,3 +211,33 @@ def test_the_command_line_shows_no_planted_secret(
     text = "\n".join(outputs)
     assert "postgresql://app:***@" in text and "ready: postgresql://app:***@" in text
     assert not leaks(text), leaks(text)
+
+
+def test_xdist_workers_reports_are_redacted_by_the_controller(
+    project: Project, free_ports: Ports
+) -> None:
+    (port,) = free_ports(1)
+    project.env("WORKER_SECRET=plant-worker-11\n")  # known to the stack only, not the env
+    project.compose(f"""
+        services:
+          a:
+            image: x
+            environment: {{WORKER_SECRET: "${{WORKER_SECRET}}"}}
+            x-pyairtable:
+              local: {{command: {STANDIN} --name a --port {port}}}
+              probe: {{tcp: "127.0.0.1:{port}"}}
+    """)
+    project.tests("""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(2))
+        def test_prints_it(pyairtable_a, i):
+            print("the value is plant-worker-11")
+            assert "plant-worker-11" == "", "plant-worker-11"
+    """)
+    junit = project.path / "junit.xml"
+    result = project.run_subprocess("-n", "2", "-rA", f"--junitxml={junit}")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str() + result.stderr.str() + junit.read_text()
+    assert "the value is ***" in out
+    assert "plant-worker-11" not in out
