@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stackrun import cli
+from stackrun import cli, standin_services
 
 from conftest import Project
 
 Ports = Callable[[int], list[int]]
-STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0"
 
 
 def postgres_project(project: Project, port: int, command: str = "") -> None:
@@ -84,16 +83,7 @@ def test_durability_settings_and_the_opt_in_for_speed(project: Project, free_por
 
 
 def kept_pair(project: Project, ports: list[int]) -> None:
-    body = "".join(
-        f"""
-          {name}:
-            image: x
-            x-pyairtable:
-              local: {{command: {STANDIN} --name {name} --port {port}}}
-              probe: {{tcp: "127.0.0.1:{port}"}}"""
-        for name, port in zip("ab", ports, strict=True)
-    )
-    project.compose("services:" + body + "\n")
+    standin_services(project, dict(zip("ab", ports, strict=True)))
     project.tests("def test_it(pyairtable_a, pyairtable_b): pass\n")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from stackrun import cli
+from stackrun import cli, one_service, standin_services
 
 from conftest import Project
 from pytest_pyairtable.errors import ConfigError, PyAirtableError
@@ -248,17 +248,7 @@ def test_a_password_with_a_line_break_is_refused_before_initdb(
 def test_services_named_like_the_plugins_fixtures_get_their_own(
     project: Project, free_ports: Callable
 ) -> None:
-    ports = free_ports(3)
-    body = "\n".join(
-        f"""
-          {name}:
-            image: x
-            x-pyairtable:
-              local: {{command: {STANDIN} --name {name} --port {port}}}
-              probe: {{tcp: "127.0.0.1:{port}"}}"""
-        for name, port in zip(("stack", "faults", "reset"), ports, strict=True)
-    )
-    project.compose("services:" + body + "\n")
+    standin_services(project, dict(zip(("stack", "faults", "reset"), free_ports(3), strict=True)))
     project.tests("""
         from pytest_pyairtable import Faults, Handle
 
@@ -287,15 +277,7 @@ def test_a_directory_as_timeline_is_a_usage_error_at_start(project: Project) -> 
 def test_a_timeline_that_cannot_be_written_is_a_notice(
     project: Project, free_ports: Callable
 ) -> None:
-    (port,) = free_ports(1)
-    project.compose(f"""
-        services:
-          a:
-            image: x
-            x-pyairtable:
-              local: {{command: {STANDIN} --name a --port {port}}}
-              probe: {{tcp: "127.0.0.1:{port}"}}
-    """)
+    one_service(project, *free_ports(1))
     (project.path / "file").write_text("")
     project.tests("def test_a(pyairtable_a): pass\n")
     result = project.run("--pyairtable-timeline", str(project.path / "file" / "t.json"))
