@@ -72,9 +72,11 @@ class Front:
         if self.client is not None:
             self.client.close()
         if self.server is not None:
-            self.server.close()
+            self.server.close()  # no new requests; those in flight end with the stack
         with shielded():
             self.runtime.stop()
+        if self.server is not None:
+            self.server.join()  # the run is over when pytest returns: no thread answers on
 
 
 STASH = pytest.StashKey[Front]()

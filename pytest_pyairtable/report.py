@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PyAirtableError
 from .model import graph
+from .redact import mask_url
 from .settings import BY_NAME
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def header(runtime: Runtime) -> list[str]:
         for name in BY_NAME
         if s.sources[name] != "default" or name in ("backend", "compose_file")
     ]
-    lines = ["pyairtable: " + ", ".join(parts)]
+    lines = ["pyairtable: " + mask_url(", ".join(parts))]
     if runtime.loaded and runtime.error is not None:
         lines.append(f"pyairtable: stack unavailable: {str(runtime.error).splitlines()[0]}")
     elif topo := runtime.topology():  # cheap: the file is read in full only when needed

@@ -91,6 +91,7 @@ class Runtime:
         self._kept_checked = False
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
         self._timeline_written = False
+        self._over = False  # stop() ran: no stack may be created after it
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
 
     @property
@@ -185,6 +186,10 @@ class Runtime:
         if self.error is not None:
             raise self.error
         with self._lock:  # the xdist share creates it from its threads
+            if self._over:
+                # A worker's request that arrives while the owner stops (Ctrl-C under
+                # xdist) must not boot a stack that nothing would stop.
+                raise PyAirtableError("pyairtable: the test run is over; its stack was stopped")
             if self.orch is None:
                 self.orch = self._make_orchestrator()
             return self.orch
@@ -320,6 +325,8 @@ class Runtime:
     def stop(self) -> None:
         """The end of a run (also after Ctrl-C or SIGTERM): keep the stack if asked and it
         is up, else stop it, dependents first, data safety first."""
+        with self._lock:
+            self._over = True
         if self.orch is None:
             return
         if self.settings["keep"] and not self.orch.stopped:

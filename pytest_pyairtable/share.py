@@ -17,6 +17,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,11 @@ class StackServer:
         os.chmod(self.path, 0o600)
         self._sock.listen(64)
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, name="pyairtable-share", daemon=True).start()
+        self._conns: list[socket.socket] = []
+        self._closed = False
+        accept = threading.Thread(target=self._accept, name="pyairtable-share", daemon=True)
+        self._threads = [accept]
+        accept.start()
 
     def _accept(self) -> None:
         while True:
@@ -53,10 +58,17 @@ class StackServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
+            thread = threading.Thread(target=self._converse, args=(conn,), daemon=True)
+            with self._lock:
+                self._conns.append(conn)
+                self._threads.append(thread)
+                if self._closed:  # accepted just as close() went through the list
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RD)
+            thread.start()
 
     def _converse(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rwb") as stream:
+        with contextlib.suppress(OSError), conn, conn.makefile("rwb") as stream:
             for line in stream:
                 answer = self._answer(json.loads(line))
                 stream.write(json.dumps(answer).encode() + b"\n")
@@ -84,9 +96,26 @@ class StackServer:
             }
 
     def close(self) -> None:
+        """Take no new request: end the accept loop and every worker's connection (an
+        answer being computed is still sent, if its worker listens)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not
         with contextlib.suppress(OSError):
             self._sock.close()
+        with self._lock:
+            self._closed = True
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RD)
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def join(self, timeout: float = 60) -> None:
+        """Wait until no thread of ours is left (after the stack stopped, none waits)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class StackClient:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_probes import servers  # noqa: F401  (a real PostgreSQL and Redis, module-scoped)
 
-from conftest import Project, marked_processes
+from conftest import LeakCheck, Project, kill_own, wait_until
 from pytest_pyairtable.engine.orchestrator import Handle
 
 Ports = Callable[[int], list[int]]
@@ -22,8 +24,6 @@ Ports = Callable[[int], list[int]]
 def cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    import os
-
     return subprocess.run(
         [sys.executable, "-m", "pytest_pyairtable.cli", *args],
         check=False,
@@ -115,7 +115,18 @@ def small_stack(project: Project, ports: list[int]) -> None:
     """)
 
 
-def test_up_detach_status_logs_down(project: Project, free_ports: Ports) -> None:
+def stopped_order(down_output: str) -> list[str]:
+    """Service names in the order `pyairtable down` reported them stopped."""
+    return [
+        line.split()[1]
+        for line in down_output.splitlines()
+        if line.startswith("pyairtable: ") and line.split()[2:3] == ["stopped"]
+    ]
+
+
+def test_up_detach_status_logs_down(
+    project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch, no_leaks: LeakCheck
+) -> None:
     small_stack(project, free_ports(3))
     up = cli("up", "--detach", cwd=project.path)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -145,39 +156,40 @@ def test_up_detach_status_logs_down(project: Project, free_ports: Ports) -> None
         result = project.run()
         result.assert_outcomes(passed=1)
         result.stdout.fnmatch_lines(["*attached to the kept stack (3 services)*"])
+        verbose = project.run_subprocess("-v")
+        verbose.assert_outcomes(passed=1)
+        verbose.stdout.fnmatch_lines(["*attached to the kept stack in *docker-compose.yml.json*"])
         # a changed env changes the fingerprint: reported, and not attached to
-        changed = project.run_subprocess("-v")
-        assert "attached" in changed.stdout.str()
-        import os
-
-        os.environ["DELAY"] = "0.01"
-        try:
-            refused = project.run()
-        finally:
-            del os.environ["DELAY"]
+        monkeypatch.setenv("DELAY", "0.01")
+        refused = project.run()
         refused.stdout.fnmatch_lines(
             ["*not attaching to the kept stack*different compose file, env or profiles*"]
         )
+        monkeypatch.delenv("DELAY")
         # one service dies: status says so, and fails
-        subprocess.run(["pkill", "-KILL", "-f", "standin --name b --port"], check=True)
-        while (
-            subprocess.run(
-                ["pgrep", "-f", "standin --name b --port"], check=False, capture_output=True
-            ).returncode
-            == 0
-        ):
-            pass
+        (b_pid,) = no_leaks.service_pids("b")
+        kill_own(b_pid, no_leaks.is_own)
+        wait_until(lambda: not no_leaks.service_pids("b"), what="'b' to exit")
         broken = cli("status", cwd=project.path)
-        assert broken.returncode == 1 and "exited" in broken.stdout
+        assert broken.returncode == 1, broken.stdout
+        rows = {line.split()[0]: line.split()[1:3] for line in broken.stdout.splitlines()}
+        assert rows == {
+            "cache": ["running", "healthy"],
+            "a": ["running", "healthy"],
+            "b": ["exited", "unhealthy"],
+        }
     finally:
         down = cli("down", cwd=project.path)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.index("a ") < down.stdout.index("cache ")  # dependents first
+    assert stopped_order(down.stdout) == ["b", "a", "cache"], down.stdout  # dependents first
+    assert no_leaks.processes() == {}
     assert not (project.path / ".pyairtable" / "docker-compose.yml.json").exists()
     assert cli("status", cwd=project.path).returncode == 2
 
 
-def test_up_lists_all_missing_prerequisites(project: Project, free_ports: Ports) -> None:
+def test_up_lists_all_missing_prerequisites(
+    project: Project, free_ports: Ports, no_leaks: LeakCheck
+) -> None:
     (port,) = free_ports(1)
     project.compose(f"""
         services:
@@ -188,8 +200,7 @@ def test_up_lists_all_missing_prerequisites(project: Project, free_ports: Ports)
             ports: ["{port}:{port}"]
             x-pyairtable: {{local: {{command: [sleep, "1"]}}}}
     """)
-    before = set(marked_processes())
-    with __import__("socket").socket() as squatter:
+    with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         done = cli("up", cwd=project.path)
@@ -198,17 +209,50 @@ def test_up_lists_all_missing_prerequisites(project: Project, free_ports: Ports)
     assert "'no-such-binary-xyz' not found" in done.stderr
     assert "service 'b' has no x-pyairtable.local.command" in done.stderr
     assert f"port {port} is already in use" in done.stderr
-    assert set(marked_processes()) == before  # nothing was started
+    assert no_leaks.runs() == set()  # nothing was started: not even a run dir
 
 
-def test_pytest_up_keep_then_down(project: Project, free_ports: Ports) -> None:
+def test_pytest_up_keep_then_down(project: Project, free_ports: Ports, no_leaks: LeakCheck) -> None:
     small_stack(project, free_ports(3))
     result = project.run_subprocess("--pyairtable-up", "--pyairtable-keep")
-    assert result.ret == 0, result.stdout.str()
-    assert "stack kept running" in result.stdout.str()
-    assert marked_processes()  # still running after pytest exited
-    down = cli("down", "--volumes", cwd=project.path)
+    try:
+        assert result.ret == 0, result.stdout.str()
+        assert "stack kept running" in result.stdout.str()
+        for name in ("cache", "a", "b"):  # still running after pytest exited
+            assert no_leaks.service_pids(name), name
+    finally:
+        down = cli("down", "--volumes", cwd=project.path)
     assert down.returncode == 0 and "removed logs" in down.stdout
+    assert stopped_order(down.stdout) == ["b", "a", "cache"]
+    assert no_leaks.processes() == {}
+
+
+def test_down_emergency_kills_at_once(project: Project, no_leaks: LeakCheck) -> None:
+    """`down --emergency` SIGKILLs without asking; a plain `down` sends SIGTERM first."""
+    project.compose("""
+        services:
+          stubborn:
+            image: x
+            stop_grace_period: 300ms
+            x-pyairtable:
+              local:
+                command: ["sh", "-c", "trap 'echo got TERM' TERM; echo started; while :; do sleep 1 & wait; done"]
+              probe: {log: started}
+    """)
+    logs: list[Path] = []
+    for how in (["--emergency"], []):
+        up = cli("up", "--detach", cwd=project.path)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert no_leaks.service_pids("stubborn")
+        down = cli("down", *how, cwd=project.path)
+        assert down.returncode == 0, down.stderr
+        assert stopped_order(down.stdout) == ["stubborn"]
+        assert no_leaks.processes() == {}  # gone when `down` returns
+        (log,) = set(no_leaks.root.glob("pyairtable-*-logs/stubborn.log")) - set(logs)
+        logs.append(log)
+    emergency, graceful = (log.read_text() for log in logs)
+    assert "got TERM" not in emergency and "started" in emergency
+    assert "got TERM" in graceful
 
 
 def test_external_backend_probes_and_never_stops(
@@ -251,8 +295,66 @@ def test_external_backend_probes_and_never_stops(
             p.wait()
 
 
+def test_external_backend_with_postgres_and_redis_urls(
+    project: Project,
+    servers: dict[str, Handle],  # noqa: F811
+    no_leaks: LeakCheck,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI service containers: PostgreSQL and Redis given as URLs are probed with their
+    own protocol (a query, a PING) and handed to tests as given; a wrong password is a
+    setup error naming the cause, with the password kept out of the output."""
+    dsn, redis_url = servers["db"].url, servers["cache"].url
+    project.compose("""
+        services:
+          db: {image: postgres:16}
+          cache: {image: redis:7-alpine}
+          api:
+            image: x
+            depends_on: {db: {condition: service_healthy}, cache: {condition: service_healthy}}
+    """)
+    project.tests(f"""
+        import psycopg, redis
+
+        def test_it(pyairtable_db, pyairtable_cache):
+            assert (pyairtable_db.url, pyairtable_cache.url) == ({dsn!r}, {redis_url!r})
+            assert pyairtable_db.details["version"].startswith("1")  # from the postgres probe
+            assert "memory" in pyairtable_cache.details  # from the redis probe (INFO)
+            with psycopg.connect(pyairtable_db.url) as conn:
+                assert conn.execute("select current_user").fetchone() == ("probe",)
+            assert redis.Redis.from_url(pyairtable_cache.url).ping()
+    """)
+    urls = ("--pyairtable-url", f"db={dsn}", "--pyairtable-url", f"cache={redis_url}")
+    result = project.run("--pyairtable-backend", "external", *urls)
+    result.assert_outcomes(passed=1)
+    assert no_leaks.processes() == {}  # the external backend starts nothing
+
+    wrong = (
+        "--pyairtable-url",
+        "db=" + dsn.replace("pw-probe", "wrong-pg-pw"),
+        "--pyairtable-url",
+        "cache=" + redis_url.replace("pw-redis", "wrong-redis-pw"),
+    )
+    project.tests("""
+        def test_db(pyairtable_db): pass
+        def test_cache(pyairtable_cache): pass
+    """)
+    monkeypatch.setenv("HEALTH_CHECK_TIMEOUT", "1")  # a wrong password is retried until then
+    failed = project.run("--pyairtable-backend", "external", *wrong)
+    failed.assert_outcomes(errors=2)
+    failed.stdout.fnmatch_lines_random(
+        [
+            "*service 'db' did not become ready*",
+            "*password authentication failed*",
+            "*service 'cache' did not become ready*",
+            "*AuthenticationError*",
+        ]
+    )
+    out = failed.stdout.str()
+    assert "wrong-pg-pw" not in out and "wrong-redis-pw" not in out
+
+
 def test_up_shows_a_live_progress_line_on_a_terminal(project: Project, free_ports: Ports) -> None:
-    import os
     import shlex
 
     small_stack(project, free_ports(3))

@@ -8,19 +8,20 @@ service uses host networking and binds 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_cli import cli
+from test_faults import FAULT_TESTS
 
-from conftest import Project
-from pytest_pyairtable.backends.process import pid_alive
+from conftest import Background, Project, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "pyairtable-test:base"
@@ -63,10 +64,10 @@ def engine() -> str:
     return info.stdout.strip()
 
 
-def our_containers(pid: int | None = None) -> list[str]:
-    """Containers of our projects whose pytest is this one (or ``pid``) or gone. Only
-    this version's names (pyairtable-run-<pid>-<hex>): other checkouts on the machine
-    may run earlier versions, whose projects are theirs to clean."""
+def our_containers(*pids: int) -> list[str]:
+    """Containers of the compose projects of this pytest and of the pytest runs ``pids``
+    (the project name is ``pyairtable-run-<pid of its pytest>-<random>``): never another
+    run's, whether that run is alive, killed or keeping its stack on purpose."""
     out = _docker(
         "ps",
         "-a",
@@ -75,19 +76,18 @@ def our_containers(pid: int | None = None) -> list[str]:
         "--format",
         '{{.ID}} {{.Label "com.docker.compose.project"}}',
     ).stdout
-    leaked = []
-    for line in out.splitlines():
-        cid, _, project = line.partition(" ")
-        parts = project.removeprefix("pyairtable-run-").split("-")
-        if project.startswith("pyairtable-run-") and parts[0].isdigit():
-            owner = int(parts[0])
-            if owner in (pid, __import__("os").getpid()) or not pid_alive(owner):
-                leaked.append(f"{cid} {project}")
-    return leaked
+    owners = {str(os.getpid()), *map(str, pids)}
+    return [
+        line
+        for line in out.splitlines()
+        if line.partition(" ")[2].startswith("pyairtable-run-")
+        and line.partition(" ")[2].removeprefix("pyairtable-run-").split("-")[0] in owners
+    ]
 
 
 @pytest.fixture
 def compose_project(engine: str, project: Project) -> Iterator[Project]:
+    assert our_containers() == [], "a previous test of this run left containers"
     yield project
     leaked = our_containers()
     if leaked:
@@ -214,7 +214,9 @@ def test_init_container_service_completed_successfully(
     result.stdout.fnmatch_lines(["*service 'bad-migrate' exited with code 3*", "*| boom*"])
 
 
-def test_a_killed_run_leaves_no_container(compose_project: Project, free_ports: Ports) -> None:
+def test_a_killed_run_leaves_no_container(
+    compose_project: Project, free_ports: Ports, background: Background
+) -> None:
     (a,) = free_ports(1)
     compose_project.compose("services:" + standin("a", a))
     ready = compose_project.path / "ready"
@@ -225,7 +227,7 @@ def test_a_killed_run_leaves_no_container(compose_project: Project, free_ports: 
             pathlib.Path({str(ready)!r}).touch()
             time.sleep(300)
     """)
-    proc = subprocess.Popen(
+    proc = background(
         [
             sys.executable,
             "-m",
@@ -239,17 +241,13 @@ def test_a_killed_run_leaves_no_container(compose_project: Project, free_ports: 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=60, what="the test")
+    assert proc.poll() is None
     assert our_containers(proc.pid)  # running now
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 20
-    while our_containers() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert our_containers() == []  # the reaper removed them within seconds
+    # the reaper removes them within seconds
+    wait_until(lambda: not our_containers(proc.pid), timeout=30, what="the reaper")
 
 
 def test_compose_prerequisites_are_named(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,3 +257,55 @@ def test_compose_prerequisites_are_named(project: Project, monkeypatch: pytest.M
     result = project.run("--pyairtable-backend", "compose")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*no Docker engine answers (DOCKER_HOST or the current context)*"])
+
+
+def test_faults_on_containers_and_the_stack_healed_after(
+    compose_project: Project, free_ports: Ports
+) -> None:
+    a, b = free_ports(2)
+    compose_project.compose(
+        "services:"
+        + standin("a", a)
+        + service(
+            "b",
+            f"""
+    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", "b", "--port", "{b}", "--upstream", "http://127.0.0.1:{a}"]
+    depends_on: {{a: {{condition: service_healthy}}}}
+    x-pyairtable: {{probe: {{http: "http://127.0.0.1:{b}/health"}}}}""",
+        )
+    )
+    compose_project.tests(FAULT_TESTS)
+    result = compose_project.run("--pyairtable-backend", "compose", "-p", "no:randomly")
+    result.assert_outcomes(passed=6)
+
+
+def test_keep_then_attach_then_down(compose_project: Project, free_ports: Ports) -> None:
+    """A kept compose stack outlives its run, a later run attaches to it, and
+    `pyairtable down` removes its containers."""
+    (a,) = free_ports(1)
+    compose_project.compose("services:" + standin("a", a))
+    compose = ("--pyairtable-backend", "compose")
+    owner = 0  # the pid of the pytest that keeps the stack, in its project's name
+    try:
+        kept = compose_project.run_subprocess(*compose, "--pyairtable-up", "--pyairtable-keep")
+        assert kept.ret == 0, kept.stdout.str()
+        kept.stdout.fnmatch_lines_random(["*stack kept running*", "*project pyairtable-run-*"])
+        owner = int(kept.stdout.str().split("project pyairtable-run-")[1].split("-")[0])
+        (container,) = our_containers(owner)
+        running = _docker("inspect", "--format", "{{.State.Running}}", container.split()[0])
+        assert running.stdout == "true\n"
+        compose_project.tests("""
+            import httpx
+
+            def test_it(pyairtable_a):
+                assert httpx.get(pyairtable_a.url + "/health").status_code == 200
+        """)
+        attached = compose_project.run(*compose)
+        attached.assert_outcomes(passed=1)
+        attached.stdout.fnmatch_lines(["*attached to the kept stack (1 services)*"])
+        down = cli("down", cwd=compose_project.path)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert our_containers(owner) == []
+    finally:  # what a failed attempt kept: before free_ports checks the port
+        if leftover := our_containers(owner):
+            _docker("rm", "-f", *[c.split()[0] for c in leftover])

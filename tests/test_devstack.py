@@ -6,15 +6,18 @@ URL table, presses Ctrl-C, and checks the reverse-order shutdown left nothing be
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from conftest import Background, wait_until
+from pytest_pyairtable.model.spec import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT_VARS = (
@@ -29,6 +32,19 @@ PORT_VARS = (
     "API_GATEWAY_PORT",
     "FRONTEND_PORT",
 )
+SERVICES_BY_PORT_VAR = [v.removesuffix("_PORT").lower().replace("_", "-") for v in PORT_VARS]
+TIERS = {
+    "postgres": 1,
+    "redis": 1,
+    "airtable-gateway": 2,
+    "platform-services": 2,
+    "mcp-server": 3,
+    "automation-services": 4,
+    "llm-orchestrator": 4,
+    "saga-orchestrator": 5,
+    "api-gateway": 6,
+    "frontend": 7,
+}
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-Secret-1",
     "REDIS_PASSWORD": "redis-Secret-2",
@@ -47,7 +63,7 @@ def dev_env(ports: list[int]) -> dict[str, str]:
 
 
 def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
-    free_ports: Callable[[int], list[int]], tmp_path: Path
+    free_ports: Callable[[int], list[int]], tmp_path: Path, background: Background
 ) -> None:
     ports = free_ports(len(PORT_VARS))
     out_path = tmp_path / "out.txt"
@@ -64,50 +80,46 @@ def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
         str(ROOT),
         "-c",
         str(ROOT / "pyproject.toml"),
+        "--pyairtable-timeline",
+        str(tmp_path / "timeline.json"),
     ]
     with open(out_path, "w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=dev_env(ports), stdout=out, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while "Press Ctrl-C" not in out_path.read_text():
-                assert proc.poll() is None, out_path.read_text()
-                assert time.monotonic() < deadline, out_path.read_text()
-                time.sleep(0.05)
-            import httpx
-
-            health = httpx.get(f"http://127.0.0.1:{ports[-1]}/api/health").json()
-            assert health["status"] == "healthy"
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    text = out_path.read_text()
-    for name in (
-        "postgres",
-        "redis",
-        "airtable-gateway",
-        "platform-services",
-        "mcp-server",
-        "llm-orchestrator",
-        "automation-services",
-        "saga-orchestrator",
-        "api-gateway",
-        "frontend",
-    ):
-        assert f"{name} " in text
-    lines = text.splitlines()
-    table = lines[next(i for i, line in enumerate(lines) if line.startswith("service ")) :]
-    assert any(
-        line.startswith("frontend ") and f"127.0.0.1:{ports[-1]}" in line and " 7 " in line
-        for line in table
+        proc = background(cmd, cwd=ROOT, env=dev_env(ports), stdout=out, stderr=subprocess.STDOUT)
+    wait_until(
+        lambda: "Press Ctrl-C" in out_path.read_text() or proc.poll() is not None,
+        timeout=120,
+        what="the URL table",
     )
-    assert any(line.startswith("postgres ") and "postgresql://admin:***@" in line for line in table)
+    assert proc.poll() is None, out_path.read_text()
+    import httpx
+
+    health = httpx.get(f"http://127.0.0.1:{ports[-1]}/api/health").json()
+    assert health["status"] == "healthy"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    text = out_path.read_text()
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("service ")) + 2
+    table = {row[0]: row[1:] for row in map(str.split, lines[start : start + len(TIERS)])}
+    assert {name: row[1] for name, row in table.items()} == {n: str(t) for n, t in TIERS.items()}
+    assert all(row[-1] == "ready" for row in table.values()), table
+    for name, port in zip(SERVICES_BY_PORT_VAR, ports, strict=True):
+        assert f"127.0.0.1:{port}" in table[name][0]
+    assert table["postgres"][0].startswith("postgresql://admin:***@")
     assert "stopped 10 services" in text
     for secret in SECRETS.values():
         assert secret not in text
+    # reverse order on the way down: each service stopped before its dependencies began
+    stack = load_stack(
+        ROOT / "docker-compose.yml", env_file=Path(os.devnull), environ=dev_env(ports)
+    )
+    events = json.loads((tmp_path / "timeline.json").read_text())["traceEvents"]
+    stopping = {e["args"]["service"]: e for e in events if e["name"].endswith(" stopping")}
+    assert set(stopping) == set(TIERS)
+    for name, svc in stack.services.items():
+        for dep in svc.depends_on:
+            done = stopping[name]["ts"] + stopping[name]["dur"]
+            assert done <= stopping[dep.name]["ts"], (name, dep.name)
 
 
 def test_pyairtable_graph_prints_the_seed_tiers() -> None:

@@ -24,7 +24,7 @@ from stackrun import (
     until,
 )
 
-from conftest import Project, marked_processes
+from conftest import LeakCheck, Project, marked_processes
 
 Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin"
@@ -102,13 +102,13 @@ def test_dev_loop_keep_other_project_attach_read_down(
     project: Project,
     free_ports: Ports,
     tmp_path: Path,
-    no_leaks: Path,
+    no_leaks: LeakCheck,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db, app, other_db, other_app = free_ports(4)
     monkeypatch.setenv("DB_PASSWORD", "dev-secret-31")
     runs = app_with_migration(project, db, app)
-    backup = no_leaks / "pyairtable-2024-backup"  # someone's own dir, named like ours
+    backup = no_leaks.root / "pyairtable-2024-backup"  # someone's own dir, named like ours
     backup.mkdir()
     (backup / "precious.sql").write_text("keep me")
 
@@ -126,7 +126,7 @@ def test_dev_loop_keep_other_project_attach_read_down(
     (run_id,) = set(marked_processes().values()) - before
     kept = run_processes(run_id)
     assert kept and runs.read_text() == "ran\n"
-    dirs = run_dirs(run_id, no_leaks)
+    dirs = run_dirs(run_id, no_leaks.root)
     assert dirs
     try:
         # An unrelated project, on other ports, boots and stops its own stack.
@@ -160,7 +160,7 @@ def test_dev_loop_keep_other_project_attach_read_down(
     assert run_processes(run_id) == set()  # confirmed gone before `down` returned
     assert not listening(db) and not listening(app)
     assert not record_of(project.path).exists()
-    assert [d for d in run_dirs(run_id, no_leaks) if not d.name.endswith("-logs")] == []
+    assert [d for d in run_dirs(run_id, no_leaks.root) if not d.name.endswith("-logs")] == []
     assert (backup / "precious.sql").exists()
     import shutil
 

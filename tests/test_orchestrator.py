@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Listener, Orchestrator, ServiceRun, State, Timing
 from pytest_pyairtable.errors import ServiceTimeoutError, UnknownServiceError
@@ -45,7 +46,7 @@ def make(tmp_path: Path, free_ports: Ports) -> Iterator[Callable[..., Orchestrat
         path.write_text("services:" + services)
         orch = Orchestrator(
             load_stack(path, environ={}),
-            LocalBackend(run_id="orch-test"),
+            LocalBackend(run_id=unique_run_id("orch")),
             timing=Timing(**timing),
             listener=Recorder(),
         )

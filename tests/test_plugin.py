@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from conftest import LeakCheck, Project
+from pytest_pyairtable.backends.ownership import MARKER
 
 Ports = Callable[[int], list[int]]
 
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.1"
+
+
+def started_services(out: str) -> dict[str, str]:
+    """Service -> state, from the summary's start-up timeline table."""
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("started ")) + 3
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith(("* ", "  ")):
+            break
+        rows.append(line[2:].split())
+    return {row[0]: row[-1] for row in rows}
 
 
 def chain_compose(ports: list[int]) -> str:
@@ -73,21 +87,22 @@ def test_dependency_chain_is_up_and_handles_are_complete(
     assert "db-secret-1" not in result.stdout.str() and "redis-secret-2" not in result.stdout.str()
 
 
+def abc_compose(a: int, b: int, c: int) -> str:
+    """Stand-ins a, b (which needs a) and c, on the given ports."""
+
+    def standin(name: str, port: int, extra: str = "") -> str:
+        return f"""
+          {name}:
+            image: x{extra}
+            x-pyairtable: {{local: {{command: {STANDIN} --name {name} --port {port}}}, probe: {{http: "http://127.0.0.1:{port}/health"}}}}"""
+
+    needs_a = "\n            depends_on: [a]"
+    return "\n        services:" + standin("a", a) + standin("b", b, needs_a) + standin("c", c)
+
+
 def test_only_the_closure_of_selected_tests_starts(project: Project, free_ports: Ports) -> None:
     a, b, c = free_ports(3)
-    project.compose(f"""
-        services:
-          a:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name a --port {a}}}, probe: {{http: "http://127.0.0.1:{a}/health"}}}}
-          b:
-            image: x
-            depends_on: [a]
-            x-pyairtable: {{local: {{command: {STANDIN} --name b --port {b}}}, probe: {{http: "http://127.0.0.1:{b}/health"}}}}
-          c:
-            image: x
-            x-pyairtable: {{local: {{command: {STANDIN} --name c --port {c}}}, probe: {{http: "http://127.0.0.1:{c}/health"}}}}
-    """)
+    project.compose(abc_compose(a, b, c))
     project.tests("""
         import socket
 
@@ -103,12 +118,12 @@ def test_only_the_closure_of_selected_tests_starts(project: Project, free_ports:
     result = project.run("-k", "test_b or test_nothing")
     result.assert_outcomes(passed=2, deselected=1)
     result.stdout.fnmatch_lines(["*started 2 of 3 services*"])
-    out = result.stdout.str()
-    assert "* a " in out or "  a " in out
-    assert " c " not in out.split("started 2 of 3")[1]
+    assert started_services(result.stdout.str()) == {"a": "ready", "b": "ready"}
 
 
-def test_a_run_that_needs_no_service_starts_nothing(project: Project, free_ports: Ports) -> None:
+def test_a_run_that_needs_no_service_starts_nothing(
+    project: Project, free_ports: Ports, no_leaks: LeakCheck
+) -> None:
     (a,) = free_ports(1)
     project.compose(f"""
         services:
@@ -120,6 +135,7 @@ def test_a_run_that_needs_no_service_starts_nothing(project: Project, free_ports
     result = project.run()
     result.assert_outcomes(passed=1)
     assert "started" not in result.stdout.str()
+    assert no_leaks.runs() == set()  # not even a run dir or a reaper
 
 
 def failing_compose(ports: list[int]) -> str:
@@ -147,7 +163,7 @@ def failing_compose(ports: list[int]) -> str:
 
 
 def test_never_healthy_service_errors_once_in_full(
-    project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch
+    project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch, no_leaks: LeakCheck
 ) -> None:
     monkeypatch.setenv("CI", "true")  # pytest then prints summaries untrimmed: still only once
     project.compose(failing_compose(free_ports(3)))
@@ -173,8 +189,9 @@ def test_never_healthy_service_errors_once_in_full(
     )
     assert "tok-secret-77" not in out
     assert "Traceback" not in out
-    # The dependent was never launched: it has no log, and its error points at the cause.
-    assert "dependent*starting" not in out
+    # The dependent was never launched: it has no log (the failed run keeps the others').
+    (logs,) = no_leaks.root.glob("pyairtable-*-logs")
+    assert sorted(p.name for p in logs.iterdir() if p.name != MARKER) == ["bad.log", "good.log"]
 
 
 def test_crash_during_start_fails_fast_with_log_tail(project: Project, free_ports: Ports) -> None:
@@ -270,19 +287,37 @@ def test_up_with_a_broken_file_is_a_usage_error(project: Project) -> None:
     result.stderr.fnmatch_lines(["*depends_on forms a cycle: a -> b -> a*"])
 
 
-def test_graceful_stop_kills_the_whole_group_after_the_grace_period(project: Project) -> None:
+def test_graceful_stop_kills_the_whole_group_after_the_grace_period(
+    project: Project, no_leaks: LeakCheck
+) -> None:
+    """The leader survives SIGTERM (it only logs it) and its child ignores it: after the
+    grace period both are SIGKILLed, the child through the process group."""
     project.compose("""
         services:
           stubborn:
             image: x
             stop_grace_period: 200ms
             x-pyairtable:
-              local: {command: ["sh", "-c", "trap '' TERM; sleep 300 & echo started; wait"]}
+              local:
+                command:
+                  - sh
+                  - -c
+                  - |
+                    trap 'echo got TERM' TERM
+                    (trap '' TERM; exec sleep 300) &
+                    echo "$$$$ $$!" > pids
+                    echo started
+                    while :; do wait; done
               probe: {log: started}
     """)
     project.tests("def test_it(pyairtable_stubborn): pass\n")
-    project.run().assert_outcomes(passed=1)
-    # conftest's leak check fails this test if the shell or its forked sleep survived
+    project.run("--pyairtable-logs-dir", "logs").assert_outcomes(passed=1)
+    log = (project.path / "logs" / "stubborn.log").read_text()
+    assert "got TERM" in log  # asked politely first
+    leader, child = map(int, (project.path / "pids").read_text().split())
+    assert no_leaks.processes() == {}  # then killed, the forked child with it
+    for pid in (leader, child):
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
 
 
 def test_header_shows_settings_and_their_sources(
@@ -314,7 +349,9 @@ def test_debug_shows_every_probe_attempt(project: Project, free_ports: Ports) ->
     result.stdout.fnmatch_lines(["*a * probe #1: ConnectionRefusedError*", "*a * ready in*"])
 
 
-def test_sigterm_during_tests_stops_the_stack(project: Project, free_ports: Ports) -> None:
+def test_sigterm_during_tests_stops_the_stack(
+    project: Project, free_ports: Ports, no_leaks: LeakCheck
+) -> None:
     (port,) = free_ports(1)
     project.compose(f"""
         services:
@@ -329,6 +366,116 @@ def test_sigterm_during_tests_stops_the_stack(project: Project, free_ports: Port
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
     """)
-    result = project.run_subprocess()
+    result = project.run_subprocess("--pyairtable-logs-dir", "logs")
+    assert no_leaks.leftovers() == []  # stopped before pytest returned
     assert result.ret == 2  # interrupted, as with Ctrl-C
-    assert "Interrupted" in result.stdout.str() or "KeyboardInterrupt" in result.stdout.str()
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert "a: stopped" in (project.path / "logs" / "a.log").read_text()  # drained, not killed
+
+
+def test_pyairtable_stack_starts_every_active_service(project: Project, free_ports: Ports) -> None:
+    a, b, c = free_ports(3)
+    project.compose(
+        abc_compose(a, b, c)
+        + """
+          debugger:
+            image: x
+            profiles: [debug]
+            x-pyairtable: {local: {command: [no-such-binary-xyz]}}
+        """
+    )
+    project.tests("""
+        import httpx
+
+        def test_stack(pyairtable_stack):
+            assert list(pyairtable_stack) == ["a", "c", "b"]  # start order: tier, then name
+            for name, handle in pyairtable_stack.items():
+                assert handle.name == name
+                assert httpx.get(handle.url + "/health").json()["service"] == name
+            assert [h.tier for h in pyairtable_stack.values()] == [1, 1, 2]
+
+        def test_same_handles(pyairtable_stack, pyairtable_b):
+            assert pyairtable_stack["b"] == pyairtable_b
+    """)
+    result = project.run()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*started 3 of 3 services*"])  # not the inactive profile's
+    assert started_services(result.stdout.str()) == {"a": "ready", "b": "ready", "c": "ready"}
+
+
+def test_stack_loaded_ready_and_failed_hooks(project: Project, free_ports: Ports) -> None:
+    good, bad = free_ports(2)
+    events = project.path / "events.txt"
+    project.pytester.makeconftest(f"""
+        import threading
+
+        lock = threading.Lock()  # ready/failed come from the threads that start services
+
+        def record(line):
+            with lock, open({str(events)!r}, "a") as f:
+                f.write(line + "\\n")
+
+        def pytest_pyairtable_stack_loaded(stack):
+            record("loaded " + ",".join(sorted(stack.services)))
+
+        def pytest_pyairtable_service_ready(service, details):
+            record(f"ready {{service.name}}")
+
+        def pytest_pyairtable_service_failed(run, error):
+            with_tail = "bad config at line 3" in str(error)
+            record(f"failed {{run.name}} {{type(error).__name__}} log-tail={{with_tail}}")
+    """)
+    project.compose(f"""
+        services:
+          good:
+            image: x
+            x-pyairtable: {{local: {{command: {STANDIN} --name good --port {good}}}, probe: {{http: "http://127.0.0.1:{good}/health"}}}}
+          bad:
+            image: x
+            x-pyairtable:
+              local: {{command: ["sh", "-c", "echo 'bad config at line 3'; exit 5"]}}
+              probe: {{http: "http://127.0.0.1:{bad}/health"}}
+          dependent:
+            image: x
+            depends_on: {{bad: {{condition: service_healthy}}}}
+            x-pyairtable: {{local: {{command: [sleep, "30"]}}}}
+    """)
+    project.tests("""
+        def test_good(pyairtable_good): pass
+        def test_dependent(pyairtable_dependent): pass
+    """)
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    lines = events.read_text().splitlines()
+    assert lines[0] == "loaded bad,dependent,good"  # once, before anything started
+    assert sorted(lines[1:]) == [
+        "failed bad ServiceExitedError log-tail=True",
+        "failed dependent DependencyFailedError log-tail=False",
+        "ready good",
+    ]
+
+
+def test_service_startup_delay_pauses_before_the_first_probe(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old scripts' fixed pause between a start and the first health check: a
+    service that crashes 0.1 s after its start would pass a first probe at once, but
+    after the pause it is seen to have exited."""
+    project.compose("""
+        services:
+          a:
+            image: x
+            x-pyairtable:
+              local: {command: ["sh", "-c", "sleep 0.1; echo crashed; exit 7"]}
+              probe: {command: ["true"]}
+    """)
+    project.tests("def test_it(pyairtable_a): pass\n")
+    monkeypatch.setenv("SERVICE_STARTUP_DELAY", "2")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*service_startup_delay=2.0 (env SERVICE_STARTUP_DELAY)*",
+            "*service 'a' exited with code 7 while starting*",
+        ]
+    )

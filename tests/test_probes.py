@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import leak_checked, unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
 from pytest_pyairtable.model.probespec import ProbeSpec
@@ -29,7 +30,8 @@ def _port() -> int:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Handle]]:
-    """A real PostgreSQL and Redis, started by our own local backend."""
+    """A real PostgreSQL and Redis, started by our own local backend, for a whole module:
+    inside a leak check of its own, under a run id no other run shares."""
     path = tmp_path_factory.mktemp("servers") / "docker-compose.yml"
     path.write_text(
         textwrap.dedent(f"""
@@ -44,12 +46,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hand
             ports: ["{_port()}:6379"]
     """)
     )
-    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id="probe-tests"))
-    try:
-        orch.start()
-        yield {name: orch.wait(name) for name in ("db", "cache")}
-    finally:
-        orch.stop()
+    with leak_checked():
+        backend = LocalBackend(run_id=unique_run_id("probes"))
+        orch = Orchestrator(load_stack(path, environ={}), backend)
+        try:
+            orch.start()
+            yield {name: orch.wait(name) for name in ("db", "cache")}
+        finally:
+            orch.stop()
 
 
 def check(kind: str, target: str, **kwargs: object) -> dict[str, object]:
@@ -216,7 +220,9 @@ def test_postgres_recipe_with_the_default_database_and_the_template_cache(
     """)
     )
     for boot in range(2):
-        orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id=f"tmpl-{boot}"))
+        orch = Orchestrator(
+            load_stack(path, environ={}), LocalBackend(run_id=unique_run_id(f"tmpl{boot}"))
+        )
         try:
             orch.start()
             handle = orch.wait("db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -12,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, marked_processes
+from conftest import (
+    Background,
+    LeakCheck,
+    Project,
+    kill_own,
+    marked_processes,
+    unique_run_id,
+    wait_until,
+)
+from pytest_pyairtable.backends.ownership import MARKER
 
 Ports = Callable[[int], list[int]]
 
@@ -33,8 +43,10 @@ def one_service(project: Project, port: int, delay: float = 0.0) -> None:
     """)
 
 
-def run_in_background(project: Project, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+def run_in_background(
+    background: Background, project: Project, *args: str
+) -> subprocess.Popen[bytes]:
+    return background(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=project.path,
         stdout=subprocess.PIPE,
@@ -50,15 +62,8 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
         time.sleep(0.02)
 
 
-def wait_until_gone(timeout: float = 10) -> dict[int, str]:
-    deadline = time.monotonic() + timeout
-    while (left := marked_processes()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
 def test_sigkill_of_pytest_leaves_no_service_behind(
-    project: Project, free_ports: Ports, no_leaks: Path
+    project: Project, free_ports: Ports, no_leaks: LeakCheck, background: Background
 ) -> None:
     (port,) = free_ports(1)
     one_service(project, port)
@@ -70,20 +75,25 @@ def test_sigkill_of_pytest_leaves_no_service_behind(
             pathlib.Path({str(ready)!r}).touch()
             time.sleep(300)
     """)
-    before = set(marked_processes())
-    proc = run_in_background(project)
+    proc = run_in_background(background, project)
     wait_for(ready, proc)
-    assert set(marked_processes()) - before  # the stack and its reaper are running
+    assert no_leaks.service_pids("a") and no_leaks.service_pids("b")
+    assert no_leaks.tmpfs_dirs()  # the run's data dir, for the reaper to remove
     proc.kill()
     proc.communicate()
-    assert wait_until_gone() == {}  # the reaper ended them, within seconds
-    assert [p.name for p in no_leaks.iterdir() if not p.name.endswith("-logs")] == []
+    # the reaper ends the services and removes the run's dirs, within seconds
+    wait_until(lambda: not no_leaks.leftovers(), timeout=15, what="the reaper's clean-up")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("when", ["start-up", "tests"])
 def test_interrupt_stops_gracefully(
-    project: Project, free_ports: Ports, sig: int, when: str
+    project: Project,
+    free_ports: Ports,
+    sig: int,
+    when: str,
+    no_leaks: LeakCheck,
+    background: Background,
 ) -> None:
     (port,) = free_ports(1)
     # During start-up: 'a' takes 30 s to listen, so the signal lands while we wait for it.
@@ -94,26 +104,31 @@ def test_interrupt_stops_gracefully(
         def test_hangs(pyairtable_b):
             time.sleep(300)
     """)
-    proc = run_in_background(project, "-s")
-    log = project.path / "test-output"
-    deadline = time.monotonic() + 30
-    marker = "a: starting" if when == "start-up" else None
-    # wait until the stack exists (its reaper is the first marked process) and, for
-    # 'tests', until 'b' runs
-    while True:
-        running = marked_processes()
-        if len(running) >= (2 if marker else 3):
-            break
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    proc = run_in_background(background, project, "-s", "--pyairtable-logs-dir", "logs")
+    # during start-up: 'a' runs (and waits 30 s before it listens); during the tests:
+    # 'b', the last to start, runs
+    last = "a" if when == "start-up" else "b"
+    wait_until(
+        lambda: proc.poll() is not None or no_leaks.service_pids(last), what=f"'{last}' to run"
+    )
+    assert proc.poll() is None
+    if when == "start-up":
+        assert not no_leaks.service_pids("b")
     proc.send_signal(sig)
     out = proc.communicate(timeout=60)[0].decode()
-    log.write_text(out)
     assert proc.returncode == 2, out  # pytest's "interrupted"
-    assert wait_until_gone(timeout=2) == {}, out
+    assert no_leaks.leftovers() == [], out  # the run is over when pytest has exited
+    logs = project.path / "logs"
+    if when == "tests":  # each drained its requests on SIGTERM, not killed
+        assert "a: stopped" in (logs / "a.log").read_text()
+    else:  # stopped while it waited to listen; its dependent never started
+        assert "listening" not in (logs / "a.log").read_text()
+        assert not (logs / "b.log").exists()
 
 
-def test_port_taken_by_another_process(project: Project, free_ports: Ports) -> None:
+def test_port_taken_by_another_process(
+    project: Project, free_ports: Ports, no_leaks: LeakCheck
+) -> None:
     (port,) = free_ports(1)
     one_service(project, port)
     project.tests("def test_it(pyairtable_a): pass\n")
@@ -125,7 +140,8 @@ def test_port_taken_by_another_process(project: Project, free_ports: Ports) -> N
     result.stdout.fnmatch_lines(
         [f"*service 'a' could not be launched: port {port} is already in use*"]
     )
-    assert "a: starting" not in result.stdout.str()  # nothing was started on a taken port
+    (logs,) = no_leaks.root.glob("pyairtable-*-logs")
+    assert [p.name for p in logs.iterdir() if p.name != MARKER] == []  # nothing started
 
 
 def test_service_dying_mid_session_fails_only_tests_that_need_it(
@@ -134,13 +150,14 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
     (port,) = free_ports(1)
     one_service(project, port)
     project.tests("""
-        import subprocess, time
+        import os
+        from conftest import kill_own, marked_processes, service_pids, wait_until
 
         def test_kill_it(pyairtable_a):
-            pattern = "standin --name a --port"
-            subprocess.run(["pkill", "-KILL", "-f", pattern], check=True)
-            while subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
-                time.sleep(0.01)
+            root = os.environ["PYAIRTABLE_TMPDIR"]  # this test's: only our 'a' is killed
+            (pid,) = service_pids("a", root)
+            kill_own(pid, lambda p: p in marked_processes(root))
+            wait_until(lambda: not service_pids("a", root), what="'a' to exit")
 
         def test_needs_it(pyairtable_a):
             pass
@@ -162,8 +179,6 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
 
 
 def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports: Ports) -> None:
-    import os
-
     from pytest_pyairtable.backends.local import LocalBackend
     from pytest_pyairtable.engine.orchestrator import Orchestrator
     from pytest_pyairtable.model.spec import load_stack
@@ -175,7 +190,8 @@ def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports
         f"      local: {{command: python -m pytest_pyairtable.standin --name a --port {port}}}\n"
         f'      probe: {{tcp: "127.0.0.1:{port}"}}\n'
     )
-    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id="reaper-killed"))
+    backend = LocalBackend(run_id=unique_run_id("reaper-killed"))
+    orch = Orchestrator(load_stack(path, environ={}), backend)
     try:
         orch.start()
         orch.wait("a")
@@ -185,8 +201,24 @@ def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports
             if b"pytest_pyairtable.backends.reaper" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert len(reapers) == 1
-        os.kill(reapers[0], signal.SIGKILL)
-        time.sleep(0.1)
+        kill_own(reapers[0], lambda pid: pid in marked_processes())
+        wait_until(lambda: reapers[0] not in marked_processes(), what="the reaper's death")
     finally:
         orch.stop()  # must not raise BrokenPipeError, and must still stop 'a'
     assert orch.runs["a"].running is not None and orch.runs["a"].running.poll() is not None
+
+
+def test_a_run_ends_only_after_its_reaper(
+    monkeypatch: pytest.MonkeyPatch, no_leaks: LeakCheck
+) -> None:
+    """`done` returns once the reaper has exited; one that cannot exit (stopped here) is
+    killed, so the reaper never outlives the run that started it."""
+    from pytest_pyairtable.backends.reaper import ReaperClient
+
+    monkeypatch.setattr(ReaperClient, "EXIT_TIMEOUT", 0.5)
+    reaper = ReaperClient(unique_run_id("reaper"), os.environ)
+    wait_until(marked_processes, what="the reaper to start")
+    (pid,) = marked_processes()
+    kill_own(pid, lambda p: p in marked_processes(), signal.SIGSTOP)
+    reaper.done()
+    assert no_leaks.processes() == {}

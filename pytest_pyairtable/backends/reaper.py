@@ -59,14 +59,21 @@ class ReaperClient:
                     stdin.write(line.encode() + b"\n")
                     stdin.flush()
 
+    EXIT_TIMEOUT = 10.0
+
     def done(self) -> None:
-        """A clean end: the reaper exits and leaves everything as it is."""
+        """A clean end: the reaper exits and leaves everything as it is. It has exited
+        when this returns (one that cannot, e.g. stopped, is killed), so nothing of the
+        run outlives pytest."""
         self.tell("done")
         with self._lock, contextlib.suppress(OSError):
             if self._process.stdin is not None:
                 self._process.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._process.wait(5)
+        try:
+            self._process.wait(self.EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._process.kill()  # our own child: everything it guarded is stopped already
+            self._process.wait()
 
 
 def remove_project(project: str, *, volumes: bool = False) -> None:
