@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from stackrun import cli
 
-from conftest import Project
+from conftest import LeakCheck, Project
 
 Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0"
@@ -112,7 +112,7 @@ def assert_files_hold_no_secret(
 
 
 def test_no_planted_secret_reaches_any_output_or_file(
-    project: Project, free_ports: Ports, no_leaks: Path, monkeypatch: pytest.MonkeyPatch
+    project: Project, free_ports: Ports, no_leaks: LeakCheck, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ports = free_ports(3)
     planted_project(project, ports)
@@ -167,7 +167,7 @@ def test_no_planted_secret_reaches_any_output_or_file(
     assert not leaks(timeline.read_text()) and "broken" in timeline.read_text()
     # Files: the services' own logs hold what they printed (0600); nothing else holds any.
     read = assert_files_hold_no_secret(
-        [project.path, no_leaks], lambda p: p.parent == logs and p.suffix == ".log", inputs
+        [project.path, no_leaks.root], lambda p: p.parent == logs and p.suffix == ".log", inputs
     )
     assert read > 5
     assert {p.name for p in logs.iterdir()} >= {"api.log", "broken.log", "postgres.log"}
@@ -175,7 +175,7 @@ def test_no_planted_secret_reaches_any_output_or_file(
 
 
 def test_the_command_line_shows_no_planted_secret(
-    project: Project, free_ports: Ports, no_leaks: Path, monkeypatch: pytest.MonkeyPatch
+    project: Project, free_ports: Ports, no_leaks: LeakCheck, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ports = free_ports(3)
     planted_project(project, ports)
@@ -200,7 +200,7 @@ def test_the_command_line_shows_no_planted_secret(
         outputs.append(cli("wait", dsn, "--timeout", "5").stdout)
         outputs.append(cli("wait", dsn.replace(str(ports[0]), "9"), "--timeout", "0.1").stderr)
         assert_files_hold_no_secret(
-            [project.path, no_leaks],
+            [project.path, no_leaks.root],
             lambda p: p == record or (p.suffix == ".log" and p.parent.name.endswith("-logs")),
             inputs,
         )
