@@ -72,7 +72,7 @@ def _devzero_include(path: Path) -> None:
 
 
 def _huge_file(path: Path) -> None:
-    (path / "docker-compose.yml").write_text(svc("") + "# " + "x" * (17 * 1024 * 1024) + "\n")
+    (path / "docker-compose.yml").write_text(svc("") + "# " + "x" * (5 * 1024 * 1024) + "\n")
 
 
 # fmt: off
@@ -145,8 +145,16 @@ CASES = [
     Case("compose-symlink-loop", None, "docker-compose.yml", setup=_loop_compose),
     Case("include-a-fifo", None, "pipe, socket or device", setup=_fifo_include),
     Case("env-is-a-fifo", None, ".env", setup=_fifo_env),
-    Case("include-dev-zero", None, "larger than 16 MiB", setup=_devzero_include),
-    Case("compose-over-16-mib", None, "larger than 16 MiB", setup=_huge_file),
+    Case("include-dev-zero", None, "larger than 4 MiB", setup=_devzero_include),
+    Case("compose-over-4-mib", None, "larger than 4 MiB", setup=_huge_file),
+    Case("too-many-services", "services:\n" + "".join(f"  s{i}: {{image: x}}\n" for i in range(2001)), "over the 2000"),
+    Case("too-many-nodes", "x-a: [" + ",".join(["1"] * 300_000) + "]\n" + svc(""), "YAML nodes"),
+    Case("too-many-ports", "services:\n" + "".join(f"  s{i}: {{image: x, ports: ['1-65535']}}\n" for i in range(2000)), "ports in all"),
+    Case("too-many-ports-extended", None, "ports in all", setup=lambda p: (
+        (p / "base.yml").write_text("services:\n" + "".join(f"  s{i}: {{image: x, ports: ['1-65535']}}\n" for i in range(50))),
+        (p / "docker-compose.yml").write_text("services:\n  a: {extends: {file: base.yml, service: s0}}\n"))),
+    Case("flat-defaults", svc("command: '" + "${A:-b}" * 200_000 + "'"), "over 100000 ${...}"),
+    Case("too-many-includes", "include: [" + ", ".join(["x.yml"] * 101) + "]\n" + svc(""), "over the 100"),
 ]
 # fmt: on
 

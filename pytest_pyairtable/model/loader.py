@@ -6,6 +6,8 @@ keep one entry per key, check the shape (``schema``), canonical form. Then, once
 project: defaults, absolute paths, environment from the variables, normalisation,
 profiles and the consistency checks. Every problem found on the way is reported in one
 error. ``Model.record`` lists every file and variable the load read: the cache key.
+(Longer than our usual module: the pipeline, with its bounds on hostile input at each
+step, reads best in one place, in compose's order.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from ..errors import ComposeFileError, ConfigError, InterpolationError
 from . import schema
+from .bounds import size_problem
 from .canonical import absolute, canonical, finish, normalize
 from .consistency import check_consistency, split_profiles
 from .dotenv import read_env_file
@@ -34,6 +37,7 @@ from .project import (
 from .reading import FileRefused, read_bounded
 from .yamlread import load_documents
 
+MAX_INCLUDES = 100  # per file: each one is read, merged and checked
 _RESOURCES = ("services", "volumes", "networks", "secrets", "configs", "models")
 
 
@@ -219,6 +223,8 @@ class _Loader:
         chain: list[Path],
         merged: dict[str, Any],
     ) -> dict[str, Any]:
+        if size_problem(doc.get("services")):  # refused before the cost of reading them
+            raise ConfigError(f"{path}: {size_problem(doc.get('services'))}")
         cfg = interp.walk(doc)
         if "version" in cfg:
             self.record.warnings.append(f"{path}: `version` is obsolete and ignored")
@@ -286,6 +292,8 @@ class _Loader:
             services = merged.get("services")
             if not isinstance(services, dict):
                 raise ConfigError(f"{path}: no services to extend. Fix: correct extends.file.")
+            if size_problem(services):  # before canonical() expands ports, as in one_file
+                raise ConfigError(f"{path}: {size_problem(services)}")
             services = canonical(enforce_unicity(services))
             self.extended[path] = finish(services, path.parent, {})
         return dict(self.extended[path])
@@ -298,6 +306,11 @@ class _Loader:
         entries = cfg.get("include")
         if entries is None:
             return cfg
+        if isinstance(entries, list) and len(entries) > MAX_INCLUDES:
+            raise ConfigError(
+                f"{chain[-1]}: {len(entries)} include entries, over the {MAX_INCLUDES} this "
+                "reads. Fix: include fewer files."
+            )
         if not isinstance(entries, list):
             raise ConfigError(
                 f"{chain[-1]}: include must be a list, got {entries!r}. Fix: list the files."

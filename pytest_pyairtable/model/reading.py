@@ -3,7 +3,7 @@
 A path given by a user may name anything: a directory, a named pipe (reading one
 blocks until someone writes), ``/dev/zero`` (endless), a log file of gigabytes. Only
 regular files and character devices such as ``/dev/null`` are read, and at most
-``MAX_BYTES`` of them: a compose file is a few kilobytes.
+``MAX_BYTES`` of them: a compose file is a few kilobytes, a large one a few hundred.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-MAX_BYTES = 16 * 1024 * 1024
+MAX_BYTES = 4 * 1024 * 1024
 
 
 class FileRefused(ValueError):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..redact import is_secret_name
-from .bounds import service_problems
+from .bounds import service_problems, size_problem
 from .names import name_problems
 from .unique import duplicate
 from .values import Timestamp
@@ -386,6 +386,8 @@ def check(doc: dict[str, Any]) -> Problems:
     services = doc.get("services", {})
     if not _want(services, "mapping", "services", out, "map each service name to its settings"):
         return out
+    if size_problem(services):  # before any port range is expanded
+        return [size_problem(services)]
     for name, body in services.items():
         where = f"services.{name}"
         if not _NAME.fullmatch(name):

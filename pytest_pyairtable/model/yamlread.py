@@ -12,9 +12,10 @@ Python values with go-yaml's rules rather than PyYAML's YAML 1.1 ones:
   win, then the first map of a merge list), keys must be strings, anchors may be redefined;
 - ``!reset`` and ``!override`` become ``Reset``/``Override`` markers for the merge;
 - alias expansion is bounded: a document whose expanded size is both over
-  ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb);
-- nesting is bounded: collections more than ``MAX_DEPTH`` deep are refused before
-  libyaml's composer sees them (it recurses in C: 100,000 ``[`` crash the process).
+  ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb), and
+  so is one of over ``MAX_NODES`` nodes, written or expanded;
+- nesting and size are bounded before libyaml's composer sees the text (yamlshape.py:
+  it recurses in C, and 100,000 ``[`` crash the process).
 
 Aliases share one Python object; nothing downstream mutates a loaded document.
 """
@@ -27,13 +28,13 @@ import functools
 import importlib
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from yaml._yaml import CParser
 
 from ..errors import ComposeFileError
 from .values import Override, Reset, Timestamp
+from .yamlshape import MAX_NODES, check_shape, events, too_many_nodes
 
 # Every YAML class from libyaml's own module, which keeps the ones it was first loaded
 # with: a process that unloads and reloads the pure-Python `yaml` modules (pytester's
@@ -46,7 +47,6 @@ ScalarNode, SequenceNode, MappingNode = (
 )
 
 MAX_EXPANDED = 100_000
-MAX_DEPTH = 100  # compose files nest under 15 levels; the walkers after us recurse per level
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -66,7 +66,7 @@ class _Composer(CParser):
 def load_documents(text: str, where: str) -> list[Any]:
     """Every document of a YAML stream, built with go-yaml's rules."""
     try:
-        _check_depth(text, where)
+        check_shape(text, where)
         nodes = _compose(text)
     except libyaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -90,26 +90,6 @@ def load_documents(text: str, where: str) -> list[Any]:
 Node = Any  # libyaml's ScalarNode, SequenceNode or MappingNode
 
 
-def _check_depth(text: str, where: str) -> None:
-    """Refuse collections nested over ``MAX_DEPTH``, from libyaml's event stream (its
-    parser keeps a stack of its own; only its composer recurses)."""
-    if sum(map(text.count, "-:?[{")) < MAX_DEPTH:  # each level needs one of these
-        return
-    starts = (libyaml.SequenceStartEvent, libyaml.MappingStartEvent)
-    ends = (libyaml.SequenceEndEvent, libyaml.MappingEndEvent)
-    depth = 0
-    for event in _events(text):
-        if isinstance(event, starts):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ComposeFileError(
-                    f"{where}:{event.start_mark.line + 1}: YAML nested more than {MAX_DEPTH} "
-                    "levels deep. Fix: flatten it (no compose setting needs such depth)."
-                )
-        elif isinstance(event, ends):
-            depth -= 1
-
-
 def _compose(text: str) -> list[Node]:
     parser = _Composer(text)
     nodes = []
@@ -127,18 +107,9 @@ def _compose(text: str) -> list[Node]:
     return nodes
 
 
-def _events(text: str) -> Iterator[Any]:
-    parser = CParser(text)
-    try:
-        while parser.check_event():
-            yield parser.get_event()
-    finally:
-        parser.dispose()
-
-
 def _compose_events(text: str) -> list[Node]:
     """The same node trees, from the event stream, where a later anchor replaces an earlier."""
-    events = _events(text)
+    stream = events(text)
     documents: list[Node] = []
     anchors: dict[str, Node] = {}
 
@@ -155,20 +126,20 @@ def _compose_events(text: str) -> list[Node]:
             built = ScalarNode(tag, event.value, mark, None, style)
         elif isinstance(event, libyaml.SequenceStartEvent):
             built = SequenceNode(tag, [], mark, None)
-            while not isinstance(child := next(events), libyaml.SequenceEndEvent):
+            while not isinstance(child := next(stream), libyaml.SequenceEndEvent):
                 built.value.append(node(child))
         else:
             built = MappingNode(tag, [], mark, None)
-            while not isinstance(key := next(events), libyaml.MappingEndEvent):
-                built.value.append((node(key), node(next(events))))
+            while not isinstance(key := next(stream), libyaml.MappingEndEvent):
+                built.value.append((node(key), node(next(stream))))
         if event.anchor:
             anchors[event.anchor] = built
         return built
 
-    for event in events:
+    for event in stream:
         if isinstance(event, libyaml.DocumentStartEvent):
             anchors.clear()
-            documents.append(node(next(events)))
+            documents.append(node(next(stream)))
     return documents
 
 
@@ -211,6 +182,8 @@ class _Builder:
         return value
 
     def check_expansion(self, expanded: int) -> None:
+        if max(expanded, self.written) > MAX_NODES:  # every later step walks each node
+            raise too_many_nodes(self.where)
         if expanded > MAX_EXPANDED and expanded > 10 * self.written:
             raise ComposeFileError(
                 f"{self.where}: YAML aliases expand this document to over {expanded} nodes "
