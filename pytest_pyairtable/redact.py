@@ -34,11 +34,12 @@ _WORDS = re.compile(r"(?:^|[^A-Z0-9])(?:PASS|AUTH|PW)(?:[^A-Z0-9]|$)")
 _HARMLESS = frozenset(["true", "false", "yes", "no", "on", "off", "none", "null", "nil"])
 
 _URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#\"'<>]*)@")
+# A flag is one greedy run of name characters (no alternation inside it: "--token" a
+# hundred thousand times over must not backtrack), judged by _secret_flag afterwards.
 _FLAG = re.compile(
-    r"(?i)(?<![\w-])(--?(?:[a-z0-9][a-z0-9_.-]*?)?(?:pass|secret|token|key|credential)[a-z0-9_.-]*"
-    r"|--?[a-z0-9_.-]*auth)"
-    r"(\s*=\s*|\s+|['\"],\s*['\"])(?!-)([^\s'\",]+)"
+    r"(?<![\w-])(--?[A-Za-z0-9][\w.-]*)(\s*=\s*|\s+|['\"],\s*['\"])(?!-)([^\s'\",]+)"
 )
+_FLAG_MARKERS = ("pass", "secret", "token", "key", "credential")
 _PAIR = re.compile(r"(?<![\w.-])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s&;'\",]+)")
 _QUOTED = re.compile(r"(['\"])([A-Za-z_][A-Za-z0-9_.-]*)\1(\s*:\s*)(['\"])((?:\\.|(?!\4).)*)\4")
 _LINE = re.compile(r"(?<![\w.-])([A-Z][A-Z0-9_]*)(:[ \t]+)(?![\[{])(\S[^\n]*)")
@@ -77,7 +78,7 @@ def secret_values(pool: Mapping[str, Any]) -> set[str]:
 def text_secrets(text: str) -> set[str]:
     """Secrets written in a piece of text: URL passwords, values of secret flags."""
     found = {unquote(m) for m in _url_passwords(text)}
-    found |= {m.group(3) for m in _FLAG.finditer(text)}
+    found |= {m.group(3) for m in _FLAG.finditer(text) if _secret_flag(m.group(1))}
     return {v for v in found if worth_masking(v)}
 
 
@@ -108,7 +109,8 @@ def mask_patterns(text: str) -> str:
     """Only the patterns: what can be hidden without knowing any secret value."""
     if "@" in text:
         text = _URL_USERINFO.sub(_mask_userinfo, text)
-    text = _FLAG.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+    if "-" in text:
+        text = _FLAG.sub(_mask_flag, text)
     if "=" in text:
         text = _PAIR.sub(lambda m: m.group(0) if not is_secret_name(m.group(1)) else
                          f"{m.group(1)}={MASK}", text)  # fmt: skip
@@ -117,6 +119,17 @@ def mask_patterns(text: str) -> str:
         text = _LINE.sub(lambda m: m.group(0) if not is_secret_name(m.group(1)) else
                          m.group(1) + m.group(2) + MASK, text)  # fmt: skip
     return text
+
+
+def _secret_flag(flag: str) -> bool:
+    name = flag.lstrip("-").lower()
+    return any(m in name for m in _FLAG_MARKERS) or name.endswith("auth")
+
+
+def _mask_flag(match: re.Match[str]) -> str:
+    if not _secret_flag(match.group(1)):
+        return match.group(0)
+    return match.group(1) + match.group(2) + MASK
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:

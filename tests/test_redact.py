@@ -7,6 +7,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_pyairtable.engine.handle import Handle
 from pytest_pyairtable.engine.run import ServiceRun
@@ -131,3 +133,39 @@ def test_a_changed_password_changes_the_fingerprint(tmp_path: Path) -> None:
     assert fingerprint(one, "local") != fingerprint(two, "local")
     same = dataclasses.replace(one)
     assert fingerprint(one, "local") == fingerprint(same, "local")
+
+
+ADVERSARIAL = [
+    "--token" * 50_000,  # took 500 s with a flag pattern that backtracked
+    "a-" * 100_000,
+    "x://" + "b" * 100_000,
+    "a://b:c" * 30_000,
+    "PASSWORD=x " * 30_000,
+    "'a':'" * 50_000,
+    "A: " * 100_000,
+]
+
+
+def test_patterns_take_linear_time_on_adversarial_text() -> None:
+    """A service may print anything: masking its log must never hang (a CPU-time bound,
+    a hang detector; each of these takes milliseconds)."""
+    import time
+
+    for text in ADVERSARIAL:
+        began = time.process_time()
+        mask_patterns(text)
+        assert time.process_time() - began < 15, text[:40]
+
+
+SECRET = st.text(alphabet="abcdefghijkXYZ0123456789", min_size=8, max_size=16)
+FORMS = ["--password {s}", "--token={s}", "password={s}", "postgresql://u:{s}@h:5432/db",
+         "'API_TOKEN': '{s}'", '"db_password": "{s}"', "JWT_SECRET: {s}", "('--api-key', '{s}')"]  # fmt: skip
+AROUND = st.text(alphabet="abc XYZ:=,/\n'\"-", max_size=30)
+
+
+@given(secret=SECRET, form=st.sampled_from(FORMS), before=AROUND, after=AROUND)
+def test_a_secret_in_any_known_form_never_survives(
+    secret: str, form: str, before: str, after: str
+) -> None:
+    text = f"{before} {form.format(s=secret)}\n{after}"
+    assert secret not in mask_patterns(text)
