@@ -3,11 +3,15 @@ as the pytest plugin.
 
     pyairtable up [SERVICE...] [--detach]    start-services.sh
     pyairtable down [--emergency] [--volumes] stop-services.sh
+    pyairtable restart [SERVICE...]           docker-compose restart SERVICE
     pyairtable status [--json]                docker-compose ps
     pyairtable wait URL... [--table T]        scripts/wait-for-*.sh
-    pyairtable logs [SERVICE] [-f]            docker-compose logs
+    pyairtable logs [SERVICE] [-f]            docker-compose logs (or the last run's)
     pyairtable graph [--dot]                  the tiers, derived from depends_on
     pyairtable config [--format json|yaml]    docker compose config, as the plugin sees it
+
+Global options (-f, --env-file, --profile, --backend, --free-ports, --inherit-env) may
+also follow the command, as in compose: `pyairtable graph --profile debug`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from . import progress, stackcmds
+from .cliopts import global_options, merge_late
 from .errors import PyAirtableError
 from .model import graph
 from .probes.waitcmd import check_url, describe, wait_for, wait_options
@@ -32,24 +38,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyairtable", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "-f",
-        "--compose-file",
-        action="append",
-        default=[],
-        help="compose file, repeatable to merge several (default: COMPOSE_FILE, else "
-        "compose.yaml / docker-compose.yml and its override file, in this directory)",
-    )
-    parser.add_argument("--env-file", help="env file (default: .env beside the compose file)")
-    parser.add_argument("--profile", action="append", default=[], help="activate a profile")
-    parser.add_argument("--backend", help="local (default) or external")
+    global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
+    _commands(sub)
+    return parser
 
-    up = sub.add_parser("up", help="check prerequisites, start in dependency order, print URLs")
+
+def _commands(sub: Any) -> None:
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        common = argparse.ArgumentParser(add_help=False)
+        global_options(common, late=True, short_f=name != "logs")
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=help, parents=[common])
+        return parser
+
+    up = command("up", "check prerequisites, start in dependency order, print URLs")
     up.add_argument("services", nargs="*", help="only these and what they need")
     up.add_argument("-d", "--detach", action="store_true", help="leave it running and return")
 
-    down = sub.add_parser("down", help="stop the running stack, in reverse dependency order")
+    down = command("down", "stop the running stack, in reverse dependency order")
     down.add_argument(
         "--emergency", action="store_true", help="SIGKILL at once, no data-safety step"
     )
@@ -60,10 +66,19 @@ def _parser() -> argparse.ArgumentParser:
         help="also remove logs and leftovers of killed runs [env CLEANUP_VOLUMES=true]",
     )
 
-    status = sub.add_parser("status", help="state, health, URL and uptime of each service")
+    restart = command("restart", "restart services of the running stack, wait until healthy")
+    restart.add_argument("services", nargs="*", help="these (default: all)")
+    restart.add_argument(
+        "--no-deps", action="store_true", help="not the dependents marked restart: true"
+    )
+    restart.add_argument(
+        "-t", "--timeout", type=float, help="seconds before SIGKILL (default: stop_grace_period)"
+    )
+
+    status = command("status", "state, health, URL and uptime of each service")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    wait = sub.add_parser("wait", help="wait until each URL is ready; exit 0 when all are")
+    wait = command("wait", "wait until each URL is ready; exit 0 when all are")
     wait.add_argument(
         "urls", nargs="+", metavar="URL", help="postgres://, redis://, http(s)://, tcp://host:port"
     )
@@ -76,22 +91,23 @@ def _parser() -> argparse.ArgumentParser:
     wait.add_argument("--table", action="append", default=[], help="a table that must exist")
     wait.add_argument("--migrations-table", help="a migrations table that must exist")
 
-    logs = sub.add_parser("logs", help="print service logs")
+    logs = command("logs", "print service logs (of the last run when none runs)")
     logs.add_argument("service", nargs="?", help="one service (default: all)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument(
         "-n", "--lines", type=_lines, default=50, help="lines from the end (default 50; 0: none)"
     )
 
-    graph_cmd = sub.add_parser("graph", help="print the services by tier")
+    graph_cmd = command("graph", "print the services by tier")
     graph_cmd.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
 
-    config = sub.add_parser(
-        "config", help="the stack as the plugin sees it, shaped as `docker compose config`"
-    )
+    config = command("config", "the stack as the plugin sees it, shaped as `docker compose config`")
     config.add_argument("--format", choices=("json", "yaml"), default="json")
     config.add_argument("--show-secrets", action="store_true", help="do not mask secret values")
-    return parser
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    return merge_late(_parser().parse_args(argv))
 
 
 def _lines(text: str) -> int:
@@ -120,7 +136,7 @@ def _say(runtime: Runtime, *, err: bool = False) -> Callable[[str], None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse(argv)
     old_sigterm = install_sigterm_handler()  # SIGTERM stops as gracefully as Ctrl-C
     runtime: Runtime | None = None
     try:
@@ -129,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         command = {
             "up": cmd_up,
             "down": cmd_down,
+            "restart": cmd_restart,
             "status": cmd_status,
             "logs": cmd_logs,
             "graph": cmd_graph,
@@ -170,7 +187,27 @@ def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
 
 def cmd_logs(args: argparse.Namespace, runtime: Runtime) -> int:
     return stackcmds.logs(
-        runtime.record_path, args.service, follow=args.follow, lines=args.lines, say=_say(runtime)
+        runtime.record_path,
+        args.service,
+        follow=args.follow,
+        lines=args.lines,
+        say=_say(runtime),
+        note=_say(runtime, err=True),
+    )
+
+
+def cmd_restart(args: argparse.Namespace, runtime: Runtime) -> int:
+    from .restart import restart
+
+    path = runtime.record_path
+    return restart(
+        path,
+        stackcmds.load(path),
+        args.services,
+        no_deps=args.no_deps,
+        timeout=args.timeout,
+        hook=runtime.hook,
+        say=_say(runtime),
     )
 
 
@@ -191,6 +228,8 @@ def _runtime(args: argparse.Namespace) -> Runtime:
         "env_file": args.env_file,
         "profile": args.profile,
         "backend": args.backend,
+        "free_ports": args.free_ports,
+        "inherit_env": args.inherit_env,
         "keep": args.command == "up" and args.detach,
     }
     settings = resolve(lambda s: given.get(s.name), lambda s: None, os.environ)
@@ -199,7 +238,7 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 
 
 def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
-    from .devstack import up
+    from .devstack import select, up
 
     stack = _loaded(runtime).stack
     assert stack is not None
@@ -218,16 +257,10 @@ def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
         f"pyairtable: {runtime.compose_file}: {len(stack.services)} services, "
         f"backend {runtime.settings['backend']}"
     )
-    if args.services:
-        runtime.needed = set(stack.require(args.services))
     env_file = runtime.settings["env_file"] or runtime.compose_file.parent / ".env"
     if not Path(env_file).is_file():
         out(f"pyairtable: note: no {env_file}; variables come from the environment only")
-    if runtime.attached() is None:  # already up: no port of it counts as taken
-        problems = runtime.preflight()
-        if problems:
-            listed = "\n".join(f"  - {p}" for p in problems)
-            raise PyAirtableError(f"{len(problems)} prerequisite(s) missing:\n{listed}")
+    select(runtime, args.services)
     return up(runtime)
 
 
@@ -262,6 +295,10 @@ def cmd_config(args: argparse.Namespace, runtime: Runtime) -> int:
 
     stack = _loaded(runtime).stack
     assert stack is not None
+    if runtime.ports is not None and runtime.ports.source == "chosen" and runtime.ports.chosen:
+        _say(runtime, err=True)(
+            f"pyairtable: free ports chosen for this output only: {runtime.ports.describe()}"
+        )
     text = dump(render_config(stack, show_secrets=args.show_secrets), args.format)
     print(text) if args.show_secrets else _say(runtime)(text)
     return 0

@@ -5,16 +5,38 @@ until Ctrl-C or SIGTERM. Both front ends call ``up``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .backends.ownership import recorded_run
-from .errors import KeepError
+from .errors import KeepError, PrerequisiteError
 from .model import graph
 from .signals import shielded
 
 if TYPE_CHECKING:
     from .engine.orchestrator import Orchestrator
     from .runtime import Runtime
+
+
+def select(runtime: Runtime, services: Sequence[str]) -> None:
+    """Select ``services`` and what they need (all when none are named), then check every
+    prerequisite of the selection (binaries, commands, free ports) before anything
+    starts: all that is missing is listed at once, and nothing was started."""
+    if runtime.error is not None:
+        raise runtime.error
+    assert runtime.stack is not None
+    if services:
+        runtime.needed = set(runtime.stack.require(services))
+    if runtime.attached() is None and runtime.settings["backend"] == "local":
+        from .backends.local import preflight
+
+        names = graph.closure(runtime.topology(), runtime.needed or runtime.topology())
+        problems = preflight([runtime.stack.services[n] for n in sorted(names)])
+        if problems:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            raise PrerequisiteError(
+                f"{len(problems)} prerequisite(s) missing; nothing was started:\n{listed}"
+            )
 
 
 def wait_all(runtime: Runtime, orch: Orchestrator) -> None:
@@ -42,7 +64,9 @@ def up(runtime: Runtime) -> int:
     orch.start(sorted(runtime.needed) or None)
     try:
         wait_all(runtime, orch)
-        for line in url_table(orch):
+        lines = url_table(orch)  # then notes, e.g. which PostgreSQL runs for which image
+        lines += [f"pyairtable: {note}" for note in orch.backend.notices]
+        for line in lines:
             say(line)
         failed = [r.error for r in orch.runs.values() if r.error is not None]
         for error in failed:
@@ -59,7 +83,7 @@ def up(runtime: Runtime) -> int:
         try:
             check_record_free(path, runtime.run_id)
             record = KeptStack.from_orchestrator(
-                orch, runtime.settings["backend"], runtime.run_id, Owner.me()
+                orch, runtime.settings["backend"], runtime.run_id, Owner.me(), runtime.chosen_ports
             )
             record.save(path)
         except KeepError as exc:  # held all the same, only not found by other commands

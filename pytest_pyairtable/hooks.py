@@ -39,15 +39,19 @@ class HookEvents(Listener):
         self.redact = redact
         self.debug = debug
         self.handle: Callable[[str], Handle] | None = None  # set once there is a stack
+        self.stopped: Callable[[ServiceRun], None] | None = None  # e.g. keep its log's end
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def service_starting(self, run: ServiceRun) -> None:
         self.lines.put(f"pyairtable: {run.name:<22} starting (tier {run.tier})")
 
     def service_ready(self, run: ServiceRun) -> None:
-        self.lines.put(
-            f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s"
-        )
+        if run.restarts and run.restarts[-1][1] is None:  # a restart, not the boot
+            self.lines.put(f"pyairtable: {run.name:<22} {run.state.value} again")
+        else:
+            self.lines.put(
+                f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s"
+            )
         if self.handle is not None:
             handle = self.handle(run.name)
             self.hook.pytest_pyairtable_service_ready(service=handle, details=dict(run.details))
@@ -66,6 +70,8 @@ class HookEvents(Listener):
         self.hook.pytest_pyairtable_before_stop(run=run)
 
     def service_stopped(self, run: ServiceRun) -> None:
+        if self.stopped is not None:
+            self.stopped(run)
         done = run.details.get("before_stop")
         note = f" ({self.redact(done)})" if done else ""
         self.lines.put(f"pyairtable: {run.name:<22} stopped{note}")

@@ -40,6 +40,7 @@ __all__ = [
     "KeptService",
     "KeptStack",
     "Owner",
+    "attachable",
     "check_record_free",
     "fingerprint",
     "record_path",
@@ -58,6 +59,36 @@ def check_record_free(path: Path, run_id: str) -> None:
             f"not kept: {path} records another stack that still runs. "
             "Fix: `pyairtable down` stops it; then keep this one."
         )
+
+
+def recorded_ports(path: Path) -> dict[str, int]:
+    """The free ports the stack recorded at ``path`` was booted with; {} when none."""
+    try:
+        kept = KeptStack.load(path)
+    except KeepError:
+        return {}
+    return dict(kept.ports) if kept is not None else {}
+
+
+def attachable(path: Path, stack: StackSpec, backend: str) -> tuple[KeptStack | None, str | None]:
+    """The kept stack recorded at ``path`` when a run of ``stack`` may attach to it; else
+    None, and why not for the run's summary (None when nothing is recorded). A recorded
+    stack of which nothing runs any more is removed."""
+    try:
+        kept = KeptStack.load(path)
+        reason = None if kept is None else kept.why_not_reusable(stack, backend)
+    except KeepError as exc:
+        return None, f"not attaching to a kept stack: {exc}"
+    if kept is None:
+        return None, None
+    if reason is not None and kept.release_if_gone(path):
+        return None, f"the kept stack in {path} had stopped ({reason}): removed it"
+    if reason is not None:
+        return None, (
+            f"not attaching to the kept stack in {path}: {reason}; this run starts its own "
+            "(`pyairtable down` stops the kept one)"
+        )
+    return kept, None
 
 
 def fingerprint(stack: StackSpec, backend: str) -> str:
@@ -105,6 +136,9 @@ class KeptStack:
     services: dict[str, KeptService]
     secrets: list[str]
     owner: Owner | None = None
+    # --pyairtable-free-ports: the ports chosen for the stack's variables, for the runs
+    # that attach (they load the compose file with the same values)
+    ports: dict[str, int] = dataclasses.field(default_factory=dict)
     version: int = RECORD_VERSION
 
     def __repr__(self) -> str:
@@ -112,7 +146,12 @@ class KeptStack:
 
     @classmethod
     def from_orchestrator(
-        cls, orch: Orchestrator, backend: str, run_id: str, owner: Owner | None = None
+        cls,
+        orch: Orchestrator,
+        backend: str,
+        run_id: str,
+        owner: Owner | None = None,
+        ports: dict[str, int] | None = None,
     ) -> KeptStack:
         """Describe a stack that is up; raises KeepError where its backend cannot keep it."""
         down = [n for n, r in orch.runs.items() if r.state not in (State.READY, State.COMPLETED)]
@@ -139,6 +178,7 @@ class KeptStack:
             services=services,
             secrets=orch.stack.secret_values(),
             owner=owner,
+            ports=dict(ports or {}),
         )
 
     # -- the file ------------------------------------------------------------------
@@ -218,7 +258,7 @@ class KeptStack:
             assert run.running is not None
             if run.running.poll() is not None:
                 return GONE
-            ctx = ProbeContext(run.running.log_path, 1.0)
+            ctx = ProbeContext(run.running.log_path, 1.0, env=orch.backend.command_env(run.spec))
             probe = orch.backend.probe(run.spec, run.running, ctx) or make_probe(
                 run.spec.probe, ctx
             )
@@ -232,7 +272,8 @@ class KeptStack:
     def why_not_reusable(self, stack: StackSpec, backend: str) -> str | None:
         """None when a run may attach; else the reason, for the user."""
         if self.fingerprint != fingerprint(stack, backend):
-            return "it was booted from a different compose file, env or profiles"
+            free = " (or with --pyairtable-free-ports: attach with it too)" if self.ports else ""
+            return f"it was booted from a different compose file, env or profiles{free}"
         try:
             orch = self.orchestrator()
         except PyAirtableError as exc:

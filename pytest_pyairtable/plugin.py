@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import types
 from collections.abc import Callable, Generator, Iterable
@@ -96,20 +97,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         elif s.repeat:
             group.addoption(s.option, action="append", default=[], help=s.help + env)
             parser.addini(s.ini, s.help, type="args", default=[])
+        elif s.const is not None:  # `--pyairtable-up` alone, or `--pyairtable-up=a,b`
+            group.addoption(s.option, nargs="?", const=s.const, default=None, help=s.help + env)
+            parser.addini(s.ini, s.help, default="")
         else:
             group.addoption(s.option, default=None, help=s.help + env)
             parser.addini(s.ini, s.help, default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from .backends import check_backend
     from .engine import safety
 
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
     try:
         settings = resolve(
             lambda s: config.getoption("pyairtable_" + s.name),
             lambda s: config.getini(s.ini),
             os.environ,
-        )
+        ).with_paths(ini_dir, config.invocation_params.dir)
+        check_backend(settings["backend"])
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     if not config.pluginmanager.is_blocked(safety.PLUGIN_NAME):
@@ -122,13 +129,26 @@ def pytest_configure(config: pytest.Config) -> None:
         from .share import StackClient
 
         front.client = StackClient(workerinput["pyairtable_socket"])
+        if "pyairtable_ports" in workerinput:  # the owner chose them: the same values here
+            from .freeports import PortHolds
+
+            runtime.ports = PortHolds.given(json.loads(workerinput["pyairtable_ports"]))
     elif runtime.compose_file.is_file():  # this process may own a stack: from the main thread
         front.old_sigterm = install_sigterm_handler()
     if settings["debug"] or config.get_verbosity() > 0:
         runtime.say = _live_writer(config)
     if settings["up"] and runtime.error is not None:
         raise pytest.UsageError(str(runtime.error))
+    if isinstance(settings["up"], tuple) and runtime.stack is not None:
+        try:
+            runtime.stack.require(settings["up"])
+        except ConfigError as exc:
+            raise pytest.UsageError(f"--pyairtable-up: {exc}") from None
     config.pluginmanager.register(_fixtures_module(front), FIXTURES_PLUGIN)
+    if front.client is None:  # the stack's owner: its timeline marks when tests ran
+        from .runfiles import TestsRan
+
+        config.pluginmanager.register(TestsRan(runtime), "pyairtable-tests-ran")
 
 
 def _live_writer(config: pytest.Config) -> Callable[[str], None]:
@@ -249,6 +269,8 @@ def pytest_xdist_setupnodes(config: pytest.Config) -> None:
     worker; workers reach it through a socket named in their workerinput."""
     front = config.stash[STASH]
     if front.runtime.stack is not None and front.server is None:
+        if front.runtime.settings["free_ports"]:
+            front.runtime.attached()  # settles the ports: a kept stack's, or new ones
         front.serve_workers()
 
 
@@ -257,6 +279,7 @@ def pytest_configure_node(node: Any) -> None:
     front = node.config.stash[STASH]
     if front.server is not None:
         node.workerinput["pyairtable_socket"] = front.server.path
+        node.workerinput["pyairtable_ports"] = json.dumps(front.runtime.chosen_ports)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -295,14 +318,16 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
-    from .devstack import up
+    from .devstack import select, up
 
     runtime = session.config.stash[STASH].runtime
-    if not runtime.settings["up"]:
+    wanted = runtime.settings["up"]
+    if not wanted:
         return None
     writer = session.config.get_terminal_writer()
     runtime.say = writer.line
     try:
+        select(runtime, () if wanted is True else wanted)
         if up(runtime):
             session.testsfailed = 1
     except PyAirtableError as exc:

@@ -107,11 +107,12 @@ def summary(runtime: Runtime) -> list[str]:
             f"{runtime.record_path}; it keeps running"
         ]
     orch = runtime.orch
+    notices = runtime.all_notices()
     if orch is None or not orch.runs or runtime.settings["up"]:
-        return list(runtime.notices)
+        return notices
     total = len(runtime.topology())
     lines = [f"started {len(orch.runs)} of {total} services (those the selected tests need):"]
-    return runtime.notices + lines + timeline(orch)
+    return notices + lines + timeline(orch)
 
 
 class FirstReports:

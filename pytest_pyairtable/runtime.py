@@ -19,11 +19,13 @@ from .errors import ConfigError, KeepError, PyAirtableError
 from .hooks import HookEvents, own_hooks
 from .model import graph
 from .redact import Redactor, secret_values
+from .runfiles import RunFiles
 from .settings import Resolved, flag_value
 
 if TYPE_CHECKING:
     from .engine.faults import Faults
     from .engine.orchestrator import Handle, Orchestrator
+    from .freeports import PortHolds
     from .kept import KeptStack
     from .model.spec import ServiceSpec, StackSpec
     from .probes.checks import Probe, ProbeContext
@@ -81,6 +83,7 @@ class Runtime:
         self._topology: dict[str, list[str]] | None = None
         self.backend_options: dict[str, Any] = {}  # e.g. pytest-docker's fixture overrides
         self.orch: Orchestrator | None = None
+        self.ports: PortHolds | None = None  # --pyairtable-free-ports
         redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
         self.events = HookEvents(self.hook, redact, settings["debug"])
         self.needed: set[str] = set()
@@ -90,7 +93,7 @@ class Runtime:
         self.kept: KeptStack | None = None
         self._kept_checked = False
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
-        self._timeline_written = False
+        self.files = RunFiles(settings["timeline"])  # the timeline, the last run's logs
         self._over = False  # stop() ran: no stack may be created after it
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -117,7 +120,10 @@ class Runtime:
 
         try:
             stack = load_stack(
-                self.compose_files, env_file=self.env_file, profiles=self.settings["profile"]
+                self.compose_files,
+                env_file=self.env_file,
+                profiles=self.settings["profile"],
+                overrides=self._free_ports(),
             )
             if self.settings["backend"] == "external":
                 stack = with_urls(stack, parse_urls(self.settings["url"]))
@@ -127,6 +133,30 @@ class Runtime:
         self._stack = stack
         self.notices += [f"compose warning: {w}" for w in stack.warnings]
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
+
+    def _free_ports(self) -> dict[str, str]:
+        """With --pyairtable-free-ports, the chosen ports as variables (freeports.py)."""
+        wanted = self.settings["free_ports"] and self.settings["backend"] != "external"
+        if wanted and self.ports is None:
+            from .freeports import ports_for
+
+            self.ports = ports_for(self)
+            self.notices += [f"free ports: {self.ports.describe()}"] if self.ports.chosen else []
+        return self.ports.environ() if self.ports is not None else {}
+
+    @property
+    def chosen_ports(self) -> dict[str, int]:
+        return dict(self.ports.chosen) if self.ports is not None else {}
+
+    def _reload_with_fresh_ports(self) -> None:
+        """Read the compose file again with ports of its own: the kept stack whose ports
+        were reused is not attached to, and may still hold them."""
+        assert self.ports is not None
+        self.ports.close()
+        self.ports = None
+        self.notices = [n for n in self.notices if not n.startswith("free ports: ")]
+        self._loaded, self._stack, self._error, self._redact = False, None, None, None
+        self._load()
 
     @property
     def loaded(self) -> bool:
@@ -206,9 +236,10 @@ class Runtime:
             compose_file=self.compose_file,
             build=s["build"],
             cleanup_volumes=flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
+            inherit_env=s["inherit_env"],
+            port_holds=self.ports,
             **self.backend_options,
         )
-        self.notices.extend(backend.notices)
         timing = Timing(
             health_check_timeout=s["health_check_timeout"],
             max_startup_time=s["max_startup_time"],
@@ -224,6 +255,7 @@ class Runtime:
             redact=self.redact,
         )
         self.events.handle = orch.handle
+        self.files.watch(orch, self.events, self.record_path, self.run_id)
         return orch
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
@@ -234,37 +266,27 @@ class Runtime:
 
     def attached(self) -> KeptStack | None:
         """The kept stack this run attached to, checking once whether it may."""
-        from .kept import KeptStack
+        from .kept import attachable
 
         with self._lock:
             if self._kept_checked or self.stack is None:
                 return self.kept
             self._kept_checked = True
-            path = self.record_path
-            try:
-                kept = KeptStack.load(path)
-                reason = (
-                    None
-                    if kept is None
-                    else kept.why_not_reusable(self.stack, self.settings["backend"])
-                )
-            except KeepError as exc:
-                kept, reason = None, str(exc)
-                self._notice(f"not attaching to a kept stack: {reason}")
-            if kept is None:
-                return None
-            if reason is not None and kept.release_if_gone(path):
-                self._notice(f"the kept stack in {path} had stopped ({reason}): removed it")
-                return None
-            if reason is not None:
-                self._notice(
-                    f"not attaching to the kept stack in {path}: {reason}; this run starts "
-                    "its own (`pyairtable down` stops the kept one)"
-                )
-                return None
+            kept, why = attachable(self.record_path, self.stack, self.settings["backend"])
+            if why is not None:
+                self._notice(why)
+            if kept is None and self.ports is not None and self.ports.source == "record":
+                self._reload_with_fresh_ports()
             self.kept = kept
-            self.events.lines.put(f"pyairtable: attached to the kept stack in {path}")
+            if kept is not None:
+                path = self.record_path
+                self.events.lines.put(f"pyairtable: attached to the kept stack in {path}")
             return kept
+
+    def all_notices(self) -> list[str]:
+        """The run's notices and its backend's (which it may add to while it runs)."""
+        backend = self.orch.backend.notices if self.orch is not None else []
+        return self.notices + [n for n in backend if n not in self.notices]
 
     def _notice(self, text: str) -> None:
         self.notices.append(text)
@@ -290,16 +312,6 @@ class Runtime:
         if self.attached() is None:
             self.orchestrator().start()
         return {name: self.handle(name) for name in graph.start_order(self.topology())}
-
-    def preflight(self) -> list[str]:
-        """Everything missing to start the selected services, listed at once."""
-        from .backends.local import preflight
-
-        assert self.stack is not None
-        if self.settings["backend"] != "local":
-            return []
-        names = graph.closure(self.topology(), self.needed or self.topology())
-        return preflight([self.stack.services[n] for n in sorted(names)])
 
     def faults(self) -> Faults:
         from .engine.faults import Faults
@@ -327,6 +339,13 @@ class Runtime:
         is up, else stop it, dependents first, data safety first."""
         with self._lock:
             self._over = True
+        try:
+            self._stop()
+        finally:
+            if self.ports is not None:
+                self.ports.close()
+
+    def _stop(self) -> None:
         if self.orch is None:
             return
         if self.settings["keep"] and not self.orch.stopped:
@@ -334,11 +353,7 @@ class Runtime:
         else:
             self.orch.stop()
         self.flush()
-        if self.settings["timeline"] and self.orch.runs and not self._timeline_written:
-            from .engine.timeline import write_timeline
-
-            self._timeline_written = True
-            self.notices.append(write_timeline(self.orch, Path(self.settings["timeline"])))
+        self.notices += self.files.after_stop(self.orch)
 
     def keep(self) -> bool:
         """Leave the stack running and record it for later runs and `pyairtable down`;
@@ -348,7 +363,9 @@ class Runtime:
         assert self.orch is not None
         try:
             check_record_free(self.record_path, self.run_id)
-            record = KeptStack.from_orchestrator(self.orch, self.settings["backend"], self.run_id)
+            record = KeptStack.from_orchestrator(
+                self.orch, self.settings["backend"], self.run_id, ports=self.chosen_ports
+            )
         except KeepError as exc:
             self.orch.stop()
             self._notice(str(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .model.durations import parse_duration
@@ -56,6 +57,26 @@ def _output_file(value: Any) -> str:
     return str(value)
 
 
+def _backend(value: Any) -> str:
+    from .backends import BACKENDS
+
+    if str(value) not in BACKENDS:
+        raise ValueError(f"valid values are {', '.join(BACKENDS)}")
+    return str(value)
+
+
+def _up(value: Any) -> bool | tuple[str, ...]:
+    """Bare (or a true ini value): the whole stack; else the services named."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("1", "true", "yes", "on", "all"):
+        return True
+    if text.lower() in ("", "0", "false", "no", "off"):
+        return False
+    return _profiles(text)
+
+
 def _urls(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split()
     return tuple(str(v) for v in items if v)
@@ -70,6 +91,8 @@ class Setting:
     parse: Callable[[Any], Any] = str
     flag: bool = False
     repeat: bool = False
+    path: bool = False  # from an ini file: relative to its directory, else to the cwd
+    const: Any = None  # an option that may be given bare: its value then
 
     @property
     def option(self) -> str:
@@ -89,14 +112,20 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         parse=_paths,
         repeat=True,
+        path=True,
     ),
-    Setting("env_file", "env file for interpolation (default: .env beside the compose file)"),
+    Setting(
+        "env_file",
+        "env file for interpolation (default: .env beside the compose file)",
+        path=True,
+    ),
     Setting(
         "up",
-        "boot the whole stack, print its URLs and keep it up until Ctrl-C",
+        "boot the stack (bare: all of it; =a,b: those services and what they need), "
+        "print its URLs and keep it up until Ctrl-C; runs no tests",
         False,
-        parse=flag_value,
-        flag=True,
+        parse=_up,
+        const=True,
     ),
     Setting(
         "profile",
@@ -110,6 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
         "backend",
         "how services run: local (processes), compose (containers), external (already running)",
         "local",
+        parse=_backend,
     ),
     Setting(
         "build",
@@ -132,7 +162,30 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_urls,
         repeat=True,
     ),
-    Setting("logs_dir", "write each service's log here (kept after the run, for CI artifacts)"),
+    Setting(
+        "free_ports",
+        "give every host port taken from a variable with a default (${API_PORT:-8000}) a "
+        "free port instead, the same everywhere the variable is used; variables you set "
+        "keep their value",
+        False,
+        "PYAIRTABLE_FREE_PORTS",
+        parse=flag_value,
+        flag=True,
+    ),
+    Setting(
+        "inherit_env",
+        "local services get this process's whole environment, not only what the compose "
+        "file declares plus a small base (PATH, HOME, LANG, ...)",
+        False,
+        "PYAIRTABLE_INHERIT_ENV",
+        parse=flag_value,
+        flag=True,
+    ),
+    Setting(
+        "logs_dir",
+        "write each service's log here (kept after the run, for CI artifacts)",
+        path=True,
+    ),
     Setting(
         "health_check_timeout",
         "seconds a service may take to pass its probe (default: from its healthcheck, else 120)",
@@ -166,6 +219,7 @@ SETTINGS: tuple[Setting, ...] = (
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",
         parse=_output_file,
+        path=True,
     ),
     Setting("debug", "print every probe attempt", False, "DEBUG", parse=flag_value, flag=True),
 )
@@ -179,6 +233,26 @@ class Resolved:
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
+
+    def with_paths(self, ini_dir: Path | None, cwd: Path) -> Resolved:
+        """Path settings made absolute: those from an ini file against its directory
+        (``cd tests && pytest`` reads the same files), the others against ``cwd``."""
+        values = dict(self.values)
+        for setting in SETTINGS:
+            value = values[setting.name]
+            if not setting.path or not value:
+                continue
+            from_ini = self.sources[setting.name].startswith("ini ")
+            base = ini_dir if from_ini and ini_dir is not None else cwd
+            if isinstance(value, tuple):
+                values[setting.name] = tuple(_absolute(base, v) for v in value)
+            else:
+                values[setting.name] = _absolute(base, value)
+        return Resolved(values, self.sources)
+
+
+def _absolute(base: Path, value: str) -> str:
+    return os.path.abspath(base / Path(value).expanduser())
 
 
 def resolve(

@@ -1,7 +1,8 @@
 """`pyairtable down`, `status` and `logs`: commands on a recorded stack (kept, or held
 by a foreground `up`). They need its record only, never the compose file or its
 variables, and `down` stops it the way a run's own end does: dependents first, data
-safety first, every process confirmed gone."""
+safety first, every process confirmed gone. With nothing running, `down` has nothing to
+do (exit 0, as compose) and `logs` shows the last finished run's (lastrun.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .backends.ownership import sweep, temp_base
 from .errors import PyAirtableError
 from .hooks import HookEvents
 from .kept import GONE, KeptStack
+from .lastrun import LastRunLogs, read_last_run
 from .redact import Redactor
 from .signals import shielded
 
@@ -67,8 +69,16 @@ def _owner_stopped_it(kept: KeptStack, path: Path, say: Say) -> bool:
 
 
 def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> int:
-    kept = load(path)
+    kept = KeptStack.load(path)
+    if kept is None:
+        say(f"pyairtable: nothing to stop: no running stack is recorded in {path}")
+        if volumes:
+            sweep([temp_base()], retained_too=True)
+            say("pyairtable: removed logs and leftovers of killed runs")
+        return 0
     events = HookEvents(hook, Redactor(kept.secrets))
+    last_logs = LastRunLogs(path, kept.run_id, kept.secrets)
+    events.stopped = last_logs.save  # `pyairtable logs` shows them after the stop
     orch = kept.orchestrator(listener=events, volumes=volumes)
     owner = kept.owner
     if owner is not None and owner.pid != os.getpid() and owner.alive:
@@ -82,6 +92,7 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
         say("pyairtable: stopping its services directly")
     with shielded():  # a second Ctrl-C must not leave half of it running
         orch.stop(emergency=emergency, keep_logs=not volumes)
+    last_logs.finish()
     for line in events.drain():
         say(line)
     path.unlink(missing_ok=True)
@@ -136,14 +147,19 @@ def status(path: Path, *, as_json: bool, say: Say) -> int:
     return 0 if all(r["health"] in ("healthy", "completed") for r in rows) else 1
 
 
-def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say) -> int:
-    kept = load(path)
-    names = [service] if service else list(kept.services)
-    unknown = [n for n in names if n not in kept.services]
+def _names(service: str | None, known: Sequence[str], what: str) -> list[str]:
+    names = [service] if service else list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise PyAirtableError(
-            f"no service {unknown[0]!r} in the running stack; it has: {', '.join(kept.services)}."
-        )
+        raise PyAirtableError(f"no service {unknown[0]!r} in {what}; it has: {', '.join(known)}.")
+    return names
+
+
+def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say, note: Say) -> int:
+    kept = KeptStack.load(path)
+    if kept is None:
+        return last_run_logs(path, service, lines=lines, say=say, note=note)
+    names = _names(service, list(kept.services), "the running stack")
     redact = Redactor(kept.secrets)
     paths = {n: kept.services[n].handle.log_path for n in names}
     prefix = len(names) > 1
@@ -161,6 +177,25 @@ def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say)
                     chunk = f.read()
                 offsets[name] += len(chunk)
                 _print_lines(name, chunk.decode(errors="replace").splitlines(), prefix, redact, say)
+    return 0
+
+
+def last_run_logs(path: Path, service: str | None, *, lines: int, say: Say, note: Say) -> int:
+    """The logs of the last finished run, when no stack runs."""
+    found = read_last_run(path)
+    if found is None:
+        raise PyAirtableError(
+            f"no running stack is recorded in {path}, and no finished run left its logs "
+            "there. Fix: start one with `pyairtable up` (or run the tests)."
+        )
+    index, directory = found
+    names = _names(service, list(index.get("services", [])), "the last run")
+    ago = time.time() - float(index.get("finished", time.time()))
+    note(f"pyairtable: nothing runs; the logs of the last run, which ended {ago:.0f}s ago")
+    redact = Redactor(list(index.get("secrets", [])))
+    for name in names:
+        text = (directory / f"{name}.log").read_text(errors="replace").splitlines()
+        _print_lines(name, text[-lines:] if lines else [], len(names) > 1, redact, say)
     return 0
 
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -110,3 +111,19 @@ def standin_services(project: Project, ports: dict[str, int]) -> None:
 
 def record_of(compose_dir: Path, name: str = "docker-compose.yml") -> Path:
     return compose_dir / ".pyairtable" / f"{name}.json"
+
+
+def standin_service(name: str, port: int, *, extra: str = "", delay: float = 0.05) -> str:
+    """A compose service running the stand-in on ``port``, ready when its /health
+    answers; ``extra``: more keys of the service (one per line, no indent). Join them
+    after a ``services:`` line for ``Project.compose``."""
+    command = f"python -m pytest_pyairtable.standin --name {name} --port {port}"
+    lines = [
+        f"  {name}:",
+        f"    image: example/{name}",
+        *(f"    {line}" for line in textwrap.dedent(extra).strip().splitlines()),
+        "    x-pyairtable:",
+        f"      local: {{command: {command} --startup-delay {delay}}}",
+        f'      probe: {{http: "http://127.0.0.1:{port}/health"}}',
+    ]
+    return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ it, and a backend that cannot keep a stack refuses with a ``KeepError``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -72,6 +73,10 @@ class Backend(Protocol):
     def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
         """A readiness probe only this backend can run (an engine's health), or None."""
 
+    def command_env(self, svc: ServiceSpec) -> Mapping[str, str]:
+        """The environment of a command run on the host for ``svc`` (a healthcheck or
+        probe command): what the service declares, as its container would have it."""
+
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Release what the run holds. ``keep_stack``: the stack stays up, recorded at that
         path; mark its state so no other run's clean-up takes it. ``keep_logs``: the
@@ -120,9 +125,11 @@ class BaseBackend:
     owns_services: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
-        """``options``: run_id, logs_dir, compose_file, build, cleanup_volumes, and what
-        a front end passes for one backend only (each takes what it knows)."""
+        """``options``: run_id, logs_dir, compose_file, build, cleanup_volumes,
+        inherit_env, port_holds, and what a front end passes for one backend only (each
+        takes what it knows)."""
         self.notices: list[str] = []
+        self.inherit_env = bool(options.get("inherit_env", False))
 
     def launch(self, svc: ServiceSpec) -> Running:
         raise NotImplementedError
@@ -135,6 +142,11 @@ class BaseBackend:
 
     def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
         return None
+
+    def command_env(self, svc: ServiceSpec) -> Mapping[str, str]:
+        from .environment import service_environment
+
+        return service_environment(svc, os.environ, inherit=self.inherit_env)
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Nothing held by default."""
@@ -156,23 +168,14 @@ class BaseBackend:
 
 
 BackendFactory = Callable[..., BaseBackend]
-BACKENDS: dict[str, str] = {
-    "local": "pytest_pyairtable.backends.local:LocalBackend",
-    "external": "pytest_pyairtable.backends.external:ExternalBackend",
-    "compose": "pytest_pyairtable.backends.compose:ComposeBackend",
-}
 
 
 def backend_class(name: str) -> type[BaseBackend]:
     import importlib
 
-    from ..errors import ConfigError
+    from . import BACKENDS, check_backend
 
-    if name not in BACKENDS:
-        raise ConfigError(
-            f"unknown backend {name!r}. Valid: {', '.join(BACKENDS)}. "
-            "Fix: --pyairtable-backend=local, compose or external."
-        )
+    check_backend(name)
     module, _, attr = BACKENDS[name].partition(":")
     cls: type[BaseBackend] = getattr(importlib.import_module(module), attr)
     return cls

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PrerequisiteError
+from ..freeports import PortHolds
 from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
@@ -56,6 +57,7 @@ class ComposeBackend(BaseBackend):
         build: str = "auto",
         cleanup_volumes: bool = False,
         cleanup: list[str] | None = None,
+        port_holds: PortHolds | None = None,
         **_: Any,
     ) -> None:
         from pytest_docker.plugin import DockerComposeExecutor, Services, get_docker_ip
@@ -65,6 +67,10 @@ class ComposeBackend(BaseBackend):
         self.command, found = (
             (compose_command, compose_command) if compose_command else detect_compose()
         )
+        self.port_holds = port_holds
+        if port_holds is not None and port_holds.chosen:  # compose reads the file itself
+            assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in port_holds.environ().items())
+            self.command = f"env {assignments} {self.command}"
         # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
         # remove such a project once its pid is gone, kept or not.
         self.project = project_name or f"pyairtable-run-{run_id}"
@@ -149,6 +155,8 @@ class ComposeBackend(BaseBackend):
         return ids[0] if ids else None
 
     def launch(self, svc: ServiceSpec) -> ContainerService:
+        if self.port_holds is not None:  # the engine binds them now
+            self.port_holds.release(m.host for m in svc.ports if m.host)
         log_path = self.logs_dir / f"{svc.name}.log"
         ownership.private_file(log_path)
         created = self._created.get(svc.name)
@@ -249,6 +257,7 @@ class ComposeBackend(BaseBackend):
         backend.cleanup = []  # `compose down` would need the file and its variables
         backend.docker_ip = str(state.get("docker_ip", "127.0.0.1"))
         backend._reaper = None
+        backend.port_holds = None
         backend._batches = []
         backend.started = []
         return backend

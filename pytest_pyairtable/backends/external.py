@@ -47,8 +47,8 @@ class ExternalBackend(BaseBackend):
     name = "external"
     owns_services = False
 
-    def __init__(self, **_: Any) -> None:
-        super().__init__()
+    def __init__(self, **options: Any) -> None:
+        super().__init__(inherit_env=bool(options.get("inherit_env")))
 
     def launch(self, svc: ServiceSpec) -> Attached:
         return Attached()

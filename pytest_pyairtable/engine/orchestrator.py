@@ -203,7 +203,7 @@ class Orchestrator:
         except Exception as exc:  # a bug of ours: report it on the service, never hang
             self._fail(run, ServiceError(run.name, f"hit an internal error: {exc!r}"))
 
-    def _pass_gate(self, run: ServiceRun, running: Running) -> None:
+    def _pass_gate(self, run: ServiceRun, running: Running, *, boot: bool = True) -> None:
         def on_attempt(n: int, error: str | None) -> None:
             run.attempts = n
             if error:
@@ -212,13 +212,15 @@ class Orchestrator:
 
         assert self._deadline is not None
         verdict = self.gate.wait(run, running, self._deadline, on_attempt)
-        # The start-up's failed attempts say nothing about a later death.
+        # The start-up's failed attempts say nothing about a later death. Only the
+        # boot sets the times: a later start is one of the run's restarts.
+        times = {"ready_at": self.now()} if boot else {}
         self._set(
             run,
             State.COMPLETED if verdict.completed else State.READY,
-            ready_at=self.now(),
             details=verdict.details,
             last_probe_error="",
+            **times,
         )
         self.listener.service_ready(run)
 
@@ -252,23 +254,27 @@ class Orchestrator:
 
     # -- one service again (faults, and later a restart command) ----------------------
 
-    def restart(self, name: str, *, kill: bool = False) -> Handle:
-        """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready."""
+    def restart(self, name: str, *, kill: bool = False, grace: float | None = None) -> Handle:
+        """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready.
+        ``grace``: seconds before SIGKILL, instead of its stop_grace_period."""
         run = self.runs[name]
         if run.running is not None and run.running.poll() is None:
             if kill:
                 run.running.kill()
             else:
-                run.running.stop(run.spec.stop_grace_period)
-        self._set(run, State.STARTING, starting_at=self.now(), error=None, ready_at=None)
+                run.running.stop(run.spec.stop_grace_period if grace is None else grace)
+        began = self.now()
+        run.restarts.append((began, None))
+        self._set(run, State.STARTING, error=None)
         try:
             running = self.backend.launch(run.spec)
-            self._set(run, State.RUNNING, running=running, launched_at=self.now())
+            self._set(run, State.RUNNING, running=running)
             self._deadline = time.monotonic() + self.timing.max_startup_time
-            self._pass_gate(run, running)
+            self._pass_gate(run, running, boot=False)
         except ServiceError as exc:
             self._fail(run, exc)
             raise
+        run.restarts[-1] = (began, self.now())
         return self.handle(name)
 
     def regate(self, name: str) -> None:
@@ -276,7 +282,7 @@ class Orchestrator:
         run = self.runs[name]
         if run.state is State.READY and run.running is not None:
             self._deadline = time.monotonic() + self.timing.max_startup_time
-            self._pass_gate(run, run.running)
+            self._pass_gate(run, run.running, boot=False)
 
     # -- a kept stack's services ------------------------------------------------------
 

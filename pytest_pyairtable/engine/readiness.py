@@ -136,7 +136,11 @@ class Gate:
             return self._await_exit(run, running, deadline)
         spec = run.spec
         check = spec.healthcheck
-        ctx = ProbeContext(running.log_path, min(check.timeout, 5.0) if check else 2.0)
+        ctx = ProbeContext(
+            running.log_path,
+            min(check.timeout, 5.0) if check else 2.0,
+            env=self.backend.command_env(spec),
+        )
         probe = self.backend.probe(spec, running, ctx) or self.probe_factory(spec, ctx)
         budget, cap, by_deadline = self._budget(spec, deadline)
 

@@ -45,6 +45,9 @@ class ServiceRun:
     attempts: int = 0
     last_probe_error: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # Later starts (a fault's heal, `pyairtable restart`): (began, ready or None). The
+    # fields above stay the boot's, so the summary's critical path is the boot's.
+    restarts: list[tuple[float, float | None]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.spec.secret_values())

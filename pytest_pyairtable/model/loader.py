@@ -27,6 +27,7 @@ from .dotenv import read_env_file
 from .extends import apply_extends
 from .interpolate import Interpolator
 from .merge import enforce_unicity, merge
+from .portvars import note_port_templates
 from .project import (
     Inputs,
     active_profiles,
@@ -48,6 +49,8 @@ class Record:
     files: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     variables: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    # every ports: entry as written, before interpolation (see portvars.py)
+    port_templates: list[tuple[str, bool]] = field(default_factory=list)
 
     def note(self, path: Path) -> bool:
         try:
@@ -225,6 +228,7 @@ class _Loader:
     ) -> dict[str, Any]:
         if size_problem(doc.get("services")):  # refused before the cost of reading them
             raise ConfigError(f"{path}: {size_problem(doc.get('services'))}")
+        note_port_templates(doc, self.record.port_templates)
         cfg = interp.walk(doc)
         if "version" in cfg:
             self.record.warnings.append(f"{path}: `version` is obsolete and ignored")
@@ -288,6 +292,7 @@ class _Loader:
             merged: dict[str, Any] = {}
             for doc in self.documents(path):
                 if isinstance(doc, dict):
+                    note_port_templates(doc, self.record.port_templates)
                     merged = merge(merged, interp.walk(doc))
             services = merged.get("services")
             if not isinstance(services, dict):

@@ -188,11 +188,13 @@ def load_stack(
     profiles: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
     project_dir: Path | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> StackSpec:
     """Read the compose file(s), merged in order, as ``docker compose`` would.
 
     ``env_file`` replaces the project ``.env`` (and ``COMPOSE_ENV_FILES``); ``profiles``
-    replaces ``COMPOSE_PROFILES``; ``environ`` defaults to ``os.environ``.
+    replaces ``COMPOSE_PROFILES``; ``environ`` defaults to ``os.environ``; ``overrides``
+    are variables set over it, as if in the environment (free ports: freeports.py).
     """
     from .loader import load_model
     from .project import Inputs
@@ -203,7 +205,7 @@ def load_stack(
         files=tuple(Path(os.path.abspath(f)) for f in files),
         env_files=None if env_files is None else tuple(Path(os.path.abspath(f)) for f in env_files),
         profiles=tuple(profiles),
-        environ=dict(os.environ if environ is None else environ),
+        environ={**(os.environ if environ is None else environ), **(overrides or {})},
         project_dir=project_dir,
     )
     return build_stack(load_model(inputs))

@@ -82,9 +82,15 @@ def as_probe(obj: object) -> Probe:
 class ProbeContext:
     """What a probe may need beyond its spec."""
 
-    def __init__(self, log_path: Path | None = None, attempt_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        log_path: Path | None = None,
+        attempt_timeout: float = 2.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.log_path = log_path
         self.attempt_timeout = attempt_timeout
+        self.env = env  # a command's environment: the service's, as in its container
 
 
 class HttpProbe(BaseProbe):
@@ -205,6 +211,7 @@ class CommandProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         self.argv = list(spec.argv)
         self.timeout = ctx.attempt_timeout
+        self.env = None if ctx.env is None else dict(ctx.env)
 
     def check(self) -> dict[str, Any]:
         try:
@@ -214,6 +221,7 @@ class CommandProbe(BaseProbe):
                 timeout=self.timeout,
                 check=False,
                 stdin=subprocess.DEVNULL,
+                env=self.env,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None

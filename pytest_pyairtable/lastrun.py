@@ -1,0 +1,94 @@
+"""The logs of the last finished run, for `pyairtable logs` once nothing runs any more.
+
+As each service of a stack stops (the end of a test run, Ctrl-C on `up`, `pyairtable
+down`), the end of its log (at most ``TAIL_BYTES``) is copied beside the compose file,
+into ``.pyairtable/<compose file>.last-run/``, with what to redact. When the whole stack
+has stopped, that directory replaces the previous run's: a reader sees one run's logs,
+never a mix. The directory is ours (in the git-ignored ``.pyairtable/``), like the
+kept stack's record beside it; the index is written with mode 0600 (it lists secrets).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .model.topology import own_dir
+
+if TYPE_CHECKING:
+    from .engine.run import ServiceRun
+
+TAIL_BYTES = 1 << 20
+INDEX = "index.json"
+
+
+def last_run_dir(record: Path) -> Path:
+    """Beside the record of a kept stack of the same compose file."""
+    return record.with_name(record.name.removesuffix(".json") + ".last-run")
+
+
+class LastRunLogs:
+    """Collects a stopping stack's log tails; ``finish`` makes them the last run's."""
+
+    def __init__(self, record: Path, run_id: str, secrets: list[str]) -> None:
+        self.final = last_run_dir(record)
+        self.staging = self.final.with_name(f"{self.final.name}.{run_id}.tmp")
+        self.run_id = run_id
+        self.secrets = secrets
+        self.services: list[str] = []
+        self._lock = threading.Lock()
+
+    def save(self, run: ServiceRun) -> None:
+        """Copy the end of a stopped service's log (called from its stop thread)."""
+        running = run.running
+        if running is None or running.log_path is None or not running.log_path.exists():
+            return
+        with contextlib.suppress(Exception):  # an unfinished log follower: take what is there
+            running.sync_logs()
+        try:
+            with self._lock:
+                if not self.staging.is_dir():
+                    own_dir(self.final.parent)
+                    self.staging.mkdir(mode=0o700)
+            with open(running.log_path, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES))
+                (self.staging / f"{run.name}.log").write_bytes(log.read())
+            with self._lock:
+                self.services.append(run.name)
+        except OSError:
+            return  # a read-only checkout: no last-run logs, nothing else lost
+
+    def finish(self) -> None:
+        """The stack has stopped: these are now the last run's logs."""
+        if not self.services:
+            return
+        self.services, services = [], self.services
+        index = {"run_id": self.run_id, "finished": time.time(), "secrets": self.secrets,
+                 "services": sorted(services)}  # fmt: skip
+        try:
+            fd = os.open(self.staging / INDEX, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(index, f)
+            old = self.final.with_name(f"{self.final.name}.{self.run_id}.old")
+            with contextlib.suppress(FileNotFoundError):
+                self.final.rename(old)
+            self.staging.rename(self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def read_last_run(record: Path) -> tuple[dict[str, Any], Path] | None:
+    """The last finished run's index and its directory, or None when there is none."""
+    directory = last_run_dir(record)
+    try:
+        index = json.loads((directory / INDEX).read_text())
+    except (OSError, ValueError):
+        return None
+    return (index, directory) if isinstance(index, dict) else None

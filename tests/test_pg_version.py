@@ -1,0 +1,39 @@
+"""A postgres image run on this machine's PostgreSQL binaries says which version runs,
+and warns when it is older than the image's major version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from conftest import Project
+from pytest_pyairtable.backends.recipes import find_binary, server_version
+
+Ports = Callable[[int], list[int]]
+
+
+@pytest.mark.parametrize("newer", [True, False])
+def test_postgres_image_version_against_the_local_binaries(
+    project: Project, free_ports: Ports, newer: bool
+) -> None:
+    local = server_version(find_binary("postgres", "db", hint=""))
+    major = int(local.split(".")[0])
+    tag = major + 3 if newer else major
+    (port,) = free_ports(1)
+    project.compose(f"""
+        services:
+          db:
+            image: postgres:{tag}-alpine
+            environment: {{POSTGRES_PASSWORD: pw}}
+            ports: ["{port}:5432"]
+    """)
+    project.tests("def test_db(pyairtable_db): pass\n")
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    said = f"service 'db': image postgres:{tag}-alpine runs on the local PostgreSQL {local}"
+    assert said in out
+    warned = f"older than the image's {tag}" in out and "apt-get install postgresql-" in out
+    assert warned is newer
+    assert ("warning: " + said in out) is newer
