@@ -165,9 +165,12 @@ def test_no_planted_secret_reaches_any_output_or_file(
         not leaks(junit.read_text()) and "DATABASE_URL=postgresql://app:***@" in junit.read_text()
     )
     assert not leaks(timeline.read_text()) and "broken" in timeline.read_text()
-    # Files: the services' own logs hold what they printed (0600); nothing else holds any.
+    # Files: the services' own logs hold what they printed, as do the last run's copies
+    # of them (and its index, what to redact), 0600 all; nothing else holds any.
     read = assert_files_hold_no_secret(
-        [project.path, no_leaks.root], lambda p: p.parent == logs and p.suffix == ".log", inputs
+        [project.path, no_leaks.root],
+        lambda p: p.parent == logs or p.parent.name.endswith(".last-run"),
+        inputs,
     )
     assert read > 5
     assert {p.name for p in logs.iterdir()} >= {"api.log", "broken.log", "postgres.log"}
@@ -201,7 +204,12 @@ def test_the_command_line_shows_no_planted_secret(
         outputs.append(cli("wait", dsn.replace(str(ports[0]), "9"), "--timeout", "0.1").stderr)
         assert_files_hold_no_secret(
             [project.path, no_leaks.root],
-            lambda p: p == record or (p.suffix == ".log" and p.parent.name.endswith("-logs")),
+            lambda p: (
+                p == record
+                or (
+                    p.parent.name.endswith(("-logs", ".last-run")) and p.suffix in (".log", ".json")
+                )
+            ),
             inputs,
         )
     finally:
