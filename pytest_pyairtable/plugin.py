@@ -4,7 +4,9 @@ Fixtures are generated from the compose file at configure time, each requesting 
 fixtures of its ``depends_on``, so pytest knows the closure every test needs. The
 first fixture set up starts the closure of *all* collected tests at once (the
 orchestrator runs it concurrently); fixtures only wait. Everything else is the
-runtime's (runtime.py), which the `pyairtable` command drives too.
+runtime's (runtime.py), which the `pyairtable` command drives too, and the stack
+owner's (owner.py: leases, faults, resets). Longer than our other modules: it is the
+whole pytest front end, and the only module that imports pytest.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import pytest
 
 from . import hookspecs, report
 from .errors import ConfigError, InterpolationError, PyAirtableError
+from .lease import EXCLUSIVE, SHARED
 from .model.names import fixture_name
+from .owner import LocalAccess, StackOwner
 from .report import FirstReports, redact_report
 from .runtime import Runtime, runtime_for
 from .settings import SETTINGS, resolve
@@ -30,6 +34,7 @@ from .signals import install_sigterm_handler, restore_sigterm_handler, shielded
 if TYPE_CHECKING:
     from .engine.faults import Faults
     from .engine.orchestrator import Handle
+    from .engine.reset import Reset
     from .share import StackClient, StackServer
 
 FIXTURES_PLUGIN = "pyairtable-fixtures"
@@ -42,9 +47,14 @@ class Front:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.reports = FirstReports()
+        self.owner = StackOwner(runtime)  # used where this process owns the stack
+        self.access: LocalAccess | StackClient = LocalAccess(self.owner)
         self.client: StackClient | None = None  # an xdist worker: the controller owns it
         self.server: StackServer | None = None  # the xdist controller
         self.nodeid = ""
+        self.worker = ""  # xdist's worker id, for lease errors
+        self.leased = False  # the current test holds a lease
+        self.restored: list[str] | None = None  # what the current test's reset restored
         self.old_sigterm: Any = None
 
     def services(self, fixturenames: Iterable[str]) -> list[str]:
@@ -52,30 +62,42 @@ class Front:
         return [n for n in self.runtime.topology() if fixture_name(n) in wanted]
 
     def handle(self, name: str) -> Handle:
-        if self.client is not None:
-            return self.client.handle(name, sorted(self.runtime.needed), self.nodeid)
-        return self.runtime.handle(name)
+        return self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
 
     def stack_handles(self) -> dict[str, Handle]:
         if self.client is None:
-            return self.runtime.stack_handles()
+            return self.owner.stack_handles()
         return {name: self.handle(name) for name in self.runtime.topology()}
+
+    def lease(self, mode: str) -> None:
+        """Hold the stack, ``mode`` at least, until the test's teardown."""
+        self.access.lease(mode, f"{self.worker} {self.nodeid}".strip())
+        self.leased = True
+
+    def reset(self, names: list[str] | None, *, alone: bool) -> list[str]:
+        """Restore services' data with the stack held alone; then share it again, unless
+        the test holds it ``alone`` (it breaks things too)."""
+        self.lease(EXCLUSIVE)
+        try:
+            self.restored = self.access.reset(names, sorted(self.runtime.needed))
+            return self.restored
+        finally:
+            if not alone:
+                self.access.lease("downgrade", "")
 
     def serve_workers(self) -> None:
         from .share import StackServer
 
-        def serve(name: str, needed: list[str]) -> Handle:
-            return self.runtime.handle(name, needed, main_thread=False)
-
-        self.server = StackServer(serve, self.reports.first, self.runtime.run_id)
+        self.server = StackServer(self.owner, self.reports.first, self.runtime.run_id)
 
     def stop(self) -> None:
         if self.client is not None:
             self.client.close()
+        self.owner.closing = True  # a worker that goes away now is not healed
         if self.server is not None:
             self.server.close()  # no new requests; those in flight end with the stack
         with shielded():
-            self.runtime.stop()
+            self.owner.stop()
         if self.server is not None:
             self.server.join()  # the run is over when pytest returns: no thread answers on
 
@@ -125,10 +147,17 @@ def pytest_configure(config: pytest.Config) -> None:
     front = Front(runtime)
     config.stash[STASH] = front
     workerinput = getattr(config, "workerinput", {})
+    config.addinivalue_line(
+        "markers",
+        "pyairtable_reset(*services): restore these services' data (default: every "
+        "PostgreSQL and Redis service) to the snapshot taken at start-up, before the test",
+    )
     if "pyairtable_socket" in workerinput:
         from .share import StackClient
 
         front.client = StackClient(workerinput["pyairtable_socket"])
+        front.access = front.client
+        front.worker = str(workerinput.get("workerid", ""))
         if "pyairtable_ports" in workerinput:  # the owner chose them: the same values here
             from .freeports import PortHolds
 
@@ -242,15 +271,36 @@ def _pytest_docker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture
 def pyairtable_faults(_pyairtable_session: Front) -> Generator[Faults, None, None]:
     """Break a service during one test (stop, kill, pause, restart); after the test the
-    stack is healed and healthy again before the next test starts."""
-    if _pyairtable_session.client is not None:
-        raise PyAirtableError(
-            "pyairtable_faults needs the process that owns the stack, and under xdist that "
-            "is the controller. Fix: run resilience tests without -n (or with -n 0)."
-        )
-    faults = _pyairtable_session.runtime.faults()
-    yield faults
-    faults.heal()
+    stack is healed and healthy again before the next test starts. The test has the
+    stack alone: under xdist, other workers' tests wait (see lease.py)."""
+    from .engine.faults import Faults
+
+    front = _pyairtable_session
+    front.lease(EXCLUSIVE)  # taken before the test already; from a test body, an upgrade
+    front.access.fault("begin", "")
+    yield Faults(front.access.fault)
+    front.access.fault("heal", "")
+
+
+@pytest.fixture
+def pyairtable_reset(request: pytest.FixtureRequest, _pyairtable_session: Front) -> Reset:
+    """The services' data restored before the test (all PostgreSQL and Redis services,
+    or those its ``pyairtable_reset`` marker names); call it to restore again."""
+    from .engine.reset import Reset
+
+    front = _pyairtable_session
+    alone = "pyairtable_faults" in request.fixturenames
+    if front.restored is None:  # requested from the test body: not reset before it
+        front.reset(None, alone=alone)
+    return Reset(front.restored or (), lambda names: front.reset(names, alone=alone))
+
+
+def _reset_request(item: pytest.Item) -> list[str] | None:
+    """What a test asks to reset before it: None (nothing), [] (everything) or names."""
+    marker = item.get_closest_marker("pyairtable_reset")
+    if marker is not None:
+        return [str(name) for name in marker.args]
+    return [] if "pyairtable_reset" in getattr(item, "fixturenames", ()) else None
 
 
 @pytest.hookimpl(trylast=True)
@@ -261,6 +311,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     topology = front.runtime.topology()
     everything = "pyairtable_stack" in wanted
     front.runtime.needed = set(topology) if everything else set(front.services(wanted))
+    resets = [_reset_request(item) for item in items]
+    named = {name for names in resets if names for name in names}
+    front.access.resets = sorted(named | ({"*"} if [] in resets else set()))
+    front.runtime.needed |= named & set(topology)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -300,15 +354,38 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture: the test's lease on the stack (exclusive for faults and
+    resets, shared for any other use), and its reset."""
     front = item.config.stash[STASH]
     front.nodeid = item.nodeid
+    front.restored = None
     names = getattr(item, "fixturenames", ())
     runtime = front.runtime
     if runtime.loaded and runtime.error is not None:
         if any(n.startswith("pyairtable_") for n in names):
             raise runtime.error.fresh()  # ours, not pytest's "fixture not found"
         return
-    runtime.check_alive(front.services(names))
+    reset = _reset_request(item)
+    alone = "pyairtable_faults" in names
+    if alone or reset is not None:
+        front.lease(EXCLUSIVE)
+    elif front.services(names) or "pyairtable_stack" in names:
+        front.lease(SHARED)
+    if reset is not None:
+        front.reset(reset or None, alone=alone)
+    front.runtime.check_alive(front.services(names))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """After every fixture's teardown (a fault test's heal included): let others in."""
+    try:
+        return (yield)
+    finally:
+        front = item.config.stash[STASH]
+        if front.leased:
+            front.leased = False
+            front.access.lease("none", "")
 
 
 @pytest.hookimpl(tryfirst=True)

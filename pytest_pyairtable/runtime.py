@@ -23,7 +23,6 @@ from .runfiles import RunFiles
 from .settings import Resolved, flag_value
 
 if TYPE_CHECKING:
-    from .engine.faults import Faults
     from .engine.orchestrator import Handle, Orchestrator
     from .freeports import PortHolds
     from .kept import KeptStack
@@ -312,11 +311,6 @@ class Runtime:
         if self.attached() is None:
             self.orchestrator().start()
         return {name: self.handle(name) for name in graph.start_order(self.topology())}
-
-    def faults(self) -> Faults:
-        from .engine.faults import Faults
-
-        return Faults(self.orchestrator())
 
     def check_alive(self, names: Iterable[str]) -> None:
         """Before a test: a service it needs that died mid-session fails it with the cause."""

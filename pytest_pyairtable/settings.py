@@ -215,6 +215,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_seconds,
     ),
     Setting(
+        "lease_timeout",
+        "seconds a test may wait for its turn with the stack: while a fault or reset "
+        "test has it alone, or, for that test, until the tests holding it end",
+        600.0,
+        parse=_seconds,
+    ),
+    Setting(
         "timeline",
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",

@@ -3,14 +3,17 @@
 Under pytest-xdist the controller owns the stack (it outlives every worker, so it can
 tear down once, after the last); workers ask it for a service and wait for the
 answer. Requests carry the worker's collected closure, so the stack is still only
-what the tests need. Each request is one JSON line naming its ``op``; so is each
-answer. The socket's directory carries an ownership marker: a killed controller's is
-removed by the next controller that proves it stale.
+what the tests need. Each request is one JSON line naming its ``op`` (handle, lease,
+fault, reset: see owner.py); each answer is one line too. Each connection is one
+holder of a lease: when it drops (the worker crashed), what it broke is healed and
+its lease released. The socket's directory carries an ownership marker: a killed
+controller's is removed by the next controller that proves it stale.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -20,20 +23,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends import ownership
 from .engine.handle import Handle, handle_from_json, handle_to_json
 from .errors import PyAirtableError, RemoteError
+from .lease import HolderGone
 
-Serve = Callable[[str, list[str]], Handle]  # (service, needed) -> handle, raising on failure
+if TYPE_CHECKING:
+    from .owner import StackOwner
+
 FirstReport = Callable[[PyAirtableError, str], str]  # (error, nodeid) -> first reporter
 
 
 class StackServer:
-    def __init__(self, serve: Serve, first_report: FirstReport, run_id: str = "") -> None:
-        self._serve = serve
+    def __init__(self, owner: StackOwner, first_report: FirstReport, run_id: str = "") -> None:
+        self._owner = owner
         self._first_report = first_report
+        self._holders = itertools.count(1)
         # A short path: Unix socket paths are limited to about 100 bytes.
         base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
         ownership.sweep([base])
@@ -68,21 +75,26 @@ class StackServer:
             thread.start()
 
     def _converse(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), conn, conn.makefile("rwb") as stream:
-            for line in stream:
-                answer = self._answer(json.loads(line))
-                stream.write(json.dumps(answer).encode() + b"\n")
-                stream.flush()
+        holder = f"worker-{next(self._holders)}"
+        try:
+            with conn, conn.makefile("rwb") as stream:
+                for line in stream:
+                    answer = self._answer(holder, json.loads(line), lambda: _gone(conn))
+                    stream.write(json.dumps(answer).encode() + b"\n")
+                    stream.flush()
+        except OSError:
+            pass  # the worker went away mid-answer: the same as after it
+        finally:
+            self._owner.drop(holder)  # heal what it broke, release its lease
 
-    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _answer(
+        self, holder: str, request: dict[str, Any], gone: Callable[[], bool]
+    ) -> dict[str, Any]:
         nodeid = str(request.get("nodeid", ""))
         try:
-            if request.get("op", "handle") != "handle":
-                raise PyAirtableError(f"pyairtable: unknown request {request.get('op')!r}")
-            return {
-                "ok": True,
-                "handle": handle_to_json(self._serve(request["service"], request["needed"])),
-            }
+            return {"ok": True, "value": self._dispatch(holder, request, gone)}
+        except HolderGone:
+            return {"ok": False, "text": "gone", "headline": "gone", "first": None}
         except Exception as exc:  # every failure goes back to the worker, as text
             if not isinstance(exc, PyAirtableError):
                 exc = PyAirtableError(f"pyairtable: internal error in the stack owner: {exc!r}")
@@ -94,6 +106,22 @@ class StackServer:
                 "headline": exc.headline(),
                 "first": None if first == nodeid else first,
             }
+
+    def _dispatch(self, holder: str, request: dict[str, Any], gone: Callable[[], bool]) -> Any:
+        owner, op = self._owner, request.get("op")
+        resets = [str(n) for n in request.get("resets", ())]
+        if op == "handle":
+            handle = owner.handle(request["service"], request["needed"], resets, main_thread=False)
+            return handle_to_json(handle)
+        if op == "lease":
+            return owner.lease(holder, request["mode"], str(request["label"]), gone)
+        if op == "fault":
+            broken = owner.fault(holder, request["action"], request["service"])
+            return handle_to_json(broken) if broken is not None else None
+        if op == "reset":
+            names, needed = request["services"], request["needed"]
+            return owner.reset(holder, names, needed, resets, main_thread=False)
+        raise PyAirtableError(f"pyairtable: unknown request {op!r}")
 
     def close(self) -> None:
         """Take no new request: end the accept loop and every worker's connection (an
@@ -118,38 +146,67 @@ class StackServer:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _gone(conn: socket.socket) -> bool:
+    """Whether the worker closed its end (it waits for our answer, so it sends nothing)."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 class StackClient:
     """A worker's side: one connection, one request at a time (fixtures are sequential)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.resets: list[str] = []  # what the collected tests will reset
         self._stream: Any = None
+        self._closed = False
         self._errors: dict[str, RemoteError] = {}
 
     def handle(self, service: str, needed: list[str], nodeid: str) -> Handle:
         if service in self._errors:  # a copy of one error: reported once here too
             raise self._errors[service].fresh()
+        request = {"service": service, "needed": needed, "nodeid": nodeid}
+        try:
+            return handle_from_json(self._call("handle", request))
+        except RemoteError as error:
+            self._errors[service] = error
+            raise error.fresh() from None
+
+    def lease(self, mode: str, label: str) -> None:
+        if self._closed:
+            return  # the session ended (its last teardown): the owner released it
+        self._call("lease", {"mode": mode, "label": label})
+
+    def fault(self, action: str, service: str) -> Handle | None:
+        value = self._call("fault", {"action": action, "service": service})
+        return handle_from_json(value) if value is not None else None
+
+    def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
+        return [str(n) for n in self._call("reset", {"services": services, "needed": needed})]
+
+    def _call(self, op: str, request: dict[str, Any]) -> Any:
         if self._stream is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(self.path)
             self._stream = sock.makefile("rwb")
-        request = {"op": "handle", "service": service, "needed": needed, "nodeid": nodeid}
-        self._stream.write(json.dumps(request).encode() + b"\n")
+        line = json.dumps({"op": op, "resets": self.resets, **request}).encode()
+        self._stream.write(line + b"\n")
         self._stream.flush()
-        line = self._stream.readline()
-        if not line:
-            raise RemoteError(
-                "pyairtable: the process owning the stack went away",
-                "pyairtable: the process owning the stack went away",
-            )
-        answer = json.loads(line)
-        if answer["ok"]:
-            return handle_from_json(answer["handle"])
-        error = RemoteError(answer["text"], answer["headline"], answer["first"])
-        self._errors[service] = error
-        raise error.fresh()
+        answer = self._stream.readline()
+        if not answer:
+            gone = "pyairtable: the process owning the stack went away"
+            raise RemoteError(gone, gone)
+        data = json.loads(answer)
+        if data["ok"]:
+            return data["value"]
+        raise RemoteError(data["text"], data["headline"], data["first"])
 
     def close(self) -> None:
+        self._closed = True
         if self._stream is not None:
             with contextlib.suppress(OSError):
                 self._stream.close()

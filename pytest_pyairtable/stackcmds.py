@@ -85,7 +85,7 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
         if _owner_stopped_it(kept, path, say):
             left = [n for n, r in orch.runs.items() if r.running and r.running.poll() is None]
             if not left:
-                path.unlink(missing_ok=True)
+                _forget(path)
                 say("pyairtable: stopped by its owning process")
                 return 0
             say(f"pyairtable: {', '.join(left)} still running after the owner exited")
@@ -95,13 +95,21 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
     last_logs.finish()
     for line in events.drain():
         say(line)
-    path.unlink(missing_ok=True)
+    _forget(path)
     if volumes:
         sweep([temp_base()], retained_too=True)
         say("pyairtable: removed logs and leftovers of killed runs")
     for error in orch.stop_errors:
         say(f"pyairtable: {error}")
     return 1 if orch.stop_errors else 0
+
+
+def _forget(path: Path) -> None:
+    """The record, and what was kept beside it (reset snapshots)."""
+    from .engine.reset import snapshot_file
+
+    path.unlink(missing_ok=True)
+    snapshot_file(path).unlink(missing_ok=True)
 
 
 def status_rows(kept: KeptStack) -> list[dict[str, Any]]:

@@ -150,14 +150,20 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
     (port,) = free_ports(1)
     one_service(project, port)
     project.tests("""
-        import os
-        from conftest import kill_own, marked_processes, service_pids, wait_until
+        import os, select
+        from conftest import kill_own, marked_processes, service_pids
 
         def test_kill_it(pyairtable_a):
             root = os.environ["PYAIRTABLE_TMPDIR"]  # this test's: only our 'a' is killed
             (pid,) = service_pids("a", root)
-            kill_own(pid, lambda p: p in marked_processes(root))
-            wait_until(lambda: not service_pids("a", root), what="'a' to exit")
+            # A pidfd turns readable once the process has exited (a zombie its parent can
+            # reap): /proc looks empty earlier, while it is still dying.
+            exited = os.pidfd_open(pid)
+            try:
+                kill_own(pid, lambda p: p in marked_processes(root))
+                assert select.select([exited], [], [], 30)[0], "'a' did not exit"
+            finally:
+                os.close(exited)
 
         def test_needs_it(pyairtable_a):
             pass

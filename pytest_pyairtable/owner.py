@@ -1,0 +1,311 @@
+"""What the process owning the stack does for the tests, wherever they run: handles,
+leases, faults and resets, each for a holder.
+
+Without xdist the pytest process is the only holder (``LocalAccess``); under xdist
+the controller owns the stack and each worker is a holder through its connection
+(share.py). One ``StackOwner`` serves both, so a fault or a reset behaves the same
+with and without ``-n``: it runs here, under the holder's exclusive lease (lease.py),
+and a holder that ends its test or goes away has its faults healed, then its lease
+released.
+
+Faults on a kept stack the run attached to are refused: that stack is shared with
+whatever else attached to it (another terminal's run, a developer's browser), which
+this run's lease cannot hold back; a service restarted here would be this run's
+process, outside the record `pyairtable down` stops; and a failed heal would leave a
+developer's stack broken. Resets of a kept stack are allowed (its snapshot is kept with
+it). Neither touches the external backend's services: they are not ours.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from .errors import PyAirtableError
+from .lease import EXCLUSIVE, LeaseTable
+
+if TYPE_CHECKING:
+    from .engine.faults import FaultInjector
+    from .engine.handle import Handle
+    from .engine.reset import Resets
+    from .model.spec import ServiceSpec
+    from .runtime import Runtime
+
+MAIN = "main"  # the holder that is the owner's own process
+
+
+class StackOwner:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.leases = LeaseTable(runtime.settings["lease_timeout"])
+        self._faults: dict[str, FaultInjector] = {}
+        self._wanted: set[str] = set()  # services to snapshot; "*": every one that can be
+        self._resets: Resets | None = None
+        self._lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._snapshotted = False
+        self._refusal: PyAirtableError | None = None  # why faults cannot be injected
+        self.closing = False  # the run is ending (set before workers' connections close)
+
+    # -- handles -------------------------------------------------------------------
+
+    def handle(
+        self, name: str, needed: Iterable[str], resets: Iterable[str], *, main_thread: bool
+    ) -> Handle:
+        """``name``'s handle; when the run resets services, only once the whole stack
+        is up and snapshotted, so that every test starts from the same data."""
+        self._want(resets)
+        handle = self.runtime.handle(name, needed, main_thread=main_thread)
+        self._snapshot(main_thread)
+        return handle
+
+    def stack_handles(self) -> dict[str, Handle]:
+        handles = self.runtime.stack_handles()
+        self._snapshot(main_thread=True)
+        return handles
+
+    def _want(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self._wanted.update(names)
+
+    # -- leases --------------------------------------------------------------------
+
+    def lease(
+        self, holder: str, mode: str, label: str, gone: Callable[[], bool] | None = None
+    ) -> None:
+        """``shared``/``exclusive`` (at least), ``downgrade``, or ``none`` (the test ended)."""
+        if mode == "none":
+            self.end(holder)
+        elif mode == "downgrade":
+            self.leases.downgrade(holder)
+        else:
+            self.leases.acquire(holder, mode, label, gone=gone)
+
+    def end(self, holder: str) -> None:
+        """The holder's test is over, or the holder is gone: heal, then let others in
+        (no heal once the run is ending: the stack is about to stop)."""
+        try:
+            if self.closing:
+                self._faults.pop(holder, None)
+            else:
+                self.heal(holder)
+        finally:
+            self.leases.release(holder)
+
+    def drop(self, holder: str) -> None:
+        """A holder went away (a crashed worker): as ``end``, on a thread nobody waits
+        on, so a failed heal becomes a line of the run's summary."""
+        try:
+            self.end(holder)
+        except Exception as exc:
+            text = str(exc) if isinstance(exc, PyAirtableError) else repr(exc)
+            self.runtime.notices.append(f"healing after a worker went away failed: {text}")
+
+    def _require_alone(self, holder: str, what: str) -> None:
+        if self.leases.mode(holder) != EXCLUSIVE:
+            raise PyAirtableError(
+                f"pyairtable: {what} needs the stack alone, and this test does not hold it "
+                "(an internal error: the plugin takes it before the test)."
+            )
+
+    # -- faults --------------------------------------------------------------------
+
+    def fault(self, holder: str, action: str, service: str) -> Handle | None:
+        """``begin``, one of faults.ACTIONS on ``service``, or ``heal``."""
+        if action == "begin":
+            self._begin_faults(holder)
+            return None
+        if action == "heal":
+            self.heal(holder)
+            return None
+        injector = self._faults.get(holder)
+        if injector is None:
+            raise PyAirtableError("pyairtable: a fault outside the pyairtable_faults fixture")
+        return injector.apply(action, service)
+
+    def _begin_faults(self, holder: str) -> None:
+        from .engine.faults import FaultInjector
+
+        self._require_alone(holder, "pyairtable_faults")
+        if self._refusal is None and self.runtime.attached() is not None:
+            self._refusal = PyAirtableError(
+                f"pyairtable_faults: this run attached to the kept stack in "
+                f"{self.runtime.record_path}, and faults are not injected into a kept stack "
+                "(other runs and tools may use it; a restart here would leave a service "
+                "outside its record). Fix: `pyairtable down`, then run the fault tests on "
+                "a stack of their own (CI never keeps one)."
+            )
+        if self._refusal is None and self.runtime.settings["backend"] == "external":
+            self._refusal = PyAirtableError(
+                "pyairtable_faults: the external backend attaches to services someone else "
+                "runs; they are not this run's to break. Fix: run fault tests with the "
+                "local or compose backend."
+            )
+        if self._refusal is not None:
+            raise self._refusal.fresh()  # one error: reported in full once
+        self._faults.setdefault(holder, FaultInjector(self.runtime.orchestrator()))
+
+    def heal(self, holder: str) -> None:
+        injector = self._faults.pop(holder, None)
+        if injector is not None:
+            injector.heal()
+
+    # -- resets --------------------------------------------------------------------
+
+    def reset(
+        self,
+        holder: str,
+        names: list[str] | None,
+        needed: Iterable[str],
+        resets: Iterable[str],
+        *,
+        main_thread: bool,
+    ) -> list[str]:
+        """Restore ``names`` (None: every service that can be), under the exclusive lease.
+        ``needed``: the holder's closure, started with them (the snapshot waits for all
+        of it, migration jobs included)."""
+        from .engine.reset import choose
+
+        self._require_alone(holder, "a reset")
+        if self.runtime.error is not None:
+            raise self.runtime.error.fresh()  # no stack to reset: the compose file's error
+        self._refuse_external()
+        self._want(resets)
+        if names is not None:  # a name that is wrong, before starting anything
+            stack = self.runtime.stack
+            choose(names, dict(stack.services) if stack else {}, self.runtime.topology())
+        for name in names or ():
+            self.runtime.handle(name, [*needed, *(names or ())], main_thread=main_thread)
+        if names is None and self.runtime.attached() is None:
+            self.runtime.orchestrator().start(sorted({*self.runtime.needed, *needed}))
+        self._snapshot(main_thread)
+        specs = self._specs()
+        chosen = choose(names, specs, self.runtime.topology())
+        resets_ = self._resets_for()
+        late = [n for n in chosen if n not in resets_.snapshots and n not in resets_.errors]
+        if late:
+            self.runtime.notices.append(
+                f"reset: snapshot of {', '.join(late)} taken at its first reset, not at "
+                "start-up (the tests that reset it were not known at collection)"
+            )
+            self._take(late, specs)
+        return resets_.restore(chosen)
+
+    def _refuse_external(self) -> None:
+        kept = self.runtime.attached()
+        backend = kept.backend if kept is not None else self.runtime.settings["backend"]
+        if backend == "external":
+            raise PyAirtableError(
+                "reset: the external backend attaches to services someone else runs; a "
+                "reset would replace their data. Fix: reset only stacks this run (or a "
+                "kept stack) started: the local or compose backend."
+            )
+
+    def _snapshot(self, main_thread: bool) -> None:
+        """Once, when the run resets anything: wait until every started service is up
+        (or failed), then snapshot the wanted ones."""
+        from .engine.reset import ALL, resettable
+
+        with self._snapshot_lock:  # other threads' handles wait for it too
+            with self._lock:
+                wanted = set(self._wanted)
+            if self._snapshotted or not wanted or self.runtime.settings["backend"] == "external":
+                return  # (the external backend's services are refused at the reset)
+            kept = self.runtime.attached()
+            orch = self.runtime.orch if kept is None else None
+            if orch is not None:
+                for name in list(orch.runs):
+                    while not orch.settle(name, 0.1):
+                        if main_thread:
+                            self.runtime.flush()
+            self._snapshotted = True
+            specs = self._specs()
+            names = [n for n, s in specs.items() if resettable(s)]
+            self._take([n for n in names if ALL in wanted or n in wanted], specs)
+
+    def _take(self, names: list[str], specs: dict[str, ServiceSpec]) -> None:
+        from .engine.reset import snapshot_file
+
+        resets = self._resets_for()
+        kept = self.runtime.attached()
+        store = snapshot_file(self.runtime.record_path) if kept is not None else None
+        resets.take(specs, names, store)
+        self.runtime.notices.extend(resets.notices)
+        resets.notices.clear()
+
+    def _specs(self) -> dict[str, ServiceSpec]:
+        from .engine.run import State
+
+        kept = self.runtime.attached()
+        if kept is not None:
+            return {n: s.spec for n, s in kept.services.items() if not s.completed}
+        orch = self.runtime.orch
+        if orch is None:
+            return {}
+        return {n: r.spec for n, r in orch.runs.items() if r.state is State.READY}
+
+    def _resets_for(self) -> Resets:
+        from .engine.reset import Resets
+        from .kept import fingerprint
+
+        if self._resets is None:
+            kept = self.runtime.attached()
+            if kept is not None:
+                key = f"{kept.fingerprint}:{kept.run_id}"
+            else:
+                stack = self.runtime.stack
+                assert stack is not None
+                key = (
+                    f"{fingerprint(stack, self.runtime.settings['backend'])}:{self.runtime.run_id}"
+                )
+            self._resets = Resets(key)
+        return self._resets
+
+    # -- the end -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """The end of the run: snapshots go with a stack that stops, stay with one that
+        is kept (Redis's written beside its record), then the runtime stops or keeps."""
+        from .engine.reset import snapshot_file
+        from .kept import KeptStack
+
+        runtime, resets = self.runtime, self._resets
+        orch = runtime.orch
+        keeping = bool(runtime.settings["keep"]) and orch is not None and not orch.stopped
+        if resets is not None:
+            resets.join()
+            if runtime.kept is None and not keeping and orch is not None and not orch.stopped:
+                resets.discard()
+                runtime.notices.extend(resets.notices)
+        runtime.stop()
+        if resets is not None and keeping:
+            try:
+                record = KeptStack.load(runtime.record_path)
+            except PyAirtableError:
+                record = None
+            if record is not None and record.run_id == runtime.run_id:
+                resets.save(snapshot_file(runtime.record_path))
+
+
+class LocalAccess:
+    """The owner's services in its own process (no xdist): StackClient's calls, direct."""
+
+    def __init__(self, owner: StackOwner) -> None:
+        self.owner = owner
+        self.resets: list[str] = []  # what the collected tests will reset
+
+    def handle(self, service: str, needed: list[str], nodeid: str) -> Handle:
+        return self.owner.handle(service, needed, self.resets, main_thread=True)
+
+    def lease(self, mode: str, label: str) -> None:
+        self.owner.lease(MAIN, mode, label)
+
+    def fault(self, action: str, service: str) -> Handle | None:
+        return self.owner.fault(MAIN, action, service)
+
+    def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
+        return self.owner.reset(MAIN, services, needed, self.resets, main_thread=True)
+
+    def close(self) -> None:
+        """Nothing to close: the owner is this process."""
