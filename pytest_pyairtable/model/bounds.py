@@ -110,7 +110,7 @@ def _long_port(port: dict[str, Any], where: str) -> list[str]:
     if isinstance(published, str) and published:
         parts = published.split("-")
         fits = len(parts) <= 2 and all(p.isascii() and p.isdigit() for p in parts)
-        if not fits or any(int(p) > 65535 for p in parts):
+        if not fits or any(len(p) > 5 or int(p) > 65535 for p in parts):
             out.append(
                 f"{where}.published {published!r} is not a port or a range of ports. "
                 "Fix: use 1-65535, or e.g. 8000-8010."

@@ -247,7 +247,9 @@ def _first_closing_brace(text: str, start: int = 0, end: int | None = None) -> i
 
 def to_int(text: str) -> int:
     if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise ValueError(f"cannot convert {text!r} to a whole number")
+        raise ValueError(f"cannot convert {_clip(text)!r} to a whole number")
+    if len(text.lstrip("+-0")) > 19:  # as compose's 64-bit strconv.Atoi: out of range
+        raise ValueError(f"{_clip(text)!r} is out of range for a whole number")
     return int(text)
 
 

@@ -114,7 +114,7 @@ def _range(text: str) -> tuple[int, int]:
 
 
 def _port(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) > 65535:
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
         raise PortError(text)
     return int(text)
 

@@ -58,13 +58,14 @@ def parse_probe(block: Any, where: str) -> ProbeSpec:
     if unknown:
         raise ConfigError(
             f"{where}: x-pyairtable.probe: unknown key(s) {', '.join(unknown)}. "
-            f"Valid keys: {', '.join(PROBE_KINDS + _MODIFIERS)}."
+            f"Fix: correct the spelling; valid keys: {', '.join(PROBE_KINDS + _MODIFIERS)}."
         )
     kinds = [k for k in PROBE_KINDS if k in block]
     if len(kinds) != 1:
         raise ConfigError(
             f"{where}: x-pyairtable.probe needs exactly one of {', '.join(PROBE_KINDS)}, "
-            f"got {', '.join(kinds) or 'none'}."
+            f"got {', '.join(kinds) or 'none'}. Fix: keep one kind of check (a service "
+            "that needs two checks: a command probe that runs both)."
         )
     kind = kinds[0]
     value = block[kind]

@@ -13,7 +13,8 @@ Python values with go-yaml's rules rather than PyYAML's YAML 1.1 ones:
 - ``!reset`` and ``!override`` become ``Reset``/``Override`` markers for the merge;
 - alias expansion is bounded: a document whose expanded size is both over
   ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb), and
-  so is one of over ``MAX_NODES`` nodes, written or expanded;
+  so is one of over ``MAX_NODES`` nodes, written or expanded (a long string counts a
+  node per ``SCALAR_BYTES`` characters where it is expanded: it is copied that often);
 - nesting and size are bounded before libyaml's composer sees the text (yamlshape.py:
   it recurses in C, and 100,000 ``[`` crash the process).
 
@@ -47,6 +48,7 @@ ScalarNode, SequenceNode, MappingNode = (
 )
 
 MAX_EXPANDED = 100_000
+SCALAR_BYTES = 256  # a scalar counts as a node per this many characters, when expanded
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -163,7 +165,9 @@ class _Builder:
         self.building.add(key)
         self.written += 1
         if isinstance(node, ScalarNode):
-            value, size = self.scalar(node), 1
+            # a long string counts as what it costs to copy out (rendered, sent to a
+            # process): 3,000 aliases of one 100 kB string are 300 MB of output
+            value, size = self.scalar(node), 1 + len(node.value) // SCALAR_BYTES
         elif isinstance(node, SequenceNode):
             items = [self.build(child) for child in node.value]
             size = 1 + sum(self.sizes[id(child)] for child in node.value)
@@ -182,14 +186,14 @@ class _Builder:
         return value
 
     def check_expansion(self, expanded: int) -> None:
-        if max(expanded, self.written) > MAX_NODES:  # every later step walks each node
-            raise too_many_nodes(self.where)
         if expanded > MAX_EXPANDED and expanded > 10 * self.written:
             raise ComposeFileError(
                 f"{self.where}: YAML aliases expand this document to over {expanded} nodes "
                 f"(written: {self.written}), over the limit of {MAX_EXPANDED}. Fix: use "
                 "fewer nested aliases (this is the shape of a 'billion laughs' attack)."
             )
+        if max(expanded, self.written) > MAX_NODES:  # every later step walks each node
+            raise too_many_nodes(self.where)
 
     def mapping(self, node: Node) -> tuple[dict[str, Any], int]:
         result: dict[str, Any] = {}
@@ -305,7 +309,7 @@ def resolve_plain(text: str) -> Any:  # noqa: PLR0911 - go-yaml v3 resolve(), ca
     if _timestamp(text):
         return Timestamp(text)
     plain = text.replace("_", "")
-    match = _GO_INT.fullmatch(plain)
+    match = _GO_INT.fullmatch(plain) if len(plain) <= 70 else None  # longer: no 64-bit int
     if match:
         sign, digits = match.groups()
         prefix = digits[1:2].lower() if digits[0] == "0" else ""
