@@ -19,7 +19,7 @@ from .probespec import url_problem
 
 MAX_SERVICES = 2000  # a large real stack has a few hundred; each costs ~0.1 ms to read
 MAX_PORTS = 10_000
-_URL_SCHEMES = ("http", "https", "postgres", "postgresql", "redis", "rediss", "tcp")
+URL_SCHEMES = ("http", "https", "postgres", "postgresql", "redis", "rediss", "tcp")
 
 
 def service_problems(body: dict[str, Any], where: str) -> list[str]:
@@ -56,7 +56,7 @@ def service_problems(body: dict[str, Any], where: str) -> list[str]:
         )
     url = x.get("url") if isinstance(x, dict) else None
     if isinstance(url, str) and url:
-        problem = url_problem(url, _URL_SCHEMES)
+        problem = url_problem(url, URL_SCHEMES)
         if problem:
             out.append(
                 f"{where}.x-pyairtable.url {mask_patterns(url)!r}: {problem}. "

@@ -140,6 +140,8 @@ def url_problem(url: str, schemes: tuple[str, ...], *, need_port: bool = False) 
         return f"unknown scheme {parts.scheme!r} (not {', '.join(s + '://' for s in schemes)})"
     if parts.scheme in ("http", "https", "tcp") and not parts.hostname:
         return "it names no host"
+    if port == 0:
+        return "its port is 0, which nothing listens on (1-65535)"
     if need_port and not port:
         return "it names no port (1-65535)"
     return None

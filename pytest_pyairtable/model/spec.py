@@ -171,9 +171,11 @@ class StackSpec:
         names = list(names)
         unknown = [n for n in names if n not in self.services]
         if unknown:
-            hint = ""
+            hint = " Fix: name one of them."
             if any(n in self.inactive for n in unknown):
-                hint = " Some are in an inactive profile: activate it with --pyairtable-profile."
+                hint = (
+                    " Some are in an inactive profile. Fix: activate it with --pyairtable-profile."
+                )
             raise UnknownServiceError(
                 f"unknown service(s) {', '.join(unknown)} in {self.compose_file.name}; "
                 f"active services are: {', '.join(self.services)}.{hint}"

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..model.durations import go_duration
+from ..model.durations import MAX_SECONDS, go_duration
 from ..model.probespec import ProbeSpec, url_problem
 from ..redact import Redactor, mask_url
 from .checks import BaseProbe, HttpProbe, Probe, ProbeContext, ProbeFailed, make_probe
@@ -82,11 +82,11 @@ def _seconds(
                 value = math.nan
     else:
         return default
-    if not math.isfinite(value) or value < 0:
+    if not 0 <= value <= MAX_SECONDS:  # nan, inf and centuries too
         shown = environ[variable] if where == variable else value
         raise ConfigError(
-            f"{where}={shown!r} is not a number of seconds. Fix: e.g. {where}=30 "
-            "(durations such as 1m30s work too)."
+            f"{where}={shown!r} is not a number of seconds (0 to {MAX_SECONDS}). Fix: e.g. "
+            f"{where}=30 (durations such as 1m30s work too)."
         )
     return value
 
