@@ -66,6 +66,8 @@ def parse_short(spec: str) -> list[dict[str, Any]]:  # noqa: PLR0912 - docker na
         start, end = _range(container)
     except PortError:
         raise PortError(f"invalid container port {container}") from None
+    if start == 0:  # as compose: "missing a target port"
+        raise PortError(f"container port 0 in {container!r} is no port")
     host_start = host_end = 0
     if host:
         try:
