@@ -147,9 +147,6 @@ def _type(value: Any) -> str:
 def _want(value: Any, kinds: str, path: str, out: Problems, fix: str = "") -> bool:
     """Is ``value`` one of ``kinds`` (``"string|list"``)? Else record why not."""
     if _type(value) in kinds.split("|"):
-        if isinstance(value, float) and not math.isfinite(value):
-            out.append(f"{path} must be a finite number, got {value}. Fix: write a number.")
-            return False
         return True
     if isinstance(value, Timestamp):
         got = f"a date ({value}: YAML reads it as a time, compose refuses it here)"
@@ -391,7 +388,9 @@ def _scalars(value: Any, path: str, out: Problems) -> None:
 
 def _simple(kinds: str, fix: str = "") -> Callable[[Any, str, Problems], None]:
     def check(value: Any, path: str, out: Problems) -> None:
-        _want(value, kinds, path, out, fix)
+        wanted = _want(value, kinds, path, out, fix)
+        if wanted and isinstance(value, float) and not math.isfinite(value):  # (compose: +Inf)
+            out.append(f"{path} must be a finite number, got {value}. Fix: write a number.")
 
     return check
 
