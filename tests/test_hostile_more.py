@@ -9,6 +9,7 @@ detector, not a speed target).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -95,13 +96,15 @@ def test_the_command_line_says_why(case: Case, tmp_path: Path) -> None:
 
 
 def test_an_env_file_of_many_lines_is_read_in_time(tmp_path: Path) -> None:
-    """300,000 lines (2.4 MB, under the 4 MiB bound) took minutes when each line sliced
-    off the rest of the text."""
+    """300,000 lines (2.4 MB, under the 4 MiB bound) took about a minute of CPU when each
+    line sliced off the rest of the text. CPU time, as the fuzz test bounds it (a hang
+    detector within the issue's 15 s, not a speed target)."""
     (tmp_path / "e.env").write_text("".join(f"V{i}=x\n" for i in range(300_000)))
     (tmp_path / "docker-compose.yml").write_text(svc("env_file: e.env"))
-    done = cli("config", cwd=tmp_path, drop=["COMPOSE_FILE"], timeout=15)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert '"V299999": "x"' in done.stdout
+    began = time.process_time()
+    stack = load_stack(tmp_path / "docker-compose.yml", environ={})
+    assert time.process_time() - began < 15
+    assert stack.services["a"].environment["V299999"] == "x"
 
 
 # -- settings given carelessly ---------------------------------------------------------------
