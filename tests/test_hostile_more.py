@@ -165,3 +165,14 @@ def test_up_of_an_unknown_service_says_the_fix(tmp_path: Path) -> None:
     done = cli("up", "../x", cwd=tmp_path, drop=["COMPOSE_FILE"], timeout=15)
     assert done.returncode == 2
     assert "unknown service(s) ../x" in done.stderr and "Fix: name one of them" in done.stderr
+
+
+def test_an_environment_too_large_to_pass_is_said_as_such(project: Project) -> None:
+    """One variable over the kernel's 128 KiB per string: exec fails with E2BIG, which
+    was reported as if the command or its cwd were wrong."""
+    (project.path / "big.env").write_text("BIG=" + "x" * 200_000 + "\n")
+    project.compose(svc("env_file: big.env, x-pyairtable: {local: {command: [sleep, '60']}}"))
+    project.tests("def test_a(pyairtable_a): pass\n")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot run 'sleep'*Fix: its environment (*variables*"])
