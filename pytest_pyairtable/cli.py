@@ -216,7 +216,13 @@ def _loaded(runtime: Runtime) -> Runtime:
     if runtime.error is not None:
         raise runtime.error
     if runtime.stack is None:
-        raise PyAirtableError(f"no compose file at {runtime.compose_file}. Fix: pass -f FILE.")
+        from .model.project import DEFAULT_NAMES
+
+        raise PyAirtableError(
+            f"no compose file in {runtime.compose_file.parent} (none of "
+            f"{', '.join(DEFAULT_NAMES)}, and COMPOSE_FILE is unset). Fix: pass -f FILE "
+            "(the command does not read pytest's ini file)."
+        )
     for warning in runtime.stack.warnings:
         _say(runtime, err=True)(f"pyairtable: warning: {warning}")
     return runtime

@@ -33,6 +33,7 @@ def select(runtime: Runtime, services: Sequence[str]) -> None:
         names = graph.closure(runtime.topology(), runtime.needed or runtime.topology())
         problems = preflight([runtime.stack.services[n] for n in sorted(names)])
         if problems:
+            runtime.flush()  # first why a kept stack was not attached to: often the cause
             listed = "\n".join(f"  - {p}" for p in problems)
             raise PrerequisiteError(
                 f"{len(problems)} prerequisite(s) missing; nothing was started:\n{listed}"

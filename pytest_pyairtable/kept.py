@@ -279,6 +279,8 @@ class KeptStack:
         except PyAirtableError as exc:
             return str(exc)
         for name, problem in self.problems(orch).items():
+            if problem == GONE:  # the rest runs: bringing it back is one command
+                return f"its service '{name}' {problem} (`pyairtable restart {name}` starts it)"
             if problem is not None:
                 return f"its service '{name}' {problem}"
         return None

@@ -413,8 +413,12 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     return True
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which waits for the workers to end
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    runtime = session.config.stash[STASH].runtime
+    front = session.config.stash[STASH]
+    if exitstatus == pytest.ExitCode.INTERRUPTED and front.server is not None:
+        front.server.interrupt()
+    runtime = front.runtime
     if runtime.settings["up"] and not session.testsfailed:
         session.exitstatus = pytest.ExitCode.OK
 

@@ -111,7 +111,15 @@ def summary(runtime: Runtime) -> list[str]:
     if orch is None or not orch.runs or runtime.settings["up"]:
         return notices
     total = len(runtime.topology())
-    lines = [f"started {len(orch.runs)} of {total} services (those the selected tests need):"]
+    started = sum(1 for run in orch.runs.values() if run.starting_at is not None)
+    if started == len(orch.runs):
+        head = f"started {started} of {total} services (those the selected tests need):"
+    else:  # a failure stopped the boot: the rest were needed, never started
+        head = (
+            f"started {started} of {total} services ({len(orch.runs) - started} more that "
+            "the selected tests need did not start):"
+        )
+    lines = [head]
     return notices + lines + timeline(orch)
 
 

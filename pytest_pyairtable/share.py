@@ -137,6 +137,16 @@ class StackServer:
                     conn.shutdown(socket.SHUT_RD)
         shutil.rmtree(self._dir, ignore_errors=True)
 
+    def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: end every worker's wait at once (its request fails). xdist
+        tears its workers down before the stack stops, and gives one blocked in a
+        request (its test's fixture waiting for the boot) 10 s before it kills it."""
+        self.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
     def join(self, timeout: float = 60) -> None:
         """Wait until no thread of ours is left (after the stack stopped, none waits)."""
         deadline = time.monotonic() + timeout

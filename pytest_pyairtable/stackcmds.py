@@ -148,9 +148,11 @@ def status(path: Path, *, as_json: bool, say: Say) -> int:
     else:
         for row in rows:
             note = f"  ({row['error']})" if row["error"] else ""
+            age = row["uptime_seconds"]  # a completed job or a dead service is not up
+            since = f"up {age:.0f}s" if row["state"] == "running" else f"started {age:.0f}s ago"
             say(
                 f"{row['service']:<22} {row['state']:<9} {row['health']:<10} tier {row['tier']}  "
-                f"{row['url']:<50} up {row['uptime_seconds']:.0f}s{note}"
+                f"{row['url']:<50} {since}{note}"
             )
     return 0 if all(r["health"] in ("healthy", "completed") for r in rows) else 1
 

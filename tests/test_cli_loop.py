@@ -3,10 +3,13 @@ global options after the command, `down` with nothing up, the last run's logs.""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from stackrun import cli, listening, record_of, standin_service, until
@@ -44,14 +47,24 @@ def groups(project: Project) -> dict[str, int]:
     return {name: svc["state"]["pgid"] for name, svc in record["services"].items()}
 
 
-def test_restart_a_kept_stack_service_and_its_restart_dependents(
-    project: Project, free_ports: Ports
-) -> None:
-    db, api, web = free_ports(3)
-    three_tiers(project, db, api, web)
+@contextlib.contextmanager
+def kept_three_tiers(project: Project, free_ports: Ports) -> Iterator[list[int]]:
+    """The three tiers kept by `pyairtable up --detach`; stopped by `down` after."""
+    ports = free_ports(3)
+    three_tiers(project, *ports)
     up = cli("up", "--detach", cwd=project.path)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
+        yield ports
+    finally:
+        assert cli("down", cwd=project.path).returncode == 0
+    assert not any(listening(p) for p in ports)
+
+
+def test_restart_a_kept_stack_service_and_its_restart_dependents(
+    project: Project, free_ports: Ports
+) -> None:
+    with kept_three_tiers(project, free_ports):
         before = groups(project)
         done = cli("restart", "db", cwd=project.path)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -67,9 +80,24 @@ def test_restart_a_kept_stack_service_and_its_restart_dependents(
         only = cli("restart", "db", "--no-deps", cwd=project.path)
         assert only.returncode == 0 and groups(project)["api"] == after["api"]
         assert "api" in only.stdout and "healthy again" in only.stdout
-    finally:
-        assert cli("down", cwd=project.path).returncode == 0
-    assert not any(listening(p) for p in (db, api, web))
+
+
+def test_up_over_a_kept_stack_with_a_dead_service_says_why_and_how_to_heal(
+    project: Project, free_ports: Ports
+) -> None:
+    with kept_three_tiers(project, free_ports) as (db, _, web):
+        os.killpg(groups(project)["web"], signal.SIGKILL)  # the group our `up` started
+        until(lambda: not listening(web), what="web gone")
+        again = cli("up", "--detach", cwd=project.path)
+        assert again.returncode != 0
+        out = again.stdout + again.stderr
+        # before the ports the rest still holds: what is wrong and the one command to heal
+        reason = out.index("its service 'web' is no longer running")
+        assert "(`pyairtable restart web` starts it)" in out
+        assert reason < out.index(f"port {db} is already in use")
+        healed = cli("restart", "web", cwd=project.path)
+        assert healed.returncode == 0, healed.stdout + healed.stderr
+        assert cli("status", cwd=project.path).returncode == 0
 
 
 def test_restart_under_a_foreground_up_then_down_leaves_nothing(
@@ -139,6 +167,17 @@ def test_down_with_nothing_running_exits_0_with_a_note(project: Project) -> None
     done = cli("down", cwd=project.path)
     assert done.returncode == 0
     assert "nothing to stop" in done.stdout
+
+
+def test_no_compose_file_names_what_was_looked_for(project: Project) -> None:
+    (project.path / "deploy").mkdir()
+    (project.path / "deploy" / "base.yml").write_text("services:\n  app: {image: x}\n")
+    done = cli("graph", cwd=project.path, env={"COMPOSE_FILE": ""})
+    assert done.returncode != 0
+    assert f"no compose file in {project.path} (none of compose.yaml, compose.yml" in done.stderr
+    assert "Fix: pass -f FILE" in done.stderr and "Traceback" not in done.stderr
+    found = cli("-f", "deploy/base.yml", "graph", cwd=project.path)
+    assert found.returncode == 0 and "app" in found.stdout
 
 
 def test_help_lists_every_backend() -> None:

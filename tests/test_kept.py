@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,6 +197,9 @@ def test_status_and_logs_of_a_healthy_stack_with_a_completed_job(project: Projec
         assert (rows["worker"]["state"], rows["worker"]["health"]) == ("running", "healthy")
         plain = cli("status", cwd=project.path, drop=["WORKER_TOKEN"])
         assert plain.returncode == 0 and "no output yet" not in plain.stdout
+        lines = {line.split()[0]: line for line in plain.stdout.splitlines()}
+        assert re.search(r" started \d+s ago$", lines["seed"]), lines["seed"]  # not "up"
+        assert re.search(r" up \d+s$", lines["worker"]), lines["worker"]
         logs = cli("logs", "worker", cwd=project.path, drop=["WORKER_TOKEN"])
         assert logs.returncode == 0 and "ready" in logs.stdout
         # a pytest run attaches to it, and the job does not run again

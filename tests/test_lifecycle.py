@@ -66,8 +66,13 @@ def test_a_job_fixture_returns_once_the_job_exited_0(project: Project) -> None:
     result = project.run()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*service 'failing' exited with code 5*", "*| relation users already exists*"]
+        [
+            "*service 'failing' exited with code 5*",
+            "*probe: exit code 0 (a one-shot job)*",  # not the probe a job never runs
+            "*| relation users already exists*",
+        ]
     )
+    assert "process alive" not in result.stdout.str()
     # A service that another awaits with service_completed_successfully is a job too,
     # also when only its own fixture is requested (app is not started here).
     project.tests("""
@@ -170,6 +175,61 @@ def test_sigterm_to_the_xdist_controller_stops_gracefully(
     log = (project.path / "logs" / "postgres.log").read_text()
     assert "received fast shutdown request" in log and "smart shutdown" not in log
     assert not listening(port)
+
+
+def test_sigterm_mid_boot_under_xdist_ends_the_workers_wait_before_the_stop(
+    project: Project, tmp_path: Path
+) -> None:
+    # The workers wait in their fixture for a job that runs for minutes. xdist tears its
+    # workers down before the stack stops, and a worker blocked in a request does not
+    # answer: the controller must end their wait first.
+    started, events = tmp_path / "job-started", tmp_path / "events"
+    project.compose(f"""
+        services:
+          migrate:
+            image: tool
+            x-pyairtable:
+              job: true
+              local:
+                command: ["sh", "-c", "trap 'echo job-stopped >> {events}; exit 0' TERM; touch {started}; while :; do sleep 0.1; done"]
+    """)
+    project.pytester.makeconftest(f"""
+        import os
+
+        def note(what):
+            with open({str(events)!r}, "a") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"] + what + "\\n")
+
+        def pytest_runtest_setup(item):  # before the fixtures
+            note("-waiting")
+
+        def pytest_sessionfinish(session, exitstatus):
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                note(f"-ended-{{int(exitstatus)}}")
+    """)
+    project.tests("""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(2))
+        def test_needs_migrations(pyairtable_migrate, i):
+            pass
+    """)
+    proc = start_pytest(project.path, "-n", "2", "--dist", "each", output=subprocess.PIPE)
+
+    def both_wait() -> bool:
+        lines = events.read_text().splitlines() if events.exists() else []
+        return started.exists() and {"gw0-waiting", "gw1-waiting"} <= set(lines)
+
+    until(lambda: both_wait() or proc.poll() is not None, 90, "both workers wait for the job")
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=90)[0].decode()
+    assert proc.returncode == 2, out
+    lines = events.read_text().splitlines()
+    ended = sorted(line for line in lines if "-ended-" in line)
+    # each worker's wait ended at once and its session finished by itself (1: its tests
+    # errored), not interrupted (2) by execnet after 5 s of not answering xdist
+    assert ended == ["gw0-ended-1", "gw1-ended-1"], f"{lines}\n{out}"
+    assert lines.index("job-stopped") > max(lines.index(e) for e in ended), lines
 
 
 def sock_dirs(pid: int) -> list[Path]:

@@ -71,6 +71,8 @@ def tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
 
 
 ProbeFactory = Callable[[ServiceSpec, ProbeContext], Probe]
+# What a job's readiness is: its probe (process alive, derived) is never asked.
+JOB_READY = "exit code 0 (a one-shot job)"
 
 
 class Gate:
@@ -103,7 +105,7 @@ class Gate:
         return kind(
             run.name,
             cause,
-            probe=self.redact(run.spec.probe.describe()),
+            probe=JOB_READY if run.name in self.jobs else self.redact(run.spec.probe.describe()),
             last_error=run.last_probe_error,
             log_tail=[self.redact(line) for line in tail(log_path)],
             log_path=str(log_path) if log_path else "",

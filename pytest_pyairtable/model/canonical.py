@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .ports import canonical_ports, valid_ip, with_defaults
-from .volumes import clean, parse_volume
+from .volumes import clean, parse_volume, tmpfs_bytes
 
 Service = dict[str, Any]
 
@@ -47,7 +47,11 @@ def _canonical_service(name: str, svc: Service) -> Service:
         out["ports"] = canonical_ports(svc["ports"], f"{where}.ports")
     if isinstance(svc.get("volumes"), list):
         out["volumes"] = [
-            parse_volume(v, f"{where}.volumes[{n}]") if isinstance(v, str) else v
+            parse_volume(v, f"{where}.volumes[{n}]")
+            if isinstance(v, str)
+            else tmpfs_bytes(v, f"{where}.volumes[{n}]")
+            if isinstance(v, dict)
+            else v
             for n, v in enumerate(svc["volumes"])
         ]
     if isinstance(svc.get("build"), str):

@@ -163,8 +163,15 @@ class _Loader:
         return self.parsed[path]
 
     def project_name(self, variables: Mapping[str, str]) -> str:
-        if variables.get("COMPOSE_PROJECT_NAME"):
-            return variables["COMPOSE_PROJECT_NAME"]
+        given = variables.get("COMPOSE_PROJECT_NAME")
+        if given:  # used as it is (compose normalises only `name:` and the directory's)
+            if given != normalize_name(given):
+                raise ConfigError(
+                    f"COMPOSE_PROJECT_NAME {given!r} is not a valid project name: compose "
+                    "takes only lowercase letters, digits, '-' and '_', starting with a "
+                    f"letter or digit. Fix: e.g. COMPOSE_PROJECT_NAME={normalize_name(given)}."
+                )
+            return given
         written = ""
         for path in self.inputs.files:
             for doc in self.documents(path):

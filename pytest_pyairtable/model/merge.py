@@ -28,7 +28,7 @@ Path = tuple[str, ...]
 def merge(base: Any, over: Any, path: Path = ()) -> Any:
     special = _special(path)
     if special is not None:
-        return special(base, strip(over), path)
+        return special(_drop_resets(base, over), strip(over), path)
     if over is None:
         return base
     if isinstance(base, dict):
@@ -60,6 +60,19 @@ def _merge_mappings(base: dict[str, Any], over: dict[str, Any], path: Path) -> d
         else:
             result[key] = strip(value)
     return result
+
+
+def _drop_resets(base: Any, over: Any) -> Any:
+    """``base`` without the keys ``over`` marks ``!reset``, at any depth: compose removes
+    them from what earlier files (or the extended service) wrote, before its own merge
+    rules run. A key of a base in list form (``[A=1]``) stays, as compose leaves it."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return base
+    return {
+        k: _drop_resets(v, over[k]) if k in over else v
+        for k, v in base.items()
+        if not isinstance(over.get(k), Reset)
+    }
 
 
 def strip(value: Any) -> Any:

@@ -77,6 +77,48 @@ def _field(fields: dict[str, Any], buffer: str, last: bool, spec: str, where: st
                 fields.setdefault("bind", {})[key] = option
 
 
+def tmpfs_bytes(volume: dict[str, Any], where: str) -> dict[str, Any]:
+    """A long-form volume with ``tmpfs.size`` in bytes, as compose prints it (a string:
+    ``10m`` -> ``"10485760"``)."""
+    tmpfs = volume.get("tmpfs")
+    if not isinstance(tmpfs, dict) or "size" not in tmpfs or isinstance(tmpfs["size"], bool):
+        return volume
+    size = tmpfs["size"]
+    count = size if isinstance(size, int) else ram_in_bytes(str(size))
+    if count is None or count < 0:
+        raise ConfigError(
+            f"{where}.tmpfs.size: {size!r} is not a size. Fix: write bytes or e.g. 64m, 1g."
+        )
+    rest = {k: v for k, v in tmpfs.items() if k != "size"}
+    return {**volume, "tmpfs": {**rest, "size": str(count)} if count else rest}  # 0: unset
+
+
+_BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def ram_in_bytes(text: str) -> int | None:
+    """go-units' ``RAMInBytes`` (what compose reads sizes with): a number, an optional
+    space, then b, or k/m/g/t/p (powers of 1024) with an optional b or ib."""
+    cut = max(text.rfind(c) for c in "0123456789. ")
+    if cut < 0:
+        return None
+    number, suffix = (
+        (text[:cut], text[cut + 1 :]) if text[cut] == " " else (text[: cut + 1], text[cut + 1 :])
+    )
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    suffix = suffix.lower()
+    if not 0 <= value < float("inf") or len(suffix) > 3:  # NaN too
+        return None
+    if suffix in ("", "b"):
+        return int(value)
+    if suffix[0] not in _BINARY or suffix[1:] not in ("", "b", "ib"):
+        return None
+    return int(value * _BINARY[suffix[0]])
+
+
 def _drive(source: str) -> bool:
     return len(source) >= 2 and source[0].isalpha() and source[1] == ":"
 
