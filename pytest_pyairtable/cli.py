@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,8 @@ from . import progress, stackcmds
 from .cliopts import global_options, merge_late
 from .errors import PyAirtableError
 from .model import graph
-from .probes.waitcmd import describe, wait_for
-from .redact import Redactor
+from .probes.waitcmd import check_url, describe, wait_for, wait_options
+from .redact import Redactor, secret_values
 from .runtime import Runtime, runtime_for
 from .settings import flag_value, resolve
 from .signals import install_sigterm_handler, restore_sigterm_handler
@@ -94,7 +94,9 @@ def _commands(sub: Any) -> None:
     logs = command("logs", "print service logs (of the last run when none runs)")
     logs.add_argument("service", nargs="?", help="one service (default: all)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    logs.add_argument("-n", "--lines", type=int, default=50, help="lines from the end (default 50)")
+    logs.add_argument(
+        "-n", "--lines", type=_lines, default=50, help="lines from the end (default 50; 0: none)"
+    )
 
     graph_cmd = command("graph", "print the services by tier")
     graph_cmd.add_argument("--dot", action="store_true", help="print Graphviz dot instead")
@@ -108,17 +110,35 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return merge_late(_parser().parse_args(argv))
 
 
+def _lines(text: str) -> int:
+    """A count of lines, 0 or more; argparse reports anything else as a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines (0 or more)")
+    return value
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
 
-def note(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def _say(runtime: Runtime, *, err: bool = False) -> Callable[[str], None]:
+    """Every line the command prints, through the runtime's redaction (the environment's
+    secrets and the patterns; the stack's secrets too once it was read)."""
+
+    def write(line: str) -> None:
+        print(runtime.redact(line), file=sys.stderr if err else sys.stdout, flush=True)
+
+    return write
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     old_sigterm = install_sigterm_handler()  # SIGTERM stops as gracefully as Ctrl-C
+    runtime: Runtime | None = None
     try:
         if args.command == "wait":
             return cmd_wait(args, os.environ)
@@ -131,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             "graph": cmd_graph,
             "config": cmd_config,
         }[args.command]
-        return command(args, _runtime(args))
+        runtime = _runtime(args)
+        return command(args, runtime)
     except PyAirtableError as exc:
-        print(f"pyairtable: {exc}", file=sys.stderr)
+        # with the stack's secrets where it was read, else the environment's
+        redact = runtime.redact if runtime else Redactor(secret_values(os.environ))
+        print(redact(f"pyairtable: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -154,17 +177,22 @@ def cmd_down(args: argparse.Namespace, runtime: Runtime) -> int:
         emergency=args.emergency,
         volumes=args.volumes or flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
         hook=runtime.hook,
-        say=say,
+        say=_say(runtime),
     )
 
 
 def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
-    return stackcmds.status(runtime.record_path, as_json=args.json, say=say)
+    return stackcmds.status(runtime.record_path, as_json=args.json, say=_say(runtime))
 
 
 def cmd_logs(args: argparse.Namespace, runtime: Runtime) -> int:
     return stackcmds.logs(
-        runtime.record_path, args.service, follow=args.follow, lines=args.lines, say=say, note=note
+        runtime.record_path,
+        args.service,
+        follow=args.follow,
+        lines=args.lines,
+        say=_say(runtime),
+        note=_say(runtime, err=True),
     )
 
 
@@ -179,7 +207,7 @@ def cmd_restart(args: argparse.Namespace, runtime: Runtime) -> int:
         no_deps=args.no_deps,
         timeout=args.timeout,
         hook=runtime.hook,
-        say=say,
+        say=_say(runtime),
     )
 
 
@@ -196,7 +224,7 @@ def _loaded(runtime: Runtime) -> Runtime:
             "(the command does not read pytest's ini file)."
         )
     for warning in runtime.stack.warnings:
-        print(f"pyairtable: warning: {runtime.redact(warning)}", file=sys.stderr)
+        _say(runtime, err=True)(f"pyairtable: warning: {warning}")
     return runtime
 
 
@@ -230,31 +258,30 @@ def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
             print(line, flush=True)
 
         runtime.say = say_over_progress
-    print(
+    out = _say(runtime)
+    out(
         f"pyairtable: {runtime.compose_file}: {len(stack.services)} services, "
         f"backend {runtime.settings['backend']}"
     )
     env_file = runtime.settings["env_file"] or runtime.compose_file.parent / ".env"
     if not Path(env_file).is_file():
-        print(f"pyairtable: note: no {env_file}; variables come from the environment only")
+        out(f"pyairtable: note: no {env_file}; variables come from the environment only")
     select(runtime, args.services)
     return up(runtime)
 
 
 def cmd_wait(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    timeout = args.timeout if args.timeout is not None else float(environ.get("TIMEOUT", 150))
-    interval = (
-        args.interval if args.interval is not None else float(environ.get("RETRY_INTERVAL", 0.5))
-    )
-    retries = int(environ["MAX_RETRIES"]) if environ.get("MAX_RETRIES") else None
-    redact = Redactor([])
+    options = wait_options(args.timeout, args.interval, environ)
+    for url in args.urls:  # every URL checked before the first wait
+        check_url(url)
+    redact = Redactor(secret_values(environ))
     failed = 0
     for url in args.urls:
         result = wait_for(
             url,
-            timeout=timeout,
-            interval=interval,
-            max_retries=retries,
+            timeout=options.timeout,
+            interval=options.interval,
+            max_retries=options.max_retries,
             tables=args.table,
             migrations_table=args.migrations_table,
         )
@@ -265,7 +292,7 @@ def cmd_wait(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_graph(args: argparse.Namespace, runtime: Runtime) -> int:
     edges = _loaded(runtime).topology()
-    print("\n".join(render_dot(edges) if args.dot else render_tiers(edges)))
+    _say(runtime)("\n".join(render_dot(edges) if args.dot else render_tiers(edges)))
     return 0
 
 
@@ -275,8 +302,11 @@ def cmd_config(args: argparse.Namespace, runtime: Runtime) -> int:
     stack = _loaded(runtime).stack
     assert stack is not None
     if runtime.ports is not None and runtime.ports.source == "chosen" and runtime.ports.chosen:
-        note(f"pyairtable: free ports chosen for this output only: {runtime.ports.describe()}")
-    print(dump(render_config(stack, show_secrets=args.show_secrets), args.format))
+        _say(runtime, err=True)(
+            f"pyairtable: free ports chosen for this output only: {runtime.ports.describe()}"
+        )
+    text = dump(render_config(stack, show_secrets=args.show_secrets), args.format)
+    print(text) if args.show_secrets else _say(runtime)(text)
     return 0
 
 

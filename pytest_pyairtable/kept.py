@@ -34,7 +34,7 @@ from .errors import KeepError, PyAirtableError
 from .model.spec import ServiceSpec, StackSpec
 from .model.topology import own_dir
 from .probes.checks import ProbeContext, check_once, make_probe
-from .redact import Redactor
+from .redact import Redactor, dataclass_repr
 
 __all__ = [
     "KeptService",
@@ -94,7 +94,10 @@ def attachable(path: Path, stack: StackSpec, backend: str) -> tuple[KeptStack | 
 def fingerprint(stack: StackSpec, backend: str) -> str:
     """Changes when anything that shapes the stack does: file, env, profiles, backend
     (a changed job definition too: every service's whole spec is in it)."""
-    text = repr((backend, stack.profiles, sorted(stack.services.items())))
+    # From the specs' JSON, not their reprs: a repr masks the secrets, and a changed
+    # password must change the fingerprint.
+    services = sorted((name, to_json(svc)) for name, svc in stack.services.items())
+    text = json.dumps([backend, stack.profiles, services], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -137,6 +140,9 @@ class KeptStack:
     # that attach (they load the compose file with the same values)
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     version: int = RECORD_VERSION
+
+    def __repr__(self) -> str:
+        return dataclass_repr(self, self.secrets)
 
     @classmethod
     def from_orchestrator(

@@ -58,7 +58,11 @@ class LastRunLogs:
                     self.staging.mkdir(mode=0o700)
             with open(running.log_path, "rb") as log:
                 log.seek(max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES))
-                (self.staging / f"{run.name}.log").write_bytes(log.read())
+                tail = log.read()
+            # what a service printed may hold secrets: its owner's alone, as the log itself
+            fd = os.open(self.staging / f"{run.name}.log", os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "wb") as copy:
+                copy.write(tail)
             with self._lock:
                 self.services.append(run.name)
         except OSError:

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hookspecs, report
-from .errors import ConfigError, PyAirtableError
+from .errors import ConfigError, InterpolationError, PyAirtableError
 from .lease import EXCLUSIVE, SHARED
+from .model.names import fixture_name
 from .owner import LocalAccess, StackOwner
-from .report import FirstReports
+from .report import FirstReports, redact_report
 from .runtime import Runtime, runtime_for
 from .settings import SETTINGS, resolve
 from .signals import install_sigterm_handler, restore_sigterm_handler, shielded
@@ -37,10 +38,7 @@ if TYPE_CHECKING:
     from .share import StackClient, StackServer
 
 FIXTURES_PLUGIN = "pyairtable-fixtures"
-
-
-def fixture_name(service: str) -> str:
-    return "pyairtable_" + service.replace("-", "_").replace(".", "_")
+__all__ = ["fixture_name"]  # a service's fixture name, where plugins and tests look for it
 
 
 class Front:
@@ -339,6 +337,22 @@ def pytest_configure_node(node: Any) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A compose file that cannot be read fails the run here, with its own message:
+    its services have no fixtures, and pytest would only say "fixture not found".
+    (A missing variable is left to the tests that need the stack, as documented.)"""
+    runtime = session.config.stash[STASH].runtime
+    error = runtime.error if runtime.loaded else None
+    if error is not None and not isinstance(error, InterpolationError):
+        raise pytest.UsageError(
+            runtime.redact(
+                f"pyairtable: the stack cannot be read:\n{error}\n(To run only tests that "
+                "need no service meanwhile: -p no:pyairtable.)"
+            )
+        )
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture: the test's lease on the stack (exclusive for faults and
     resets, shared for any other use), and its reset."""
@@ -346,6 +360,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     front.nodeid = item.nodeid
     front.restored = None
     names = getattr(item, "fixturenames", ())
+    runtime = front.runtime
+    if runtime.loaded and runtime.error is not None:
+        if any(n.startswith("pyairtable_") for n in names):
+            raise runtime.error.fresh()  # ours, not pytest's "fixture not found"
+        return
     reset = _reset_request(item)
     alone = "pyairtable_faults" in names
     if alone or reset is not None:
@@ -389,7 +408,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         if up(runtime):
             session.testsfailed = 1
     except PyAirtableError as exc:
-        writer.line(str(exc), red=True)
+        writer.line(runtime.redact(str(exc)), red=True)
         session.testsfailed = 1
     return True
 
@@ -409,23 +428,30 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report_ = yield
+    front = item.config.stash[STASH]
     error = call.excinfo.value if call.excinfo else None
     if report_.when == "setup" and isinstance(error, PyAirtableError):
-        first = item.config.stash[STASH].reports.first(error, item.nodeid)
+        first = front.reports.first(error, item.nodeid)
         text, head = str(error), error.headline()
         if first != item.nodeid:
             text = head = f"{head} (reported in full at {first})"
         # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
         report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
+    redact_report(report_, front.runtime.redact, FailureRepr)
     return report_
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """xdist sends a worker's report as text; give it back its one-line summary."""
+    """xdist sends a worker's report as text; give it back its one-line summary, and
+    redact it again here: a worker never reads the stack, so it knows only the patterns
+    and the environment's secrets, and the controller writes the terminal and junit."""
     text = report.longrepr
     if isinstance(text, str) and text.startswith("[pyairtable] "):
         report.longrepr = FailureRepr(text, text.splitlines()[0])  # type: ignore[assignment]
+    if getattr(report, "node", None) is not None:  # from a worker
+        config = report.node.config
+        redact_report(report, config.stash[STASH].runtime.redact, FailureRepr)
 
 
 class FailureRepr:
@@ -445,15 +471,17 @@ class FailureRepr:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return report.header(config.stash[STASH].runtime)
+    runtime = config.stash[STASH].runtime
+    return [runtime.redact(line) for line in report.header(runtime)]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    lines = report.summary(terminalreporter.config.stash[STASH].runtime)
+    runtime = terminalreporter.config.stash[STASH].runtime
+    lines = report.summary(runtime)
     if lines:
         terminalreporter.write_sep("-", "pyairtable")
         for line in lines:
-            terminalreporter.write_line(line)
+            terminalreporter.write_line(runtime.redact(line))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

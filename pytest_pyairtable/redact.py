@@ -1,28 +1,160 @@
-"""Keep secrets out of everything we print."""
+"""Keep secrets out of everything we print: the one redaction layer.
+
+Every front end passes what it shows through a ``Redactor`` (the pytest reports and
+junit XML, the header, the summary, progress lines, the `pyairtable` command's output,
+log tails, ``status``, timeline files), and the reprs of public objects use one too.
+It masks:
+
+- known secret values (variables named like secrets, passwords given in URLs or on
+  command lines), also as they appear percent-encoded inside URLs;
+- the password of any URL's userinfo (``postgresql://app:***@db/app``);
+- the value after a secret-looking command-line flag (``--password x``, ``--token=x``,
+  ``--requirepass x``, ``'--api-key', 'x'`` in a repr'd argv);
+- the value of a secret-named ``KEY=value`` pair (``DB_PASSWORD=x``, libpq's
+  ``password=x``, a query string's ``token=x``), of a quoted ``'KEY': 'value'`` pair (a
+  dict's repr, JSON) and of an upper-case ``KEY: value`` line (YAML, log lines).
+
+A name is secret-looking when it contains PASSWORD, PASSWD, SECRET, TOKEN, KEY or
+CREDENTIAL, or has PASS or AUTH as a word of its own (``DB_PASS``, ``REDIS_AUTH``).
+Masking errs towards hiding: ``monkey=x`` loses its value too.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable
-from urllib.parse import quote
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote
 
 MASK = "***"
-_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
+_MARKERS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
+_WORDS = re.compile(r"(?:^|[^A-Z0-9])(?:PASS|AUTH|PW)(?:[^A-Z0-9]|$)")
+# Values that are never worth hiding, and hiding them everywhere would garble all output.
+_HARMLESS = frozenset(["true", "false", "yes", "no", "on", "off", "none", "null", "nil"])
+
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#\"'<>]*)@")
+# A flag is one greedy run of name characters (no alternation inside it: "--token" a
+# hundred thousand times over must not backtrack), judged by _secret_flag afterwards.
+_FLAG = re.compile(
+    r"(?<![\w-])(--?[A-Za-z0-9][\w.-]*)(\s*=\s*|\s+|['\"],\s*['\"])(?!-)([^\s'\",]+)"
+)
+_FLAG_MARKERS = ("pass", "secret", "token", "key", "credential")
+_PAIR = re.compile(r"(?<![\w.-])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s&;'\",]+)")
+_QUOTED = re.compile(r"(['\"])([A-Za-z_][A-Za-z0-9_.-]*)\1(\s*:\s*)(['\"])((?:\\.|(?!\4).)*)\4")
+_LINE = re.compile(r"(?<![\w.-])([A-Z][A-Z0-9_]*)(:[ \t]+)(?![\[{])(\S[^\n]*)")
 
 
-def mask_url_passwords(text: str) -> str:
-    """``scheme://user:password@host`` -> ``scheme://user:***@host``, for text printed
-    before the stack (and so its secrets) is known, e.g. settings given as URLs."""
-    return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+def is_secret_name(name: str) -> bool:
+    """Whether a variable, key or flag with this name holds a secret."""
+    upper = name.upper()
+    return any(m in upper for m in _MARKERS) or bool(_WORDS.search(upper))
+
+
+def worth_masking(value: str) -> bool:
+    """A known secret value that can be masked everywhere without garbling output."""
+    return len(value) >= 3 and value.lower() not in _HARMLESS
+
+
+def secret_values(pool: Mapping[str, Any]) -> set[str]:
+    """The values of the secret-named entries of ``pool``; nested mappings and lists
+    are walked (an ``x-`` block, labels), a secret-named key hides all below it."""
+    found: set[str] = set()
+
+    def walk(value: Any, secret: bool) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(item, secret or is_secret_name(str(key)))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item, secret)
+        elif secret and isinstance(value, str | int) and not isinstance(value, bool):
+            found.add(str(value))
+
+    walk(pool, False)
+    return {v for v in found if worth_masking(v)}
+
+
+def text_secrets(text: str) -> set[str]:
+    """Secrets written in a piece of text: URL passwords, values of secret flags."""
+    found = {unquote(m) for m in _url_passwords(text)}
+    found |= {m.group(3) for m in _FLAG.finditer(text) if _secret_flag(m.group(1))}
+    return {v for v in found if worth_masking(v)}
+
+
+def _url_passwords(text: str) -> list[str]:
+    passwords = []
+    for match in _URL_USERINFO.finditer(text):
+        _, sep, password = match.group(2).partition(":")
+        if sep and password:
+            passwords.append(password)
+    return passwords
 
 
 class Redactor:
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values = {s for s in secrets if len(s) >= 3}  # masking "1" would mangle all output
+    """Masks known secret values and secret-looking patterns in text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = {s for s in secrets if worth_masking(s)}
         values |= {quote(s, safe="") for s in values}  # as they appear inside URLs
         self._secrets = sorted(values, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
-        return text
+        return mask_patterns(text)
+
+
+def mask_patterns(text: str) -> str:
+    """Only the patterns: what can be hidden without knowing any secret value."""
+    if "@" in text:
+        text = _URL_USERINFO.sub(_mask_userinfo, text)
+    if "-" in text:
+        text = _FLAG.sub(_mask_flag, text)
+    if "=" in text:
+        text = _PAIR.sub(lambda m: m.group(0) if not is_secret_name(m.group(1)) else
+                         f"{m.group(1)}={MASK}", text)  # fmt: skip
+    if ":" in text:
+        text = _QUOTED.sub(_mask_quoted, text)
+        text = _LINE.sub(lambda m: m.group(0) if not is_secret_name(m.group(1)) else
+                         m.group(1) + m.group(2) + MASK, text)  # fmt: skip
+    return text
+
+
+def _secret_flag(flag: str) -> bool:
+    name = flag.lstrip("-").lower()
+    return any(m in name for m in _FLAG_MARKERS) or name.endswith("auth")
+
+
+def _mask_flag(match: re.Match[str]) -> str:
+    if not _secret_flag(match.group(1)):
+        return match.group(0)
+    return match.group(1) + match.group(2) + MASK
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, sep, password = match.group(2).partition(":")
+    if not sep or not password:
+        return match.group(0)
+    return f"{match.group(1)}{user}:{MASK}@"
+
+
+def _mask_quoted(match: re.Match[str]) -> str:
+    quote_, name, colon, value_quote, value = match.groups()
+    if not is_secret_name(name) or value == MASK:
+        return match.group(0)
+    return f"{quote_}{name}{quote_}{colon}{value_quote}{MASK}{value_quote}"
+
+
+def mask_url(url: str) -> str:
+    """A URL as it may be shown: its userinfo password masked."""
+    return _URL_USERINFO.sub(_mask_userinfo, url) if "@" in url else url
+
+
+def dataclass_repr(obj: Any, secrets: Iterable[str] = ()) -> str:
+    """The repr a dataclass would have, redacted: for ``__repr__`` of public objects, so
+    a failing assert, ``pytest -l`` locals and logging never show a secret."""
+    fields = ", ".join(
+        f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj) if f.repr
+    )
+    return Redactor(secrets)(f"{type(obj).__qualname__}({fields})")

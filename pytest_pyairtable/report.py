@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PyAirtableError
 from .model import graph
-from .redact import mask_url_passwords
+from .redact import mask_url
 from .settings import BY_NAME
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def header(runtime: Runtime) -> list[str]:
         for name in BY_NAME
         if s.sources[name] != "default" or name in ("backend", "compose_file")
     ]
-    lines = ["pyairtable: " + mask_url_passwords(", ".join(parts))]
+    lines = ["pyairtable: " + mask_url(", ".join(parts))]
     if runtime.loaded and runtime.error is not None:
         lines.append(f"pyairtable: stack unavailable: {str(runtime.error).splitlines()[0]}")
     elif topo := runtime.topology():  # cheap: the file is read in full only when needed
@@ -143,3 +143,24 @@ def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "-"
     return "-" if value is None else str(value)
+
+
+def redact_report(
+    report: Any, redact: Callable[[str], str], as_text: Callable[[str, str], Any]
+) -> None:
+    """Mask secrets in a test report: its captured output sections and its failure,
+    which go to the terminal, junit XML and xdist's controller. A failure whose text
+    changed is replaced by ``as_text(text, headline)``; others keep pytest's own repr."""
+    report.sections = [(title, redact(text)) for title, text in report.sections]
+    longrepr = report.longrepr
+    if longrepr is None:
+        return
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        report.longrepr = (*longrepr[:2], redact(str(longrepr[2])))
+        return
+    text = str(longrepr)
+    shown = redact(text)
+    if shown != text:
+        crash = getattr(longrepr, "reprcrash", None)
+        message = getattr(crash, "message", None) or shown.splitlines()[0]
+        report.longrepr = as_text(shown, redact(message))

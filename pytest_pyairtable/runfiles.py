@@ -48,8 +48,7 @@ class RunFiles:
         from .engine.timeline import write_timeline
 
         self._timeline_written = True
-        write_timeline(orch, self.timeline, self.tests_ran)
-        return [f"start-up timeline written to {self.timeline}"]
+        return [write_timeline(orch, self.timeline, self.tests_ran)]
 
 
 class TestsRan:

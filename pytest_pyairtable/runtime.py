@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError, KeepError, PyAirtableError
 from .hooks import HookEvents, own_hooks
 from .model import graph
-from .redact import Redactor
+from .redact import Redactor, secret_values
 from .runfiles import RunFiles
 from .settings import Resolved, flag_value
 
@@ -49,7 +49,7 @@ def runtime_for(
         files, error = (), exc
     compose = files[0] if files else rootdir / "docker-compose.yml"
     runtime = Runtime(settings, hook, compose_file=compose, env_file=env_file, compose_files=files)
-    missing = [f for f in files if not f.is_file()]
+    missing = [f for f in files if not os.path.lexists(f)]  # the loader says what else
     if error is None and missing:
         error = ConfigError(
             f"compose file {missing[0]} not found. Fix: pass --pyairtable-compose-file "
@@ -78,14 +78,15 @@ class Runtime:
         self._loaded = False
         self._stack: StackSpec | None = None
         self._error: PyAirtableError | None = None
-        self._redact: Redactor | None = None
+        self._redactors: dict[bool, Redactor] = {}  # by whether the stack was read
         self._topology: dict[str, list[str]] | None = None
         self.backend_options: dict[str, Any] = {}  # e.g. pytest-docker's fixture overrides
         self.orch: Orchestrator | None = None
         self.ports: PortHolds | None = None  # --pyairtable-free-ports
-        self.events = HookEvents(self.hook, self._redact_text, settings["debug"])
+        redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
+        self.events = HookEvents(self.hook, redact, settings["debug"])
         self.needed: set[str] = set()
-        self.say: Say | None = None
+        self._say: Say | None = None
         self.progress: Callable[[Orchestrator], None] | None = None  # a live display
         self._lock = threading.Lock()
         self.kept: KeptStack | None = None
@@ -94,6 +95,15 @@ class Runtime:
         self.files = RunFiles(settings["timeline"])  # the timeline, the last run's logs
         self._over = False  # stop() ran: no stack may be created after it
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+    @property
+    def say(self) -> Say | None:
+        """Where progress lines and tables go; whatever is set, every line is redacted."""
+        return self._say
+
+    @say.setter
+    def say(self, write: Say | None) -> None:
+        self._say = None if write is None else (lambda line: write(self.redact(line)))
 
     # -- the spec, read when first needed ----------------------------------------------
 
@@ -161,14 +171,15 @@ class Runtime:
         self._load()
         return self._error
 
-    def _redact_text(self, text: str) -> str:
-        return self.redact(text)  # the redactor exists once the stack was read
-
     @property
     def redact(self) -> Redactor:
-        if self._redact is None:
-            self._redact = Redactor(self.stack.secret_values() if self.stack else [])
-        return self._redact
+        """What every output passes through: the environment's secrets and the patterns
+        (a run that needs no service never reads the stack), then the stack's too."""
+        if self._loaded not in self._redactors:
+            stack = self._stack if self._loaded else None
+            secrets = stack.secret_values() if stack else secret_values(os.environ)
+            self._redactors[self._loaded] = Redactor(secrets)
+        return self._redactors[self._loaded]
 
     def topology(self) -> Mapping[str, list[str]]:
         """Service -> dependencies; cheap until the stack was loaded (see topology.py)."""

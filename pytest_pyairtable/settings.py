@@ -22,6 +22,16 @@ def flag_value(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def _flag(value: Any) -> bool:
+    """A setting's on/off: ``PYAIRTABLE_FREE_PORTS=maybe`` is refused, not read as off."""
+    if isinstance(value, str) and value.strip().lower() not in _FLAG_WORDS:
+        raise ValueError("not on or off. Fix: write 1, true, yes, on, or 0, false, no, off")
+    return flag_value(value)
+
+
+_FLAG_WORDS = ("1", "true", "yes", "on", "0", "false", "no", "off", "")
+
+
 def _seconds(value: Any) -> float:
     """The seed's variables are plain seconds (HEALTH_CHECK_TIMEOUT=120); durations work too."""
     try:
@@ -50,6 +60,13 @@ def _paths(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in items if v)
 
 
+def _output_file(value: Any) -> str:
+    """A file to write after the run: checked now, not found a directory at the end."""
+    if os.path.isdir(str(value)):
+        raise ValueError("it is a directory; name a file in it, e.g. timeline.json or .html")
+    return str(value)
+
+
 def _backend(value: Any) -> str:
     from .backends import BACKENDS
 
@@ -71,8 +88,19 @@ def _up(value: Any) -> bool | tuple[str, ...]:
 
 
 def _urls(value: Any) -> tuple[str, ...]:
+    from .backends.external import parse_urls
+
     items = value if isinstance(value, list | tuple) else str(value).split()
-    return tuple(str(v) for v in items if v)
+    urls = tuple(str(v) for v in items if v)
+    parse_urls(urls)  # a careless one fails at start
+    return urls
+
+
+def _output_dir(value: Any) -> str:
+    """A directory to write into: one that is a file fails at start, not in a test."""
+    if os.path.exists(str(value)) and not os.path.isdir(str(value)):
+        raise ValueError("it exists and is not a directory. Fix: name a directory")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -145,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
         "leave the stack running after the run and record it; later runs "
         "attach to it, `pyairtable down` stops it",
         False,
-        parse=flag_value,
+        parse=_flag,
         flag=True,
     ),
     Setting(
@@ -162,7 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
         "keep their value",
         False,
         "PYAIRTABLE_FREE_PORTS",
-        parse=flag_value,
+        parse=_flag,
         flag=True,
     ),
     Setting(
@@ -171,12 +199,13 @@ SETTINGS: tuple[Setting, ...] = (
         "file declares plus a small base (PATH, HOME, LANG, ...)",
         False,
         "PYAIRTABLE_INHERIT_ENV",
-        parse=flag_value,
+        parse=_flag,
         flag=True,
     ),
     Setting(
         "logs_dir",
         "write each service's log here (kept after the run, for CI artifacts)",
+        parse=_output_dir,
         path=True,
     ),
     Setting(
@@ -218,9 +247,10 @@ SETTINGS: tuple[Setting, ...] = (
         "timeline",
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",
+        parse=_output_file,
         path=True,
     ),
-    Setting("debug", "print every probe attempt", False, "DEBUG", parse=flag_value, flag=True),
+    Setting("debug", "print every probe attempt", False, "DEBUG", parse=_flag, flag=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -277,7 +307,11 @@ def resolve(
             values[setting.name] = setting.parse(raw)
         except Exception as exc:
             from .errors import ConfigError
+            from .redact import mask_patterns
 
-            raise ConfigError(f"{source}: invalid value {raw!r}: {exc}") from None
+            fix = "" if "Fix" in str(exc) else f". Fix: see {setting.option} in --help"
+            raise ConfigError(
+                mask_patterns(f"{source}: invalid value {raw!r}: {exc}{fix}")
+            ) from None
         sources[setting.name] = source
     return Resolved(values, sources)

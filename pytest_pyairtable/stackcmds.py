@@ -176,7 +176,7 @@ def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say,
     offsets = {}
     for name, log in paths.items():
         text = log.read_text(errors="replace").splitlines() if log and log.exists() else []
-        _print_lines(name, text[-lines:], prefix, redact, say)
+        _print_lines(name, text[-lines:] if lines else [], prefix, redact, say)
         offsets[name] = log.stat().st_size if log and log.exists() else 0
     while follow:
         time.sleep(0.2)
@@ -205,7 +205,7 @@ def last_run_logs(path: Path, service: str | None, *, lines: int, say: Say, note
     redact = Redactor(list(index.get("secrets", [])))
     for name in names:
         text = (directory / f"{name}.log").read_text(errors="replace").splitlines()
-        _print_lines(name, text[-lines:], len(names) > 1, redact, say)
+        _print_lines(name, text[-lines:] if lines else [], len(names) > 1, redact, say)
     return 0
 
 

@@ -90,14 +90,23 @@ def _is_service(pid: int) -> bool:
 
 def one_service(project: Project, port: int, name: str = "a") -> None:
     """A compose file of one stand-in service, ready when its port answers."""
-    project.compose(f"""
-        services:
-          {name}:
-            image: x
-            x-pyairtable:
-              local: {{command: python -m pytest_pyairtable.standin --name {name} --port {port}}}
-              probe: {{tcp: "127.0.0.1:{port}"}}
-    """)
+    standin_services(project, {name: port})
+
+
+def standin_services(project: Project, ports: dict[str, int]) -> None:
+    """A compose file of independent stand-in services, each ready when its port answers."""
+    project.compose(
+        "services:\n"
+        + "".join(
+            f"""  {name}:
+    image: x
+    x-pyairtable:
+      local: {{command: python -m pytest_pyairtable.standin --name {name} --port {port}}}
+      probe: {{tcp: "127.0.0.1:{port}"}}
+"""
+            for name, port in ports.items()
+        )
+    )
 
 
 def record_of(compose_dir: Path, name: str = "docker-compose.yml") -> Path:

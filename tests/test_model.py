@@ -164,7 +164,8 @@ def test_interpolation_converts_where_compose_converts() -> None:
     interp = Interpolator({})
     interp.walk({"services": {"a": {"healthcheck": {"retries": "4.0"}}}})
     assert interp.problems == [
-        "services.a.healthcheck.retries: cannot convert '4.0' to a whole number."
+        "services.a.healthcheck.retries: cannot convert '4.0' to a whole number. "
+        "Fix: correct it (or the variable it comes from)."
     ]
 
 

@@ -233,7 +233,7 @@ def test_unknown_condition(tmp_path: Path) -> None:
     [
         (
             "{x-pyairtable: {lokal: {}}}",
-            r"x-pyairtable: unknown key\(s\) lokal. Valid keys: local, probe",
+            r"x-pyairtable: unknown key\(s\) lokal. Fix: correct the spelling; valid keys: local, probe",
         ),
         ("{x-pyairtable: {local: {cmd: x}}}", r"x-pyairtable.local: unknown key\(s\) cmd"),
         ("{x-pyairtable: {probe: {htp: x}}}", r"probe: unknown key\(s\) htp"),

@@ -122,6 +122,7 @@ class ComposeBackend(BaseBackend):
         self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
+            self.logs_dir.chmod(0o700)  # logs hold what services print, secrets too
             ownership.claim(self.logs_dir, run_id, "logs")
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
@@ -219,6 +220,7 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self.logs_dir / f"{svc.name}.log"
+        ownership.private_file(log_path)  # 0600: logs hold what services print
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself

@@ -65,12 +65,21 @@ class ExternalBackend(BaseBackend):
 
 
 def parse_urls(values: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=URL`` items, each checked as ``x-pyairtable.url`` is (settings.py calls this
+    at start, so that a careless value fails the run there, whatever the backend)."""
+    from ..model.bounds import URL_SCHEMES
+    from ..model.probespec import url_problem
+    from ..redact import mask_url
+
     urls = {}
     for value in values:
         name, sep, url = value.partition("=")
-        if not sep or "://" not in url:
+        problem = "expected NAME=URL" if not sep or not name or "://" not in url else None
+        problem = problem or url_problem(url, URL_SCHEMES)
+        if problem:
             raise ConfigError(
-                f"--pyairtable-url {value!r}: expected NAME=URL, e.g. api-gateway=http://staging:8000"
+                f"--pyairtable-url {mask_url(value)!r}: {problem}. "
+                "Fix: write NAME=URL, e.g. api-gateway=http://staging:8000"
             )
         urls[name] = url
     return urls

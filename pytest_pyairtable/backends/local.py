@@ -69,10 +69,23 @@ def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
             "Fix: run again (other ports are chosen), or set the variable yourself."
         )
     if taken:
-        ports = ", ".join(map(str, taken))
+        more = f" (and {len(taken) - 10} more)" if len(taken) > 10 else ""
+        ports = ", ".join(map(str, taken[:10])) + more
         raise PrerequisiteError(
             f"port {ports} is already in use by another process. Fix: stop that process "
             "(a kept stack: pyairtable down), or publish the service on another port."
+        )
+
+
+def check_cwd(svc: ServiceSpec) -> None:
+    """A missing working directory is said as such (Popen says "no such file", which
+    reads as a missing command)."""
+    cwd = svc.local.cwd
+    if svc.local.command and not cwd.is_dir():
+        what = "is not a directory" if cwd.exists() else "does not exist"
+        raise PrerequisiteError(
+            f"service '{svc.name}': its working directory {cwd} {what}. Fix: create it, or "
+            "correct x-pyairtable.local.cwd (relative to the compose file's directory)."
         )
 
 
@@ -82,6 +95,7 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
     for svc in services:
         try:
             check_ports_free(svc)
+            check_cwd(svc)
             if svc.local.command:
                 path = path_with_python(os.environ.get("PATH", ""))
                 if shutil.which(svc.local.command[0], path=path) is None:
@@ -178,11 +192,18 @@ class LocalBackend(BaseBackend):
         self._sweeper.start()
         self.run_dir = ownership.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
+        # They hold whatever a service prints (secrets too): the tool's dir is 0700, and a
+        # log file it creates is 0600. In a user's --pyairtable-logs-dir it knows which
+        # files (and whether the dir) it made: `down --volumes` removes those, nothing else.
         self._own_logs = logs_dir is None
         self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
+        self._made_dir = not self.logs_dir.exists()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
+            self.logs_dir.chmod(0o700)
             ownership.claim(self.logs_dir, run_id, "logs")
+        self._own_files: list[str] = []
+        self._remove_user_logs = False
         self.environ = dict(os.environ if environ is None else environ)
         self._launched: list[LocalProcess] = []
         self._reaper: ReaperClient | _NoReaper = ReaperClient(run_id, self.environ)
@@ -219,6 +240,10 @@ class LocalBackend(BaseBackend):
         if self.port_holds is not None:
             self.port_holds.release(service_ports(svc))
         check_ports_free(svc, self.port_holds)
+        check_cwd(svc)
+        log_path = self.log_path(svc.name)
+        if ownership.private_file(log_path) and not self._own_logs:
+            self._own_files.append(log_path.name)
         plan = self.plan(svc)
         for note in plan.notes:
             if note not in self.notices:
@@ -263,6 +288,8 @@ class LocalBackend(BaseBackend):
             ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
         elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
+        elif self._remove_user_logs and not keep_logs:  # `down --volumes`, a user's dir
+            ownership.remove_files(self.logs_dir, self._own_files, self._made_dir)
 
     # -- a kept stack ----------------------------------------------------------------
 
@@ -272,6 +299,8 @@ class LocalBackend(BaseBackend):
             "data_dir": str(self.data_dir),
             "logs_dir": str(self.logs_dir),
             "own_logs": self._own_logs,
+            "own_files": self._own_files,  # what it wrote in a user's logs dir
+            "made_logs_dir": self._made_dir,
         }
 
     @classmethod
@@ -283,6 +312,9 @@ class LocalBackend(BaseBackend):
         backend.data_dir = Path(state["data_dir"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
+        backend._own_files = [str(f) for f in state.get("own_files", [])]
+        backend._made_dir = bool(state.get("made_logs_dir", False))
+        backend._remove_user_logs = bool(options.get("volumes"))
         backend.environ = dict(os.environ)
         backend.port_holds = None
         backend._reaper = _NoReaper()

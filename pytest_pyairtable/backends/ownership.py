@@ -149,3 +149,25 @@ def sweep(bases: Iterable[Path], *, retained_too: bool = False) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def private_file(path: Path) -> bool:
+    """Create ``path``, empty and readable by its owner only (a log holds what a service
+    prints, secrets too); False when it existed (then it is left as it is)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def remove_files(folder: Path, names: Iterable[str], made_folder: bool) -> None:
+    """Remove the files this tool created in a folder of the user's (by name, never
+    following a path out of it), and the folder if the tool made it and it is empty."""
+    for name in names:
+        if os.path.basename(name) == name and name not in (".", ".."):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+    if made_folder:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: anything the user put there stays

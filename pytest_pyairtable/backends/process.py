@@ -5,6 +5,7 @@ stopped by the one stopper (see stopper.py), which also ends what escaped the gr
 
 from __future__ import annotations
 
+import errno
 import signal
 import subprocess
 import time
@@ -132,9 +133,16 @@ class LocalProcess(ServiceProcesses):
                     "correct x-pyairtable.local.command."
                 ) from None
             except OSError as exc:
+                fix = f"check x-pyairtable.local.command and cwd ({cwd})"
+                if exc.errno == errno.E2BIG:  # the kernel's bound on argv plus environment
+                    size = sum(len(k) + len(v) + 2 for k, v in env.items())
+                    fix = (
+                        f"its environment ({len(env)} variables, {size} bytes) and command "
+                        "line are over what the system passes to a process; set fewer or "
+                        "shorter variables (environment, env_file)"
+                    )
                 raise PrerequisiteError(
-                    f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. "
-                    f"Fix: check x-pyairtable.local.command and cwd ({cwd})."
+                    f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. Fix: {fix}."
                 ) from None
         pid = self.popen.pid
         super().__init__(stopper.Target(run_id, name, pid, proc_start_time(pid)), log_path)

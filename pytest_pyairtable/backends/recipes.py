@@ -8,6 +8,7 @@ PostgreSQL refuses to run as root: as root we run it as the ``postgres`` system 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import importlib.util
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import PrerequisiteError
+from ..errors import ConfigError, PrerequisiteError
 from ..model.probespec import redis_password
 from ..model.spec import ServiceSpec
 from . import pgcache
@@ -91,6 +92,19 @@ def unprivileged_user() -> str | None:
     )
 
 
+# What the built-in PostgreSQL keeps across a crash: every acknowledged commit survives
+# the kill of any or all of its processes (SIGKILL, the OOM killer, pyairtable_faults.kill):
+# synchronous_commit=on writes the commit's WAL to the kernel before the client hears
+# "COMMIT", and full_page_writes=on repairs a page torn by a write cut short (a fatal
+# signal can end a write() between two 4 kB pages of an 8 kB one). fsync=off is kept: a
+# killed process leaves its writes in the kernel's page cache, which fsync only pushes to
+# disk for a machine crash, and the data dir is temporary (on tmpfs by default): a machine
+# crash or reboot loses it whatever fsync does. A service that wants speed over that
+# guarantee says so in its own command, as it would for the postgres image:
+# `command: postgres -c synchronous_commit=off` (its -c settings come last and win).
+DURABLE = ("fsync=off", "synchronous_commit=on", "full_page_writes=on")
+
+
 def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     hint = "apt-get install postgresql"
     initdb = find_binary("initdb", svc.name, hint=hint)
@@ -99,6 +113,11 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
     user = env.get("POSTGRES_USER", "postgres")
     password = env.get("POSTGRES_PASSWORD", "")
     database = env.get("POSTGRES_DB", user)
+    if "\n" in password or "\r" in password:
+        raise ConfigError(
+            f"service '{svc.name}': POSTGRES_PASSWORD holds a line break, and initdb reads "
+            "the password as one line. Fix: remove the line break."
+        )
     port = svc.host_port(5432) or svc.host_port() or 5432
     run_as = unprivileged_user()
     data = workdir / "data"
@@ -108,6 +127,7 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         if (data / "PG_VERSION").exists():
             return  # a restart within the run keeps its data
         workdir.mkdir(parents=True, exist_ok=True)
+        workdir.chmod(0o700)  # its socket and, while initdb runs, nothing else of ours
         owner = None
         if run_as:
             info = pwd.getpwnam(run_as)
@@ -116,14 +136,11 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         key = pgcache.template_key(initdb, user, password, database)
         if pgcache.restore(key, data, owner):
             return
-        pwfile = workdir / "pwfile"
-        pwfile.write_text(password or "postgres")
-        if owner:
-            os.chown(pwfile, *owner)
-        init = [initdb, "-D", str(data), "-U", user, f"--pwfile={pwfile}", "-A", "scram-sha-256",
-                "--auth-local=trust", "-N", "-E", "UTF8", "--locale=C"]  # fmt: skip
-        _run_setup(svc.name, init, run_as, log_path, cwd=workdir)
-        pwfile.unlink()
+        # The password reaches initdb through a pipe, never a file: nothing to leave behind.
+        init = [initdb, "-D", str(data), "-U", user, "--pwfile=/dev/stdin", "-A",
+                "scram-sha-256", "--auth-local=trust", "-N", "-E", "UTF8"]  # fmt: skip
+        secret = (password or "postgres") + "\n"
+        _run_setup(svc.name, [*init, "--locale=C"], run_as, log_path, cwd=workdir, stdin=secret)
         if database != "postgres":
             create = [postgres, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
             sql = f'CREATE DATABASE "{database}";\n'
@@ -140,17 +157,13 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         "listen_addresses=127.0.0.1",
         "-c",
         f"unix_socket_directories={workdir}",
-        "-c",
-        "fsync=off",
-        "-c",
-        "synchronous_commit=off",
-        "-c",
-        "full_page_writes=off",
         # Dynamic shared memory in files in the data dir, not /dev/shm: a server ended by
         # SIGKILL (an emergency stop) leaves nothing behind in RAM-backed shared memory.
         "-c",
         "dynamic_shared_memory_type=mmap",
     ]
+    for setting in (*DURABLE, *_postgres_settings(svc.command)):
+        argv += ["-c", setting]
     # SIGINT is PostgreSQL's "fast" shutdown, as the official image's STOPSIGNAL.
     return LaunchPlan(
         argv, user=run_as, stop_signal=signal.SIGINT, cwd=workdir, prepare=prepare, notes=notes
@@ -194,18 +207,51 @@ def version_note(svc: ServiceSpec, binary: str) -> str:
     return where
 
 
+def _postgres_settings(command: Sequence[str]) -> list[str]:
+    """The ``-c name=value`` and ``--name=value`` settings of a postgres image's command
+    (``postgres -c synchronous_commit=off``), as the image would pass them on."""
+    if not command or Path(command[0]).name != "postgres":
+        return []
+    settings, words = [], list(command[1:])
+    for n, word in enumerate(words):
+        if word == "-c" and n + 1 < len(words):
+            settings.append(words[n + 1])
+        elif (word.startswith("-c") and len(word) > 2) or word.startswith("--"):
+            settings.append(word[2:])
+    return [s for s in settings if "=" in s]
+
+
 def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     server = find_binary("redis-server", svc.name, hint="apt-get install redis-server")
     port = svc.host_port(6379) or svc.host_port() or 6379
-    argv = [server, "--port", str(port), "--bind", "127.0.0.1"]
+    # The password goes in a config file (0600, in a 0700 dir, removed with the run), not
+    # on the command line, which every local user can read in /proc.
+    config = workdir / "redis.conf"
+    argv = [server, str(config), "--port", str(port), "--bind", "127.0.0.1"]
     argv += ["--dir", str(workdir), "--daemonize", "no"]
     # Persistence as the service's own command asks for it; none by default (a test stack).
     for flag, default in (("--save", ""), ("--appendonly", "no")):
         argv += [flag, _option(svc.command, flag, default)]
     password = redis_password(svc)
-    if password:
-        argv += ["--requirepass", password]
-    return LaunchPlan(argv, cwd=workdir, prepare=lambda: workdir.mkdir(parents=True, exist_ok=True))
+
+    def prepare() -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.chmod(0o700)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            if password:
+                f.write(f"requirepass {_redis_quoted(password)}\n")
+
+    return LaunchPlan(argv, cwd=workdir, prepare=prepare)
+
+
+def _redis_quoted(value: str) -> str:
+    """A value as redis.conf reads it back byte for byte: double-quoted, every byte but
+    plain printable ASCII as a \\xHH escape (clients send the UTF-8 bytes)."""
+    escaped = (
+        chr(b) if 32 < b < 127 and chr(b) not in '"\\' else f"\\x{b:02x}" for b in value.encode()
+    )
+    return '"' + "".join(escaped) + '"'
 
 
 def _option(argv: Sequence[str], flag: str, default: str) -> str:
@@ -228,18 +274,27 @@ RECIPES: dict[str, Callable[[ServiceSpec, Path, Path], LaunchPlan]] = {
 def _run_setup(
     service: str, argv: list[str], user: str | None, log_path: Path, *, cwd: Path, stdin: str = ""
 ) -> None:
-    with open(log_path, "ab") as log:
-        done = subprocess.run(
-            argv,
-            input=stdin.encode(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=user,
-            cwd=cwd,
-            check=False,
-        )
-    if done.returncode != 0:
+    """Run a setup step with ``stdin`` in a pipe that the user it runs as may open again
+    as ``/dev/stdin`` (initdb's --pwfile reopens it; a pipe is its creator's alone)."""
+    read, write = os.pipe()
+    try:
+        if user is not None:
+            info = pwd.getpwnam(user)
+            os.fchown(read, info.pw_uid, info.pw_gid)
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                argv, stdin=read, stdout=log, stderr=subprocess.STDOUT, user=user, cwd=cwd
+            )
+        data = stdin.encode()
+        with contextlib.suppress(BrokenPipeError):  # it may exit without reading all
+            while data:
+                data = data[os.write(write, data) :]
+    finally:
+        os.close(read)
+        os.close(write)  # its end of file
+    done = process.wait()
+    if done != 0:
         raise PrerequisiteError(
             f"service '{service}': setup step {Path(argv[0]).name} failed with exit code "
-            f"{done.returncode}. Fix: see its output in {log_path}."
+            f"{done}. Fix: see its output in {log_path}."
         )

@@ -9,11 +9,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..model.spec import ServiceSpec
+from ..redact import dataclass_repr
 
 
 @dataclass(frozen=True)
 class Handle:
-    """What a test gets for a ready service."""
+    """What a test gets for a ready service. ``url`` is the real one, password and all,
+    for the test to use; the repr masks it (a failing assert, ``pytest -l`` locals)."""
 
     name: str
     tier: int
@@ -23,6 +25,9 @@ class Handle:
     ready_seconds: float
     log_path: Path | None
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return dataclass_repr(self)
 
 
 def endpoint(spec: ServiceSpec) -> tuple[str, int | None, str]:

@@ -166,7 +166,7 @@ def choose(
         if name not in known:
             raise UnknownServiceError(
                 f"reset: no service '{name}' in the stack; services that can be reset: "
-                f"{', '.join(can) or 'none'}."
+                f"{', '.join(can) or 'none'}. Fix: name one of them in the marker or call."
             )
         if name in specs and not resettable(specs[name]):
             raise ResetError(

@@ -10,6 +10,7 @@ from typing import Any
 from ..backends.base import Running
 from ..errors import PyAirtableError
 from ..model.spec import ServiceSpec
+from ..redact import dataclass_repr
 
 
 class State(enum.Enum):
@@ -47,6 +48,9 @@ class ServiceRun:
     # Later starts (a fault's heal, `pyairtable restart`): (began, ready or None). The
     # fields above stay the boot's, so the summary's critical path is the boot's.
     restarts: list[tuple[float, float | None]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return dataclass_repr(self, self.spec.secret_values())
 
     @property
     def name(self) -> str:

@@ -162,9 +162,17 @@ Grey: stopping.{tests} Time runs left to right, 0 to {end}s.</p>
 """
 
 
-def write_timeline(orch: Orchestrator, path: Path, tests: Span | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_timeline(orch: Orchestrator, path: Path, tests: Span | None = None) -> str:
+    """Write it (redacted, as every output); returns the line saying where, or why not:
+    the run is over, its teardown must not fail on a path."""
+    path = path.resolve()
     if path.suffix.lower() in (".html", ".htm"):
-        path.write_text(gantt_html(orch, tests), encoding="utf-8")
+        text = gantt_html(orch, tests)
     else:
-        path.write_text(json.dumps(chrome_trace(orch, tests), indent=1), encoding="utf-8")
+        text = json.dumps(chrome_trace(orch, tests), indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(orch.redact(text), encoding="utf-8")
+    except OSError as exc:
+        return f"start-up timeline not written to {path}: {exc.strerror}"
+    return f"start-up timeline written to {path}"

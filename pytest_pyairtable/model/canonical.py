@@ -67,7 +67,9 @@ def _depends_on(value: Any, where: str) -> dict[str, Any]:
     if isinstance(value, list):
         return {str(n): {"condition": "service_started", "required": True} for n in value}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a list or a mapping, got {value!r}.")
+        raise ConfigError(
+            f"{where}: expected a list or a mapping, got {value!r}. Fix: list the services."
+        )
     result = {}
     for name, dep in value.items():
         if not isinstance(dep, dict):

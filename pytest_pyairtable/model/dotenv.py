@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InterpolationError
 from .interpolate import Interpolator
+from .reading import FileRefused, read_bounded
 
 Lookup = Callable[[str], "str | None"]
 
@@ -38,11 +39,11 @@ def read_env_file(
     """Parse ``path`` into ``into`` (later values win) and return it."""
     where = where or str(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
+        data = read_bounded(path)
+    except (OSError, FileRefused) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise ConfigError(
-            f"{where}: cannot read env file {path}: {exc.strerror}. Fix: create it or "
-            "correct the path."
+            f"{where}: cannot read env file {path}: {why}. Fix: create it or correct the path."
         ) from None
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
@@ -70,13 +71,14 @@ def read_env_file(
 
 
 def parse_dotenv(text: str, lookup: Lookup, out: dict[str, str], name: str = ".env") -> None:
-    line = 1
-    rest = text
+    # One position moves through the text (slicing off what was read made a file of
+    # many lines quadratic: 300,000 lines took minutes).
+    line, pos = 1, 0
     while True:
-        rest, line = _statement_start(rest, line)
-        if not rest:
+        pos, line = _statement_start(text, pos, line)
+        if pos >= len(text):
             return
-        key, rest, inherited, line = _key(rest, line)
+        key, pos, inherited, line = _key(text, pos, line)
         if " " in key:
             raise DotenvError(line, f"the name {key!r} contains a space")
         if inherited:
@@ -84,52 +86,61 @@ def parse_dotenv(text: str, lookup: Lookup, out: dict[str, str], name: str = ".e
             if value is not None:
                 out[key] = value
             continue
-        value, rest, line = _value(rest, line, out, lookup, name)
+        value, pos, line = _value(text, pos, line, out, lookup, name=name)
         out[key] = value
 
 
-def _statement_start(src: str, line: int) -> tuple[str, int]:
+def _statement_start(src: str, pos: int, line: int) -> tuple[int, int]:
     while True:
-        stripped = src.lstrip()
-        line += src[: len(src) - len(stripped)].count("\n")
-        if not stripped.startswith("#"):
-            return stripped, line
-        newline = stripped.find("\n")
+        start = pos
+        while pos < len(src) and src[pos].isspace():
+            pos += 1
+        line += src.count("\n", start, pos)
+        if not src.startswith("#", pos):
+            return pos, line
+        newline = src.find("\n", pos)
         if newline < 0:
-            return "", line
-        src = stripped[newline:]
+            return len(src), line
+        pos = newline
 
 
-def _key(src: str, line: int) -> tuple[str, str, bool, int]:
-    if _EXPORT.match(src):
-        src = src[len("export") :].lstrip(_SPACE)
-    key, offset, inherited = "", 0, False
-    for i, ch in enumerate(src):
+def _key(src: str, pos: int, line: int) -> tuple[str, int, bool, int]:
+    export = _EXPORT.match(src, pos)
+    if export:
+        pos += len("export")
+        while pos < len(src) and src[pos] in _SPACE:
+            pos += 1
+    key, offset, inherited = "", pos, False
+    for i in range(pos, len(src)):
+        ch = src[i]
         if ch in _SPACE:
             continue
         if ch in "=:\n":
-            key, offset, inherited = src[:i], i + 1, ch == "\n"
+            key, offset, inherited = src[pos:i], i + 1, ch == "\n"
             break
         if not _KEY_CHARS.match(ch):
-            first = src.split("\n", 1)[0]
+            first = src[pos:].split("\n", 1)[0]
             raise DotenvError(line, f"unexpected character {ch!r} in the name of {first!r}")
     if inherited and " " not in key:
         line += 1
-    return key.rstrip(), src[offset:].lstrip(_SPACE), inherited, line
+    while offset < len(src) and src[offset] in _SPACE:
+        offset += 1
+    return key.rstrip(), offset, inherited, line
 
 
 def _value(
-    src: str, line: int, out: dict[str, str], lookup: Lookup, name: str
-) -> tuple[str, str, int]:
-    quote = src[:1]
+    src: str, pos: int, line: int, out: dict[str, str], lookup: Lookup, *, name: str
+) -> tuple[str, int, int]:
+    quote = src[pos : pos + 1]
     if quote not in ("'", '"'):
-        value, _, rest = src.partition("\n")
-        value = value.split(" #", 1)[0].rstrip()
-        return _expand(value, out, lookup, name, line), rest, line + 1
+        end = src.find("\n", pos)
+        end = len(src) if end < 0 else end
+        value = src[pos:end].split(" #", 1)[0].rstrip()
+        return _expand(value, out, lookup, name, line), end + 1, line + 1
     chars: list[str] = []
     escape = False
     start = line
-    for i in range(1, len(src)):
+    for i in range(pos + 1, len(src)):
         ch = src[i]
         if ch == "\n":
             line += 1
@@ -149,8 +160,8 @@ def _value(
         value = "".join(chars)
         if quote == '"':
             value = _expand(_ESCAPES.sub(_unescape, value), out, lookup, name, line)
-        return value, src[i + 1 :], line
-    raise DotenvError(start, f"the quoted value {src.split(chr(10), 1)[0]} is never closed")
+        return value, i + 1, line
+    raise DotenvError(start, f"the quoted value {src[pos:].split(chr(10), 1)[0]} is never closed")
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -175,8 +186,12 @@ def _expand(value: str, out: dict[str, str], lookup: Lookup, name: str, line: in
     interp = Interpolator(find)
     value = interp.text(value, f"{name}:{line}")
     if interp.missing or interp.problems:
-        problem = (interp.problems or interp.missing_lines())[0]
-        raise InterpolationError(f"{name}: {problem}")
+        if interp.problems:
+            raise InterpolationError(f"{name}: {interp.problems[0]}")
+        raise InterpolationError(
+            f"{name}: {interp.missing_lines()[0]}. Fix: set the variable in the environment "
+            "(or above this line in the file), or give it a default: ${NAME:-default}."
+        )
     return value
 
 

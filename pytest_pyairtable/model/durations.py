@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 
 NS_PER_S = 1_000_000_000
+MAX_SECONDS = (2**63 - 1) // NS_PER_S  # Go's longest time.Duration, in whole seconds
 _UNITS = {
     "ns": 1,
     "us": 1_000,
@@ -117,6 +118,11 @@ def parse_duration(value: object, *, where: str = "duration") -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ConfigError(f"{where}: {value!r} is negative. Fix: use a positive duration.")
+        if not value <= MAX_SECONDS:  # nan and inf too
+            raise ConfigError(
+                f"{where}: {value!r} is not a duration we can wait (at most {MAX_SECONDS:.0f} "
+                "seconds, as compose's). Fix: use a finite number of seconds, e.g. 120."
+            )
         return float(value)
     text = str(value).strip()
     try:

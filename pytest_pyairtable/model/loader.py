@@ -6,6 +6,8 @@ keep one entry per key, check the shape (``schema``), canonical form. Then, once
 project: defaults, absolute paths, environment from the variables, normalisation,
 profiles and the consistency checks. Every problem found on the way is reported in one
 error. ``Model.record`` lists every file and variable the load read: the cache key.
+(Longer than our usual module: the pipeline, with its bounds on hostile input at each
+step, reads best in one place, in compose's order.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from ..errors import ComposeFileError, ConfigError, InterpolationError
 from . import schema
+from .bounds import size_problem
 from .canonical import absolute, canonical, finish, normalize
 from .consistency import check_consistency, split_profiles
 from .dotenv import read_env_file
@@ -32,8 +35,10 @@ from .project import (
     normalize_name,
     project_variables,
 )
+from .reading import FileRefused, read_bounded
 from .yamlread import load_documents
 
+MAX_INCLUDES = 100  # per file: each one is read, merged and checked
 _RESOURCES = ("services", "volumes", "networks", "secrets", "configs", "models")
 
 
@@ -81,6 +86,11 @@ def load_model(inputs: Inputs, *, strict: bool = True) -> Model:
     except ConfigError:
         loader.raise_problems(cause_only=True)
         raise
+    except RecursionError:  # a bound of ours missed a nesting: still the user's file
+        raise ComposeFileError(
+            f"{inputs.files[0]}: the compose file is nested too deeply to read. Fix: flatten "
+            "it (aliases, extends, include or ${...} defaults within one another)."
+        ) from None
 
 
 class _Loader:
@@ -135,10 +145,11 @@ class _Loader:
         if path not in self.parsed:
             self.record.note(path)
             try:
-                data = path.read_bytes()
-            except OSError as exc:
+                data = read_bounded(path)
+            except (OSError, FileRefused) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
                 raise ComposeFileError(
-                    f"cannot read compose file {path}: {exc.strerror}. "
+                    f"cannot read compose file {path}: {why}. "
                     "Fix: pass the right path with --pyairtable-compose-file."
                 ) from None
             try:  # UTF-8, or UTF-16 with its byte order mark, as go-yaml reads
@@ -194,7 +205,8 @@ class _Loader:
                 if not isinstance(doc, dict):  # an empty document (a trailing ---) too
                     got = "an empty document" if doc is None else f"a {type(doc).__name__}"
                     raise ComposeFileError(
-                        f"{path}: the top level must be a mapping (services: ...), got {got}."
+                        f"{path}: the top level must be a mapping, got {got}. Fix: write "
+                        "services: and the services under it."
                     )
                 merged = self.one_file(
                     doc=doc,
@@ -221,6 +233,8 @@ class _Loader:
         chain: list[Path],
         merged: dict[str, Any],
     ) -> dict[str, Any]:
+        if size_problem(doc.get("services")):  # refused before the cost of reading them
+            raise ConfigError(f"{path}: {size_problem(doc.get('services'))}")
         note_port_templates(doc, self.record.port_templates)
         cfg = interp.walk(doc)
         if "version" in cfg:
@@ -244,10 +258,12 @@ class _Loader:
 
     def raise_problems(self, *, cause_only: bool = False) -> None:
         """Raise every problem found so far. A load that is not strict goes on past
-        missing variables; ``cause_only``: after another error, report the missing
-        variables (an empty value where one is missing is what broke the rest)."""
+        missing variables (and what they may have caused, such as an empty number);
+        ``cause_only``: after another error, report the missing variables (an empty
+        value where one is missing is what broke the rest)."""
         variables = self.interpolation_problems()
-        if cause_only or (not self.problems and self.strict):
+        missing = any(i.missing for i in self.interpolators)
+        if cause_only or (not self.problems and (self.strict or not missing)):
             problems = variables
         elif self.problems:
             problems = [*self.problems, *variables]
@@ -261,12 +277,13 @@ class _Loader:
         )
         listed = "\n".join(f"  - {p}" for p in problems)
         fix = ""
-        if variables:
+        if any(i.missing for i in self.interpolators):
             fix = (
                 "\nFix: set the variables in the environment or in the .env file beside the "
                 "compose file (or --pyairtable-env-file)."
             )
-        raise (ConfigError if self.problems else InterpolationError)(
+        # InterpolationError: only variables are missing (they may be set for another run)
+        raise (InterpolationError if only_missing else ConfigError)(
             f"{len(problems)} {headline}:\n{listed}{fix}"
         )
 
@@ -287,6 +304,8 @@ class _Loader:
             services = merged.get("services")
             if not isinstance(services, dict):
                 raise ConfigError(f"{path}: no services to extend. Fix: correct extends.file.")
+            if size_problem(services):  # before canonical() expands ports, as in one_file
+                raise ConfigError(f"{path}: {size_problem(services)}")
             services = canonical(enforce_unicity(services))
             self.extended[path] = finish(services, path.parent, {})
         return dict(self.extended[path])
@@ -299,8 +318,15 @@ class _Loader:
         entries = cfg.get("include")
         if entries is None:
             return cfg
+        if isinstance(entries, list) and len(entries) > MAX_INCLUDES:
+            raise ConfigError(
+                f"{chain[-1]}: {len(entries)} include entries, over the {MAX_INCLUDES} this "
+                "reads. Fix: include fewer files."
+            )
         if not isinstance(entries, list):
-            raise ConfigError(f"{chain[-1]}: include must be a list, got {entries!r}.")
+            raise ConfigError(
+                f"{chain[-1]}: include must be a list, got {entries!r}. Fix: list the files."
+            )
         cfg = {k: v for k, v in cfg.items() if k != "include"}
         for n, entry in enumerate(entries):
             imported = self.one_include(entry, base, variables, chain, f"include[{n}]")
@@ -323,14 +349,19 @@ class _Loader:
             raise ConfigError(f"include forms a cycle: {cycle}. Fix: remove one include.")
         for path in paths:
             if not self.record.note(path):
-                raise ConfigError(f"{chain[-1]}: {where}: {path} does not exist.")
+                raise ConfigError(
+                    f"{chain[-1]}: {where}: {path} does not exist. Fix: correct the path."
+                )
         env_paths = [Path(absolute(base, p)) for p in _listed(spec.get("env_file"))]
         if not env_paths and self.record.note(project_dir / ".env"):
             env_paths = [project_dir / ".env"]
         found: dict[str, str] = {}
         for env_path in env_paths:
             if not self.record.note(env_path):
-                raise ConfigError(f"{chain[-1]}: {where}: env_file {env_path} does not exist.")
+                raise ConfigError(
+                    f"{chain[-1]}: {where}: env_file {env_path} does not exist. "
+                    "Fix: correct the path."
+                )
             read_env_file(env_path, self.lookup(variables), found)
         included = {**found, **variables}
         return self.load_files(paths, project_dir, included, chain)

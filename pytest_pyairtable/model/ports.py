@@ -66,6 +66,8 @@ def parse_short(spec: str) -> list[dict[str, Any]]:  # noqa: PLR0912 - docker na
         start, end = _range(container)
     except PortError:
         raise PortError(f"invalid container port {container}") from None
+    if start == 0:  # as compose: "missing a target port"
+        raise PortError(f"container port 0 in {container!r} is no port")
     host_start = host_end = 0
     if host:
         try:
@@ -114,7 +116,7 @@ def _range(text: str) -> tuple[int, int]:
 
 
 def _port(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) > 65535:
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
         raise PortError(text)
     return int(text)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import ConfigError
+from ..redact import dataclass_repr, mask_patterns
 
 if TYPE_CHECKING:
     from .spec import ServiceSpec
@@ -34,28 +35,37 @@ class ProbeSpec:
     tables: tuple[str, ...] = ()
     migrations_table: str | None = None
 
+    def __repr__(self) -> str:
+        return dataclass_repr(self)
+
     def describe(self) -> str:
+        """What the probe checks, as shown to people: URL passwords and the values of
+        secret flags masked (the service's own secrets are masked where it is shown)."""
         if self.kind == "started":
             return "process alive (service_started)"
         if self.kind == "command":
-            return "command " + " ".join(self.argv)
-        return f"{self.kind} {self.target}"
+            return mask_patterns("command " + " ".join(self.argv))
+        return mask_patterns(f"{self.kind} {self.target}")
 
 
 def parse_probe(block: Any, where: str) -> ProbeSpec:
     if not isinstance(block, Mapping):
-        raise ConfigError(f"{where}: x-pyairtable.probe must be a mapping, got {block!r}.")
+        raise ConfigError(
+            f"{where}: x-pyairtable.probe must be a mapping, got {block!r}. "
+            "Fix: e.g. probe: {http: 'http://127.0.0.1:8000/health'}."
+        )
     unknown = [str(k) for k in block if k not in PROBE_KINDS + _MODIFIERS]
     if unknown:
         raise ConfigError(
             f"{where}: x-pyairtable.probe: unknown key(s) {', '.join(unknown)}. "
-            f"Valid keys: {', '.join(PROBE_KINDS + _MODIFIERS)}."
+            f"Fix: correct the spelling; valid keys: {', '.join(PROBE_KINDS + _MODIFIERS)}."
         )
     kinds = [k for k in PROBE_KINDS if k in block]
     if len(kinds) != 1:
         raise ConfigError(
             f"{where}: x-pyairtable.probe needs exactly one of {', '.join(PROBE_KINDS)}, "
-            f"got {', '.join(kinds) or 'none'}."
+            f"got {', '.join(kinds) or 'none'}. Fix: keep one kind of check (a service "
+            "that needs two checks: a command probe that runs both)."
         )
     kind = kinds[0]
     value = block[kind]
@@ -63,9 +73,19 @@ def parse_probe(block: Any, where: str) -> ProbeSpec:
     if kind == "command":
         argv = ("/bin/sh", "-c", value) if isinstance(value, str) else tuple(map(str, value))
         value = ""
+    if kind == "command" and not argv:
+        raise ConfigError(f"{where}: x-pyairtable.probe.command is empty. Fix: name a command.")
+    problem = target_problem(kind, str(value))
+    if problem:
+        raise ConfigError(f"{where}: x-pyairtable.probe.{kind}: {problem}")
     status = block.get("status")
-    if status is not None and not isinstance(status, int):
-        raise ConfigError(f"{where}: x-pyairtable.probe.status must be an HTTP status number.")
+    if status is not None and (
+        not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599
+    ):
+        raise ConfigError(
+            f"{where}: x-pyairtable.probe.status must be an HTTP status (100-599), got "
+            f"{status!r}. Fix: e.g. status: 200."
+        )
     return ProbeSpec(
         kind=kind,
         target=str(value),
@@ -75,6 +95,56 @@ def parse_probe(block: Any, where: str) -> ProbeSpec:
         tables=tuple(str(t) for t in block.get("tables") or ()),
         migrations_table=block.get("migrations_table"),
     )
+
+
+_SCHEMES = {
+    "http": ("http", "https"),
+    "postgres": ("postgres", "postgresql"),
+    "redis": ("redis", "rediss", "unix"),
+}
+_EXAMPLES = {
+    "http": "http://127.0.0.1:8000/health",
+    "postgres": "postgresql://user:password@127.0.0.1:5432/db",
+    "redis": "redis://:password@127.0.0.1:6379/0",
+    "tcp": "127.0.0.1:5432",
+}
+
+
+def target_problem(kind: str, target: str) -> str | None:
+    """Why a probe's target cannot be used (as ``cause. Fix: ...``), or None."""
+    if kind == "log":
+        try:
+            re.compile(target)
+        except re.error as exc:
+            return f"{target!r} is not a regular expression ({exc}). Fix: correct it."
+        return None
+    if kind == "tcp":
+        target = "tcp://" + target
+    elif kind not in _SCHEMES:
+        return None
+    problem = url_problem(target, _SCHEMES.get(kind, ("tcp",)), need_port=kind == "tcp")
+    if problem is None:
+        return None
+    shown = target.removeprefix("tcp://") if kind == "tcp" else target
+    return f"{mask_patterns(shown)!r}: {problem}. Fix: write e.g. {_EXAMPLES[kind]}."
+
+
+def url_problem(url: str, schemes: tuple[str, ...], *, need_port: bool = False) -> str | None:
+    """Why ``url`` is not a usable URL of one of ``schemes``, or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bad IPv6 address, a port out of range or not a number
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in schemes:
+        return f"unknown scheme {parts.scheme!r} (not {', '.join(s + '://' for s in schemes)})"
+    if parts.scheme in ("http", "https", "tcp") and not parts.hostname:
+        return "it names no host"
+    if port == 0:
+        return "its port is 0, which nothing listens on (1-65535)"
+    if need_port and not port:
+        return "it names no port (1-65535)"
+    return None
 
 
 def derive_probe(svc: ServiceSpec) -> ProbeSpec:
@@ -97,8 +167,9 @@ def derive_probe(svc: ServiceSpec) -> ProbeSpec:
     if check is None or check.test is None:
         return ProbeSpec("started", "")
     match = _URL_IN_TEST.search(" ".join(check.test))
-    if match:
-        return ProbeSpec("http", _published_url(svc, match.group(1)))
+    url = _published_url(svc, match.group(1)) if match else None
+    if url is not None:
+        return ProbeSpec("http", url)
     return ProbeSpec("command", "", argv=check.test)
 
 
@@ -109,8 +180,11 @@ def redis_password(svc: ServiceSpec) -> str:
     return svc.environment.get("REDIS_PASSWORD", "")
 
 
-def _published_url(svc: ServiceSpec, url: str) -> str:
-    """Rewrite a URL seen from inside the container to one reachable from the host."""
+def _published_url(svc: ServiceSpec, url: str) -> str | None:
+    """Rewrite a URL seen from inside the container to one reachable from the host
+    (None when it is no valid URL: then the healthcheck runs as the command it is)."""
+    if url_problem(url, _SCHEMES["http"]) is not None:
+        return None
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host_port = svc.host_port(port) or port

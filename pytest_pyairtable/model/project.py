@@ -87,7 +87,9 @@ def find_compose_files(
         return files
     directory = (search or start).resolve()
     while True:
-        found = [directory / n for n in DEFAULT_NAMES if (directory / n).is_file()]
+        # lexists: a directory or a broken link by that name is found, and read fails
+        # saying why (as compose's stat does), rather than "no compose file"
+        found = [directory / n for n in DEFAULT_NAMES if os.path.lexists(directory / n)]
         if found:
             overrides = [directory / n for n in OVERRIDE_NAMES if (directory / n).is_file()]
             return (found[0], *overrides[:1])
@@ -101,10 +103,12 @@ def _absolute(start: Path, path: str | Path) -> Path:
 
 
 def _dotenv_value(path: Path, name: str) -> str | None:
+    from .reading import FileRefused, read_bounded
+
     try:
-        if name not in path.read_text(encoding="utf-8", errors="replace"):
+        if name.encode() not in read_bounded(path):
             return None  # the common case, without importing the parser
-    except OSError:
+    except (OSError, FileRefused):
         return None
     from .dotenv import read_env_file
 
@@ -144,8 +148,9 @@ def project_variables(
     for path in files:
         if not path.exists() or path.is_dir():  # /dev/null is fine, as for compose
             if named or path.exists():
+                what = "is a directory" if path.is_dir() else "not found"
                 raise ConfigError(
-                    f"env file {path} not found. Fix: create it, or name another with "
+                    f"env file {path} {what}. Fix: create it, or name another with "
                     "--pyairtable-env-file."
                 )
             continue

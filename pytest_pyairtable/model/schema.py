@@ -3,18 +3,23 @@
 The one place that validates: the loader calls ``check`` on each merged file, before
 anything reads a field, and gets every problem at once (``path: cause. Fix: ...``).
 It covers the top level, service names and keys (a typo such as ``enviroment`` is
-refused, as compose refuses it) and the types of every field this package reads. The
-other fields of the Compose Specification are passed through unchecked; extending the
-``_FIELDS`` table is how they get checked too. (Longer than our usual module: a flat
-table of small checks, one per field, kept together so that there is one place.)
+refused, as compose refuses it) and the type of every service field: in depth where this
+package reads it, by the Compose Specification schema's type (and the keys of a few
+mappings) for the rest, so that a careless value is refused here, with its fix, not by
+``docker compose`` later or never. (Longer than our usual module: a flat table of small
+checks, one per field, kept together so that there is one place.)
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
+from ..redact import is_secret_name
+from .bounds import service_problems, size_problem
+from .names import name_problems
 from .unique import duplicate
 from .values import Timestamp
 
@@ -122,6 +127,7 @@ _NAME = re.compile(r"[a-zA-Z0-9._-]+")
 _DURATION_FIX = "write a duration with its unit, e.g. '30s', '1m30s', '500ms'"
 
 Problems = list[str]
+_SCALAR = "string|number|boolean|null"
 _ARTICLES = {"string": "a string", "number": "a number", "boolean": "true or false",
              "null": "empty", "mapping": "a mapping", "list": "a list"}  # fmt: skip
 
@@ -142,11 +148,12 @@ def _want(value: Any, kinds: str, path: str, out: Problems, fix: str = "") -> bo
     """Is ``value`` one of ``kinds`` (``"string|list"``)? Else record why not."""
     if _type(value) in kinds.split("|"):
         return True
-    got = (
-        f"a date ({value}: YAML reads it as a time, compose refuses it here)"
-        if isinstance(value, Timestamp)
-        else repr(value)
-    )
+    if isinstance(value, Timestamp):
+        got = f"a date ({value}: YAML reads it as a time, compose refuses it here)"
+    elif any(is_secret_name(part) for part in path.split(".")):
+        got = _ARTICLES.get(_type(value), _type(value))  # the value of a secret is not shown
+    else:
+        got = repr(value)
     wanted = " or ".join(_ARTICLES[k] for k in kinds.split("|"))
     fix = fix or ("quote the date" if isinstance(value, Timestamp) else f"write {wanted} there")
     out.append(f"{path} must be {wanted}, got {got}. Fix: {fix}.")
@@ -241,14 +248,17 @@ def _depends_on(value: Any, path: str, out: Problems) -> None:
         condition = item.get("condition")
         if condition not in CONDITIONS:
             got = "no condition" if condition is None else f"{condition!r}"
-            out.append(f"{where}.condition must be one of {', '.join(CONDITIONS)}, got {got}.")
+            out.append(
+                f"{where}.condition must be one of {', '.join(CONDITIONS)}, got {got}. "
+                "Fix: write one of them."
+            )
 
 
 def _extends(value: Any, path: str, out: Problems) -> None:
     if _want(value, "string|mapping", path, out) and isinstance(value, dict):
         _keys(value, ("service", "file"), path, out)
         if not isinstance(value.get("service"), str):
-            out.append(f"{path}.service must name the service to extend.")
+            out.append(f"{path}.service must name the service to extend. Fix: add service: NAME.")
         _optional(value, {"file": "string"}, path, out)
 
 
@@ -260,7 +270,7 @@ def _volumes(value: Any, path: str, out: Problems) -> None:
         where = f"{path}[{n}]"
         if _want(item, "string|mapping", where, out) and isinstance(item, dict):
             if item.get("type") not in types:
-                out.append(f"{where}.type must be one of {', '.join(types)}.")
+                out.append(f"{where}.type must be one of {', '.join(types)}. Fix: write one.")
             _optional(item, {"source": "string", "target": "string"}, where, out)
 
 
@@ -268,7 +278,8 @@ def _keys(value: dict[str, Any], allowed: tuple[str, ...], path: str, out: Probl
     extra = [k for k in value if k not in allowed and not k.startswith("x-")]
     if extra:
         out.append(
-            f"{path}: unknown key(s) {', '.join(map(repr, extra))}. Valid: {', '.join(allowed)}."
+            f"{path}: unknown key(s) {', '.join(map(repr, extra))}. Fix: correct the spelling; "
+            f"valid: {', '.join(allowed)}."
         )
 
 
@@ -318,9 +329,68 @@ def _networks(value: Any, path: str, out: Problems) -> None:
         _want(item, "mapping|null", f"{path}.{name}", out)
 
 
+def _service_files(value: Any, path: str, out: Problems) -> None:
+    """A service's ``secrets`` or ``configs``: names, or mappings with a ``source``."""
+    if not _want(value, "list", path, out):
+        return
+    kinds = {"source": "string", "target": "string", "uid": "string", "gid": "string",
+             "mode": "number|string"}  # fmt: skip
+    for n, item in enumerate(value):
+        where = f"{path}[{n}]"
+        if _want(item, "string|mapping", where, out) and isinstance(item, dict):
+            _keys(item, tuple(kinds), where, out)
+            if "source" not in item:
+                out.append(f"{where} has no source. Fix: add source: NAME.")
+            _optional(item, kinds, where, out)
+
+
+def _list_or_dict(values: str, kinds: str = "list|mapping") -> Callable[[Any, str, Problems], None]:
+    """``- KEY=value`` items, or a mapping whose values are ``values``."""
+
+    def check(value: Any, path: str, out: Problems) -> None:
+        if not _want(value, kinds, path, out):
+            return
+        if isinstance(value, list):
+            _strings(value, path, out)
+            return
+        for key, item in value.items():
+            _want(item, values, f"{path}.{key}", out)
+
+    return check
+
+
+def _string_or_strings(value: Any, path: str, out: Problems) -> None:
+    if _want(value, "string|list", path, out) and isinstance(value, list):
+        _strings(value, path, out)
+
+
+def _keyed(keys: str, kinds: str = "mapping") -> Callable[[Any, str, Problems], None]:
+    """A mapping with these keys only (their own shapes are compose's to check)."""
+
+    def check(value: Any, path: str, out: Problems) -> None:
+        if _want(value, kinds, path, out) and isinstance(value, dict):
+            _keys(value, tuple(keys.split()), path, out)
+
+    return check
+
+
+def _scale(value: Any, path: str, out: Problems) -> None:
+    wanted = _want(value, "number|string", path, out)
+    if wanted and isinstance(value, int | float) and (value < 0 or value != int(value)):
+        out.append(f"{path} must be a whole number, 0 or more, got {value}. Fix: write one.")
+
+
+def _scalars(value: Any, path: str, out: Problems) -> None:
+    if _want(value, "list", path, out):
+        for n, item in enumerate(value):
+            _want(item, "string|number", f"{path}[{n}]", out)
+
+
 def _simple(kinds: str, fix: str = "") -> Callable[[Any, str, Problems], None]:
     def check(value: Any, path: str, out: Problems) -> None:
-        _want(value, kinds, path, out, fix)
+        wanted = _want(value, kinds, path, out, fix)
+        if wanted and isinstance(value, float) and not math.isfinite(value):  # (compose: +Inf)
+            out.append(f"{path} must be a finite number, got {value}. Fix: write a number.")
 
     return check
 
@@ -342,11 +412,50 @@ _FIELDS: dict[str, Callable[[Any, str, Problems], None]] = {
     "links": _strings,
     "volumes_from": _strings,
     "network_mode": _simple("string"),
-    "build": _simple("string|mapping"),
     "networks": _networks,
-    "dns": _simple("string|list"),
     "x-pyairtable": _x_pyairtable,
+    "secrets": _service_files,
+    "configs": _service_files,
 }
+# The other fields, by their type in the Compose Specification's schema (a string is
+# accepted wherever a number or boolean is: interpolation yields strings).
+_KINDS = {
+    "mapping": "blkio_config credential_spec provider storage_opt",
+    "mapping|null": "develop",
+    "list|mapping": "models",
+    "list": "devices gpus post_start pre_stop",
+    "boolean|string": "attach init oom_kill_disable privileged read_only stdin_open tty "
+    "use_api_socket",
+    "number|string": "cpu_count cpu_percent cpu_period cpu_quota cpu_rt_period cpu_rt_runtime "
+    "cpu_shares cpus mem_limit mem_reservation mem_swappiness memswap_limit oom_score_adj "
+    "pids_limit shm_size",
+    "string": "cgroup cgroup_parent container_name cpuset domainname hostname ipc isolation "
+    "mac_address platform pull_policy pull_refresh_after restart runtime user userns_mode uts "
+    "working_dir",
+    "string|null": "pid",
+}
+for _kinds, _keys_ in _KINDS.items():
+    _FIELDS.update(dict.fromkeys(_keys_.split(), _simple(_kinds)))
+_LISTS = ["cap_add", "cap_drop", "device_cgroup_rules", "dns_opt", "external_links", "security_opt"]
+_FIELDS.update(dict.fromkeys(_LISTS, _strings))
+_FIELDS["expose"] = _FIELDS["group_add"] = _scalars
+_FIELDS.update(dict.fromkeys(["dns", "dns_search", "label_file", "tmpfs"], _string_or_strings))
+_FIELDS.update(dict.fromkeys(["annotations", "labels", "sysctls"], _list_or_dict(_SCALAR)))
+_FIELDS["extra_hosts"] = _list_or_dict("string|list")
+_FIELDS["ulimits"] = _list_or_dict("number|string|mapping", "mapping")
+_FIELDS["build"] = _keyed(
+    "context dockerfile dockerfile_inline args ssh labels cache_from cache_to no_cache "
+    "additional_contexts network pull target shm_size extra_hosts isolation privileged "
+    "secrets tags ulimits platforms entitlements provenance sbom",
+    "string|mapping",
+)
+_FIELDS["logging"] = _keyed("driver options")
+_FIELDS["deploy"] = _keyed(
+    "mode endpoint_mode replicas labels rollback_config update_config resources "
+    "restart_policy placement",
+    "mapping|null",
+)
+_FIELDS["scale"] = _scale
 
 
 def check_include(entry: Any, path: str) -> Problems:
@@ -379,10 +488,15 @@ def check(doc: dict[str, Any]) -> Problems:
     services = doc.get("services", {})
     if not _want(services, "mapping", "services", out, "map each service name to its settings"):
         return out
+    if size_problem(services):  # before any port range is expanded
+        return [size_problem(services)]
     for name, body in services.items():
         where = f"services.{name}"
         if not _NAME.fullmatch(name):
-            out.append(f"service name {name!r} may hold only letters, digits, '.', '_', '-'.")
+            out.append(
+                f"service name {name!r} may hold only letters, digits, '.', '_', '-'. "
+                "Fix: rename the service."
+            )
         if not _want(body, "mapping", where, out):
             continue
         unknown = [k for k in body if k not in SERVICE_KEYS and not k.startswith("x-")]
@@ -394,15 +508,21 @@ def check(doc: dict[str, Any]) -> Problems:
         for key, field_check in _FIELDS.items():
             if key in body:
                 field_check(body[key], f"{where}.{key}", out)
+        out += service_problems(body, where)
+    out += name_problems(n for n in services if _NAME.fullmatch(n))
     return out
 
 
 def _top_level(doc: dict[str, Any], out: Problems) -> None:
     for key in doc:
         if key not in TOP_LEVEL and not key.startswith("x-"):
-            out.append(f"unknown top-level key {key!r}. Valid: {', '.join(TOP_LEVEL)}, x-*.")
-    if "name" in doc:
-        _want(doc["name"], "string", "name", out)
+            out.append(
+                f"unknown top-level key {key!r}. Fix: correct it, or prefix it with x- "
+                f"(valid: {', '.join(TOP_LEVEL)}, x-*)."
+            )
+    for key in ("name", "version"):
+        if key in doc:
+            _want(doc[key], "string", key, out)
     if "include" in doc:
         _want(doc["include"], "list", "include", out)
     for key in ("networks", "volumes", "secrets", "configs", "models"):

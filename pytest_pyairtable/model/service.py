@@ -139,7 +139,13 @@ def _environment(
     for entry in svc.get("env_file") or ():
         path = Path(entry["path"])
         required = entry.get("required", True)
-        required = to_bool(required) if isinstance(required, str) else bool(required)
+        try:
+            required = to_bool(required) if isinstance(required, str) else bool(required)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: env_file {path}: required must be true or false, got {required!r}. "
+                "Fix: write required: true or required: false."
+            ) from None
         if not record.note(path):
             if required:
                 raise ConfigError(
@@ -251,9 +257,10 @@ def _volume(entry: Mapping[str, Any]) -> VolumeMount:
 
 def _only_keys(block: Any, allowed: tuple[str, ...], where: str) -> None:
     if not isinstance(block, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {block!r}.")
+        raise ConfigError(f"{where}: expected a mapping, got {block!r}. Fix: write KEY: value.")
     unknown = [str(k) for k in block if k not in allowed]
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}. Valid keys: {', '.join(allowed)}."
+            f"{where}: unknown key(s) {', '.join(unknown)}. Fix: correct the spelling; "
+            f"valid keys: {', '.join(allowed)}."
         )

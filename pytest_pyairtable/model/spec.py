@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from ..errors import UnknownServiceError
+from ..redact import dataclass_repr, mask_patterns, secret_values, text_secrets
+from .names import fixture_name
 from .probespec import ProbeSpec, redis_password
 from .schema import CONDITIONS
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from .loader import Model
 
 __all__ = ["CONDITIONS", "ServiceSpec", "StackSpec", "load_stack"]
-SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class Healthcheck:
     retries: int = 3
     start_period: float = 0.0
     start_interval: float = 5.0
+
+    def __repr__(self) -> str:
+        return mask_patterns(dataclass_repr(self))
 
     @property
     def budget(self) -> float:
@@ -72,6 +75,9 @@ class LocalRun:
     cwd: Path
     env: Mapping[str, str]
 
+    def __repr__(self) -> str:
+        return dataclass_repr(self, secret_values(self.env))
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -95,9 +101,29 @@ class ServiceSpec:
     extension: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     job: bool = False  # x-pyairtable.job: a one-shot service, ready once it exited 0
 
+    def __repr__(self) -> str:
+        return dataclass_repr(self, self.secret_values())
+
+    def secret_values(self) -> set[str]:
+        """Values of this service that must never be printed: those of secret-named
+        variables and keys (environment, local env, x-pyairtable), passwords in its URLs
+        and the values of secret flags on its command lines."""
+        found = secret_values(self.environment) | secret_values(self.local.env)
+        found |= secret_values(self.extension)
+        texts = [*self.environment.values(), *self.local.env.values(), self.url or ""]
+        texts += [self.probe.target, " ".join(self.probe.argv), " ".join(self.command)]
+        texts += [" ".join(self.entrypoint or ()), " ".join(self.local.command or ())]
+        if self.healthcheck is not None:
+            texts.append(" ".join(self.healthcheck.test or ()))
+        for text in texts:
+            found |= text_secrets(text)
+        if self.image_kind == "redis" and redis_password(self):
+            found.add(redis_password(self))
+        return found
+
     @property
     def fixture_name(self) -> str:
-        return "pyairtable_" + self.name.replace("-", "_").replace(".", "_")
+        return fixture_name(self.name)
 
     @property
     def image_kind(self) -> str:
@@ -127,32 +153,29 @@ class StackSpec:
     warnings: tuple[str, ...] = ()  # unset variables, obsolete keys: worth saying once
     extensions: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def __repr__(self) -> str:
+        return dataclass_repr(self, self.secret_values())
+
     def secret_values(self) -> list[str]:
-        """Values that must never be printed: variables whose name looks like a secret."""
-        found: set[str] = set()
-        pools: list[Mapping[str, str]] = [self.variables]
-        pools += [s.environment for s in self.services.values()]
-        pools += [s.local.env for s in self.services.values()]
-        for pool in pools:
-            for name, value in pool.items():
-                if value and any(m in name.upper() for m in SECRET_MARKERS):
-                    found.add(value)
-        for svc in self.services.values():  # passwords given only in a URL or a command line
-            for url in (svc.probe.target, svc.url or ""):
-                password = urlsplit(url).password if "://" in url else None
-                if password:
-                    found.add(unquote(password))
-            if svc.image_kind == "redis" and redis_password(svc):
-                found.add(redis_password(svc))
+        """Values that must never be printed: variables whose name looks like a secret
+        (the environment's too), passwords in their URLs, every service's secrets and
+        those of the top-level ``x-`` blocks; longest first."""
+        found = secret_values(self.variables) | secret_values(self.extensions)
+        for value in self.variables.values():
+            found |= text_secrets(value)
+        for svc in self.services.values():
+            found |= svc.secret_values()
         return sorted(found, key=len, reverse=True)
 
     def require(self, names: Iterable[str]) -> list[str]:
         names = list(names)
         unknown = [n for n in names if n not in self.services]
         if unknown:
-            hint = ""
+            hint = " Fix: name one of them."
             if any(n in self.inactive for n in unknown):
-                hint = " Some are in an inactive profile: activate it with --pyairtable-profile."
+                hint = (
+                    " Some are in an inactive profile. Fix: activate it with --pyairtable-profile."
+                )
             raise UnknownServiceError(
                 f"unknown service(s) {', '.join(unknown)} in {self.compose_file.name}; "
                 f"active services are: {', '.join(self.services)}.{hint}"

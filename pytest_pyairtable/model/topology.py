@@ -84,6 +84,10 @@ def _load(
         environ=environ,
     )
     model = load_model(inputs, strict=False)
+    if not model.problems:  # every service's fields checked now, not when a test needs it
+        from .spec import build_stack
+
+        build_stack(model)
     edges = {
         name: [d for d in svc.get("depends_on") or {} if d in model.services]
         for name, svc in model.services.items()

@@ -52,7 +52,10 @@ def parse_volume(spec: str, where: str) -> dict[str, Any]:
 
 def _field(fields: dict[str, Any], buffer: str, last: bool, spec: str, where: str) -> None:
     if not buffer:
-        raise ConfigError(f"{where}: invalid volume {spec!r}: empty section between colons.")
+        raise ConfigError(
+            f"{where}: invalid volume {spec!r}: empty section between colons. "
+            "Fix: write SOURCE:TARGET[:MODE]."
+        )
     if "source" not in fields and last:
         fields["target"] = buffer
     elif "source" not in fields:
@@ -60,7 +63,9 @@ def _field(fields: dict[str, Any], buffer: str, last: bool, spec: str, where: st
     elif "target" not in fields:
         fields["target"] = buffer
     elif not last:
-        raise ConfigError(f"{where}: invalid volume {spec!r}: too many colons.")
+        raise ConfigError(
+            f"{where}: invalid volume {spec!r}: too many colons. Fix: write SOURCE:TARGET[:MODE]."
+        )
     else:
         for option in buffer.split(","):
             if option in ("ro", "rw"):

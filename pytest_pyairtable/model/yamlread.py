@@ -12,7 +12,11 @@ Python values with go-yaml's rules rather than PyYAML's YAML 1.1 ones:
   win, then the first map of a merge list), keys must be strings, anchors may be redefined;
 - ``!reset`` and ``!override`` become ``Reset``/``Override`` markers for the merge;
 - alias expansion is bounded: a document whose expanded size is both over
-  ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb).
+  ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb), and
+  so is one of over ``MAX_NODES`` nodes, written or expanded (a long string counts a
+  node per ``SCALAR_BYTES`` characters where it is expanded: it is copied that often);
+- nesting and size are bounded before libyaml's composer sees the text (yamlshape.py:
+  it recurses in C, and 100,000 ``[`` crash the process).
 
 Aliases share one Python object; nothing downstream mutates a loaded document.
 """
@@ -25,13 +29,13 @@ import functools
 import importlib
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from yaml._yaml import CParser
 
 from ..errors import ComposeFileError
 from .values import Override, Reset, Timestamp
+from .yamlshape import MAX_NODES, check_shape, events, too_many_nodes
 
 # Every YAML class from libyaml's own module, which keeps the ones it was first loaded
 # with: a process that unloads and reloads the pure-Python `yaml` modules (pytester's
@@ -44,6 +48,7 @@ ScalarNode, SequenceNode, MappingNode = (
 )
 
 MAX_EXPANDED = 100_000
+SCALAR_BYTES = 256  # a scalar counts as a node per this many characters, when expanded
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -63,6 +68,7 @@ class _Composer(CParser):
 def load_documents(text: str, where: str) -> list[Any]:
     """Every document of a YAML stream, built with go-yaml's rules."""
     try:
+        check_shape(text, where)
         nodes = _compose(text)
     except libyaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -103,18 +109,9 @@ def _compose(text: str) -> list[Node]:
     return nodes
 
 
-def _events(text: str) -> Iterator[Any]:
-    parser = CParser(text)
-    try:
-        while parser.check_event():
-            yield parser.get_event()
-    finally:
-        parser.dispose()
-
-
 def _compose_events(text: str) -> list[Node]:
     """The same node trees, from the event stream, where a later anchor replaces an earlier."""
-    events = _events(text)
+    stream = events(text)
     documents: list[Node] = []
     anchors: dict[str, Node] = {}
 
@@ -131,20 +128,20 @@ def _compose_events(text: str) -> list[Node]:
             built = ScalarNode(tag, event.value, mark, None, style)
         elif isinstance(event, libyaml.SequenceStartEvent):
             built = SequenceNode(tag, [], mark, None)
-            while not isinstance(child := next(events), libyaml.SequenceEndEvent):
+            while not isinstance(child := next(stream), libyaml.SequenceEndEvent):
                 built.value.append(node(child))
         else:
             built = MappingNode(tag, [], mark, None)
-            while not isinstance(key := next(events), libyaml.MappingEndEvent):
-                built.value.append((node(key), node(next(events))))
+            while not isinstance(key := next(stream), libyaml.MappingEndEvent):
+                built.value.append((node(key), node(next(stream))))
         if event.anchor:
             anchors[event.anchor] = built
         return built
 
-    for event in events:
+    for event in stream:
         if isinstance(event, libyaml.DocumentStartEvent):
             anchors.clear()
-            documents.append(node(next(events)))
+            documents.append(node(next(stream)))
     return documents
 
 
@@ -153,6 +150,7 @@ class _Builder:
         self.where = where
         self.built: dict[int, Any] = {}
         self.sizes: dict[int, int] = {}
+        self.building: set[int] = set()  # nodes being built: an alias to one is a cycle
         self.written = 0
 
     def document(self, node: Node) -> Any:
@@ -162,9 +160,14 @@ class _Builder:
         key = id(node)
         if key in self.built:
             return self.built[key]
+        if key in self.building:
+            raise self.error(node, "an alias refers to the node it is in (a cycle)", "remove it")
+        self.building.add(key)
         self.written += 1
         if isinstance(node, ScalarNode):
-            value, size = self.scalar(node), 1
+            # a long string counts as what it costs to copy out (rendered, sent to a
+            # process): 3,000 aliases of one 100 kB string are 300 MB of output
+            value, size = self.scalar(node), 1 + len(node.value) // SCALAR_BYTES
         elif isinstance(node, SequenceNode):
             items = [self.build(child) for child in node.value]
             size = 1 + sum(self.sizes[id(child)] for child in node.value)
@@ -178,6 +181,7 @@ class _Builder:
         elif node.tag == "!override":
             value = Override(value)
         self.built[key], self.sizes[key] = value, size
+        self.building.discard(key)
         self.check_expansion(size)  # at every node: stop a bomb before it costs time
         return value
 
@@ -188,6 +192,8 @@ class _Builder:
                 f"(written: {self.written}), over the limit of {MAX_EXPANDED}. Fix: use "
                 "fewer nested aliases (this is the shape of a 'billion laughs' attack)."
             )
+        if max(expanded, self.written) > MAX_NODES:  # every later step walks each node
+            raise too_many_nodes(self.where)
 
     def mapping(self, node: Node) -> tuple[dict[str, Any], int]:
         result: dict[str, Any] = {}
@@ -303,7 +309,7 @@ def resolve_plain(text: str) -> Any:  # noqa: PLR0911 - go-yaml v3 resolve(), ca
     if _timestamp(text):
         return Timestamp(text)
     plain = text.replace("_", "")
-    match = _GO_INT.fullmatch(plain)
+    match = _GO_INT.fullmatch(plain) if len(plain) <= 70 else None  # longer: no 64-bit int
     if match:
         sign, digits = match.groups()
         prefix = digits[1:2].lower() if digits[0] == "0" else ""

@@ -1,20 +1,24 @@
 """``pyairtable wait URL...``: the seed's wait-for-database/redis/service scripts in one.
 
 Usable in a Dockerfile or a CI step: exit 0 once every URL is ready, else non-zero with
-the last error. The seed's MAX_RETRIES, RETRY_INTERVAL and TIMEOUT are honoured.
+the last error. The seed's MAX_RETRIES, RETRY_INTERVAL and TIMEOUT are honoured. Every
+URL and setting is checked before the first wait: a typo is an error at once, not a
+timeout later.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..model.probespec import ProbeSpec
-from ..redact import Redactor
+from ..model.durations import MAX_SECONDS, go_duration
+from ..model.probespec import ProbeSpec, url_problem
+from ..redact import Redactor, mask_url
 from .checks import BaseProbe, HttpProbe, Probe, ProbeContext, ProbeFailed, make_probe
 from .waiting import Gone, wait_ready
 
@@ -44,9 +48,81 @@ class DiscoveringHttpProbe(BaseProbe):
             probe.close()
 
 
+@dataclass(frozen=True)
+class WaitOptions:
+    timeout: float  # seconds per URL
+    interval: float  # the longest pause between attempts
+    max_retries: int | None
+
+
+def wait_options(
+    timeout: float | None, interval: float | None, environ: Mapping[str, str]
+) -> WaitOptions:
+    """The options as given, else the seed's TIMEOUT, RETRY_INTERVAL and MAX_RETRIES."""
+    return WaitOptions(
+        timeout=_seconds(timeout, "--timeout", environ, "TIMEOUT", 150.0),
+        interval=_seconds(interval, "--interval", environ, "RETRY_INTERVAL", 0.5),
+        max_retries=_count(environ.get("MAX_RETRIES", ""), "MAX_RETRIES"),
+    )
+
+
+def _seconds(
+    given: float | None, option: str, environ: Mapping[str, str], variable: str, default: float
+) -> float:
+    if given is not None:
+        where, value = option, given
+    elif environ.get(variable, "").strip():
+        where, raw = variable, environ[variable].strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            try:
+                value = go_duration(raw) / 1e9
+            except ValueError:
+                value = math.nan
+    else:
+        return default
+    if not 0 <= value <= MAX_SECONDS:  # nan, inf and centuries too
+        shown = environ[variable] if where == variable else value
+        raise ConfigError(
+            f"{where}={shown!r} is not a number of seconds (0 to {MAX_SECONDS}). Fix: e.g. "
+            f"{where}=30 (durations such as 1m30s work too)."
+        )
+    return value
+
+
+def _count(raw: str, variable: str) -> int | None:
+    if not raw.strip():
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(
+            f"{variable}={raw!r} is not a number of attempts. Fix: e.g. {variable}=30."
+        )
+    return value
+
+
+_URL_SCHEMES = ("postgres", "postgresql", "redis", "rediss", "http", "https", "tcp")
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigError, the URL's password masked, when ``url`` cannot be waited for."""
+    scheme = url.partition("://")[0] if "://" in url else ""
+    problem = url_problem(url, _URL_SCHEMES, need_port=scheme == "tcp")
+    if problem:
+        raise ConfigError(
+            f"cannot wait for {mask_url(url)!r}: {problem}. Fix: use postgres://, redis://, "
+            "http(s):// or tcp://HOST:PORT."
+        )
+
+
 def probe_for(
     url: str, tables: Sequence[str], migrations_table: str | None, ctx: ProbeContext
 ) -> Probe:
+    check_url(url)
     scheme = urlsplit(url).scheme
     if scheme in ("postgres", "postgresql"):
         return make_probe(
@@ -85,9 +161,8 @@ def wait_for(
     tables: Sequence[str] = (),
     migrations_table: str | None = None,
 ) -> WaitResult:
-    probe = probe_for(
-        url, tables, migrations_table, ProbeContext(attempt_timeout=min(5.0, timeout))
-    )
+    attempt_timeout = max(0.1, min(5.0, timeout))  # one attempt, even with --timeout 0
+    probe = probe_for(url, tables, migrations_table, ProbeContext(attempt_timeout=attempt_timeout))
     start = time.monotonic()
     attempts = 0
 
@@ -110,17 +185,9 @@ def wait_for(
 
 
 def describe(result: WaitResult, redact: Redactor) -> str:
-    shown = redact(_mask_url(result.url))
+    shown = redact(mask_url(result.url))
     took = f"{result.seconds:.2f}s ({result.attempts} attempts)"
     if result.ok:
         extras = ", ".join(f"{k}={v}" for k, v in result.details.items())
         return f"ready: {shown} in {took}" + (f": {extras}" if extras else "")
     return f"NOT ready: {shown} after {took}: {redact(result.error)}"
-
-
-def _mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
