@@ -1,5 +1,6 @@
 """A kept stack on the compose backend: recorded with its project and containers, left
-alone by other runs, attached to, and removed by `pyairtable down` from the record."""
+alone by other runs, attached to, a service restarted, and removed by `pyairtable down`
+from the record."""
 
 from __future__ import annotations
 
@@ -71,6 +72,19 @@ def test_compose_keep_attach_and_down(
         assert second.ret == 0, second.stdout.str()
         second.stdout.fnmatch_lines(["*attached to the kept stack (2 services)*"])
         assert (work / "runs.txt").read_text() == "ran\n"  # the job did not run again
+
+        # the dev loop's restart: the kept container again, its log going on once
+        restarted = cli("restart", "app", cwd=work, drop=["APP_PORT"])
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        assert "app" in restarted.stdout and "restarted" in restarted.stdout
+        assert sorted(containers(project_name)) == sorted(running) and listening(app)
+        logs = cli("logs", "app", cwd=work, drop=["APP_PORT"])
+        assert logs.returncode == 0, logs.stdout + logs.stderr
+        assert logs.stdout.count("app: starting") == 2, logs.stdout  # once a run, no copy
+        assert logs.stdout.count("app: stopped") == 1, logs.stdout
+        third = compose_project.run_subprocess("--pyairtable-backend", "compose")
+        assert third.ret == 0, third.stdout.str()
+        third.stdout.fnmatch_lines(["*attached to the kept stack (2 services)*"])
     finally:
         down = cli("down", cwd=work, drop=["APP_PORT"])
     assert down.returncode == 0, down.stdout + down.stderr

@@ -107,7 +107,7 @@ class ComposeBackend(BaseBackend):
         self.notices.insert(0, f"compose backend: {found}, project {self.project}")
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         self._reaper.tell(f"project {self.project}")
-        self.compose = ComposeCommand(
+        self.compose: ComposeCommand | None = ComposeCommand(
             argv,
             list(compose_files) or [compose_file],
             env_file,
@@ -127,6 +127,7 @@ class ComposeBackend(BaseBackend):
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
         self._followers: dict[str, LogFollower] = {}  # a restarted service's log goes on
+        self._log_since: dict[str, str | None] = {}  # a kept one's: after its last run
         self._created: dict[str, threading.Event] = {}
         self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
@@ -161,6 +162,8 @@ class ComposeBackend(BaseBackend):
         """Create the containers of what is about to start, in one compose call (which
         creates them concurrently) while nothing else waits; a launch then only starts
         its container through the API."""
+        if self.compose is None:  # a kept stack's containers exist already
+            return
         names = [s.name for s in services if s.name not in self._created]
         if not names:
             return
@@ -174,6 +177,7 @@ class ComposeBackend(BaseBackend):
         thread.start()
 
     def _create(self, names: list[str], done: threading.Event) -> None:
+        assert self.compose is not None  # prepare() is never called on a kept stack's
         try:
             with self._batch_lock:
                 output = self.compose.run(
@@ -198,6 +202,8 @@ class ComposeBackend(BaseBackend):
     def launch(self, svc: ServiceSpec) -> ContainerService:
         if self.port_holds is not None:  # the engine binds them now
             self.port_holds.release(m.host for m in svc.ports if m.host)
+        if self.compose is None:  # a kept stack's: its own container again
+            return self._relaunch(svc)
         if svc.name not in self._created:
             self.prepare([svc])
         done = self._created[svc.name]
@@ -210,6 +216,28 @@ class ComposeBackend(BaseBackend):
             raise PrerequisiteError(
                 creation_error(svc.name, self._outputs.get(svc.name, ""), self.compose.shown)
             )
+        return self._start(svc, cid)
+
+    def _relaunch(self, svc: ServiceSpec) -> ContainerService:
+        """A service of a kept stack started again (`pyairtable restart`): its existing
+        container, as `docker compose restart` does; no compose file is read, so an
+        edited one takes effect at the next `up`. Its log goes on from where it ended."""
+        cid = self._container(svc.name)
+        if cid is None:
+            raise PrerequisiteError(
+                f"service '{svc.name}': its container in project {self.project} is gone "
+                "(removed outside pyairtable), so it cannot be restarted. "
+                "Fix: `pyairtable down`, then `pyairtable up` to create it again."
+            )
+        if self.states is None:  # events from now on: the start and, later, the stop
+            self.states = ContainerStates(self.api, self.project)
+        if svc.name not in self._followers:
+            ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
+            self._log_since[svc.name] = _stamp(ended)
+        return self._start(svc, cid)
+
+    def _start(self, svc: ServiceSpec, cid: str) -> ContainerService:
+        assert self.states is not None
         starts = self.states.starts(cid)
         try:
             self.api.start(cid)
@@ -224,7 +252,7 @@ class ComposeBackend(BaseBackend):
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
-        since = before.last if before is not None else None
+        since = before.last if before is not None else self._log_since.get(svc.name)
         follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
         running = ContainerService(
             self.api, svc.name, cid, log_path, self.states, follower=follower
@@ -291,6 +319,7 @@ class ComposeBackend(BaseBackend):
             return
         for subcommand in self.cleanup or ():
             with contextlib.suppress(PrerequisiteError):
+                assert self.compose is not None  # a kept stack's has no cleanup override
                 self.compose.run(shlex.split(subcommand))
         # What `down` removes, by the project's label: also services of profiles that
         # are not active now, which `down` would skip.
@@ -348,6 +377,9 @@ class ComposeBackend(BaseBackend):
         backend.port_holds = None
         backend._batches = []
         backend.started = []
+        backend.compose = None  # no compose file: a restart starts the kept container
+        backend._followers = {}
+        backend._log_since = {}
         return backend
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> ContainerService:
@@ -369,6 +401,12 @@ def _host_port(published: Mapping[str, Any], container: int) -> int | None:
             if binding.get("HostPort"):
                 return int(binding["HostPort"])
     return None
+
+
+def _stamp(moment: Any) -> str | None:
+    """An engine time (RFC 3339) as log stamps are, or None for the zero time."""
+    text = str(moment or "")
+    return None if not text or text.startswith("0001-") else text
 
 
 def _explanation(exc: Exception) -> str:
