@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,6 +101,49 @@ def test_starts_only_the_closure(make: Callable[..., Orchestrator], free_ports: 
         UnknownServiceError, match=r"unknown service\(s\) nope.*active services are: a, b, c"
     ):
         orch.start(["nope"])
+
+
+def test_concurrent_starts_launch_each_service_once(
+    make: Callable[..., Orchestrator], free_ports: Ports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under xdist the stack's owner answers each worker on its own thread, so two
+    workers' first tests call start() at once. Each service must be launched once: a
+    second launch is a second process on the same port, or a migration run twice.
+    The two calls are made to meet once each has asked whether it has a service yet
+    (the one interleaving that matters, which real timing hits only now and then)."""
+    a, b, c = free_ports(3)
+    orch = make(standin("a", a, 0) + standin("b", b, 0, deps="a") + standin("c", c, 0))
+    meet = threading.Barrier(2, timeout=1)  # asked under a lock: the other never comes
+    met: set[int] = set()
+
+    class MeetingRuns(dict[str, ServiceRun]):
+        def __contains__(self, name: object) -> bool:
+            answer = super().__contains__(name)
+            if threading.get_ident() not in met:  # each caller's first answer, held back
+                met.add(threading.get_ident())
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    meet.wait()
+            return answer
+
+    orch.runs = MeetingRuns()
+    launched: Counter[str] = Counter()
+    real_launch = orch.backend.launch
+
+    def counted_launch(svc: Any) -> Any:
+        launched[svc.name] += 1
+        return real_launch(svc)
+
+    monkeypatch.setattr(orch.backend, "launch", counted_launch)
+    claimed: list[list[str]] = []
+    callers = [threading.Thread(target=lambda: claimed.append(orch.start())) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    assert sorted(map(sorted, claimed)) == [[], ["a", "b", "c"]]  # one caller claimed all
+    for name in ("a", "b", "c"):
+        orch.wait(name)
+    assert launched == {"a": 1, "b": 1, "c": 1}
 
 
 def test_tier_wait_time_is_honoured_when_set(

@@ -96,10 +96,12 @@ class Orchestrator:
         """Start ``names`` and what they need (all services if None); do not wait."""
         roots = self.stack.require(names) if names is not None else list(self.stack.services)
         wanted = graph.closure(self.edges, roots)
-        new = [n for n in graph.start_order(self.edges) if n in wanted and n not in self.runs]
-        with self._cv:
+        with self._cv:  # under xdist, workers' requests call this from several threads
             if self._closing:
                 return []
+            # Which are new, decided where they are claimed: two callers that both
+            # found a service missing would each launch it (a second process or job).
+            new = [n for n in graph.start_order(self.edges) if n in wanted and n not in self.runs]
             if self._deadline is None:
                 self._deadline = time.monotonic() + self.timing.max_startup_time
             for name in new:
