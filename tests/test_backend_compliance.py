@@ -17,6 +17,7 @@ import pytest
 from stackrun import listening
 from test_compose import IMAGE, ROOT, engine, our_containers  # noqa: F401 (a fixture)
 
+from conftest import unique_run_id
 from pytest_pyairtable.backends.base import Backend, Running, backend_class
 from pytest_pyairtable.model.spec import ServiceSpec, load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, make_probe
@@ -38,7 +39,7 @@ class Kit:
 
     def fresh(self) -> Backend:
         backend = backend_class(self.name)(
-            run_id=f"compliance-{len(self.made)}", compose_file=self.compose_file
+            run_id=unique_run_id("compliance"), compose_file=self.compose_file
         )
         self.made.append(backend)
         return backend
@@ -89,7 +90,10 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports) -> It
         from pytest_pyairtable.backends.external import with_urls
 
         stack = with_urls(stack, {})
-    first = backend_class(name)(run_id="compliance", compose_file=path)
+    # A run id of this pytest's own: a fixed one named the same compose project in
+    # every run, so two suites on one engine (CI beside a developer) removed or
+    # recreated each other's containers, and the leak check below saw none of them.
+    first = backend_class(name)(run_id=unique_run_id("compliance"), compose_file=path)
     made = Kit(name, path, dict(stack.services), first, [first])
     if name == "external":  # someone else runs it
         made.outside.append(
@@ -192,7 +196,7 @@ def test_a_kept_service_is_adopted_from_its_record_and_stopped(kit: Kit) -> None
     kit.backend.close(keep_stack=True)
     kit.made.remove(kit.backend)
 
-    again = type(kit.backend).reattach(state, "compliance")
+    again = type(kit.backend).reattach(state, unique_run_id("compliance"))
     kit.made.append(again)
     adopted = again.adopt(spec, services["web"])
     assert adopted.poll() is None  # still running, found from the record alone
