@@ -30,14 +30,16 @@ from pytest_pyairtable.model.spec import load_stack
 Ports = Callable[[int], list[int]]
 NO_SHELL_IMAGE = "pyairtable-test:noshell"
 
-# What the inner test asks the engine: the healthcheck's state as the engine keeps it.
+# What the inner test asks the engine: the healthcheck's state as the engine keeps it,
+# of its own container (by its project's directory: another suite on the same engine
+# runs a service "a" too).
 ENGINE_HEALTH = """
-import json, subprocess
+import json, os, subprocess
 
 def engine_health(service):
     cid = subprocess.run(
         ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.service={service}",
-         "--filter", "label=com.docker.compose.project"],
+         "--filter", f"label=com.docker.compose.project.working_dir={os.getcwd()}"],
         capture_output=True, text=True, check=True,
     ).stdout.split()[0]
     state = subprocess.run(
