@@ -22,7 +22,7 @@ from stackrun import (
     until,
 )
 
-from conftest import LeakCheck, Project, marked_processes
+from conftest import LeakCheck, Project, marked_processes, unique_run_id
 
 Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin"
@@ -350,7 +350,9 @@ def test_the_cluster_cache_is_bounded_by_size_and_age(
         "    environment: {POSTGRES_USER: cache, POSTGRES_PASSWORD: pw-cache}\n"
         f'    ports: ["{port}:5432"]\n'
     )
-    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id="cache-bound"))
+    orch = Orchestrator(
+        load_stack(path, environ={}), LocalBackend(run_id=unique_run_id("cache-bound"))
+    )
     try:
         orch.start()
         orch.wait("db")

@@ -17,6 +17,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
 from pytest_pyairtable.engine.pgsnap import PostgresSnapshot
@@ -51,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
             x-pyairtable: {{probe: {{http: "http://127.0.0.1:1/health"}}}}
     """)
     )
-    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id="reset-tests"))
+    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id=unique_run_id("reset")))
     try:
         orch.start(["db", "cache"])
         orch.wait("db")
