@@ -26,6 +26,7 @@ from stackrun import (
 )
 
 from conftest import LeakCheck, Project, marked_processes
+from pytest_pyairtable.backends.stopper import wait_child
 
 Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin"
@@ -404,10 +405,12 @@ def test_ctrl_c_during_up_detach_keeps_nothing(
         until(lambda: "b " in out.read_text() and "starting" in out.read_text(), 60)
         until(lambda: listening(a), 30)
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
+        code = wait_child(proc, 60)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()  # reaped here, not warned about by a later test's garbage collection
+    assert code is not None, f"up --detach went on after a Ctrl-C:\n{out.read_text()}"
     assert code != 0, out.read_text()
     assert not record_of(project.path).exists(), out.read_text()
     new = set(marked_processes().values()) - before
