@@ -25,7 +25,7 @@ from stackrun import (
     until,
 )
 
-from conftest import LeakCheck, Project, marked_processes
+from conftest import Background, LeakCheck, Project, marked_processes
 from pytest_pyairtable.backends.stopper import wait_child
 
 Ports = Callable[[int], list[int]]
@@ -379,7 +379,7 @@ def _cmdline(pid: int) -> bytes:
 
 
 def test_ctrl_c_during_up_detach_keeps_nothing(
-    project: Project, free_ports: Ports, tmp_path: Path
+    project: Project, free_ports: Ports, tmp_path: Path, background: Background
 ) -> None:
     a, b = free_ports(2)
     project.compose(f"""
@@ -394,22 +394,17 @@ def test_ctrl_c_during_up_detach_keeps_nothing(
     """)
     out = tmp_path / "up.out"
     before = set(marked_processes().values())
-    with open(out, "w") as sink:
-        proc = subprocess.Popen(
+    with open(out, "w") as sink:  # a terminal's Ctrl-C reaches it (see `background`)
+        proc = background(
             [sys.executable, "-m", "pytest_pyairtable.cli", "up", "--detach"],
             cwd=project.path,
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    try:
-        until(lambda: "b " in out.read_text() and "starting" in out.read_text(), 60)
-        until(lambda: listening(a), 30)
-        proc.send_signal(signal.SIGINT)
-        code = wait_child(proc, 60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()  # reaped here, not warned about by a later test's garbage collection
+    until(lambda: "b " in out.read_text() and "starting" in out.read_text(), 60)
+    until(lambda: listening(a), 30)
+    proc.send_signal(signal.SIGINT)
+    code = wait_child(proc, 60)
     assert code is not None, f"up --detach went on after a Ctrl-C:\n{out.read_text()}"
     assert code != 0, out.read_text()
     assert not record_of(project.path).exists(), out.read_text()
