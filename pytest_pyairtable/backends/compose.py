@@ -127,7 +127,6 @@ class ComposeBackend(BaseBackend):
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
         self._followers: dict[str, LogFollower] = {}  # a restarted service's log goes on
-        self._log_since: dict[str, str | None] = {}  # a kept one's: after its last run
         self._created: dict[str, threading.Event] = {}
         self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
@@ -231,12 +230,12 @@ class ComposeBackend(BaseBackend):
             )
         if self.states is None:  # events from now on: the start and, later, the stop
             self.states = ContainerStates(self.api, self.project)
-        if svc.name not in self._followers:
-            ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
-            self._log_since[svc.name] = _stamp(ended)
-        return self._start(svc, cid)
+        ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
+        return self._start(svc, cid, log_since=_stamp(ended))
 
-    def _start(self, svc: ServiceSpec, cid: str) -> ContainerService:
+    def _start(self, svc: ServiceSpec, cid: str, log_since: str | None = None) -> ContainerService:
+        """Start its container; its log followed from where the previous follower (or,
+        for a kept container, ``log_since``) left off."""
         assert self.states is not None
         starts = self.states.starts(cid)
         try:
@@ -252,7 +251,7 @@ class ComposeBackend(BaseBackend):
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
-        since = before.last if before is not None else self._log_since.get(svc.name)
+        since = before.last if before is not None else log_since
         follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
         running = ContainerService(
             self.api, svc.name, cid, log_path, self.states, follower=follower
@@ -379,7 +378,6 @@ class ComposeBackend(BaseBackend):
         backend.started = []
         backend.compose = None  # no compose file: a restart starts the kept container
         backend._followers = {}
-        backend._log_since = {}
         return backend
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> ContainerService:
