@@ -4,6 +4,9 @@ stack to attach to), handles, and the end: stop, or keep.
 Free of pytest: the plugin keeps one in ``config.stash``, the `pyairtable` command
 makes one per command. Everything that reads or runs a stack is imported where it is
 used: a test run that needs no service pays for none of it (see topology.py).
+
+(Just over 350 lines: the lazy loading and the run's end share one lock and one
+notion of "loaded"; the parts it drives live in their own modules.)
 """
 
 from __future__ import annotations
