@@ -71,8 +71,10 @@ def run_reference(
     env: Mapping[str, str],
     files: Sequence[str] = (),
     env_files: Sequence[str] = (),
+    timeout: float = 30,
 ) -> dict[str, Any] | str:
-    """The project as compose prints it, or compose's error text."""
+    """The project as compose prints it, or compose's error text (or that it did not
+    finish within ``timeout`` seconds)."""
     args = [*command]
     for f in files:
         args += ["-f", f]
@@ -82,10 +84,10 @@ def run_reference(
     try:
         done = subprocess.run(
             args, cwd=directory, env={**base_env(directory), **env}, capture_output=True,
-            text=True, timeout=30, check=False,
+            text=True, timeout=timeout, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        return "the reference did not finish in 30 s"
+        return f"the reference did not finish in {timeout:g} s"
     out = done.stdout.strip()
     if done.returncode != 0 or not out.startswith("{"):
         return (done.stderr + done.stdout).strip() or f"exit {done.returncode}"

@@ -74,6 +74,7 @@ def reference() -> dict[tuple[str, tuple[str, ...] | None], Any]:
         return run_reference(
             REFERENCE, CASES / variant[0], _env(meta, variant[1]),
             meta.get("files", ()), meta.get("env_files", ()),
+            timeout=meta.get("reference_timeout", 30),
         )  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=4) as pool:
