@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs, report
+from . import hookspecs, plainimports, report  # noqa: F401 (plainimports installs itself)
 from .errors import ConfigError, InterpolationError, PyAirtableError
 from .lease import EXCLUSIVE, SHARED
 from .model.names import fixture_name

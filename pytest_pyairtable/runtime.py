@@ -271,13 +271,17 @@ class Runtime:
 
     def attached(self) -> KeptStack | None:
         """The kept stack this run attached to, checking once whether it may."""
-        from .kept import attachable
-
         with self._lock:
             if self._kept_checked or self.stack is None:
                 return self.kept
             self._kept_checked = True
-            kept, why = attachable(self.record_path, self.stack, self.settings["backend"])
+            kept, why = None, None
+            # Nothing recorded is the usual case: then kept.py's imports stay off the
+            # path to the first launch.
+            if os.path.lexists(self.record_path):
+                from .kept import attachable
+
+                kept, why = attachable(self.record_path, self.stack, self.settings["backend"])
             if why is not None:
                 self._notice(why)
             if kept is None and self.ports is not None and self.ports.source == "record":

@@ -185,11 +185,12 @@ class LocalBackend(BaseBackend):
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
         base = temp_base()
-        # What killed runs left: not needed before the first launch, so not in its way.
+        # What killed runs left: not needed before the first launch, so started after it
+        # (before, it held the GIL the launch needs: 5-10 ms on the critical path).
         self._sweeper: threading.Thread | None = threading.Thread(
             target=remove_stale_runs, args=(base,), name="pyairtable-sweep", daemon=True
         )
-        self._sweeper.start()
+        self._sweeper_lock = threading.Lock()
         self.run_dir = ownership.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         # They hold whatever a service prints (secrets too): the tool's dir is 0700, and a
@@ -268,12 +269,20 @@ class LocalBackend(BaseBackend):
         if process.start_ticks is not None:
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
         self._launched.append(process)
+        self._start_sweeper()
         return LocalService(process, stop_signal)
+
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None:  # a reattached backend sweeps nothing
+            return
+        with self._sweeper_lock:  # services launch from several threads at once
+            if self._sweeper.ident is None:
+                self._sweeper.start()
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Remove the run's temp dirs, and its logs unless they are to be kept; with
         ``keep_stack``, leave all of it to the kept stack (and tell the reaper so)."""
-        if self._sweeper is not None:
+        if self._sweeper is not None and self._sweeper.ident is not None:
             self._sweeper.join(60)
         self._reaper.done()
         if keep_stack is not None:
