@@ -485,3 +485,34 @@ def test_service_startup_delay_pauses_before_the_first_probe(
             "*service 'a' exited with code 7 while starting*",
         ]
     )
+
+
+def test_the_plugins_own_modules_load_without_assert_rewriting(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest rewrites every module of a plugin's distribution, and where bytecode cannot
+    be written (PYTHONDONTWRITEBYTECODE=1) it parses, rewrites and compiles them again on
+    every run. Ours load with Python's plain loader (plainimports.py)."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", str(root))  # on sys.path, as an installed package is
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    project.tests("""
+        import sys
+        from _pytest.assertion.rewrite import AssertionRewritingHook
+
+        def test_loaders():
+            import pytest_pyairtable.backends.local, pytest_pyairtable.engine.orchestrator
+            import pytest_pyairtable.model.loader, pytest_pyairtable.runtime
+            ours = {n: m for n, m in sys.modules.items() if n.startswith("pytest_pyairtable")}
+            rewritten = {
+                n for n, m in ours.items()
+                if isinstance(getattr(m, "__loader__", None), AssertionRewritingHook)
+            }
+            # imported before the finder is in place: the package, the plugin, its hookspecs
+            before = {"pytest_pyairtable", "pytest_pyairtable.plugin",
+                      "pytest_pyairtable.hookspecs", "pytest_pyairtable.plainimports"}
+            assert len(ours) > 20
+            assert rewritten <= before, sorted(rewritten - before)
+    """)
+    result = project.run_subprocess()
+    result.assert_outcomes(passed=1)
