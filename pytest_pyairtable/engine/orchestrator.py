@@ -113,9 +113,7 @@ class Orchestrator:
                 )
         if new:  # e.g. create containers ahead, off the critical path
             self.backend.prepare([self.stack.services[n] for n in new])
-        # Dependents first: they only block on the condition variable, while starting
-        # their threads after a root's would take the GIL from the root's launch.
-        for name in reversed(new):
+        for name in new:
             thread = threading.Thread(
                 target=self._bring_up,
                 args=(self.runs[name],),

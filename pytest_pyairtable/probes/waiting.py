@@ -19,12 +19,13 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
-
 from .checks import Probe, ProbeFailed
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 FIRST_WAIT = 0.001
 MAX_WAIT = 0.05
@@ -163,6 +164,10 @@ def wait_ready(
 
     def give_up(state: RetryCallState) -> dict[str, Any]:
         raise TimeoutError(errors[-1] if errors else "no attempt finished")
+
+    # Imported here, on the service's own thread once it was launched: not on the way to
+    # the first launch (tenacity's import is ~6 ms).
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
     retrying = Retrying(
         stop=stop_after_delay(max(budget, 0.0)),
