@@ -71,6 +71,14 @@ CASES = [
          env="A=${NOPE?need NOPE}\n"),
     # aliases of long strings: small to write, 300 MB to render
     Case("string-aliases", _string_aliases(), "aliases expand"),
+    # a NUL in a path followed before the service checks (found by the fuzz test)
+    Case("include-nul", 'include: ["\\0"]\n' + svc(""), "include[0] holds a NUL character"),
+    Case("include-path-nul", 'include: [{path: "b\\0.yml"}]\n' + svc(""), "include[0].path holds a NUL"),
+    Case("include-env-file-nul", 'include: [{path: b.yml, env_file: ["e\\0"]}]\n' + svc(""),
+         "include[0].env_file[0] holds a NUL", setup=_with("b.yml", "services: {}\n")),
+    Case("include-project-directory-nul", 'include: [{path: b.yml, project_directory: "d\\0"}]\n' + svc(""),
+         "include[0].project_directory holds a NUL", setup=_with("b.yml", "services: {}\n")),
+    Case("extends-file-nul", svc('extends: {service: b, file: "f\\0.yml"}'), "services.a.extends.file holds a NUL"),
 ]
 # fmt: on
 LOADS = {"int-5000-digits"}
