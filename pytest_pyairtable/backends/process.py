@@ -5,6 +5,7 @@ stopped by the one stopper (see stopper.py), which also ends what escaped the gr
 
 from __future__ import annotations
 
+import atexit
 import errno
 import signal
 import subprocess
@@ -96,7 +97,16 @@ _LET_GO: list[subprocess.Popen[bytes]] = []
 
 def let_go(popen: subprocess.Popen[bytes]) -> None:
     """``popen``'s child outlives this run on purpose (a kept stack's)."""
+    if not _LET_GO:
+        atexit.register(_reap_let_go)
     _LET_GO.append(popen)
+
+
+def _reap_let_go() -> None:
+    """At exit, collect those stopped since (by `pyairtable down` from another process):
+    our zombies until then, and a Popen with no exit status warns when it is collected."""
+    for popen in _LET_GO:
+        popen.poll()
 
 
 class LocalProcess(ServiceProcesses):
