@@ -22,20 +22,20 @@ MAX_PORTS = 10_000
 URL_SCHEMES = ("http", "https", "postgres", "postgresql", "redis", "rediss", "tcp")
 
 
-def nul_problem(value: Any, where: str) -> str | None:
-    """The first string below ``value`` holding a NUL character, as a problem line."""
+def nul_problems(value: Any, where: str) -> list[str]:
+    """The first string below ``value`` holding a NUL character, as a problem line; one
+    is enough to say: the rest would be the same mistake."""
     for path, text in _strings(value, where):
         if "\0" in text:
-            return (
+            return [
                 f"{path} holds a NUL character. Fix: remove it (no command, variable or "
                 "path can carry one)."
-            )
-    return None  # one is enough to say: the rest would be the same mistake
+            ]
+    return []
 
 
 def service_problems(body: dict[str, Any], where: str) -> list[str]:
-    nul = nul_problem(body, where)
-    out: list[str] = [nul] if nul else []
+    out = nul_problems(body, where)
     ports = body.get("ports")
     for n, port in enumerate(ports if isinstance(ports, list) else ()):
         if isinstance(port, dict):

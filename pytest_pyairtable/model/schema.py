@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..redact import is_secret_name
-from .bounds import nul_problem, service_problems, size_problem
+from .bounds import nul_problems, service_problems, size_problem
 from .names import name_problems
 from .unique import duplicate
 from .values import Timestamp
@@ -471,21 +471,16 @@ def check_include(entry: Any, path: str) -> Problems:
             if key in entry and _want(given, "string|list", where, out) and isinstance(given, list):
                 _strings(given, where, out)
         _optional(entry, {"project_directory": "string"}, path, out)
-    return out or _no_nul(entry, path)
-
-
-def _no_nul(value: Any, path: str) -> Problems:
-    """Paths followed before the service checks run must be checked here: a NUL in one
-    would reach the file system, which refuses it with a bare ValueError."""
-    nul = nul_problem(value, path)
-    return [nul] if nul else []
+    # Followed before the service checks run: a NUL would reach the file system, which
+    # refuses it with a bare ValueError.
+    return out or nul_problems(entry, path)
 
 
 def check_extends(value: Any, path: str) -> Problems:
     """A service's ``extends``, checked before it is followed."""
     out: Problems = []
     _extends(value, path, out)
-    return out or _no_nul(value, path)
+    return out or nul_problems(value, path)  # as check_include: followed before the rest
 
 
 def check(doc: dict[str, Any]) -> Problems:
