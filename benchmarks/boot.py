@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Orchestrator
-from pytest_pyairtable.model import graph
 from pytest_pyairtable.model.spec import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,10 +115,11 @@ def boot_once(compose: Path, only: list[str] | None, backend: str = "local") -> 
         stop_started = time.monotonic()
         orch.stop()
         teardown = time.monotonic() - stop_started
-    edges = {n: [d for d in SEED_EDGES[n] if d in orch.runs] for n in orch.runs}
-    cost = {n: r.ready_seconds or 0.0 for n, r in orch.runs.items()}
-    critical, _ = graph.critical_path(edges, cost)
-    return {"boot": boot, "teardown": teardown, "critical_path": critical}
+    return {"boot": boot, "teardown": teardown}
+
+
+def _row(label: str, s: dict[str, float]) -> str:
+    return f"{label:<34}{s['median']:>8.3f}s{s['min']:>8.3f}s{s['max']:>8.3f}s"
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
@@ -247,7 +247,6 @@ def measure_compose(tmp: Path, args: argparse.Namespace, compose_cmd: str) -> di
         runs.append(boot_once(containers, None, "compose"))
         waits.append(up_wait_once(containers, compose_cmd))
     ours: dict[str, Any] = {key: summarize([r[key] for r in runs]) for key in runs[0]}
-    ours["ratio"] = summarize([r["boot"] / r["critical_path"] for r in runs])
     theirs: dict[str, Any] = {key: summarize([w[key] for w in waits]) for key in waits[0]}
     pairs = list(zip(runs, waits, strict=True))
     return {
@@ -275,12 +274,10 @@ def main() -> int:
         results: dict[str, Any] = {
             "delay": args.delay,
             "reps": args.reps,
-            "nominal_critical_path": 6 * args.delay,
         }
         for label, only in (("local_full", None), ("local_partial_3", ["platform-services"])):
             runs = [boot_once(compose, only) for _ in range(args.reps)]
             results[label] = {key: summarize([r[key] for r in runs]) for key in runs[0]}
-            results[label]["ratio"] = summarize([r["boot"] / r["critical_path"] for r in runs])
         compose_cmd = docker_compose_available()
         if compose_cmd is None:
             results["compose_backend"] = "not measured: no Docker engine with compose answers"
@@ -296,8 +293,7 @@ def main() -> int:
     for label in ("local_full", "local_partial_3"):
         r = results[label]
         for key in ("boot", "teardown"):
-            s = r[key]
-            print(f"{label + ' ' + key:<34}{s['median']:>8.3f}s{s['min']:>8.3f}s{s['max']:>8.3f}s")
+            print(_row(f"{label} {key}", r[key]))
     print("  (the local backend against an external reference: benchmarks/chain_local.py)")
     for key, label in (("plugin_cost", ".pyc cached"), ("plugin_cost_no_bytecode", "no .pyc")):
         c = results[key]
@@ -317,8 +313,7 @@ def main() -> int:
             print(f"{label}: {r}")
             continue
         for key in ("boot", "teardown"):
-            s = r[key]
-            print(f"{label + ' ' + key:<34}{s['median']:>8.3f}s{s['min']:>8.3f}s{s['max']:>8.3f}s")
+            print(_row(f"{label} {key}", r[key]))
     if "compose_speedup" in results:
         for key, text in (
             ("compose_speedup", "docker compose up --wait boot / ours, per pair"),
