@@ -204,7 +204,7 @@ def test_stop_is_clean_when_someone_killed_the_reaper(tmp_path: Path, free_ports
         reapers = [
             pid
             for pid in marked_processes()
-            if b"pytest_pyairtable.backends.reaper" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"backends/reaperproc.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert len(reapers) == 1
         kill_own(reapers[0], lambda pid: pid in marked_processes())

@@ -1,10 +1,10 @@
 """The reaper: ends a run's services if pytest dies without stopping them (SIGKILL, OOM).
 
-Started by a backend in its own session, it reads commands on stdin, a pipe from
-pytest. The kernel closes that pipe however pytest dies, so end-of-file without a
-``done`` first means pytest is gone: no polling, no delay. Then it ends, through the
-one stopper, every recorded service and whatever else carries the run's marker (a
-service that daemonised), and removes the run's directories. Commands:
+Started by a backend in its own session (its process: reaperproc.py), it reads commands
+on stdin, a pipe from pytest. The kernel closes that pipe however pytest dies, so
+end-of-file without a ``done`` first means pytest is gone: no polling, no delay. Then
+it ends, through the one stopper, every recorded service and whatever else carries the
+run's marker (a service that daemonised), and removes the run's directories. Commands:
 
     pg <pgid> <start-ticks> <service>   a service's process group to end
     dir <path>                          a directory of the run to remove
@@ -21,12 +21,15 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from . import stopper
 from .procfs import RUN_ID_VAR, SERVICE_VAR
 
 GRACE = 3.0
+_PROCESS = Path(__file__).with_name("reaperproc.py")
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 class ReaperClient:
@@ -45,7 +48,7 @@ class ReaperClient:
             env[RUN_ID_VAR] = run_id
         self._lock = threading.Lock()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "pytest_pyairtable.backends.reaper"],
+            [sys.executable, "-I", "-S", str(_PROCESS), _PACKAGE_PARENT],
             stdin=subprocess.PIPE,
             env=env,
             start_new_session=True,  # survives pytest's death, and its Ctrl-C
@@ -106,14 +109,14 @@ def reap(targets: list[stopper.Target], dirs: list[str]) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is pytest's to handle
+def reap_commands(lines: Iterable[str]) -> int:
+    """pytest is gone: end what its commands (all of them, ``done`` never came) name."""
     run_id = os.environ.get(RUN_ID_VAR, "")
     # Everything the run started, also what left its groups or was not announced yet.
     targets = [stopper.Target(run_id)] if run_id else []
     dirs: list[str] = []
     projects: list[str] = []
-    for line in sys.stdin:
+    for line in lines:
         command, _, rest = line.rstrip("\n").partition(" ")
         if command == "pg":
             pgid, ticks, service = [*rest.split(maxsplit=2), ""][:3]
@@ -122,13 +125,7 @@ def main() -> int:
             dirs.append(rest)
         elif command == "project":
             projects.append(rest)
-        elif command == "done":
-            os._exit(0)  # nothing to flush: spare pytest's close the interpreter's shutdown
     reap(targets, dirs)
     for project in projects:
         remove_project(project)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
