@@ -8,6 +8,7 @@ stops (and removes) itself.
 
 from __future__ import annotations
 
+import compileall
 import http.client
 import json
 import os
@@ -63,7 +64,10 @@ def poll_until_answers(port: int, deadline: float = 60.0) -> None:
 
 
 def env_with_project() -> dict[str, str]:
-    """This checkout first on PYTHONPATH: subprocesses run its code, not an install's."""
+    """This checkout first on PYTHONPATH: subprocesses run its code, not an install's.
+    Its bytecode is brought up to date first, as an install's is: under
+    PYTHONDONTWRITEBYTECODE=1 an edited checkout would be compiled again on every run."""
+    compileall.compile_dir(ROOT / "pytest_pyairtable", quiet=1)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
