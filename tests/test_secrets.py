@@ -75,6 +75,12 @@ def planted_project(project: Project, ports: list[int]) -> None:
     """)
 
 
+def assert_cache_holds_only_what_the_compose_file_spells_out(project: Project) -> None:
+    cached = (project.path / ".pyairtable" / "documents").read_bytes().decode(errors="replace")
+    spelled_out = (project.path / "docker-compose.yml").read_text()
+    assert leaks(cached) and set(leaks(cached)) <= set(leaks(spelled_out))
+
+
 def leaks(text: str) -> list[str]:
     return [s for s in ALL if s in text]
 
@@ -166,12 +172,16 @@ def test_no_planted_secret_reaches_any_output_or_file(
     )
     assert not leaks(timeline.read_text()) and "broken" in timeline.read_text()
     # Files: the services' own logs hold what they printed, as do the last run's copies
-    # of them (and its index, what to redact), 0600 all; nothing else holds any.
+    # of them (and its index, what to redact), and the parsed-documents cache what the
+    # compose file itself spells out (never a value from the environment), 0600 all;
+    # nothing else holds any.
+    documents = project.path / ".pyairtable" / "documents"
     read = assert_files_hold_no_secret(
         [project.path, no_leaks.root],
-        lambda p: p.parent == logs or p.parent.name.endswith(".last-run"),
+        lambda p: p.parent == logs or p.parent.name.endswith(".last-run") or p == documents,
         inputs,
     )
+    assert_cache_holds_only_what_the_compose_file_spells_out(project)
     assert read > 5
     assert {p.name for p in logs.iterdir()} >= {"api.log", "broken.log", "postgres.log"}
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in logs.iterdir())
@@ -205,13 +215,14 @@ def test_the_command_line_shows_no_planted_secret(
         assert_files_hold_no_secret(
             [project.path, no_leaks.root],
             lambda p: (
-                p == record
+                p in (record, record.with_name("documents"))
                 or (
                     p.parent.name.endswith(("-logs", ".last-run")) and p.suffix in (".log", ".json")
                 )
             ),
             inputs,
         )
+        assert_cache_holds_only_what_the_compose_file_spells_out(project)
     finally:
         down = cli("down", "--volumes", cwd=project.path)
         outputs.append(down.stdout + down.stderr)

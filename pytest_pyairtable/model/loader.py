@@ -23,6 +23,7 @@ from . import schema
 from .bounds import size_problem
 from .canonical import absolute, canonical, finish, normalize
 from .consistency import check_consistency, split_profiles
+from .doccache import cache_for
 from .dotenv import read_env_file
 from .extends import apply_extends
 from .interpolate import Interpolator
@@ -36,7 +37,6 @@ from .project import (
     project_variables,
 )
 from .reading import FileRefused, read_bounded
-from .yamlread import load_documents
 
 MAX_INCLUDES = 100  # per file: each one is read, merged and checked
 _RESOURCES = ("services", "volumes", "networks", "secrets", "configs", "models")
@@ -91,6 +91,8 @@ def load_model(inputs: Inputs, *, strict: bool = True) -> Model:
             f"{inputs.files[0]}: the compose file is nested too deeply to read. Fix: flatten "
             "it (aliases, extends, include or ${...} defaults within one another)."
         ) from None
+    finally:
+        loader.cache.save()
 
 
 class _Loader:
@@ -99,6 +101,7 @@ class _Loader:
         self.strict = strict
         self.record = Record()
         self.parsed: dict[Path, list[Any]] = {}
+        self.cache = cache_for(inputs.files[0])
         self.interpolators: list[Interpolator] = []
         self.problems: list[str] = []
         self.extended: dict[Path, dict[str, Any]] = {}
@@ -159,7 +162,13 @@ class _Loader:
                 raise ComposeFileError(
                     f"{path} is not UTF-8 text (a binary file?). Fix: name the compose file."
                 ) from None
-            self.parsed[path] = load_documents(text, str(path))
+            documents = self.cache.get(text)
+            if documents is None:
+                from .yamlread import load_documents  # not imported by a warm load
+
+                documents = load_documents(text, str(path))
+                self.cache.put(text, documents)
+            self.parsed[path] = documents
         return self.parsed[path]
 
     def project_name(self, variables: Mapping[str, str]) -> str:

@@ -1,0 +1,117 @@
+"""Parsed compose files, kept by the digest of their text: a warm load imports no YAML.
+
+Importing YAML and our go-yaml reader costs ~14 ms, on the way to the first service's
+start, on every run that boots a stack; parsing a file twice gives the same documents.
+So the documents each load parsed are kept in ``.pyairtable/documents`` beside the first
+compose file, keyed by the SHA-256 of the text (never by modification time: a file
+rewritten within the clock's resolution keeps its time) and by the reader's version.
+
+- Only what parsed without error is kept; a failing file is parsed, and reported, anew.
+- The file holds the documents of the last load that parsed anything, nothing older:
+  it cannot grow. It is replaced whole (written aside, then renamed), so a concurrent
+  run reads the old entries or the new ones; anything unreadable is a miss.
+- The texts are the compose files' own, already on disk beside it; the file is still
+  created owner-only, as the files themselves may be.
+
+The file is JSON, which reads back as plain values whatever it holds (a format that
+rebuilds objects would have to trust the file). So only documents made of plain values
+are kept: a file with a ``!reset``/``!override`` tag or a
+timestamp (rare) is parsed on every load, and so is one whose aliases expand it far
+beyond its own size (JSON has no aliases).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# The reader's semantics: bump with any change to what yamlread.py builds from a text.
+READER_VERSION = 1
+_NAME = "documents"
+_SMALL, _GROWTH = 64 * 1024, 8  # bytes, and times the text's size
+
+
+class DocumentCache:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._old: dict[str, Any] | None = None  # read on the first lookup
+        self._used: dict[str, Any] = {}
+        self._new = False
+
+    def get(self, text: str) -> list[Any] | None:
+        key = _key(text)
+        if self._old is None:
+            self._old = self._read()
+        entry = self._old.get(key)
+        if not isinstance(entry, list):
+            return None
+        self._used[key] = entry
+        return entry
+
+    def put(self, text: str, documents: list[Any]) -> None:
+        if not _plain(documents):
+            return
+        # an alias written once is copied at each use: keep what stays near its size
+        if len(json.dumps(documents)) > max(_SMALL, _GROWTH * len(text)):
+            return
+        self._used[_key(text)] = documents
+        self._new = True
+
+    def save(self) -> None:
+        """Keep this load's documents, if it parsed anything new (a no-op otherwise)."""
+        if not self._new or self.path is None:
+            return
+        self._new = False
+        import tempfile  # only when something was parsed: not on a warm load
+
+        data = json.dumps({"version": READER_VERSION, "entries": self._used}).encode()
+        try:  # a name of its own per writer (xdist workers, threads), created owner-only
+            fd, aside = tempfile.mkstemp(prefix=f".{_NAME}.", dir=self.path.parent)
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(aside, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)  # ours: mkstemp made it
+
+    def _read(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != READER_VERSION:
+            return {}
+        entries = data.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+
+def cache_for(compose_file: Path) -> DocumentCache:
+    """The cache beside ``compose_file`` (none where that directory is read-only)."""
+    from .topology import cache_dir
+
+    try:
+        return DocumentCache(cache_dir(compose_file) / _NAME)
+    except OSError:
+        return DocumentCache(None)
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _plain(value: Any) -> bool:
+    """Made only of what JSON gives back as it was (no marker, no tuple)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, str | int | float)  # bool is an int
