@@ -228,3 +228,29 @@ def test_a_run_ends_only_after_its_reaper(
     kill_own(pid, lambda p: p in marked_processes(), signal.SIGSTOP)
     reaper.done()
     assert no_leaks.processes() == {}
+
+
+@pytest.mark.parametrize("as_file", [True, False], ids=["script", "module"])
+def test_the_reaper_reaps_once_pytest_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_leaks: LeakCheck, as_file: bool
+) -> None:
+    """End-of-file without `done` (pytest died): the reaper removes the run's dirs. As a
+    bare script (the usual start), or as a module where the package is not files on
+    disk (a zip): then there is no script to run."""
+    from pytest_pyairtable.backends import reaper
+
+    if not as_file:
+        monkeypatch.setattr(reaper, "_PROCESS", tmp_path / "in-an-archive" / "reaperproc.py")
+    run_dir = tmp_path / "run-dir"
+    run_dir.mkdir()
+    client = reaper.ReaperClient(unique_run_id("reaper-eof"), os.environ)
+    process = client._process
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+    # Popen returns once exec has begun (vfork), before the new argv is readable
+    wait_until(cmdline.read_bytes, what="the reaper's exec")
+    assert (b"reaperproc.py" in cmdline.read_bytes()) is as_file
+    client.tell(f"dir {run_dir}")
+    assert process.stdin is not None
+    process.stdin.close()  # what the kernel does when pytest dies
+    assert process.wait(timeout=30) == 0
+    assert not run_dir.exists()

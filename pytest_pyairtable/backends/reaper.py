@@ -48,7 +48,7 @@ class ReaperClient:
             env[RUN_ID_VAR] = run_id
         self._lock = threading.Lock()
         self._process = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_PROCESS), _PACKAGE_PARENT],
+            _command(),
             stdin=subprocess.PIPE,
             env=env,
             start_new_session=True,  # survives pytest's death, and its Ctrl-C
@@ -75,6 +75,16 @@ class ReaperClient:
         if stopper.wait_child(self._process, self.EXIT_TIMEOUT) is None:
             self._process.kill()  # our own child: everything it guarded is stopped already
             self._process.wait()
+
+
+def _command() -> list[str]:
+    if _PROCESS.is_file():
+        return [sys.executable, "-I", "-S", str(_PROCESS), _PACKAGE_PARENT]
+    # Imported from an archive (a zip, a pex): no file to run; the module, as it is found.
+    return [sys.executable, "-c", _MODULE_START]
+
+
+_MODULE_START = "from pytest_pyairtable.backends import reaperproc; reaperproc.main()"
 
 
 def remove_project(project: str, *, volumes: bool = False) -> None:

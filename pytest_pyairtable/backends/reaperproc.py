@@ -21,7 +21,10 @@ def main() -> int:
         if line.rstrip("\n") == "done":
             os._exit(0)  # nothing to flush: spare pytest's close the interpreter's shutdown
         commands.append(line)
-    sys.path.insert(0, sys.argv[1])
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):  # -I ignored it; the user's wish holds
+        sys.dont_write_bytecode = True
+    if len(sys.argv) > 1:  # else started as a module: the package is importable already
+        sys.path.append(sys.argv[1])  # after the standard library: nothing there shadows it
     from pytest_pyairtable.backends.reaper import reap_commands
 
     return reap_commands(commands)
