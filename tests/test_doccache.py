@@ -64,15 +64,14 @@ def cache_in(directory: Path) -> Path:
     return directory / ".pyairtable" / "documents"
 
 
-def comparable(value: object) -> object:
-    """NaN is not equal to itself: compare it by name."""
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
+def exact(value: object) -> object:
+    """A value as compared here: key order, and each scalar's type (True is not 1, 1 is
+    not 1.0), count; NaN equals NaN."""
     if isinstance(value, dict):
-        return {k: comparable(v) for k, v in value.items()}
+        return [(k, exact(v)) for k, v in value.items()]
     if isinstance(value, list):
-        return [comparable(v) for v in value]
-    return value
+        return [exact(v) for v in value]
+    return (type(value).__name__, repr(value))
 
 
 def test_cached_documents_are_the_parsed_ones(tmp_path: Path) -> None:
@@ -83,7 +82,7 @@ def test_cached_documents_are_the_parsed_ones(tmp_path: Path) -> None:
     first.save()
     again = doccache.DocumentCache(tmp_path / "documents").get(PLAIN)
     assert again is not None
-    assert comparable(again) == comparable(parsed)
+    assert exact(again) == exact(parsed)
     flags = again[0]["services"]["a"]["x-flags"]
     assert flags[:7] == ["yes", "no", True, None, 8, 15, 1000] and flags[8] == -math.inf
     assert type(again[0]["services"]["a"]["healthcheck"]["interval"]) is float
@@ -141,7 +140,19 @@ def test_a_damaged_cache_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
     load_stack(compose, environ={})
     cache = cache_in(tmp_path)
     good = cache.read_bytes()
-    for damaged in (b"", good[: len(good) // 2], b"\x00not marshal", b"\xe9" * 64):
+    other_reader = json.loads(good)
+    other_reader["version"] = "0;another reader"  # an older plugin, an edited yamlread.py
+    other_reader["entries"] = {
+        k: [{"services": {"a": {"image": "stale"}}}] for k in other_reader["entries"]
+    }
+    for damaged in (
+        b"",
+        good[: len(good) // 2],
+        b"\x00not json",
+        b"\xe9" * 64,
+        b'{"version": 1, "entries": {"x": NaN_}}',
+        json.dumps(other_reader).encode(),
+    ):
         cache.write_bytes(damaged)
         assert load_stack(compose, environ={}).services["a"].image == "x"
         assert cache.read_bytes() == good
@@ -149,11 +160,20 @@ def test_a_damaged_cache_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
 
 def test_a_file_that_fails_is_never_cached(tmp_path: Path) -> None:
     compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  a: {image: x}\n")
+    load_stack(compose, environ={})
+    kept = cache_in(tmp_path).read_bytes()
     compose.write_text("services:\n  a: {image: x\n")  # unclosed flow mapping
     for _ in range(2):
         with pytest.raises(ComposeFileError, match="YAML error"):
             load_stack(compose, environ={})
-    assert not cache_in(tmp_path).exists()
+    assert cache_in(tmp_path).read_bytes() == kept  # neither the failure nor a rewrite
+    failing = tmp_path / "elsewhere" / "compose.yaml"
+    failing.parent.mkdir()
+    failing.write_text("services: [\n")
+    with pytest.raises(ComposeFileError):
+        load_stack(failing, environ={})
+    assert not (failing.parent / ".pyairtable").exists()  # nothing made for a failed load
 
 
 def test_the_cache_holds_only_the_last_load_owner_only_and_no_variable_value(
@@ -172,7 +192,22 @@ def test_the_cache_holds_only_the_last_load_owner_only_and_no_variable_value(
 
 def test_where_no_cache_can_be_made_loads_still_work(tmp_path: Path) -> None:
     cache = doccache.cache_for(Path("/proc/self/compose.yaml"))  # no directory can go there
-    assert cache.path is None
     assert cache.get(PLAIN) is None
     cache.put(PLAIN, load_documents(PLAIN, "compose.yaml"))
     cache.save()  # nothing to write to, and no error
+    assert cache.path is not None and not cache.path.exists()
+
+
+def test_cached_and_fresh_documents_mix_in_one_load(tmp_path: Path) -> None:
+    """A load that reads one file from the cache and parses another (an include edited
+    since the last run). An include may define a service again only identically; with
+    a NaN in it, that holds only if the cache gives the reader's NaN back."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("include: [inc.yaml]\nservices:\n  a: {image: x, x-n: [.nan]}\n")
+    inc = tmp_path / "inc.yaml"
+    inc.write_text("services:\n  a: {image: x, x-n: [.nan]}\n")
+    assert sorted(load_stack(compose, environ={}).services) == ["a"]
+    inc.write_text("# edited\nservices:\n  a: {image: x, x-n: [.nan]}\n")
+    assert sorted(load_stack(compose, environ={}).services) == ["a"]
+    cached = json.loads(cache_in(tmp_path).read_text())["entries"]
+    assert len(cached) == 2  # the main file's (a hit) and the include's new text

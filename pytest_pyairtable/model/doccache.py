@@ -15,24 +15,30 @@ rewritten within the clock's resolution keeps its time) and by the reader's vers
 
 The file is JSON, which reads back as plain values whatever it holds (a format that
 rebuilds objects would have to trust the file). So only documents made of plain values
-are kept: a file with a ``!reset``/``!override`` tag or a
-timestamp (rare) is parsed on every load, and so is one whose aliases expand it far
-beyond its own size (JSON has no aliases).
+are kept: a file with a ``!reset``/``!override`` tag or a timestamp (rare) is parsed on
+every load, and so is one whose aliases expand it far beyond its own size (JSON has no
+aliases). The directory is made only to save into: a failed or read-only load leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 # The reader's semantics: bump with any change to what yamlread.py builds from a text.
+# An entry also names the reader's files and PyYAML's as installed (_reader_stamp): an
+# edited checkout or an upgrade is a miss even where nobody bumped this.
 READER_VERSION = 1
 _NAME = "documents"
 _SMALL, _GROWTH = 64 * 1024, 8  # bytes, and times the text's size
+_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class DocumentCache:
@@ -68,11 +74,13 @@ class DocumentCache:
         self._new = False
         import tempfile  # only when something was parsed: not on a warm load
 
-        data = json.dumps({"version": READER_VERSION, "entries": self._used}).encode()
+        from .topology import own_dir
+
+        data = json.dumps({"version": _reader_stamp(), "entries": self._used}).encode()
         try:  # a name of its own per writer (xdist workers, threads), created owner-only
-            fd, aside = tempfile.mkstemp(prefix=f".{_NAME}.", dir=self.path.parent)
+            fd, aside = tempfile.mkstemp(prefix=f".{_NAME}.", dir=own_dir(self.path.parent))
         except OSError:
-            return
+            return  # e.g. a read-only project: no cache
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -85,23 +93,36 @@ class DocumentCache:
         if self.path is None:
             return {}
         try:
-            data = json.loads(self.path.read_bytes())
-        except (OSError, ValueError, RecursionError):
+            # NaN as the reader makes it, one object: a list holding it equals itself
+            data = json.loads(self.path.read_bytes(), parse_constant=_CONSTANTS.__getitem__)
+        except (OSError, ValueError, KeyError, RecursionError):
             return {}
-        if not isinstance(data, dict) or data.get("version") != READER_VERSION:
+        if not isinstance(data, dict) or data.get("version") != _reader_stamp():
             return {}
         entries = data.get("entries")
         return entries if isinstance(entries, dict) else {}
 
 
 def cache_for(compose_file: Path) -> DocumentCache:
-    """The cache beside ``compose_file`` (none where that directory is read-only)."""
-    from .topology import cache_dir
+    """The cache beside ``compose_file``; its directory is made only to save into."""
+    return DocumentCache(compose_file.parent / ".pyairtable" / _NAME)
 
-    try:
-        return DocumentCache(cache_dir(compose_file) / _NAME)
-    except OSError:
-        return DocumentCache(None)
+
+@functools.cache
+def _reader_stamp() -> str:
+    import importlib.util  # finds PyYAML's files without importing it
+
+    spec = importlib.util.find_spec("yaml")
+    files = [Path(__file__).with_name(n) for n in ("yamlread.py", "yamlshape.py", "values.py")]
+    files += [Path(spec.origin)] if spec is not None and spec.origin else []
+    stamps = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamps.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return f"{READER_VERSION};{';'.join(stamps)}"
 
 
 def _key(text: str) -> str:
