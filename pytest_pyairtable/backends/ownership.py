@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..model.topology import own_dir_of
 from .procfs import is_running, live_run_ids, proc_start_time
 
 MARKER = ".pyairtable-owner.json"
@@ -50,7 +51,7 @@ def temp_base() -> Path:
 
 def record_path(compose_file: Path) -> Path:
     """Where a kept stack of ``compose_file`` is recorded: beside it, in .pyairtable/."""
-    return compose_file.parent / ".pyairtable" / f"{compose_file.name}.json"
+    return own_dir_of(compose_file) / f"{compose_file.name}.json"
 
 
 def recorded_run(path: Path) -> str | None:

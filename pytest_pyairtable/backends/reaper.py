@@ -30,6 +30,7 @@ from .procfs import RUN_ID_VAR, SERVICE_VAR
 GRACE = 3.0
 _PROCESS = Path(__file__).with_name("reaperproc.py")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+_MODULE_START = "from pytest_pyairtable.backends import reaperproc; reaperproc.main()"
 
 
 class ReaperClient:
@@ -82,9 +83,6 @@ def _command() -> list[str]:
         return [sys.executable, "-I", "-S", str(_PROCESS), _PACKAGE_PARENT]
     # Imported from an archive (a zip, a pex): no file to run; the module, as it is found.
     return [sys.executable, "-c", _MODULE_START]
-
-
-_MODULE_START = "from pytest_pyairtable.backends import reaperproc; reaperproc.main()"
 
 
 def remove_project(project: str, *, volumes: bool = False) -> None:

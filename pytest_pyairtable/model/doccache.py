@@ -32,6 +32,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .topology import own_dir, own_dir_of
+
 # The reader's semantics: bump with any change to what yamlread.py builds from a text.
 # An entry also names the reader's files and PyYAML's as installed (_reader_stamp): an
 # edited checkout or an upgrade is a miss even where nobody bumped this.
@@ -42,7 +44,7 @@ _CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class DocumentCache:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self._old: dict[str, Any] | None = None  # read on the first lookup
         self._used: dict[str, Any] = {}
@@ -69,12 +71,10 @@ class DocumentCache:
 
     def save(self) -> None:
         """Keep this load's documents, if it parsed anything new (a no-op otherwise)."""
-        if not self._new or self.path is None:
+        if not self._new:
             return
         self._new = False
         import tempfile  # only when something was parsed: not on a warm load
-
-        from .topology import own_dir
 
         data = json.dumps({"version": _reader_stamp(), "entries": self._used}).encode()
         try:  # a name of its own per writer (xdist workers, threads), created owner-only
@@ -90,8 +90,6 @@ class DocumentCache:
                 os.unlink(aside)  # ours: mkstemp made it
 
     def _read(self) -> dict[str, Any]:
-        if self.path is None:
-            return {}
         try:
             # NaN as the reader makes it, one object: a list holding it equals itself
             data = json.loads(self.path.read_bytes(), parse_constant=_CONSTANTS.__getitem__)
@@ -105,7 +103,7 @@ class DocumentCache:
 
 def cache_for(compose_file: Path) -> DocumentCache:
     """The cache beside ``compose_file``; its directory is made only to save into."""
-    return DocumentCache(compose_file.parent / ".pyairtable" / _NAME)
+    return DocumentCache(own_dir_of(compose_file) / _NAME)
 
 
 @functools.cache

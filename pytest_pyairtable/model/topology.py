@@ -34,8 +34,13 @@ def own_dir(path: Path) -> Path:
     return path
 
 
+def own_dir_of(compose_file: Path) -> Path:
+    """Where our per-project dir for ``compose_file`` is (made by ``own_dir``)."""
+    return compose_file.parent / ".pyairtable"
+
+
 def cache_dir(compose_file: Path) -> Path:
-    return own_dir(compose_file.parent / ".pyairtable")
+    return own_dir(own_dir_of(compose_file))
 
 
 def read_topology(
