@@ -63,6 +63,9 @@ class ServiceProcesses:
     def _reap(self) -> None:
         """Collect our own child's exit status (nothing to do for an adopted one)."""
 
+    def _collect(self) -> None:
+        """Once all of it is gone: our own child's exit status, waited for."""
+
     def wait(self, timeout: float | None = None) -> int | None:
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
         pause = 0.001
@@ -78,12 +81,13 @@ class ServiceProcesses:
     def stop(self, sig: signal.Signals, grace: float) -> int | None:
         """``sig`` to all of it, SIGKILL after ``grace``; returns once all of it is gone."""
         left = stopper.end([self.target], sig, grace, reap=self._reap)
-        self._reap()
         if left:
+            self._reap()
             raise StopError(
                 f"service '{self.target.service}': processes {sorted(left)} did not exit "
                 "after SIGKILL (stuck in the kernel, or owned by another user)."
             )
+        self._collect()
         return self.poll()
 
     def kill(self) -> None:
@@ -165,6 +169,11 @@ class LocalProcess(ServiceProcesses):
 
     def _reap(self) -> None:
         self.popen.poll()
+
+    def _collect(self) -> None:
+        # Gone in /proc can still be a moment before the kernel lets its parent reap it
+        # (e.g. while a killed leader's threads exit): a poll then says "running".
+        stopper.wait_child(self.popen, stopper.KILL_WAIT)
 
     def let_go(self) -> None:
         """It outlives this run (a kept stack); a later process adopts it."""

@@ -22,10 +22,14 @@ class Proc:
     state: str  # "R", "S", "Z" (zombie), ...
     pgrp: int
     ticks: int  # start time in clock ticks since boot
+    threads_exiting: bool = False  # a zombie leader whose other threads are not gone yet
 
     @property
     def live(self) -> bool:
-        return self.state != "Z"  # an orphan's zombie lingers where PID 1 does not reap
+        # An orphan's zombie lingers where PID 1 does not reap: it is gone. A killed
+        # process's leader thread shows Z before its other threads have exited, and
+        # cannot be reaped until they have: not gone yet.
+        return self.state != "Z" or self.threads_exiting
 
 
 def stat(pid: int) -> Proc | None:
@@ -35,7 +39,15 @@ def stat(pid: int) -> Proc | None:
         return None
     # Fields after the parenthesised command name (which may hold spaces and parens).
     fields = text.rsplit(")", 1)[1].split()
-    return Proc(pid, fields[0], int(fields[2]), int(fields[19]))
+    exiting = fields[0] == "Z" and _other_threads(pid)
+    return Proc(pid, fields[0], int(fields[2]), int(fields[19]), exiting)
+
+
+def _other_threads(pid: int) -> bool:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def proc_start_time(pid: int) -> int | None:
