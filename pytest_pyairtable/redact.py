@@ -40,9 +40,12 @@ _FLAG = re.compile(
     r"(?<![\w-])(--?[A-Za-z0-9][\w.-]*)(\s*=\s*|\s+|['\"],\s*['\"])(?!-)([^\s'\",]+)"
 )
 _FLAG_MARKERS = ("pass", "secret", "token", "key", "credential")
-_PAIR = re.compile(r"(?<![\w.-])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s&;'\",]+)")
+# A key, then where its value starts: the value is found separately (see _mask_values).
+_PAIR_KEY = re.compile(r"(?<![\w.-])([A-Za-z_][A-Za-z0-9_.-]*)=(?=[^\s&;'\",])")
+_PAIR_VALUE = re.compile(r"[^\s&;'\",]+")
 _QUOTED = re.compile(r"(['\"])([A-Za-z_][A-Za-z0-9_.-]*)\1(\s*:\s*)(['\"])((?:\\.|(?!\4).)*)\4")
-_LINE = re.compile(r"(?<![\w.-])([A-Z][A-Z0-9_]*)(:[ \t]+)(?![\[{])(\S[^\n]*)")
+_LINE_KEY = re.compile(r"(?<![\w.-])([A-Z][A-Z0-9_]*):[ \t]+(?![\[{])(?=\S)")
+_LINE_VALUE = re.compile(r"[^\n]*")
 
 
 def is_secret_name(name: str) -> bool:
@@ -112,13 +115,27 @@ def mask_patterns(text: str) -> str:
     if "-" in text:
         text = _FLAG.sub(_mask_flag, text)
     if "=" in text:
-        text = _PAIR.sub(lambda m: m.group(0) if not is_secret_name(m.group(1)) else
-                         f"{m.group(1)}={MASK}", text)  # fmt: skip
+        text = _mask_values(text, _PAIR_KEY, _PAIR_VALUE)
     if ":" in text:
         text = _QUOTED.sub(_mask_quoted, text)
-        text = _LINE.sub(lambda m: m.group(0) if not is_secret_name(m.group(1)) else
-                         m.group(1) + m.group(2) + MASK, text)  # fmt: skip
+        text = _mask_values(text, _LINE_KEY, _LINE_VALUE)
     return text
+
+
+def _mask_values(text: str, keys: re.Pattern[str], value: re.Pattern[str]) -> str:
+    """The value after each secret-named key masked. A key that is not secret does not
+    take its value out of the search: the value may hold one that is
+    (``X: JWT_SECRET: abc``, ``opts=password=abc``)."""
+    out, pos = [], 0
+    for key in keys.finditer(text):
+        if key.start() < pos or not is_secret_name(key.group(1)):
+            continue  # inside a value masked already, or not a secret's name
+        end = value.match(text, key.end())
+        assert end is not None  # the key's lookahead saw the value start
+        out += [text[pos : key.end()], MASK]
+        pos = end.end()
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _secret_flag(flag: str) -> bool:

@@ -35,6 +35,11 @@ MASKED = [
     ("POSTGRES_PASSWORD: pw-16", "pw-16"),
     ("SMTP_PASS=pw-17", "pw-17"),
     ("REDIS_AUTH=pw-18", "pw-18"),
+    # after a key that is not secret (once taken as that key's value, and shown)
+    ("X: JWT_SECRET: pw-19", "pw-19"),
+    ("env: API_TOKEN: pw-20 (from .env)", "pw-20"),
+    ("PGOPTIONS=password=pw-21", "pw-21"),
+    ("opts=x,db_password=pw-22", "pw-22"),
 ]
 KEPT = [
     "initdb --auth-local=trust -A scram-sha-256",
