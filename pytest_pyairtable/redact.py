@@ -40,12 +40,15 @@ _FLAG = re.compile(
     r"(?<![\w-])(--?[A-Za-z0-9][\w.-]*)(\s*=\s*|\s+|['\"],\s*['\"])(?!-)([^\s'\",]+)"
 )
 _FLAG_MARKERS = ("pass", "secret", "token", "key", "credential")
-# A key, then where its value starts: the value is found separately (see _mask_values).
-_PAIR_KEY = re.compile(r"(?<![\w.-])([A-Za-z_][A-Za-z0-9_.-]*)=(?=[^\s&;'\",])")
+# Keys, each up to where its value starts; the value is read only after a secret key.
+_PAIR_KEY = re.compile(r"(?<![\w.-])(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?=[^\s&;'\",])")
 _PAIR_VALUE = re.compile(r"[^\s&;'\",]+")
-_QUOTED = re.compile(r"(['\"])([A-Za-z_][A-Za-z0-9_.-]*)\1(\s*:\s*)(['\"])((?:\\.|(?!\4).)*)\4")
-_LINE_KEY = re.compile(r"(?<![\w.-])([A-Z][A-Z0-9_]*):[ \t]+(?![\[{])(?=\S)")
+_QUOTED_KEY = re.compile(r"(['\"])(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)\1\s*:\s*(?=['\"])")
+# A backslash is read only as an escape, so an unclosed value is one linear scan.
+_QUOTED_VALUE = re.compile(r"(['\"])((?:\\.|(?!\1)[^\\\n])*)\1")
+_LINE_KEY = re.compile(r"(?<![\w.-])(?P<name>[A-Z][A-Z0-9_]*):[ \t]+(?![\[{])(?=\S)")
 _LINE_VALUE = re.compile(r"[^\n]*")
+Span = tuple[int, int]
 
 
 def is_secret_name(name: str) -> bool:
@@ -86,12 +89,7 @@ def text_secrets(text: str) -> set[str]:
 
 
 def _url_passwords(text: str) -> list[str]:
-    passwords = []
-    for match in _URL_USERINFO.finditer(text):
-        _, sep, password = match.group(2).partition(":")
-        if sep and password:
-            passwords.append(password)
-    return passwords
+    return [text[start:end] for start, end in _userinfo_spans(text)]
 
 
 class Redactor:
@@ -109,31 +107,59 @@ class Redactor:
 
 
 def mask_patterns(text: str) -> str:
-    """Only the patterns: what can be hidden without knowing any secret value."""
+    """Only the patterns: what can be hidden without knowing any secret value. Each
+    pattern reads the text as given, not another's masks (a mask could hide the key
+    that makes the rest a secret); what any of them finds is masked."""
+    spans: list[Span] = []
     if "@" in text:
-        text = _URL_USERINFO.sub(_mask_userinfo, text)
+        spans += _userinfo_spans(text)
     if "-" in text:
-        text = _FLAG.sub(_mask_flag, text)
+        spans += [m.span(3) for m in _FLAG.finditer(text) if _secret_flag(m.group(1))]
     if "=" in text:
-        text = _mask_values(text, _PAIR_KEY, _PAIR_VALUE)
+        spans += _value_spans(text, _PAIR_KEY, _PAIR_VALUE)
     if ":" in text:
-        text = _QUOTED.sub(_mask_quoted, text)
-        text = _mask_values(text, _LINE_KEY, _LINE_VALUE)
-    return text
+        spans += _value_spans(text, _QUOTED_KEY, _QUOTED_VALUE, group=2)
+        spans += _value_spans(text, _LINE_KEY, _LINE_VALUE)
+    return _masked(text, spans)
 
 
-def _mask_values(text: str, keys: re.Pattern[str], value: re.Pattern[str]) -> str:
-    """The value after each secret-named key masked. A key that is not secret does not
-    take its value out of the search: the value may hold one that is
-    (``X: JWT_SECRET: abc``, ``opts=password=abc``)."""
-    out, pos = [], 0
+def _value_spans(
+    text: str, keys: re.Pattern[str], value: re.Pattern[str], group: int = 0
+) -> list[Span]:
+    """Where the value after each secret-named key is. A key that is not secret does
+    not take its value out of the search: it may hold one that is (``X: JWT_SECRET: x``,
+    ``opts=password=x``, ``'a': 'API_TOKEN': 'x'``)."""
+    spans: list[Span] = []
+    covered = 0
     for key in keys.finditer(text):
-        if key.start() < pos or not is_secret_name(key.group(1)):
-            continue  # inside a value masked already, or not a secret's name
-        end = value.match(text, key.end())
-        assert end is not None  # the key's lookahead saw the value start
-        out += [text[pos : key.end()], MASK]
-        pos = end.end()
+        if key.start() < covered or not is_secret_name(key.group("name")):
+            continue  # inside a secret value found already (each read once: linear)
+        found = value.match(text, key.end())
+        if found is not None:
+            spans.append(found.span(group))
+            covered = found.end()
+    return spans
+
+
+def _userinfo_spans(text: str) -> list[Span]:
+    spans = []
+    for match in _URL_USERINFO.finditer(text):
+        user, sep, password = match.group(2).partition(":")
+        if sep and password:
+            spans.append((match.start(2) + len(user) + 1, match.end(2)))
+    return spans
+
+
+def _masked(text: str, spans: list[Span]) -> str:
+    """``text`` with each span, and each run of overlapping ones, replaced by one mask."""
+    out: list[str] = []
+    pos = 0
+    for start, end in sorted(spans):
+        if start < pos or (start == pos and out):  # overlaps (or touches) the last mask
+            pos = max(pos, end)
+            continue
+        out += [text[pos:start], MASK]
+        pos = end
     out.append(text[pos:])
     return "".join(out)
 
@@ -143,29 +169,9 @@ def _secret_flag(flag: str) -> bool:
     return any(m in name for m in _FLAG_MARKERS) or name.endswith("auth")
 
 
-def _mask_flag(match: re.Match[str]) -> str:
-    if not _secret_flag(match.group(1)):
-        return match.group(0)
-    return match.group(1) + match.group(2) + MASK
-
-
-def _mask_userinfo(match: re.Match[str]) -> str:
-    user, sep, password = match.group(2).partition(":")
-    if not sep or not password:
-        return match.group(0)
-    return f"{match.group(1)}{user}:{MASK}@"
-
-
-def _mask_quoted(match: re.Match[str]) -> str:
-    quote_, name, colon, value_quote, value = match.groups()
-    if not is_secret_name(name) or value == MASK:
-        return match.group(0)
-    return f"{quote_}{name}{quote_}{colon}{value_quote}{MASK}{value_quote}"
-
-
 def mask_url(url: str) -> str:
     """A URL as it may be shown: its userinfo password masked."""
-    return _URL_USERINFO.sub(_mask_userinfo, url) if "@" in url else url
+    return _masked(url, _userinfo_spans(url)) if "@" in url else url
 
 
 def dataclass_repr(obj: Any, secrets: Iterable[str] = ()) -> str:

@@ -40,6 +40,9 @@ MASKED = [
     ("env: API_TOKEN: pw-20 (from .env)", "pw-20"),
     ("PGOPTIONS=password=pw-21", "pw-21"),
     ("opts=x,db_password=pw-22", "pw-22"),
+    ("{'a': 'API_TOKEN': 'pw-23'}", "pw-23"),
+    ('"a": "db_password": "pw-24"', "pw-24"),
+    ("X=password=SECRET_KEY: pw-25", "pw-25"),  # one mask must not hide the next key
 ]
 KEPT = [
     "initdb --auth-local=trust -A scram-sha-256",
@@ -148,6 +151,10 @@ ADVERSARIAL = [
     "PASSWORD=x " * 30_000,
     "'a':'" * 50_000,
     "A: " * 100_000,
+    "TOKEN: " * 100_000,
+    "'TOKEN': '" + "\\" * 100_000,  # exponential: 40 took ~20 s (a backslash read two ways)
+    "'a': " * 50_000,
+    "password=" * 50_000,
 ]
 
 

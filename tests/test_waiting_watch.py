@@ -153,8 +153,8 @@ def test_stopping_waits_for_a_graceful_exit_and_collects_it() -> None:
         os.kill(child.pid, 0)
 
 
-# Eight threads beside the main one: SIGKILL ends the leader thread first, and it shows
-# as a zombie while the others still exit (about half the time, measured).
+# Eight threads beside the main one: after SIGKILL the main thread often ends before the
+# others and shows as a zombie while they still exit (about half the time, measured).
 THREADED = (
     "import threading, time\n"
     "for _ in range(8): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"

@@ -27,8 +27,8 @@ class Proc:
     @property
     def live(self) -> bool:
         # An orphan's zombie lingers where PID 1 does not reap: it is gone. A killed
-        # process's leader thread shows Z before its other threads have exited, and
-        # cannot be reaped until they have: not gone yet.
+        # process's main thread can show Z before its other threads have exited, and
+        # it cannot be reaped until they have: not gone yet.
         return self.state != "Z" or self.threads_exiting
 
 
