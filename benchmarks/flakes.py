@@ -154,6 +154,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
     parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     args = parser.parse_args()
+    # SIGTERM as Ctrl-C: the run in progress, its temp dir and the hogs are ended too
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -199,4 +201,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("flakes: interrupted; the run in progress was ended", file=sys.stderr)
+        sys.exit(130)
