@@ -20,7 +20,7 @@ import pytest
 from conftest import unique_run_id, wait_until
 from pytest_pyairtable.backends import stopper
 from pytest_pyairtable.backends.process import LocalProcess
-from pytest_pyairtable.backends.procfs import proc_start_time
+from pytest_pyairtable.backends.procfs import markers, proc_start_time
 from pytest_pyairtable.probes.checks import ProbeFailed
 from pytest_pyairtable.probes.waiting import (
     FIRST_WAIT,
@@ -216,14 +216,16 @@ def test_the_scan_skips_processes_older_than_the_group_leader() -> None:
     with the same marker is not the service's (it cannot be), and is left alone."""
     env = {**os.environ, "PYAIRTABLE_RUN_ID": "older-test", "PYAIRTABLE_SERVICE": "svc"}
     older = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    leader: subprocess.Popen[bytes] | None = None
     try:
         time.sleep(0.05)  # start ticks are 10 ms apart at most; be clearly later
-        deadline = time.monotonic() + 5
-        while proc_start_time(older.pid) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: markers(older.pid) is not None, what="the older one's environment")
         leader = subprocess.Popen(
             [sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True
         )
+        # Popen returns once exec has begun; /proc/PID/environ is empty until the kernel
+        # has set the new program's environment up (a scan then finds no marker).
+        wait_until(lambda: markers(leader.pid) is not None, what="the leader's environment")
         ticks = proc_start_time(leader.pid)
         older_ticks = proc_start_time(older.pid)
         assert ticks is not None and older_ticks is not None
@@ -234,11 +236,11 @@ def test_the_scan_skips_processes_older_than_the_group_leader() -> None:
         # the whole run's target (no leader known) still finds both: the reaper's view
         everything = stopper.find([stopper.Target("older-test")])
         assert {leader.pid, older.pid} <= set(everything)
-        leader.kill()
-        leader.wait()
     finally:
-        older.kill()
-        older.wait()
+        for child in (older, leader):
+            if child is not None:  # also when an assert failed: never outlive the test
+                child.kill()
+                child.wait()
 
 
 def test_exits_are_awaited_on_pidfds_that_the_kernel_wakes() -> None:
