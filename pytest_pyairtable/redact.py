@@ -84,7 +84,7 @@ def secret_values(pool: Mapping[str, Any]) -> set[str]:
 def text_secrets(text: str) -> set[str]:
     """Secrets written in a piece of text: URL passwords, values of secret flags."""
     found = {unquote(m) for m in _url_passwords(text)}
-    found |= {m.group(3) for m in _FLAG.finditer(text) if _secret_flag(m.group(1))}
+    found |= {text[start:end] for start, end in _flag_spans(text)}
     return {v for v in found if worth_masking(v)}
 
 
@@ -114,7 +114,7 @@ def mask_patterns(text: str) -> str:
     if "@" in text:
         spans += _userinfo_spans(text)
     if "-" in text:
-        spans += [m.span(3) for m in _FLAG.finditer(text) if _secret_flag(m.group(1))]
+        spans += _flag_spans(text)
     if "=" in text:
         spans += _value_spans(text, _PAIR_KEY, _PAIR_VALUE)
     if ":" in text:
@@ -139,6 +139,10 @@ def _value_spans(
             spans.append(found.span(group))
             covered = found.end()
     return spans
+
+
+def _flag_spans(text: str) -> list[Span]:
+    return [m.span(3) for m in _FLAG.finditer(text) if _secret_flag(m.group(1))]
 
 
 def _userinfo_spans(text: str) -> list[Span]:
