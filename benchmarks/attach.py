@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from boot import compose_text
 
-from pytest_pyairtable.devstack import up
-from pytest_pyairtable.kept import KeptStack
 from pytest_pyairtable.probes.checks import probe_once
-from pytest_pyairtable.runtime import runtime_for
-from pytest_pyairtable.settings import resolve
+from pytest_pyairtable.session.devstack import up
+from pytest_pyairtable.session.kept import KeptStack
+from pytest_pyairtable.session.runtime import runtime_for
+from pytest_pyairtable.session.settings import resolve
 
 
 def summarize(samples: list[float]) -> str:

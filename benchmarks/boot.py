@@ -197,8 +197,8 @@ from pathlib import Path
 import pytest  # pytest's own start-up is not ours
 start = time.perf_counter()
 from pytest_pyairtable import plugin, report
-from pytest_pyairtable.runtime import runtime_for
-from pytest_pyairtable.settings import resolve
+from pytest_pyairtable.session.runtime import runtime_for
+from pytest_pyairtable.session.settings import resolve
 here = Path.cwd()
 runtime = runtime_for(resolve(lambda s: None, lambda s: None, os.environ), here, here)
 report.header(runtime)

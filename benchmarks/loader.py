@@ -94,7 +94,7 @@ def sixty_services() -> str:
 IMPORTS = """
 import time
 import pytest  # noqa: F401 - pytest's own imports (re, pathlib, dataclasses ...) are not ours
-import pytest_pyairtable.runtime  # noqa: F401 - what the plugin imports on every run
+import pytest_pyairtable.session.runtime  # noqa: F401 - what the plugin imports on every run
 start = time.perf_counter()
 from pytest_pyairtable.model import loader, service, yamlread  # noqa: F401
 print(time.perf_counter() - start)

@@ -51,9 +51,9 @@ from psycopg.conninfo import make_conninfo
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.backends.recipes import find_binary
 from pytest_pyairtable.engine.orchestrator import Orchestrator
-from pytest_pyairtable.engine.pgsnap import PostgresSnapshot
-from pytest_pyairtable.engine.redissnap import RedisSnapshot
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.state.pgsnap import PostgresSnapshot
+from pytest_pyairtable.state.redissnap import RedisSnapshot
 
 
 def free_port() -> int:

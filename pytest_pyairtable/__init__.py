@@ -10,17 +10,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
-    "ComposeFileError": "errors",
-    "ConfigError": "errors",
-    "DependencyCycleError": "errors",
-    "DependencyFailedError": "errors",
-    "InterpolationError": "errors",
-    "PrerequisiteError": "errors",
-    "PyAirtableError": "errors",
-    "ServiceError": "errors",
-    "ServiceExitedError": "errors",
-    "ServiceTimeoutError": "errors",
-    "UnknownServiceError": "errors",
+    "ComposeFileError": "support.errors",
+    "ConfigError": "support.errors",
+    "DependencyCycleError": "support.errors",
+    "DependencyFailedError": "support.errors",
+    "InterpolationError": "support.errors",
+    "PrerequisiteError": "support.errors",
+    "PyAirtableError": "support.errors",
+    "ServiceError": "support.errors",
+    "ServiceExitedError": "support.errors",
+    "ServiceTimeoutError": "support.errors",
+    "UnknownServiceError": "support.errors",
     "Faults": "engine.faults",
     "Handle": "engine.handle",
     "Orchestrator": "engine.orchestrator",
@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from .engine.handle import Handle
     from .engine.orchestrator import Orchestrator
     from .engine.readiness import Timing
-    from .errors import (
+    from .model.spec import ServiceSpec, StackSpec, load_stack
+    from .support.errors import (
         ComposeFileError,
         ConfigError,
         DependencyCycleError,
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
         ServiceTimeoutError,
         UnknownServiceError,
     )
-    from .model.spec import ServiceSpec, StackSpec, load_stack
 
 
 def __getattr__(name: str) -> Any:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from pytest_pyairtable.errors import PyAirtableError
 from pytest_pyairtable.model.durations import go_duration
 from pytest_pyairtable.model.project import find_compose_files
 from pytest_pyairtable.model.spec import ServiceSpec, StackSpec, load_stack
+from pytest_pyairtable.support.errors import PyAirtableError
 
 # The fields we model, as `docker compose config` prints them.
 FIELDS = (

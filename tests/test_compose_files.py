@@ -19,10 +19,10 @@ import pytest
 from compose_reference import find_reference, needs_reference, reference_services, run_reference
 
 from conftest import Project
-from pytest_pyairtable.errors import ConfigError
 from pytest_pyairtable.model.topology import read_topology
-from pytest_pyairtable.runtime import Runtime, runtime_for
-from pytest_pyairtable.settings import resolve
+from pytest_pyairtable.session.runtime import Runtime, runtime_for
+from pytest_pyairtable.session.settings import resolve
+from pytest_pyairtable.support.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pyairtable.errors import ComposeFileError
 from pytest_pyairtable.model import doccache
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.model.yamlread import load_documents
+from pytest_pyairtable.support.errors import ComposeFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,10 +21,10 @@ from test_compose import ROOT as COMPOSE_ROOT
 
 from conftest import Project
 from pytest_pyairtable.backends.local import check_ports_free
-from pytest_pyairtable.errors import PrerequisiteError
-from pytest_pyairtable.freeports import PortHolds
 from pytest_pyairtable.model.portvars import host_variable, port_variables
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.session.ports import PortHolds
+from pytest_pyairtable.support.errors import PrerequisiteError
 
 Ports = Callable[[int], list[int]]
 

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from pytest_pyairtable.backends.local import service_ports
 from pytest_pyairtable.engine.handle import endpoint
-from pytest_pyairtable.errors import PyAirtableError
 from pytest_pyairtable.model.render import dump, render_config
 from pytest_pyairtable.model.schema import SERVICE_KEYS
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.support.errors import PyAirtableError
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_BUDGET = 1 << 30  # bytes of address space an input may add

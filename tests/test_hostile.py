@@ -16,8 +16,8 @@ import pytest
 from stackrun import cli, one_service, standin_services
 
 from conftest import Project
-from pytest_pyairtable.errors import ConfigError, PyAirtableError
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.support.errors import ConfigError, PyAirtableError
 
 Setup = Callable[[Path], None]
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0"
@@ -329,9 +329,9 @@ def test_wait_refuses_bad_settings_and_urls_at_once(
 def test_logs_count_zero_prints_nothing_and_negative_is_refused(tmp_path: Path) -> None:
     import time
 
-    from pytest_pyairtable.backends.ownership import record_path
+    from pytest_pyairtable.backends.markers import record_path
     from pytest_pyairtable.engine.handle import Handle
-    from pytest_pyairtable.kept import KeptService, KeptStack
+    from pytest_pyairtable.session.kept import KeptService, KeptStack
 
     compose = tmp_path / "docker-compose.yml"
     compose.write_text(svc(""))

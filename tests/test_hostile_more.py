@@ -17,8 +17,8 @@ from stackrun import cli
 from test_hostile import Case, Setup, assert_ours, svc, write_case
 
 from conftest import Project
-from pytest_pyairtable.errors import PyAirtableError
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.support.errors import PyAirtableError
 
 DIGITS = "9" * 5000  # past Python's 4,300-digit limit on int(): a ValueError, once
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_pyairtable.lease import EXCLUSIVE, SHARED, HolderGone, LeaseTable, LeaseTimeout
+from pytest_pyairtable.session.lease import EXCLUSIVE, SHARED, HolderGone, LeaseTable, LeaseTimeout
 
 
 def until(predicate: Callable[[], Any], timeout: float = 10) -> None:

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_pyairtable.errors import ConfigError, DependencyCycleError, InterpolationError
 from pytest_pyairtable.model import graph
 from pytest_pyairtable.model.dotenv import read_env_file
 from pytest_pyairtable.model.durations import format_duration, go_duration, parse_duration
 from pytest_pyairtable.model.interpolate import Interpolator
+from pytest_pyairtable.support.errors import ConfigError, DependencyCycleError, InterpolationError
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import pytest
 from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Listener, Orchestrator, ServiceRun, State, Timing
-from pytest_pyairtable.errors import ServiceTimeoutError, UnknownServiceError
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.support.errors import ServiceTimeoutError, UnknownServiceError
 
 Ports = Callable[[int], list[int]]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LeakCheck, Project
-from pytest_pyairtable.backends.ownership import MARKER
+from pytest_pyairtable.backends.markers import MARKER
 
 Ports = Callable[[int], list[int]]
 
@@ -502,15 +502,15 @@ def test_the_plugins_own_modules_load_without_assert_rewriting(
 
         def test_loaders():
             import pytest_pyairtable.backends.local, pytest_pyairtable.engine.orchestrator
-            import pytest_pyairtable.model.loader, pytest_pyairtable.runtime
+            import pytest_pyairtable.model.loader, pytest_pyairtable.session.runtime
             ours = {n: m for n, m in sys.modules.items() if n.startswith("pytest_pyairtable")}
             rewritten = {
                 n for n, m in ours.items()
                 if isinstance(getattr(m, "__loader__", None), AssertionRewritingHook)
             }
-            # imported before the finder is in place: the package, the plugin, its hookspecs
+            # imported before the finder is in place: the packages on the way to it, the plugin
             before = {"pytest_pyairtable", "pytest_pyairtable.plugin",
-                      "pytest_pyairtable.hookspecs", "pytest_pyairtable.plainimports"}
+                      "pytest_pyairtable.support", "pytest_pyairtable.support.plainimports"}
             assert len(ours) > 20
             assert rewritten <= before, sorted(rewritten - before)
     """)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from pytest_pyairtable.engine.handle import Handle
 from pytest_pyairtable.engine.run import ServiceRun
-from pytest_pyairtable.kept import KeptService, KeptStack, fingerprint
 from pytest_pyairtable.model.spec import load_stack
-from pytest_pyairtable.redact import MASK, Redactor, is_secret_name, mask_patterns, mask_url
+from pytest_pyairtable.session.kept import KeptService, KeptStack, fingerprint
+from pytest_pyairtable.support.redact import MASK, Redactor, is_secret_name, mask_patterns, mask_url
 
 MASKED = [
     ("DATABASE_URL=postgresql://app:pw-1@db:5432/app", "pw-1"),

@@ -22,7 +22,7 @@ from conftest import (
     unique_run_id,
     wait_until,
 )
-from pytest_pyairtable.backends.ownership import MARKER
+from pytest_pyairtable.backends.markers import MARKER
 
 Ports = Callable[[int], list[int]]
 

@@ -20,11 +20,11 @@ from psycopg.conninfo import make_conninfo
 from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
-from pytest_pyairtable.engine.pgsnap import PostgresSnapshot
-from pytest_pyairtable.engine.redissnap import RedisSnapshot
-from pytest_pyairtable.engine.reset import Resets, choose, snapshot_file
-from pytest_pyairtable.errors import ResetError, UnknownServiceError
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.state.pgsnap import PostgresSnapshot
+from pytest_pyairtable.state.redissnap import RedisSnapshot
+from pytest_pyairtable.state.reset import Resets, choose, snapshot_file
+from pytest_pyairtable.support.errors import ResetError, UnknownServiceError
 
 
 def _port() -> int:

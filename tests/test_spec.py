@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pyairtable.errors import (
+from pytest_pyairtable.model.spec import Dependency, StackSpec, load_stack
+from pytest_pyairtable.support.errors import (
     ComposeFileError,
     ConfigError,
     DependencyCycleError,
     InterpolationError,
     UnknownServiceError,
 )
-from pytest_pyairtable.model.spec import Dependency, StackSpec, load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -80,8 +80,8 @@ def test_the_compose_backend_without_pytest_docker_says_how_to_install_it(
 def test_every_setting_and_command_is_in_the_reference() -> None:
     from pathlib import Path
 
-    from pytest_pyairtable.cli import _parser
-    from pytest_pyairtable.settings import SETTINGS
+    from pytest_pyairtable.frontends.cli.commands import _parser
+    from pytest_pyairtable.session.settings import SETTINGS
 
     root = Path(__file__).resolve().parent.parent
     reference = (root / "docs" / "reference.md").read_text()

@@ -127,9 +127,9 @@ def test_a_request_after_the_owner_stopped_starts_nothing(
     import socket
     import threading
 
-    from pytest_pyairtable.plugin import Front
-    from pytest_pyairtable.runtime import runtime_for
-    from pytest_pyairtable.settings import resolve
+    from pytest_pyairtable.frontends.pytest.plugin import Front
+    from pytest_pyairtable.session.runtime import runtime_for
+    from pytest_pyairtable.session.settings import resolve
 
     (port,) = free_ports(1)
     (tmp_path / "docker-compose.yml").write_text(

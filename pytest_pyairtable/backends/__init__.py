@@ -23,7 +23,7 @@ REQUIREMENTS: dict[str, dict[str, str]] = {
 def check_backend(name: str) -> None:
     """Raise ConfigError for an unknown backend, or one whose packages are missing,
     listing the valid names or the command that installs what is missing."""
-    from ..errors import ConfigError
+    from ..support.errors import ConfigError
 
     if name not in BACKENDS:
         raise ConfigError(

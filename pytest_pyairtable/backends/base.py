@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from ..errors import KeepError
 from ..model.spec import ServiceSpec
 from ..probes.checks import Probe, ProbeContext
+from ..support.errors import KeepError
 
 
 @runtime_checkable

@@ -3,7 +3,7 @@ on whatever engine DOCKER_HOST or the current context points at.
 
 Compose itself (its CLI) creates the containers, networks and volumes: those are its
 semantics, with every compose file of the stack and its env file. Everything after
-that goes through the Engine API (engine.py): start, stop, kill, wait, logs, exec, and
+that goes through the Engine API (dockerapi.py): start, stop, kill, wait, logs, exec, and
 the event stream that says when a container started, died or changed health. Each
 service starts the moment its dependencies allow, so the DAG start and partial stacks
 hold as with local processes; readiness is judged where the service lives
@@ -31,17 +31,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import PrerequisiteError
-from ..freeports import PortHolds
 from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
-from . import ownership
+from ..session.ports import PortHolds
+from ..support.errors import PrerequisiteError
+from . import markers
 from .base import BaseBackend, Running
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
-from .engine import (
+from .dockerapi import (
     PROJECT_LABEL,
     SERVICE_LABEL,
     ContainerStates,
@@ -95,9 +95,9 @@ class ComposeBackend(BaseBackend):
             target=self._connect_engine, name="pyairtable-engine", daemon=True
         )
         self._engine.start()
-        base = ownership.temp_base()
+        base = markers.temp_base()
         self._sweeper: threading.Thread | None = threading.Thread(
-            target=ownership.sweep, args=([base],), daemon=True
+            target=markers.sweep, args=([base],), daemon=True
         )
         self._sweeper.start()  # what killed runs left: not in the first container's way
         detecting.join()
@@ -123,7 +123,7 @@ class ComposeBackend(BaseBackend):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
             self.logs_dir.chmod(0o700)  # logs hold what services print, secrets too
-            ownership.claim(self.logs_dir, run_id, "logs")
+            markers.claim(self.logs_dir, run_id, "logs")
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
         self._followers: dict[str, LogFollower] = {}  # a restarted service's log goes on
@@ -247,7 +247,7 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self.logs_dir / f"{svc.name}.log"
-        ownership.private_file(log_path)  # 0600: logs hold what services print
+        markers.private_file(log_path)  # 0600: logs hold what services print
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
@@ -311,7 +311,7 @@ class ComposeBackend(BaseBackend):
             return
         if keep_stack is not None:  # the containers and their log followers go on
             if self._own_logs:
-                ownership.mark(self.logs_dir, kept=str(keep_stack))
+                markers.mark(self.logs_dir, kept=str(keep_stack))
             for running in self.started:
                 running.let_go()
             self._stop_events()
@@ -327,7 +327,7 @@ class ComposeBackend(BaseBackend):
             running.end_follower()
         self._stop_events()
         if self._own_logs and keep_logs:
-            ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+            markers.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
         elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
 

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import PrerequisiteError
+from ..support.errors import PrerequisiteError
 
 _ERROR_LINE = re.compile(r"error|denied|invalid|not found|no such|cannot|failed", re.I)
 _PULL = re.compile(

@@ -1,4 +1,4 @@
-"""Containers as running services, through the Engine API (engine.py); which compose to
+"""Containers as running services, through the Engine API (dockerapi.py); which compose to
 run; and removing the projects of killed runs (never a kept stack's: its record, beside
 the compose file named in the project's labels, says it is kept)."""
 
@@ -19,10 +19,10 @@ from pathlib import Path
 from subprocess import PIPE
 from typing import Any
 
-from ..errors import PrerequisiteError
-from . import ownership
+from ..support.errors import PrerequisiteError
+from . import markers
 from .base import BaseRunning
-from .engine import CONFIG_LABEL, PROJECT_LABEL, ContainerStates, LogFollower
+from .dockerapi import CONFIG_LABEL, PROJECT_LABEL, ContainerStates, LogFollower
 from .procfs import pid_alive
 
 # pyairtable-run-<pid>-<hex>, and pyairtable-<pid>-<hex> from earlier versions
@@ -88,7 +88,7 @@ def detect_compose(command: str | None = None) -> tuple[list[str], str]:
 def _kept(run_id: str, config_files: str) -> bool:
     """Whether a kept stack's record, beside the project's compose file, names this run."""
     return any(
-        ownership.recorded_run(ownership.record_path(Path(f))) == run_id
+        markers.recorded_run(markers.record_path(Path(f))) == run_id
         for f in config_files.split(",")
         if f
     )

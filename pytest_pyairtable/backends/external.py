@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError
 from ..model.spec import ServiceSpec, StackSpec
+from ..support.errors import ConfigError
 from .base import BaseBackend, BaseRunning
 
 _SCHEMES = {"postgres": ("postgres", "postgresql"), "redis": ("redis", "rediss")}
@@ -69,7 +69,7 @@ def parse_urls(values: tuple[str, ...]) -> dict[str, str]:
     at start, so that a careless value fails the run there, whatever the backend)."""
     from ..model.bounds import URL_SCHEMES
     from ..model.probespec import url_problem
-    from ..redact import mask_url
+    from ..support.redact import mask_url
 
     urls = {}
     for value in values:

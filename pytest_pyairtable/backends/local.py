@@ -2,7 +2,7 @@
 
 A service runs its ``x-pyairtable.local.command``; a ``postgres*``/``redis*`` image
 without one runs from a built-in recipe. Output goes to ``<logs_dir>/<service>.log``.
-The run's directories carry ownership markers (see ownership.py); a kept stack is
+The run's directories carry ownership markers (see markers.py); a kept stack is
 recorded as its process groups with their start times, and its directories.
 """
 
@@ -17,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, PrerequisiteError, PyAirtableError
-from ..freeports import PortHolds
 from ..model.spec import ServiceSpec
-from . import ownership
+from ..session.ports import PortHolds
+from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
+from . import markers
 from .base import BaseBackend, BaseRunning
 from .environment import path_with_python, service_environment
-from .ownership import temp_base
+from .markers import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
@@ -118,12 +118,12 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
 def _tmpfs_dir(run_id: str) -> Path | None:
     if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(SHM, os.W_OK):
         return None
-    return ownership.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data")
+    return markers.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data")
 
 
 def remove_stale_runs(base: Path) -> list[Path]:
     """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale."""
-    return ownership.sweep([base, SHM])
+    return markers.sweep([base, SHM])
 
 
 class LocalService(BaseRunning):
@@ -191,7 +191,7 @@ class LocalBackend(BaseBackend):
             target=remove_stale_runs, args=(base,), name="pyairtable-sweep", daemon=True
         )
         self._sweeper_lock = threading.Lock()
-        self.run_dir = ownership.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
+        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         # They hold whatever a service prints (secrets too): the tool's dir is 0700, and a
         # log file it creates is 0600. In a user's --pyairtable-logs-dir it knows which
@@ -202,7 +202,7 @@ class LocalBackend(BaseBackend):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
             self.logs_dir.chmod(0o700)
-            ownership.claim(self.logs_dir, run_id, "logs")
+            markers.claim(self.logs_dir, run_id, "logs")
         self._own_files: list[str] = []
         self._remove_user_logs = False
         self.environ = dict(os.environ if environ is None else environ)
@@ -243,7 +243,7 @@ class LocalBackend(BaseBackend):
         check_ports_free(svc, self.port_holds)
         check_cwd(svc)
         log_path = self.log_path(svc.name)
-        if ownership.private_file(log_path) and not self._own_logs:
+        if markers.private_file(log_path) and not self._own_logs:
             self._own_files.append(log_path.name)
         plan = self.plan(svc)
         for note in plan.notes:
@@ -287,18 +287,18 @@ class LocalBackend(BaseBackend):
         self._reaper.done()
         if keep_stack is not None:
             for path in self._own_dirs():
-                ownership.mark(path, kept=str(keep_stack))
+                markers.mark(path, kept=str(keep_stack))
             for process in self._launched:
                 process.let_go()
             return
         shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if self._own_logs and keep_logs:
-            ownership.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+            markers.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
         elif self._own_logs:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
         elif self._remove_user_logs and not keep_logs:  # `down --volumes`, a user's dir
-            ownership.remove_files(self.logs_dir, self._own_files, self._made_dir)
+            markers.remove_files(self.logs_dir, self._own_files, self._made_dir)
 
     # -- a kept stack ----------------------------------------------------------------
 

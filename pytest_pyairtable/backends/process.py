@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError, PrerequisiteError, StopError
+from ..support.errors import ConfigError, PrerequisiteError, StopError
 from . import stopper
 from .procfs import is_running, pid_alive, proc_start_time
 

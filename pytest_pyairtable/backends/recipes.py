@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, PrerequisiteError
 from ..model.probespec import redis_password
 from ..model.spec import ServiceSpec
+from ..support.errors import ConfigError, PrerequisiteError
 from . import pgcache
 
 

@@ -2,14 +2,14 @@
 
 ``FaultInjector`` does it, in the process that owns the stack; ``Faults`` is what a
 test gets (``pyairtable_faults``): the same calls, sent to the owner wherever it runs
-(the same process, or the xdist controller through share.py).
+(the same process, or the xdist controller through session/sharing.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import PyAirtableError, UnknownServiceError
+from ..support.errors import PyAirtableError, UnknownServiceError
 from .orchestrator import Handle, Orchestrator, ServiceRun, State
 
 ACTIONS = ("stop", "kill", "pause", "resume", "restart")

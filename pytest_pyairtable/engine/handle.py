@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..model.spec import ServiceSpec
-from ..redact import dataclass_repr
+from ..support.redact import dataclass_repr
 
 
 @dataclass(frozen=True)

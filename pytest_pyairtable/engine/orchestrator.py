@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..backends.base import Backend, Running
-from ..errors import (
+from ..model import graph
+from ..model.spec import ServiceSpec, StackSpec
+from ..probes.checks import Probe, ProbeContext, make_probe
+from ..support.errors import (
     DependencyFailedError,
     PyAirtableError,
     ServiceError,
     ServiceExitedError,
 )
-from ..model import graph
-from ..model.spec import ServiceSpec, StackSpec
-from ..probes.checks import Probe, ProbeContext, make_probe
-from ..redact import Redactor
+from ..support.redact import Redactor
 from . import stopping
 from .events import Listener
 from .handle import Handle, endpoint

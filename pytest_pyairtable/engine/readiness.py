@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ServiceError, ServiceExitedError, ServiceTimeoutError
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
-from ..redact import Redactor
+from ..support.errors import ServiceError, ServiceExitedError, ServiceTimeoutError
+from ..support.redact import Redactor
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, Running

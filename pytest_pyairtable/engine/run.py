@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Running
-from ..errors import PyAirtableError
 from ..model.spec import ServiceSpec
-from ..redact import dataclass_repr
+from ..support.errors import PyAirtableError
+from ..support.redact import dataclass_repr
 
 
 class State(enum.Enum):

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..report import critical, ordered_runs
+from ..session.report import critical, ordered_runs
 from .orchestrator import Orchestrator, ServiceRun
 
 Span = tuple[float, float]  # (began, ended), seconds since the orchestrator began

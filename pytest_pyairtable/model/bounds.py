@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from ..redact import mask_patterns
+from ..support.redact import mask_patterns
 from .probespec import url_problem
 
 MAX_SERVICES = 2000  # a large real stack has a few hundred; each costs ~0.1 ms to read

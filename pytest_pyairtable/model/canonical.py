@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..support.errors import ConfigError
 from .ports import canonical_ports, valid_ip, with_defaults
 from .volumes import clean, parse_volume, tmpfs_bytes
 

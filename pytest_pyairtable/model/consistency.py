@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigError, UnknownServiceError
+from ..support.errors import ConfigError, UnknownServiceError
 from .graph import check_acyclic
 
 Services = dict[str, dict[str, Any]]

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ConfigError, InterpolationError
+from ..support.errors import ConfigError, InterpolationError
 from .interpolate import Interpolator
 from .reading import FileRefused, read_bounded
 

@@ -11,7 +11,7 @@ means seconds), never for compose fields.
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from ..support.errors import ConfigError
 
 NS_PER_S = 1_000_000_000
 MAX_SECONDS = (2**63 - 1) // NS_PER_S  # Go's longest time.Duration, in whole seconds

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..support.errors import ConfigError
 from . import schema
 from .canonical import absolute
 from .merge import merge, strip

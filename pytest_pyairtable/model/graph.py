@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..errors import DependencyCycleError
+from ..support.errors import DependencyCycleError
 
 Edges = Mapping[str, Sequence[str]]  # service -> the services it depends on
 

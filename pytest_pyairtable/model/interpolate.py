@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import InterpolationError
+from ..support.errors import InterpolationError
 from .values import Override
 
 _PATTERN = re.compile(

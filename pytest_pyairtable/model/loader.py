@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ComposeFileError, ConfigError, InterpolationError
+from ..support.errors import ComposeFileError, ConfigError, InterpolationError
 from . import schema
 from .bounds import size_problem
 from .canonical import absolute, canonical, finish, normalize

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ComposeFileError
+from ..support.errors import ComposeFileError
 from .ports import port_key
 from .values import Override, Reset, sprint
 from .volumes import parse_volume

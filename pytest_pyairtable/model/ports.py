@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from ..errors import ConfigError
+from ..support.errors import ConfigError
 
 _FIX = "Fix: write [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL] with ports 0-65535."
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ..errors import ConfigError
-from ..redact import dataclass_repr, mask_patterns
+from ..support.errors import ConfigError
+from ..support.redact import dataclass_repr, mask_patterns
 
 if TYPE_CHECKING:
     from .spec import ServiceSpec

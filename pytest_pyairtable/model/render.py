@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..redact import Redactor
+from ..support.redact import Redactor
 from .spec import ServiceSpec, StackSpec
 from .values import go_float_text
 

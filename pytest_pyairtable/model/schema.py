@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..redact import is_secret_name
+from ..support.redact import is_secret_name
 from .bounds import nul_problems, service_problems, size_problem
 from .names import name_problems
 from .unique import duplicate

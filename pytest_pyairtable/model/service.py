@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import ConfigError
+from ..support.errors import ConfigError
 from . import shellwords
 from .dotenv import read_env_file
 from .durations import format_duration, go_duration, seconds

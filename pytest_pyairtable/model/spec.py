@@ -14,8 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnknownServiceError
-from ..redact import dataclass_repr, mask_patterns, secret_values, text_secrets
+from ..support.errors import UnknownServiceError
+from ..support.redact import dataclass_repr, mask_patterns, secret_values, text_secrets
 from .names import fixture_name
 from .probespec import ProbeSpec, redis_password
 from .schema import CONDITIONS
@@ -196,7 +196,7 @@ def load_stack(
 
     ``env_file`` replaces the project ``.env`` (and ``COMPOSE_ENV_FILES``); ``profiles``
     replaces ``COMPOSE_PROFILES``; ``environ`` defaults to ``os.environ``; ``overrides``
-    are variables set over it, as if in the environment (free ports: freeports.py).
+    are variables set over it, as if in the environment (free ports: session/ports.py).
     """
     from .loader import load_model
     from .project import Inputs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from ..errors import ConfigError
+from ..support.errors import ConfigError
 
 _BIND_OPTIONS = {"rprivate", "private", "rshared", "shared", "rslave", "slave", "z", "Z"}
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from yaml._yaml import CParser
 
-from ..errors import ComposeFileError
+from ..support.errors import ComposeFileError
 from .values import Override, Reset, Timestamp
 from .yamlshape import MAX_NODES, check_shape, events, too_many_nodes
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from yaml._yaml import CParser
 
-from ..errors import ComposeFileError
+from ..support.errors import ComposeFileError
 
 MAX_DEPTH = 100  # compose files nest under 15 levels; the walkers after us recurse per level
 MAX_NODES = 250_000  # a large compose file has a few thousand; each costs ~10 us downstream

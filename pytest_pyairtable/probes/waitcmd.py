@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
 from ..model.durations import MAX_SECONDS, go_duration
 from ..model.probespec import ProbeSpec, url_problem
-from ..redact import Redactor, mask_url
+from ..support.errors import ConfigError
+from ..support.redact import Redactor, mask_url
 from .checks import BaseProbe, HttpProbe, Probe, ProbeContext, ProbeFailed, make_probe
 from .waiting import Gone, wait_ready
 

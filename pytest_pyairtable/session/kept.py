@@ -23,18 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends.base import backend_class
-from .backends.ownership import record_path
-from .backends.procfs import is_running, proc_start_time
-from .engine.codec import from_json, to_json
-from .engine.events import Listener
-from .engine.handle import Handle, handle_from_json, handle_to_json
-from .engine.orchestrator import Orchestrator, State
-from .errors import KeepError, PyAirtableError
-from .model.spec import ServiceSpec, StackSpec
-from .model.topology import own_dir
-from .probes.checks import ProbeContext, check_once, make_probe
-from .redact import Redactor, dataclass_repr
+from ..backends.base import backend_class
+from ..backends.markers import record_path
+from ..backends.procfs import is_running, proc_start_time
+from ..engine.codec import from_json, to_json
+from ..engine.events import Listener
+from ..engine.handle import Handle, handle_from_json, handle_to_json
+from ..engine.orchestrator import Orchestrator, State
+from ..model.spec import ServiceSpec, StackSpec
+from ..model.topology import own_dir
+from ..probes.checks import ProbeContext, check_once, make_probe
+from ..support.errors import KeepError, PyAirtableError
+from ..support.redact import Redactor, dataclass_repr
 
 __all__ = [
     "KeptService",

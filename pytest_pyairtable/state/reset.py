@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ResetError, UnknownServiceError
+from ..support.errors import ResetError, UnknownServiceError
 
 if TYPE_CHECKING:
     from ..model.spec import ServiceSpec

@@ -74,7 +74,7 @@ class PortHolds:
                     break
             else:
                 holds.close()
-                from .errors import PrerequisiteError
+                from ..support.errors import PrerequisiteError
 
                 raise PrerequisiteError(
                     f"--pyairtable-free-ports found no free port for {name} in {_TRIES} tries. "
@@ -145,9 +145,9 @@ def plan_ports(
     """The project's port variables (portvars.py) with a port each: ``reuse``'s (a kept
     stack's choice) when it names them all, else freshly chosen and held. Raises the
     loader's ConfigError for a broken file."""
-    from .model.loader import load_model
-    from .model.portvars import port_variables
-    from .model.project import Inputs
+    from ..model.loader import load_model
+    from ..model.portvars import port_variables
+    from ..model.project import Inputs
 
     inputs = Inputs(
         files=tuple(files),

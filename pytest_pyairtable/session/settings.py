@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model.durations import parse_duration
+from ..model.durations import parse_duration
 
 
 def flag_value(value: Any) -> bool:
@@ -68,7 +68,7 @@ def _output_file(value: Any) -> str:
 
 
 def _backend(value: Any) -> str:
-    from .backends import BACKENDS
+    from ..backends import BACKENDS
 
     if str(value) not in BACKENDS:
         raise ValueError(f"valid values are {', '.join(BACKENDS)}")
@@ -88,7 +88,7 @@ def _up(value: Any) -> bool | tuple[str, ...]:
 
 
 def _urls(value: Any) -> tuple[str, ...]:
-    from .backends.external import parse_urls
+    from ..backends.external import parse_urls
 
     items = value if isinstance(value, list | tuple) else str(value).split()
     urls = tuple(str(v) for v in items if v)
@@ -306,8 +306,8 @@ def resolve(
         try:
             values[setting.name] = setting.parse(raw)
         except Exception as exc:
-            from .errors import ConfigError
-            from .redact import mask_patterns
+            from ..support.errors import ConfigError
+            from ..support.redact import mask_patterns
 
             fix = "" if "Fix" in str(exc) else f". Fix: see {setting.option} in --help"
             raise ConfigError(

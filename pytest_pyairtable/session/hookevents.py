@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from ..engine.events import Listener
+from ..support.errors import ServiceError
 from . import hookspecs
-from .engine.events import Listener
-from .errors import ServiceError
 
 if TYPE_CHECKING:
-    from .engine.orchestrator import Handle, ServiceRun
+    from ..engine.orchestrator import Handle, ServiceRun
 
 
 def own_hooks() -> Any:
     """The hooks of a process without pytest: the hookspecs and the built-in
     implementations (data safety), registered as pytest registers them; no conftest.py."""
-    from .engine import safety
+    from ..state import safety
 
     manager = pluggy.PluginManager("pytest")
     manager.add_hookspecs(hookspecs)

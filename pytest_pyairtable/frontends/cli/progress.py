@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from .engine.orchestrator import Orchestrator, State
+from ...engine.orchestrator import Orchestrator, State
 
 CLEAR = "\r\033[K"
 

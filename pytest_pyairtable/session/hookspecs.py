@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .engine.orchestrator import Handle, ServiceRun
-    from .model.probespec import ProbeSpec
-    from .model.spec import ServiceSpec, StackSpec
-    from .probes.checks import Probe, ProbeContext
+    from ..engine.orchestrator import Handle, ServiceRun
+    from ..model.probespec import ProbeSpec
+    from ..model.spec import ServiceSpec, StackSpec
+    from ..probes.checks import Probe, ProbeContext
 
 hookspec = pluggy.HookspecMarker("pytest")
 

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backends import ownership
-from .engine.handle import Handle, handle_from_json, handle_to_json
-from .errors import PyAirtableError, RemoteError
+from ..backends import markers
+from ..engine.handle import Handle, handle_from_json, handle_to_json
+from ..support.errors import PyAirtableError, RemoteError
 from .lease import HolderGone
 
 if TYPE_CHECKING:
@@ -43,10 +43,8 @@ class StackServer:
         self._holders = itertools.count(1)
         # A short path: Unix socket paths are limited to about 100 bytes.
         base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
-        ownership.sweep([base])
-        self._dir = str(
-            ownership.make_dir(base, f"pyairtable-sock-{os.getpid()}-", run_id, "socket")
-        )
+        markers.sweep([base])
+        self._dir = str(markers.make_dir(base, f"pyairtable-sock-{os.getpid()}-", run_id, "socket"))
         self.path = os.path.join(self._dir, "stack.sock")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(self.path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .backends import BACKENDS
+from ...backends import BACKENDS
 
 _LISTS = ("compose_file", "profile")  # given before and after the command: both count
 

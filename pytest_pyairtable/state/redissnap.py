@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..errors import ResetError
+from ..support.errors import ResetError
 
 Entry = tuple[bytes, int, bytes]  # key, TTL in ms (0: none), DUMP payload
 

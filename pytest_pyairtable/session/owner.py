@@ -3,7 +3,7 @@ leases, faults and resets, each for a holder.
 
 Without xdist the pytest process is the only holder (``LocalAccess``); under xdist
 the controller owns the stack and each worker is a holder through its connection
-(share.py). One ``StackOwner`` serves both, so a fault or a reset behaves the same
+(sharing.py). One ``StackOwner`` serves both, so a fault or a reset behaves the same
 with and without ``-n``: it runs here, under the holder's exclusive lease (lease.py),
 and a holder that ends its test or goes away has its faults healed, then its lease
 released.
@@ -22,14 +22,14 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .errors import PyAirtableError
+from ..support.errors import PyAirtableError
 from .lease import EXCLUSIVE, LeaseTable
 
 if TYPE_CHECKING:
-    from .engine.faults import FaultInjector
-    from .engine.handle import Handle
-    from .engine.reset import Resets
-    from .model.spec import ServiceSpec
+    from ..engine.faults import FaultInjector
+    from ..engine.handle import Handle
+    from ..model.spec import ServiceSpec
+    from ..state.reset import Resets
     from .runtime import Runtime
 
 MAIN = "main"  # the holder that is the owner's own process
@@ -125,7 +125,7 @@ class StackOwner:
         return injector.apply(action, service)
 
     def _begin_faults(self, holder: str) -> None:
-        from .engine.faults import FaultInjector
+        from ..engine.faults import FaultInjector
 
         self._require_alone(holder, "pyairtable_faults")
         if self._refusal is None and self.runtime.attached() is not None:
@@ -165,7 +165,7 @@ class StackOwner:
         """Restore ``names`` (None: every service that can be), under the exclusive lease.
         ``needed``: the holder's closure, started with them (the snapshot waits for all
         of it, migration jobs included)."""
-        from .engine.reset import choose
+        from ..state.reset import choose
 
         self._require_alone(holder, "a reset")
         if self.runtime.error is not None:
@@ -205,7 +205,7 @@ class StackOwner:
     def _snapshot(self, main_thread: bool) -> None:
         """Once, when the run resets anything: wait until every started service is up
         (or failed), then snapshot the wanted ones."""
-        from .engine.reset import ALL, resettable
+        from ..state.reset import ALL, resettable
 
         with self._snapshot_lock:  # other threads' handles wait for it too
             with self._lock:
@@ -225,7 +225,7 @@ class StackOwner:
             self._take([n for n in names if ALL in wanted or n in wanted], specs)
 
     def _take(self, names: list[str], specs: dict[str, ServiceSpec]) -> None:
-        from .engine.reset import snapshot_file
+        from ..state.reset import snapshot_file
 
         resets = self._resets_for()
         kept = self.runtime.attached()
@@ -235,7 +235,7 @@ class StackOwner:
         resets.notices.clear()
 
     def _specs(self) -> dict[str, ServiceSpec]:
-        from .engine.run import State
+        from ..engine.run import State
 
         kept = self.runtime.attached()
         if kept is not None:
@@ -246,7 +246,7 @@ class StackOwner:
         return {n: r.spec for n, r in orch.runs.items() if r.state is State.READY}
 
     def _resets_for(self) -> Resets:
-        from .engine.reset import Resets
+        from ..state.reset import Resets
         from .kept import fingerprint
 
         if self._resets is None:
@@ -278,7 +278,7 @@ class StackOwner:
         runtime.stop()
         if resets is not None and keeping:
             # imported here: a run without resets (most) does not pay for them at its end
-            from .engine.reset import snapshot_file
+            from ..state.reset import snapshot_file
             from .kept import KeptStack
 
             try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ResetError
+from ..support.errors import ResetError
 
 
 @dataclass

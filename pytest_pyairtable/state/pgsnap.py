@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import ResetError
+from ..support.errors import ResetError
 from .pgdb import Database, Lit, databases, execute, present
 
 MARK = "pytest-pyairtable reset"

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .model.topology import own_dir
+from ..model.topology import own_dir
 
 if TYPE_CHECKING:
-    from .engine.run import ServiceRun
+    from ..engine.run import ServiceRun
 
 TAIL_BYTES = 1 << 20
 INDEX = "index.json"

@@ -8,13 +8,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import PyAirtableError
-from .model import graph
-from .redact import mask_url
+from ..model import graph
+from ..support.errors import PyAirtableError
+from ..support.redact import mask_url
 from .settings import BY_NAME
 
 if TYPE_CHECKING:
-    from .engine.orchestrator import Orchestrator, ServiceRun
+    from ..engine.orchestrator import Orchestrator, ServiceRun
     from .runtime import Runtime
 
 
@@ -37,7 +37,7 @@ def ordered_runs(orch: Orchestrator) -> list[ServiceRun]:
 
 def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) -> list[str]:
     """The seed's service URL table: name, URL, tier, time to healthy, state."""
-    from .engine.handle import endpoint
+    from ..engine.handle import endpoint
 
     redact = redact or orch.redact
     rows = []
@@ -58,7 +58,7 @@ def critical(orch: Orchestrator) -> tuple[float, list[str]]:
 
 def timeline(orch: Orchestrator) -> list[str]:
     """Each service's start, ready and time to ready, the critical path marked with *."""
-    from .engine.orchestrator import State
+    from ..engine.orchestrator import State
 
     runs = ordered_runs(orch)
     total, path = critical(orch)

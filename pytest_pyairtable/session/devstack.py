@@ -8,13 +8,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .backends.ownership import recorded_run
-from .errors import KeepError, PrerequisiteError
-from .model import graph
-from .signals import shielded
+from ..backends.markers import recorded_run
+from ..model import graph
+from ..support.errors import KeepError, PrerequisiteError
+from ..support.signals import shielded
 
 if TYPE_CHECKING:
-    from .engine.orchestrator import Orchestrator
+    from ..engine.orchestrator import Orchestrator
     from .runtime import Runtime
 
 
@@ -28,7 +28,7 @@ def select(runtime: Runtime, services: Sequence[str]) -> None:
     if services:
         runtime.needed = set(runtime.stack.require(services))
     if runtime.attached() is None and runtime.settings["backend"] == "local":
-        from .backends.local import preflight
+        from ..backends.local import preflight
 
         names = graph.closure(runtime.topology(), runtime.needed or runtime.topology())
         problems = preflight([runtime.stack.services[n] for n in sorted(names)])

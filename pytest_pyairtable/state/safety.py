@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from ..engine.orchestrator import ServiceRun
     from ..model.spec import ServiceSpec
-    from .orchestrator import ServiceRun
 
 PLUGIN_NAME = "pyairtable-data-safety"
 hookimpl = pluggy.HookimplMarker("pytest")

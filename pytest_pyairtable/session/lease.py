@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import PyAirtableError
+from ..support.errors import PyAirtableError
 
 SHARED = "shared"
 EXCLUSIVE = "exclusive"

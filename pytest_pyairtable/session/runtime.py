@@ -18,19 +18,19 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, KeepError, PyAirtableError
-from .hooks import HookEvents, own_hooks
-from .model import graph
-from .redact import Redactor, secret_values
+from ..model import graph
+from ..support.errors import ConfigError, KeepError, PyAirtableError
+from ..support.redact import Redactor, secret_values
+from .hookevents import HookEvents, own_hooks
 from .runfiles import RunFiles
 from .settings import Resolved, flag_value
 
 if TYPE_CHECKING:
-    from .engine.orchestrator import Handle, Orchestrator
-    from .freeports import PortHolds
+    from ..engine.orchestrator import Handle, Orchestrator
+    from ..model.spec import ServiceSpec, StackSpec
+    from ..probes.checks import Probe, ProbeContext
     from .kept import KeptStack
-    from .model.spec import ServiceSpec, StackSpec
-    from .probes.checks import Probe, ProbeContext
+    from .ports import PortHolds
 
 Say = Callable[[str], None]
 
@@ -41,7 +41,7 @@ def runtime_for(
     """A runtime for the compose file(s) the settings name (else COMPOSE_FILE, else
     compose's default names at rootdir); read fully only when a test (or command) needs
     the stack, and a broken file becomes the runtime's error."""
-    from .model.project import find_compose_files
+    from ..model.project import find_compose_files
 
     given = settings["compose_file"]
     env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
@@ -117,8 +117,8 @@ class Runtime:
         if self._loaded:
             return
         self._loaded = True
-        from .backends.external import parse_urls, with_urls
-        from .model.spec import load_stack
+        from ..backends.external import parse_urls, with_urls
+        from ..model.spec import load_stack
 
         try:
             stack = load_stack(
@@ -137,10 +137,10 @@ class Runtime:
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
 
     def _free_ports(self) -> dict[str, str]:
-        """With --pyairtable-free-ports, the chosen ports as variables (freeports.py)."""
+        """With --pyairtable-free-ports, the chosen ports as variables (ports.py)."""
         wanted = self.settings["free_ports"] and self.settings["backend"] != "external"
         if wanted and self.ports is None:
-            from .freeports import ports_for
+            from .ports import ports_for
 
             self.ports = ports_for(self)
             self.notices += [f"free ports: {self.ports.describe()}"] if self.ports.chosen else []
@@ -195,7 +195,7 @@ class Runtime:
             if self._error is None:
                 return {}
         if self._topology is None:
-            from .model.topology import read_topology
+            from ..model.topology import read_topology
 
             try:  # the same loader as _load, through a cache
                 self._topology = read_topology(
@@ -208,7 +208,7 @@ class Runtime:
 
     @property
     def record_path(self) -> Path:
-        from .backends.ownership import record_path
+        from ..backends.markers import record_path
 
         return record_path(self.compose_file)
 
@@ -227,8 +227,8 @@ class Runtime:
             return self.orch
 
     def _make_orchestrator(self) -> Orchestrator:
-        from .backends.base import backend_class
-        from .engine.orchestrator import Orchestrator, Timing
+        from ..backends.base import backend_class
+        from ..engine.orchestrator import Orchestrator, Timing
 
         assert self.stack is not None
         s = self.settings
@@ -264,7 +264,7 @@ class Runtime:
         return orch
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
-        from .probes.checks import as_probe, make_probe
+        from ..probes.checks import as_probe, make_probe
 
         custom = self.hook.pytest_pyairtable_make_probe(spec=svc.probe, service=svc, context=ctx)
         return make_probe(svc.probe, ctx) if custom is None else as_probe(custom)

@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .engine.orchestrator import Orchestrator, State
-from .errors import PyAirtableError
-from .hooks import HookEvents
-from .kept import KeptService, KeptStack
-from .model import graph
-from .redact import Redactor
+from ...engine.orchestrator import Orchestrator, State
+from ...model import graph
+from ...session.hookevents import HookEvents
+from ...session.kept import KeptService, KeptStack
+from ...support.errors import PyAirtableError
+from ...support.redact import Redactor
 
 Say = Callable[[str], None]
 

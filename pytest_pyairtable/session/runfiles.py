@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .engine.orchestrator import Orchestrator
-    from .hooks import HookEvents
+    from ..engine.orchestrator import Orchestrator
+    from .hookevents import HookEvents
     from .lastrun import LastRunLogs
     from .runtime import Runtime
 
@@ -45,7 +45,7 @@ class RunFiles:
             self.last_logs.finish()
         if self.timeline is None or not orch.runs or self._timeline_written:
             return []
-        from .engine.timeline import write_timeline
+        from ..engine.timeline import write_timeline
 
         self._timeline_written = True
         return [write_timeline(orch, self.timeline, self.tests_ran)]

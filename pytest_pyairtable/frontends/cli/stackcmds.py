@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends.ownership import sweep, temp_base
-from .errors import PyAirtableError
-from .hooks import HookEvents
-from .kept import GONE, KeptStack
-from .lastrun import LastRunLogs, read_last_run
-from .redact import Redactor
-from .signals import shielded
+from ...backends.markers import sweep, temp_base
+from ...session.hookevents import HookEvents
+from ...session.kept import GONE, KeptStack
+from ...session.lastrun import LastRunLogs, read_last_run
+from ...support.errors import PyAirtableError
+from ...support.redact import Redactor
+from ...support.signals import shielded
 
 Say = Callable[[str], None]
 ACK_SECONDS = 3.0  # a foreground `up` answers a signal at once: it removes the record
@@ -106,7 +106,7 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
 
 def _forget(path: Path) -> None:
     """The record, and what was kept beside it (reset snapshots)."""
-    from .engine.reset import snapshot_file
+    from ...state.reset import snapshot_file
 
     path.unlink(missing_ok=True)
     snapshot_file(path).unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""The ``pyairtable`` command: its options, subcommands and their output."""
