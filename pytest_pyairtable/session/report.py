@@ -4,12 +4,10 @@ printed by every pytest run)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..model import graph
-from ..support.errors import PyAirtableError
 from ..support.redact import mask_url
 from .settings import BY_NAME
 
@@ -123,44 +121,7 @@ def summary(runtime: Runtime) -> list[str]:
     return notices + lines + timeline(orch)
 
 
-class FirstReports:
-    """Which test reported each failure first, so the others only refer to it. A
-    failure is recognised by its origin: each test is raised a fresh copy of it."""
-
-    def __init__(self) -> None:
-        self._first: dict[int, tuple[PyAirtableError, str]] = {}
-        self._lock = threading.Lock()
-
-    def first(self, error: PyAirtableError, nodeid: str) -> str:
-        if error.first_nodeid:  # another process (the xdist controller) knows it
-            return error.first_nodeid
-        origin = error.origin or error
-        with self._lock:  # the origin is kept, so its id is never reused meanwhile
-            return self._first.setdefault(id(origin), (origin, nodeid))[1]
-
-
 def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "-"
     return "-" if value is None else str(value)
-
-
-def redact_report(
-    report: Any, redact: Callable[[str], str], as_text: Callable[[str, str], Any]
-) -> None:
-    """Mask secrets in a test report: its captured output sections and its failure,
-    which go to the terminal, junit XML and xdist's controller. A failure whose text
-    changed is replaced by ``as_text(text, headline)``; others keep pytest's own repr."""
-    report.sections = [(title, redact(text)) for title, text in report.sections]
-    longrepr = report.longrepr
-    if longrepr is None:
-        return
-    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
-        report.longrepr = (*longrepr[:2], redact(str(longrepr[2])))
-        return
-    text = str(longrepr)
-    shown = redact(text)
-    if shown != text:
-        crash = getattr(longrepr, "reprcrash", None)
-        message = getattr(crash, "message", None) or shown.splitlines()[0]
-        report.longrepr = as_text(shown, redact(message))
