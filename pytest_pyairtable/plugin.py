@@ -19,12 +19,7 @@ from .frontends.pytest.lifecycle import (
     pytest_unconfigure,
 )
 from .frontends.pytest.options import pytest_addoption
-from .frontends.pytest.reports import (
-    pytest_report_header,
-    pytest_runtest_logreport,
-    pytest_runtest_makereport,
-    pytest_terminal_summary,
-)
+from .frontends.pytest.reports import pytest_runtest_logreport
 # isort: on
 
 __all__ = [
@@ -35,12 +30,9 @@ __all__ = [
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
-    "pytest_report_header",
     "pytest_runtest_logreport",
-    "pytest_runtest_makereport",
     "pytest_runtest_setup",
     "pytest_runtest_teardown",
     "pytest_sessionstart",
-    "pytest_terminal_summary",
     "pytest_unconfigure",
 ]

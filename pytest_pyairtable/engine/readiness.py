@@ -23,7 +23,7 @@ from ..support.redact import Redactor
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, Running
-    from .orchestrator import ServiceRun
+    from .run import ServiceRun
 
 LOG_TAIL_LINES = 20
 

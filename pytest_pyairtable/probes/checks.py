@@ -17,13 +17,17 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ..model.probespec import ProbeSpec
 
-if TYPE_CHECKING:
-    from .waiting import Watch
+
+class Watch(Protocol):
+    """A cheap sign, checked often between attempts, that an attempt could now pass."""
+
+    def changed(self) -> bool:
+        """True once each time the sign appears (e.g. a port starts to accept)."""
 
 
 class ProbeFailed(Exception):

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..engine.critical import critical, ordered_runs
 from ..model import graph
 from ..support.redact import mask_url
 from .settings import BY_NAME
 
 if TYPE_CHECKING:
-    from ..engine.orchestrator import Orchestrator, ServiceRun
+    from ..engine.orchestrator import Orchestrator
     from .runtime import Runtime
 
 
@@ -28,11 +29,6 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def ordered_runs(orch: Orchestrator) -> list[ServiceRun]:
-    order = graph.start_order(orch.edges)
-    return [orch.runs[n] for n in order if n in orch.runs]
-
-
 def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) -> list[str]:
     """The seed's service URL table: name, URL, tier, time to healthy, state."""
     from ..engine.handle import endpoint
@@ -45,13 +41,6 @@ def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) ->
             [run.name, redact(url) or "-", str(run.tier), _secs(run.ready_seconds), run.outcome]
         )
     return _table(["service", "url", "tier", "ready in", "state"], rows)
-
-
-def critical(orch: Orchestrator) -> tuple[float, list[str]]:
-    """The critical path of what started: the longest chain of own times-to-ready."""
-    runs = ordered_runs(orch)
-    edges = {r.name: [d for d in orch.edges[r.name] if d in orch.runs] for r in runs}
-    return graph.critical_path(edges, {r.name: r.ready_seconds or 0.0 for r in runs})
 
 
 def timeline(orch: Orchestrator) -> list[str]:

@@ -9,9 +9,8 @@ The first service fixture set up starts the closure of *all* collected tests at 
 from __future__ import annotations
 
 import inspect
-import os
 import types
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -71,34 +70,34 @@ def _stack_fixture(all_fixtures: list[str]) -> Any:
 def _pyairtable_session(request: pytest.FixtureRequest) -> Generator[Role, None, None]:
     """Owns the running stack: stops it, in reverse order, after the last test."""
     role = request.config.stash[STASH]
-    if role.runtime.settings["backend"] == "compose":
-        role.runtime.backend_options.update(_pytest_docker_settings(request))
+    runtime = role.runtime
+    if runtime.error is None and runtime.stack is not None:
+        fixtures = runtime.backend_class.frontend_fixtures
+        if fixtures:
+            runtime.docker = _overridden(request, fixtures)
     yield role
     role.stop()
 
 
-# pytest-docker's overridable fixtures and their defaults: a suite that overrides one keeps
-# its setting with our compose backend. (Its default project name is the PID, which
-# gives each xdist worker its own stack: that one default we do not follow.)
-_PYTEST_DOCKER = {
-    "docker_compose_command": ("compose_command", "docker compose"),
-    "docker_compose_project_name": ("project_name", f"pytest{os.getpid()}"),
-    "docker_cleanup": ("cleanup", ["down -v"]),
-}
+def _overridden(request: pytest.FixtureRequest, fixtures: Mapping[str, tuple[str, Any]]) -> Any:
+    """The backend's fixtures a suite overrode (a value other than the fixture's own
+    default), as the backend's typed overrides."""
+    from ...backends.base import DockerOverrides
 
-
-def _pytest_docker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if not request.config.pluginmanager.hasplugin("docker"):
-        return {}
-    options: dict[str, Any] = {}
-    for fixture, (option, default) in _PYTEST_DOCKER.items():
-        try:
-            value = request.getfixturevalue(fixture)
-        except pytest.FixtureLookupError:
-            continue
-        if value != default and value:
-            options[option] = [value] if option == "cleanup" and isinstance(value, str) else value
-    return options
+    values: dict[str, Any] = {}
+    if request.config.pluginmanager.hasplugin("docker"):
+        for fixture, (field, default) in fixtures.items():
+            try:
+                value = request.getfixturevalue(fixture)
+            except pytest.FixtureLookupError:
+                continue
+            if value != default and value:
+                values[field] = (
+                    tuple([value] if isinstance(value, str) else value)
+                    if field == "cleanup"
+                    else value
+                )
+    return DockerOverrides(**values)
 
 
 @pytest.fixture

@@ -1,17 +1,16 @@
-"""What pytest prints for the stack: the header, the summary, and each test's report:
-a stack failure is reported in full once (by the first test it failed) and its secrets
-are masked in every channel (terminal, junit XML, what xdist forwards)."""
+"""Test reports as the stack shapes them: a stack failure is reported in full once (by
+the first test it failed), its secrets masked in every channel (terminal, junit XML,
+what xdist forwards). The roles' hooks (roles.py) apply these."""
 
 from __future__ import annotations
 
 import threading
 import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from ...session import report
 from ...support.errors import PyAirtableError
 
 
@@ -68,47 +67,9 @@ def redact_report(
         report_.longrepr = as_text(shown, redact(message))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    from .roles import STASH
-
-    report_ = yield
-    role = item.config.stash[STASH]
-    error = call.excinfo.value if call.excinfo else None
-    if report_.when == "setup" and isinstance(error, PyAirtableError):
-        first = role.reports.first(error, item.nodeid)
-        text, head = str(error), error.headline()
-        if first != item.nodeid:
-            text = head = f"{head} (reported in full at {first})"
-        # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
-        report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
-    redact_report(report_, role.runtime.redact, FailureRepr)
-    return report_
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """xdist sends a worker's report as text: give it back its one-line summary."""
     text = report.longrepr
     if isinstance(text, str) and text.startswith("[pyairtable] "):
         report.longrepr = FailureRepr(text, text.splitlines()[0])  # type: ignore[assignment]
-
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    from .roles import STASH
-
-    runtime = config.stash[STASH].runtime
-    return [runtime.redact(line) for line in report.header(runtime)]
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    from .roles import STASH
-
-    runtime = terminalreporter.config.stash[STASH].runtime
-    lines = report.summary(runtime)
-    if lines:
-        terminalreporter.write_sep("-", "pyairtable")
-        for line in lines:
-            terminalreporter.write_line(runtime.redact(line))

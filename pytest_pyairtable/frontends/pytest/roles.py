@@ -14,16 +14,18 @@ it runs in.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ...model.names import fixture_name
+from ...session import report
 from ...session.lease import EXCLUSIVE
 from ...session.owner import LocalAccess, StackOwner
+from ...support.errors import PyAirtableError
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler, shielded
-from .reports import FirstReports, redact_report
+from .reports import FailureRepr, FirstReports, redact_report
 
 if TYPE_CHECKING:
     from ...engine.handle import Handle
@@ -71,6 +73,34 @@ class Role:
 
     def check_alive(self, names: Iterable[str]) -> None:
         """Before a test: a service it needs that died mid-session fails it (the owner's)."""
+
+    # -- reports -----------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report_ = yield
+        error = call.excinfo.value if call.excinfo else None
+        if report_.when == "setup" and isinstance(error, PyAirtableError):
+            first = self.reports.first(error, item.nodeid)
+            text, head = str(error), error.headline()
+            if first != item.nodeid:
+                text = head = f"{head} (reported in full at {first})"
+            # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
+            report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
+        redact_report(report_, self.runtime.redact, FailureRepr)
+        return report_
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return [self.runtime.redact(line) for line in report.header(self.runtime)]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = report.summary(self.runtime)
+        if lines:
+            terminalreporter.write_sep("-", "pyairtable")
+            for line in lines:
+                terminalreporter.write_line(self.runtime.redact(line))
 
     def stop(self) -> None:
         """The end of the session (also after Ctrl-C: pytest_unconfigure still runs)."""
@@ -147,8 +177,6 @@ class Controller(Role):
         if report.when == "call":
             self.runtime.files.note_test(self.runtime.orch, report.start, report.stop)
         if getattr(report, "node", None) is not None:  # from a worker
-            from .reports import FailureRepr
-
             redact_report(report, self.runtime.redact, FailureRepr)
 
     @pytest.hookimpl(tryfirst=True)  # before xdist's, which waits for the workers to end
