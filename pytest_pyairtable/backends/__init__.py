@@ -16,7 +16,10 @@ BACKENDS: dict[str, str] = {
 }
 # What a backend imports beyond the core dependencies: module -> what installs it.
 REQUIREMENTS: dict[str, dict[str, str]] = {
-    "compose": {"pytest_docker": "pip install 'pytest-pyairtable[docker]'"},
+    "compose": {
+        "pytest_docker": "pip install 'pytest-pyairtable[docker]'",
+        "docker": "pip install 'pytest-pyairtable[docker]'",  # the Engine API's client
+    },
 }
 
 

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..model.spec import ServiceSpec
-from ..session.ports import PortHolds
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from . import markers
-from .base import BaseBackend, BaseRunning
+from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts
 from .environment import path_with_python, service_environment
 from .markers import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
@@ -47,7 +46,7 @@ def service_ports(svc: ServiceSpec) -> set[int]:
     return ports
 
 
-def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
+def check_ports_free(svc: ServiceSpec, holds: HeldPorts | None = None) -> None:
     """Raise PrerequisiteError for a port of ``svc`` that another process has taken
     (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race)."""
     taken = []
@@ -178,8 +177,7 @@ class LocalBackend(BaseBackend):
         logs_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
         inherit_env: bool = False,
-        port_holds: PortHolds | None = None,
-        **_: object,  # options meant for other backends
+        port_holds: HeldPorts | None = None,
     ) -> None:
         super().__init__(inherit_env=inherit_env)
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
@@ -212,6 +210,19 @@ class LocalBackend(BaseBackend):
         self.data_dir = _tmpfs_dir(run_id) or self.run_dir
         for path in self._own_dirs():
             self._reaper.tell(f"dir {path}")
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> LocalBackend:
+        return cls(
+            run_id=options.run_id,
+            logs_dir=options.logs_dir,
+            inherit_env=options.inherit_env,
+            port_holds=options.port_holds,
+        )
+
+    @classmethod
+    def preflight(cls, services: Sequence[ServiceSpec]) -> list[str]:
+        return preflight(services)
 
     def _own_dirs(self) -> list[Path]:
         dirs = [self.run_dir, *([self.data_dir] if self.data_dir != self.run_dir else [])]
@@ -313,7 +324,9 @@ class LocalBackend(BaseBackend):
         }
 
     @classmethod
-    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> LocalBackend:
+    def reattach(
+        cls, state: Mapping[str, Any], run_id: str, *, volumes: bool = False
+    ) -> LocalBackend:
         backend = cls.__new__(cls)
         BaseBackend.__init__(backend)
         backend.run_id = run_id
@@ -323,7 +336,7 @@ class LocalBackend(BaseBackend):
         backend._own_logs = bool(state.get("own_logs", True))
         backend._own_files = [str(f) for f in state.get("own_files", [])]
         backend._made_dir = bool(state.get("made_logs_dir", False))
-        backend._remove_user_logs = bool(options.get("volumes"))
+        backend._remove_user_logs = volumes
         backend.environ = dict(os.environ)
         backend.port_holds = None
         backend._reaper = _NoReaper()

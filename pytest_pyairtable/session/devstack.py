@@ -27,11 +27,10 @@ def select(runtime: Runtime, services: Sequence[str]) -> None:
     assert runtime.stack is not None
     if services:
         runtime.needed = set(runtime.stack.require(services))
-    if runtime.attached() is None and runtime.settings["backend"] == "local":
-        from ..backends.local import preflight
-
+    if runtime.attached() is None:
         names = graph.closure(runtime.topology(), runtime.needed or runtime.topology())
-        problems = preflight([runtime.stack.services[n] for n in sorted(names)])
+        specs = [runtime.stack.services[n] for n in sorted(names)]
+        problems = runtime.backend_class.preflight(specs)
         if problems:
             runtime.flush()  # first why a kept stack was not attached to: often the cause
             listed = "\n".join(f"  - {p}" for p in problems)
@@ -84,7 +83,7 @@ def up(runtime: Runtime) -> int:
         try:
             check_record_free(path, runtime.run_id)
             record = KeptStack.from_orchestrator(
-                orch, runtime.settings["backend"], runtime.run_id, Owner.me(), runtime.chosen_ports
+                orch, runtime.run_id, Owner.me(), runtime.chosen_ports
             )
             record.save(path)
         except KeepError as exc:  # held all the same, only not found by other commands

@@ -148,7 +148,6 @@ class KeptStack:
     def from_orchestrator(
         cls,
         orch: Orchestrator,
-        backend: str,
         run_id: str,
         owner: Owner | None = None,
         ports: dict[str, int] | None = None,
@@ -170,9 +169,9 @@ class KeptStack:
                 state=run.running.kept_state(),
             )
         return cls(
-            fingerprint=fingerprint(orch.stack, backend),
+            fingerprint=fingerprint(orch.stack, orch.backend.name),
             run_id=run_id,
-            backend=backend,
+            backend=orch.backend.name,
             backend_state=orch.backend.kept_state(),
             compose_file=str(orch.stack.compose_file),
             services=services,
@@ -238,10 +237,15 @@ class KeptStack:
             services={n: s.spec for n, s in self.services.items()},
         )
 
-    def orchestrator(self, listener: Listener | None = None, **options: Any) -> Orchestrator:
+    def orchestrator(
+        self, listener: Listener | None = None, *, volumes: bool = False
+    ) -> Orchestrator:
         """An orchestrator that owns the kept services again: to probe or to stop them
-        (with everything a run's own stop does: order, data safety, confirmation)."""
-        backend = backend_class(self.backend).reattach(self.backend_state, self.run_id, **options)
+        (with everything a run's own stop does: order, data safety, confirmation);
+        ``volumes``: the stop removes what the stack wrote too."""
+        backend = backend_class(self.backend).reattach(
+            self.backend_state, self.run_id, volumes=volumes
+        )
         orch = Orchestrator(self.stack(), backend, listener=listener, redact=Redactor(self.secrets))
         for name, svc in self.services.items():
             orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)

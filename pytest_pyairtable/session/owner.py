@@ -136,11 +136,11 @@ class StackOwner:
                 "outside its record). Fix: `pyairtable down`, then run the fault tests on "
                 "a stack of their own (CI never keeps one)."
             )
-        if self._refusal is None and self.runtime.settings["backend"] == "external":
+        if self._refusal is None and not self.runtime.owns_services:
             self._refusal = PyAirtableError(
-                "pyairtable_faults: the external backend attaches to services someone else "
-                "runs; they are not this run's to break. Fix: run fault tests with the "
-                "local or compose backend."
+                f"pyairtable_faults: the {self.runtime.backend_class.name} backend attaches to "
+                "services someone else runs; they are not this run's to break. Fix: run "
+                "fault tests with a backend that starts its services (local or compose)."
             )
         if self._refusal is not None:
             raise self._refusal.fresh()  # one error: reported in full once
@@ -170,7 +170,7 @@ class StackOwner:
         self._require_alone(holder, "a reset")
         if self.runtime.error is not None:
             raise self.runtime.error.fresh()  # no stack to reset: the compose file's error
-        self._refuse_external()
+        self._refuse_foreign()
         self._want(resets)
         if names is not None:  # a name that is wrong, before starting anything
             stack = self.runtime.stack
@@ -192,12 +192,12 @@ class StackOwner:
             self._take(late, specs)
         return resets_.restore(chosen)
 
-    def _refuse_external(self) -> None:
-        kept = self.runtime.attached()
-        backend = kept.backend if kept is not None else self.runtime.settings["backend"]
-        if backend == "external":
+    def _refuse_foreign(self) -> None:
+        if not self.runtime.owns_services:
+            kept = self.runtime.attached()
+            name = kept.backend if kept is not None else self.runtime.backend_class.name
             raise PyAirtableError(
-                "reset: the external backend attaches to services someone else runs; a "
+                f"reset: the {name} backend attaches to services someone else runs; a "
                 "reset would replace their data. Fix: reset only stacks this run (or a "
                 "kept stack) started: the local or compose backend."
             )
@@ -210,7 +210,7 @@ class StackOwner:
         with self._snapshot_lock:  # other threads' handles wait for it too
             with self._lock:
                 wanted = set(self._wanted)
-            if self._snapshotted or not wanted or self.runtime.settings["backend"] == "external":
+            if self._snapshotted or not wanted or not self.runtime.owns_services:
                 return  # (the external backend's services are refused at the reset)
             kept = self.runtime.attached()
             orch = self.runtime.orch if kept is None else None
@@ -256,9 +256,7 @@ class StackOwner:
             else:
                 stack = self.runtime.stack
                 assert stack is not None
-                key = (
-                    f"{fingerprint(stack, self.runtime.settings['backend'])}:{self.runtime.run_id}"
-                )
+                key = f"{fingerprint(stack, self.runtime.backend_class.name)}:{self.runtime.run_id}"
             self._resets = Resets(key)
         return self._resets
 

@@ -26,6 +26,7 @@ from .runfiles import RunFiles
 from .settings import Resolved, flag_value
 
 if TYPE_CHECKING:
+    from ..backends.base import BaseBackend, DockerOverrides
     from ..engine.orchestrator import Handle, Orchestrator
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
@@ -83,7 +84,8 @@ class Runtime:
         self._error: PyAirtableError | None = None
         self._redactors: dict[bool, Redactor] = {}  # by whether the stack was read
         self._topology: dict[str, list[str]] | None = None
-        self.backend_options: dict[str, Any] = {}  # e.g. pytest-docker's fixture overrides
+        self.docker: DockerOverrides | None = None  # pytest-docker's fixtures a suite overrode
+        self._backend_class: type[BaseBackend] | None = None
         self.orch: Orchestrator | None = None
         self.ports: PortHolds | None = None  # --pyairtable-free-ports
         redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
@@ -117,8 +119,8 @@ class Runtime:
         if self._loaded:
             return
         self._loaded = True
-        from ..backends.external import parse_urls, with_urls
         from ..model.spec import load_stack
+        from ..model.urls import parse_urls
 
         try:
             stack = load_stack(
@@ -127,8 +129,7 @@ class Runtime:
                 profiles=self.settings["profile"],
                 overrides=self._free_ports(),
             )
-            if self.settings["backend"] == "external":
-                stack = with_urls(stack, parse_urls(self.settings["url"]))
+            stack = self.backend_class.adapt(stack, parse_urls(self.settings["url"]))
         except ConfigError as exc:
             self._error = exc
             return
@@ -136,13 +137,40 @@ class Runtime:
         self.notices += [f"compose warning: {w}" for w in stack.warnings]
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
 
-    def _free_ports(self) -> dict[str, str]:
-        """With --pyairtable-free-ports, the chosen ports as variables (ports.py)."""
-        wanted = self.settings["free_ports"] and self.settings["backend"] != "external"
-        if wanted and self.ports is None:
-            from .ports import ports_for
+    @property
+    def backend_class(self) -> type[BaseBackend]:
+        """The backend the settings name, resolved once (its module imported on first use)."""
+        if self._backend_class is None:
+            from ..backends.base import backend_class
 
-            self.ports = ports_for(self)
+            self._backend_class = backend_class(self.settings["backend"])
+        return self._backend_class
+
+    @property
+    def owns_services(self) -> bool:
+        """Whether the stack in use is this tool's to break, reset and stop: a kept stack
+        answers for the backend that made it."""
+        from ..backends.base import backend_class
+
+        kept = self.attached()
+        return (backend_class(kept.backend) if kept else self.backend_class).owns_services
+
+    def _free_ports(self) -> dict[str, str]:
+        """With --pyairtable-free-ports, the chosen ports as variables (ports.py): a kept
+        stack's, if it names them all (the run may attach to it, and if not, chooses
+        again), else chosen now. Only for services this run starts itself."""
+        wanted = self.settings["free_ports"] and self.backend_class.owns_services
+        if wanted and self.ports is None:
+            from .kept import recorded_ports
+            from .ports import plan_ports
+
+            self.ports = plan_ports(
+                self.compose_files,
+                env_file=self.env_file,
+                profiles=self.settings["profile"],
+                environ=os.environ,
+                reuse=recorded_ports(self.record_path),
+            )
             self.notices += [f"free ports: {self.ports.describe()}"] if self.ports.chosen else []
         return self.ports.environ() if self.ports is not None else {}
 
@@ -227,23 +255,25 @@ class Runtime:
             return self.orch
 
     def _make_orchestrator(self) -> Orchestrator:
-        from ..backends.base import backend_class
+        from ..backends.base import BackendOptions, DockerOverrides
         from ..engine.orchestrator import Orchestrator, Timing
 
         assert self.stack is not None
         s = self.settings
-        backend = backend_class(s["backend"])(
-            run_id=self.run_id,
-            logs_dir=Path(s["logs_dir"]).resolve() if s["logs_dir"] else None,
-            compose_file=self.compose_file,
-            compose_files=self.compose_files,
-            env_file=self.env_file,
-            profiles=s["profile"],
-            build=s["build"],
-            cleanup_volumes=flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
-            inherit_env=s["inherit_env"],
-            port_holds=self.ports,
-            **self.backend_options,
+        backend = self.backend_class.create(
+            BackendOptions(
+                run_id=self.run_id,
+                logs_dir=Path(s["logs_dir"]).resolve() if s["logs_dir"] else None,
+                compose_file=self.compose_file,
+                compose_files=self.compose_files,
+                env_file=self.env_file,
+                profiles=s["profile"],
+                build=s["build"],
+                cleanup_volumes=flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
+                inherit_env=s["inherit_env"],
+                port_holds=self.ports,
+                docker=self.docker or DockerOverrides(),
+            )
         )
         timing = Timing(
             health_check_timeout=s["health_check_timeout"],
@@ -281,7 +311,7 @@ class Runtime:
             if os.path.lexists(self.record_path):
                 from .kept import attachable
 
-                kept, why = attachable(self.record_path, self.stack, self.settings["backend"])
+                kept, why = attachable(self.record_path, self.stack, self.backend_class.name)
             if why is not None:
                 self._notice(why)
             if kept is None and self.ports is not None and self.ports.source == "record":
@@ -367,9 +397,7 @@ class Runtime:
         assert self.orch is not None
         try:
             check_record_free(self.record_path, self.run_id)
-            record = KeptStack.from_orchestrator(
-                self.orch, self.settings["backend"], self.run_id, ports=self.chosen_ports
-            )
+            record = KeptStack.from_orchestrator(self.orch, self.run_id, ports=self.chosen_ports)
         except KeepError as exc:
             self.orch.stop()
             self._notice(str(exc))

@@ -88,7 +88,7 @@ def _up(value: Any) -> bool | tuple[str, ...]:
 
 
 def _urls(value: Any) -> tuple[str, ...]:
-    from ..backends.external import parse_urls
+    from ..model.urls import parse_urls
 
     items = value if isinstance(value, list | tuple) else str(value).split()
     urls = tuple(str(v) for v in items if v)
