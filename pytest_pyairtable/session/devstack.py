@@ -52,7 +52,7 @@ def wait_all(runtime: Runtime, orch: Orchestrator) -> None:
 def up(runtime: Runtime) -> int:
     """Boot, print the URL table, then keep or hold. A Ctrl-C (or SIGTERM) during the
     start-up stops everything and is raised again: nothing half-started is kept."""
-    from .kept import KeptStack, Owner, check_record_free
+    from .kept import Foreground
     from .report import url_table
 
     say = runtime.say or print
@@ -74,18 +74,14 @@ def up(runtime: Runtime) -> int:
         if failed:
             say("pyairtable: the stack is stopped: a service failed")
             return 1
-        if runtime.settings["keep"]:
-            return 0 if runtime.keep() else 1
+        if runtime.settings.keep:
+            return 0 if runtime.keep() is not None else 1
         # Recorded while it runs, so `pyairtable status/logs/down` and test runs in
         # another terminal find it; removed the moment it begins to stop, which tells a
         # `pyairtable down` that asked for the stop that it was heard.
         path = runtime.record_path
         try:
-            check_record_free(path, runtime.run_id)
-            record = KeptStack.from_orchestrator(
-                orch, runtime.run_id, Owner.me(), runtime.chosen_ports
-            )
-            record.save(path)
+            runtime.record(Foreground.me()).save(path)
         except KeepError as exc:  # held all the same, only not found by other commands
             say(f"pyairtable: {str(exc).replace('not kept', 'not recorded')}")
         say("pyairtable: stack is up. Press Ctrl-C to stop it.")

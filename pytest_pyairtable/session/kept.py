@@ -37,15 +37,15 @@ from ..support.errors import KeepError, PyAirtableError
 from ..support.redact import Redactor, dataclass_repr
 
 __all__ = [
+    "Foreground",
     "KeptService",
     "KeptStack",
-    "Owner",
     "attachable",
     "check_record_free",
     "fingerprint",
     "record_path",
 ]
-RECORD_VERSION = 2
+RECORD_VERSION = 3  # 3: the holding `up` process is 'foreground'
 GONE = "is no longer running"  # a service's problem when nothing of it runs
 
 
@@ -102,14 +102,15 @@ def fingerprint(stack: StackSpec, backend: str) -> str:
 
 
 @dataclass(frozen=True)
-class Owner:
-    """A foreground `up` that holds the stack (None when it was kept detached)."""
+class Foreground:
+    """The foreground `pyairtable up` (or `pytest --pyairtable-up`) that holds the stack
+    until Ctrl-C; a stack kept detached has none."""
 
     pid: int
     ticks: int | None
 
     @classmethod
-    def me(cls) -> Owner:
+    def me(cls) -> Foreground:
         return cls(os.getpid(), proc_start_time(os.getpid()))
 
     @property
@@ -135,7 +136,7 @@ class KeptStack:
     compose_file: str
     services: dict[str, KeptService]
     secrets: list[str]
-    owner: Owner | None = None
+    foreground: Foreground | None = None
     # --pyairtable-free-ports: the ports chosen for the stack's variables, for the runs
     # that attach (they load the compose file with the same values)
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -149,7 +150,7 @@ class KeptStack:
         cls,
         orch: Orchestrator,
         run_id: str,
-        owner: Owner | None = None,
+        foreground: Foreground | None = None,
         ports: dict[str, int] | None = None,
     ) -> KeptStack:
         """Describe a stack that is up; raises KeepError where its backend cannot keep it."""
@@ -176,7 +177,7 @@ class KeptStack:
             compose_file=str(orch.stack.compose_file),
             services=services,
             secrets=orch.stack.secret_values(),
-            owner=owner,
+            foreground=foreground,
             ports=dict(ports or {}),
         )
 
@@ -185,7 +186,7 @@ class KeptStack:
     def save(self, path: Path) -> None:
         own_dir(path.parent)
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["owner"] = dataclasses.asdict(self.owner) if self.owner else None
+        data["foreground"] = dataclasses.asdict(self.foreground) if self.foreground else None
         data["services"] = {
             name: {**to_json(svc), "handle": handle_to_json(svc.handle)}
             for name, svc in self.services.items()
@@ -224,8 +225,8 @@ class KeptStack:
                 )
                 for name, svc in data["services"].items()
             }
-            owner = Owner(**data["owner"]) if data.get("owner") else None
-            return cls(**{**data, "services": services, "owner": owner})
+            up = Foreground(**data["foreground"]) if data.get("foreground") else None
+            return cls(**{**data, "services": services, "foreground": up})
         except (KeyError, TypeError, ValueError) as exc:
             raise KeepError(f"the kept stack's record {path} is damaged: {exc!r}") from None
 
@@ -292,7 +293,7 @@ class KeptStack:
     def release_if_gone(self, path: Path) -> bool:
         """When nothing of the stack runs any more (its services died, the machine
         rebooted), remove what is left of it and its record; True if it did."""
-        if self.owner is not None and self.owner.alive:
+        if self.foreground is not None and self.foreground.alive:
             return False
         try:
             orch = self.orchestrator()

@@ -38,7 +38,7 @@ MAIN = "main"  # the holder that is the owner's own process
 class StackOwner:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.leases = LeaseTable(runtime.settings["lease_timeout"])
+        self.leases = LeaseTable(runtime.settings.lease_timeout)
         self._faults: dict[str, FaultInjector] = {}
         self._wanted: set[str] = set()  # services to snapshot; "*": every one that can be
         self._resets: Resets | None = None
@@ -267,24 +267,22 @@ class StackOwner:
         is kept (Redis's written beside its record), then the runtime stops or keeps."""
         runtime, resets = self.runtime, self._resets
         orch = runtime.orch
-        keeping = bool(runtime.settings["keep"]) and orch is not None and not orch.stopped
         if resets is not None:
             resets.join()
-            if runtime.kept is None and not keeping and orch is not None and not orch.stopped:
+            if (
+                runtime.kept is None
+                and not runtime.keeping
+                and orch is not None
+                and not orch.stopped
+            ):
                 resets.discard()
                 runtime.notices.extend(resets.notices)
-        runtime.stop()
-        if resets is not None and keeping:
+        kept = runtime.stop()
+        if resets is not None and kept is not None:
             # imported here: a run without resets (most) does not pay for them at its end
             from ..state.reset import snapshot_file
-            from .kept import KeptStack
 
-            try:
-                record = KeptStack.load(runtime.record_path)
-            except PyAirtableError:
-                record = None
-            if record is not None and record.run_id == runtime.run_id:
-                resets.save(snapshot_file(runtime.record_path))
+            resets.save(snapshot_file(runtime.record_path))
 
 
 class LocalAccess:

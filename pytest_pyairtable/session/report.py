@@ -73,7 +73,7 @@ def header(runtime: Runtime) -> list[str]:
     """The effective settings and where each came from, and the stack's shape."""
     s = runtime.settings
     parts = [
-        f"{name}={_show(s[name])} ({s.sources[name]})"
+        f"{name}={_show(getattr(s, name))} ({s.sources[name]})"
         for name in BY_NAME
         if s.sources[name] != "default" or name in ("backend", "compose_file")
     ]
@@ -95,7 +95,7 @@ def summary(runtime: Runtime) -> list[str]:
         ]
     orch = runtime.orch
     notices = runtime.all_notices()
-    if orch is None or not orch.runs or runtime.settings["up"]:
+    if orch is None or not orch.runs or runtime.settings.up:
         return notices
     total = len(runtime.topology())
     started = sum(1 for run in orch.runs.values() if run.starting_at is not None)

@@ -23,29 +23,29 @@ from ..support.errors import ConfigError, KeepError, PyAirtableError
 from ..support.redact import Redactor, secret_values
 from .hookevents import HookEvents, own_hooks
 from .runfiles import RunFiles
-from .settings import Resolved, flag_value
+from .settings import Settings, flag_value
 
 if TYPE_CHECKING:
     from ..backends.base import BaseBackend, DockerOverrides
     from ..engine.orchestrator import Handle, Orchestrator
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
-    from .kept import KeptStack
+    from .kept import Foreground, KeptStack
     from .ports import PortHolds
 
 Say = Callable[[str], None]
 
 
 def runtime_for(
-    settings: Resolved, rootdir: Path, invocation_dir: Path, hook: Any = None
+    settings: Settings, rootdir: Path, invocation_dir: Path, hook: Any = None
 ) -> Runtime:
     """A runtime for the compose file(s) the settings name (else COMPOSE_FILE, else
     compose's default names at rootdir); read fully only when a test (or command) needs
     the stack, and a broken file becomes the runtime's error."""
     from ..model.project import find_compose_files
 
-    given = settings["compose_file"]
-    env_file = invocation_dir / settings["env_file"] if settings["env_file"] else None
+    given = settings.compose_file
+    env_file = invocation_dir / settings.env_file if settings.env_file else None
     error: ConfigError | None = None
     try:
         files = find_compose_files(given, invocation_dir, os.environ, search=rootdir)
@@ -67,7 +67,7 @@ def runtime_for(
 class Runtime:
     def __init__(
         self,
-        settings: Resolved,
+        settings: Settings,
         hook: Any = None,
         *,
         compose_file: Path,
@@ -89,7 +89,7 @@ class Runtime:
         self.orch: Orchestrator | None = None
         self.ports: PortHolds | None = None  # --pyairtable-free-ports
         redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
-        self.events = HookEvents(self.hook, redact, settings["debug"])
+        self.events = HookEvents(self.hook, redact, settings.debug)
         self.needed: set[str] = set()
         self._say: Say | None = None
         self.progress: Callable[[Orchestrator], None] | None = None  # a live display
@@ -97,7 +97,7 @@ class Runtime:
         self.kept: KeptStack | None = None
         self._kept_checked = False
         self.notices: list[str] = []  # shown in the summary, whatever the verbosity
-        self.files = RunFiles(settings["timeline"])  # the timeline, the last run's logs
+        self.files = RunFiles(settings.timeline)  # the timeline, the last run's logs
         self._over = False  # stop() ran: no stack may be created after it
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -126,10 +126,10 @@ class Runtime:
             stack = load_stack(
                 self.compose_files,
                 env_file=self.env_file,
-                profiles=self.settings["profile"],
+                profiles=self.settings.profile,
                 overrides=self._free_ports(),
             )
-            stack = self.backend_class.adapt(stack, parse_urls(self.settings["url"]))
+            stack = self.backend_class.adapt(stack, parse_urls(self.settings.url))
         except ConfigError as exc:
             self._error = exc
             return
@@ -143,7 +143,7 @@ class Runtime:
         if self._backend_class is None:
             from ..backends.base import backend_class
 
-            self._backend_class = backend_class(self.settings["backend"])
+            self._backend_class = backend_class(self.settings.backend)
         return self._backend_class
 
     @property
@@ -159,7 +159,7 @@ class Runtime:
         """With --pyairtable-free-ports, the chosen ports as variables (ports.py): a kept
         stack's, if it names them all (the run may attach to it, and if not, chooses
         again), else chosen now. Only for services this run starts itself."""
-        wanted = self.settings["free_ports"] and self.backend_class.owns_services
+        wanted = self.settings.free_ports and self.backend_class.owns_services
         if wanted and self.ports is None:
             from .kept import recorded_ports
             from .ports import plan_ports
@@ -167,7 +167,7 @@ class Runtime:
             self.ports = plan_ports(
                 self.compose_files,
                 env_file=self.env_file,
-                profiles=self.settings["profile"],
+                profiles=self.settings.profile,
                 environ=os.environ,
                 reuse=recorded_ports(self.record_path),
             )
@@ -227,7 +227,7 @@ class Runtime:
 
             try:  # the same loader as _load, through a cache
                 self._topology = read_topology(
-                    self.compose_files, env_file=self.env_file, profiles=self.settings["profile"]
+                    self.compose_files, env_file=self.env_file, profiles=self.settings.profile
                 )
             except ConfigError as exc:
                 self.preset(None, exc)
@@ -263,23 +263,23 @@ class Runtime:
         backend = self.backend_class.create(
             BackendOptions(
                 run_id=self.run_id,
-                logs_dir=Path(s["logs_dir"]).resolve() if s["logs_dir"] else None,
+                logs_dir=Path(s.logs_dir).resolve() if s.logs_dir else None,
                 compose_file=self.compose_file,
                 compose_files=self.compose_files,
                 env_file=self.env_file,
-                profiles=s["profile"],
-                build=s["build"],
+                profiles=s.profile,
+                build=s.build,
                 cleanup_volumes=flag_value(os.environ.get("CLEANUP_VOLUMES", "")),
-                inherit_env=s["inherit_env"],
+                inherit_env=s.inherit_env,
                 port_holds=self.ports,
                 docker=self.docker or DockerOverrides(),
             )
         )
         timing = Timing(
-            health_check_timeout=s["health_check_timeout"],
-            max_startup_time=s["max_startup_time"],
-            tier_wait_time=s["tier_wait_time"],
-            service_startup_delay=s["service_startup_delay"],
+            health_check_timeout=s.health_check_timeout,
+            max_startup_time=s.max_startup_time,
+            tier_wait_time=s.tier_wait_time,
+            service_startup_delay=s.service_startup_delay,
         )
         orch = Orchestrator(
             self.stack,
@@ -368,42 +368,55 @@ class Runtime:
 
     # -- the end -----------------------------------------------------------------------
 
-    def stop(self) -> None:
+    @property
+    def keeping(self) -> bool:
+        """Whether the end of the run keeps this run's stack (--pyairtable-keep, `up
+        --detach`): only one that is still running."""
+        return self.settings.keep and self.orch is not None and not self.orch.stopped
+
+    def stop(self) -> KeptStack | None:
         """The end of a run (also after Ctrl-C or SIGTERM): keep the stack if asked and it
-        is up, else stop it, dependents first, data safety first."""
+        is up (its record is returned), else stop it, dependents first, data safety first."""
         with self._lock:
             self._over = True
         try:
-            self._stop()
+            return self._stop()
         finally:
             if self.ports is not None:
                 self.ports.close()
 
-    def _stop(self) -> None:
+    def _stop(self) -> KeptStack | None:
         if self.orch is None:
-            return
-        if self.settings["keep"] and not self.orch.stopped:
-            self.keep()
-        else:
+            return None
+        kept = self.keep() if self.keeping else None
+        if kept is None:
             self.orch.stop()
         self.flush()
         self.notices += self.files.after_stop(self.orch)
+        return kept
 
-    def keep(self) -> bool:
-        """Leave the stack running and record it for later runs and `pyairtable down`;
-        a stack that is not wholly up (a failure, a Ctrl-C during start-up) is stopped."""
+    def record(self, foreground: Foreground | None = None) -> KeptStack:
+        """This run's stack as its record describes it, for later runs, `pyairtable down`,
+        `status` and `logs`; raises KeepError where it cannot be recorded (not wholly up,
+        a backend that keeps nothing, another live stack's record in the way)."""
         from .kept import KeptStack, check_record_free
 
         assert self.orch is not None
+        check_record_free(self.record_path, self.run_id)
+        return KeptStack.from_orchestrator(self.orch, self.run_id, foreground, self.chosen_ports)
+
+    def keep(self) -> KeptStack | None:
+        """Leave the stack running and record it; a stack that cannot be kept (a failure,
+        a Ctrl-C during start-up) is stopped, and the summary says why."""
+        assert self.orch is not None
         try:
-            check_record_free(self.record_path, self.run_id)
-            record = KeptStack.from_orchestrator(self.orch, self.run_id, ports=self.chosen_ports)
+            record = self.record()
         except KeepError as exc:
             self.orch.stop()
             self._notice(str(exc))
-            return False
+            return None
         path = self.record_path
         self.orch.detach(path)
         record.save(path)
         self._notice(f"stack kept running, recorded in {path}; `pyairtable down` stops it")
-        return True
+        return record

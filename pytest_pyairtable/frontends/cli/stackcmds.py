@@ -50,7 +50,7 @@ def _owner_stopped_it(kept: KeptStack, path: Path, say: Say) -> bool:
     """Ask a foreground `up` that holds the stack to stop it, as Ctrl-C would: SIGINT,
     then SIGTERM when it does not answer (SIGINT is ignored by a job started with `&`
     in a script, or under nohup). True once it has stopped it and exited."""
-    owner = kept.owner
+    owner = kept.foreground
     assert owner is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ProcessLookupError):
@@ -80,7 +80,7 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
     last_logs = LastRunLogs(path, kept.run_id, kept.secrets)
     events.stopped = last_logs.save  # `pyairtable logs` shows them after the stop
     orch = kept.orchestrator(listener=events, volumes=volumes)
-    owner = kept.owner
+    owner = kept.foreground
     if owner is not None and owner.pid != os.getpid() and owner.alive:
         if _owner_stopped_it(kept, path, say):
             left = [n for n, r in orch.runs.items() if r.running and r.running.poll() is None]

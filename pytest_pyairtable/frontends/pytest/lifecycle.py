@@ -38,15 +38,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "pyairtable_reset(*services): restore these services' data (default: every "
         "PostgreSQL and Redis service) to the snapshot taken at start-up, before the test",
     )
-    if settings["debug"] or config.get_verbosity() > 0:
+    if settings.debug or config.get_verbosity() > 0:
         runtime.say = live_writer(config)
-    if settings["up"] and runtime.error is not None:
+    if settings.up and runtime.error is not None:
         raise pytest.UsageError(str(runtime.error))
-    if isinstance(settings["up"], tuple) and runtime.stack is not None:
+    if isinstance(settings.up, tuple) and runtime.stack is not None:
         from ...support.errors import ConfigError
 
         try:
-            runtime.stack.require(settings["up"])
+            runtime.stack.require(settings.up)
         except ConfigError as exc:
             raise pytest.UsageError(f"--pyairtable-up: {exc}") from None
     config.pluginmanager.register(services_module(role), FIXTURES_PLUGIN)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ...session.settings import SETTINGS, Resolved, resolve
+from ...session.settings import SETTINGS, Settings, resolve
 from ...support.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(s.ini, s.help, default="")
 
 
-def settings_of(config: pytest.Config) -> Resolved:
+def settings_of(config: pytest.Config) -> Settings:
     """The run's settings; a usage error names the setting, its source and the fix."""
     from ...backends import check_backend
 
@@ -42,7 +42,7 @@ def settings_of(config: pytest.Config) -> Resolved:
             lambda s: config.getini(s.ini),
             os.environ,
         ).with_paths(ini_dir, config.invocation_params.dir)
-        check_backend(settings["backend"])
+        check_backend(settings.backend)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     return settings

@@ -154,7 +154,7 @@ class Controller(Role):
         """Booted once, torn down after the last worker: workers reach it through a
         socket named in their workerinput."""
         if self.runtime.stack is not None and self.server is None:
-            if self.runtime.settings["free_ports"]:
+            if self.runtime.settings.free_ports:
                 self.runtime.attached()  # settles the ports: a kept stack's, or new ones
             self.serve_workers()
 
@@ -183,27 +183,27 @@ class Controller(Role):
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if exitstatus == pytest.ExitCode.INTERRUPTED and self.server is not None:
             self.server.interrupt()
-        if self.runtime.settings["up"] and not session.testsfailed:
+        if self.runtime.settings.up and not session.testsfailed:
             session.exitstatus = pytest.ExitCode.OK  # no tests ran, on purpose
 
     # -- --pyairtable-up: a dev stack instead of tests ---------------------------------
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool | None:
-        return True if self.runtime.settings["up"] else None
+        return True if self.runtime.settings.up else None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         from ...session.devstack import select, up
         from ...support.errors import PyAirtableError
 
-        wanted = self.runtime.settings["up"]
+        wanted = self.runtime.settings.up
         if not wanted:
             return None
         writer = session.config.get_terminal_writer()
         self.runtime.say = writer.line
         try:
-            select(self.runtime, () if wanted is True else wanted)
+            select(self.runtime, wanted if isinstance(wanted, tuple) else ())
             if up(self.runtime):
                 session.testsfailed = 1
         except PyAirtableError as exc:
