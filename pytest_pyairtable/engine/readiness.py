@@ -95,6 +95,16 @@ class Gate:
         self.closing = closing
         self.jobs = jobs(stack)
 
+    def probe_for(
+        self, spec: ServiceSpec, running: Running, attempt_timeout: float
+    ) -> tuple[Probe, bool]:
+        """The one choice of a started service's probe: its backend's own (an engine's
+        health), else the factory's (a hook's, else the built-in one); and whether it
+        was the backend's."""
+        ctx = ProbeContext(running.log_path, attempt_timeout, env=self.backend.command_env(spec))
+        own = self.backend.probe(spec, running, ctx)
+        return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)
+
     def error(
         self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = ""
     ) -> ServiceError:
@@ -142,15 +152,9 @@ class Gate:
             return self._await_exit(run, running, deadline)
         spec = run.spec
         check = spec.healthcheck
-        ctx = ProbeContext(
-            running.log_path,
-            min(check.timeout, 5.0) if check else 2.0,
-            env=self.backend.command_env(spec),
-        )
-        own = self.backend.probe(spec, running, ctx)
-        probe = own or self.probe_factory(spec, ctx)
+        probe, own = self.probe_for(spec, running, min(check.timeout, 5.0) if check else 2.0)
         # a backend's own probe brings its own watch (or none); else the spec's port
-        watch = own.watch if own is not None else port_watch(spec.probe.kind, spec.probe.target)
+        watch = probe.watch if own else port_watch(spec.probe.kind, spec.probe.target)
         budget, cap, by_deadline = self._budget(spec, deadline)
 
         def alive() -> str | None:

@@ -30,9 +30,10 @@ from ..engine.codec import from_json, to_json
 from ..engine.events import Listener
 from ..engine.handle import Handle, handle_from_json, handle_to_json
 from ..engine.orchestrator import Orchestrator, State
+from ..engine.readiness import ProbeFactory
 from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
-from ..probes.checks import ProbeContext, check_once, make_probe
+from ..probes.checks import check_once
 from ..support.errors import KeepError, PyAirtableError
 from ..support.redact import Redactor, dataclass_repr
 
@@ -70,13 +71,15 @@ def recorded_ports(path: Path) -> dict[str, int]:
     return dict(kept.ports) if kept is not None else {}
 
 
-def attachable(path: Path, stack: StackSpec, backend: str) -> tuple[KeptStack | None, str | None]:
+def attachable(
+    path: Path, stack: StackSpec, backend: str, probe_factory: ProbeFactory | None = None
+) -> tuple[KeptStack | None, str | None]:
     """The kept stack recorded at ``path`` when a run of ``stack`` may attach to it; else
     None, and why not for the run's summary (None when nothing is recorded). A recorded
     stack of which nothing runs any more is removed."""
     try:
         kept = KeptStack.load(path)
-        reason = None if kept is None else kept.why_not_reusable(stack, backend)
+        reason = None if kept is None else kept.why_not_reusable(stack, backend, probe_factory)
     except KeepError as exc:
         return None, f"not attaching to a kept stack: {exc}"
     if kept is None:
@@ -239,7 +242,11 @@ class KeptStack:
         )
 
     def orchestrator(
-        self, listener: Listener | None = None, *, volumes: bool = False
+        self,
+        listener: Listener | None = None,
+        *,
+        volumes: bool = False,
+        probe_factory: ProbeFactory | None = None,
     ) -> Orchestrator:
         """An orchestrator that owns the kept services again: to probe or to stop them
         (with everything a run's own stop does: order, data safety, confirmation);
@@ -247,7 +254,13 @@ class KeptStack:
         backend = backend_class(self.backend).reattach(
             self.backend_state, self.run_id, volumes=volumes
         )
-        orch = Orchestrator(self.stack(), backend, listener=listener, redact=Redactor(self.secrets))
+        orch = Orchestrator(
+            self.stack(),
+            backend,
+            listener=listener,
+            probe_factory=probe_factory,
+            redact=Redactor(self.secrets),
+        )
         for name, svc in self.services.items():
             orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)
         return orch
@@ -263,10 +276,7 @@ class KeptStack:
             assert run.running is not None
             if run.running.poll() is not None:
                 return GONE
-            ctx = ProbeContext(run.running.log_path, 1.0, env=orch.backend.command_env(run.spec))
-            probe = orch.backend.probe(run.spec, run.running, ctx) or make_probe(
-                run.spec.probe, ctx
-            )
+            probe, _ = orch.gate.probe_for(run.spec, run.running, 1.0)
             failure = check_once(probe)
             return None if failure is None else f"does not pass its probe ({failure})"
 
@@ -274,13 +284,16 @@ class KeptStack:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             return dict(zip(names, pool.map(check, names), strict=True))
 
-    def why_not_reusable(self, stack: StackSpec, backend: str) -> str | None:
-        """None when a run may attach; else the reason, for the user."""
+    def why_not_reusable(
+        self, stack: StackSpec, backend: str, probe_factory: ProbeFactory | None = None
+    ) -> str | None:
+        """None when a run may attach; else the reason, for the user. Its services are
+        probed as a run's own start would probe them (``probe_factory``: the hook's)."""
         if self.fingerprint != fingerprint(stack, backend):
             free = " (or with --pyairtable-free-ports: attach with it too)" if self.ports else ""
             return f"it was booted from a different compose file, env or profiles{free}"
         try:
-            orch = self.orchestrator()
+            orch = self.orchestrator(probe_factory=probe_factory)
         except PyAirtableError as exc:
             return str(exc)
         for name, problem in self.problems(orch).items():

@@ -311,7 +311,9 @@ class Runtime:
             if os.path.lexists(self.record_path):
                 from .kept import attachable
 
-                kept, why = attachable(self.record_path, self.stack, self.backend_class.name)
+                kept, why = attachable(
+                    self.record_path, self.stack, self.backend_class.name, self._probe_factory
+                )
             if why is not None:
                 self._notice(why)
             if kept is None and self.ports is not None and self.ports.source == "record":
