@@ -25,6 +25,7 @@ from pytest_pyairtable.backends.base import (
     Backend,
     BackendOptions,
     DockerOverrides,
+    Placement,
     Running,
     backend_class,
 )
@@ -117,7 +118,7 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports) -> It
     (web,) = free_ports(1)
     path = tmp_path / "docker-compose.yml"
     path.write_text(_compose_text(name, web, "echo done", "echo broken; exit 3"))
-    stack = backend_class(name).adapt(load_stack(path, environ={}), {})
+    stack = backend_class(name).adapt(load_stack(path, environ={}), Placement())
     # A run id of this pytest's own: a fixed one named the same compose project in
     # every run, so two suites on one engine (CI beside a developer) removed or
     # recreated each other's containers, and the leak check below saw none of them.
@@ -162,7 +163,7 @@ def wait_until_ready(backend: Backend, spec: ServiceSpec, running: Running) -> S
 def test_every_backend_and_service_satisfies_the_protocols(kit: Kit) -> None:
     assert isinstance(kit.backend, Backend)
     assert kit.backend.name == kit.name  # what a kept record names, to find it again
-    assert all(isinstance(note, str) for note in kit.backend.notices)
+    assert all(isinstance(note, str) for note in [*kit.backend.notices, *kit.backend.notes])
     running = kit.backend.launch(kit.services["web"])
     assert isinstance(running, Running)
     kit.backend.prepare([kit.services["web"]])  # a no-op where nothing is to prepare
@@ -188,7 +189,7 @@ def test_a_backend_says_what_is_missing_before_a_start(kit: Kit) -> None:
 def test_a_backend_adapts_the_stack_to_given_urls(kit: Kit) -> None:
     stack = load_stack(kit.compose_file, environ={})
     url = "http://127.0.0.1:1"
-    adapted = type(kit.backend).adapt(stack, {"job-ok": url})
+    adapted = type(kit.backend).adapt(stack, Placement(urls={"job-ok": url}))
     if CASES[kit.name].external:  # the given URL is where the service is probed
         assert adapted.services["job-ok"].url == url
     else:  # the URLs are for services someone else runs: nothing of a started stack changes
@@ -209,8 +210,8 @@ def test_every_registered_backend_has_a_case() -> None:
 # until a case exercises it too.
 COVERED = {
     Backend: {
-        "notices", "name", "owns_services", "frontend_fixtures", "create", "preflight",
-        "adapt", "reattach", "launch", "prepare", "resolve", "probe", "command_env",
+        "notices", "notes", "name", "owns_services", "frontend_fixtures", "create", "preflight",
+        "adapt", "reattach", "where", "launch", "prepare", "resolve", "probe", "command_env",
         "close", "kept_state", "adopt",
     },
     Running: {

@@ -49,6 +49,18 @@ class DockerOverrides:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the command line puts services: ``urls``, NAME=URL of services that run
+    elsewhere (--pyairtable-url); ``host``, services to run on this host from their
+    ``x-pyairtable.local`` block (--pyairtable-local); ``rest``, the backend of the others
+    when some are placed on the host."""
+
+    urls: Mapping[str, str] = field(default_factory=dict)
+    host: tuple[str, ...] = ()
+    rest: str = ""
+
+
+@dataclass(frozen=True)
 class BackendOptions:
     """What a run knows that a backend may need; each backend's ``create`` takes its share."""
 
@@ -63,6 +75,7 @@ class BackendOptions:
     inherit_env: bool = False
     port_holds: HeldPorts | None = None
     docker: DockerOverrides = field(default_factory=DockerOverrides)
+    placement: Placement = field(default_factory=Placement)
 
 
 @runtime_checkable
@@ -98,6 +111,7 @@ class Running(Protocol):
 @runtime_checkable
 class Backend(Protocol):
     notices: list[str]  # what the run summary should say (compose found, stale removed)
+    notes: list[str]  # details it shows with -v (how a service's addresses were rewritten)
 
     @property
     def name(self) -> str:
@@ -122,9 +136,13 @@ class Backend(Protocol):
         """What is missing to run these services (binaries, commands, free ports), each
         a line naming the service; checked before anything starts."""
 
+    @property
+    def where(self) -> str:
+        """Where its services run, as the summary shows it: host, container, external."""
+
     @classmethod
-    def adapt(cls, stack: StackSpec, urls: Mapping[str, str]) -> StackSpec:
-        """The stack as this backend runs it; ``urls``: NAME=URL given on the command line."""
+    def adapt(cls, stack: StackSpec, placement: Placement) -> StackSpec:
+        """The stack as this backend runs it, placed as the command line says."""
 
     @classmethod
     def reattach(cls, state: Mapping[str, Any], run_id: str, *, volumes: bool = False) -> Backend:
@@ -193,10 +211,12 @@ class BaseRunning:
 class BaseBackend:
     name: ClassVar[str] = ""
     owns_services: ClassVar[bool] = True
+    where: ClassVar[str] = ""
     frontend_fixtures: ClassVar[Mapping[str, tuple[str, Any]]] = {}
 
     def __init__(self, *, inherit_env: bool = False) -> None:
         self.notices: list[str] = []
+        self.notes: list[str] = []
         self.inherit_env = inherit_env
 
     @classmethod
@@ -208,7 +228,7 @@ class BaseBackend:
         return []  # nothing to check before a start by default: ``launch`` says what fails
 
     @classmethod
-    def adapt(cls, stack: StackSpec, urls: Mapping[str, str]) -> StackSpec:
+    def adapt(cls, stack: StackSpec, placement: Placement) -> StackSpec:
         return stack
 
     def launch(self, svc: ServiceSpec) -> Running:
@@ -250,9 +270,16 @@ class BaseBackend:
 def backend_class(name: str) -> type[BaseBackend]:
     import importlib
 
-    from . import BACKENDS, check_backend
+    from . import BACKENDS, COMPOSED, check_backend
 
-    check_backend(name)
-    module, _, attr = BACKENDS[name].partition(":")
+    if name not in COMPOSED:
+        check_backend(name)
+    module, _, attr = {**BACKENDS, **COMPOSED}[name].partition(":")
     cls: type[BaseBackend] = getattr(importlib.import_module(module), attr)
     return cls
+
+
+def where_of(svc: ServiceSpec) -> str:
+    """Where a service of a placed stack runs (host, container); "" where the whole stack
+    runs on one backend."""
+    return backend_class(svc.backend).where if svc.backend else ""

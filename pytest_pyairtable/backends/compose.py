@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -56,6 +57,7 @@ from .reaper import ReaperClient
 class ComposeBackend(BaseBackend):
     name = "compose"
     owns_services = True
+    where = "container"
     # pytest-docker's overridable fixtures and their defaults: a suite that overrides one
     # keeps its setting with this backend. (Its default project name is the PID, which
     # gives each xdist worker its own stack: that one default is not followed.)
@@ -139,6 +141,7 @@ class ComposeBackend(BaseBackend):
         self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
+        self._extra_hosts: dict[str, list[str]] = {}
 
     @classmethod
     def create(cls, options: BackendOptions) -> ComposeBackend:
@@ -191,6 +194,9 @@ class ComposeBackend(BaseBackend):
         names = [s.name for s in services if s.name not in self._created]
         if not names:
             return
+        hosts = {s.name: list(s.added_hosts) for s in services if s.added_hosts}
+        if hosts:  # a placed stack's containers reach its host-run services by name
+            self._add_hosts(hosts)
         done = threading.Event()
         for name in names:
             self._created[name] = done
@@ -199,6 +205,17 @@ class ComposeBackend(BaseBackend):
         )
         self._batches.append(thread)
         thread.start()
+
+    def _add_hosts(self, hosts: Mapping[str, list[str]]) -> None:
+        """Give these services' containers host entries besides their own, through a
+        compose file of ours merged last (compose merges extra_hosts)."""
+        assert self.compose is not None
+        with self._batch_lock:
+            self._extra_hosts.update(hosts)
+            path = self.logs_dir / "pyairtable-hosts.json"  # JSON is YAML: compose reads it
+            doc = {"services": {n: {"extra_hosts": h} for n, h in self._extra_hosts.items()}}
+            path.write_text(json.dumps(doc, indent=2))
+            self.compose.add_file(path)
 
     def _create(self, names: list[str], done: threading.Event) -> None:
         assert self.compose is not None  # prepare() is never called on a kept stack's

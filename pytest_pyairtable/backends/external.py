@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..model.spec import ServiceSpec, StackSpec
 from ..support.errors import ConfigError
-from .base import BackendOptions, BaseBackend, BaseRunning
+from .base import BackendOptions, BaseBackend, BaseRunning, Placement
 
 _SCHEMES = {"postgres": ("postgres", "postgresql"), "redis": ("redis", "rediss")}
 
@@ -46,6 +46,7 @@ class Attached(BaseRunning):
 class ExternalBackend(BaseBackend):
     name = "external"
     owns_services = False
+    where = "external"
 
     def __init__(self, *, inherit_env: bool = False) -> None:
         super().__init__(inherit_env=inherit_env)
@@ -55,8 +56,8 @@ class ExternalBackend(BaseBackend):
         return cls(inherit_env=options.inherit_env)
 
     @classmethod
-    def adapt(cls, stack: StackSpec, urls: Mapping[str, str]) -> StackSpec:
-        return with_urls(stack, urls)
+    def adapt(cls, stack: StackSpec, placement: Placement) -> StackSpec:
+        return with_urls(stack, placement.urls)
 
     def launch(self, svc: ServiceSpec) -> Attached:
         return Attached()

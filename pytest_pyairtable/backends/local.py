@@ -88,6 +88,25 @@ def check_cwd(svc: ServiceSpec) -> None:
         )
 
 
+def local_block_problem(svc: ServiceSpec) -> str | None:
+    """Why ``svc`` cannot run as a host process, with the block that would let it; None
+    when it can (a local command, or a built-in recipe for its image)."""
+    if svc.local.command or svc.image_kind in RECIPES:
+        return None
+    return (
+        f"service '{svc.name}' has no way to run as a local process (no "
+        f"x-pyairtable.local command, and image {svc.image or 'none'!r} has no built-in "
+        "recipe: PostgreSQL and Redis images have one). Fix: say how to run it from your "
+        "working tree, in the compose file or an override file:\n"
+        f"  {svc.name}:\n"
+        "    x-pyairtable:\n"
+        "      local:\n"
+        '        command: ["python", "-m", "your_service"]\n'
+        "        cwd: .    # relative to the compose file\n"
+        "or run it in a container: --pyairtable-backend=compose."
+    )
+
+
 def preflight(services: Sequence[ServiceSpec]) -> list[str]:
     """What is missing to run these services locally: binaries, commands, free ports."""
     problems = []
@@ -169,6 +188,7 @@ class _NoReaper:
 class LocalBackend(BaseBackend):
     name = "local"
     owns_services = True
+    where = "host"
 
     def __init__(
         self,
@@ -235,12 +255,7 @@ class LocalBackend(BaseBackend):
         recipe = RECIPES.get(svc.image_kind)
         if recipe:
             return recipe(svc, self.data_dir / svc.name, log_path)
-        raise ConfigError(
-            f"service '{svc.name}' has no way to run as a local process "
-            f"(image {svc.image or 'none'!r} has no built-in recipe). "
-            "Fix: add `x-pyairtable: {local: {command: [...]}}` to it, or use "
-            "--pyairtable-backend=compose."
-        )
+        raise ConfigError(local_block_problem(svc) or "")
 
     def log_path(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"

@@ -60,6 +60,9 @@ def build_service(
     for key in ("image", "profiles", "stop_signal", "volumes"):
         if svc.get(key):
             compose[key] = svc[key]
+    for key in ("network_mode", "container_name", "hostname"):  # how others reach it
+        if isinstance(svc.get(key), str) and svc[key]:
+            compose[key] = svc[key]
     grace_ns = 10 * 1_000_000_000
     if svc.get("stop_grace_period") is not None:
         grace_ns = _duration(svc["stop_grace_period"], f"{where}: stop_grace_period")

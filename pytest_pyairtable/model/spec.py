@@ -100,6 +100,11 @@ class ServiceSpec:
     compose: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     extension: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     job: bool = False  # x-pyairtable.job: a one-shot service, ready once it exited 0
+    # A stack placed over several backends (--pyairtable-local): the backend this service
+    # runs on ("" = the stack's), and the host entries its container is given besides the
+    # compose file's own ("name:address"), to reach the services run on the host.
+    backend: str = ""
+    added_hosts: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.secret_values())

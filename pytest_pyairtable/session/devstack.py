@@ -65,7 +65,7 @@ def up(runtime: Runtime) -> int:
     try:
         wait_all(runtime, orch)
         lines = url_table(orch)  # then notes, e.g. which PostgreSQL runs for which image
-        lines += [f"pyairtable: {note}" for note in orch.backend.notices]
+        lines += [f"pyairtable: {note}" for note in [*orch.backend.notices, *orch.backend.notes]]
         for line in lines:
             say(line)
         failed = [r.error for r in orch.runs.values() if r.error is not None]

@@ -14,6 +14,7 @@ from .settings import BY_NAME
 
 if TYPE_CHECKING:
     from ..engine.orchestrator import Orchestrator
+    from ..engine.run import ServiceRun
     from .runtime import Runtime
 
 
@@ -34,13 +35,28 @@ def url_table(orch: Orchestrator, redact: Callable[[str], str] | None = None) ->
     from ..engine.handle import endpoint
 
     redact = redact or orch.redact
+    runs = ordered_runs(orch)
+    where = _where(runs)
     rows = []
-    for run in ordered_runs(orch):
+    for run in runs:
         _, _, url = endpoint(run.spec)
-        rows.append(
-            [run.name, redact(url) or "-", str(run.tier), _secs(run.ready_seconds), run.outcome]
-        )
-    return _table(["service", "url", "tier", "ready in", "state"], rows)
+        state = [_secs(run.ready_seconds), run.outcome, *where.get(run.name, [])]
+        rows.append([run.name, redact(url) or "-", str(run.tier), *state])
+    return _table(["service", "url", "tier", "ready in", "state", *_where_head(where)], rows)
+
+
+def _where(runs: Sequence[ServiceRun]) -> dict[str, list[str]]:
+    """Where each service runs, for a stack placed over the host and containers (a column
+    of its own); nothing for a stack on one backend."""
+    from ..backends.base import where_of
+
+    if not any(r.spec.backend for r in runs):
+        return {}
+    return {r.name: [where_of(r.spec)] for r in runs}
+
+
+def _where_head(where: dict[str, list[str]]) -> list[str]:
+    return ["runs on"] if where else []
 
 
 def timeline(orch: Orchestrator) -> list[str]:
@@ -49,6 +65,7 @@ def timeline(orch: Orchestrator) -> list[str]:
 
     runs = ordered_runs(orch)
     total, path = critical(orch)
+    where = _where(runs)
     rows = [
         [
             ("*" if r.name in path else " ") + " " + r.name,
@@ -57,10 +74,12 @@ def timeline(orch: Orchestrator) -> list[str]:
             _secs(r.ready_at),
             _secs(r.ready_seconds),
             r.outcome,
+            *where.get(r.name, []),
         ]
         for r in runs
     ]
-    lines = _table(["  service", "tier", "start", "ready", "to ready", "state"], rows)
+    head = ["  service", "tier", "start", "ready", "to ready", "state", *_where_head(where)]
+    lines = _table(head, rows)
     ready = [r.ready_at for r in runs if r.ready_at is not None and r.state is not State.FAILED]
     if ready and path:
         lines.append(
@@ -86,7 +105,7 @@ def header(runtime: Runtime) -> list[str]:
     return lines
 
 
-def summary(runtime: Runtime) -> list[str]:
+def summary(runtime: Runtime, *, verbose: bool = False) -> list[str]:
     """What the run did with the stack, for the terminal summary."""
     if runtime.kept is not None:
         return [
@@ -94,7 +113,7 @@ def summary(runtime: Runtime) -> list[str]:
             f"{runtime.record_path}; it keeps running"
         ]
     orch = runtime.orch
-    notices = runtime.all_notices()
+    notices = runtime.all_notices(verbose=verbose)
     if orch is None or not orch.runs or runtime.settings.up:
         return notices
     total = len(runtime.topology())

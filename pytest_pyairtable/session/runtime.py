@@ -26,7 +26,7 @@ from .runfiles import RunFiles
 from .settings import Settings, flag_value
 
 if TYPE_CHECKING:
-    from ..backends.base import BaseBackend, DockerOverrides
+    from ..backends.base import BaseBackend, DockerOverrides, Placement
     from ..engine.orchestrator import Handle, Orchestrator
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
@@ -86,6 +86,7 @@ class Runtime:
         self._topology: dict[str, list[str]] | None = None
         self.docker: DockerOverrides | None = None  # pytest-docker's fixtures a suite overrode
         self._backend_class: type[BaseBackend] | None = None
+        self._placement: Placement | None = None
         self.orch: Orchestrator | None = None
         self.ports: PortHolds | None = None  # --pyairtable-free-ports
         redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
@@ -120,7 +121,6 @@ class Runtime:
             return
         self._loaded = True
         from ..model.spec import load_stack
-        from ..model.urls import parse_urls
 
         try:
             stack = load_stack(
@@ -129,7 +129,7 @@ class Runtime:
                 profiles=self.settings.profile,
                 overrides=self._free_ports(),
             )
-            stack = self.backend_class.adapt(stack, parse_urls(self.settings.url))
+            stack = self.backend_class.adapt(stack, self.placement)
         except ConfigError as exc:
             self._error = exc
             return
@@ -139,12 +139,32 @@ class Runtime:
 
     @property
     def backend_class(self) -> type[BaseBackend]:
-        """The backend the settings name, resolved once (its module imported on first use)."""
+        """The backend the settings name, resolved once (its module imported on first use):
+        with --pyairtable-local, the placement of the named services on this host and the
+        others on the rest's backend."""
         if self._backend_class is None:
             from ..backends.base import backend_class
 
-            self._backend_class = backend_class(self.settings.backend)
+            placement = self.placement
+            chosen = backend_class(placement.rest)
+            if placement.host and chosen.where != "host":  # else all of it runs here anyway
+                chosen = backend_class("placed")
+            self._backend_class = chosen
         return self._backend_class
+
+    @property
+    def placement(self) -> Placement:
+        """Where the settings put services: --pyairtable-url's, and --pyairtable-local's
+        on this host with the others on the backend named (compose unless one is)."""
+        if self._placement is None:
+            from ..backends.base import Placement
+            from ..model.urls import parse_urls
+
+            s = self.settings
+            named = s.sources["backend"] != "default"
+            rest = s.backend if named or not s.local else "compose"
+            self._placement = Placement(parse_urls(s.url), s.local, rest)
+        return self._placement
 
     @property
     def owns_services(self) -> bool:
@@ -273,6 +293,7 @@ class Runtime:
                 inherit_env=s.inherit_env,
                 port_holds=self.ports,
                 docker=self.docker or DockerOverrides(),
+                placement=self.placement,
             )
         )
         timing = Timing(
@@ -324,9 +345,12 @@ class Runtime:
                 self.events.lines.put(f"pyairtable: attached to the kept stack in {path}")
             return kept
 
-    def all_notices(self) -> list[str]:
-        """The run's notices and its backend's (which it may add to while it runs)."""
+    def all_notices(self, *, verbose: bool = False) -> list[str]:
+        """The run's notices and its backend's (which it may add to while it runs); with
+        ``verbose``, the backend's notes too."""
         backend = self.orch.backend.notices if self.orch is not None else []
+        if verbose and self.orch is not None:
+            backend = backend + self.orch.backend.notes
         return self.notices + [n for n in backend if n not in self.notices]
 
     def _notice(self, text: str) -> None:

@@ -187,6 +187,17 @@ SETTINGS: tuple[Setting, ...] = (
         flag=True,
     ),
     Setting(
+        "local",
+        "run these services on this host from their x-pyairtable.local block (the code "
+        "under test, from your working tree), and the others in containers on the engine "
+        "DOCKER_HOST names (the compose backend); repeatable or comma-separated",
+        (),
+        "PYAIRTABLE_LOCAL",
+        parse=_profiles,
+        repeat=True,
+        cli=("--local",),
+    ),
+    Setting(
         "url",
         "NAME=URL of an already running service, for --pyairtable-backend=external (repeatable)",
         (),
@@ -278,6 +289,7 @@ class Settings:
     backend: str
     build: str
     keep: bool
+    local: tuple[str, ...]
     url: tuple[str, ...]
     free_ports: bool
     inherit_env: bool

@@ -96,7 +96,8 @@ class Role:
         return [self.runtime.redact(line) for line in report.header(self.runtime)]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        lines = report.summary(self.runtime)
+        verbose = terminalreporter.config.get_verbosity() > 0
+        lines = report.summary(self.runtime, verbose=verbose)
         if lines:
             terminalreporter.write_sep("-", "pyairtable")
             for line in lines:
