@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model.spec import ServiceSpec, StackSpec
-from ..probes.checks import Probe, ProbeContext
+from ..probes.checks import Probe, ProbeContext, ProbeUnusable
 from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
 from ..support.errors import ServiceError, ServiceExitedError, ServiceTimeoutError
 from ..support.redact import Redactor
@@ -146,6 +146,7 @@ class Gate:
             running.log_path,
             min(check.timeout, 5.0) if check else 2.0,
             env=self.backend.command_env(spec),
+            cancelled=self.closing,
         )
         own = self.backend.probe(spec, running, ctx)
         probe = own or self.probe_factory(spec, ctx)
@@ -176,6 +177,8 @@ class Gate:
             raise self.error(ServiceExitedError, run, f"{gone.reason} while starting") from None
         except TimeoutError:
             raise self._timeout(run, budget, by_deadline) from None
+        except ProbeUnusable as unusable:  # waiting longer cannot help
+            raise self.error(ServiceError, run, unusable.cause, fix=unusable.fix) from None
         finally:
             probe.close()
         return Verdict(False, outcome.details)

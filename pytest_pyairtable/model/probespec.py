@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..support.errors import ConfigError
 from ..support.redact import dataclass_repr, mask_patterns
+from .regexcheck import nested_repeat
 
 if TYPE_CHECKING:
     from .spec import ServiceSpec
@@ -117,6 +118,12 @@ def target_problem(kind: str, target: str) -> str | None:
             re.compile(target)
         except re.error as exc:
             return f"{target!r} is not a regular expression ({exc}). Fix: correct it."
+        if nested_repeat(target):
+            return (
+                f"{target!r} nests a repeat in a repeat (as in (a+)+): a line that almost "
+                "matches takes exponential time to reject. Fix: repeat once, e.g. a+ for "
+                "(a+)+, or (\\w+\\s)+ for (\\w+\\s?)+."
+            )
         return None
     if kind == "tcp":
         target = "tcp://" + target
