@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..support.errors import ConfigError
 from ..support.redact import dataclass_repr, mask_patterns
+from .imageenv import file_env, postgres_env
 from .regexcheck import nested_repeat
 
 if TYPE_CHECKING:
@@ -156,15 +157,13 @@ def url_problem(url: str, schemes: tuple[str, ...], *, need_port: bool = False) 
 
 def derive_probe(svc: ServiceSpec) -> ProbeSpec:
     kind = svc.image_kind
-    env = svc.environment
     if kind == "postgres":
-        user = env.get("POSTGRES_USER", "postgres")
-        db = env.get("POSTGRES_DB", user)
+        pg = postgres_env(svc)
         port = svc.host_port(5432) or svc.host_port() or 5432
-        auth = quote(user) + (
-            ":" + quote(env["POSTGRES_PASSWORD"], safe="") if env.get("POSTGRES_PASSWORD") else ""
+        auth = quote(pg.user, safe="") + (":" + quote(pg.password, safe="") if pg.password else "")
+        return ProbeSpec(
+            "postgres", f"postgresql://{auth}@127.0.0.1:{port}/{quote(pg.database, safe='')}"
         )
-        return ProbeSpec("postgres", f"postgresql://{auth}@127.0.0.1:{port}/{quote(db)}")
     if kind == "redis":
         password = redis_password(svc)
         port = svc.host_port(6379) or svc.host_port() or 6379
@@ -184,7 +183,7 @@ def redis_password(svc: ServiceSpec) -> str:
     argv = list(svc.command)
     if "--requirepass" in argv[:-1]:
         return argv[argv.index("--requirepass") + 1]
-    return svc.environment.get("REDIS_PASSWORD", "")
+    return file_env(svc, "REDIS_PASSWORD", "")
 
 
 def _published_url(svc: ServiceSpec, url: str) -> str | None:

@@ -7,6 +7,7 @@ returns a ``StackSpec``. Nothing here starts anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..support.errors import UnknownServiceError
+from ..support.errors import ConfigError, UnknownServiceError
 from ..support.redact import dataclass_repr, mask_patterns, secret_values, text_secrets
 from .names import fixture_name
 from .probespec import ProbeSpec, redis_password
@@ -117,8 +118,10 @@ class ServiceSpec:
             texts.append(" ".join(self.healthcheck.test or ()))
         for text in texts:
             found |= text_secrets(text)
-        if self.image_kind == "redis" and redis_password(self):
-            found.add(redis_password(self))
+        if self.image_kind == "redis":
+            with contextlib.suppress(ConfigError):  # an unreadable file: said at launch
+                found.add(redis_password(self))
+        found.discard("")
         return found
 
     @property
