@@ -120,3 +120,64 @@ def test_healthcheck_durations_the_engine_refuses(tmp_path: Path, key: str, valu
         ConfigError, match=rf"service 'a': healthcheck\.{key} is '{value}'.*under 1ms.*Fix:"
     ):
         load_stack(path, environ={})
+
+
+def test_a_port_published_on_ipv6_loopback_is_probed_there(
+    tmp_path: Path, no_leaks: LeakCheck
+) -> None:
+    import socket
+    import sys
+
+    from conftest import unique_run_id
+    from pytest_pyairtable.backends.local import LocalBackend
+    from pytest_pyairtable.engine.orchestrator import Orchestrator
+
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    path = _stack(
+        tmp_path,
+        f"""\
+        ports: ["[::1]:{port}:8000"]
+        healthcheck: {{test: "curl -f http://localhost:8000/", interval: 1s}}
+        x-pyairtable: {{local: {{command: [{sys.executable!r}, -m, http.server, --bind, "::1", "{port}"]}}}}
+        """,
+    )
+    stack = load_stack(path, environ={})
+    assert stack.services["a"].probe.target == f"http://[::1]:{port}/"
+    orch = Orchestrator(stack, LocalBackend(run_id=unique_run_id("v6")))
+    try:
+        orch.start()
+        assert orch.wait("a").details["status"] == 200
+    finally:
+        orch.stop()
+
+
+def test_redis_published_on_ipv6_loopback_listens_there(
+    tmp_path: Path, no_leaks: LeakCheck
+) -> None:
+    import socket
+
+    import redis
+
+    from conftest import unique_run_id
+    from pytest_pyairtable.backends.local import LocalBackend
+    from pytest_pyairtable.engine.orchestrator import Orchestrator
+
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(f'services:\n  cache:\n    image: redis:7\n    ports: ["[::1]:{port}:6379"]\n')
+    orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id=unique_run_id("v6r")))
+    try:
+        orch.start()
+        url = orch.wait("cache").url or ""
+        assert url == f"redis://[::1]:{port}/0"
+        client = redis.Redis.from_url(url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+    finally:
+        orch.stop()

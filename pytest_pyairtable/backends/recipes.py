@@ -116,6 +116,8 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
     auth_host = pg.host_auth or "scram-sha-256"
     extra_args = initdb_args(svc.name, pg.initdb_args)
     port = svc.host_port(5432) or svc.host_port() or 5432
+    # where the port is published (as the probe's URL says): [::1] is not 127.0.0.1
+    listen = svc.host_address(5432 if svc.host_port(5432) else None).strip("[]")
     run_as = unprivileged_user()
     data = workdir / "data"
     notes = [version_note(svc, postgres)]
@@ -155,7 +157,7 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         "-p",
         str(port),
         "-c",
-        "listen_addresses=127.0.0.1",
+        f"listen_addresses={listen}",
         "-c",
         f"unix_socket_directories={workdir}",
         # Dynamic shared memory in files in the data dir, not /dev/shm: a server ended by
@@ -228,7 +230,8 @@ def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     # The password goes in a config file (0600, in a 0700 dir, removed with the run), not
     # on the command line, which every local user can read in /proc.
     config = workdir / "redis.conf"
-    argv = [server, str(config), "--port", str(port), "--bind", "127.0.0.1"]
+    listen = svc.host_address(6379 if svc.host_port(6379) else None).strip("[]")
+    argv = [server, str(config), "--port", str(port), "--bind", listen]
     argv += ["--dir", str(workdir), "--daemonize", "no"]
     # Persistence as the service's own command asks for it; none by default (a test stack).
     for flag, default in (("--save", ""), ("--appendonly", "no")):

@@ -160,15 +160,17 @@ def derive_probe(svc: ServiceSpec) -> ProbeSpec:
     if kind == "postgres":
         pg = postgres_env(svc)
         port = svc.host_port(5432) or svc.host_port() or 5432
+        host = svc.host_address(5432 if svc.host_port(5432) else None)
         auth = quote(pg.user, safe="") + (":" + quote(pg.password, safe="") if pg.password else "")
         return ProbeSpec(
-            "postgres", f"postgresql://{auth}@127.0.0.1:{port}/{quote(pg.database, safe='')}"
+            "postgres", f"postgresql://{auth}@{host}:{port}/{quote(pg.database, safe='')}"
         )
     if kind == "redis":
         password = redis_password(svc)
         port = svc.host_port(6379) or svc.host_port() or 6379
+        host = svc.host_address(6379 if svc.host_port(6379) else None)
         auth = f":{quote(password, safe='')}@" if password else ""
-        return ProbeSpec("redis", f"redis://{auth}127.0.0.1:{port}/0")
+        return ProbeSpec("redis", f"redis://{auth}{host}:{port}/0")
     check = svc.healthcheck
     if check is None or check.test is None:
         return ProbeSpec("started", "")
@@ -194,4 +196,5 @@ def _published_url(svc: ServiceSpec, url: str) -> str | None:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host_port = svc.host_port(port) or port
-    return urlunsplit(parts._replace(netloc=f"127.0.0.1:{host_port}"))
+    host = svc.host_address(port) if svc.host_port(port) else "127.0.0.1"
+    return urlunsplit(parts._replace(netloc=f"{host}:{host_port}"))

@@ -137,6 +137,18 @@ class ServiceSpec:
                 return kind
         return ""
 
+    def host_address(self, container_port: int | None = None) -> str:
+        """Where this machine reaches the port published for ``container_port``: its
+        ``host_ip`` when it names one address (``[::1]`` bracketed, for URLs), else
+        127.0.0.1 (published on every address, or not at all)."""
+        for mapping in self.ports:
+            if container_port is None or mapping.container == container_port:
+                ip = mapping.host_ip
+                if ip in ("", "0.0.0.0", "::"):  # noqa: S104 (reading a mapping, not binding)
+                    break
+                return f"[{ip}]" if ":" in ip else ip
+        return "127.0.0.1"
+
     def host_port(self, container_port: int | None = None) -> int | None:
         for mapping in self.ports:
             if container_port is None or mapping.container == container_port:
