@@ -181,3 +181,23 @@ def test_redis_published_on_ipv6_loopback_listens_there(
             client.close()
     finally:
         orch.stop()
+
+
+def test_no_compose_file_at_rootdir_with_one_in_a_subdirectory(project: Project) -> None:
+    sub = project.path / "tests"
+    sub.mkdir()
+    (sub / "docker-compose.yml").write_text(f"services:\n  a:\n    image: x\n    {SLEEPER}\n")
+    (sub / "test_it.py").write_text(
+        "def test_a(pyairtable_a): pass\ndef test_stack(pyairtable_stack): pass\n"
+        "def test_plain(): pass\n"
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=2)  # a test that needs no service runs
+    result.stdout.fnmatch_lines(
+        [
+            "*no compose file in * so no service has a fixture; there is tests/docker-compose.yml."
+            " Fix: pass --pyairtable-compose-file tests/docker-compose.yml*"
+        ]
+    )
+    out = result.stdout.str()
+    assert "AssertionError" not in out and "fixture 'pyairtable_a' not found" not in out
