@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model.spec import ServiceSpec, StackSpec
-from ..probes.checks import Probe, ProbeContext
+from ..probes.checks import Probe, ProbeContext, ProbeUnusable
 from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
 from ..support.errors import ServiceError, ServiceExitedError, ServiceTimeoutError
 from ..support.redact import Redactor
@@ -101,7 +101,12 @@ class Gate:
         """The one choice of a started service's probe: its backend's own (an engine's
         health), else the factory's (a hook's, else the built-in one); and whether it
         was the backend's."""
-        ctx = ProbeContext(running.log_path, attempt_timeout, env=self.backend.command_env(spec))
+        ctx = ProbeContext(
+            running.log_path,
+            attempt_timeout,
+            env=self.backend.command_env(spec),
+            cancelled=self.closing,
+        )
         own = self.backend.probe(spec, running, ctx)
         return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)
 
@@ -180,6 +185,8 @@ class Gate:
             raise self.error(ServiceExitedError, run, f"{gone.reason} while starting") from None
         except TimeoutError:
             raise self._timeout(run, budget, by_deadline) from None
+        except ProbeUnusable as unusable:  # waiting longer cannot help
+            raise self.error(ServiceError, run, unusable.cause, fix=unusable.fix) from None
         finally:
             probe.close()
         return Verdict(False, outcome.details)

@@ -61,7 +61,23 @@ def runtime_for(
         )
     if error is not None or not files:
         runtime.preset(None, error)
+    if error is None and not files:
+        runtime.searched = rootdir
     return runtime
+
+
+def _no_compose_file(rootdir: Path) -> ConfigError:
+    """Why no service has a fixture (a run that needs none is not bothered with it)."""
+    from ..model.project import DEFAULT_NAMES
+
+    below = sorted(p for name in DEFAULT_NAMES for p in rootdir.glob(f"*/{name}"))
+    seen = f"; there is {below[0].relative_to(rootdir)}" if below else ""
+    return ConfigError(
+        f"no compose file in {rootdir} ({', '.join(DEFAULT_NAMES)}), so no service has a "
+        f"fixture{seen}. Fix: pass --pyairtable-compose-file "
+        f"{below[0].relative_to(rootdir) if below else 'PATH'}, or set "
+        "pyairtable_compose_file in your ini file (or COMPOSE_FILE)."
+    )
 
 
 class Runtime:
@@ -88,6 +104,7 @@ class Runtime:
         self._backend_class: type[BaseBackend] | None = None
         self._placement: Placement | None = None
         self.orch: Orchestrator | None = None
+        self.searched: Path | None = None  # where no compose file was found
         self.ports: PortHolds | None = None  # --pyairtable-free-ports
         redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
         self.events = HookEvents(self.hook, redact, settings.debug)
@@ -112,6 +129,10 @@ class Runtime:
         self._say = None if write is None else (lambda line: write(self.redact(line)))
 
     # -- the spec, read when first needed ----------------------------------------------
+
+    def absent(self) -> ConfigError | None:
+        """Why no service has a fixture, when no compose file was found."""
+        return None if self.searched is None else _no_compose_file(self.searched)
 
     def preset(self, stack: StackSpec | None, error: PyAirtableError | None) -> None:
         self._stack, self._error, self._loaded = stack, error, True
@@ -278,7 +299,8 @@ class Runtime:
         from ..backends.base import BackendOptions, DockerOverrides
         from ..engine.orchestrator import Orchestrator, Timing
 
-        assert self.stack is not None
+        if self.stack is None:
+            raise (self.absent() or ConfigError("no stack to start")).fresh()
         s = self.settings
         backend = self.backend_class.create(
             BackendOptions(

@@ -105,6 +105,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if any(n.startswith("pyairtable_") for n in names):
             raise runtime.error.fresh()  # ours, not pytest's "fixture not found"
         return
+    absent = runtime.absent() if any(n.startswith("pyairtable_") for n in names) else None
+    if absent is not None:
+        raise absent  # no compose file: ours, not pytest's "fixture not found"
     reset = _reset_request(item)
     alone = "pyairtable_faults" in names
     if alone or reset is not None:
