@@ -40,8 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if settings.debug or config.get_verbosity() > 0:
         runtime.say = live_writer(config)
-    if settings.up and runtime.error is not None:
-        raise pytest.UsageError(str(runtime.error))
+    if (settings.up or settings.local) and runtime.error is not None:
+        raise pytest.UsageError(str(runtime.error))  # asked for the stack: a bad one is ours
     if isinstance(settings.up, tuple) and runtime.stack is not None:
         from ...support.errors import ConfigError
 
