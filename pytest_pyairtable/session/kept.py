@@ -163,13 +163,16 @@ class KeptStack:
                 f"not kept: {', '.join(down) or 'nothing'} did not come up; it was stopped."
             )
         services = {}
+        now, clock = time.time(), orch.now()
         for name, run in orch.runs.items():
             assert run.running is not None
+            # its own start (the last one), not the record's: uptime is the service's
+            launched = run.restarts[-1][0] if run.restarts else run.launched_at
             services[name] = KeptService(
                 spec=run.spec,
                 handle=orch.handle(name),
                 completed=run.state is State.COMPLETED,
-                started=time.time(),
+                started=now - (clock - launched) if launched is not None else now,
                 state=run.running.kept_state(),
             )
         return cls(

@@ -37,18 +37,26 @@ Say = Callable[[str], None]
 
 
 def runtime_for(
-    settings: Settings, rootdir: Path, invocation_dir: Path, hook: Any = None
+    settings: Settings,
+    rootdir: Path,
+    invocation_dir: Path,
+    hook: Any = None,
+    *,
+    walk_up: bool = False,
 ) -> Runtime:
     """A runtime for the compose file(s) the settings name (else COMPOSE_FILE, else
-    compose's default names at rootdir); read fully only when a test (or command) needs
-    the stack, and a broken file becomes the runtime's error."""
+    compose's default names at rootdir, and with ``walk_up`` in its parents, as the
+    compose command looks for them); read fully only when a test (or command) needs the
+    stack, and a broken file becomes the runtime's error."""
     from ..model.project import find_compose_files
 
     given = settings.compose_file
     env_file = invocation_dir / settings.env_file if settings.env_file else None
     error: ConfigError | None = None
     try:
-        files = find_compose_files(given, invocation_dir, os.environ, search=rootdir)
+        files = find_compose_files(
+            given, invocation_dir, os.environ, search=rootdir, walk_up=walk_up
+        )
     except ConfigError as exc:
         files, error = (), exc
     compose = files[0] if files else rootdir / "docker-compose.yml"
