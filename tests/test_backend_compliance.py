@@ -28,6 +28,7 @@ from pytest_pyairtable.backends.base import (
     Placement,
     Running,
     backend_class,
+    log_size,
 )
 from pytest_pyairtable.model.spec import ServiceSpec, load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, make_probe
@@ -175,6 +176,19 @@ def test_every_backend_and_service_satisfies_the_protocols(kit: Kit) -> None:
     running.stop(5)
 
 
+def test_a_service_launched_again_is_probed_on_its_own_output(kit: Kit) -> None:
+    spec = kit.services["web"]
+    first = kit.backend.launch(spec)
+    spec = wait_until_ready(kit.backend, spec, first)
+    first.stop(5)
+    first.sync_logs()
+    written = log_size(first.log_path)  # its log goes on: a log probe reads from here
+    again = kit.backend.launch(spec)
+    assert again.log_start == written
+    wait_until_ready(kit.backend, spec, again)
+    again.stop(5)
+
+
 def test_a_backend_says_what_is_missing_before_a_start(kit: Kit) -> None:
     spec = kit.services["job-ok"]
     missing = dataclasses.replace(
@@ -215,7 +229,7 @@ COVERED = {
         "close", "kept_state", "adopt",
     },
     Running: {
-        "log_path", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
+        "log_path", "log_start", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
         "kept_state",
     },
 }  # fmt: skip

@@ -39,7 +39,7 @@ from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError
 from . import markers
-from .base import BackendOptions, BaseBackend, HeldPorts, Running
+from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
 from .dockerapi import (
@@ -294,10 +294,12 @@ class ComposeBackend(BaseBackend):
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
         since = before.last if before is not None else log_since
+        log_start = log_size(log_path)  # a restart's log goes on after the earlier run's
         follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
         running = ContainerService(
             self.api, svc.name, cid, log_path, self.states, follower=follower
         )
+        running.log_start = log_start
         running.refresh()
         self.started.append(running)
         return running

@@ -20,7 +20,7 @@ from typing import Any
 from ..model.spec import ServiceSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from . import markers
-from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts
+from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, log_size
 from .environment import path_with_python, service_environment
 from .markers import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
@@ -283,6 +283,7 @@ class LocalBackend(BaseBackend):
         env[RUN_ID_VAR] = self.run_id
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
+        log_start = log_size(self.log_path(svc.name))
         process = LocalProcess(
             svc.name,
             plan.argv,
@@ -296,7 +297,9 @@ class LocalBackend(BaseBackend):
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
         self._launched.append(process)
         self._start_sweeper()
-        return LocalService(process, stop_signal)
+        service = LocalService(process, stop_signal)
+        service.log_start = log_start
+        return service
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:  # a reattached backend sweeps nothing

@@ -208,15 +208,18 @@ class Orchestrator:
         except Exception as exc:  # a bug of ours: report it on the service, never hang
             self._fail(run, ServiceError(run.name, f"hit an internal error: {exc!r}"))
 
-    def _pass_gate(self, run: ServiceRun, running: Running, *, boot: bool = True) -> None:
+    def _pass_gate(
+        self, run: ServiceRun, running: Running, *, boot: bool = True, deadline: float | None = None
+    ) -> None:
         def on_attempt(n: int, error: str | None) -> None:
             run.attempts = n
             if error:
                 run.last_probe_error = self.redact(error)
             self.listener.probe_attempt(run, n, error)
 
-        assert self._deadline is not None
-        verdict = self.gate.wait(run, running, self._deadline, on_attempt)
+        deadline = self._deadline if deadline is None else deadline
+        assert deadline is not None
+        verdict = self.gate.wait(run, running, deadline, on_attempt)
         # The start-up's failed attempts say nothing about a later death. Only the
         # boot sets the times: a later start is one of the run's restarts.
         times = {"ready_at": self.now()} if boot else {}
@@ -282,12 +285,13 @@ class Orchestrator:
         run.restarts[-1] = (began, self.now())
         return self.handle(name)
 
-    def regate(self, name: str) -> None:
-        """Wait until a ready service passes its probe again (its dependency came back)."""
+    def regate(self, name: str, within: float | None = None) -> None:
+        """Wait until a ready service passes its probe again (its dependency came back);
+        ``within``: seconds at most (raising its ServiceError after them)."""
         run = self.runs[name]
         if run.state is State.READY and run.running is not None:
-            self._deadline = time.monotonic() + self.timing.max_startup_time
-            self._pass_gate(run, run.running, boot=False)
+            bound = self.timing.max_startup_time if within is None else within
+            self._pass_gate(run, run.running, boot=False, deadline=time.monotonic() + bound)
 
     # -- a kept stack's services ------------------------------------------------------
 

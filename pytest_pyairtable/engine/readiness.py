@@ -106,6 +106,7 @@ class Gate:
             attempt_timeout,
             env=self.backend.command_env(spec),
             cancelled=self.closing,
+            log_offset=running.log_start,
         )
         own = self.backend.probe(spec, running, ctx)
         return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)
