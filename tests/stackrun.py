@@ -1,5 +1,5 @@
-"""Helpers for the kept-stack and lifecycle tests: the CLI as a subprocess, deadlines,
-and what a run left on the machine."""
+"""Helpers for running stacks from the outside: the CLI and pytest as subprocesses,
+deadlines, ports, stand-in services, and what a run left on the machine."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import textwrap
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conftest import Project, marked_processes
+from leakcheck import marked_processes
+
+if TYPE_CHECKING:  # conftest imports this module
+    from conftest import Project
 
 
 def cli(

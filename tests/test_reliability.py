@@ -8,23 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck, kill_own, marked_processes
 
-from conftest import (
-    Background,
-    LeakCheck,
-    Project,
-    kill_own,
-    marked_processes,
-    unique_run_id,
-    wait_until,
-)
+from conftest import Background, Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends.markers import MARKER
-
-Ports = Callable[[int], list[int]]
 
 
 def one_service(project: Project, port: int, delay: float = 0.0) -> None:

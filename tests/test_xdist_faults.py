@@ -8,15 +8,12 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from teamrepo import SPANS, overlapping, spans, team_repo, write_team_repo
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 SUITE = """
 import time
