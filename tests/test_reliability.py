@@ -141,7 +141,7 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
     one_service(project, port)
     project.tests("""
         import os, select
-        from conftest import kill_own, marked_processes, service_pids
+        from leakcheck import kill_own, marked_processes, service_pids
 
         def test_kill_it(pyairtable_a):
             root = os.environ["PYAIRTABLE_TMPDIR"]  # this test's: only our 'a' is killed
