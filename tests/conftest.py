@@ -57,6 +57,18 @@ def wait_until(
         time.sleep(0.01)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def children_see_a_plain_run() -> Iterator[None]:
+    """The suite runs under xdist, and a worker's PYTEST_XDIST_* variables would reach
+    every pytest a test starts: that pytest would think itself a worker of ours (its
+    plugins do: pytest-benchmark turns itself off with a warning, an error under -W
+    error), so the tests' children get the environment of a plain run."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
