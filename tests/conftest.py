@@ -28,7 +28,7 @@ import pytest
 import redis  # noqa: F401
 from containers import IMAGE, docker_cli, import_root_image, our_containers
 from leakcheck import LeakCheck, leak_checked
-from stackrun import listening
+from stackrun import PYTEST_ARGS, listening
 
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
@@ -154,7 +154,7 @@ class Project:
         return self.pytester.runpytest("-p", "no:cacheprovider", *args)
 
     def run_subprocess(self, *args: str, timeout: float = 120) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+        return self.pytester.runpytest_subprocess(*PYTEST_ARGS, *args, timeout=timeout)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 import pytest
 from containers import IMAGE, ROOT, docker_cli, our_containers, service, standin
 from faultcases import FAULT_TESTS
-from stackrun import cli
+from stackrun import PYTEST_ARGS, cli
 
 from conftest import Background, Ports, Project, engine, wait_until
 
@@ -139,8 +139,7 @@ def test_a_killed_run_leaves_no_container(
             sys.executable,
             "-m",
             "pytest",
-            "-p",
-            "no:cacheprovider",
+            *PYTEST_ARGS,
             "--pyairtable-backend",
             "compose",
         ],

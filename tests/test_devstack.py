@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from devstack_file import PORT_VARS, SECRETS
+from stackrun import PYTEST_ARGS
 
 from conftest import Background, Ports, wait_until
 from pytest_pyairtable.model.spec import load_stack
@@ -51,8 +52,7 @@ def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
         "-m",
         "pytest",
         "--pyairtable-up",
-        "-p",
-        "no:cacheprovider",
+        *PYTEST_ARGS,
         "--pyairtable-env-file",
         os.devnull,
         "--rootdir",

@@ -18,7 +18,7 @@ import pytest
 from containers import IMAGE
 from containers import ROOT as COMPOSE_ROOT
 from devstack_file import DEV_STACK_FILE, PORT_VARS, SECRETS
-from stackrun import cli, listening
+from stackrun import PYTEST_ARGS, cli, listening
 
 from conftest import Ports, Project
 from pytest_pyairtable.backends.local import check_ports_free
@@ -180,8 +180,7 @@ def test_two_copies_at_once_under_xdist(
                     sys.executable,
                     "-m",
                     "pytest",
-                    "-p",
-                    "no:cacheprovider",
+                    *PYTEST_ARGS,
                     "-n",
                     "2",
                     "-q",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from leakcheck import LeakCheck, kill_own, marked_processes
+from stackrun import PYTEST_ARGS
 
 from conftest import Background, Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends.markers import MARKER
@@ -37,7 +38,7 @@ def run_in_background(
     background: Background, project: Project, *args: str
 ) -> subprocess.Popen[bytes]:
     return background(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, *args],
         cwd=project.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
