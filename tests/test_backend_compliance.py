@@ -10,16 +10,16 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from containers import IMAGE, ROOT, our_containers
 from stackrun import listening
-from test_compose import IMAGE, ROOT, engine, our_containers  # noqa: F401 (a fixture)
 
-from conftest import unique_run_id
+from conftest import Ports, unique_run_id
 from pytest_pyairtable.backends import BACKENDS
 from pytest_pyairtable.backends.base import (
     Backend,
@@ -33,8 +33,6 @@ from pytest_pyairtable.backends.base import (
 from pytest_pyairtable.model.spec import ServiceSpec, load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, make_probe
 from pytest_pyairtable.probes.waiting import wait_ready
-
-Ports = Callable[[int], list[int]]
 
 
 @dataclass(frozen=True)
