@@ -93,6 +93,7 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
         textwrap.dedent("services:")
         + f"""
   web:{container}
+    restart: always
     command: {standin}
     environment: {{GREETING: hello{", PYTHONPATH: /app" if case.container else ""}}}
     x-pyairtable:
@@ -101,6 +102,10 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
   job-ok:{container}{env}
     command: ["/bin/sh", "-c", "{job_ok}"]
     x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "{job_ok}"]}}}}
+  flaky:{container}{env}
+    restart: "on-failure:2"
+    command: ["/bin/sh", "-c", "echo run; exit 3"]
+    x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "echo run; exit 3"]}}}}
   job-bad:{container}{env}
     command: ["/bin/sh", "-c", "{job_bad}"]
     x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "{job_bad}"]}}}}
@@ -227,7 +232,7 @@ COVERED = {
         "close", "kept_state", "adopt",
     },
     Running: {
-        "log_path", "log_start", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
+        "log_path", "log_start", "policy_restarts", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
         "kept_state",
     },
 }  # fmt: skip
@@ -278,6 +283,18 @@ def test_a_job_reports_its_exit_code(kit: Kit) -> None:
     assert bad.wait(60) == 3
     bad.sync_logs()
     assert bad.log_path is not None and "broken" in bad.log_path.read_text()
+
+
+def test_a_restart_policy_restarts_as_the_engine_does(kit: Kit) -> None:
+    """on-failure:2: started again twice after exit code 3, then the exit is final;
+    and web's `restart: always` never fights a stop or a kill (the cases above)."""
+    if not kit.backend.owns_services:
+        pytest.skip("the external backend runs nothing: restart policies are someone else's")
+    flaky = kit.backend.launch(kit.services["flaky"])
+    assert flaky.wait(60) == 3
+    assert [code for _, code in flaky.policy_restarts()] == [3, 3]
+    flaky.sync_logs()
+    assert flaky.log_path is not None and flaky.log_path.read_text().count("run") == 3
 
 
 def test_a_kept_service_is_adopted_from_its_record_and_stopped(kit: Kit) -> None:

@@ -178,3 +178,48 @@ def test_a_heal_that_cannot_restore_the_stack_fails_once_and_points_at_it(
             "*exited with code 3 while starting (reported in full at test_project.py::test_break_it)",
         ]
     )
+
+
+def test_restart_policies_keep_host_processes_as_the_engine_keeps_containers(
+    project: Project, free_ports: Ports
+) -> None:
+    (api,) = free_ports(1)
+    # api crashes on its first start (as a service whose database is not up yet may);
+    # its policy starts it again. loop never comes up: its policy is reported, not hidden.
+    (project.path / "once.sh").write_text(
+        f'[ -e crashed ] || {{ touch crashed; echo "first start: crash"; exit 1; }}\n'
+        f"exec python -m pytest_pyairtable.standin --name api --port {api}\n"
+    )
+    project.compose(f"""
+        services:
+          api:
+            image: x
+            restart: always
+            x-pyairtable:
+              local: {{command: [sh, once.sh]}}
+              probe: {{http: "http://127.0.0.1:{api}/health"}}
+          loop:
+            image: x
+            restart: on-failure
+            healthcheck: {{test: [CMD, "false"], interval: 1s, retries: 4}}
+            x-pyairtable:
+              local: {{command: [sh, -c, "echo crashing; exit 7"]}}
+    """)
+    project.tests("""
+        import httpx
+
+        def test_api(pyairtable_api):
+            assert httpx.get(pyairtable_api.url + "/health").status_code == 200
+
+        def test_loop(pyairtable_loop):
+            pass
+    """)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*service 'loop' did not become ready*its restart policy, on-failure, started it "
+            "again * times; last exit code 7*",
+            "*api: started again 1 times by its restart policy (always; exit codes 1)*",
+        ]
+    )

@@ -108,6 +108,10 @@ class Running(Protocol):
     def kept_state(self) -> dict[str, Any]:
         """JSON-able facts a later process needs to find and stop it (see ``adopt``)."""
 
+    def policy_restarts(self) -> list[tuple[float, int]]:
+        """Each start again by its restart policy: (wall clock, the exit code that
+        caused it)."""
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -208,6 +212,9 @@ class BaseRunning:
 
     def kept_state(self) -> dict[str, Any]:
         raise KeepError(f"{type(self).__name__} cannot be kept running after the run.")
+
+    def policy_restarts(self) -> list[tuple[float, int]]:
+        return []  # no policy, or one the engine applies and reports itself
 
 
 class BaseBackend:

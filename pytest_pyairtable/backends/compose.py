@@ -295,11 +295,13 @@ class ComposeBackend(BaseBackend):
             before.join(3)  # the stopped container's stream ends by itself
         since = before.last if before is not None else log_since
         log_start = log_size(log_path)  # a restart's log goes on after the earlier run's
-        follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
         running = ContainerService(
-            self.api, svc.name, cid, log_path, self.states, follower=follower
+            self.api, svc.name, cid, log_path, self.states, policy=svc.restart
         )
         running.log_start = log_start
+        after = running.next_run if svc.restart.mode != "no" else None  # each run's output
+        follower = LogFollower(self.api, cid, log_path, since, next_run=after)
+        running.follower = self._followers[svc.name] = follower
         running.refresh()
         self.started.append(running)
         return running

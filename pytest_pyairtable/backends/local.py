@@ -20,7 +20,7 @@ from typing import Any
 from ..model.spec import ServiceSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from . import markers
-from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, log_size
+from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, Running, log_size
 from .environment import path_with_python, service_environment
 from .markers import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
@@ -28,6 +28,7 @@ from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
 from .stopper import Target
+from .supervise import Supervised
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
 SHM = Path("/dev/shm")
@@ -263,7 +264,15 @@ class LocalBackend(BaseBackend):
     def _stop_signal(self, svc: ServiceSpec, plan_default: signal.Signals) -> signal.Signals:
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
-    def launch(self, svc: ServiceSpec) -> LocalService:
+    def launch(self, svc: ServiceSpec) -> Running:
+        """The service started; under a restart policy, kept by a supervisor as the
+        engine keeps a container (supervise.py)."""
+        first = self._launch_once(svc)
+        if svc.restart.mode == "no":
+            return first
+        return Supervised(svc.restart, first, lambda: self._launch_once(svc))
+
+    def _launch_once(self, svc: ServiceSpec) -> LocalService:
         if self.port_holds is not None:
             self.port_holds.release(service_ports(svc))
         check_ports_free(svc, self.port_holds)

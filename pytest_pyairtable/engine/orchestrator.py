@@ -67,6 +67,7 @@ class Orchestrator:
         self.tiers = graph.tiers(self.edges)
         self.runs: dict[str, ServiceRun] = {}
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.stop_errors: list[str] = []
         self._deadline: float | None = None
         self._cv = threading.Condition()
@@ -109,7 +110,10 @@ class Orchestrator:
                 self._deadline = time.monotonic() + self.timing.max_startup_time
             for name in new:
                 self.runs[name] = ServiceRun(
-                    self.stack.services[name], self.tiers[name], scheduled_at=self.now()
+                    self.stack.services[name],
+                    self.tiers[name],
+                    scheduled_at=self.now(),
+                    t0_wall=self.t0_wall,
                 )
         if new:  # e.g. create containers ahead, off the critical path
             self.backend.prepare([self.stack.services[n] for n in new])
@@ -303,6 +307,7 @@ class Orchestrator:
             self.tiers[name],
             state=State.COMPLETED if completed else State.READY,
             running=running,
+            t0_wall=self.t0_wall,
         )
         self.runs[name] = run
         return run

@@ -118,6 +118,12 @@ class Gate:
         log_path = run.running.log_path if run.running else None
         if run.running is not None:
             run.running.sync_logs()  # logs that reach the file late
+            restarted = run.running.policy_restarts()
+            if restarted:  # a restart loop: not hidden behind a timeout
+                cause += (
+                    f" (its restart policy, {run.spec.restart.mode}, started it again "
+                    f"{len(restarted)} times; last exit code {restarted[-1][1]})"
+                )
         return kind(
             run.name,
             cause,

@@ -126,7 +126,21 @@ def summary(runtime: Runtime, *, verbose: bool = False) -> list[str]:
             "the selected tests need did not start):"
         )
     lines = [head]
-    return notices + lines + timeline(orch)
+    return notices + lines + timeline(orch) + policy_restarts(orch)
+
+
+def policy_restarts(orch: Orchestrator) -> list[str]:
+    """Each service its restart policy started again, how often and why."""
+    lines = []
+    for run in ordered_runs(orch):
+        restarted = run.running.policy_restarts() if run.running is not None else []
+        if restarted:
+            codes = ", ".join(str(code) for _, code in restarted[-5:])
+            lines.append(
+                f"{run.name}: started again {len(restarted)} times by its restart policy "
+                f"({run.spec.restart.mode}; exit codes {codes})"
+            )
+    return lines
 
 
 def _show(value: Any) -> str:
