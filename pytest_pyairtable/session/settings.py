@@ -71,6 +71,21 @@ def _output_file(value: Any) -> str:
     return str(value)
 
 
+def _test_logs(value: Any) -> str:
+    from .testlogs import MODES
+
+    if str(value) not in MODES:
+        raise ValueError(f"valid values are {', '.join(MODES)}")
+    return str(value)
+
+
+def _line_count(value: Any) -> int:
+    count = int(str(value).strip())  # a ValueError names the value
+    if not 1 <= count <= 10_000:
+        raise ValueError("not between 1 and 10000 (turn the logs off with never)")
+    return count
+
+
 def _backend(value: Any) -> str:
     from ..backends import BACKENDS
 
@@ -273,6 +288,21 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_output_file,
         path=True,
     ),
+    Setting(
+        "test_logs",
+        "attach what each service a test used logged while the test ran to its report: "
+        "failed (its failures and errors), always (passing tests too), never",
+        "failed",
+        "PYAIRTABLE_TEST_LOGS",
+        parse=_test_logs,
+    ),
+    Setting(
+        "test_log_lines",
+        "at most this many lines of each service's log in a test's report (its last ones)",
+        50,
+        "PYAIRTABLE_TEST_LOG_LINES",
+        parse=_line_count,
+    ),
     Setting("debug", "print every probe attempt", False, "DEBUG", parse=_flag, flag=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -300,6 +330,8 @@ class Settings:
     service_startup_delay: float
     lease_timeout: float
     timeline: str | None
+    test_logs: str
+    test_log_lines: int
     debug: bool
     sources: Mapping[str, str]  # setting -> its option, env var, ini key, or "default"
 

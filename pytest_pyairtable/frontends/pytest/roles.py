@@ -23,9 +23,10 @@ from ...model.names import fixture_name
 from ...session import report
 from ...session.lease import EXCLUSIVE
 from ...session.owner import LocalAccess, StackOwner
+from ...session.testlogs import TestLogs
 from ...support.errors import PyAirtableError
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler, shielded
-from .reports import FailureRepr, FirstReports, redact_report
+from .reports import FailureRepr, FirstReports, JunitSections, redact_report
 
 if TYPE_CHECKING:
     from ...engine.handle import Handle
@@ -44,13 +45,17 @@ class Role:
         self.worker = ""  # xdist's worker id, for lease errors
         self.leased = False  # the current test holds a lease
         self.restored: list[str] | None = None  # what the current test's reset restored
+        settings = runtime.settings
+        self.logs = TestLogs(settings.test_logs, settings.test_log_lines)
 
     def services(self, fixturenames: Iterable[str]) -> list[str]:
         wanted = set(fixturenames)
         return [n for n in self.runtime.topology() if fixture_name(n) in wanted]
 
     def handle(self, name: str) -> Handle:
-        return self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
+        handle = self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
+        self.logs.seen(name, handle.log_path)
+        return handle
 
     def stack_handles(self) -> dict[str, Handle]:
         return {name: self.handle(name) for name in self.runtime.topology()}
@@ -91,8 +96,17 @@ class Role:
                 text = head = f"{head} (reported in full at {first})"
             # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
             report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
+        if self.logs.wanted(report_.when, report_.outcome):
+            report_.sections += self.test_log_sections()
         redact_report(report_, self.runtime.redact, FailureRepr)
         return report_
+
+    def test_log_sections(self) -> list[tuple[str, str]]:
+        """What the current test's services logged while it ran, a section each."""
+        try:
+            return self.logs.sections(self.access.test_logs, self.runtime.topology())
+        except Exception as exc:  # the evidence must not cost the report
+            return [("pyairtable: test logs", f"not read: {exc}")]
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return [self.runtime.redact(line) for line in report.header(self.runtime)]
@@ -108,7 +122,7 @@ class Role:
     def stop(self) -> None:
         """The end of the session (also after Ctrl-C: pytest_unconfigure still runs)."""
 
-    def configure(self) -> None:
+    def configure(self, config: pytest.Config) -> None:
         """pytest_configure, once the role is registered."""
 
     def unconfigure(self) -> None:
@@ -125,11 +139,13 @@ class Controller(Role):
         self.server: StackServer | None = None
         self.old_sigterm: Any = None
 
-    def configure(self) -> None:
+    def configure(self, config: pytest.Config) -> None:
         # SIGTERM (a CI cancel) stops the stack as Ctrl-C does, where one may run; from
         # the main thread, as pytest_configure is
         if self.runtime.compose_file.is_file():
             self.old_sigterm = install_sigterm_handler()
+        if self.runtime.settings.test_logs != "never":  # this process writes junit XML
+            config.pluginmanager.register(JunitSections(config, self.runtime.redact))
 
     def stack_handles(self) -> dict[str, Handle]:
         return self.owner.stack_handles()

@@ -1,0 +1,324 @@
+"""Per-test evidence: a failed test's report carries what each service it used logged
+while it ran, from real processes and real containers, in the terminal, junit XML and
+through xdist; masked; bounded; and only from the test's own window."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from stackrun import cli
+from test_compose import IMAGE, compose_project, engine  # noqa: F401 - fixtures
+
+from conftest import Project
+from pytest_pyairtable.session.testlogs import window_text
+
+Ports = Callable[[int], list[int]]
+SECRET = "tok-3141-secret"
+
+# A service that logs each request it gets (not its probe's), its secret on /leak.
+SERVICE = """
+import os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+name, port = sys.argv[1], int(sys.argv[2])
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/leak":
+            secret = os.environ["API_SECRET"]
+            print(f"{name}: connecting with {secret}, password=pw-in-a-line", flush=True)
+        elif self.path != "/health":
+            print(f"{name}: got {self.path}", flush=True)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+print(f"{name}: listening", flush=True)
+ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def chatty_stack(project: Project, ports: list[int]) -> dict[str, int]:
+    """db <- api, and other beside them: three local processes that log their requests."""
+    script = project.path / "svc.py"
+    script.write_text(SERVICE)
+    named = dict(zip(("db", "api", "other"), ports, strict=True))
+    body = ""
+    for name, port in named.items():
+        needs = "\n    depends_on: [db]" if name == "api" else ""
+        body += f"""
+  {name}:
+    image: example/{name}
+    environment: {{API_SECRET: "{SECRET}"}}
+    x-pyairtable:
+      local: {{command: [python, "{script}", {name}, "{port}"]}}
+      probe: {{http: "http://127.0.0.1:{port}/health"}}{needs}"""
+    project.compose("services:" + body)
+    return named
+
+
+def section(out: str, test: str) -> str:
+    """The part of pytest's output that reports ``test`` (its failure, error or pass)."""
+    match = re.search(
+        rf"_{{3,}} (?:ERROR at setup of )?{test} _{{3,}}\n(.*?)(?=\n_{{3,}} |\n={{3,}} )", out, re.S
+    )
+    assert match, f"no report of {test} in:\n{out}"
+    return match.group(1)
+
+
+def junit_cases(path: Path) -> dict[str, str]:
+    """Test name -> the text of its test case's <system-out> elements."""
+    cases = ET.parse(path).getroot().iter("testcase")
+    return {c.get("name", ""): "".join(o.text or "" for o in c.iter("system-out")) for c in cases}
+
+
+def test_a_failed_test_shows_what_its_services_logged_in_its_own_window(
+    project: Project, free_ports: Ports
+) -> None:
+    ports = chatty_stack(project, free_ports(3))
+    project.tests(f"""
+        import httpx
+        import pytest
+
+        def get(port, path):
+            httpx.get(f"http://127.0.0.1:{{port}}{{path}}")
+
+        def test_one(pyairtable_api, pyairtable_other):
+            get({ports["api"]}, "/one")
+            get({ports["db"]}, "/one")
+            get({ports["other"]}, "/one")
+
+        def test_two(pyairtable_api):
+            get({ports["db"]}, "/two")
+            get({ports["other"]}, "/two")  # not a service of this test's
+            get({ports["api"]}, "/two")
+            get({ports["api"]}, "/leak")
+            assert False, "deliberately"
+
+        @pytest.fixture
+        def prepared(pyairtable_api):
+            get({ports["api"]}, "/in-setup")
+            raise RuntimeError("the fixture broke")
+
+        def test_three(prepared):
+            pass
+
+        def test_four(pyairtable_api):
+            get({ports["api"]}, "/four")
+    """)
+    junit = project.path / "junit.xml"
+    result = project.run(f"--junitxml={junit}")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    out = result.stdout.str()
+
+    two = section(out, "test_two")
+    # its services: the one it asked for and its dependency, in the stack's order
+    assert re.search(r"- pyairtable: db log -+\ndb: got /two\n-+ pyairtable: api log -", two), two
+    assert "api: got /two\napi: connecting with ***, password=***" in two
+    assert "pyairtable: other log" not in two and "other: got" not in two
+    assert "/one" not in out and "/four" not in out  # not other tests' lines; a pass has none
+    assert "listening" not in out  # the boot is not a test's evidence
+    assert SECRET not in out and "pw-in-a-line" not in out
+
+    three = section(out, "test_three")  # an error in a fixture: the setup's lines
+    assert "pyairtable: api log" in three and "api: got /in-setup" in three
+    assert "RuntimeError: the fixture broke" in three
+
+    cases = junit_cases(junit)
+    assert "pyairtable: api log" in cases["test_two"] and "api: got /two" in cases["test_two"]
+    assert "db: got /two" in cases["test_two"] and "api: got /in-setup" in cases["test_three"]
+    assert cases["test_one"] == "" and cases["test_four"] == ""
+    assert SECRET not in junit.read_text()
+
+
+def test_always_attaches_to_passing_tests_bounded_to_the_last_lines(
+    project: Project, free_ports: Ports
+) -> None:
+    ports = chatty_stack(project, free_ports(3))
+    project.tests(f"""
+        import httpx
+
+        def test_quiet(pyairtable_api):
+            pass
+
+        def test_many(pyairtable_api):
+            for i in range(5):
+                httpx.get(f"http://127.0.0.1:{ports["api"]}/m{{i}}")
+    """)
+    junit = project.path / "junit.xml"
+    result = project.run(
+        "--pyairtable-test-logs=always",
+        "--pyairtable-test-log-lines=2",
+        "-rP",
+        f"--junitxml={junit}",
+    )
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    many = section(out, "test_many")
+    lines = many.split("pyairtable: api log", 1)[1].splitlines()[1:]
+    assert lines[0].startswith("[earlier lines of this test omitted; the whole log: ")
+    assert lines[1:3] == ["api: got /m3", "api: got /m4"], many
+    assert "/m2" not in out
+    assert " test_quiet " not in out  # it logged nothing: no section, so -rP shows no pass
+    assert "api: got /m4" in junit_cases(junit)["test_many"]
+
+
+def test_never_attaches_nothing(project: Project, free_ports: Ports) -> None:
+    ports = chatty_stack(project, free_ports(3))
+    project.tests(f"""
+        import httpx
+
+        def test_fails(pyairtable_api):
+            httpx.get("http://127.0.0.1:{ports["api"]}/x")
+            assert False
+    """)
+    result = project.run("--pyairtable-test-logs=never")
+    result.assert_outcomes(failed=1)
+    assert "pyairtable: api log" not in result.stdout.str()
+
+
+def test_under_xdist_the_controller_reports_what_a_worker_read(
+    project: Project, free_ports: Ports
+) -> None:
+    ports = chatty_stack(project, free_ports(3))
+    project.tests(f"""
+        import httpx
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_fails(pyairtable_api, i):
+            httpx.get(f"http://127.0.0.1:{ports["api"]}/call-{{i}}")
+            httpx.get(f"http://127.0.0.1:{ports["api"]}/leak")
+            assert False
+    """)
+    junit = project.path / "junit.xml"
+    result = project.run_subprocess("-n", "2", f"--junitxml={junit}")
+    result.assert_outcomes(failed=4)
+    out = result.stdout.str()
+    assert "[gw0]" in out and "[gw1]" in out  # really two workers
+    for i in range(4):
+        assert f"api: got /call-{i}" in section(out, rf"test_fails\[{i}\]")
+        assert f"api: got /call-{i}" in junit_cases(junit)[f"test_fails[{i}]"]
+    assert "api: connecting with ***, password=***" in out
+    assert SECRET not in out + junit.read_text() and "pw-in-a-line" not in out
+
+
+def test_a_run_attached_to_a_kept_stack_reads_its_logs(project: Project, free_ports: Ports) -> None:
+    ports = chatty_stack(project, free_ports(3))
+    project.tests("def test_boot(pyairtable_api): pass\n")
+    first = project.run_subprocess("--pyairtable-keep")
+    assert first.ret == 0, first.stdout.str()
+    try:
+        project.tests(f"""
+            import httpx
+
+            def test_fails(pyairtable_api):
+                httpx.get("http://127.0.0.1:{ports["api"]}/attached")
+                assert False
+        """)
+        second = project.run_subprocess()
+        second.assert_outcomes(failed=1)
+        second.stdout.fnmatch_lines(["*attached to the kept stack*"])
+        assert "api: got /attached" in section(second.stdout.str(), "test_fails")
+    finally:
+        down = cli("down", cwd=project.path)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_a_containers_lines_from_the_engine_up_to_the_failure(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+) -> None:
+    (port,) = free_ports(1)
+    (compose_project.path / "svc.py").write_text(SERVICE)
+    compose_project.compose(f"""
+        services:
+          api:
+            image: {IMAGE}
+            network_mode: host
+            volumes: ["/usr:/usr:ro", "{compose_project.path}:/proj:ro"]
+            environment: {{API_SECRET: "{SECRET}"}}
+            command: ["/usr/bin/python3", "/proj/svc.py", "api", "{port}"]
+            stop_grace_period: 1s
+            x-pyairtable: {{probe: {{http: "http://127.0.0.1:{port}/health"}}}}
+    """)
+    compose_project.tests(f"""
+        import time
+        import httpx
+        import pytest
+
+        def test_before(pyairtable_api):
+            httpx.get("http://127.0.0.1:{port}/before")
+            # A container's line reaches its log file a few ms after it was written (the
+            # engine's pipeline): one written in the last of them may open the next
+            # test's window, as the docs say. Here it arrives before this test ends.
+            deadline = time.monotonic() + 30
+            while b"api: got /before" not in pyairtable_api.log_path.read_bytes():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+
+        @pytest.mark.parametrize("i", range(5))
+        def test_fails(pyairtable_api, i):
+            httpx.get(f"http://127.0.0.1:{port}/during-{{i}}")
+            httpx.get("http://127.0.0.1:{port}/leak")  # the line just before the failure
+            pytest.fail("deliberately", pytrace=False)  # reported at once: no traceback
+    """)
+    junit = compose_project.path / "junit.xml"
+    result = compose_project.run("--pyairtable-backend", "compose", f"--junitxml={junit}")
+    result.assert_outcomes(passed=1, failed=5)
+    out = result.stdout.str()
+    for i in range(5):
+        failure = section(out, rf"test_fails\[{i}\]")
+        assert f"api: got /during-{i}\napi: connecting with ***, password=***" in failure
+        assert f"api: got /during-{i}" in junit_cases(junit)[f"test_fails[{i}]"]
+    assert "/before" not in out and "listening" not in out
+    assert SECRET not in out + junit.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pyairtable-test-logs=sometimes"], "valid values are failed, always, never"),
+        (["--pyairtable-test-log-lines=0"], "not between 1 and 10000"),
+        (["--pyairtable-test-log-lines=many"], "invalid value 'many'"),
+    ],
+)
+def test_bad_settings_are_usage_errors(project: Project, args: list[str], message: str) -> None:
+    project.tests("def test_plain(): pass\n")
+    result = project.run(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+# -- reading a window --------------------------------------------------------------------
+
+
+def test_window_reads_from_the_mark_and_keeps_the_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"before\n")
+    mark = log.stat().st_size
+    log.write_bytes(b"before\n" + b"".join(b"line %d\n" % i for i in range(100_000)))
+    assert window_text(log, mark, 2) == (
+        f"[earlier lines of this test omitted; the whole log: {log}]\nline 99998\nline 99999"
+    )
+    assert window_text(log, mark, 200_000).splitlines()[0] == "line 0"
+    assert window_text(log, log.stat().st_size, 5) == ""
+
+
+def test_window_of_a_replaced_file_a_partial_line_and_a_long_one(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"new\nstill writing")  # shorter than the mark: a new file
+    assert window_text(log, 1000, 5) == "new\nstill writing"
+    log.write_bytes(b"x" * 5000 + b"\n\xff\n")
+    shown = window_text(log, 0, 5).splitlines()
+    assert shown[0] == "x" * 2000 + " [3000 more characters]" and shown[1] == "\ufffd"
+    assert window_text(tmp_path / "missing.log", 0, 5) == ""
