@@ -14,7 +14,7 @@ from stackrun import cli
 from test_compose import IMAGE, compose_project, engine  # noqa: F401 - fixtures
 
 from conftest import Project
-from pytest_pyairtable.session.testlogs import window_text
+from pytest_pyairtable.session.testlogs import TestLogs, window_text
 
 Ports = Callable[[int], list[int]]
 SECRET = "tok-3141-secret"
@@ -172,20 +172,6 @@ def test_always_attaches_to_passing_tests_bounded_to_the_last_lines(
     assert "api: got /m4" in junit_cases(junit)["test_many"]
 
 
-def test_never_attaches_nothing(project: Project, free_ports: Ports) -> None:
-    ports = chatty_stack(project, free_ports(3))
-    project.tests(f"""
-        import httpx
-
-        def test_fails(pyairtable_api):
-            httpx.get("http://127.0.0.1:{ports["api"]}/x")
-            assert False
-    """)
-    result = project.run("--pyairtable-test-logs=never")
-    result.assert_outcomes(failed=1)
-    assert "pyairtable: api log" not in result.stdout.str()
-
-
 def test_under_xdist_the_controller_reports_what_a_worker_read(
     project: Project, free_ports: Ports
 ) -> None:
@@ -215,7 +201,7 @@ def test_under_xdist_the_controller_reports_what_a_worker_read(
 def test_a_run_attached_to_a_kept_stack_reads_its_logs(project: Project, free_ports: Ports) -> None:
     ports = chatty_stack(project, free_ports(3))
     project.tests("def test_boot(pyairtable_api): pass\n")
-    first = project.run_subprocess("--pyairtable-keep")
+    first = project.run("--pyairtable-keep")
     assert first.ret == 0, first.stdout.str()
     try:
         project.tests(f"""
@@ -225,7 +211,7 @@ def test_a_run_attached_to_a_kept_stack_reads_its_logs(project: Project, free_po
                 httpx.get("http://127.0.0.1:{ports["api"]}/attached")
                 assert False
         """)
-        second = project.run_subprocess()
+        second = project.run()
         second.assert_outcomes(failed=1)
         second.stdout.fnmatch_lines(["*attached to the kept stack*"])
         assert "api: got /attached" in section(second.stdout.str(), "test_fails")
@@ -234,23 +220,27 @@ def test_a_run_attached_to_a_kept_stack_reads_its_logs(project: Project, free_po
     assert down.returncode == 0, down.stdout + down.stderr
 
 
-def test_a_containers_lines_from_the_engine_up_to_the_failure(
-    compose_project: Project,  # noqa: F811
-    free_ports: Ports,
-) -> None:
-    (port,) = free_ports(1)
-    (compose_project.path / "svc.py").write_text(SERVICE)
-    compose_project.compose(f"""
+def container_stack(project: Project, port: int) -> None:
+    (project.path / "svc.py").write_text(SERVICE)
+    project.compose(f"""
         services:
           api:
             image: {IMAGE}
             network_mode: host
-            volumes: ["/usr:/usr:ro", "{compose_project.path}:/proj:ro"]
+            volumes: ["/usr:/usr:ro", "{project.path}:/proj:ro"]
             environment: {{API_SECRET: "{SECRET}"}}
             command: ["/usr/bin/python3", "/proj/svc.py", "api", "{port}"]
             stop_grace_period: 1s
             x-pyairtable: {{probe: {{http: "http://127.0.0.1:{port}/health"}}}}
     """)
+
+
+def test_a_containers_lines_from_the_engine_up_to_the_failure(
+    compose_project: Project,  # noqa: F811
+    free_ports: Ports,
+) -> None:
+    (port,) = free_ports(1)
+    container_stack(compose_project, port)
     compose_project.tests(f"""
         import time
         import httpx
@@ -322,3 +312,24 @@ def test_window_of_a_replaced_file_a_partial_line_and_a_long_one(tmp_path: Path)
     shown = window_text(log, 0, 5).splitlines()
     assert shown[0] == "x" * 2000 + " [3000 more characters]" and shown[1] == "\ufffd"
     assert window_text(tmp_path / "missing.log", 0, 5) == ""
+
+
+def test_marks_per_mode_and_which_reports_carry_them(tmp_path: Path) -> None:
+    log = tmp_path / "api.log"
+    log.write_text("boot\n")
+    for mode, wanted in [
+        ("failed", {("call", "failed"), ("setup", "failed"), ("teardown", "failed")}),
+        (
+            "always",
+            {("call", "failed"), ("setup", "failed"), ("teardown", "failed"), ("call", "passed")},
+        ),
+        ("never", set()),
+    ]:
+        logs = TestLogs(mode, 50)
+        logs.begin(["api"])
+        logs.seen("api", log)  # ready during the test: marked then
+        assert logs.marks == ({} if mode == "never" else {"api": 5})
+        phases = {(w, o) for w in ("setup", "call", "teardown") for o in ("passed", "failed")}
+        assert {p for p in phases if logs.wanted(*p)} == wanted, mode
+        logs.begin(["db"])  # the next test uses another service: nothing of api's
+        assert logs.marks == {} and not logs.wanted("call", "failed")
