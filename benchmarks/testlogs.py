@@ -5,8 +5,9 @@
 A stack of three services that log each request they get (local processes; with
 ``--compose`` the same as containers on the engine, image made with `docker import` as
 in compose_stack.py). The suite: ``--tests`` tests, each using all three services and
-making one request to each, so each has lines to capture. Per round, interleaved, the
-same suite runs as separate pytest processes:
+making one request to each, so each has lines to capture. Per round, interleaved (each
+pair in turn, its order swapped every other round), the same suite runs as separate
+pytest processes, their logs in the benchmark's temp dir:
 
 - ``never``: the feature off, the external reference;
 - ``failed`` (the default): what every passing test pays (a mark per service);
@@ -211,11 +212,14 @@ def main() -> int:
         (project / "docker-compose.yml").write_text(compose_text(project, ports, args.compose))
         marks = marks_alone(project)
         for round_ in range(args.reps):
-            for name, (requests, fail, extra) in SUITES.items():
-                (project / "test_suite.py").write_text(suite(ports, args.tests, requests, fail))
-                took = run(project, env, *backend, *extra)
-                wall[name].append(took[0])
-                cpu[name].append(took[1])
+            for mode, reference in COSTS.values():  # each pair in turn, the order swapped
+                for name in (reference, mode) if round_ % 2 else (mode, reference):
+                    requests, fail, extra = SUITES[name]
+                    (project / "test_suite.py").write_text(suite(ports, args.tests, requests, fail))
+                    logs = project / "logs" / f"{round_}-{len(wall[name])}-{name}"
+                    took = run(project, env, *backend, *extra, f"--pyairtable-logs-dir={logs}")
+                    wall[name].append(took[0])
+                    cpu[name].append(took[1])
             print(f"round {round_ + 1}/{args.reps} done", file=sys.stderr)
 
     kind = "containers" if args.compose else "local processes"

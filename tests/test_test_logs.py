@@ -1,22 +1,21 @@
 """Per-test evidence: a failed test's report carries what each service it used logged
-while it ran, from real processes and real containers, in the terminal, junit XML and
+while it ran, from real processes and real containers (a placed stack: the service
+under test on the host, its dependency in a container), in the terminal, junit XML and
 through xdist; masked; bounded; and only from the test's own window."""
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from containers import IMAGE
 from stackrun import cli
-from test_compose import IMAGE, compose_project, engine  # noqa: F401 - fixtures
 
-from conftest import Project
+from conftest import Ports, Project
 from pytest_pyairtable.session.testlogs import TestLogs, window_text
 
-Ports = Callable[[int], list[int]]
 SECRET = "tok-3141-secret"
 
 # A service that logs each request it gets (not its probe's), its secret on /leak.
@@ -75,6 +74,21 @@ def section(out: str, test: str) -> str:
     return match.group(1)
 
 
+def log_sections(text: str) -> dict[str, list[str]]:
+    """Service -> the lines of its ``pyairtable: <service> log`` section, in order."""
+    found: dict[str, list[str]] = {}
+    lines: list[str] | None = None
+    for line in text.splitlines():
+        header = re.fullmatch(r"-+ pyairtable: (\S+) log -+", line)
+        if header:
+            lines = found[header.group(1)] = []
+        elif line.startswith("-") or line.startswith("="):
+            lines = None  # pytest's next section, or its summary
+        elif lines is not None:
+            lines.append(line)
+    return found
+
+
 def junit_cases(path: Path) -> dict[str, str]:
     """Test name -> the text of its test case's <system-out> elements."""
     cases = ET.parse(path).getroot().iter("testcase")
@@ -122,9 +136,10 @@ def test_a_failed_test_shows_what_its_services_logged_in_its_own_window(
 
     two = section(out, "test_two")
     # its services: the one it asked for and its dependency, in the stack's order
-    assert re.search(r"- pyairtable: db log -+\ndb: got /two\n-+ pyairtable: api log -", two), two
-    assert "api: got /two\napi: connecting with ***, password=***" in two
-    assert "pyairtable: other log" not in two and "other: got" not in two
+    sections = log_sections(two)
+    assert list(sections) == ["db", "api"], two  # not other's, which logged meanwhile
+    assert sections["db"] == ["db: got /two"]
+    assert sections["api"] == ["api: got /two", "api: connecting with ***, password=***"]
     assert "/one" not in out and "/four" not in out  # not other tests' lines; a pass has none
     assert "listening" not in out  # the boot is not a test's evidence
     assert SECRET not in out and "pw-in-a-line" not in out
@@ -220,56 +235,67 @@ def test_a_run_attached_to_a_kept_stack_reads_its_logs(project: Project, free_po
     assert down.returncode == 0, down.stdout + down.stderr
 
 
-def container_stack(project: Project, port: int) -> None:
-    (project.path / "svc.py").write_text(SERVICE)
-    project.compose(f"""
+def test_a_placed_stack_shows_host_and_container_lines_up_to_the_failure(
+    compose_project: Project, free_ports: Ports
+) -> None:
+    """api (the service under test) on the host, db in a container: a failing test gets
+    both logs, the container's up to the line it wrote just before the failure."""
+    db, api = free_ports(2)
+    path = compose_project.path
+    (path / "svc.py").write_text(SERVICE)
+    compose_project.compose(f"""
         services:
-          api:
+          db:
             image: {IMAGE}
             network_mode: host
-            volumes: ["/usr:/usr:ro", "{project.path}:/proj:ro"]
+            volumes: ["/usr:/usr:ro", "{path}:/proj:ro"]
             environment: {{API_SECRET: "{SECRET}"}}
-            command: ["/usr/bin/python3", "/proj/svc.py", "api", "{port}"]
+            command: ["/usr/bin/python3", "/proj/svc.py", "db", "{db}"]
             stop_grace_period: 1s
-            x-pyairtable: {{probe: {{http: "http://127.0.0.1:{port}/health"}}}}
+            x-pyairtable: {{probe: {{http: "http://127.0.0.1:{db}/health"}}}}
+          api:
+            image: example.org/team/api:1.4
+            depends_on: [db]
+            ports: ["{api}:{api}"]
+            x-pyairtable:
+              local: {{command: [python, "{path / "svc.py"}", api, "{api}"]}}
+              probe: {{http: "http://127.0.0.1:{api}/health"}}
     """)
-
-
-def test_a_containers_lines_from_the_engine_up_to_the_failure(
-    compose_project: Project,  # noqa: F811
-    free_ports: Ports,
-) -> None:
-    (port,) = free_ports(1)
-    container_stack(compose_project, port)
     compose_project.tests(f"""
         import time
         import httpx
         import pytest
 
-        def test_before(pyairtable_api):
-            httpx.get("http://127.0.0.1:{port}/before")
+        def test_before(pyairtable_api, pyairtable_db):
+            httpx.get("http://127.0.0.1:{api}/before")
+            httpx.get("http://127.0.0.1:{db}/before")
             # A container's line reaches its log file a few ms after it was written (the
             # engine's pipeline): one written in the last of them may open the next
             # test's window, as the docs say. Here it arrives before this test ends.
             deadline = time.monotonic() + 30
-            while b"api: got /before" not in pyairtable_api.log_path.read_bytes():
+            while b"db: got /before" not in pyairtable_db.log_path.read_bytes():
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
 
-        @pytest.mark.parametrize("i", range(5))
+        @pytest.mark.parametrize("i", range(4))
         def test_fails(pyairtable_api, i):
-            httpx.get(f"http://127.0.0.1:{port}/during-{{i}}")
-            httpx.get("http://127.0.0.1:{port}/leak")  # the line just before the failure
+            httpx.get(f"http://127.0.0.1:{api}/during-{{i}}")
+            httpx.get(f"http://127.0.0.1:{db}/during-{{i}}")
+            httpx.get("http://127.0.0.1:{db}/leak")  # the line just before the failure
             pytest.fail("deliberately", pytrace=False)  # reported at once: no traceback
     """)
-    junit = compose_project.path / "junit.xml"
-    result = compose_project.run("--pyairtable-backend", "compose", f"--junitxml={junit}")
-    result.assert_outcomes(passed=1, failed=5)
+    junit = path / "junit.xml"
+    result = compose_project.run("--pyairtable-local", "api", f"--junitxml={junit}")
+    result.assert_outcomes(passed=1, failed=4)
     out = result.stdout.str()
-    for i in range(5):
+    result.stdout.fnmatch_lines(["*db *ready  container", "*api *ready  host"])
+    for i in range(4):
         failure = section(out, rf"test_fails\[{i}\]")
-        assert f"api: got /during-{i}\napi: connecting with ***, password=***" in failure
-        assert f"api: got /during-{i}" in junit_cases(junit)[f"test_fails[{i}]"]
+        assert log_sections(failure) == {
+            "db": [f"db: got /during-{i}", "db: connecting with ***, password=***"],
+            "api": [f"api: got /during-{i}"],
+        }, failure
+        assert f"db: got /during-{i}" in junit_cases(junit)[f"test_fails[{i}]"]
     assert "/before" not in out and "listening" not in out
     assert SECRET not in out + junit.read_text()
 
