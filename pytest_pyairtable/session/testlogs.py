@@ -28,6 +28,21 @@ _BLOCK = 65536
 ReadLogs = Callable[[Mapping[str, int], int], Mapping[str, str]]
 
 
+def parse_mode(value: object) -> str:
+    """--pyairtable-test-logs."""
+    if str(value) not in MODES:
+        raise ValueError(f"valid values are {', '.join(MODES)}")
+    return str(value)
+
+
+def parse_line_count(value: object) -> int:
+    """--pyairtable-test-log-lines."""
+    count = int(str(value).strip())  # a ValueError names the value
+    if not 1 <= count <= 10_000:
+        raise ValueError("not between 1 and 10000 (turn the logs off with never)")
+    return count
+
+
 def log_size(path: Path) -> int:
     """Where a test's window in ``path`` begins; a file not written yet is empty."""
     try:
