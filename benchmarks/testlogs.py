@@ -71,17 +71,22 @@ ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 TIMING = """
 import json, os, time
 import pytest
+from pytest_pyairtable.frontends.pytest.roles import STASH
 
 TIMES = []
+ALTERNATE = os.environ.get("BENCH_ALTERNATE", "").split(",")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    mode = ALTERNATE[len(TIMES) % 2] if ALTERNATE != [""] else ""
+    if mode:  # the setting, switched test by test: a reference in the same process
+        item.config.stash[STASH].logs.mode = mode
     wall, cpu = time.perf_counter(), time.thread_time()
     try:
         return (yield)
     finally:
-        TIMES.append((time.perf_counter() - wall, time.thread_time() - cpu))
+        TIMES.append((mode, time.perf_counter() - wall, time.thread_time() - cpu))
 
 
 def pytest_sessionfinish(session):
@@ -132,9 +137,9 @@ def suite(ports: dict[str, int], tests: int, requests: bool, fail: bool) -> str:
     )
 
 
-def run(project: Path, env: dict[str, str], *args: str) -> tuple[float, float]:
-    """The median wall and CPU (main thread) time of one test of a whole pytest run,
-    its first test (the boot) left out."""
+def run(project: Path, env: dict[str, str], *args: str) -> list[tuple[str, float, float]]:
+    """Each test's (mode, wall, CPU of the main thread) of a whole pytest run, its first
+    test (the boot) left out."""
     times = project / "times.json"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short", *args],
@@ -148,8 +153,21 @@ def run(project: Path, env: dict[str, str], *args: str) -> tuple[float, float]:
         raise RuntimeError(
             f"pytest {' '.join(args)} failed:\n{(done.stdout + done.stderr)[-3000:]}"
         )
-    measured = json.loads(times.read_text())[1:]
-    return statistics.median(w for w, _ in measured), statistics.median(c for _, c in measured)
+    return [(str(m), float(w), float(c)) for m, w, c in json.loads(times.read_text())[1:]]
+
+
+def medians(tests: list[tuple[str, float, float]]) -> tuple[float, float]:
+    return statistics.median(t[1] for t in tests), statistics.median(t[2] for t in tests)
+
+
+def paired(tests: list[tuple[str, float, float]], reference: str) -> tuple[float, float]:
+    """Median over neighbouring tests of (the other mode's time - the reference's)."""
+    walls, cpus = [], []
+    for one, two in zip(tests[::2], tests[1::2], strict=False):
+        other, ref = (two, one) if one[0] == reference else (one, two)
+        walls.append(other[1] - ref[1])
+        cpus.append(other[2] - ref[2])
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def marks_alone(project: Path, reps: int = 20000) -> float:
@@ -170,14 +188,14 @@ def shown(samples: list[float]) -> str:
     return f"{statistics.median(ms):7.3f} ms (min {ms[0]:.3f}, max {ms[-1]:.3f})"
 
 
-# name -> (tests make requests, tests fail, options); each cost is against a reference
-SUITES: dict[str, tuple[bool, bool, list[str]]] = {
-    "quiet, never": (False, False, ["--pyairtable-test-logs=never"]),
-    "quiet, failed": (False, False, []),
-    "requests, never": (True, False, ["--pyairtable-test-logs=never"]),
-    "requests, always": (True, False, ["--pyairtable-test-logs=always"]),
-    "failing, never": (True, True, ["--pyairtable-test-logs=never"]),
-    "failing, failed": (True, True, []),
+# name -> (tests make requests, tests fail, options, mode); each cost is against a reference
+SUITES: dict[str, tuple[bool, bool, list[str], str]] = {
+    "quiet, never": (False, False, ["--pyairtable-test-logs=never"], "never"),
+    "quiet, failed": (False, False, [], "failed"),
+    "requests, never": (True, False, ["--pyairtable-test-logs=never"], "never"),
+    "requests, always": (True, False, ["--pyairtable-test-logs=always"], "always"),
+    "failing, never": (True, True, ["--pyairtable-test-logs=never"], "never"),
+    "failing, failed": (True, True, [], "failed"),
 }
 COSTS = {
     "a passing test, default (failed)": ("quiet, failed", "quiet, never"),
@@ -203,6 +221,7 @@ def main() -> int:
     backend = ["--pyairtable-backend", "compose" if args.compose else "local"]
     wall: dict[str, list[float]] = {name: [] for name in SUITES}
     cpu: dict[str, list[float]] = {name: [] for name in SUITES}
+    mixed: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in COSTS}
     with tempfile.TemporaryDirectory(prefix="bench-testlogs-") as tmp:
         project = Path(tmp)
         os.chmod(project, 0o755)  # the containers read the service's script
@@ -212,14 +231,37 @@ def main() -> int:
         (project / "docker-compose.yml").write_text(compose_text(project, ports, args.compose))
         marks = marks_alone(project)
         for round_ in range(args.reps):
-            for mode, reference in COSTS.values():  # each pair in turn, the order swapped
+            for label, (mode, reference) in COSTS.items():
+                requests, fail, extra, _ = SUITES[mode]
+                (project / "test_suite.py").write_text(suite(ports, args.tests, requests, fail))
+                # each pair in turn, its order swapped every other round
                 for name in (reference, mode) if round_ % 2 else (mode, reference):
-                    requests, fail, extra = SUITES[name]
-                    (project / "test_suite.py").write_text(suite(ports, args.tests, requests, fail))
-                    logs = project / "logs" / f"{round_}-{len(wall[name])}-{name}"
-                    took = run(project, env, *backend, *extra, f"--pyairtable-logs-dir={logs}")
+                    logs = project / "logs" / f"{round_}-{name}"
+                    took = medians(
+                        run(
+                            project,
+                            env,
+                            *backend,
+                            *SUITES[name][2],
+                            f"--pyairtable-logs-dir={logs}",
+                        )
+                    )
                     wall[name].append(took[0])
                     cpu[name].append(took[1])
+                # and in one process, the mode switched test by test
+                order = [reference, mode] if round_ % 2 else [mode, reference]
+                logs = project / "logs" / f"{round_}-{label}-mixed"
+                alternate = ",".join(SUITES[name][3] for name in order)
+                tests = run(
+                    project,
+                    {**env, "BENCH_ALTERNATE": alternate},
+                    *backend,
+                    *extra,
+                    f"--pyairtable-logs-dir={logs}",
+                )
+                pair = paired(tests, SUITES[reference][3])
+                mixed[label][0].append(pair[0])
+                mixed[label][1].append(pair[1])
             print(f"round {round_ + 1}/{args.reps} done", file=sys.stderr)
 
     kind = "containers" if args.compose else "local processes"
@@ -232,8 +274,16 @@ def main() -> int:
     for label, (mode, reference) in COSTS.items():
         walls = [a - b for a, b in zip(wall[mode], wall[reference], strict=True)]
         cpus = [a - b for a, b in zip(cpu[mode], cpu[reference], strict=True)]
-        costs[label] = {"wall": walls, "cpu": cpus}
+        costs[label] = {
+            "wall": walls,
+            "cpu": cpus,
+            "mixed_wall": mixed[label][0],
+            "mixed_cpu": mixed[label][1],
+        }
         print(f"  {label:33} wall {shown(walls)}   cpu {shown(cpus)}")
+    print("the same, in one process, the setting switched test by test (neighbours paired):")
+    for label in COSTS:
+        print(f"  {label:33} wall {shown(mixed[label][0])}   cpu {shown(mixed[label][1])}")
     print(f"the marks alone (3 services, no pytest): {marks * 1e6:.1f} us a test")
     write_json(
         args.json,

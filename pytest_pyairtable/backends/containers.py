@@ -146,6 +146,8 @@ class ContainerService(BaseRunning):
     """A container, as the core sees a running service: started by this run (its log
     followed into a file) or adopted from a kept stack's record."""
 
+    logs_late = True  # the engine's log, followed into the file
+
     def __init__(
         self,
         api: Any,

@@ -273,12 +273,12 @@ class StackOwner:
         from .testlogs import window_text
 
         sources = {name: self._log_source(name) for name in marks}
-        running = [r for _, r in sources.values() if r is not None]
-        settling = [threading.Thread(target=r.sync_logs, daemon=True) for r in running[1:]]
+        late = [r for _, r in sources.values() if r is not None and r.logs_late]
+        settling = [threading.Thread(target=r.sync_logs, daemon=True) for r in late[1:]]
         for thread in settling:
             thread.start()
-        if running:
-            running[0].sync_logs()
+        if late:
+            late[0].sync_logs()
         for thread in settling:
             thread.join()
         return {

@@ -43,14 +43,6 @@ def parse_line_count(value: object) -> int:
     return count
 
 
-def log_size(path: Path) -> int:
-    """Where a test's window in ``path`` begins; a file not written yet is empty."""
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
 def window_text(path: Path, offset: int, lines: int) -> str:
     """The last ``lines`` lines written to ``path`` since ``offset`` ('' for none), read
     from the end: a long test's window is not read whole. A file shorter than the mark
@@ -102,8 +94,12 @@ class TestLogs:
             self._wanted = frozenset()
             return
         self._wanted = frozenset(services)
-        for name in self._wanted & self.paths.keys():
-            self.marks[name] = log_size(self.paths[name])
+        known = self._wanted & self.paths.keys()
+        if known:  # (the backends were imported when the paths became known)
+            from ..backends.base import log_size
+
+            for name in known:
+                self.marks[name] = log_size(self.paths[name])
 
     def seen(self, name: str, path: Path | None) -> None:
         """A service's handle arrived: a test using it that has no mark yet gets one now
@@ -112,6 +108,8 @@ class TestLogs:
             return
         self.paths[name] = path
         if name in self._wanted and name not in self.marks:
+            from ..backends.base import log_size
+
             self.marks[name] = log_size(path)
 
     def wanted(self, when: str, outcome: str) -> bool:
