@@ -62,7 +62,7 @@ class Orchestrator:
         self.backend = backend
         self.timing = timing or Timing()
         self.listener = listener or Listener()
-        self.redact = redact or Redactor(stack.secret_values())
+        self.redact = redact or stack.redactor()
         self.edges = {n: [d.name for d in s.depends_on] for n, s in stack.services.items()}
         self.tiers = graph.tiers(self.edges)
         self.runs: dict[str, ServiceRun] = {}

@@ -50,7 +50,7 @@ class ServiceRun:
     restarts: list[tuple[float, float | None]] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.spec.secret_values())
+        return dataclass_repr(self, self.spec.secret_values(), self.spec.identifiers())
 
     @property
     def name(self) -> str:

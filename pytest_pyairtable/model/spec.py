@@ -15,9 +15,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..support.errors import UnknownServiceError
-from ..support.redact import dataclass_repr, mask_patterns, secret_values, text_secrets
+from ..support.redact import Redactor, dataclass_repr, mask_patterns, secret_values, worth_masking
 from .names import fixture_name
-from .probespec import ProbeSpec, redis_password
+from .probespec import ProbeSpec
 from .schema import CONDITIONS
 
 if TYPE_CHECKING:
@@ -102,23 +102,24 @@ class ServiceSpec:
     job: bool = False  # x-pyairtable.job: a one-shot service, ready once it exited 0
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.secret_values())
+        return dataclass_repr(self, self.secret_values(), self.identifiers())
 
     def secret_values(self) -> set[str]:
         """Values of this service that must never be printed: those of secret-named
         variables and keys (environment, local env, x-pyairtable), passwords in its URLs
         and the values of secret flags on its command lines."""
-        found = secret_values(self.environment) | secret_values(self.local.env)
-        found |= secret_values(self.extension)
-        texts = [*self.environment.values(), *self.local.env.values(), self.url or ""]
-        texts += [self.probe.target, " ".join(self.probe.argv), " ".join(self.command)]
-        texts += [" ".join(self.entrypoint or ()), " ".join(self.local.command or ())]
-        if self.healthcheck is not None:
-            texts.append(" ".join(self.healthcheck.test or ()))
-        for text in texts:
-            found |= text_secrets(text)
-        if self.image_kind == "redis" and redis_password(self):
-            found.add(redis_password(self))
+        from .identifiers import service_sources
+
+        return {value for _, _, value in service_sources(self) if worth_masking(value)}
+
+    def identifiers(self) -> dict[str, str]:
+        """Its names (service, container, image, users, databases, hosts, paths, the
+        words of its commands), which masking never touches."""
+        from .identifiers import code_words, service_identifiers
+
+        found = service_identifiers(self)
+        for name, kind in code_words(self, self.secret_values()).items():
+            found.setdefault(name, kind)
         return found
 
     @property
@@ -154,18 +155,39 @@ class StackSpec:
     extensions: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.secret_values())
+        return dataclass_repr(self, self.secret_values(), self.identifiers())
 
     def secret_values(self) -> list[str]:
         """Values that must never be printed: variables whose name looks like a secret
         (the environment's too), passwords in their URLs, every service's secrets and
         those of the top-level ``x-`` blocks; longest first."""
-        found = secret_values(self.variables) | secret_values(self.extensions)
-        for value in self.variables.values():
-            found |= text_secrets(value)
-        for svc in self.services.values():
-            found |= svc.secret_values()
+        from .identifiers import stack_sources
+
+        found = {value for _, _, value in stack_sources(self) if worth_masking(value)}
         return sorted(found, key=len, reverse=True)
+
+    def identifiers(self) -> dict[str, str]:
+        """The stack's names and paths (project, services, images, users, databases,
+        hosts, the project's files, the words of its commands), each with what it is:
+        masking never touches them."""
+        from .identifiers import stack_identifiers
+
+        return stack_identifiers(self)
+
+    def redactor(self) -> Redactor:
+        """What every output of this stack passes through (made once)."""
+        made = self.__dict__.get("_redactor")
+        if made is None:
+            made = Redactor(self.secret_values(), self.identifiers())
+            object.__setattr__(self, "_redactor", made)
+        return made
+
+    def secret_notes(self) -> list[str]:
+        """A warning per secret masked only where it appears as a secret (it equals a
+        name, or is short or an ordinary word), naming its service and variable."""
+        from .identifiers import stack_sources, weak_notes
+
+        return weak_notes(stack_sources(self), self.redactor().weak)
 
     def require(self, names: Iterable[str]) -> list[str]:
         names = list(names)

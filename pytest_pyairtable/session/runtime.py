@@ -135,6 +135,7 @@ class Runtime:
             return
         self._stack = stack
         self.notices += [f"compose warning: {w}" for w in stack.warnings]
+        self.notices += [f"warning: {note}" for note in stack.secret_notes()]
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
 
     @property
@@ -185,7 +186,8 @@ class Runtime:
         self.ports.close()
         self.ports = None
         self.notices = [n for n in self.notices if not n.startswith("free ports: ")]
-        self._loaded, self._stack, self._error, self._redact = False, None, None, None
+        self._loaded, self._stack, self._error = False, None, None
+        self._redactors.clear()
         self._load()
 
     @property
@@ -208,8 +210,17 @@ class Runtime:
         (a run that needs no service never reads the stack), then the stack's too."""
         if self._loaded not in self._redactors:
             stack = self._stack if self._loaded else None
-            secrets = stack.secret_values() if stack else secret_values(os.environ)
-            self._redactors[self._loaded] = Redactor(secrets)
+            self._redactors[self._loaded] = (
+                stack.redactor()
+                if stack
+                else Redactor(
+                    secret_values(os.environ),
+                    {
+                        str(p): "a path of the project"
+                        for p in (*self.compose_files, self.compose_file.parent)
+                    },
+                )
+            )
         return self._redactors[self._loaded]
 
     def topology(self) -> Mapping[str, list[str]]:
