@@ -83,6 +83,7 @@ class Runtime:
         self._stack: StackSpec | None = None
         self._error: PyAirtableError | None = None
         self._redactors: dict[bool, Redactor] = {}  # by whether the stack was read
+        self._quiet: Redactor | None = None  # redact_all's, before the stack was read
         self._topology: dict[str, list[str]] | None = None
         self.docker: DockerOverrides | None = None  # pytest-docker's fixtures a suite overrode
         self._backend_class: type[BaseBackend] | None = None
@@ -222,6 +223,24 @@ class Runtime:
                 )
             )
         return self._redactors[self._loaded]
+
+    def redact_all(self) -> Redactor:
+        """The stack's masking even before the run has read the stack (an application's
+        warning at collection may print a password from .env): read quietly, once,
+        leaving what the run itself loads, and when, as it was."""
+        if self._loaded or not self.compose_file.is_file():
+            return self.redact
+        if self._quiet is None:
+            from ..model.spec import load_stack
+
+            try:
+                stack = load_stack(
+                    self.compose_files, env_file=self.env_file, profiles=self.settings.profile
+                )
+                self._quiet = stack.redactor()
+            except ConfigError:
+                self._quiet = self.redact
+        return self._quiet
 
     def topology(self) -> Mapping[str, list[str]]:
         """Service -> dependencies; cheap until the stack was loaded (see topology.py)."""
