@@ -6,15 +6,17 @@ structured outputs are masked inside their data, so they parse."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pytest_pyairtable.model.spec import load_stack
-from pytest_pyairtable.support.redact import MASK, Redactor, weak_reason
+from pytest_pyairtable.support.redact import MASK, Redactor, mask_patterns, weak_reason
 
 POSTGRES = """
 services:
@@ -102,3 +104,82 @@ def test_the_threshold_and_the_reasons() -> None:
     assert weak_reason("hunter2") is None and weak_reason("changethis") is None
     redact = Redactor(["secret", "changethis"])
     assert redact("a secret: changethis") == "a secret: ***"
+
+
+def shapes_table() -> list[tuple[str, str, str]]:
+    """The rows of the table in docs/reference.md: (shape, example, shown)."""
+    text = (Path(__file__).parent.parent / "docs" / "reference.md").read_text()
+    section = text.split("## Secrets in output", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 3 and cells[1].startswith("`"):
+            examples, shown = re.findall(r"`([^`]+)`", cells[1]), re.findall(r"`([^`]+)`", cells[2])
+            assert len(examples) == len(shown), line
+            rows += [(cells[0], e, s) for e, s in zip(examples, shown, strict=True)]
+    return rows
+
+
+SHAPES = shapes_table()
+
+
+def test_the_documented_table_lists_every_shape() -> None:
+    assert len(SHAPES) >= 18
+    assert {"mysql's glued `-p`", "`Authorization` header", "a passphrase"} <= {
+        s for s, _, _ in SHAPES
+    }
+
+
+@pytest.mark.parametrize(("shape", "example", "shown"), SHAPES, ids=[s for s, _, _ in SHAPES])
+def test_each_documented_shape(shape: str, example: str, shown: str) -> None:
+    if "--showlocals" in shape:
+        from pytest_pyairtable.frontends.pytest.masking import _local
+
+        assert _local(example, Redactor()) == shown
+    else:
+        assert mask_patterns(example) == shown
+
+
+def test_an_interpolation_message_shows_no_secret(tmp_path: Path) -> None:
+    directory = project(tmp_path, """
+        services:
+          api:
+            image: x
+            environment:
+              A: "${MISSING:?set it; the token was $API_TOKEN, the URL postgresql://u:$X@h/db}"
+    """)  # fmt: skip
+    (directory / ".env").write_text("API_TOKEN=tok-secret-123\nX=plain-pw-99\n")
+    done = pyairtable(directory, "config")
+    assert done.returncode == 2
+    assert "MISSING (set it; the token was ***, the URL postgresql://u:***@h/db)" in done.stderr
+
+
+ADVERSARIAL = [
+    "mysql -p" * 50_000,
+    "mysql\n-px " * 50_000,
+    "Authorization: " * 50_000,
+    "authorization=bearer " * 50_000,
+    "https://hooks.x/" + "a/" * 100_000,
+    "https://hook" * 50_000,
+    "x-api-key: '" * 50_000,
+    "password: \"'" * 50_000,
+    "password='" * 50_000,
+    'password="\\"' * 50_000,
+    "redis://:" + "a" * 100_000 + "...",
+    "a://b:" * 50_000 + "...",
+    "abcdefgh..." * 50_000,
+    "...abcdefgh" * 50_000,
+    "a" * 200_000 + "..." + "h" * 200_000,
+    "https://" + "0123456789abcdefXYZ" * 10_000 + "@h",
+]
+
+
+def test_new_shapes_take_linear_time_on_adversarial_text() -> None:
+    """A CPU-time bound, a hang detector: each of these takes well under a second."""
+    import time
+
+    redact = Redactor(["abcdefghijkl", "hhhhhhhhhhhh" + "a" * 40, "px px px"])
+    for text in ADVERSARIAL:
+        began = time.process_time()
+        redact(text)
+        assert time.process_time() - began < 15, text[:40]

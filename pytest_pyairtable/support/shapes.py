@@ -99,9 +99,9 @@ def webhook_spans(text: str) -> list[Span]:
                   default=len(url))  # fmt: skip
         pos = match.start() + path_at + 1
         segments = url[path_at + 1 : end].split("/")
+        last = max((n for n, segment in enumerate(segments) if segment), default=-1)
         for n, segment in enumerate(segments):
-            last = n == len(segments) - 1 or not any(segments[n + 1 :])
-            if (last and len(segment) >= 8) or looks_like_token(segment):
+            if (n == last and len(segment) >= 8) or looks_like_token(segment):
                 spans.append((pos, pos + len(segment)))
             pos += len(segment) + 1
     return spans
