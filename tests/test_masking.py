@@ -183,3 +183,14 @@ def test_new_shapes_take_linear_time_on_adversarial_text() -> None:
         began = time.process_time()
         redact(text)
         assert time.process_time() - began < 15, text[:40]
+
+
+def test_a_secret_after_a_flag_in_an_argv_is_masked_in_the_data() -> None:
+    redact = Redactor(["postgres"], {"postgres": "a service name"})
+    doc = {"command": ["redis-server", "--requirepass", "postgres", "--port", "1"],
+           "test": ["CMD", "mysqladmin", "-uroot", "-pexample"], "image": "postgres:15"}  # fmt: skip
+    assert redact.data(doc) == {
+        "command": ["redis-server", "--requirepass", MASK, "--port", "1"],
+        "test": ["CMD", "mysqladmin", "-uroot", "-p***"],
+        "image": "postgres:15",
+    }

@@ -28,6 +28,7 @@ or an ordinary word (commonwords.py). ``POSTGRES_PASSWORD: postgres`` keeps the 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -157,9 +158,12 @@ class Redactor:
         return Redactor(self.secrets, {**self.identifiers, **more})
 
     def __call__(self, text: str) -> str:
+        return self._text(text, [])
+
+    def _text(self, text: str, extra: list[Span]) -> str:
         if not text:
             return text
-        spans = pattern_spans(text)
+        spans = pattern_spans(text) + extra
         for secret in self._strong:
             at = text.find(secret)
             while at >= 0:
@@ -208,10 +212,28 @@ class Redactor:
         if isinstance(value, Mapping):
             return {k: self.data(v, secret or self._secret_key(k)) for k, v in value.items()}
         if isinstance(value, list | tuple):
+            if not secret and value and all(isinstance(v, str) for v in value):
+                return self._argv(value)
             return [self.data(v, secret) for v in value]
         if secret and isinstance(value, int | float) and not isinstance(value, bool):
             return MASK
         return value
+
+    def _argv(self, argv: list[str] | tuple[str, ...]) -> list[str]:
+        """A list of words (a command): each masked as text, and as one command line
+        too, for what only the words around it make a secret (``["--password", "x"]``,
+        mysql's ``["mysqladmin", "-px"]``). A span is masked in the word it starts in."""
+        starts, at = [], 0
+        for word in argv:
+            starts.append(at)
+            at += len(word) + 1
+        extra: dict[int, list[Span]] = {}
+        for start, end in pattern_spans(" ".join(argv)):
+            n = bisect.bisect_right(starts, start) - 1
+            if not _reference(argv[n]):
+                stop = min(end, starts[n] + len(argv[n])) - starts[n]
+                extra.setdefault(n, []).append((start - starts[n], stop))
+        return [self._text(word, extra.get(n, [])) for n, word in enumerate(argv)]
 
     def _secret_key(self, key: Any) -> bool:
         return isinstance(key, str) and key not in self.identifiers and is_secret_name(key)
