@@ -35,6 +35,8 @@ from .values import sprint
 
 _X_KEYS = ("local", "probe", "url", "job")
 _LOCAL_KEYS = ("command", "cwd", "env")
+# Names compose prints as given; masking never touches them (model/identifiers.py).
+NAMES = ("container_name", "hostname", "domainname")
 _UINT64 = (1 << 64) - 1
 
 
@@ -57,7 +59,7 @@ def build_service(
     ports = [_port(p, f"{where}: ports[{n}]") for n, p in enumerate(svc.get("ports") or [])]
     if ports:
         compose["ports"] = [_port_json(p) for p in svc["ports"]]
-    for key in ("image", "profiles", "stop_signal", "volumes"):
+    for key in ("image", "profiles", "stop_signal", "volumes", *NAMES):
         if svc.get(key):
             compose[key] = svc[key]
     grace_ns = 10 * 1_000_000_000

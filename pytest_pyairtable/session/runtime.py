@@ -42,7 +42,7 @@ def runtime_for(
     """A runtime for the compose file(s) the settings name (else COMPOSE_FILE, else
     compose's default names at rootdir); read fully only when a test (or command) needs
     the stack, and a broken file becomes the runtime's error."""
-    from ..model.project import find_compose_files
+    from ..model.project import compose_files_source, find_compose_files
 
     given = settings.compose_file
     env_file = invocation_dir / settings.env_file if settings.env_file else None
@@ -53,6 +53,8 @@ def runtime_for(
         files, error = (), exc
     compose = files[0] if files else rootdir / "docker-compose.yml"
     runtime = Runtime(settings, hook, compose_file=compose, env_file=env_file, compose_files=files)
+    given_from = settings.sources["compose_file"] if given else ""
+    runtime.compose_source = compose_files_source(given_from, invocation_dir, os.environ)
     missing = [f for f in files if not os.path.lexists(f)]  # the loader says what else
     if error is None and missing:
         error = ConfigError(
@@ -78,6 +80,7 @@ class Runtime:
         self.hook = hook if hook is not None else own_hooks()
         self.compose_file = compose_file  # the first file: the kept stack's record is beside it
         self.compose_files = compose_files or (compose_file,)  # merged in this order
+        self.compose_source = ""  # how they were chosen, for the header
         self.env_file = env_file
         self._loaded = False
         self._stack: StackSpec | None = None
@@ -138,6 +141,17 @@ class Runtime:
         self.notices += [f"compose warning: {w}" for w in stack.warnings]
         self.notices += [f"warning: {note}" for note in stack.secret_notes()]
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
+
+    def no_compose_file(self) -> str:
+        """Why there is no stack when no compose file was found: what was looked for,
+        where, and how to name one."""
+        from ..model.project import DEFAULT_NAMES
+
+        return (
+            f"no compose file in {self.compose_file.parent} (none of {', '.join(DEFAULT_NAMES)}, "
+            "and COMPOSE_FILE is unset). Fix: pass --pyairtable-compose-file PATH, or set "
+            "pyairtable_compose_file in the ini file."
+        )
 
     @property
     def backend_class(self) -> type[BaseBackend]:
