@@ -4,6 +4,7 @@ xdist's forwarded reports; a traceback's source lines stay as written, whole."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,40 @@ def test_masked_lines_of_a_test_without_a_stack_stay_whole(
     out = result.stdout.str()
     assert ">       assert check(password=password, hashed_password=password.upper())" in out
     assert "check(password='***', hashed_password='***')" in out
+
+
+def test_a_stack_whose_password_is_its_name_reads_as_written(
+    project: Project, free_ports: Callable[[int], list[int]]
+) -> None:
+    """`POSTGRES_PASSWORD: postgres`-style defaults: the service, its image and the
+    critical path keep their names in the run's output; the password is masked after
+    its name and in its URL; the run warns once."""
+    (port,) = free_ports(1)
+    project.compose(f"""
+        name: airflow
+        services:
+          airflow:
+            image: apache/airflow:2.9
+            environment:
+              AIRFLOW_PASSWORD: airflow
+              DATABASE_URL: postgresql://airflow:airflow@127.0.0.1:5432/airflow
+            x-pyairtable:
+              local: {{command: python -m pytest_pyairtable.standin --startup-delay 0 --name airflow --port {port}}}
+              probe: {{tcp: "127.0.0.1:{port}"}}
+    """)
+    project.tests("""
+        def test_it(pyairtable_airflow):
+            word = "air" + "flow"  # the code never holds the printed text
+            print("env", f"AIRFLOW_PASSWORD={word}", f"url postgresql://{word}:{word}@h/{word}")
+            assert pyairtable_airflow.name == "x"
+    """)
+    result = project.run_subprocess("-rA", "-v")
+    out = result.stdout.str()
+    result.assert_outcomes(failed=1)
+    assert "AIRFLOW_PASSWORD=***" in out and "postgresql://airflow:***@h/airflow" in out
+    assert "AIRFLOW_PASSWORD=airflow" not in out and "airflow:airflow@" not in out
+    assert "* airflow" in out and ": airflow (* above)" in out  # the timeline, its critical path
+    assert "Handle(name='airflow'" in out
+    warning = ("warning: service 'airflow': AIRFLOW_PASSWORD equals the service name; it is "
+               "masked only where it appears as a password")  # fmt: skip
+    assert out.count(warning) == 1, out

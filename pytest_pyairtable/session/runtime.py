@@ -139,7 +139,8 @@ class Runtime:
             return
         self._stack = stack
         self.notices += [f"compose warning: {w}" for w in stack.warnings]
-        self.notices += [f"warning: {note}" for note in stack.secret_notes()]
+        notes = [f"warning: {note}" for note in stack.secret_notes()]
+        self.notices += [note for note in notes if note not in self.notices]  # once
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
 
     def no_compose_file(self) -> str:
