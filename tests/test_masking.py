@@ -194,3 +194,14 @@ def test_a_secret_after_a_flag_in_an_argv_is_masked_in_the_data() -> None:
         "test": ["CMD", "mysqladmin", "-uroot", "-p***"],
         "image": "postgres:15",
     }
+
+
+def test_a_token_as_a_urls_user_name_in_the_header_and_a_handles_repr() -> None:
+    from pytest_pyairtable.engine.handle import Handle
+    from pytest_pyairtable.support.redact import mask_url
+
+    dsn = "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/2"
+    assert mask_url(dsn) == "https://***@o1.ingest.sentry.io/2"
+    assert mask_url("http://user@host/x") == "http://user@host/x"
+    handle = Handle("sentry", 1, "o1.ingest.sentry.io", 443, dsn, 0.1, None, {})
+    assert "0123456789abcdef" not in repr(handle) and "https://***@o1" in repr(handle)
