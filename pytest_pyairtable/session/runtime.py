@@ -226,17 +226,13 @@ class Runtime:
         (a run that needs no service never reads the stack), then the stack's too."""
         if self._loaded not in self._redactors:
             stack = self._stack if self._loaded else None
-            self._redactors[self._loaded] = (
-                stack.redactor()
-                if stack
-                else Redactor(
-                    secret_values(os.environ),
-                    {
-                        str(p): "a path of the project"
-                        for p in (*self.compose_files, self.compose_file.parent)
-                    },
-                )
-            )
+            if stack is not None:
+                self._redactors[self._loaded] = stack.redactor()
+            else:  # what is known of the stack's names without reading it
+                names = dict.fromkeys(self._topology or {}, "a service name")
+                for path in (*self.compose_files, self.compose_file.parent):
+                    names[str(path)] = "a path of the project"
+                self._redactors[self._loaded] = Redactor(secret_values(os.environ), names)
         return self._redactors[self._loaded]
 
     def redact_all(self) -> Redactor:

@@ -18,9 +18,10 @@ from ...support.redact import MASK, Redactor, is_secret_name
 
 _FAIL = "E   "
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_STRING = re.compile(r"(['\"])(?:\\.|(?!\1).)*\1")
+# A backslash is read only as an escape: an unclosed string is one linear scan.
+_STRING = re.compile(r"(['\"])(?:\\.|(?!\1)[^\\])*\1")
 _LOCAL = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<eq>\s*= )(?P<value>.*)", re.S)
-_QUOTED = re.compile(r"[rbuf]*(['\"])(?:\\.|(?!\1).)*\1", re.S)
+_QUOTED = re.compile(r"[rbuf]*(['\"])(?:\\.|(?!\1)[^\\])*\1")
 
 
 def mask_longrepr(longrepr: Any, redact: Redactor) -> Any:
