@@ -205,3 +205,10 @@ def test_a_token_as_a_urls_user_name_in_the_header_and_a_handles_repr() -> None:
     assert mask_url("http://user@host/x") == "http://user@host/x"
     handle = Handle("sentry", 1, "o1.ingest.sentry.io", 443, dsn, 0.1, None, {})
     assert "0123456789abcdef" not in repr(handle) and "https://***@o1" in repr(handle)
+
+
+def test_a_fragment_left_by_a_truncation_is_masked_unless_it_is_a_name() -> None:
+    redact = Redactor(["zq8Kx2mPw7Lr", "postgres-pw-1"], {"postgres": "a service name"})
+    assert redact("'abc zq8Kx...' and '...mPw7Lr'") == "'abc ***...' and '...***'"
+    assert redact("waiting for postgres...") == "waiting for postgres..."
+    assert redact("ab...cd") == "ab...cd"  # under 3 characters: too little to matter

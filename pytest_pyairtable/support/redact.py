@@ -186,13 +186,18 @@ class Redactor:
                 end += 1
             for secret in self._strong:
                 before = _prefix_before(text, at, secret)
-                if before:
+                if before and self._fragment(text[at - before : at]):
                     spans.append((at - before, at))
                 after = _suffix_after(text, end, secret)
-                if after:
+                if after and self._fragment(text[end : end + after]):
                     spans.append((end, end + after))
             at = text.find("...", end)
         return spans
+
+    def _fragment(self, fragment: str) -> bool:
+        """A fragment worth masking: not a name of the stack or part of one (``postgres``
+        of ``postgres-pw-1`` in "waiting for postgres..."), not an ordinary word."""
+        return fragment.lower() not in WORDS and not any(fragment in i for i in self.identifiers)
 
     def _glued(self, text: str) -> list[Span]:
         """A weak value glued to ``-p`` (a password flag) is still a password."""
