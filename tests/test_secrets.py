@@ -256,13 +256,17 @@ def test_xdist_workers_reports_are_redacted_by_the_controller(
               local: {{command: {STANDIN} --name a --port {port}}}
               probe: {{tcp: "127.0.0.1:{port}"}}
     """)
+    # The value is made at run time: a traceback shows the code as written (never
+    # rewritten), so a secret spelled out in a test's own source would be shown there.
     project.tests("""
         import pytest
 
+        SECRET = "plant-worker" + "-11"
+
         @pytest.mark.parametrize("i", range(2))
         def test_prints_it(pyairtable_a, i):
-            print("the value is plant-worker-11")
-            assert "plant-worker-11" == "", "plant-worker-11"
+            print("the value is", SECRET)
+            assert SECRET == "", SECRET
     """)
     junit = project.path / "junit.xml"
     result = project.run_subprocess("-n", "2", "-rA", f"--junitxml={junit}")
