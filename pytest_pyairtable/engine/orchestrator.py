@@ -21,6 +21,7 @@ from ..model import graph
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext, make_probe
 from ..support.errors import (
+    ConfigError,
     DependencyFailedError,
     PyAirtableError,
     ServiceError,
@@ -62,7 +63,7 @@ class Orchestrator:
         self.backend = backend
         self.timing = timing or Timing()
         self.listener = listener or Listener()
-        self.redact = redact or Redactor(stack.secret_values())
+        self.redact = redact or stack.redactor()
         self.edges = {n: [d.name for d in s.depends_on] for n, s in stack.services.items()}
         self.tiers = graph.tiers(self.edges)
         self.runs: dict[str, ServiceRun] = {}
@@ -196,6 +197,8 @@ class Orchestrator:
                 run.state = State.STARTING
                 run.starting_at = self.now()
             self.listener.service_starting(run)
+            if run.spec.healthcheck is not None and run.spec.healthcheck.refused:
+                raise ConfigError(run.spec.healthcheck.refused)  # as the engine would
             running = self.backend.launch(run.spec)
             self._set(run, State.RUNNING, running=running, launched_at=self.now())
             run.spec = self.backend.resolve(run.spec, running)  # e.g. ports the engine chose

@@ -144,9 +144,15 @@ class KeptStack:
     # that attach (they load the compose file with the same values)
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     version: int = RECORD_VERSION
+    # the stack's names and paths, which masking never touches (a record without them,
+    # from an older run, masks its secrets everywhere)
+    identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.secrets)
+        return dataclass_repr(self, self.secrets, self.identifiers)
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secrets, self.identifiers)
 
     @classmethod
     def from_orchestrator(
@@ -182,7 +188,8 @@ class KeptStack:
             backend_state=orch.backend.kept_state(),
             compose_file=str(orch.stack.compose_file),
             services=services,
-            secrets=orch.stack.secret_values(),
+            secrets=orch.redact.secrets,
+            identifiers=orch.redact.identifiers,
             foreground=foreground,
             ports=dict(ports or {}),
         )
@@ -262,7 +269,7 @@ class KeptStack:
             backend,
             listener=listener,
             probe_factory=probe_factory,
-            redact=Redactor(self.secrets),
+            redact=self.redactor(),
         )
         for name, svc in self.services.items():
             orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)

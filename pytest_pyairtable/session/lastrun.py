@@ -23,6 +23,7 @@ from ..model.topology import own_dir
 
 if TYPE_CHECKING:
     from ..engine.run import ServiceRun
+    from ..support.redact import Redactor
 
 TAIL_BYTES = 1 << 20
 INDEX = "index.json"
@@ -36,11 +37,12 @@ def last_run_dir(record: Path) -> Path:
 class LastRunLogs:
     """Collects a stopping stack's log tails; ``finish`` makes them the last run's."""
 
-    def __init__(self, record: Path, run_id: str, secrets: list[str]) -> None:
+    def __init__(self, record: Path, run_id: str, redact: Redactor) -> None:
         self.final = last_run_dir(record)
         self.staging = self.final.with_name(f"{self.final.name}.{run_id}.tmp")
         self.run_id = run_id
-        self.secrets = secrets
+        self.secrets = redact.secrets
+        self.identifiers = redact.identifiers
         self.services: list[str] = []
         self._lock = threading.Lock()
 
@@ -74,7 +76,7 @@ class LastRunLogs:
             return
         self.services, services = [], self.services
         index = {"run_id": self.run_id, "finished": time.time(), "secrets": self.secrets,
-                 "services": sorted(services)}  # fmt: skip
+                 "identifiers": self.identifiers, "services": sorted(services)}  # fmt: skip
         try:
             fd = os.open(self.staging / INDEX, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:

@@ -14,6 +14,7 @@ it runs in.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from ...session.lease import EXCLUSIVE
 from ...session.owner import LocalAccess, StackOwner
 from ...support.errors import PyAirtableError
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler, shielded
+from .masking import mask_warning
 from .reports import FailureRepr, FirstReports, redact_report
 
 if TYPE_CHECKING:
@@ -91,8 +93,13 @@ class Role:
                 text = head = f"{head} (reported in full at {first})"
             # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
             report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
-        redact_report(report_, self.runtime.redact, FailureRepr)
+        if report_.sections or report_.longrepr is not None:  # the stack's secrets too
+            redact_report(report_, self.runtime.redact_all(), FailureRepr)
         return report_
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal formats it for its summary
+    def pytest_warning_recorded(self, warning_message: warnings.WarningMessage) -> None:
+        mask_warning(warning_message, self.runtime.redact_all())
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return [self.runtime.redact(line) for line in report.header(self.runtime)]
@@ -180,7 +187,7 @@ class Controller(Role):
         if report.when == "call":
             self.runtime.files.note_test(self.runtime.orch, report.start, report.stop)
         if getattr(report, "node", None) is not None:  # from a worker
-            redact_report(report, self.runtime.redact, FailureRepr)
+            redact_report(report, self.runtime.redact_all(), FailureRepr)
 
     @pytest.hookimpl(tryfirst=True)  # before xdist's, which waits for the workers to end
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
