@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.spec import ServiceSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
@@ -28,6 +28,9 @@ from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
 from .stopper import Target
+
+if TYPE_CHECKING:
+    from .measure import ServiceCoverage
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
 SHM = Path("/dev/shm")
@@ -198,8 +201,10 @@ class LocalBackend(BaseBackend):
         environ: Mapping[str, str] | None = None,
         inherit_env: bool = False,
         port_holds: HeldPorts | None = None,
+        coverage: ServiceCoverage | None = None,
     ) -> None:
         super().__init__(inherit_env=inherit_env)
+        self.coverage = coverage  # measured: a service run from its own command (measure.py)
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
         base = temp_base()
@@ -238,6 +243,7 @@ class LocalBackend(BaseBackend):
             logs_dir=options.logs_dir,
             inherit_env=options.inherit_env,
             port_holds=options.port_holds,
+            coverage=options.coverage,
         )
 
     @classmethod
@@ -283,6 +289,8 @@ class LocalBackend(BaseBackend):
         env[RUN_ID_VAR] = self.run_id
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
+        if self.coverage is not None and svc.local.command:  # a built-in recipe: no Python
+            env.update(self.coverage.environment(env, stop_signal))
         process = LocalProcess(
             svc.name,
             plan.argv,
@@ -354,6 +362,7 @@ class LocalBackend(BaseBackend):
         backend._remove_user_logs = volumes
         backend.environ = dict(os.environ)
         backend.port_holds = None
+        backend.coverage = None
         backend._reaper = _NoReaper()
         backend._launched = []
         backend._sweeper = None

@@ -102,6 +102,8 @@ def header(runtime: Runtime) -> list[str]:
     elif topo := runtime.topology():  # cheap: the file is read in full only when needed
         tiers = max(graph.tiers(topo).values(), default=0)
         lines.append(f"pyairtable: {runtime.compose_file} ({len(topo)} services, {tiers} tiers)")
+    if runtime.coverage is not None:
+        lines.append(f"pyairtable: {runtime.coverage.describe()}")
     return lines
 
 
