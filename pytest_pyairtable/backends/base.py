@@ -19,11 +19,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext
 from ..support.errors import KeepError
+
+if TYPE_CHECKING:
+    from .measure import ServiceCoverage
 
 
 class HeldPorts(Protocol):
@@ -76,6 +79,7 @@ class BackendOptions:
     port_holds: HeldPorts | None = None
     docker: DockerOverrides = field(default_factory=DockerOverrides)
     placement: Placement = field(default_factory=Placement)
+    coverage: ServiceCoverage | None = None  # the run measures coverage: its services too
 
 
 @runtime_checkable

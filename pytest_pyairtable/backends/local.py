@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.spec import ServiceSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
@@ -29,6 +29,9 @@ from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
 from .stopper import Target
 from .supervise import Supervised
+
+if TYPE_CHECKING:
+    from .measure import ServiceCoverage
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
 SHM = Path("/dev/shm")
@@ -199,8 +202,10 @@ class LocalBackend(BaseBackend):
         environ: Mapping[str, str] | None = None,
         inherit_env: bool = False,
         port_holds: HeldPorts | None = None,
+        coverage: ServiceCoverage | None = None,
     ) -> None:
         super().__init__(inherit_env=inherit_env)
+        self.coverage = coverage  # measured: a service run from its own command (measure.py)
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
         base = temp_base()
@@ -239,6 +244,7 @@ class LocalBackend(BaseBackend):
             logs_dir=options.logs_dir,
             inherit_env=options.inherit_env,
             port_holds=options.port_holds,
+            coverage=options.coverage,
         )
 
     @classmethod
@@ -293,6 +299,8 @@ class LocalBackend(BaseBackend):
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
         log_start = log_size(self.log_path(svc.name))
+        if self.coverage is not None and svc.local.command:  # a built-in recipe: no Python
+            env.update(self.coverage.environment(env, stop_signal))
         process = LocalProcess(
             svc.name,
             plan.argv,
@@ -366,6 +374,7 @@ class LocalBackend(BaseBackend):
         backend._remove_user_logs = volumes
         backend.environ = dict(os.environ)
         backend.port_holds = None
+        backend.coverage = None
         backend._reaper = _NoReaper()
         backend._launched = []
         backend._sweeper = None

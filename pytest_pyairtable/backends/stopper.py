@@ -77,12 +77,19 @@ def find(targets: Sequence[Target]) -> dict[int, int]:
 
 
 def send(found: Mapping[int, int], sig: int, groups: Sequence[int] = ()) -> None:
-    """Signal each process that is still the one found, and the groups (which also
-    reach what was forked since)."""
+    """Signal the groups (which also reach what was forked since), and each process
+    found outside them that is still the one found. Each process once: to many servers
+    a second signal is another request (stop now), and it enters a handler still at
+    work on the first (coverage's, saving its data on SIGTERM, broke the file)."""
+    outside = {}
+    for pid, ticks in found.items():
+        proc = stat(pid)
+        if proc is None or proc.pgrp not in groups:
+            outside[pid] = ticks
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-    for pid, ticks in found.items():
+    for pid, ticks in outside.items():
         if is_running(pid, ticks):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)

@@ -110,6 +110,8 @@ def header(runtime: Runtime) -> list[str]:
         lines.append(f"pyairtable: {runtime.no_compose_file()}")
     else:
         lines.append(f"pyairtable: compose file(s) {files} ({runtime.compose_source}): no services")
+    if runtime.coverage is not None:
+        lines.append(f"pyairtable: {runtime.coverage.describe()}")
     return lines
 
 

@@ -27,6 +27,7 @@ from .settings import Settings, flag_value
 
 if TYPE_CHECKING:
     from ..backends.base import BaseBackend, DockerOverrides, Placement
+    from ..backends.measure import ServiceCoverage
     from ..engine.orchestrator import Handle, Orchestrator
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
@@ -99,6 +100,7 @@ class Runtime:
         self._quiet: Redactor | None = None  # redact_all's, before the stack was read
         self._topology: dict[str, list[str]] | None = None
         self.docker: DockerOverrides | None = None  # pytest-docker's fixtures a suite overrode
+        self.coverage: ServiceCoverage | None = None  # the run measures coverage (measure.py)
         self._backend_class: type[BaseBackend] | None = None
         self._placement: Placement | None = None
         self.orch: Orchestrator | None = None
@@ -355,6 +357,7 @@ class Runtime:
                 port_holds=self.ports,
                 docker=self.docker or DockerOverrides(),
                 placement=self.placement,
+                coverage=self.coverage,
             )
         )
         timing = Timing(

@@ -56,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--pyairtable-up: {exc}") from None
     config.pluginmanager.register(services_module(role), FIXTURES_PLUGIN)
     config.pluginmanager.register(role, ROLE_PLUGIN)
-    role.configure()
+    role.configure(config)
 
 
 def _reset_request(item: pytest.Item) -> list[str] | None:

@@ -115,7 +115,7 @@ class Role:
     def stop(self) -> None:
         """The end of the session (also after Ctrl-C: pytest_unconfigure still runs)."""
 
-    def configure(self) -> None:
+    def configure(self, config: pytest.Config) -> None:
         """pytest_configure, once the role is registered."""
 
     def unconfigure(self) -> None:
@@ -132,11 +132,14 @@ class Controller(Role):
         self.server: StackServer | None = None
         self.old_sigterm: Any = None
 
-    def configure(self) -> None:
+    def configure(self, config: pytest.Config) -> None:
+        from .measured import measure_services
+
         # SIGTERM (a CI cancel) stops the stack as Ctrl-C does, where one may run; from
         # the main thread, as pytest_configure is
         if self.runtime.compose_file.is_file():
             self.old_sigterm = install_sigterm_handler()
+            measure_services(config, self.runtime, self.stop)
 
     def stack_handles(self) -> dict[str, Handle]:
         return self.owner.stack_handles()
