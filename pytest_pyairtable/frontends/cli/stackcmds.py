@@ -90,7 +90,12 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
                 return 0
             say(f"pyairtable: {', '.join(left)} still running after the owner exited")
         say("pyairtable: stopping its services directly")
-    with shielded():  # a second Ctrl-C must not leave half of it running
+
+    def hurry(signum: int) -> None:  # Ctrl-C again: not left half running, but not waited on
+        killed = orch.hurry()
+        say(f"pyairtable: interrupted: killed {', '.join(killed) or 'what is left'} (SIGKILL)")
+
+    with shielded(hurry):
         orch.stop(emergency=emergency, keep_logs=not volumes)
     last_logs.finish()
     for line in events.drain():

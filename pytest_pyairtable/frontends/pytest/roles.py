@@ -13,7 +13,9 @@ it runs in.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import warnings
 from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -131,6 +133,7 @@ class Controller(Role):
         super().__init__(runtime, LocalAccess(self.owner))
         self.server: StackServer | None = None
         self.old_sigterm: Any = None
+        self._finishing = Finishing(runtime)
 
     def configure(self, config: pytest.Config) -> None:
         from .measured import measure_services
@@ -140,6 +143,7 @@ class Controller(Role):
         if self.runtime.compose_file.is_file():
             self.old_sigterm = install_sigterm_handler()
             measure_services(config, self.runtime, self.stop)
+            config.pluginmanager.register(self._finishing, "pyairtable-finishing")
 
     def stack_handles(self) -> dict[str, Handle]:
         return self.owner.stack_handles()
@@ -151,13 +155,14 @@ class Controller(Role):
         self.owner.closing = True  # a worker that goes away now is not healed
         if self.server is not None:
             self.server.close()  # no new requests; those in flight end with the stack
-        with shielded():
+        with shielded(self.runtime.hurry):
             self.owner.stop()
         if self.server is not None:
             self.server.join()  # the run is over when pytest returns: no thread answers on
 
     def unconfigure(self) -> None:
         self.stop()
+        self._finishing.shield.close()
         restore_sigterm_handler(self.old_sigterm)
 
     # -- xdist: one stack for every worker ----------------------------------------------
@@ -241,6 +246,22 @@ class Worker(Role):
 
     def stop(self) -> None:
         self.client.close()
+
+
+class Finishing:
+    """From pytest's summary to the end of the run, a Ctrl-C or SIGTERM no longer breaks
+    the run's last lines with a traceback: it is held off, and hurries a stop under way
+    (a plugin of its own: its summary hook wraps pytest's, the role's is inside it)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.shield = contextlib.ExitStack()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self) -> Generator[None, None, None]:
+        if threading.current_thread() is threading.main_thread():
+            self.shield.enter_context(shielded(self.runtime.hurry))
+        return (yield)
 
 
 def role_for(runtime: Runtime, config: pytest.Config) -> Role:
