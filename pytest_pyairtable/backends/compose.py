@@ -37,6 +37,7 @@ from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
 from ..session.ports import PortHolds
 from ..support.errors import PrerequisiteError
+from ..support.files import create_private, open_private
 from . import markers
 from .base import BaseBackend, Running
 from .composecli import ComposeCommand, creation_error
@@ -182,7 +183,7 @@ class ComposeBackend(BaseBackend):
                 output = self.compose.run(
                     ["up", "--no-start", "--no-deps", *self._build_flags, *names]
                 )
-            with open(self.logs_dir / "compose-create.log", "a") as log:
+            with open_private(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
             for name in names:
                 self._outputs[name] = output
@@ -247,7 +248,7 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self.logs_dir / f"{svc.name}.log"
-        markers.private_file(log_path)  # 0600: logs hold what services print
+        create_private(log_path)  # 0600: logs hold what services print
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..support.errors import PrerequisiteError
+from ..support.files import open_private
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -250,7 +251,7 @@ class LogFollower:
 
     def _follow(self) -> None:
         pending = b""
-        with contextlib.suppress(Exception), open(self.path, "ab") as out:
+        with contextlib.suppress(Exception), open_private(self.path, "ab") as out:
             for chunk in self._stream:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
@@ -284,13 +285,29 @@ class LogFollower:
         if docker is None:
             return
         since = ["--since", _after(self.last)] if self.last else []
-        background = 'exec "$@" >>"$0" 2>&1 </dev/null &'
-        subprocess.run(
-            ["/bin/sh", "-c", background, str(self.path), docker, "logs", "-f", *since, self.cid],
-            start_new_session=True,
-            check=False,
-            timeout=30,
-        )
+        try:  # opened here, as every log is: never through a link a shell would follow
+            log = open_private(self.path, "ab")
+        except OSError:
+            return
+        with log:
+            subprocess.run(
+                [
+                    "/bin/sh",
+                    "-c",
+                    'exec "$@" </dev/null &',
+                    "sh",
+                    docker,
+                    "logs",
+                    "-f",
+                    *since,
+                    self.cid,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                check=False,
+                timeout=30,
+            )
 
 
 def _after(stamp: str | None) -> str:

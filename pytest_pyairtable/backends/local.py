@@ -20,6 +20,7 @@ from typing import Any
 from ..model.spec import ServiceSpec
 from ..session.ports import PortHolds
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
+from ..support.files import create_private, open_private
 from . import markers
 from .base import BaseBackend, BaseRunning
 from .environment import path_with_python, service_environment
@@ -243,13 +244,13 @@ class LocalBackend(BaseBackend):
         check_ports_free(svc, self.port_holds)
         check_cwd(svc)
         log_path = self.log_path(svc.name)
-        if markers.private_file(log_path) and not self._own_logs:
+        if create_private(log_path) and not self._own_logs:
             self._own_files.append(log_path.name)
         plan = self.plan(svc)
         for note in plan.notes:
             if note not in self.notices:
                 self.notices.append(note)
-            with open(self.log_path(svc.name), "a") as log:
+            with open_private(log_path, "a") as log:
                 log.write(f"pytest-pyairtable: {note}\n")
         plan.prepare()
         env = service_environment(svc, self.environ, inherit=self.inherit_env)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..support.errors import ConfigError, PrerequisiteError, StopError
+from ..support.files import open_private
 from . import stopper
 from .procfs import is_running, pid_alive, proc_start_time
 
@@ -129,7 +130,7 @@ class LocalProcess(ServiceProcesses):
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        with open(log_path, "ab") as log:
+        with open_private(log_path, "ab") as log:
             try:
                 self.popen = subprocess.Popen(
                     self.argv,

@@ -19,6 +19,7 @@ from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
 from ..support.errors import ServiceError, ServiceExitedError, ServiceTimeoutError
+from ..support.files import open_read
 from ..support.redact import Redactor
 
 if TYPE_CHECKING:
@@ -64,7 +65,11 @@ def jobs(stack: StackSpec) -> set[str]:
 def tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
     if path is None or not path.exists():
         return []
-    with open(path, "rb") as f:
+    try:
+        f = open_read(path)
+    except OSError:
+        return []
+    with f:
         f.seek(0, 2)
         f.seek(max(0, f.tell() - 64 * 1024))
         return f.read().decode(errors="replace").splitlines()[-lines:]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..session.report import critical, ordered_runs
+from ..support.files import write_atomic
 from .orchestrator import Orchestrator, ServiceRun
 
 Span = tuple[float, float]  # (began, ended), seconds since the orchestrator began
@@ -172,7 +173,7 @@ def write_timeline(orch: Orchestrator, path: Path, tests: Span | None = None) ->
         text = json.dumps(chrome_trace(orch, tests), indent=1)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(orch.redact(text), encoding="utf-8")
+        write_atomic(path, orch.redact(text).encode("utf-8"))
     except OSError as exc:
         return f"start-up timeline not written to {path}: {exc.strerror}"
     return f"start-up timeline written to {path}"
