@@ -38,7 +38,7 @@ from ..probes.waiting import port_watch
 from ..session.ports import PortHolds
 from ..support.errors import PrerequisiteError
 from ..support.files import create_private, open_private
-from . import markers
+from . import markers, sockets
 from .base import BaseBackend, Running
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
@@ -286,6 +286,26 @@ class ComposeBackend(BaseBackend):
                 ),
             )
         return resolved
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """On the host's network (network_mode: host) the container's own processes
+        hold its listening socket: another program on the same port answers a probe
+        just as well. A published port is the engine's mapping to the container."""
+        if not isinstance(running, ContainerService) or not _host_network(running):
+            return None
+        watch = port_watch(svc.probe.kind, svc.probe.target)
+        pid = int((running.inspected.get("State") or {}).get("Pid") or 0)
+        pids = sockets.namespace_pids(pid) if watch is not None and pid else None
+        if watch is None or pids is None:
+            return None
+        host, port = watch.address
+        foreign = sockets.foreign_listeners(port, host, pids)
+        if not foreign:
+            return None
+        return (
+            f"port {port} answers, but not from this service's container: it is held by "
+            f"{sockets.holder_of(port, host, inodes=foreign)}"
+        )
 
     def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
         """The container's own healthcheck, run inside it, unless a host-side probe is

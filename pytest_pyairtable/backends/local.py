@@ -3,7 +3,10 @@
 A service runs its ``x-pyairtable.local.command``; a ``postgres*``/``redis*`` image
 without one runs from a built-in recipe. Output goes to ``<logs_dir>/<service>.log``.
 The run's directories carry ownership markers (see markers.py); a kept stack is
-recorded as its process groups with their start times, and its directories.
+recorded as its process groups with their start times, its cgroups, and its directories.
+What a service starts is tracked by a cgroup per run where the machine allows it (see
+cgroups.py), else by process groups, run markers and the process tree, with pytest as
+the child subreaper of what its services orphan.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ..model.spec import ServiceSpec
+from ..probes.waiting import port_watch
 from ..session.ports import PortHolds
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from ..support.files import create_private, open_private
-from . import markers
-from .base import BaseBackend, BaseRunning
+from . import cgroups, markers, portclaims, sockets, stopper
+from .base import BaseBackend, BaseRunning, Running
 from .environment import path_with_python, service_environment
 from .markers import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
@@ -50,7 +54,10 @@ def service_ports(svc: ServiceSpec) -> set[int]:
 
 def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
     """Raise PrerequisiteError for a port of ``svc`` that another process has taken
-    (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race)."""
+    (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race),
+    naming who holds it. Two runs could both find a port free and both launch: a run
+    claims its ports first (portclaims.py), and any other program that takes one in
+    between is caught when the probe passes (``LocalBackend.identity_problem``)."""
     taken = []
     for port in sorted(service_ports(svc)):
         with socket.socket() as probe:
@@ -71,10 +78,12 @@ def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
         )
     if taken:
         more = f" (and {len(taken) - 10} more)" if len(taken) > 10 else ""
+        held = "; ".join(f"port {p} by {sockets.holder_of(p)}" for p in taken[:3])
         ports = ", ".join(map(str, taken[:10])) + more
         raise PrerequisiteError(
-            f"port {ports} is already in use by another process. Fix: stop that process "
-            "(a kept stack: pyairtable down), or publish the service on another port."
+            f"port {ports} is already in use: {held}. Fix: stop that process (a kept stack: "
+            "pyairtable down), publish the service on another port, or let "
+            "--pyairtable-free-ports choose free ones."
         )
 
 
@@ -123,8 +132,23 @@ def _tmpfs_dir(run_id: str) -> Path | None:
 
 
 def remove_stale_runs(base: Path) -> list[Path]:
-    """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale."""
+    """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale (and
+    the empty cgroups of runs killed with their reaper)."""
+    cgroups.sweep()
+    portclaims.sweep()
     return markers.sweep([base, SHM])
+
+
+def _become_subreaper() -> bool:
+    """Make this process the child subreaper of its descendants (Linux 3.4+): what a
+    service orphans is re-parented here, not to init, and stays in reach."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
 
 
 class LocalService(BaseRunning):
@@ -155,6 +179,7 @@ class LocalService(BaseRunning):
         return {
             "pgid": self.process.pid,
             "ticks": self.process.start_ticks,
+            "cgroup": self.process.target.cgroup,
             "stop_signal": int(self.stop_signal),
             "exit_code": self.poll(),
         }
@@ -213,6 +238,43 @@ class LocalBackend(BaseBackend):
         self.data_dir = _tmpfs_dir(run_id) or self.run_dir
         for path in self._own_dirs():
             self._reaper.tell(f"dir {path}")
+        self._claims = portclaims.PortClaims(run_id)
+        made = cgroups.RunCgroup.create(run_id)
+        self.cgroup = made if isinstance(made, cgroups.RunCgroup) else None
+        if self.cgroup is not None:
+            self._reaper.tell(f"cgroup {self.cgroup.path}")
+            self._tracking = f"a cgroup per service ({self.cgroup.path})"
+        else:
+            how = "pytest as child subreaper" if _become_subreaper() else "no subreaper"
+            self._tracking = (
+                f"process groups, run markers and the process tree, {how} (no cgroup: {made})"
+            )
+
+    def tracking(self) -> str:
+        return self._tracking
+
+    def _run_pids(self) -> set[int]:
+        if self.cgroup is not None:
+            return cgroups.pids_in(self.cgroup.path)
+        return set(stopper.find([Target(self.run_id)]))
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """Whether the socket that answered the probe belongs to this service's own
+        processes (its cgroup, or its group, markers and tree): another run's server on
+        the same fixed port answers a probe just as well."""
+        watch = port_watch(svc.probe.kind, svc.probe.target)
+        if watch is None or not isinstance(running, LocalService):
+            return None
+        host, port = watch.address
+        foreign = sockets.foreign_listeners(port, host, running.process.pids())
+        if foreign:  # a check through another service of this run's port is its own affair
+            foreign -= sockets.sockets_of(self._run_pids())
+        if not foreign:
+            return None
+        return (
+            f"port {port} answers, but not from this service's processes: it is held by "
+            f"{sockets.holder_of(port, host, inodes=foreign)}"
+        )
 
     def _own_dirs(self) -> list[Path]:
         dirs = [self.run_dir, *([self.data_dir] if self.data_dir != self.run_dir else [])]
@@ -239,6 +301,8 @@ class LocalBackend(BaseBackend):
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
     def launch(self, svc: ServiceSpec) -> LocalService:
+        # Claimed first: two runs started at once would both find the ports free.
+        self._claims.claim(svc.name, service_ports(svc))
         if self.port_holds is not None:
             self.port_holds.release(service_ports(svc))
         check_ports_free(svc, self.port_holds)
@@ -266,6 +330,7 @@ class LocalBackend(BaseBackend):
             log_path=self.log_path(svc.name),
             user=plan.user,
             run_id=self.run_id,
+            cgroup=self.cgroup.service(svc.name) if self.cgroup is not None else None,
         )
         if process.start_ticks is not None:
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
@@ -286,12 +351,15 @@ class LocalBackend(BaseBackend):
         if self._sweeper is not None and self._sweeper.ident is not None:
             self._sweeper.join(60)
         self._reaper.done()
+        self._claims.release()  # stopped, or kept: its servers hold their ports now
         if keep_stack is not None:
             for path in self._own_dirs():
                 markers.mark(path, kept=str(keep_stack))
             for process in self._launched:
                 process.let_go()
             return
+        if self.cgroup is not None:
+            self.cgroup.remove()  # its services are stopped: empty, or the kernel keeps it
         shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if self._own_logs and keep_logs:
@@ -311,6 +379,7 @@ class LocalBackend(BaseBackend):
             "own_logs": self._own_logs,
             "own_files": self._own_files,  # what it wrote in a user's logs dir
             "made_logs_dir": self._made_dir,
+            "cgroup": str(self.cgroup.path) if self.cgroup is not None else None,
         }
 
     @classmethod
@@ -330,9 +399,15 @@ class LocalBackend(BaseBackend):
         backend._reaper = _NoReaper()
         backend._launched = []
         backend._sweeper = None
+        backend._claims = portclaims.PortClaims(run_id)
+        recorded = state.get("cgroup")
+        backend.cgroup = cgroups.RunCgroup(Path(recorded)) if recorded else None
+        backend._tracking = ""
         return backend
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> LocalService:
-        target = Target(self.run_id, svc.name, int(state["pgid"]), state.get("ticks"))
+        target = Target(
+            self.run_id, svc.name, int(state["pgid"]), state.get("ticks"), state.get("cgroup")
+        )
         process = AdoptedProcess(target, self.log_path(svc.name), state.get("exit_code"))
         return LocalService(process, signal.Signals(int(state["stop_signal"])))

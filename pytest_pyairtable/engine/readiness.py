@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from .orchestrator import ServiceRun
 
 LOG_TAIL_LINES = 20
+HELD_FIX = (
+    "stop that process (a kept stack: pyairtable down), publish the service on another "
+    "port, or let --pyairtable-free-ports choose free ones"
+)
 
 
 class Cancelled(Exception):
@@ -178,11 +182,18 @@ class Gate:
                 raise self.error(ServiceError, run, gone.reason) from None
             if running.poll() == 0 and spec.probe.kind == "started":
                 return Verdict(True, {})  # nothing to probe, and it finished cleanly
-            raise self.error(ServiceExitedError, run, f"{gone.reason} while starting") from None
+            held = self.backend.identity_problem(spec, running)  # e.g. it could not bind
+            cause = f"{gone.reason} while starting" + (f"; {self.redact(held)}" if held else "")
+            raise self.error(ServiceExitedError, run, cause, fix=HELD_FIX if held else "") from None
         except TimeoutError:
             raise self._timeout(run, budget, by_deadline) from None
         finally:
             probe.close()
+        # Ready means ours: what answered must be the service this run started, checked
+        # once, now (another run's server on the same fixed port answers just as well).
+        problem = self.backend.identity_problem(spec, running)
+        if problem is not None:
+            raise self.error(ServiceError, run, self.redact(problem), fix=HELD_FIX)
         return Verdict(False, outcome.details)
 
     def _timeout(self, run: ServiceRun, budget: float, by_deadline: bool) -> ServiceError:

@@ -8,9 +8,12 @@ New kinds register in ``PROBES`` (or through the ``pytest_pyairtable_make_probe`
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -245,20 +248,42 @@ class CommandProbe(BaseProbe):
 
     def check(self) -> dict[str, Any]:
         try:
-            done = subprocess.run(
-                self.argv,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-            )
+            done = run_attempt(self.argv, self.env, self.timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None
         if done.returncode != 0:
             out = (done.stdout + done.stderr).decode(errors="replace").strip()[-200:]
             raise ProbeFailed(f"exit code {done.returncode}: {out}")
         return {}
+
+
+def run_attempt(
+    argv: list[str], env: Mapping[str, str] | None, timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    """One run of a check command, in its own process group, all of which is ended when
+    the attempt is over, at its timeout or after it: a ``CMD-SHELL`` check's children
+    (``sleep 1000; true`` cut short at 500 ms) would outlive it, one set per attempt."""
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=None if env is None else dict(env),
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except BaseException:
+        _end_group(process.pid)  # before the leader is reaped: the group id is still its
+        process.communicate()
+        raise
+    _end_group(process.pid)  # what it left running in the background
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
+def _end_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing of it left
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class LogProbe(BaseProbe):

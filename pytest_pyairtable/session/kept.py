@@ -260,7 +260,10 @@ class KeptStack:
                 run.spec.probe, ctx
             )
             failure = check_once(probe)
-            return None if failure is None else f"does not pass its probe ({failure})"
+            if failure is not None:
+                return f"does not pass its probe ({failure})"
+            held = orch.backend.identity_problem(run.spec, run.running)  # ours, not another's
+            return None if held is None else f"is not what answers its probe ({held})"
 
         names = list(orch.runs)
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:

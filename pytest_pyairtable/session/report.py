@@ -119,7 +119,8 @@ def summary(runtime: Runtime) -> list[str]:
             f"started {started} of {total} services ({len(orch.runs) - started} more that "
             "the selected tests need did not start):"
         )
-    lines = [head]
+    tracking = orch.backend.tracking()
+    lines = [head, *([f"process tracking: {tracking}"] if tracking else [])]
     return notices + lines + timeline(orch)
 
 
