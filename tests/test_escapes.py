@@ -204,7 +204,7 @@ def test_a_command_check_cut_short_leaves_no_child(escapees: Escapees) -> None:
     token = escapees.token()
     spec = ProbeSpec("command", "", argv=("/bin/sh", "-c", f"sleep {token}; true"))
     probe = make_probe(spec, ProbeContext(attempt_timeout=0.5))
-    with pytest.raises(ProbeFailed, match="TimeoutExpired"):
+    with pytest.raises(ProbeFailed):
         probe.check()
     wait_until(lambda: not escapees.left(), 10, "the check's child to be ended")
     background = ProbeSpec("command", "", argv=("/bin/sh", "-c", f"sleep {token} >&- 2>&- &"))

@@ -123,6 +123,28 @@ class RunCgroup:
         remove(self.path)
 
 
+def become_subreaper() -> bool:
+    """Make this process the child subreaper of its descendants (Linux 3.4+): what a
+    service orphans is re-parented here, not to init, and stays in reach."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def track(run_id: str) -> tuple[RunCgroup | None, str]:
+    """The run's cgroup, if it can have one, and how its services are tracked (for the
+    run summary); without one, this process becomes the subreaper of what they orphan."""
+    made = RunCgroup.create(run_id)
+    if isinstance(made, RunCgroup):
+        return made, f"a cgroup per service ({made.path})"
+    how = "pytest as child subreaper" if become_subreaper() else "no subreaper"
+    return None, f"process groups, run markers and the process tree, {how} (no cgroup: {made})"
+
+
 def pids_in(path: Path | str) -> set[int]:
     """Every process in the cgroup at ``path`` and below it (none if it is gone)."""
     found: set[int] = set()

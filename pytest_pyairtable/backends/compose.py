@@ -24,22 +24,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import shlex
 import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
-from ..session.ports import PortHolds
 from ..support.errors import PrerequisiteError
 from ..support.files import create_private, open_private
 from . import markers, sockets
-from .base import BaseBackend, Running
+from .base import BackendOptions, BaseBackend, HeldPorts, Running
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
 from .dockerapi import (
@@ -57,6 +58,15 @@ from .reaper import ReaperClient
 class ComposeBackend(BaseBackend):
     name = "compose"
     owns_services = True
+    where = "container"
+    # pytest-docker's overridable fixtures and their defaults: a suite that overrides one
+    # keeps its setting with this backend. (Its default project name is the PID, which
+    # gives each xdist worker its own stack: that one default is not followed.)
+    frontend_fixtures: ClassVar[Mapping[str, tuple[str, Any]]] = {
+        "docker_compose_command": ("compose_command", "docker compose"),
+        "docker_compose_project_name": ("project_name", f"pytest{os.getpid()}"),
+        "docker_cleanup": ("cleanup", ["down -v"]),
+    }
 
     def __init__(
         self,
@@ -71,9 +81,8 @@ class ComposeBackend(BaseBackend):
         compose_command: str | None = None,
         build: str = "auto",
         cleanup_volumes: bool = False,
-        cleanup: list[str] | None = None,
-        port_holds: PortHolds | None = None,
-        **_: Any,
+        cleanup: Sequence[str] | None = None,
+        port_holds: HeldPorts | None = None,
     ) -> None:
         super().__init__()
         found_compose: list[tuple[list[str], str]] = []
@@ -118,7 +127,8 @@ class ComposeBackend(BaseBackend):
         )
         self.build = build
         self.cleanup_volumes = cleanup_volumes
-        self.cleanup = cleanup  # pytest-docker's docker_cleanup, when a suite overrides it
+        # pytest-docker's docker_cleanup, when a suite overrides it
+        self.cleanup = list(cleanup) if cleanup is not None else None
         self._own_logs = logs_dir is None
         self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +142,24 @@ class ComposeBackend(BaseBackend):
         self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
+        self._extra_hosts: dict[str, list[str]] = {}
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> ComposeBackend:
+        return cls(
+            run_id=options.run_id,
+            compose_file=options.compose_file,
+            compose_files=options.compose_files,
+            env_file=options.env_file,
+            profiles=options.profiles,
+            logs_dir=options.logs_dir,
+            project_name=options.docker.project_name,
+            compose_command=options.docker.compose_command,
+            build=options.build,
+            cleanup_volumes=options.cleanup_volumes,
+            cleanup=options.docker.cleanup,
+            port_holds=options.port_holds,
+        )
 
     def _connect_engine(self) -> None:
         try:
@@ -167,6 +195,9 @@ class ComposeBackend(BaseBackend):
         names = [s.name for s in services if s.name not in self._created]
         if not names:
             return
+        hosts = {s.name: list(s.added_hosts) for s in services if s.added_hosts}
+        if hosts:  # a placed stack's containers reach its host-run services by name
+            self._add_hosts(hosts)
         done = threading.Event()
         for name in names:
             self._created[name] = done
@@ -175,6 +206,17 @@ class ComposeBackend(BaseBackend):
         )
         self._batches.append(thread)
         thread.start()
+
+    def _add_hosts(self, hosts: Mapping[str, list[str]]) -> None:
+        """Give these services' containers host entries besides their own, through a
+        compose file of ours merged last (compose merges extra_hosts)."""
+        assert self.compose is not None
+        with self._batch_lock:
+            self._extra_hosts.update(hosts)
+            path = self.logs_dir / "pyairtable-hosts.json"  # JSON is YAML: compose reads it
+            doc = {"services": {n: {"extra_hosts": h} for n, h in self._extra_hosts.items()}}
+            path.write_text(json.dumps(doc, indent=2))
+            self.compose.add_file(path)
 
     def _create(self, names: list[str], done: threading.Event) -> None:
         assert self.compose is not None  # prepare() is never called on a kept stack's
@@ -376,7 +418,9 @@ class ComposeBackend(BaseBackend):
         }
 
     @classmethod
-    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> ComposeBackend:
+    def reattach(
+        cls, state: Mapping[str, Any], run_id: str, *, volumes: bool = False
+    ) -> ComposeBackend:
         """Over a kept project: the Engine API only, no compose file (nor its variables)."""
         backend = cls.__new__(cls)
         BaseBackend.__init__(backend)
@@ -384,7 +428,7 @@ class ComposeBackend(BaseBackend):
         backend.project = str(state["project"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
-        backend.cleanup_volumes = bool(options.get("volumes")) or bool(state.get("cleanup_volumes"))
+        backend.cleanup_volumes = volumes or bool(state.get("cleanup_volumes"))
         backend.cleanup = None
         backend.docker_ip = str(state.get("docker_ip", "127.0.0.1"))
         backend.states = None  # adopted containers are inspected: their events were not seen

@@ -7,6 +7,9 @@ recorded as its process groups with their start times, its cgroups, and its dire
 What a service starts is tracked by a cgroup per run where the machine allows it (see
 cgroups.py), else by process groups, run markers and the process tree, with pytest as
 the child subreaper of what its services orphan.
+
+(Just over 350 lines: the backend's whole life, from its dirs and tracking to a kept
+stack's reattach, reads in one place; ports are hostports.py's, tracking cgroups.py's.)
 """
 
 from __future__ import annotations
@@ -14,20 +17,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..model.spec import ServiceSpec
-from ..probes.waiting import port_watch
-from ..session.ports import PortHolds
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from ..support.files import create_private, open_private
-from . import cgroups, markers, portclaims, sockets, stopper
-from .base import BaseBackend, BaseRunning, Running
+from . import cgroups, markers, portclaims, stopper
+from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, Running
 from .environment import path_with_python, service_environment
+from .hostports import answered_by_others, check_ports_free, service_ports
 from .markers import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
@@ -37,54 +38,6 @@ from .stopper import Target
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
 SHM = Path("/dev/shm")
-
-
-def service_ports(svc: ServiceSpec) -> set[int]:
-    """Host ports a service will listen on: published ports and its probe's port."""
-    from urllib.parse import urlsplit
-
-    ports = {m.host or m.container for m in svc.ports}
-    target = urlsplit(svc.probe.target) if "://" in svc.probe.target else None
-    if target is not None and target.hostname in ("127.0.0.1", "localhost") and target.port:
-        ports.add(target.port)
-    if svc.probe.kind == "tcp":
-        ports.add(int(svc.probe.target.rpartition(":")[2]))
-    return ports
-
-
-def check_ports_free(svc: ServiceSpec, holds: PortHolds | None = None) -> None:
-    """Raise PrerequisiteError for a port of ``svc`` that another process has taken
-    (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race),
-    naming who holds it. Two runs could both find a port free and both launch: a run
-    claims its ports first (portclaims.py), and any other program that takes one in
-    between is caught when the probe passes (``LocalBackend.identity_problem``)."""
-    taken = []
-    for port in sorted(service_ports(svc)):
-        with socket.socket() as probe:
-            # SO_REUSEADDR: a port in TIME_WAIT from our own last stop is free to use.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                taken.append(port)
-    raced = [
-        f"{p} (chosen for {holds.variable_of(p)})" for p in taken if holds and holds.variable_of(p)
-    ]
-    if raced:
-        raise PrerequisiteError(
-            f"port {', '.join(raced)} was taken by another process after "
-            "--pyairtable-free-ports chose it, before the service could bind it. "
-            "Fix: run again (other ports are chosen), or set the variable yourself."
-        )
-    if taken:
-        more = f" (and {len(taken) - 10} more)" if len(taken) > 10 else ""
-        held = "; ".join(f"port {p} by {sockets.holder_of(p)}" for p in taken[:3])
-        ports = ", ".join(map(str, taken[:10])) + more
-        raise PrerequisiteError(
-            f"port {ports} is already in use: {held}. Fix: stop that process (a kept stack: "
-            "pyairtable down), publish the service on another port, or let "
-            "--pyairtable-free-ports choose free ones."
-        )
 
 
 def check_cwd(svc: ServiceSpec) -> None:
@@ -97,6 +50,25 @@ def check_cwd(svc: ServiceSpec) -> None:
             f"service '{svc.name}': its working directory {cwd} {what}. Fix: create it, or "
             "correct x-pyairtable.local.cwd (relative to the compose file's directory)."
         )
+
+
+def local_block_problem(svc: ServiceSpec) -> str | None:
+    """Why ``svc`` cannot run as a host process, with the block that would let it; None
+    when it can (a local command, or a built-in recipe for its image)."""
+    if svc.local.command or svc.image_kind in RECIPES:
+        return None
+    return (
+        f"service '{svc.name}' has no way to run as a local process (no "
+        f"x-pyairtable.local command, and image {svc.image or 'none'!r} has no built-in "
+        "recipe: PostgreSQL and Redis images have one). Fix: say how to run it from your "
+        "working tree, in the compose file or an override file:\n"
+        f"  {svc.name}:\n"
+        "    x-pyairtable:\n"
+        "      local:\n"
+        '        command: ["python", "-m", "your_service"]\n'
+        "        cwd: .    # relative to the compose file\n"
+        "or run it in a container: --pyairtable-backend=compose."
+    )
 
 
 def preflight(services: Sequence[ServiceSpec]) -> list[str]:
@@ -137,18 +109,6 @@ def remove_stale_runs(base: Path) -> list[Path]:
     cgroups.sweep()
     portclaims.sweep()
     return markers.sweep([base, SHM])
-
-
-def _become_subreaper() -> bool:
-    """Make this process the child subreaper of its descendants (Linux 3.4+): what a
-    service orphans is re-parented here, not to init, and stays in reach."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
 
 
 class LocalService(BaseRunning):
@@ -196,6 +156,7 @@ class _NoReaper:
 class LocalBackend(BaseBackend):
     name = "local"
     owns_services = True
+    where = "host"
 
     def __init__(
         self,
@@ -204,8 +165,7 @@ class LocalBackend(BaseBackend):
         logs_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
         inherit_env: bool = False,
-        port_holds: PortHolds | None = None,
-        **_: object,  # options meant for other backends
+        port_holds: HeldPorts | None = None,
     ) -> None:
         super().__init__(inherit_env=inherit_env)
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
@@ -239,16 +199,9 @@ class LocalBackend(BaseBackend):
         for path in self._own_dirs():
             self._reaper.tell(f"dir {path}")
         self._claims = portclaims.PortClaims(run_id)
-        made = cgroups.RunCgroup.create(run_id)
-        self.cgroup = made if isinstance(made, cgroups.RunCgroup) else None
+        self.cgroup, self._tracking = cgroups.track(run_id)
         if self.cgroup is not None:
             self._reaper.tell(f"cgroup {self.cgroup.path}")
-            self._tracking = f"a cgroup per service ({self.cgroup.path})"
-        else:
-            how = "pytest as child subreaper" if _become_subreaper() else "no subreaper"
-            self._tracking = (
-                f"process groups, run markers and the process tree, {how} (no cgroup: {made})"
-            )
 
     def tracking(self) -> str:
         return self._tracking
@@ -262,19 +215,22 @@ class LocalBackend(BaseBackend):
         """Whether the socket that answered the probe belongs to this service's own
         processes (its cgroup, or its group, markers and tree): another run's server on
         the same fixed port answers a probe just as well."""
-        watch = port_watch(svc.probe.kind, svc.probe.target)
-        if watch is None or not isinstance(running, LocalService):
+        if not isinstance(running, LocalService):
             return None
-        host, port = watch.address
-        foreign = sockets.foreign_listeners(port, host, running.process.pids())
-        if foreign:  # a check through another service of this run's port is its own affair
-            foreign -= sockets.sockets_of(self._run_pids())
-        if not foreign:
-            return None
-        return (
-            f"port {port} answers, but not from this service's processes: it is held by "
-            f"{sockets.holder_of(port, host, inodes=foreign)}"
+        return answered_by_others(svc, running.process.pids, self._run_pids)
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> LocalBackend:
+        return cls(
+            run_id=options.run_id,
+            logs_dir=options.logs_dir,
+            inherit_env=options.inherit_env,
+            port_holds=options.port_holds,
         )
+
+    @classmethod
+    def preflight(cls, services: Sequence[ServiceSpec]) -> list[str]:
+        return preflight(services)
 
     def _own_dirs(self) -> list[Path]:
         dirs = [self.run_dir, *([self.data_dir] if self.data_dir != self.run_dir else [])]
@@ -287,12 +243,7 @@ class LocalBackend(BaseBackend):
         recipe = RECIPES.get(svc.image_kind)
         if recipe:
             return recipe(svc, self.data_dir / svc.name, log_path)
-        raise ConfigError(
-            f"service '{svc.name}' has no way to run as a local process "
-            f"(image {svc.image or 'none'!r} has no built-in recipe). "
-            "Fix: add `x-pyairtable: {local: {command: [...]}}` to it, or use "
-            "--pyairtable-backend=compose."
-        )
+        raise ConfigError(local_block_problem(svc) or "")
 
     def log_path(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
@@ -383,7 +334,9 @@ class LocalBackend(BaseBackend):
         }
 
     @classmethod
-    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> LocalBackend:
+    def reattach(
+        cls, state: Mapping[str, Any], run_id: str, *, volumes: bool = False
+    ) -> LocalBackend:
         backend = cls.__new__(cls)
         BaseBackend.__init__(backend)
         backend.run_id = run_id
@@ -393,7 +346,7 @@ class LocalBackend(BaseBackend):
         backend._own_logs = bool(state.get("own_logs", True))
         backend._own_files = [str(f) for f in state.get("own_files", [])]
         backend._made_dir = bool(state.get("made_logs_dir", False))
-        backend._remove_user_logs = bool(options.get("volumes"))
+        backend._remove_user_logs = volumes
         backend.environ = dict(os.environ)
         backend.port_holds = None
         backend._reaper = _NoReaper()

@@ -45,6 +45,46 @@ def parse_signal(name: str | None, default: signal.Signals, where: str) -> signa
         ) from None
 
 
+# Linux's bound on one argument or one NAME=VALUE string, its NUL included (32 pages).
+MAX_ARG_STRLEN = 32 * 4096
+
+
+def _nul_culprit(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    for key, value in env.items():
+        if "\0" in key or "\0" in value:
+            return f"variable {key.split(chr(0))[0]!r}"
+    for n, arg in enumerate(argv):
+        if "\0" in arg:
+            return f"argument {n} of its command"
+    return "its command or environment"
+
+
+def _exec_fix(exc: OSError, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> str:
+    if exc.errno != errno.E2BIG:
+        return f"check x-pyairtable.local.command and cwd ({cwd})"
+    # The kernel refuses one string over MAX_ARG_STRLEN, and all of them over ARG_MAX.
+    for key, value in env.items():
+        size = len(f"{key}={value}".encode(errors="surrogateescape")) + 1
+        if size > MAX_ARG_STRLEN:
+            return (
+                f"variable {key!r} is {size} bytes, over the {MAX_ARG_STRLEN} bytes (128 KiB) "
+                "Linux passes in one variable; shorten it, or pass the value in a file"
+            )
+    for n, arg in enumerate(argv):
+        size = len(arg.encode(errors="surrogateescape")) + 1
+        if size > MAX_ARG_STRLEN:
+            return (
+                f"argument {n} of its command is {size} bytes, over the {MAX_ARG_STRLEN} bytes "
+                "(128 KiB) Linux passes in one argument; shorten it, or pass it in a file"
+            )
+    size = sum(len(k) + len(v) + 2 for k, v in env.items())
+    return (
+        f"its environment ({len(env)} variables, {size} bytes) and command line are over "
+        "what the system passes to a process; set fewer or shorter variables "
+        "(environment, env_file)"
+    )
+
+
 class ServiceProcesses:
     """A service's process group and what escaped it, found by its run's marker."""
 
@@ -169,17 +209,17 @@ class LocalProcess(ServiceProcesses):
                     f"service '{name}': command not found: {self.argv[0]!r}. Fix: install it or "
                     "correct x-pyairtable.local.command."
                 ) from None
-            except OSError as exc:
-                fix = f"check x-pyairtable.local.command and cwd ({cwd})"
-                if exc.errno == errno.E2BIG:  # the kernel's bound on argv plus environment
-                    size = sum(len(k) + len(v) + 2 for k, v in env.items())
-                    fix = (
-                        f"its environment ({len(env)} variables, {size} bytes) and command "
-                        "line are over what the system passes to a process; set fewer or "
-                        "shorter variables (environment, env_file)"
-                    )
+            except ValueError:  # a NUL byte, which no argument or variable can carry
                 raise PrerequisiteError(
-                    f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. Fix: {fix}."
+                    f"service '{name}': cannot run {self.argv[0]!r}: {_nul_culprit(argv, env)} "
+                    "holds a NUL byte, which no process's arguments or environment can carry "
+                    "(an env_file such as /proc/self/environ is read as one value). Fix: "
+                    "remove the NUL bytes, or name a plain text file as the env_file."
+                ) from None
+            except OSError as exc:
+                raise PrerequisiteError(
+                    f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. "
+                    f"Fix: {_exec_fix(exc, self.argv, env, cwd)}."
                 ) from None
         pid = self.popen.pid
         where = str(cgroup.path) if cgroup is not None else None

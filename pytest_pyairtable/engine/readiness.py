@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model.spec import ServiceSpec, StackSpec
-from ..probes.checks import Probe, ProbeContext
+from ..probes.checks import Probe, ProbeContext, ProbeUnusable
 from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
 from ..support.errors import ServiceError, ServiceExitedError, ServiceTimeoutError
 from ..support.files import open_read
@@ -24,7 +24,7 @@ from ..support.redact import Redactor
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, Running
-    from .orchestrator import ServiceRun
+    from .run import ServiceRun
 
 LOG_TAIL_LINES = 20
 HELD_FIX = (
@@ -104,6 +104,21 @@ class Gate:
         self.closing = closing
         self.jobs = jobs(stack)
 
+    def probe_for(
+        self, spec: ServiceSpec, running: Running, attempt_timeout: float
+    ) -> tuple[Probe, bool]:
+        """The one choice of a started service's probe: its backend's own (an engine's
+        health), else the factory's (a hook's, else the built-in one); and whether it
+        was the backend's."""
+        ctx = ProbeContext(
+            running.log_path,
+            attempt_timeout,
+            env=self.backend.command_env(spec),
+            cancelled=self.closing,
+        )
+        own = self.backend.probe(spec, running, ctx)
+        return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)
+
     def error(
         self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = ""
     ) -> ServiceError:
@@ -151,15 +166,9 @@ class Gate:
             return self._await_exit(run, running, deadline)
         spec = run.spec
         check = spec.healthcheck
-        ctx = ProbeContext(
-            running.log_path,
-            min(check.timeout, 5.0) if check else 2.0,
-            env=self.backend.command_env(spec),
-        )
-        own = self.backend.probe(spec, running, ctx)
-        probe = own or self.probe_factory(spec, ctx)
+        probe, own = self.probe_for(spec, running, min(check.timeout, 5.0) if check else 2.0)
         # a backend's own probe brings its own watch (or none); else the spec's port
-        watch = own.watch if own is not None else port_watch(spec.probe.kind, spec.probe.target)
+        watch = probe.watch if own else port_watch(spec.probe.kind, spec.probe.target)
         budget, cap, by_deadline = self._budget(spec, deadline)
 
         def alive() -> str | None:
@@ -187,6 +196,8 @@ class Gate:
             raise self.error(ServiceExitedError, run, cause, fix=HELD_FIX if held else "") from None
         except TimeoutError:
             raise self._timeout(run, budget, by_deadline) from None
+        except ProbeUnusable as unusable:  # waiting longer cannot help
+            raise self.error(ServiceError, run, unusable.cause, fix=unusable.fix) from None
         finally:
             probe.close()
         # Ready means ours: what answered must be the service this run started, checked

@@ -13,9 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..session.report import critical, ordered_runs
 from ..support.files import write_atomic
-from .orchestrator import Orchestrator, ServiceRun
+from .critical import critical, ordered_runs
+from .orchestrator import Orchestrator
+from .run import ServiceRun
 
 Span = tuple[float, float]  # (began, ended), seconds since the orchestrator began
 _TESTS_TID = 0

@@ -7,6 +7,7 @@ returns a ``StackSpec``. Nothing here starts anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..support.errors import UnknownServiceError
+from ..support.errors import ConfigError, UnknownServiceError
 from ..support.redact import dataclass_repr, mask_patterns, secret_values, text_secrets
 from .names import fixture_name
 from .probespec import ProbeSpec, redis_password
@@ -100,6 +101,11 @@ class ServiceSpec:
     compose: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     extension: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     job: bool = False  # x-pyairtable.job: a one-shot service, ready once it exited 0
+    # A stack placed over several backends (--pyairtable-local): the backend this service
+    # runs on ("" = the stack's), and the host entries its container is given besides the
+    # compose file's own ("name:address"), to reach the services run on the host.
+    backend: str = ""
+    added_hosts: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.secret_values())
@@ -117,8 +123,10 @@ class ServiceSpec:
             texts.append(" ".join(self.healthcheck.test or ()))
         for text in texts:
             found |= text_secrets(text)
-        if self.image_kind == "redis" and redis_password(self):
-            found.add(redis_password(self))
+        if self.image_kind == "redis":
+            with contextlib.suppress(ConfigError):  # an unreadable file: said at launch
+                found.add(redis_password(self))
+        found.discard("")
         return found
 
     @property
@@ -133,6 +141,18 @@ class ServiceSpec:
             if base.startswith(kind):
                 return kind
         return ""
+
+    def host_address(self, container_port: int | None = None) -> str:
+        """Where this machine reaches the port published for ``container_port``: its
+        ``host_ip`` when it names one address (``[::1]`` bracketed, for URLs), else
+        127.0.0.1 (published on every address, or not at all)."""
+        for mapping in self.ports:
+            if container_port is None or mapping.container == container_port:
+                ip = mapping.host_ip
+                if ip in ("", "0.0.0.0", "::"):  # noqa: S104 (reading a mapping, not binding)
+                    break
+                return f"[{ip}]" if ":" in ip else ip
+        return "127.0.0.1"
 
     def host_port(self, container_port: int | None = None) -> int | None:
         for mapping in self.ports:

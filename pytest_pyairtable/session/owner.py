@@ -38,7 +38,7 @@ MAIN = "main"  # the holder that is the owner's own process
 class StackOwner:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.leases = LeaseTable(runtime.settings["lease_timeout"])
+        self.leases = LeaseTable(runtime.settings.lease_timeout)
         self._faults: dict[str, FaultInjector] = {}
         self._wanted: set[str] = set()  # services to snapshot; "*": every one that can be
         self._resets: Resets | None = None
@@ -136,11 +136,11 @@ class StackOwner:
                 "outside its record). Fix: `pyairtable down`, then run the fault tests on "
                 "a stack of their own (CI never keeps one)."
             )
-        if self._refusal is None and self.runtime.settings["backend"] == "external":
+        if self._refusal is None and not self.runtime.owns_services:
             self._refusal = PyAirtableError(
-                "pyairtable_faults: the external backend attaches to services someone else "
-                "runs; they are not this run's to break. Fix: run fault tests with the "
-                "local or compose backend."
+                f"pyairtable_faults: the {self.runtime.backend_class.name} backend attaches to "
+                "services someone else runs; they are not this run's to break. Fix: run "
+                "fault tests with a backend that starts its services (local or compose)."
             )
         if self._refusal is not None:
             raise self._refusal.fresh()  # one error: reported in full once
@@ -170,7 +170,7 @@ class StackOwner:
         self._require_alone(holder, "a reset")
         if self.runtime.error is not None:
             raise self.runtime.error.fresh()  # no stack to reset: the compose file's error
-        self._refuse_external()
+        self._refuse_foreign()
         self._want(resets)
         if names is not None:  # a name that is wrong, before starting anything
             stack = self.runtime.stack
@@ -192,12 +192,12 @@ class StackOwner:
             self._take(late, specs)
         return resets_.restore(chosen)
 
-    def _refuse_external(self) -> None:
-        kept = self.runtime.attached()
-        backend = kept.backend if kept is not None else self.runtime.settings["backend"]
-        if backend == "external":
+    def _refuse_foreign(self) -> None:
+        if not self.runtime.owns_services:
+            kept = self.runtime.attached()
+            name = kept.backend if kept is not None else self.runtime.backend_class.name
             raise PyAirtableError(
-                "reset: the external backend attaches to services someone else runs; a "
+                f"reset: the {name} backend attaches to services someone else runs; a "
                 "reset would replace their data. Fix: reset only stacks this run (or a "
                 "kept stack) started: the local or compose backend."
             )
@@ -210,7 +210,7 @@ class StackOwner:
         with self._snapshot_lock:  # other threads' handles wait for it too
             with self._lock:
                 wanted = set(self._wanted)
-            if self._snapshotted or not wanted or self.runtime.settings["backend"] == "external":
+            if self._snapshotted or not wanted or not self.runtime.owns_services:
                 return  # (the external backend's services are refused at the reset)
             kept = self.runtime.attached()
             orch = self.runtime.orch if kept is None else None
@@ -256,9 +256,7 @@ class StackOwner:
             else:
                 stack = self.runtime.stack
                 assert stack is not None
-                key = (
-                    f"{fingerprint(stack, self.runtime.settings['backend'])}:{self.runtime.run_id}"
-                )
+                key = f"{fingerprint(stack, self.runtime.backend_class.name)}:{self.runtime.run_id}"
             self._resets = Resets(key)
         return self._resets
 
@@ -269,24 +267,22 @@ class StackOwner:
         is kept (Redis's written beside its record), then the runtime stops or keeps."""
         runtime, resets = self.runtime, self._resets
         orch = runtime.orch
-        keeping = bool(runtime.settings["keep"]) and orch is not None and not orch.stopped
         if resets is not None:
             resets.join()
-            if runtime.kept is None and not keeping and orch is not None and not orch.stopped:
+            if (
+                runtime.kept is None
+                and not runtime.keeping
+                and orch is not None
+                and not orch.stopped
+            ):
                 resets.discard()
                 runtime.notices.extend(resets.notices)
-        runtime.stop()
-        if resets is not None and keeping:
+        kept = runtime.stop()
+        if resets is not None and kept is not None:
             # imported here: a run without resets (most) does not pay for them at its end
             from ..state.reset import snapshot_file
-            from .kept import KeptStack
 
-            try:
-                record = KeptStack.load(runtime.record_path)
-            except PyAirtableError:
-                record = None
-            if record is not None and record.run_id == runtime.run_id:
-                resets.save(snapshot_file(runtime.record_path))
+            resets.save(snapshot_file(runtime.record_path))
 
 
 class LocalAccess:

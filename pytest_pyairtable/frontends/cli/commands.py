@@ -31,7 +31,7 @@ from ...support.errors import PyAirtableError
 from ...support.redact import Redactor, secret_values
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler
 from . import progress, stackcmds
-from .options import global_options, merge_late
+from .options import given, global_options, merge_late
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -229,18 +229,10 @@ def _loaded(runtime: Runtime) -> Runtime:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    given = {
-        "compose_file": args.compose_file,
-        "env_file": args.env_file,
-        "profile": args.profile,
-        "backend": args.backend,
-        "free_ports": args.free_ports,
-        "inherit_env": args.inherit_env,
-        "keep": args.command == "up" and args.detach,
-    }
-    settings = resolve(lambda s: given.get(s.name), lambda s: None, os.environ)
+    options = {**given(args), "keep": args.command == "up" and args.detach}
+    settings = resolve(lambda s: options.get(s.name), lambda s: None, os.environ)
     cwd = Path.cwd()
-    return runtime_for(settings, cwd, cwd)
+    return runtime_for(settings, cwd, cwd, walk_up=True)  # from a subdirectory too
 
 
 def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -261,9 +253,9 @@ def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
     out = _say(runtime)
     out(
         f"pyairtable: {runtime.compose_file}: {len(stack.services)} services, "
-        f"backend {runtime.settings['backend']}"
+        f"backend {runtime.settings.backend}"
     )
-    env_file = runtime.settings["env_file"] or runtime.compose_file.parent / ".env"
+    env_file = runtime.settings.env_file or runtime.compose_file.parent / ".env"
     if not Path(env_file).is_file():
         out(f"pyairtable: note: no {env_file}; variables come from the environment only")
     select(runtime, args.services)

@@ -50,7 +50,7 @@ def _owner_stopped_it(kept: KeptStack, path: Path, say: Say) -> bool:
     """Ask a foreground `up` that holds the stack to stop it, as Ctrl-C would: SIGINT,
     then SIGTERM when it does not answer (SIGINT is ignored by a job started with `&`
     in a script, or under nohup). True once it has stopped it and exited."""
-    owner = kept.owner
+    owner = kept.foreground
     assert owner is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ProcessLookupError):
@@ -80,7 +80,7 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
     last_logs = LastRunLogs(path, kept.run_id, kept.secrets)
     events.stopped = last_logs.save  # `pyairtable logs` shows them after the stop
     orch = kept.orchestrator(listener=events, volumes=volumes)
-    owner = kept.owner
+    owner = kept.foreground
     if owner is not None and owner.pid != os.getpid() and owner.alive:
         if _owner_stopped_it(kept, path, say):
             left = [n for n, r in orch.runs.items() if r.running and r.running.poll() is None]
@@ -113,6 +113,8 @@ def _forget(path: Path) -> None:
 
 
 def status_rows(kept: KeptStack) -> list[dict[str, Any]]:
+    from ...backends.base import where_of
+
     orch = kept.orchestrator()
     problems = kept.problems(orch)
     redact = Redactor(kept.secrets)
@@ -134,6 +136,7 @@ def status_rows(kept: KeptStack) -> list[dict[str, Any]]:
                 "url": redact(svc.handle.url),
                 "uptime_seconds": round(time.time() - svc.started, 1),
                 "error": redact(problem or ""),
+                **({"runs_on": where_of(svc.spec)} if svc.spec.backend else {}),
             }
         )
     return rows
@@ -150,9 +153,10 @@ def status(path: Path, *, as_json: bool, say: Say) -> int:
             note = f"  ({row['error']})" if row["error"] else ""
             age = row["uptime_seconds"]  # a completed job or a dead service is not up
             since = f"up {age:.0f}s" if row["state"] == "running" else f"started {age:.0f}s ago"
+            where = f"  on the {row['runs_on']}" if row.get("runs_on") else ""
             say(
                 f"{row['service']:<22} {row['state']:<9} {row['health']:<10} tier {row['tier']}  "
-                f"{row['url']:<50} {since}{note}"
+                f"{row['url']:<50} {since}{where}{note}"
             )
     return 0 if all(r["health"] in ("healthy", "completed") for r in rows) else 1
 
