@@ -113,11 +113,15 @@ class RunCgroup:
 
     def service(self, name: str) -> ServiceCgroup:
         """A fresh cgroup for one launch of ``name`` (a restart gets its own)."""
-        with self._lock:
-            number = next(self._count)
-        path = self.path / f"{name}.{number}"
-        path.mkdir()
-        return ServiceCgroup(path)
+        while True:  # another process of the run (`pyairtable restart`) counts on its own
+            with self._lock:
+                number = next(self._count)
+            path = self.path / f"{name}.{number}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return ServiceCgroup(path)
 
     def remove(self) -> None:
         remove(self.path)

@@ -344,6 +344,11 @@ class ComposeBackend(BaseBackend):
         foreign = sockets.foreign_listeners(port, host, pids)
         if not foreign:
             return None
+        for other in list(self.started):  # a check through another of this run's services
+            other_pid = int((other.inspected.get("State") or {}).get("Pid") or 0)
+            foreign -= sockets.sockets_of(sockets.namespace_pids(other_pid) or set())
+        if not foreign:
+            return None
         return (
             f"port {port} answers, but not from this service's container: it is held by "
             f"{sockets.holder_of(port, host, inodes=foreign)}"

@@ -51,6 +51,15 @@ def _own_dir(path: Path) -> Path | None:
     return path
 
 
+def _claimant(path: Path) -> str | None:
+    """The run id a claim file names, if it can be read."""
+    try:
+        run = json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(run) if run else None
+
+
 def _holder(path: Path, inode: int) -> str:
     """Who holds the claim, from its file: written just after the lock is taken, so
     read again for a moment while it is still empty; else the kernel's word."""
@@ -99,7 +108,8 @@ class PortClaims:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.dir = _own_dir(claims_dir())
-        self._held: dict[int, int] = {}  # port -> fd of its locked file
+        self._held: dict[int, int | None] = {}  # port -> its locked file (None: the
+        # run's own claim, held by another of its processes)
         self._lock = threading.Lock()  # services launch from several threads
 
     def claim(self, service: str, ports: set[int]) -> None:
@@ -111,7 +121,7 @@ class PortClaims:
             for port in sorted(ports - set(self._held)):
                 self._held[port] = self._take(service, port)
 
-    def _take(self, service: str, port: int) -> int:
+    def _take(self, service: str, port: int) -> int | None:
         assert self.dir is not None
         path = self.dir / str(port)
         while True:
@@ -119,6 +129,8 @@ class PortClaims:
             if not _lock(fd):
                 inode = os.fstat(fd).st_ino
                 os.close(fd)
+                if _claimant(path) == self.run_id:
+                    return None  # this run's, held by its owner (`pyairtable restart`)
                 raise PrerequisiteError(
                     f"port {port} is claimed by another run of this user, which launches or "
                     f"runs a service on it: {_holder(path, inode)}. Fix: let that run finish "
@@ -146,6 +158,8 @@ class PortClaims:
         with self._lock:
             held, self._held = self._held, {}
         for port, fd in held.items():
+            if fd is None:
+                continue
             with contextlib.suppress(OSError):
                 os.unlink(self.dir / str(port))  # type: ignore[operator]
             os.close(fd)
