@@ -125,9 +125,11 @@ def summary(runtime: Runtime, *, verbose: bool = False) -> list[str]:
             f"started {started} of {total} services ({len(orch.runs) - started} more that "
             "the selected tests need did not start):"
         )
-    tracking = orch.backend.tracking()
-    lines = [head, *([f"process tracking: {tracking}"] if tracking else [])]
-    return notices + lines + timeline(orch)
+    tracking = orch.backend.tracking()  # after the table: readers of the table parse it
+    lines = [head]
+    return (
+        notices + lines + timeline(orch) + ([f"process tracking: {tracking}"] if tracking else [])
+    )
 
 
 def _show(value: Any) -> str:
