@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from stackrun import cli, listening, record_of, standin_service, until
 
-from conftest import Project
+from conftest import Ports, Project
 
-Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.05"
 
 

@@ -3,14 +3,10 @@ and warns when it is older than the image's major version."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from conftest import Project
+from conftest import Ports, Project
 from pytest_pyairtable.backends.recipes import find_binary, server_version
-
-Ports = Callable[[int], list[int]]
 
 
 @pytest.mark.parametrize("newer", [True, False])

@@ -11,21 +11,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli import cli
-from test_compose import IMAGE, ROOT, _docker, engine, our_containers, service  # noqa: F401
+from containers import IMAGE, docker_cli, our_containers, service
+from stackrun import cli
 
-from conftest import Background, LeakCheck, Project, unique_run_id, wait_until
+from conftest import Background, LeakCheck, Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends.addressing import names_of, reach_of, rewrite_environment
 from pytest_pyairtable.backends.base import BackendOptions, Placement, backend_class
 from pytest_pyairtable.model.spec import ServiceSpec, load_stack
 from pytest_pyairtable.support.errors import ConfigError
-
-Ports = Callable[[int], list[int]]
-STANDIN = f"{sys.executable} -m pytest_pyairtable.standin"
 
 
 def container_standin(name: str, port: int, upstream: str = "", extra: str = "") -> str:
@@ -341,13 +337,13 @@ services:
         created: list[str] = []
 
         def made() -> bool:
-            out = _docker("ps", "-aq", "--filter", "label=com.docker.compose.service=web",
+            out = docker_cli("ps", "-aq", "--filter", "label=com.docker.compose.service=web",
                           "--filter", f"label=com.docker.compose.project=pyairtable-run-{options.run_id}")  # fmt: skip
             created[:] = out.stdout.split()
             return bool(created)
 
         wait_until(made, timeout=60, what="compose to create the container")
-        hosts = _docker("inspect", "-f", "{{json .HostConfig.ExtraHosts}}", created[0]).stdout
+        hosts = docker_cli("inspect", "-f", "{{json .HostConfig.ExtraHosts}}", created[0]).stdout
         assert "api:host-gateway" in hosts
     finally:
         backend.close()

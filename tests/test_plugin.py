@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck
 
-from conftest import LeakCheck, Project
+from conftest import Ports, Project
 from pytest_pyairtable.backends.markers import MARKER
-
-Ports = Callable[[int], list[int]]
 
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.1"
 

@@ -8,23 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck, kill_own, marked_processes
+from stackrun import PYTEST_ARGS
 
-from conftest import (
-    Background,
-    LeakCheck,
-    Project,
-    kill_own,
-    marked_processes,
-    unique_run_id,
-    wait_until,
-)
+from conftest import Background, Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends.markers import MARKER
-
-Ports = Callable[[int], list[int]]
 
 
 def one_service(project: Project, port: int, delay: float = 0.0) -> None:
@@ -47,7 +38,7 @@ def run_in_background(
     background: Background, project: Project, *args: str
 ) -> subprocess.Popen[bytes]:
     return background(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, *args],
         cwd=project.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -151,7 +142,7 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
     one_service(project, port)
     project.tests("""
         import os, select
-        from conftest import kill_own, marked_processes, service_pids
+        from leakcheck import kill_own, marked_processes, service_pids
 
         def test_kill_it(pyairtable_a):
             root = os.environ["PYAIRTABLE_TMPDIR"]  # this test's: only our 'a' is killed

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck
 from stackrun import cli
 
-from conftest import LeakCheck, Project
+from conftest import Ports, Project
 
-Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0"
 
 PLANTED = {

@@ -83,6 +83,7 @@ class Running(Protocol):
     """A launched (or adopted) service, as the core sees it."""
 
     log_path: Path | None
+    log_start: int  # the size of its log when this run of it began: what it printed since
 
     def poll(self) -> int | None:
         """The exit code once it has ended, else None."""
@@ -106,6 +107,10 @@ class Running(Protocol):
 
     def kept_state(self) -> dict[str, Any]:
         """JSON-able facts a later process needs to find and stop it (see ``adopt``)."""
+
+    def policy_restarts(self) -> list[tuple[float, int]]:
+        """Each start again by its restart policy: (wall clock, the exit code that
+        caused it)."""
 
 
 @runtime_checkable
@@ -188,6 +193,7 @@ class Backend(Protocol):
 
 class BaseRunning:
     log_path: Path | None = None
+    log_start: int = 0  # an adopted service's log is read from its start
 
     def poll(self) -> int | None:
         raise NotImplementedError
@@ -215,6 +221,9 @@ class BaseRunning:
 
     def kept_state(self) -> dict[str, Any]:
         raise KeepError(f"{type(self).__name__} cannot be kept running after the run.")
+
+    def policy_restarts(self) -> list[tuple[float, int]]:
+        return []  # no policy, or one the engine applies and reports itself
 
 
 class BaseBackend:
@@ -292,6 +301,14 @@ def backend_class(name: str) -> type[BaseBackend]:
     module, _, attr = {**BACKENDS, **COMPOSED}[name].partition(":")
     cls: type[BaseBackend] = getattr(importlib.import_module(module), attr)
     return cls
+
+
+def log_size(path: Path | None) -> int:
+    """Where a log ends now: a service launched next writes after it."""
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
 
 
 def where_of(svc: ServiceSpec) -> str:

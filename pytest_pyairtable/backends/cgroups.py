@@ -24,6 +24,7 @@ import itertools
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 ENV = "PYAIRTABLE_CGROUP"
@@ -124,6 +125,16 @@ class RunCgroup:
             return ServiceCgroup(path)
 
     def remove(self) -> None:
+        remove(self.path)
+
+    def end(self, wait: float = 5.0) -> None:
+        """Kill what is still in it (what an earlier launch of a restarted service left,
+        say), wait until it is empty, remove it."""
+        if pids_in(self.path):
+            kill(self.path)
+            deadline = time.monotonic() + wait
+            while pids_in(self.path) and time.monotonic() < deadline:
+                time.sleep(0.005)
         remove(self.path)
 
 

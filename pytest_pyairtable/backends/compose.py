@@ -40,7 +40,7 @@ from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError
 from ..support.files import create_private, open_private
 from . import markers, sockets
-from .base import BackendOptions, BaseBackend, HeldPorts, Running
+from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
 from .dockerapi import (
@@ -295,10 +295,14 @@ class ComposeBackend(BaseBackend):
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
         since = before.last if before is not None else log_since
-        follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
+        log_start = log_size(log_path)  # a restart's log goes on after the earlier run's
         running = ContainerService(
-            self.api, svc.name, cid, log_path, self.states, follower=follower
+            self.api, svc.name, cid, log_path, self.states, policy=svc.restart
         )
+        running.log_start = log_start
+        after = running.next_run if svc.restart.mode != "no" else None  # each run's output
+        follower = LogFollower(self.api, cid, log_path, since, next_run=after)
+        running.follower = self._followers[svc.name] = follower
         running.refresh()
         self.started.append(running)
         return running

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,10 @@ class ContainerStates:
             elif action == "start":
                 state.update(running=True, exit_code=None, health=None)
                 state["starts"] += 1
+                state.setdefault("start_times", []).append(time.time())
             elif action == "die":
                 state.update(running=False, exit_code=int(attributes.get("exitCode", -1)))
+                state.setdefault("exits", []).append(state["exit_code"])
             elif action.startswith("health_status"):
                 state["health"] = action.partition(":")[2].strip()
             elif action == "destroy":
@@ -209,6 +212,12 @@ class ContainerStates:
         with self._cv:
             return self._open and cid in self._state
 
+    def history(self, cid: str) -> tuple[list[float], list[int]]:
+        """When it started (wall clock) and how each run ended, as the events told."""
+        with self._cv:
+            state = self._state.get(cid, {})
+            return list(state.get("start_times", [])), list(state.get("exits", []))
+
     def exit_code(self, cid: str) -> int | None:
         with self._cv:
             state = self._state.get(cid, {})
@@ -238,28 +247,48 @@ class LogFollower:
     stack's container goes on after pytest: ``hand_over`` passes the file on to a
     ``docker logs -f`` process from where this follower stopped."""
 
-    def __init__(self, api: Any, cid: str, path: Path, since: str | None = None) -> None:
+    def __init__(
+        self,
+        api: Any,
+        cid: str,
+        path: Path,
+        since: str | None = None,
+        next_run: Callable[[], bool] | None = None,
+    ) -> None:
         self.cid = cid
         self.path = path
         self.last = since  # the engine's timestamp of the last line written
-        kwargs: dict[str, Any] = {"since": float(_after(since))} if since else {}
-        self._stream = api.logs(cid, stream=True, follow=True, timestamps=True, **kwargs)
+        self._api = api
+        self._closed = False
+        # A container its restart policy starts again: the stream ends with each run,
+        # and this says when the next one has begun (False: no more runs to follow).
+        self.next_run = next_run
+        self._stream = self._open()
         self._thread = threading.Thread(
-            target=self._follow, name=f"pyairtable-logs-{cid[:12]}", daemon=True
+            target=self._follow, name=f"pyairtable-logs-{self.cid[:12]}", daemon=True
         )
         self._thread.start()
 
+    def _open(self) -> Any:
+        kwargs: dict[str, Any] = {"since": float(_after(self.last))} if self.last else {}
+        return self._api.logs(self.cid, stream=True, follow=True, timestamps=True, **kwargs)
+
     def _follow(self) -> None:
-        pending = b""
         with contextlib.suppress(Exception), open_private(self.path, "ab") as out:
-            for chunk in self._stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._write(out, line + b"\n")
-                out.flush()
-            if pending:
-                self._write(out, pending)
+            while True:
+                pending = b""
+                for chunk in self._stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        self._write(out, line + b"\n")
+                    out.flush()
+                if pending:
+                    self._write(out, pending)
+                    out.flush()
+                if self._closed or self.next_run is None or not self.next_run():
+                    return
+                self._stream = self._open()
 
     def _write(self, out: Any, line: bytes) -> None:
         stamp, _, text = line.partition(b" ")
@@ -273,6 +302,7 @@ class LogFollower:
         self._thread.join(timeout)
 
     def close(self) -> None:
+        self._closed = True
         with contextlib.suppress(Exception):
             self._stream.close()
         self._thread.join(2)

@@ -26,7 +26,7 @@ from ..model.spec import ServiceSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from ..support.files import create_private, open_private
 from . import cgroups, markers, portclaims, stopper
-from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, Running
+from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, Running, log_size
 from .environment import path_with_python, service_environment
 from .hostports import answered_by_others, check_ports_free, service_ports
 from .markers import temp_base
@@ -35,6 +35,7 @@ from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
 from .stopper import Target
+from .supervise import Supervised
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
 SHM = Path("/dev/shm")
@@ -215,6 +216,8 @@ class LocalBackend(BaseBackend):
         """Whether the socket that answered the probe belongs to this service's own
         processes (its cgroup, or its group, markers and tree): another run's server on
         the same fixed port answers a probe just as well."""
+        if isinstance(running, Supervised):  # under a restart policy: the launch it keeps
+            running = running.current
         if not isinstance(running, LocalService):
             return None
         return answered_by_others(svc, running.process.pids, self._run_pids)
@@ -251,7 +254,15 @@ class LocalBackend(BaseBackend):
     def _stop_signal(self, svc: ServiceSpec, plan_default: signal.Signals) -> signal.Signals:
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
-    def launch(self, svc: ServiceSpec) -> LocalService:
+    def launch(self, svc: ServiceSpec) -> Running:
+        """The service started; under a restart policy, kept by a supervisor as the
+        engine keeps a container (supervise.py)."""
+        first = self._launch_once(svc)
+        if svc.restart.mode == "no":
+            return first
+        return Supervised(svc.restart, first, lambda: self._launch_once(svc))
+
+    def _launch_once(self, svc: ServiceSpec) -> LocalService:
         # Claimed first: two runs started at once would both find the ports free.
         self._claims.claim(svc.name, service_ports(svc))
         if self.port_holds is not None:
@@ -273,6 +284,7 @@ class LocalBackend(BaseBackend):
         env[RUN_ID_VAR] = self.run_id
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
+        log_start = log_size(self.log_path(svc.name))
         process = LocalProcess(
             svc.name,
             plan.argv,
@@ -287,7 +299,9 @@ class LocalBackend(BaseBackend):
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
         self._launched.append(process)
         self._start_sweeper()
-        return LocalService(process, stop_signal)
+        service = LocalService(process, stop_signal)
+        service.log_start = log_start
+        return service
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:  # a reattached backend sweeps nothing
@@ -310,7 +324,7 @@ class LocalBackend(BaseBackend):
                 process.let_go()
             return
         if self.cgroup is not None:
-            self.cgroup.remove()  # its services are stopped: empty, or the kernel keeps it
+            self.cgroup.end()  # its services are stopped: what is left there is strays
         shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if self._own_logs and keep_logs:

@@ -67,6 +67,7 @@ class Orchestrator:
         self.tiers = graph.tiers(self.edges)
         self.runs: dict[str, ServiceRun] = {}
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.stop_errors: list[str] = []
         self._deadline: float | None = None
         self._cv = threading.Condition()
@@ -109,7 +110,10 @@ class Orchestrator:
                 self._deadline = time.monotonic() + self.timing.max_startup_time
             for name in new:
                 self.runs[name] = ServiceRun(
-                    self.stack.services[name], self.tiers[name], scheduled_at=self.now()
+                    self.stack.services[name],
+                    self.tiers[name],
+                    scheduled_at=self.now(),
+                    t0_wall=self.t0_wall,
                 )
         if new:  # e.g. create containers ahead, off the critical path
             self.backend.prepare([self.stack.services[n] for n in new])
@@ -208,15 +212,18 @@ class Orchestrator:
         except Exception as exc:  # a bug of ours: report it on the service, never hang
             self._fail(run, ServiceError(run.name, f"hit an internal error: {exc!r}"))
 
-    def _pass_gate(self, run: ServiceRun, running: Running, *, boot: bool = True) -> None:
+    def _pass_gate(
+        self, run: ServiceRun, running: Running, *, boot: bool = True, deadline: float | None = None
+    ) -> None:
         def on_attempt(n: int, error: str | None) -> None:
             run.attempts = n
             if error:
                 run.last_probe_error = self.redact(error)
             self.listener.probe_attempt(run, n, error)
 
-        assert self._deadline is not None
-        verdict = self.gate.wait(run, running, self._deadline, on_attempt)
+        deadline = self._deadline if deadline is None else deadline
+        assert deadline is not None
+        verdict = self.gate.wait(run, running, deadline, on_attempt)
         # The start-up's failed attempts say nothing about a later death. Only the
         # boot sets the times: a later start is one of the run's restarts.
         times = {"ready_at": self.now()} if boot else {}
@@ -282,12 +289,13 @@ class Orchestrator:
         run.restarts[-1] = (began, self.now())
         return self.handle(name)
 
-    def regate(self, name: str) -> None:
-        """Wait until a ready service passes its probe again (its dependency came back)."""
+    def regate(self, name: str, within: float | None = None) -> None:
+        """Wait until a ready service passes its probe again (its dependency came back);
+        ``within``: seconds at most (raising its ServiceError after them)."""
         run = self.runs[name]
         if run.state is State.READY and run.running is not None:
-            self._deadline = time.monotonic() + self.timing.max_startup_time
-            self._pass_gate(run, run.running, boot=False)
+            bound = self.timing.max_startup_time if within is None else within
+            self._pass_gate(run, run.running, boot=False, deadline=time.monotonic() + bound)
 
     # -- a kept stack's services ------------------------------------------------------
 
@@ -299,6 +307,7 @@ class Orchestrator:
             self.tiers[name],
             state=State.COMPLETED if completed else State.READY,
             running=running,
+            t0_wall=self.t0_wall,
         )
         self.runs[name] = run
         return run

@@ -115,6 +115,7 @@ class Gate:
             attempt_timeout,
             env=self.backend.command_env(spec),
             cancelled=self.closing,
+            log_offset=running.log_start,
         )
         own = self.backend.probe(spec, running, ctx)
         return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)
@@ -126,6 +127,12 @@ class Gate:
         log_path = run.running.log_path if run.running else None
         if run.running is not None:
             run.running.sync_logs()  # logs that reach the file late
+            restarted = run.running.policy_restarts()
+            if restarted:  # a restart loop: not hidden behind a timeout
+                cause += (
+                    f" (its restart policy, {run.spec.restart.mode}, started it again "
+                    f"{len(restarted)} times; last exit code {restarted[-1][1]})"
+                )
         return kind(
             run.name,
             cause,

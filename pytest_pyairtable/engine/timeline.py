@@ -29,8 +29,18 @@ def _phases(run: ServiceRun) -> list[tuple[str, float | None, float | None]]:
     ]
     for began, ready in run.restarts:
         phases.append((f"{run.name} restarting", began, ready if ready is not None else began))
+    for at, code in policy_restarts(run):
+        phases.append((f"{run.name} restarted by its policy (exit {code})", at, at))
     phases.append((f"{run.name} stopping", run.stop_began, run.stopped_at))
     return phases
+
+
+def policy_restarts(run: ServiceRun) -> list[tuple[float, int]]:
+    """Its restarts by its restart policy, on the orchestrator's clock (they are told in
+    wall-clock time); ``run.t0_wall`` is when that clock began."""
+    if run.running is None:
+        return []
+    return [(at - run.t0_wall, code) for at, code in run.running.policy_restarts() if at]
 
 
 def _event(name: str, begin: float, end: float, tid: int, args: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +144,8 @@ def _row(run: ServiceRun, end: float, on_path: bool, band: str) -> str:
     for began, ready in run.restarts:
         done = ready if ready is not None else began
         bars.append(_bar("bar restart", began, done, end, f"restarted: {done - began:.3f}s"))
+    for at, code in policy_restarts(run):
+        bars.append(_bar("bar restart", at, at, end, f"restarted by its policy (exit {code})"))
     if run.stop_began is not None and run.stopped_at is not None:
         bars.append(_bar("stop", run.stop_began, run.stopped_at, end))
     label = f"{html.escape(run.name)} <small>tier {run.tier} · {run.outcome}</small>"

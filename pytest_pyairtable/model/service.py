@@ -29,6 +29,7 @@ from .spec import (
     Healthcheck,
     LocalRun,
     PortMapping,
+    RestartPolicy,
     ServiceSpec,
     VolumeMount,
 )
@@ -61,6 +62,8 @@ def build_service(
     for key in ("image", "profiles", "stop_signal", "volumes"):
         if svc.get(key):
             compose[key] = svc[key]
+    if isinstance(svc.get("restart"), str) and svc["restart"]:
+        compose["restart"] = svc["restart"]
     for key in ("network_mode", "container_name", "hostname"):  # how others reach it
         if isinstance(svc.get(key), str) and svc[key]:
             compose[key] = svc[key]
@@ -99,6 +102,7 @@ def build_service(
         volumes=tuple(_volume(v) for v in svc.get("volumes") or () if isinstance(v, dict)),
         compose=MappingProxyType({k: v for k, v in compose.items() if v is not None}),
         extension=MappingProxyType(dict(x)),
+        restart=RestartPolicy.of(svc.get("restart"), svc.get("deploy")),
     )
     probe = parse_probe(x["probe"], where) if x.get("probe") else derive_probe(spec)
     from dataclasses import replace

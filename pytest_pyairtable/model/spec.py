@@ -71,6 +71,42 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class RestartPolicy:
+    """``restart:`` / ``deploy.restart_policy`` as compose hands them to the engine:
+    ``no``, ``always``, ``unless-stopped`` or ``on-failure`` with at most ``retries``
+    restarts (0: no limit)."""
+
+    mode: str = "no"
+    retries: int = 0
+
+    def restarts(self, exit_code: int, done: int) -> bool:
+        """Whether the engine would start it again after it exited on its own."""
+        if self.mode in ("always", "unless-stopped"):
+            return True
+        if self.mode == "on-failure":
+            return exit_code != 0 and (self.retries == 0 or done < self.retries)
+        return False
+
+    @classmethod
+    def of(cls, restart: object, deploy: object) -> RestartPolicy:
+        """As compose does: ``deploy.restart_policy`` over ``restart``; its conditions
+        ``none``/``any`` are the engine's ``no``/``always``."""
+        policy = cls()
+        if isinstance(restart, str) and restart:
+            mode, _, count = restart.partition(":")
+            policy = cls(_MODES.get(mode, mode), int(count) if count.isdigit() else 0)
+        rp = deploy.get("restart_policy") if isinstance(deploy, Mapping) else None
+        if isinstance(rp, Mapping):
+            condition = str(rp.get("condition") or "")
+            attempts = rp.get("max_attempts")
+            policy = cls(_MODES.get(condition, condition) or "no", int(attempts or 0))
+        return policy
+
+
+_MODES = {"none": "no", "any": "always"}
+
+
+@dataclass(frozen=True)
 class LocalRun:
     command: tuple[str, ...] | None
     cwd: Path
@@ -106,6 +142,7 @@ class ServiceSpec:
     # compose file's own ("name:address"), to reach the services run on the host.
     backend: str = ""
     added_hosts: tuple[str, ...] = ()
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.secret_values())

@@ -127,9 +127,22 @@ def summary(runtime: Runtime, *, verbose: bool = False) -> list[str]:
         )
     tracking = orch.backend.tracking()  # after the table: readers of the table parse it
     lines = [head]
-    return (
-        notices + lines + timeline(orch) + ([f"process tracking: {tracking}"] if tracking else [])
-    )
+    said = [f"process tracking: {tracking}"] if tracking else []
+    return notices + lines + timeline(orch) + policy_restarts(orch) + said
+
+
+def policy_restarts(orch: Orchestrator) -> list[str]:
+    """Each service its restart policy started again, how often and why."""
+    lines = []
+    for run in ordered_runs(orch):
+        restarted = run.running.policy_restarts() if run.running is not None else []
+        if restarted:
+            codes = ", ".join(str(code) for _, code in restarted[-5:])
+            lines.append(
+                f"{run.name}: started again {len(restarted)} times by its restart policy "
+                f"({run.spec.restart.mode}; exit codes {codes})"
+            )
+    return lines
 
 
 def _show(value: Any) -> str:

@@ -137,9 +137,15 @@ def status_rows(kept: KeptStack) -> list[dict[str, Any]]:
                 "uptime_seconds": round(time.time() - svc.started, 1),
                 "error": redact(problem or ""),
                 **({"runs_on": where_of(svc.spec)} if svc.spec.backend else {}),
+                **({"restarts": len(restarted)} if (restarted := _restarts(orch, name)) else {}),
             }
         )
     return rows
+
+
+def _restarts(orch: Any, name: str) -> list[tuple[float, int]]:
+    running = orch.runs[name].running
+    return running.policy_restarts() if running is not None else []
 
 
 def status(path: Path, *, as_json: bool, say: Say) -> int:
@@ -154,6 +160,7 @@ def status(path: Path, *, as_json: bool, say: Say) -> int:
             age = row["uptime_seconds"]  # a completed job or a dead service is not up
             since = f"up {age:.0f}s" if row["state"] == "running" else f"started {age:.0f}s ago"
             where = f"  on the {row['runs_on']}" if row.get("runs_on") else ""
+            where += f"  restarted {row['restarts']}x by its policy" if row.get("restarts") else ""
             say(
                 f"{row['service']:<22} {row['state']:<9} {row['health']:<10} tier {row['tier']}  "
                 f"{row['url']:<50} {since}{where}{note}"

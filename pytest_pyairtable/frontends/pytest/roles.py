@@ -82,7 +82,9 @@ class Role:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report_ = yield
         error = call.excinfo.value if call.excinfo else None
-        if report_.when == "setup" and isinstance(error, PyAirtableError):
+        # set-up (a service a test needs) and teardown (a fault test's heal): reported
+        # in full by the first test, the others point at it
+        if report_.when in ("setup", "teardown") and isinstance(error, PyAirtableError):
             first = self.reports.first(error, item.nodeid)
             text, head = str(error), error.headline()
             if first != item.nodeid:
