@@ -18,23 +18,22 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stackrun import cli
+from leakcheck import LeakCheck, kill_own
+from stackrun import cli, listening
 
-from conftest import LeakCheck, Project, kill_own, listening, unique_run_id, wait_until
+from conftest import Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends import cgroups
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Orchestrator
 from pytest_pyairtable.model.probespec import ProbeSpec
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, ProbeFailed, make_probe
-
-Ports = Callable[[int], list[int]]
 
 
 def _cmdline(pid: int) -> str:
@@ -185,6 +184,31 @@ def test_the_reaper_stops_what_escaped_after_pytest_is_killed(
         pytest_run.wait()
     wait_until(lambda: _gone(escapees, ports[1]), 30, "the reaper to end the escapees")
     wait_until(lambda: not no_leaks.leftovers(), 30, "the reaper's clean-up")
+
+
+def test_what_an_earlier_launch_left_ends_with_the_run(
+    cgroups_here: None, project: Project, free_ports: Ports, escapees: Escapees
+) -> None:
+    """Under a restart policy the first launch leaves a stray that cleared its
+    environment and exits; the supervisor starts the service again. The stray is in
+    the first launch's cgroup, which no stop of the current launch reaches: the run's
+    end does."""
+    (api,) = free_ports(1)
+    stray = escapees.token()
+    standin = f"exec python -m pytest_pyairtable.standin --name api --port {api}"
+    first = f"if [ ! -f once ]; then touch once; setsid env -i sleep {stray} & exit 1; fi; "
+    project.compose(f"""
+        services:
+          api:
+            image: x
+            restart: on-failure
+            x-pyairtable:
+              local: {{command: ["sh", "-c", "{first}{standin}"]}}
+              probe: {{tcp: "127.0.0.1:{api}"}}
+    """)
+    project.tests("def test_a(pyairtable_api): pass\n")
+    project.run_subprocess().assert_outcomes(passed=1)
+    assert not escapees.left()
 
 
 def test_without_cgroups_a_child_that_cleared_its_environment_is_found_by_the_tree(

@@ -10,19 +10,17 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_compose import compose_project, engine, service  # noqa: F401  (fixtures)
+from containers import service
 
-from conftest import Project
+from conftest import Ports, Project
 from pytest_pyairtable.backends import sockets
 from pytest_pyairtable.backends.local import check_ports_free
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.support.errors import PrerequisiteError
 
-Ports = Callable[[int], list[int]]
 ROWS_TEST = {
     "postgres": """
 import os
@@ -187,7 +185,7 @@ def test_the_ownership_check_finds_the_holder_of_a_listener(free_ports: Ports) -
 
 
 def test_a_container_on_the_host_network_is_ready_only_if_it_holds_the_port(
-    compose_project: Project,  # noqa: F811  (the fixture imported above)
+    compose_project: Project,
     free_ports: Ports,
 ) -> None:
     """network_mode: host: the container's own processes hold its socket. One whose

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import Project
+from conftest import Ports, Project
 from pytest_pyairtable.session.kept import KeptStack
 from pytest_pyairtable.session.lastrun import LastRunLogs, read_last_run
 from pytest_pyairtable.support.files import (
@@ -22,8 +21,6 @@ from pytest_pyairtable.support.files import (
     read_text,
     write_json,
 )
-
-Ports = Callable[[int], list[int]]
 
 
 def mode(path: Path) -> int:
