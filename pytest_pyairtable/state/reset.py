@@ -86,6 +86,7 @@ class Resets:
                     pg = PostgresSnapshot(name, spec.probe.target, self.key)
                     taken = pg.take()
                     self.snapshots[name] = pg
+                    self.notices.extend(pg.notices)
                 elif name in stored:
                     rs = RedisSnapshot(name, spec.probe.target, self.key)
                     rs.load_json(stored[name])
@@ -107,12 +108,25 @@ class Resets:
         if store is not None:
             self.save(store)
 
-    def restore(self, names: Iterable[str]) -> list[str]:
+    def restore(
+        self, names: Iterable[str], own_pids: Iterable[int] = (), strategy: str = "auto"
+    ) -> list[str]:
+        """Put ``names`` back; ``own_pids``: the processes running the test, whose
+        PostgreSQL sessions a restore must keep (pgrestore.py)."""
+        from .pgrestore import restore as restore_postgres
+        from .pgsessions import Owners
+        from .pgsnap import PostgresSnapshot
+
+        owners = Owners(own_pids)
         done = []
         for name in names:
             if name in self.errors:
                 raise self.errors[name].fresh()
-            self.snapshots[name].restore()
+            snapshot = self.snapshots[name]
+            if isinstance(snapshot, PostgresSnapshot):
+                restore_postgres(snapshot, owners, strategy=strategy)
+            else:
+                snapshot.restore()
             done.append(name)
         return done
 
