@@ -55,7 +55,7 @@ class Server:
 
     service: str
     kind: str  # "postgres" or "redis"
-    names: frozenset[str]  # the host names it has inside the stack
+    names: frozenset[str]  # the host names it has inside the stack (its service name)
     container_port: int
     host: str  # where the test process reaches it (its probe's address)
     port: int
@@ -197,18 +197,11 @@ def _server(svc: ServiceSpec) -> Server | None:
         return None
     default = 5432 if kind == "postgres" else 6379
     host, port, database = _address(svc.probe.target, kind)
-    compose = svc.compose or {}
-    names = {svc.name, compose.get("container_name"), compose.get("hostname")}
-    networks = compose.get("networks")
-    if isinstance(networks, Mapping):
-        for net in networks.values():
-            if isinstance(net, Mapping):
-                names.update(str(a) for a in net.get("aliases") or ())
     inside = next((m.container for m in svc.ports if m.host == port), default)
     server = Server(
         svc.name,
         kind,
-        frozenset(str(n).lower() for n in names if n),
+        frozenset({svc.name.lower()}),  # the name the stack's network knows it by
         int(inside or default),
         host or "127.0.0.1",
         port or default,
