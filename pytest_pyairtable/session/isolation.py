@@ -66,6 +66,7 @@ class WorkerIsolation:
         self.runtime = owner.runtime
         self.plan: Plan | None = None
         self.exported: list[str] = []  # the variables the workers' environment rewrites
+        self.workers = 0  # how many xdist workers the run started with
         self.slots: dict[str, Copies] = {}
         self.seconds: list[float] = []  # what each PostgreSQL copy took
         self._errors: dict[str, PyAirtableError] = {}
@@ -85,11 +86,9 @@ class WorkerIsolation:
         runtime, stack = self.runtime, self.runtime.stack
         if stack is None or runtime.error is not None:
             return {}
+        self.workers = len(slots)
         servers = [n for n, s in stack.services.items() if resettable(s)]
-        if runtime.settings.shared_db:
-            self._say_shared(servers, len(slots))
-            return {}
-        if not servers:
+        if runtime.settings.shared_db or not servers:
             return {}
         if not runtime.owns_services:
             runtime.notices.append(
@@ -103,17 +102,25 @@ class WorkerIsolation:
         self.exported = sorted({name for env in envs.values() for name in env})
         return {slot: {**env, SLOT_VAR: slot} for slot, env in envs.items()}
 
-    def _say_shared(self, servers: list[str], workers: int) -> None:
+    def _shared(self) -> list[str]:
+        """What --pyairtable-shared-db did (or that it had nothing to do)."""
+        from ..state.reset import resettable
+
+        stack = self.runtime.stack if self.runtime.loaded else None
+        if stack is None or not self.runtime.settings.shared_db:
+            return []
+        servers = [n for n, s in stack.services.items() if resettable(s)]
         if not servers:
-            self.runtime.notices.append(
+            return [
                 "--pyairtable-shared-db: the stack has no PostgreSQL or Redis service; "
-                "nothing to share or copy, the run goes on as without it"
-            )
-            return
-        for name in servers:
-            self.runtime.notices.append(
-                f"{name}: 1 shared database for {workers} xdist workers (--pyairtable-shared-db)"
-            )
+                "nothing to share or copy, the run went on as without it"
+            ]
+        if not self.workers:
+            return []  # no xdist: one test process, nothing to share
+        return [
+            f"{name}: 1 shared database for {self.workers} xdist workers (--pyairtable-shared-db)"
+            for name in servers
+        ]
 
     # -- a worker's copies -------------------------------------------------------------
 
@@ -241,7 +248,7 @@ class WorkerIsolation:
 
     def summary(self) -> list[str]:
         if self.plan is None:
-            return []
+            return self._shared()
         lines = []
         workers = len(self.slots)
         for name, server in self.plan.servers.items():

@@ -67,22 +67,26 @@ def _stale(meta: dict[str, Any]) -> bool:
 def make(snapshot: PostgresSnapshot, db: Database, name: str, marked: dict[str, Any]) -> None:
     """``name``, a fresh copy of ``db``'s snapshot for a worker; a copy of that name this
     run made before (for a worker that went away) or a stale run left is replaced."""
+    import psycopg
+
     with snapshot.lock, snapshot.session() as conn:
-        comments = dict(conn.execute(_COMMENTS, [[name]]).fetchall())
-        if name in comments:
-            meta = _meta(comments[name])
-            if meta is None or (meta.get("run") != marked["run"] and not _stale(meta)):
-                whose = "another live run's copy" if meta else "not made by this tool"
-                raise ResetError(
-                    f"service '{snapshot.service}': cannot make database '{name}' for xdist "
-                    f"worker {marked['slot']}: a database of that name exists ({whose}). "
-                    "Fix: run with --pyairtable-shared-db, or drop or rename it (if it is "
-                    "another run's, wait for that run to end)."
-                )
-            execute(conn, "DROP DATABASE {} WITH (FORCE)", name)
         snapshot.forget(name)
-        db.make_copy(conn, name, db.our("snap"), json.dumps(marked))
-        execute(conn, "ALTER DATABASE {} ALLOW_CONNECTIONS true", name)
+        try:
+            db.make_copy(conn, name, db.our("snap"), json.dumps(marked), allow=True)
+            return
+        except psycopg.errors.DuplicateDatabase:
+            pass  # one of that name: replaced only when provably ours and done with
+        meta = _meta(dict(conn.execute(_COMMENTS, [[name]]).fetchall()).get(name))
+        if meta is None or (meta.get("run") != marked["run"] and not _stale(meta)):
+            whose = "another live run's copy" if meta else "not made by this tool"
+            raise ResetError(
+                f"service '{snapshot.service}': cannot make database '{name}' for xdist "
+                f"worker {marked['slot']}: a database of that name exists ({whose}). "
+                "Fix: run with --pyairtable-shared-db, or drop or rename it (if it is "
+                "another run's, wait for that run to end)."
+            )
+        execute(conn, "DROP DATABASE {} WITH (FORCE)", name)
+        db.make_copy(conn, name, db.our("snap"), json.dumps(marked), allow=True)
 
 
 def remake(snapshot: PostgresSnapshot, db: Database, name: str) -> None:
