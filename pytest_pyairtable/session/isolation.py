@@ -184,7 +184,8 @@ class WorkerIsolation:
             made = copies.postgres[handle.name]
             details.update(worker=slot, databases=dict(made))
         elif handle.name in copies.redis:
-            details.update(worker=slot, databases=dict(copies.redis[handle.name]))
+            numbers = copies.redis[handle.name]
+            details.update(worker=slot, databases={str(k): v for k, v in numbers.items()})
         elif handle.name in self.plan.shared:
             details.update(worker=slot, key_prefix=f"{slot}:")  # one database for all
             return dataclasses.replace(handle, details=details)
