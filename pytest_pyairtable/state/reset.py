@@ -3,8 +3,10 @@ when the stack is first up (migration jobs done), restored before the tests that
 
 A service can be reset when its probe speaks PostgreSQL or Redis (derived from a
 ``postgres*``/``redis*`` image, or ``x-pyairtable.probe: {postgres: DSN}``): the probe's
-DSN or URL is how we reach it. What is restored, and what a connected app sees, is in
-pgsnap.py and redissnap.py (and docs/reference.md, "State reset").
+DSN or URL is how we reach it. What is restored, which way, and what a connected app
+sees, is in pgrestore.py, pginplace.py, pgsnap.py and redissnap.py (and
+docs/reference.md, "State reset"). The same snapshot is what xdist workers' own
+databases are copied from (session/isolation.py).
 
 A snapshot has a key: the stack's fingerprint (every service's definition, a migration
 job's included) and the run id of the stack it was taken in. PostgreSQL snapshots live
