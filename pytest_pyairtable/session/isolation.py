@@ -129,18 +129,20 @@ class WorkerIsolation:
         if self.plan is None or slot not in self.plan.slots:
             return
         with self._lock:
+            if slot in self._errors:
+                raise self._errors[slot].fresh()
             current = self.slots.get(slot)
             if current is not None and current.holder == holder:
                 return
-            if slot in self._errors:
-                raise self._errors[slot].fresh()
+            # recorded before it is filled: what is made before a failure is dropped too
+            copies = self.slots[slot] = Copies(holder)
             try:
-                self.slots[slot] = self._make(holder, slot, fresh=current is None)
+                self._make(copies, slot, fresh=current is None)
             except PyAirtableError as exc:
                 self._errors[slot] = exc
                 raise
 
-    def _make(self, holder: str, slot: str, *, fresh: bool) -> Copies:
+    def _make(self, copies: Copies, slot: str, *, fresh: bool) -> None:
         from ..state.pgcopies import make, mark, sweep
         from ..state.pgsnap import PostgresSnapshot
         from ..state.workerenv import copy_name
@@ -151,7 +153,6 @@ class WorkerIsolation:
         names = [n for n, s in self.plan.servers.items() if n in specs and s.databases]
         resets = self.owner.resets()
         self.owner.take([n for n in names if n not in resets.snapshots], specs)
-        copies = Copies(holder)
         for name in names:
             if name in resets.errors:
                 raise resets.errors[name].fresh()
@@ -164,14 +165,13 @@ class WorkerIsolation:
                 for db in snapshot.databases:
                     if db.name in server.databases:
                         start = time.perf_counter()
-                        made[db.name] = copy_name(db.name, slot)
-                        make(snapshot, db, made[db.name], mark(self.runtime.run_id, slot, db.name))
+                        copy = made[db.name] = copy_name(db.name, slot)
+                        make(snapshot, db, copy, mark(self.runtime.run_id, slot, db.name))
                         self.seconds.append(time.perf_counter() - start)
             else:
                 numbers = {int(d): server.numbers[(slot, d)] for d in server.databases}
-                snapshot.copy_into(numbers, fresh=fresh)
                 copies.redis[name] = numbers
-        return copies
+                snapshot.copy_into(numbers, fresh=fresh)
 
     def handle(self, slot: str, handle: Handle) -> Handle:
         """``handle`` as worker ``slot`` sees it: its URL names the worker's copy."""

@@ -69,6 +69,19 @@ def make(snapshot: PostgresSnapshot, db: Database, name: str, marked: dict[str, 
     run made before (for a worker that went away) or a stale run left is replaced."""
     import psycopg
 
+    try:
+        _make(snapshot, db, name, marked)
+    except psycopg.Error as exc:
+        raise ResetError(
+            f"service '{snapshot.service}': cannot make database '{name}' for xdist worker "
+            f"{marked['slot']}: {exc}. Fix: give the user of its probe's DSN CREATEDB "
+            "(the image's POSTGRES_USER has it), or run with --pyairtable-shared-db."
+        ) from None
+
+
+def _make(snapshot: PostgresSnapshot, db: Database, name: str, marked: dict[str, Any]) -> None:
+    import psycopg
+
     with snapshot.lock, snapshot.session() as conn:
         snapshot.forget(name)
         try:
