@@ -79,16 +79,24 @@ def test_the_shop_suite_passes_unchanged_serially_and_under_xdist(
 def test_the_shop_suite_collides_when_the_workers_share_the_database(
     project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The collision the copies prevent is real: the same suite, the same -n 2."""
+    """The collision the copies prevent is real: the same suite, the same -n 2. It is a
+    race (two workers' module fixtures at once), lost in about 9 runs of 10 here
+    (benchmarks/workerdbs.py): up to three runs must show it."""
     shop(project, free_ports, monkeypatch)
-    result = project.run_subprocess(
-        "-p", "no:randomly", "-n", "2", "--pyairtable-shared-db", timeout=600
-    )
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) + outcomes.get("errors", outcomes.get("error", 0)) > 0
-    result.stdout.fnmatch_lines(
-        ["db: 1 shared database for 2 xdist workers (--pyairtable-shared-db)"]
-    )
+    for _ in range(3):
+        result = project.run_subprocess(
+            "-p", "no:randomly", "-n", "2", "--pyairtable-shared-db", timeout=600
+        )
+        result.stdout.fnmatch_lines(
+            ["db: 1 shared database for 2 xdist workers (--pyairtable-shared-db)"]
+        )
+        outcomes = result.parseoutcomes()
+        if outcomes.get("failed", 0) + outcomes.get("errors", outcomes.get("error", 0)):
+            break
+    else:
+        pytest.fail("three runs with one shared database, and no collision")
+    out = result.stdout.str()
+    assert "IntegrityError" in out or "assert" in out  # another worker's rows, or none
 
 
 # A conftest.py at the rootdir that reads the environment when it is imported, as a
