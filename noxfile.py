@@ -68,10 +68,11 @@ def _install(session: nox.Session, *args: str) -> None:
     session.run("python", "-c", _SHOW_VERSIONS)
 
 
-# Which versions a session tests, in its log: what a green run vouches for.
+# Which versions a session tests, in its log: what a green run vouches for (each once: the
+# checkout's egg-info, on sys.path from the working directory, names the plugin again).
 _SHOW_VERSIONS = (
     "import importlib.metadata as m; "
-    "print(*sorted(f'{d.name}=={d.version}' for d in m.distributions()), sep='\\n')"
+    "print(*sorted({f'{d.name}=={d.version}' for d in m.distributions()}), sep='\\n')"
 )
 
 
