@@ -19,10 +19,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pytest_pyairtable.errors import ComposeFileError
 
 from pytest_pyairtable.model.yamldepth import MAX_DEPTH, deepest, too_deep
 from pytest_pyairtable.model.yamlread import load_documents
+from pytest_pyairtable.support.errors import ComposeFileError
 
 libyaml: Any = importlib.import_module("yaml._yaml")
 PROPERTY = settings(
