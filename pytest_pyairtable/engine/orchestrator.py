@@ -21,6 +21,7 @@ from ..model import graph
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext, make_probe
 from ..support.errors import (
+    ConfigError,
     DependencyFailedError,
     PyAirtableError,
     ServiceError,
@@ -62,7 +63,7 @@ class Orchestrator:
         self.backend = backend
         self.timing = timing or Timing()
         self.listener = listener or Listener()
-        self.redact = redact or Redactor(stack.secret_values())
+        self.redact = redact or stack.redactor()
         self.edges = {n: [d.name for d in s.depends_on] for n, s in stack.services.items()}
         self.tiers = graph.tiers(self.edges)
         self.runs: dict[str, ServiceRun] = {}
@@ -74,6 +75,8 @@ class Orchestrator:
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._stopped = False
+        self._hurried = False  # interrupted during its stop: the rest is killed
+        self.stopping = False  # its stop is under way
         self.gate = Gate(
             stack=stack,
             backend=backend,
@@ -196,6 +199,8 @@ class Orchestrator:
                 run.state = State.STARTING
                 run.starting_at = self.now()
             self.listener.service_starting(run)
+            if run.spec.healthcheck is not None and run.spec.healthcheck.refused:
+                raise ConfigError(run.spec.healthcheck.refused)  # as the engine would
             running = self.backend.launch(run.spec)
             self._set(run, State.RUNNING, running=running, launched_at=self.now())
             run.spec = self.backend.resolve(run.spec, running)  # e.g. ports the engine chose
@@ -323,6 +328,7 @@ class Orchestrator:
             self.backend.close()
             return
         started = {n: r for n, r in self.runs.items() if r.running is not None}
+        self.stopping = True
         try:
             stopping.in_reverse_order(
                 {n: self.edges[n] for n in started},
@@ -331,6 +337,7 @@ class Orchestrator:
         finally:
             failed = any(r.state is State.FAILED for r in self.runs.values())
             self.backend.close(keep_logs=failed if keep_logs is None else keep_logs)
+            self.stopping = False
 
     def detach(self, record: Any) -> None:
         """Leave everything running, as the kept stack recorded at ``record`` (a path);
@@ -350,11 +357,22 @@ class Orchestrator:
             thread.join()
         return True
 
+    def hurry(self) -> list[str]:
+        """A Ctrl-C (or SIGTERM) during a stop: kill what is still stopping, and stop
+        what is left by killing it too. The services it killed."""
+        self._hurried = True
+        killed = []
+        for run in list(self.runs.values()):
+            if run.running is not None and run.stop_began is not None and run.stopped_at is None:
+                run.running.kill()
+                killed.append(run.name)
+        return killed
+
     def _stop_one(self, run: ServiceRun, emergency: bool) -> None:
         assert run.running is not None
         run.stop_began = self.now()
         try:
-            if emergency:
+            if emergency or self._hurried:
                 run.running.kill()
             else:
                 self.listener.before_stop(run)  # data safety first (a built-in hook)

@@ -51,7 +51,7 @@ class ServiceRun:
     t0_wall: float = 0.0  # the wall-clock time at which the orchestrator's clock read 0
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.spec.secret_values())
+        return dataclass_repr(self, self.spec.secret_values(), self.spec.identifiers())
 
     @property
     def name(self) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from ...support.errors import PyAirtableError
+from ...support.redact import Redactor
+from .masking import mask_longrepr, mask_sections
 
 
 class FirstReports:
@@ -46,18 +48,18 @@ class FailureRepr:
         return self.text
 
 
-def redact_report(
-    report_: Any, redact: Callable[[str], str], as_text: Callable[[str, str], Any]
-) -> None:
+def redact_report(report_: Any, redact: Redactor, as_text: Callable[[str, str], Any]) -> None:
     """Mask secrets in a test report: its captured output sections and its failure,
-    which go to the terminal, junit XML and xdist's controller. A failure whose text
-    changed is replaced by ``as_text(text, headline)``; others keep pytest's own repr."""
-    report_.sections = [(title, redact(text)) for title, text in report_.sections]
+    which go to the terminal, junit XML and xdist's controller. pytest's own failure is
+    masked inside its structure, values only (masking.py: its code stays as written);
+    another (ours) whose text changed is replaced by ``as_text(text, headline)``."""
+    report_.sections = mask_sections(report_.sections, redact)
     longrepr = report_.longrepr
     if longrepr is None:
         return
-    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
-        report_.longrepr = (*longrepr[:2], redact(str(longrepr[2])))
+    masked = mask_longrepr(longrepr, redact)
+    if masked is not None:
+        report_.longrepr = masked
         return
     text = str(longrepr)
     shown = redact(text)
@@ -81,9 +83,10 @@ class JunitSections:
     pytest writes only captured output there, and only with ``junit_logging``. Through
     pytest's junitxml internals, checked by a test (tests/test_test_logs.py)."""
 
-    def __init__(self, config: pytest.Config, redact: Callable[[str], str]) -> None:
+    def __init__(self, config: pytest.Config, masking: Callable[[], Callable[[str], str]]) -> None:
         self.config = config
-        self.redact = redact  # a worker's report may not be masked again yet
+        self.masking = masking  # the run's, when it writes: a worker's report may not be
+        # masked again yet (the controller does that as it takes the report)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
@@ -107,8 +110,7 @@ class JunitSections:
         xml = self.config.stash.get(xml_key, None)
         if xml is None:
             return
+        redact = self.masking()
         node = ElementTree.Element("system-out")
-        node.text = bin_xml_escape(
-            "".join(f"{f' {t} ':-^80}\n{self.redact(c)}\n" for t, c in texts)
-        )
+        node.text = bin_xml_escape("".join(f"{f' {t} ':-^80}\n{redact(c)}\n" for t, c in texts))
         xml.node_reporter(report).append(node)
