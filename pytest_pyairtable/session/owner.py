@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..support.errors import PyAirtableError
@@ -29,7 +28,6 @@ from .isolation import WorkerIsolation
 from .lease import EXCLUSIVE, LeaseTable
 
 if TYPE_CHECKING:
-    from ..backends.base import Running
     from ..engine.faults import FaultInjector
     from ..engine.handle import Handle
     from ..model.spec import ServiceSpec
@@ -291,39 +289,11 @@ class StackOwner:
             self._resets = Resets(key)
         return self._resets
 
-    # -- a test's evidence ----------------------------------------------------------
-
     def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
-        """What each service logged since its mark (its log's size when the holder's test
-        began): the last ``lines`` lines, masked. The logs that reach their files late (a
-        container's) are settled first, all at once, so the test's last lines are there."""
-        from .testlogs import window_text
+        """What each service logged since its mark, masked (testlogs.read_windows)."""
+        from .testlogs import read_windows
 
-        sources = {name: self._log_source(name) for name in marks}
-        late = [r for _, r in sources.values() if r is not None and r.logs_late]
-        settling = [threading.Thread(target=r.sync_logs, daemon=True) for r in late[1:]]
-        for thread in settling:
-            thread.start()
-        if late:
-            late[0].sync_logs()
-        for thread in settling:
-            thread.join()
-        return {
-            name: self.runtime.redact(window_text(path, int(marks[name]), lines))
-            for name, (path, _) in sources.items()
-            if path is not None
-        }
-
-    def _log_source(self, name: str) -> tuple[Path | None, Running | None]:
-        """A service's log file, and what settles it: this run's service, or a kept
-        stack's (whose own processes write its files)."""
-        orch, kept = self.runtime.orch, self.runtime.kept
-        run = orch.runs.get(name) if orch is not None else None
-        if run is not None and run.running is not None:
-            return run.running.log_path, run.running
-        if kept is not None and name in kept.services:
-            return kept.services[name].handle.log_path, None
-        return None, None
+        return read_windows(self.runtime, marks, lines)
 
     # -- the end -------------------------------------------------------------------
 

@@ -1,12 +1,12 @@
 """A test's evidence: what each service it used logged while it ran.
 
-Before a test (its setup, before any fixture) the log file of each service in its
-closure is marked with its size then: one ``os.stat``, all a passing test pays. A
-service first handed out during the test (the boot by its first test) is marked when
-it is ready. At the test's report, what was written since the mark is read back, its
-last lines only, by the process that owns the stack (``StackOwner.test_logs``): it
-settles the services whose logs reach their files late first (a container's engine log
-is followed into its file a few milliseconds behind) and masks what it returns.
+Before a test (in its setup, once it holds the stack, before any fixture) the log file
+of each service in its closure is marked with its size then: one ``os.stat``, all a
+passing test pays. A service first handed out during the test (the boot by its first
+test) is marked when it is ready. At the test's report, what was written since the mark is read back, its
+last lines only, by the process that owns the stack (``read_windows``): it settles
+the services whose logs reach their files late first (a container's engine log is
+followed into its file a few milliseconds behind) and masks what it returns.
 
 The window is the file's, so it is the test's own, up to that lag: without xdist, lines
 a container wrote in the last few milliseconds before the test began can show at its
@@ -17,30 +17,20 @@ caused at the same time too.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-MODES = ("failed", "always", "never")
+if TYPE_CHECKING:
+    from ..backends.base import Running
+    from .runtime import Runtime
+
 SECTION = "pyairtable: {} log"
 MAX_LINE = 2000  # characters of one line shown; a service may log a whole document
 _BLOCK = 65536
 
 ReadLogs = Callable[[Mapping[str, int], int], Mapping[str, str]]
-
-
-def parse_mode(value: object) -> str:
-    """--pyairtable-test-logs."""
-    if str(value) not in MODES:
-        raise ValueError(f"valid values are {', '.join(MODES)}")
-    return str(value)
-
-
-def parse_line_count(value: object) -> int:
-    """--pyairtable-test-log-lines."""
-    count = int(str(value).strip())  # a ValueError names the value
-    if not 1 <= count <= 10_000:
-        raise ValueError("not between 1 and 10000 (turn the logs off with never)")
-    return count
 
 
 def window_text(path: Path, offset: int, lines: int) -> str:
@@ -66,6 +56,39 @@ def window_text(path: Path, offset: int, lines: int) -> str:
     if len(found) > lines:
         shown.insert(0, f"[earlier lines of this test omitted; the whole log: {path}]")
     return "\n".join(shown)
+
+
+def read_windows(runtime: Runtime, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+    """The owner's side: what each service logged since its mark (its log's size when the
+    holder's test began), the last ``lines`` lines, masked. The logs that reach their
+    files late (a container's) are settled first, all at once, so the test's last lines
+    are there."""
+    sources = {name: _log_source(runtime, name) for name in marks}
+    late = [r for _, r in sources.values() if r is not None and r.logs_late]
+    settling = [threading.Thread(target=r.sync_logs, daemon=True) for r in late[1:]]
+    for thread in settling:
+        thread.start()
+    if late:
+        late[0].sync_logs()
+    for thread in settling:
+        thread.join()
+    return {
+        name: runtime.redact(window_text(path, int(marks[name]), lines))
+        for name, (path, _) in sources.items()
+        if path is not None
+    }
+
+
+def _log_source(runtime: Runtime, name: str) -> tuple[Path | None, Running | None]:
+    """A service's log file, and what settles it: this run's service, or a kept stack's
+    (whose own processes write its files)."""
+    orch, kept = runtime.orch, runtime.kept
+    run = orch.runs.get(name) if orch is not None else None
+    if run is not None and run.running is not None:
+        return run.running.log_path, run.running
+    if kept is not None and name in kept.services:
+        return kept.services[name].handle.log_path, None
+    return None, None
 
 
 def _shorten(line: str) -> str:
