@@ -50,6 +50,8 @@ from .dockerapi import (
     LogFollower,
     connect,
     engine_host,
+    last_line_stamp,
+    latest_stamp,
 )
 from .healthexec import ContainerHealthcheck, HealthTest
 from .reaper import ReaperClient
@@ -274,7 +276,11 @@ class ComposeBackend(BaseBackend):
         if self.states is None:  # events from now on: the start and, later, the stop
             self.states = ContainerStates(self.api, self.project)
         ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
-        return self._start(svc, cid, log_since=_stamp(ended))
+        # The engine stamps a line when it reads it, which on a loaded machine comes after
+        # the process ended: the last line's stamp, not FinishedAt, is where its log ends
+        # (the kept stack's handed-over follower has written up to there).
+        since = latest_stamp(_stamp(ended), last_line_stamp(self.api, cid))
+        return self._start(svc, cid, log_since=since)
 
     def _start(self, svc: ServiceSpec, cid: str, log_since: str | None = None) -> ContainerService:
         """Start its container; its log followed from where the previous follower (or,
