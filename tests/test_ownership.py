@@ -6,6 +6,7 @@ data while it runs; `down` during a boot cancels it. Real processes, real server
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from containers import docker_cli, service
 from leakcheck import LeakCheck, kill_own
 from stackrun import PYTEST_ARGS, cli, record_of, until
 
@@ -434,3 +436,127 @@ def test_down_during_a_boot_cancels_it(
     assert no_leaks.processes() == {}
     assert not record_of(project).exists()
     assert cli("status", cwd=project).returncode == 2
+
+
+WEB = (
+    "services:"
+    + service(
+        "web",
+        """
+    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", "web", "--port", "${WEB_PORT:?set WEB_PORT}"]
+    x-pyairtable: {probe: {http: "http://127.0.0.1:${WEB_PORT}/health"}}""",
+    )
+    + "\n"
+)
+
+WEB_TESTS = """
+import os, pathlib, time
+
+def test_web(pyairtable_web):
+    pass
+
+def test_hang(pyairtable_web):
+    pathlib.Path(os.environ["READY_FILE"]).touch()
+    time.sleep(300)
+"""
+
+
+class ComposeStack(Stack):
+    def __init__(self, path: Path, free_ports: Ports) -> None:
+        super().__init__(path, free_ports, WEB)
+        (path / "test_stack.py").write_text(textwrap.dedent(WEB_TESTS))
+        (path / "pytest.ini").write_text("[pytest]\n")
+
+    def env(self, *, fail: bool = False, **more: str) -> dict[str, str]:
+        (port,) = self.free_ports(1)
+        return {**os.environ, "WEB_PORT": str(port), "READY_FILE": str(self.path / "ready")}
+
+    def pytest(self, *args: str, fail: bool = False) -> subprocess.CompletedProcess[str]:
+        return super().pytest("--pyairtable-backend", "compose", *args)
+
+
+def compose_projects(prefix: str) -> dict[str, set[str]]:
+    """Compose project -> its containers' ids, for the projects named ``prefix...``."""
+    listed = docker_cli(
+        "ps", "-a", "--filter", "label=com.docker.compose.project",
+        "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}',
+    ).stdout  # fmt: skip
+    found: dict[str, set[str]] = {}
+    for line in listed.splitlines():
+        cid, _, project = line.partition(" ")
+        if project.startswith(prefix):
+            found.setdefault(project, set()).add(cid)
+    return found
+
+
+def running(cids: Iterable[str]) -> set[str]:
+    listed = docker_cli("ps", "-q", "--no-trunc", *(f"--filter=id={c}" for c in cids)).stdout
+    return {c for c in cids if any(line.startswith(c) for line in listed.split())}
+
+
+def test_compose_projects_side_by_side_and_a_copy(
+    engine: str, tmp_path: Path, free_ports: Ports, no_leaks: LeakCheck, background: Background
+) -> None:
+    mine = ComposeStack(tmp_path / "mine", free_ports)
+    theirs = ComposeStack(tmp_path / "theirs", free_ports)
+    kept = theirs.pytest("--pyairtable-keep", "-k", "not hang")
+    assert kept.returncode == 0, kept.stdout
+    kept_project = json.loads(record_of(theirs.path).read_text())["backend_state"]["project"]
+    ready = theirs.path / "ready"
+    proc = background(
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-backend", "compose", "-k", "hang"],
+        cwd=theirs.path, env=theirs.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        until(lambda: ready.exists() or proc.poll() is not None, 180, "the killed run's stack")
+        assert proc.poll() is None
+        (reaper,) = reapers_of(proc.pid)
+        kill_own(reaper, lambda pid: parent_of(pid) == proc.pid)  # killed with its reaper
+        proc.kill()
+        proc.wait()
+        (killed_project,) = compose_projects(f"pyairtable-run-{proc.pid}-")
+        theirs_containers = compose_projects(kept_project) | compose_projects(killed_project)
+        ids = {c for cids in theirs_containers.values() for c in cids}
+        assert len(theirs_containers) == 2 and running(ids) == ids
+        files = every_path({*run_dirs(no_leaks), theirs.path})
+
+        def intact(after: str) -> None:
+            assert compose_projects(kept_project) | compose_projects(killed_project) == (
+                theirs_containers
+            ), f"{after} removed the other project's containers"
+            assert running(ids) == ids, f"{after} stopped the other project's containers"
+            gone = sorted(str(p) for p in files if not os.path.lexists(p))
+            assert not gone, f"{after} removed the other project's {gone[:8]}"
+
+        done = mine.pytest("-k", "not hang")
+        assert done.returncode == 0, done.stdout
+        intact("a run of another project")
+        for command in (["down"], ["down", "--volumes"]):
+            done = mine.cli(*command)
+            assert done.returncode == 0, done.stdout + done.stderr
+            intact(f"`{' '.join(command)}` in another project")
+        copy = tmp_path / "copy"
+        subprocess.run(["cp", "-a", str(theirs.path), str(copy)], check=True)
+        for command in (["down"], ["down", "--volumes"]):
+            done = cli(*command, cwd=copy)
+            assert done.returncode == 0 and "nothing to stop here" in done.stdout, done.stdout
+            intact(f"`{' '.join(command)}` in a copy")
+
+        # Their record deleted: their own next run removes what the killed run left, and
+        # not the kept stack, which still runs.
+        shutil.rmtree(theirs.path / ".pyairtable")
+        done = theirs.pytest("-k", "not hang")
+        assert done.returncode == 0, done.stdout
+        assert compose_projects(killed_project) == {}, "a killed run's containers are stale"
+        kept_ids = theirs_containers[kept_project]
+        assert compose_projects(kept_project) == {kept_project: kept_ids}
+        assert running(kept_ids) == kept_ids
+    finally:
+        for project in (
+            *compose_projects(kept_project),
+            *compose_projects(f"pyairtable-run-{proc.pid}-"),
+        ):
+            docker_cli("rm", "-f", *compose_projects(project)[project])  # ours: this test's
+    down = theirs.cli("down", "--volumes")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert run_dirs(no_leaks) == set(), down.stdout

@@ -10,10 +10,11 @@ hold as with local processes; readiness is judged where the service lives
 (healthexec.py), or by a host-side probe where one is given.
 
 Compose's exit code is not trusted (the PyPI wrapper exits 0 on errors): a call worked
-when the engine shows its result. The project name is ``pyairtable-run-<pid>-<random>``:
-unique per run, and a later run removes projects whose pytest is gone, unless a kept
-stack's record names them. A kept stack is recorded as its project and container ids:
-stopping and removing it needs the Engine API only, not the compose file.
+when the engine shows its result. The project name is
+``pyairtable-run-<pid>-<random>-v2``: unique per run; a later run of the same stack
+removes its projects whose pytest is gone, unless they are a kept stack's. A kept stack
+is recorded as its project and container ids: stopping and removing it needs the
+Engine API only, not the compose file.
 
 (Over 350 lines: one backend's whole life, from the engine's client to a kept stack,
 reads best in one place; the parts it drives live in engine, composecli, containers
@@ -92,9 +93,10 @@ class ComposeBackend(BaseBackend):
         )
         detecting.start()
         self.port_holds = port_holds  # compose reads the file itself: it gets them
-        # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
-        # remove such a project once its pid is gone, kept or not.
-        self.project = project_name or f"pyairtable-run-{run_id}"
+        # Neither pyairtable-<pid>-... nor pyairtable-run-<pid>-<hex>: earlier versions,
+        # which may run on the same engine, remove such a project once its pid is gone,
+        # whichever project's it is.
+        self.project = project_name or f"pyairtable-run-{run_id}-v2"
         # The engine's client (importing the SDK, connecting, subscribing to events) is
         # made beside compose's start-up and its first container, not before them.
         self.api: Any = None

@@ -26,8 +26,9 @@ from .base import BaseRunning
 from .dockerapi import CONFIG_LABEL, PROJECT_LABEL, ContainerStates, LogFollower
 from .procfs import pid_alive
 
-# pyairtable-run-<pid>-<hex>, and pyairtable-<pid>-<hex> from earlier versions
-_OUR_PROJECT = re.compile(r"^pyairtable-(?:run-)?((\d+)-[0-9a-f]+)$")
+# pyairtable-run-<pid>-<hex>-v2; pyairtable-run-<pid>-<hex> and pyairtable-<pid>-<hex>
+# from earlier versions (the suffix keeps their looser clean-up off this version's)
+_OUR_PROJECT = re.compile(r"^pyairtable-(?:run-)?((\d+)-[0-9a-f]+)(?:-v2)?$")
 
 
 def _real_binary(path: str) -> str:
@@ -110,6 +111,7 @@ def remove_stale_projects(api: Any, owner: markers.Owner | None, base: Path) -> 
     if owner is None:
         return []
     projects: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, str] = {}
     for found in api.containers(all=True, filters={"label": PROJECT_LABEL}):
         labels = found.get("Labels") or {}
         project = labels.get(PROJECT_LABEL, "")
@@ -118,13 +120,13 @@ def remove_stale_projects(api: Any, owner: markers.Owner | None, base: Path) -> 
             continue
         if not pid_alive(int(match.group(2))):
             projects.setdefault(project, []).append(found)
+            runs[project] = match.group(1)
     kept = markers.kept_runs([base], owner) if projects else set()
     stale = []
     for project, found in projects.items():
-        run_id = project.removeprefix("pyairtable-").removeprefix("run-")
         config = (found[0].get("Labels") or {}).get(CONFIG_LABEL, "")
         running = any(c.get("State") == "running" for c in found)
-        if _kept(run_id, config) or (run_id in kept and running):
+        if _kept(runs[project], config) or (runs[project] in kept and running):
             continue
         remove_project(api, project)
         stale.append(project)

@@ -113,7 +113,7 @@ def _unrecorded(owner: Owner | None, say: Say) -> None:
             f"pyairtable: a stack kept by an earlier run ({run_id}) has no record any more; "
             "it is left as it is, and its directories stay while anything of it runs. Fix: "
             f"stop its processes (they carry PYAIRTABLE_RUN_ID={run_id}; a compose stack's "
-            f"containers are project pyairtable-run-{run_id})."
+            f"containers are project pyairtable-run-{run_id}-v2)."
         )
 
 
