@@ -229,7 +229,7 @@ COVERED = {
     Backend: {
         "notices", "notes", "name", "owns_services", "frontend_fixtures", "create", "preflight",
         "adapt", "reattach", "where", "launch", "prepare", "resolve", "probe", "command_env",
-        "close", "kept_state", "adopt",
+        "close", "kept_state", "adopt", "identity_problem", "tracking",
     },
     Running: {
         "log_path", "log_start", "policy_restarts", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
@@ -261,6 +261,18 @@ def test_a_service_pauses_resumes_and_stops(kit: Kit) -> None:
         assert running.poll() is not None and not listening(int(port))
     else:  # never stop what someone else runs
         assert running.poll() is None and listening(int(port))
+
+
+def test_what_answers_a_ready_service_is_its_own(kit: Kit) -> None:
+    """A service's own server passes the identity check; the tracking is said (or "")."""
+    spec = kit.services["web"]
+    running = kit.backend.launch(spec)
+    spec = wait_until_ready(kit.backend, spec, running)
+    assert kit.backend.identity_problem(spec, running) is None
+    assert isinstance(kit.backend.tracking(), str)
+    if not CASES[kit.name].external and not CASES[kit.name].container:
+        assert kit.backend.tracking().startswith(("a cgroup per service", "process groups"))
+    running.stop(5)
 
 
 def test_a_killed_service_is_gone(kit: Kit) -> None:

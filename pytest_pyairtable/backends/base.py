@@ -174,6 +174,15 @@ class Backend(Protocol):
         """The environment of a command run on the host for ``svc`` (a healthcheck or
         probe command): what the service declares, as its container would have it."""
 
+    def tracking(self) -> str:
+        """How it tracks what its services start (for the run summary), or ""."""
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """Why what answers on ``svc``'s probe port is not ``running`` (another process
+        holds the port), or None. Asked once, when the probe has passed (and when the
+        service exited while starting); a reset or fault only ever acts on a service
+        that passed it."""
+
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Release what the run holds. ``keep_stack``: the stack stays up, recorded at that
         path; mark its state so no other run's clean-up takes it. ``keep_logs``: the
@@ -260,6 +269,12 @@ class BaseBackend:
         from .environment import service_environment
 
         return service_environment(svc, os.environ, inherit=self.inherit_env)
+
+    def tracking(self) -> str:
+        return ""
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        return None  # e.g. an engine's port mapping: what answers is the container's
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Nothing held by default."""

@@ -38,7 +38,8 @@ from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError
-from . import markers
+from ..support.files import create_private, open_private
+from . import markers, sockets
 from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
@@ -233,7 +234,7 @@ class ComposeBackend(BaseBackend):
                 output = self.compose.run(
                     ["up", "--no-start", "--no-deps", *self._build_flags, *names]
                 )
-            with open(self.logs_dir / "compose-create.log", "a") as log:
+            with open_private(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
             for name in names:
                 self._outputs[name] = output
@@ -298,7 +299,7 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self.logs_dir / f"{svc.name}.log"
-        markers.private_file(log_path)  # 0600: logs hold what services print
+        create_private(log_path)  # 0600: logs hold what services print
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
@@ -340,6 +341,31 @@ class ComposeBackend(BaseBackend):
                 ),
             )
         return resolved
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """On the host's network (network_mode: host) the container's own processes
+        hold its listening socket: another program on the same port answers a probe
+        just as well. A published port is the engine's mapping to the container."""
+        if not isinstance(running, ContainerService) or not _host_network(running):
+            return None
+        watch = port_watch(svc.probe.kind, svc.probe.target)
+        pid = int((running.inspected.get("State") or {}).get("Pid") or 0)
+        pids = sockets.namespace_pids(pid) if watch is not None and pid else None
+        if watch is None or pids is None:
+            return None
+        host, port = watch.address
+        foreign = sockets.foreign_listeners(port, host, pids)
+        if not foreign:
+            return None
+        for other in list(self.started):  # a check through another of this run's services
+            other_pid = int((other.inspected.get("State") or {}).get("Pid") or 0)
+            foreign -= sockets.sockets_of(sockets.namespace_pids(other_pid) or set())
+        if not foreign:
+            return None
+        return (
+            f"port {port} answers, but not from this service's container: it is held by "
+            f"{sockets.holder_of(port, host, inodes=foreign)}"
+        )
 
     def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
         """The container's own healthcheck, run inside it, unless a host-side probe is

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..support.errors import PrerequisiteError
+from ..support.files import open_private
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -273,7 +274,7 @@ class LogFollower:
         return self._api.logs(self.cid, stream=True, follow=True, timestamps=True, **kwargs)
 
     def _follow(self) -> None:
-        with contextlib.suppress(Exception), open(self.path, "ab") as out:
+        with contextlib.suppress(Exception), open_private(self.path, "ab") as out:
             while True:
                 pending = b""
                 for chunk in self._stream:
@@ -314,13 +315,29 @@ class LogFollower:
         if docker is None:
             return
         since = ["--since", _after(self.last)] if self.last else []
-        background = 'exec "$@" >>"$0" 2>&1 </dev/null &'
-        subprocess.run(
-            ["/bin/sh", "-c", background, str(self.path), docker, "logs", "-f", *since, self.cid],
-            start_new_session=True,
-            check=False,
-            timeout=30,
-        )
+        try:  # opened here, as every log is: never through a link a shell would follow
+            log = open_private(self.path, "ab")
+        except OSError:
+            return
+        with log:
+            subprocess.run(
+                [
+                    "/bin/sh",
+                    "-c",
+                    'exec "$@" </dev/null &',
+                    "sh",
+                    docker,
+                    "logs",
+                    "-f",
+                    *since,
+                    self.cid,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                check=False,
+                timeout=30,
+            )
 
 
 def _after(stamp: str | None) -> str:

@@ -15,9 +15,9 @@ nothing of its run still uses it:
 - it was not retained on purpose (the logs of a failed run), unless the clean-up is
   the one that removes those;
 - no process of its run still runs: none carries its run id in its environment, none
-  is in a process group the run recorded, and none works in (or holds a file open in)
-  any of the run's directories. A server may rewrite its environment's memory
-  (redis-server does), so the environment alone proves nothing.
+  is in its cgroup or a process group the run recorded, and none works in (or holds a
+  file open in) any of the run's directories. A server may rewrite its environment's
+  memory (redis-server does), so the environment alone proves nothing.
 """
 
 from __future__ import annotations
@@ -252,6 +252,7 @@ def _run_alive(run_id: str, found: list[tuple[Path, dict[str, Any]]]) -> str | N
             return "its run is still going"
     groups = {g for path, _ in found for g in _groups(path)}
     targets = [Target(run_id), *(Target(run_id, "", pgid, ticks) for pgid, ticks in groups)]
+    targets += [Target(run_id, cgroup=str(m["cgroup"])) for _, m in found if m.get("cgroup")]
     if find(targets):
         return "processes of its run still run"
     users = users_of([path for path, _ in found])
@@ -305,16 +306,6 @@ def sweep(bases: Iterable[Path], owner: Owner | None, *, retained_too: bool = Fa
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     return removed
-
-
-def private_file(path: Path) -> bool:
-    """Create ``path``, empty and readable by its owner only (a log holds what a service
-    prints, secrets too); False when it existed (then it is left as it is)."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        return False
-    return True
 
 
 def remove_files(folder: Path, names: Iterable[str], made_folder: bool) -> None:

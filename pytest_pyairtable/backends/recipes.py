@@ -27,6 +27,7 @@ from ..model.imageenv import check_postgres_env, initdb_args, postgres_env, quot
 from ..model.probespec import redis_password
 from ..model.spec import ServiceSpec
 from ..support.errors import PrerequisiteError
+from ..support.files import open_private
 from . import pgcache
 
 
@@ -265,8 +266,7 @@ def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     def prepare() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o700)
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open_private(config, "w") as f:
             if password:
                 f.write(f"requirepass {_redis_quoted(password)}\n")
 
@@ -319,7 +319,7 @@ def _run_setup(
         if user is not None:
             info = pwd.getpwnam(user)
             os.fchown(read, info.pw_uid, info.pw_gid)
-        with open(log_path, "ab") as log:
+        with open_private(log_path, "ab") as log:
             process = subprocess.Popen(
                 argv, stdin=read, stdout=log, stderr=subprocess.STDOUT, user=user, cwd=cwd
             )

@@ -66,6 +66,11 @@ class Supervised(BaseRunning):
                     return
                 self._started = time.monotonic()
 
+    @property
+    def current(self) -> Running:
+        """The launch it keeps now (the last one started)."""
+        return self._current
+
     def policy_restarts(self) -> list[tuple[float, int]]:
         return list(self.restarted)
 

@@ -75,6 +75,8 @@ class Orchestrator:
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._stopped = False
+        self._hurried = False  # interrupted during its stop: the rest is killed
+        self.stopping = False  # its stop is under way
         self.gate = Gate(
             stack=stack,
             backend=backend,
@@ -326,6 +328,7 @@ class Orchestrator:
             self.backend.close()
             return
         started = {n: r for n, r in self.runs.items() if r.running is not None}
+        self.stopping = True
         try:
             stopping.in_reverse_order(
                 {n: self.edges[n] for n in started},
@@ -334,6 +337,7 @@ class Orchestrator:
         finally:
             failed = any(r.state is State.FAILED for r in self.runs.values())
             self.backend.close(keep_logs=failed if keep_logs is None else keep_logs)
+            self.stopping = False
 
     def detach(self, record: Any) -> None:
         """Leave everything running, as the kept stack recorded at ``record`` (a path);
@@ -353,11 +357,22 @@ class Orchestrator:
             thread.join()
         return True
 
+    def hurry(self) -> list[str]:
+        """A Ctrl-C (or SIGTERM) during a stop: kill what is still stopping, and stop
+        what is left by killing it too. The services it killed."""
+        self._hurried = True
+        killed = []
+        for run in list(self.runs.values()):
+            if run.running is not None and run.stop_began is not None and run.stopped_at is None:
+                run.running.kill()
+                killed.append(run.name)
+        return killed
+
     def _stop_one(self, run: ServiceRun, emergency: bool) -> None:
         assert run.running is not None
         run.stop_began = self.now()
         try:
-            if emergency:
+            if emergency or self._hurried:
                 run.running.kill()
             else:
                 self.listener.before_stop(run)  # data safety first (a built-in hook)

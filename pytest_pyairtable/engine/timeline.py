@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..support.files import write_atomic
 from .critical import critical, ordered_runs
 from .orchestrator import Orchestrator
 from .run import ServiceRun
@@ -191,7 +192,7 @@ def write_timeline(orch: Orchestrator, path: Path, tests: Span | None = None) ->
         text = json.dumps(orch.redact.data(chrome_trace(orch, tests)), indent=1)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         return f"start-up timeline not written to {path}: {exc.strerror}"
     return f"start-up timeline written to {path}"

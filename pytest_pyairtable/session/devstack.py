@@ -111,7 +111,7 @@ def up(runtime: Runtime) -> int:
         boot.end()  # as the stop begins: a `down` that asked for it was heard
         if orch is not None and not orch.stopped:
             began, said = time.monotonic(), set(orch.backend.notices)
-            with shielded():
+            with shielded(runtime.hurry):
                 runtime.stop()
             took = time.monotonic() - began
             say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")

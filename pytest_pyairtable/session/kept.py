@@ -36,6 +36,7 @@ from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
 from ..probes.checks import check_once
 from ..support.errors import KeepError, PyAirtableError
+from ..support.files import read_text, write_json
 from ..support.redact import Redactor, dataclass_repr
 from .bound import ForeignRecord, bound_to, check_bound
 
@@ -215,18 +216,14 @@ class KeptStack:
             name: {**to_json(svc), "handle": handle_to_json(svc.handle)}
             for name, svc in self.services.items()
         }
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)  # a reader sees the old record or the new, never half
+        write_json(path, data, indent=2)  # a reader sees the old record or the new, never half
 
     @classmethod
     def load(cls, path: Path) -> KeptStack | None:
         """The record at ``path``; None when there is none. Raises KeepError when there is
         one this version cannot use."""
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data: dict[str, Any] = json.loads(read_text(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -300,7 +297,10 @@ class KeptStack:
                 return GONE
             probe, _ = orch.gate.probe_for(run.spec, run.running, 1.0)
             failure = check_once(probe)
-            return None if failure is None else f"does not pass its probe ({failure})"
+            if failure is not None:
+                return f"does not pass its probe ({failure})"
+            held = orch.backend.identity_problem(run.spec, run.running)  # ours, not another's
+            return None if held is None else f"is not what answers its probe ({held})"
 
         names = list(orch.runs)
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:

@@ -135,8 +135,10 @@ def summary(runtime: Runtime, *, verbose: bool = False) -> list[str]:
             f"started {started} of {total} services ({len(orch.runs) - started} more that "
             "the selected tests need did not start):"
         )
+    tracking = orch.backend.tracking()  # after the table: readers of the table parse it
     lines = [head]
-    return notices + lines + timeline(orch) + policy_restarts(orch)
+    said = [f"process tracking: {tracking}"] if tracking else []
+    return notices + lines + timeline(orch) + policy_restarts(orch) + said
 
 
 def policy_restarts(orch: Orchestrator) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -111,6 +112,7 @@ class Runtime:
         self.needed: set[str] = set()
         self._say: Say | None = None
         self.progress: Callable[[Orchestrator], None] | None = None  # a live display
+        self.alert: Callable[[str], None] | None = None  # said whatever the verbosity
         self._lock = threading.Lock()
         self.kept: KeptStack | None = None
         self._kept_checked = False
@@ -484,6 +486,19 @@ class Runtime:
         self.flush()
         self.notices += self.files.after_stop(self.orch)
         return kept
+
+    def hurry(self, signum: int) -> None:
+        """A Ctrl-C or SIGTERM while the stack stops: say so, and kill what is left
+        instead of waiting for it (held off and said nothing of once it is down)."""
+        if self.orch is None or not self.orch.stopping:
+            return
+        killed = self.orch.hurry()
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        what = f"killed {', '.join(killed)}" if killed else "the rest is killed"
+        if self.alert is not None:
+            self.alert(
+                f"pyairtable: {name} while the stack stops: {what} (SIGKILL), not waited for"
+            )
 
     def record(self, foreground: Foreground | None = None) -> KeptStack:
         """This run's stack as its record describes it, for later runs, `pyairtable down`,

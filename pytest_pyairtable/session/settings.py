@@ -267,6 +267,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_seconds,
     ),
     Setting(
+        "shared_db",
+        "under xdist, every worker uses the stack's own PostgreSQL databases and Redis "
+        "database, instead of a copy of its own made after the migrations (the default)",
+        False,
+        parse=_flag,
+        flag=True,
+    ),
+    Setting(
         "timeline",
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",
@@ -299,6 +307,7 @@ class Settings:
     tier_wait_time: float
     service_startup_delay: float
     lease_timeout: float
+    shared_db: bool
     timeline: str | None
     debug: bool
     sources: Mapping[str, str]  # setting -> its option, env var, ini key, or "default"

@@ -110,8 +110,16 @@ class StackServer:
     def _dispatch(self, holder: str, request: dict[str, Any], gone: Callable[[], bool]) -> Any:
         owner, op = self._owner, request.get("op")
         resets = [str(n) for n in request.get("resets", ())]
+        slot = str(request.get("slot") or "")  # the worker's own databases (isolation.py)
         if op == "handle":
-            handle = owner.handle(request["service"], request["needed"], resets, main_thread=False)
+            handle = owner.handle(
+                request["service"],
+                request["needed"],
+                resets,
+                main_thread=False,
+                holder=holder,
+                slot=slot,
+            )
             return handle_to_json(handle)
         if op == "lease":
             return owner.lease(holder, request["mode"], str(request["label"]), gone)
@@ -120,7 +128,16 @@ class StackServer:
             return handle_to_json(broken) if broken is not None else None
         if op == "reset":
             names, needed = request["services"], request["needed"]
-            return owner.reset(holder, names, needed, resets, main_thread=False)
+            pid = request.get("pid")
+            return owner.reset(
+                holder,
+                names,
+                needed,
+                resets,
+                main_thread=False,
+                slot=slot,
+                pid=pid if isinstance(pid, int) else None,
+            )
         raise PyAirtableError(f"pyairtable: unknown request {op!r}")
 
     def close(self) -> None:
@@ -169,8 +186,9 @@ def _gone(conn: socket.socket) -> bool:
 class StackClient:
     """A worker's side: one connection, one request at a time (fixtures are sequential)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, slot: str = "") -> None:
         self.path = path
+        self.slot = slot  # the worker's slot, for its own databases ("": it has none)
         self.resets: list[str] = []  # what the collected tests will reset
         self._stream: Any = None
         self._closed = False
@@ -201,10 +219,13 @@ class StackClient:
 
     def _call(self, op: str, request: dict[str, Any]) -> Any:
         if self._stream is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(self.path)
-            self._stream = sock.makefile("rwb")
-        line = json.dumps({"op": op, "resets": self.resets, **request}).encode()
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(self.path)
+                # the file keeps the connection open until it is closed itself; a socket
+                # object left unclosed is a ResourceWarning, an error in a strict suite
+                self._stream = sock.makefile("rwb")
+        head = {"op": op, "resets": self.resets, "slot": self.slot, "pid": os.getpid()}
+        line = json.dumps({**head, **request}).encode()
         self._stream.write(line + b"\n")
         self._stream.flush()
         answer = self._stream.readline()

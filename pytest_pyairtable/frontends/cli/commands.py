@@ -232,7 +232,9 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     options = {**given(args), "keep": args.command == "up" and args.detach}
     settings = resolve(lambda s: options.get(s.name), lambda s: None, os.environ)
     cwd = Path.cwd()
-    return runtime_for(settings, cwd, cwd, walk_up=True)  # from a subdirectory too
+    runtime = runtime_for(settings, cwd, cwd, walk_up=True)
+    runtime.alert = _say(runtime, err=True)
+    return runtime  # from a subdirectory too
 
 
 def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:

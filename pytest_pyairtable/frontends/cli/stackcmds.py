@@ -161,7 +161,12 @@ def _stop_kept(
     # A service that died while kept makes this a failed run: its logs are kept, and
     # where is said. Otherwise they go with the stack (`logs` shows the last run's).
     died = [n for n, r in orch.runs.items() if r.running is not None and _died(r)]
-    with shielded():  # a second Ctrl-C must not leave half of it running
+
+    def hurry(signum: int) -> None:  # Ctrl-C again: not left half running, but not waited on
+        killed = orch.hurry()
+        say(f"pyairtable: interrupted: killed {', '.join(killed) or 'what is left'} (SIGKILL)")
+
+    with shielded(hurry):
         orch.stop(emergency=emergency, keep_logs=bool(died) and not volumes)
     last_logs.finish()
     for line in events.drain():

@@ -43,8 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "pyairtable_reset(*services): restore these services' data (default: every "
         "PostgreSQL and Redis service) to the snapshot taken at start-up, before the test",
     )
+    shout = live_writer(config)
+    runtime.alert = lambda line: shout(runtime.redact(line))  # past capture, any verbosity
     if settings.debug or config.get_verbosity() > 0:
-        runtime.say = live_writer(config)
+        runtime.say = shout
     if (settings.up or settings.local) and runtime.error is not None:
         raise pytest.UsageError(str(runtime.error))  # asked for the stack: a bad one is ours
     if isinstance(settings.up, tuple) and runtime.stack is not None:

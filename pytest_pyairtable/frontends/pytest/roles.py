@@ -13,7 +13,10 @@ it runs in.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
 import warnings
 from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,6 +25,7 @@ import pytest
 
 from ...model.names import fixture_name
 from ...session import report
+from ...session.isolation import SLOT_VAR
 from ...session.lease import EXCLUSIVE
 from ...session.owner import LocalAccess, StackOwner
 from ...support.errors import PyAirtableError
@@ -104,9 +108,12 @@ class Role:
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return [self.runtime.redact(line) for line in report.header(self.runtime)]
 
+    def summary(self, *, verbose: bool = False) -> list[str]:
+        return report.summary(self.runtime, verbose=verbose)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         verbose = terminalreporter.config.get_verbosity() > 0
-        lines = report.summary(self.runtime, verbose=verbose)
+        lines = self.summary(verbose=verbose)
         if lines:
             terminalreporter.write_sep("-", "pyairtable")
             for line in lines:
@@ -131,6 +138,7 @@ class Controller(Role):
         super().__init__(runtime, LocalAccess(self.owner))
         self.server: StackServer | None = None
         self.old_sigterm: Any = None
+        self._finishing = Finishing(runtime)
 
     def configure(self, config: pytest.Config) -> None:
         from .measured import measure_services
@@ -140,9 +148,15 @@ class Controller(Role):
         if self.runtime.compose_file.is_file():
             self.old_sigterm = install_sigterm_handler()
             measure_services(config, self.runtime, self.stop)
+            config.pluginmanager.register(self._finishing, "pyairtable-finishing")
 
     def stack_handles(self) -> dict[str, Handle]:
         return self.owner.stack_handles()
+
+    def summary(self, *, verbose: bool = False) -> list[str]:
+        """The run's summary, with what the xdist workers' own databases were (the
+        workers are done by now; the copies are dropped when the stack stops)."""
+        return self.owner.isolation.summary() + super().summary(verbose=verbose)
 
     def check_alive(self, names: Iterable[str]) -> None:
         self.runtime.check_alive(names)
@@ -151,25 +165,32 @@ class Controller(Role):
         self.owner.closing = True  # a worker that goes away now is not healed
         if self.server is not None:
             self.server.close()  # no new requests; those in flight end with the stack
-        with shielded():
+        with shielded(self.runtime.hurry):
             self.owner.stop()
         if self.server is not None:
             self.server.join()  # the run is over when pytest returns: no thread answers on
 
     def unconfigure(self) -> None:
         self.stop()
+        self._finishing.shield.close()
         restore_sigterm_handler(self.old_sigterm)
 
     # -- xdist: one stack for every worker ----------------------------------------------
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_setupnodes(self, config: pytest.Config) -> None:
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
         """Booted once, torn down after the last worker: workers reach it through a
-        socket named in their workerinput."""
+        socket named in their workerinput. Each worker's own databases are named now,
+        in the environment its process starts with (execnet sets a spec's ``env``
+        before xdist runs anything there); a replacement for a worker that died reuses
+        its spec, so its name and environment too."""
         if self.runtime.stack is not None and self.server is None:
             if self.runtime.settings.free_ports:
                 self.runtime.attached()  # settles the ports: a kept stack's, or new ones
             self.serve_workers()
+            environs = self.owner.isolation.prepare([str(s.id) for s in specs], os.environ)
+            for spec in specs:
+                spec.env.update(environs.get(str(spec.id), {}))
 
     def serve_workers(self) -> None:
         from ...session.sharing import StackServer
@@ -181,6 +202,8 @@ class Controller(Role):
         if self.server is not None:
             node.workerinput["pyairtable_socket"] = self.server.path
             node.workerinput["pyairtable_ports"] = json.dumps(self.runtime.chosen_ports)
+            env = getattr(node.gateway.spec, "env", {})
+            node.workerinput["pyairtable_slot"] = env.get(SLOT_VAR, "")
 
     @pytest.hookimpl(tryfirst=True)  # masked before junit writes it
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -231,7 +254,9 @@ class Worker(Role):
     def __init__(self, runtime: Runtime, workerinput: Mapping[str, Any]) -> None:
         from ...session.sharing import StackClient
 
-        self.client = StackClient(workerinput["pyairtable_socket"])
+        self.client = StackClient(
+            workerinput["pyairtable_socket"], str(workerinput.get("pyairtable_slot", ""))
+        )
         super().__init__(runtime, self.client)
         self.worker = str(workerinput.get("workerid", ""))
         if "pyairtable_ports" in workerinput:  # the owner chose them: the same values here
@@ -241,6 +266,22 @@ class Worker(Role):
 
     def stop(self) -> None:
         self.client.close()
+
+
+class Finishing:
+    """From pytest's summary to the end of the run, a Ctrl-C or SIGTERM no longer breaks
+    the run's last lines with a traceback: it is held off, and hurries a stop under way
+    (a plugin of its own: its summary hook wraps pytest's, the role's is inside it)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.shield = contextlib.ExitStack()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self) -> Generator[None, None, None]:
+        if threading.current_thread() is threading.main_thread():
+            self.shield.enter_context(shielded(self.runtime.hurry))
+        return (yield)
 
 
 def role_for(runtime: Runtime, config: pytest.Config) -> Role:
