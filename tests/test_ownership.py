@@ -560,3 +560,35 @@ def test_compose_projects_side_by_side_and_a_copy(
     down = theirs.cli("down", "--volumes")
     assert down.returncode == 0, down.stdout + down.stderr
     assert run_dirs(no_leaks) == set(), down.stdout
+
+
+def test_down_keeps_the_logs_of_a_stack_whose_service_died_and_says_where(
+    tmp_path: Path, free_ports: Ports, no_leaks: LeakCheck
+) -> None:
+    a, b = free_ports(2)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text(
+        "services:\n"
+        + "".join(
+            f"  {name}:\n    image: x\n    x-pyairtable:\n"
+            f"      local: {{command: python -m pytest_pyairtable.standin --name {name} "
+            f"--port {port}}}\n"
+            f'      probe: {{tcp: "127.0.0.1:{port}"}}\n'
+            for name, port in (("a", a), ("b", b))
+        )
+    )
+    up = cli("up", "--detach", cwd=project)
+    assert up.returncode == 0, up.stdout + up.stderr
+    (pid,) = no_leaks.service_pids("b")
+    kill_own(pid, no_leaks.is_own)
+    until(lambda: not no_leaks.service_pids("b"), 30, "'b' to die")
+    down = cli("down", cwd=project)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "b had exited before the stop" in down.stdout, down.stdout
+    (logs,) = run_dirs(no_leaks)
+    assert f"the logs of this run are kept in {logs}" in down.stdout
+    assert "b: listening" in (logs / "b.log").read_text()
+    down = cli("down", "--volumes", cwd=project)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert run_dirs(no_leaks) == set()

@@ -121,7 +121,7 @@ def remove_stale_projects(api: Any, owner: markers.Owner | None, base: Path) -> 
         if not pid_alive(int(match.group(2))):
             projects.setdefault(project, []).append(found)
             runs[project] = match.group(1)
-    kept = markers.kept_runs([base], owner) if projects else set()
+    kept = markers.kept_runs([base], owner) if projects else {}
     stale = []
     for project, found in projects.items():
         config = (found[0].get("Labels") or {}).get(CONFIG_LABEL, "")

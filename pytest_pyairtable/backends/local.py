@@ -106,13 +106,12 @@ def _tmpfs_dir(run_id: str, owner: Owner | None) -> Path | None:
     return markers.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data", owner)
 
 
-def remove_stale_runs(base: Path, owner: Owner | None, retained_too: bool = False) -> list[Path]:
+def remove_stale_runs(base: Path, owner: Owner | None) -> list[Path]:
     """Remove what earlier runs of ``owner``'s stack left in ``base`` and /dev/shm,
-    where provably stale (``retained_too``: a failed run's logs too), and the empty
-    cgroups of runs killed with their reaper."""
+    where provably stale, and the empty cgroups of runs killed with their reaper."""
     cgroups.sweep()
     portclaims.sweep()
-    return markers.sweep([base, SHM], owner, retained_too=retained_too)
+    return markers.sweep([base, SHM], owner)
 
 
 class LocalService(BaseRunning):
@@ -348,7 +347,7 @@ class LocalBackend(BaseBackend):
             markers.remove_files(self.logs_dir, self._own_files, self._made_dir)
         if not keep_logs and self._sweeper is not None:  # a run that went well: not `down`
             # an earlier failed run's logs served their post-mortem
-            remove_stale_runs(self._base, self.owner, retained_too=True)
+            markers.sweep([self._base, SHM], self.owner, retained_too=True)
 
     # -- a kept stack ----------------------------------------------------------------
 

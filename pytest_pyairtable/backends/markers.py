@@ -284,10 +284,14 @@ def _runs(bases: Iterable[Path], owner: Owner) -> dict[str, list[tuple[Path, dic
     return runs
 
 
-def kept_runs(bases: Iterable[Path], owner: Owner) -> set[str]:
-    """The runs of ``owner``'s stack that were kept, whether a record still names them
-    or not (it may have been deleted: `git clean -fdX` removes .pyairtable/)."""
-    return {r for r, found in _runs(bases, owner).items() if any(m.get("kept") for _, m in found)}
+def kept_runs(bases: Iterable[Path], owner: Owner) -> dict[str, list[Path]]:
+    """The runs of ``owner``'s stack that were kept, with their directories, whether a
+    record still names them or not (`git clean -fdX` removes .pyairtable/)."""
+    return {
+        run: sorted(path for path, _ in found)
+        for run, found in _runs(bases, owner).items()
+        if any(marker.get("kept") for _, marker in found)
+    }
 
 
 def sweep(bases: Iterable[Path], owner: Owner | None, *, retained_too: bool = False) -> list[Path]:

@@ -99,15 +99,6 @@ def markers(pid: int) -> tuple[str, str] | None:
     return values[RUN_ID_VAR], values.get(SERVICE_VAR, "")
 
 
-def live_run_ids() -> set[str]:
-    """Run ids that some live service process still carries."""
-    found = set()
-    for proc in all_procs():
-        if proc.live and (marked := markers(proc.pid)) is not None and marked[1]:
-            found.add(marked[0])
-    return found
-
-
 def users_of(dirs: list[Path]) -> dict[int, str]:
     """PID -> the directory of ``dirs`` that a live process works in, is rooted in or
     holds a file open in (a server's data dir is its working directory; a service's

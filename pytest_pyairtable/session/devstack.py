@@ -109,6 +109,7 @@ def up(runtime: Runtime) -> int:
         return hold(runtime, boot)
     finally:
         boot.end()  # as the stop begins: a `down` that asked for it was heard
+        orch = orch or runtime.orch  # made, even if the cancel came before it was returned
         if orch is not None and not orch.stopped:
             began, said = time.monotonic(), set(orch.backend.notices)
             with shielded(runtime.hurry):

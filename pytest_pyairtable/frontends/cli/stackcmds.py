@@ -108,12 +108,14 @@ def _leftovers(owner: Owner | None, say: Say) -> None:
 def _unrecorded(owner: Owner | None, say: Say) -> None:
     """Say so when a stack this project kept has lost its record (`git clean -fdX`
     removes .pyairtable/): it is left running, and nothing of it is removed."""
-    for run_id in sorted(kept_runs(run_bases(), owner) if owner is not None else ()):
+    for run_id, dirs in sorted(kept_runs(run_bases(), owner).items() if owner else ()):
         say(
             f"pyairtable: a stack kept by an earlier run ({run_id}) has no record any more; "
-            "it is left as it is, and its directories stay while anything of it runs. Fix: "
-            f"stop its processes (they carry PYAIRTABLE_RUN_ID={run_id}; a compose stack's "
-            f"containers are project pyairtable-run-{run_id}-v2)."
+            "it is left as it is, and its directories stay while anything of it runs: "
+            f"{', '.join(map(str, dirs))}. Fix: stop its processes (those working in these "
+            f"directories, or carrying PYAIRTABLE_RUN_ID={run_id}; a compose stack's are "
+            f"the containers of project pyairtable-run-{run_id}-v2), then `pyairtable down "
+            "--volumes`."
         )
 
 
