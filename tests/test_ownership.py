@@ -254,33 +254,45 @@ services:
 """
 
 NOTES = """
-import os, psycopg
+import os, pathlib, time, psycopg
 
 def test_write(pyairtable_db):
     with psycopg.connect(pyairtable_db.url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS notes (body text)")
         conn.execute("INSERT INTO notes VALUES (%s)", (os.environ["WRITE"],))
+
+def test_hang(pyairtable_db):
+    pathlib.Path(os.environ["READY_FILE"]).touch()
+    time.sleep(300)
 """
 
 
+def notes_env(where: Path, port: int) -> dict[str, str]:
+    ready = str(where / "ready")
+    return {**os.environ, "DB_PORT": str(port), "WRITE": where.name, "READY_FILE": ready}
+
+
+def notes_run(where: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "-k", "not hang", *args],
+        cwd=where,
+        env=notes_env(where, port),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 def test_a_copy_of_the_project_never_acts_on_the_original_stack(
-    tmp_path: Path, free_ports: Ports, no_leaks: LeakCheck
+    tmp_path: Path, free_ports: Ports, no_leaks: LeakCheck, background: Background
 ) -> None:
     original = tmp_path / "project"
     original.mkdir()
     (original / "docker-compose.yml").write_text(POSTGRES_APP)
     (original / "test_notes.py").write_text(textwrap.dedent(NOTES))
     (db_port,) = free_ports(1)
-    env = {"DB_PORT": str(db_port), "WRITE": "the original's"}
-    kept = subprocess.run(
-        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-keep"],
-        cwd=original,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    kept = notes_run(original, db_port, "--pyairtable-keep")
     assert kept.returncode == 0, kept.stdout
     other = Other(run_dirs(no_leaks), original, started_processes(no_leaks))
     copy = tmp_path / "copy"
@@ -298,26 +310,39 @@ def test_a_copy_of_the_project_never_acts_on_the_original_stack(
             assert done.returncode == 2 and "a copy never acts on" in done.stderr, done.stderr
             other.intact(f"`{command[0]}` in a copy")
 
-        # The copy's own run (its own port) keeps a stack of its own; its `down` stops that.
+        # A run in the copy, as copied (the same port): it does not attach to the
+        # original's stack (its tests would write there); its own cannot bind the port.
+        failed = notes_run(copy, db_port)
+        assert failed.returncode != 0, failed.stdout
+        assert "not attaching to a kept stack" in failed.stdout, failed.stdout
+        assert f"port {db_port} is already in use" in failed.stdout, failed.stdout
+        other.intact("a failed run in the copy")
+
+        # A run in the copy SIGKILLed: its reaper ends it, and nothing of the original.
         (copy_port,) = free_ports(1)
-        mine = subprocess.run(
-            [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-keep"],
+        proc = background(
+            [sys.executable, "-m", "pytest", *PYTEST_ARGS, "-k", "hang"],
             cwd=copy,
-            env={**os.environ, "DB_PORT": str(copy_port), "WRITE": "the copy's"},
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+            env=notes_env(copy, copy_port),
         )
+        until(lambda: (copy / "ready").exists() or proc.poll() is not None, 120, "the run")
+        proc.kill()
+        proc.wait()
+        until(lambda: set(no_leaks.processes()) <= set(other.processes), 30, "the reaper")
+        other.intact("a SIGKILLed run in the copy")
+
+        # The copy's own kept stack (its own port): its record replaces the copied one,
+        # and its `down` stops that one.
+        mine = notes_run(copy, copy_port, "--pyairtable-keep")
         assert mine.returncode == 0, mine.stdout
         assert "not attaching to a kept stack" in mine.stdout
-        other.intact("a run in the copy")
+        other.intact("a kept run in the copy")
         done = cli("down", cwd=copy)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "nothing to stop" not in done.stdout
         other.intact("the copy's `down` of its own stack")
         with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT body FROM notes").fetchall() == [("the original's",)]
+            assert conn.execute("SELECT body FROM notes").fetchall() == [("project",)]
     finally:
         down = cli("down", cwd=original)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -429,6 +454,8 @@ def test_down_during_a_boot_cancels_it(
         )
     until(lambda: no_leaks.service_pids("slow") or up.poll() is not None, 60, "the boot")
     assert up.poll() is None, out.read_text()
+    status = cli("status", cwd=project)
+    assert status.returncode == 2 and "is still starting" in status.stderr, status.stderr
     down = cli("down", cwd=project)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "still starting" in down.stdout and "boot cancelled" in down.stdout, down.stdout
@@ -531,6 +558,16 @@ def test_compose_projects_side_by_side_and_a_copy(
         done = mine.pytest("-k", "not hang")
         assert done.returncode == 0, done.stdout
         intact("a run of another project")
+        mine_ready = mine.path / "ready"
+        killed = background(
+            [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-backend", "compose", "-k", "hang"],
+            cwd=mine.path, env=mine.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        until(lambda: mine_ready.exists() or killed.poll() is not None, 180, "its stack")
+        killed.kill()
+        killed.wait()
+        until(lambda: not compose_projects(f"pyairtable-run-{killed.pid}-"), 60, "the reaper")
+        intact("a SIGKILLed run of another project")
         for command in (["down"], ["down", "--volumes"]):
             done = mine.cli(*command)
             assert done.returncode == 0, done.stdout + done.stderr
