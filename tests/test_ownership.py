@@ -629,3 +629,27 @@ def test_down_keeps_the_logs_of_a_stack_whose_service_died_and_says_where(
     down = cli("down", "--volumes", cwd=project)
     assert down.returncode == 0, down.stdout + down.stderr
     assert run_dirs(no_leaks) == set()
+
+
+def test_a_compose_run_that_cannot_start_leaves_no_directory(
+    tmp_path: Path, no_leaks: LeakCheck
+) -> None:
+    """No compose on the machine: the run fails before any reaper could learn of a
+    directory, so it makes none (one made first was left for a later run to sweep)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text("services:\n  web:\n    image: x\n")
+    (project / "test_web.py").write_text("def test_web(pyairtable_web):\n    pass\n")
+    bare = tmp_path / "bin"  # a PATH with neither docker nor docker-compose
+    bare.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-backend", "compose"],
+        cwd=project,
+        env={**os.environ, "PATH": str(bare)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0 and "no Docker Compose found" in done.stdout, done.stdout
+    assert run_dirs(no_leaks) == set(), done.stdout

@@ -114,9 +114,6 @@ class ComposeBackend(BaseBackend):
             target=markers.sweep, args=([base], owner), daemon=True
         )
         self._sweeper.start()  # what killed runs left: not in the first container's way
-        # The run's own marked directory: it says whether the run was kept, also once a
-        # kept stack's record is gone (whatever --pyairtable-logs-dir is).
-        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run", owner)
         detecting.join()
         if not found_compose:
             detect_compose(compose_command)  # raises what stopped the thread
@@ -124,6 +121,9 @@ class ComposeBackend(BaseBackend):
         self.notices.insert(0, f"compose backend: {found}, project {self.project}")
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         self._reaper.tell(f"project {self.project}")
+        # The run's own marked directory: it says whether the run was kept, also once a
+        # kept stack's record is gone (whatever --pyairtable-logs-dir is).
+        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run", owner)
         self._reaper.tell(f"dir {self.run_dir}")
         self.compose: ComposeCommand | None = ComposeCommand(
             argv,
