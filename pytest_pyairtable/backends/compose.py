@@ -392,7 +392,8 @@ class ComposeBackend(BaseBackend):
                 markers.remove_dir(self.logs_dir, self.run_id)
             return
         if keep_stack is not None:  # the containers and their log followers go on
-            markers.mark(self.run_dir, kept=str(keep_stack))
+            # which containers are the stack: its directories stay while they run
+            markers.mark(self.run_dir, kept=str(keep_stack), engine_project=self.project)
             if self._own_logs:
                 markers.mark(self.logs_dir, kept=str(keep_stack))
             for running in self.started:

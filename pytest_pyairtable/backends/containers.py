@@ -23,7 +23,7 @@ from ..model.spec import RestartPolicy
 from ..support.errors import PrerequisiteError
 from . import markers
 from .base import BaseRunning
-from .dockerapi import CONFIG_LABEL, PROJECT_LABEL, ContainerStates, LogFollower
+from .dockerapi import CONFIG_LABEL, LIVE_STATES, PROJECT_LABEL, ContainerStates, LogFollower
 from .procfs import pid_alive
 
 # pyairtable-run-<pid>-<hex>-v2; pyairtable-run-<pid>-<hex> and pyairtable-<pid>-<hex>
@@ -125,7 +125,7 @@ def remove_stale_projects(api: Any, owner: markers.Owner | None, base: Path) -> 
     stale = []
     for project, found in projects.items():
         config = (found[0].get("Labels") or {}).get(CONFIG_LABEL, "")
-        running = any(c.get("State") == "running" for c in found)
+        running = any(c.get("State") in LIVE_STATES for c in found)
         if _kept(runs[project], config) or (runs[project] in kept and running):
             continue
         remove_project(api, project)

@@ -17,7 +17,9 @@ nothing of its run still uses it:
 - no process of its run still runs: none carries its run id in its environment, none
   is in its cgroup or a process group the run recorded, and none works in (or holds a
   file open in) any of the run's directories. A server may rewrite its environment's
-  memory (redis-server does), so the environment alone proves nothing.
+  memory (redis-server does), so the environment alone proves nothing;
+- no container of its compose project still runs, for a kept compose stack (those
+  processes are the engine's; with no engine answering, nothing is proven gone).
 """
 
 from __future__ import annotations
@@ -259,7 +261,31 @@ def _run_alive(run_id: str, found: list[tuple[Path, dict[str, Any]]]) -> str | N
     if users:
         pid, used = next(iter(users.items()))
         return f"process {pid} still uses {used}"
+    projects = sorted({str(m["engine_project"]) for _, m in found if m.get("engine_project")})
+    if projects and _containers_run(projects):
+        return f"the containers of {', '.join(projects)} still run (or no engine says)"
     return None
+
+
+def _containers_run(projects: list[str]) -> bool:
+    """Whether a container of these compose projects (a kept stack's) still runs: its
+    processes are the engine's, not ours to find. True when no engine answers: what
+    cannot be proven gone stays."""
+    from .dockerapi import LIVE_STATES, PROJECT_LABEL, connect
+
+    try:
+        api = connect()
+    except Exception:
+        return True
+    try:
+        return any(
+            api.containers(filters={"label": f"{PROJECT_LABEL}={p}", "status": list(LIVE_STATES)})
+            for p in projects
+        )
+    except Exception:
+        return True
+    finally:
+        api.close()
 
 
 def _why_kept(marker: dict[str, Any], retained_too: bool) -> str | None:
