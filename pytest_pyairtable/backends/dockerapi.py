@@ -27,6 +27,7 @@ from ..support.errors import PrerequisiteError
 from ..support.files import open_private
 
 PROJECT_LABEL = "com.docker.compose.project"
+LIVE_STATES = ("running", "paused", "restarting")  # a container whose processes exist
 SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_LABEL = "com.docker.compose.project.config_files"
 API_TIMEOUT = 60.0
