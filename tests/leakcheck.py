@@ -21,6 +21,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -111,39 +112,47 @@ def kill_own(pid: int, is_own: Callable[[int], bool], sig: int = signal.SIGKILL)
 
 class _CreatedNames:
     """Names created directly in a directory, from inotify: it sees a run dir that was
-    made and removed between two looks."""
+    made and removed between two looks. One inotify instance serves every directory this
+    process watches: closing an instance waits for an RCU grace period (20 ms a test)."""
 
     _IN_CREATE, _IN_MOVED_TO, _IN_Q_OVERFLOW = 0x100, 0x80, 0x4000
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _fd: int | None = None
+    _watched: ClassVar[dict[int, set[str]]] = {}  # watch descriptor -> names seen
 
     def __init__(self, path: Path) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if (
-            self._fd < 0
-            or libc.inotify_add_watch(
-                self._fd, os.fsencode(path), self._IN_CREATE | self._IN_MOVED_TO
-            )
-            < 0
-        ):
+        if _CreatedNames._fd is None:
+            _CreatedNames._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wd = -1
+        if _CreatedNames._fd >= 0:
+            mask = self._IN_CREATE | self._IN_MOVED_TO
+            self._wd = self._libc.inotify_add_watch(_CreatedNames._fd, os.fsencode(path), mask)
+        if self._wd < 0:
             raise OSError(ctypes.get_errno(), f"inotify on {path}")
-        self.names: set[str] = set()
+        self.names = self._watched[self._wd] = set()
 
     def read(self) -> set[str]:
+        """The names created so far (every watch's events are sorted out on the way)."""
+        assert _CreatedNames._fd is not None
         while True:
             try:
-                data = os.read(self._fd, 1 << 16)
+                data = os.read(_CreatedNames._fd, 1 << 16)
             except BlockingIOError:
                 return self.names
             offset = 0
             while offset < len(data):
-                _, mask, _, length = struct.unpack_from("iIII", data, offset)
+                wd, mask, _, length = struct.unpack_from("iIII", data, offset)
                 assert not mask & self._IN_Q_OVERFLOW, "inotify queue overflowed"
                 name = data[offset + 16 : offset + 16 + length].rstrip(b"\0")
-                self.names.add(os.fsdecode(name))
+                if length and wd in self._watched:  # not a removed watch's last word
+                    self._watched[wd].add(os.fsdecode(name))
                 offset += 16 + length
 
     def close(self) -> None:
-        os.close(self._fd)
+        assert _CreatedNames._fd is not None
+        self.read()  # what is queued for this watch goes before its descriptor does
+        self._libc.inotify_rm_watch(_CreatedNames._fd, self._wd)  # gone with its dir: no matter
+        del self._watched[self._wd]
 
 
 def _run_key(name: str) -> str:
