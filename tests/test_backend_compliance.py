@@ -1,29 +1,55 @@
-"""One set of cases for every backend (local, compose, external): the capabilities the
-core calls, declared by the protocol, behave the same way behind each of them.
+"""One set of cases for every backend of the registry: the capabilities the core calls,
+declared by the protocols, behave the same way behind each of them; and every member of
+the protocols is exercised here (``COVERED``), so a new capability comes with its case.
 
 The compose cases skip, saying why, where no Docker engine answers."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from containers import IMAGE, ROOT, our_containers
 from stackrun import listening
-from test_compose import IMAGE, ROOT, engine, our_containers  # noqa: F401 (a fixture)
 
-from conftest import unique_run_id
-from pytest_pyairtable.backends.base import Backend, Running, backend_class
+from conftest import Ports, unique_run_id
+from pytest_pyairtable.backends import BACKENDS
+from pytest_pyairtable.backends.base import (
+    Backend,
+    BackendOptions,
+    DockerOverrides,
+    Placement,
+    Running,
+    backend_class,
+    log_size,
+)
 from pytest_pyairtable.model.spec import ServiceSpec, load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, make_probe
 from pytest_pyairtable.probes.waiting import wait_ready
 
-Ports = Callable[[int], list[int]]
+
+@dataclass(frozen=True)
+class Case:
+    """How a backend's services are written for these tests, and what it is expected to do."""
+
+    container: bool  # its services are containers (the image, host network, /usr mounted)
+    external: bool  # its services run elsewhere: the test starts them and gives their URLs
+    finds_missing_commands: bool  # preflight names a command that is not installed
+
+
+# Every backend of the registry has its case (test_every_registered_backend_has_a_case).
+CASES = {
+    "local": Case(container=False, external=False, finds_missing_commands=True),
+    "compose": Case(container=True, external=False, finds_missing_commands=False),
+    "external": Case(container=False, external=True, finds_missing_commands=False),
+}
 
 
 @dataclass
@@ -38,64 +64,71 @@ class Kit:
     outside: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def fresh(self) -> Backend:
-        backend = backend_class(self.name)(
-            run_id=unique_run_id("compliance"), compose_file=self.compose_file
-        )
+        backend = _create(self.name, self.compose_file)
         self.made.append(backend)
         return backend
 
 
+def _create(name: str, compose_file: Path) -> Backend:
+    options = BackendOptions(run_id=unique_run_id("compliance"), compose_file=compose_file)
+    return backend_class(name).create(options)
+
+
 def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
-    python = "/usr/bin/python3" if name == "compose" else sys.executable
+    case = CASES[name]
+    python = "/usr/bin/python3" if case.container else sys.executable
     standin = [python, "-m", "pytest_pyairtable.standin", "--name", "web", "--port", str(web)]
     container = (
         f"""
     image: {IMAGE}
     network_mode: host
     volumes: ["/usr:/usr:ro", "{ROOT}:/app:ro"]
-    environment: {{PYTHONPATH: /app}}
     stop_grace_period: 5s"""
-        if name == "compose"
+        if case.container
         else "\n    image: x\n    stop_grace_period: 5s"
     )
-    url = f'\n      url: "http://127.0.0.1:{web}"' if name == "external" else ""
+    url = f'\n      url: "http://127.0.0.1:{web}"' if case.external else ""
+    env = "\n    environment: {PYTHONPATH: /app}" if case.container else ""
     return (
         textwrap.dedent("services:")
         + f"""
   web:{container}
+    restart: always
     command: {standin}
+    environment: {{GREETING: hello{", PYTHONPATH: /app" if case.container else ""}}}
     x-pyairtable:
       local: {{command: {standin}}}
       probe: {{http: "http://127.0.0.1:{web}/health"}}{url}
-  job-ok:{container}
+  job-ok:{container}{env}
     command: ["/bin/sh", "-c", "{job_ok}"]
     x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "{job_ok}"]}}}}
-  job-bad:{container}
+  flaky:{container}{env}
+    restart: "on-failure:2"
+    command: ["/bin/sh", "-c", "echo run; exit 3"]
+    x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "echo run; exit 3"]}}}}
+  job-bad:{container}{env}
     command: ["/bin/sh", "-c", "{job_bad}"]
     x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "{job_bad}"]}}}}
 """
     )
 
 
-@pytest.fixture(params=["local", "compose", "external"])
+@pytest.fixture(params=list(BACKENDS))
 def kit(request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports) -> Iterator[Kit]:
     name = request.param
-    if name == "compose":
+    case = CASES[name]
+    if case.container:
         request.getfixturevalue("engine")  # skips without an engine
     (web,) = free_ports(1)
     path = tmp_path / "docker-compose.yml"
     path.write_text(_compose_text(name, web, "echo done", "echo broken; exit 3"))
-    stack = load_stack(path, environ={})
-    if name == "external":
-        from pytest_pyairtable.backends.external import with_urls
-
-        stack = with_urls(stack, {})
+    stack = backend_class(name).adapt(load_stack(path, environ={}), Placement())
     # A run id of this pytest's own: a fixed one named the same compose project in
     # every run, so two suites on one engine (CI beside a developer) removed or
     # recreated each other's containers, and the leak check below saw none of them.
-    first = backend_class(name)(run_id=unique_run_id("compliance"), compose_file=path)
+    first = _create(name, path)
     made = Kit(name, path, dict(stack.services), first, [first])
-    if name == "external":  # someone else runs it
+    if case.external:  # someone else runs it
         made.outside.append(
             subprocess.Popen(
                 [
@@ -116,7 +149,7 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports) -> It
     for proc in made.outside:
         proc.terminate()
         proc.wait()
-    if name == "compose":
+    if case.container:
         assert [c for c in our_containers() if "compliance" in c] == []
 
 
@@ -133,13 +166,99 @@ def wait_until_ready(backend: Backend, spec: ServiceSpec, running: Running) -> S
 
 def test_every_backend_and_service_satisfies_the_protocols(kit: Kit) -> None:
     assert isinstance(kit.backend, Backend)
+    assert kit.backend.name == kit.name  # what a kept record names, to find it again
+    assert all(isinstance(note, str) for note in [*kit.backend.notices, *kit.backend.notes])
     running = kit.backend.launch(kit.services["web"])
     assert isinstance(running, Running)
     kit.backend.prepare([kit.services["web"]])  # a no-op where nothing is to prepare
     wait_until_ready(kit.backend, kit.services["web"], running)
     running.sync_logs()  # always callable: a no-op where logs are written directly
     assert running.poll() is None
+    # a healthcheck run on the host sees what the service declares, as its container would
+    assert kit.backend.command_env(kit.services["web"])["GREETING"] == "hello"
     running.stop(5)
+
+
+def test_a_service_launched_again_is_probed_on_its_own_output(kit: Kit) -> None:
+    spec = kit.services["web"]
+    first = kit.backend.launch(spec)
+    spec = wait_until_ready(kit.backend, spec, first)
+    first.stop(5)
+    first.sync_logs()
+    written = log_size(first.log_path)  # its log goes on: a log probe reads from here
+    again = kit.backend.launch(spec)
+    assert again.log_start == written
+    wait_until_ready(kit.backend, spec, again)
+    again.stop(5)
+
+
+def test_what_a_running_service_printed_is_in_its_log_once_synced(kit: Kit) -> None:
+    """At once where the service writes its log file itself; where its lines arrive late
+    (``logs_late``: an engine's log, followed), once ``sync_logs`` caught up."""
+    running = kit.backend.launch(kit.services["web"])
+    wait_until_ready(kit.backend, kit.services["web"], running)
+    assert running.logs_late is CASES[kit.name].container
+    running.sync_logs()
+    if not CASES[kit.name].external:  # (someone else's service: no log of ours)
+        assert running.log_path is not None
+        assert "web: listening on" in running.log_path.read_text()
+    running.stop(5)
+
+
+def test_a_backend_says_what_is_missing_before_a_start(kit: Kit) -> None:
+    spec = kit.services["job-ok"]
+    missing = dataclasses.replace(
+        spec, local=dataclasses.replace(spec.local, command=("no-such-command-here", "x"))
+    )
+    problems = type(kit.backend).preflight([missing, kit.services["web"]])
+    assert all("service 'job-ok'" in problem for problem in problems), problems
+    assert bool(problems) is CASES[kit.name].finds_missing_commands
+    assert "no-such-command-here" in "".join(problems) or not problems
+
+
+def test_a_backend_adapts_the_stack_to_given_urls(kit: Kit) -> None:
+    stack = load_stack(kit.compose_file, environ={})
+    url = "http://127.0.0.1:1"
+    adapted = type(kit.backend).adapt(stack, Placement(urls={"job-ok": url}))
+    if CASES[kit.name].external:  # the given URL is where the service is probed
+        assert adapted.services["job-ok"].url == url
+    else:  # the URLs are for services someone else runs: nothing of a started stack changes
+        assert adapted == stack
+
+
+def test_a_backends_frontend_fixtures_name_its_typed_overrides(kit: Kit) -> None:
+    fields = {f.name for f in dataclasses.fields(DockerOverrides)}
+    for fixture, (field_name, _default) in type(kit.backend).frontend_fixtures.items():
+        assert fixture and field_name in fields, (fixture, field_name)
+
+
+def test_every_registered_backend_has_a_case() -> None:
+    assert set(CASES) == set(BACKENDS)
+
+
+# What the cases above exercise, per protocol: a member added to a protocol fails this
+# until a case exercises it too.
+COVERED = {
+    Backend: {
+        "notices", "notes", "name", "owns_services", "frontend_fixtures", "create", "preflight",
+        "adapt", "reattach", "where", "launch", "prepare", "resolve", "probe", "command_env",
+        "close", "kept_state", "adopt", "identity_problem", "tracking",
+    },
+    Running: {
+        "log_path", "log_start", "logs_late", "policy_restarts", "poll", "wait", "stop", "kill",
+        "pause", "resume", "sync_logs", "kept_state",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", [Backend, Running], ids=lambda p: p.__name__)
+def test_the_cases_cover_every_member_of_the_protocols(protocol: type) -> None:
+    members = {
+        name
+        for name in [*vars(protocol), *getattr(protocol, "__annotations__", {})]
+        if not name.startswith("_")
+    }
+    assert members == COVERED[protocol]
 
 
 def test_a_service_pauses_resumes_and_stops(kit: Kit) -> None:
@@ -155,6 +274,18 @@ def test_a_service_pauses_resumes_and_stops(kit: Kit) -> None:
         assert running.poll() is not None and not listening(int(port))
     else:  # never stop what someone else runs
         assert running.poll() is None and listening(int(port))
+
+
+def test_what_answers_a_ready_service_is_its_own(kit: Kit) -> None:
+    """A service's own server passes the identity check; the tracking is said (or "")."""
+    spec = kit.services["web"]
+    running = kit.backend.launch(spec)
+    spec = wait_until_ready(kit.backend, spec, running)
+    assert kit.backend.identity_problem(spec, running) is None
+    assert isinstance(kit.backend.tracking(), str)
+    if not CASES[kit.name].external and not CASES[kit.name].container:
+        assert kit.backend.tracking().startswith(("a cgroup per service", "process groups"))
+    running.stop(5)
 
 
 def test_a_killed_service_is_gone(kit: Kit) -> None:
@@ -179,6 +310,18 @@ def test_a_job_reports_its_exit_code(kit: Kit) -> None:
     assert bad.log_path is not None and "broken" in bad.log_path.read_text()
 
 
+def test_a_restart_policy_restarts_as_the_engine_does(kit: Kit) -> None:
+    """on-failure:2: started again twice after exit code 3, then the exit is final;
+    and web's `restart: always` never fights a stop or a kill (the cases above)."""
+    if not kit.backend.owns_services:
+        pytest.skip("the external backend runs nothing: restart policies are someone else's")
+    flaky = kit.backend.launch(kit.services["flaky"])
+    assert flaky.wait(60) == 3
+    assert [code for _, code in flaky.policy_restarts()] == [3, 3]
+    flaky.sync_logs()
+    assert flaky.log_path is not None and flaky.log_path.read_text().count("run") == 3
+
+
 def test_a_kept_service_is_adopted_from_its_record_and_stopped(kit: Kit) -> None:
     import json
 
@@ -196,7 +339,7 @@ def test_a_kept_service_is_adopted_from_its_record_and_stopped(kit: Kit) -> None
     kit.backend.close(keep_stack=True)
     kit.made.remove(kit.backend)
 
-    again = type(kit.backend).reattach(state, unique_run_id("compliance"))
+    again = type(kit.backend).reattach(state, unique_run_id("compliance"), volumes=False)
     kit.made.append(again)
     adopted = again.adopt(spec, services["web"])
     assert adopted.poll() is None  # still running, found from the record alone

@@ -11,6 +11,7 @@ backend checks, `pyairtable config`'s rendering. CI runs 250 inputs per strategy
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import time
@@ -369,3 +370,64 @@ def test_random_env_files(
 ) -> None:
     compose = b"services:\n  a: {image: 'x:${A:-1}', environment: [SET, B_PASSWORD], env_file: [{path: .env, required: false}]}\n"
     check_input(tmp_path, compose, env="\n".join(lines).encode("utf-8", "surrogatepass") + raw)
+
+
+# Shapes of the adversarial round: patterns that backtrack, identifiers that need quoting.
+_ATOMS = st.sampled_from(["a", "b", r"\w", r"\s", ".", "[ab]", "(?:a|aa)", "a?", "x"])
+_QUANTIFIERS = st.sampled_from(["", "+", "*", "?", "{2}", "{1,}", "+?"])
+
+
+@st.composite
+def _patterns(draw: st.DrawFn, depth: int = 3) -> str:
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        if depth and draw(st.booleans()):
+            inner = draw(_patterns(depth - 1))
+            parts.append(f"({inner}){draw(_QUANTIFIERS)}")
+        else:
+            parts.append(draw(_ATOMS) + draw(_QUANTIFIERS))
+    return "".join(parts)
+
+
+@FUZZ
+@given(
+    pattern=_patterns(),
+    line=st.text(alphabet="ab \n", max_size=60),
+)
+def test_log_patterns_load_or_are_refused_and_every_search_ends(
+    pattern: str, line: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A random pattern is refused at load with our error or searched within its limit:
+    the search returns, or ends the wait as too slow; it never hangs."""
+    import re
+
+    from pytest_pyairtable.model.probespec import parse_probe
+    from pytest_pyairtable.probes.checks import ProbeContext, ProbeFailed, ProbeUnusable, make_probe
+
+    try:
+        re.compile(pattern)
+    except re.error:
+        return  # not the shape under test (the loader's message for it is tested elsewhere)
+    try:
+        spec = parse_probe({"log": pattern}, "service 'a'")
+    except PyAirtableError as exc:
+        assert "Fix:" in str(exc)
+        return
+    log = tmp_path_factory.mktemp("log") / "a.log"
+    log.write_text(line + "a" * 30 + "b\n")
+    start = time.process_time()
+    with contextlib.suppress(ProbeFailed, ProbeUnusable):
+        make_probe(spec, ProbeContext(log_path=log)).check()
+    assert time.process_time() - start < CPU_BOUND
+
+
+@FUZZ
+@given(name=st.text(min_size=1, max_size=40).filter(lambda s: "\0" not in s))
+def test_identifiers_round_trip_through_quoting(name: str) -> None:
+    from pytest_pyairtable.model.imageenv import quote_identifier
+
+    quoted = quote_identifier(name)
+    assert quoted[0] == quoted[-1] == '"'
+    body = quoted[1:-1]
+    assert body.replace('""', "").count('"') == 0  # every inner quote doubled
+    assert body.replace('""', '"') == name

@@ -183,4 +183,6 @@ def test_an_environment_too_large_to_pass_is_said_as_such(project: Project) -> N
     project.tests("def test_a(pyairtable_a): pass\n")
     result = project.run()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*cannot run 'sleep'*Fix: its environment (*variables*"])
+    result.stdout.fnmatch_lines(
+        ["*cannot run 'sleep'*Fix: variable 'BIG' is 200005 bytes, over the 131072 bytes*"]
+    )

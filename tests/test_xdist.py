@@ -125,7 +125,7 @@ def test_a_request_after_the_owner_stopped_starts_nothing(
     import socket
     import threading
 
-    from pytest_pyairtable.frontends.pytest.plugin import Front
+    from pytest_pyairtable.frontends.pytest.roles import Controller as Front
     from pytest_pyairtable.session.runtime import runtime_for
     from pytest_pyairtable.session.settings import resolve
 

@@ -14,9 +14,17 @@ BACKENDS: dict[str, str] = {
     "external": "pytest_pyairtable.backends.external:ExternalBackend",
     "compose": "pytest_pyairtable.backends.compose:ComposeBackend",
 }
+# Backends made of the others, never named on the command line: a stack placed over the
+# host and another backend (--pyairtable-local) runs on "placed".
+COMPOSED: dict[str, str] = {
+    "placed": "pytest_pyairtable.backends.placement:PlacedBackend",
+}
 # What a backend imports beyond the core dependencies: module -> what installs it.
 REQUIREMENTS: dict[str, dict[str, str]] = {
-    "compose": {"pytest_docker": "pip install 'pytest-pyairtable[docker]'"},
+    "compose": {
+        "pytest_docker": "pip install 'pytest-pyairtable[docker]'",
+        "docker": "pip install 'pytest-pyairtable[docker]'",  # the Engine API's client
+    },
 }
 
 

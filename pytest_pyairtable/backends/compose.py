@@ -24,21 +24,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import shlex
 import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
-from ..session.ports import PortHolds
 from ..support.errors import PrerequisiteError
-from . import markers
-from .base import BaseBackend, Running
+from ..support.files import create_private, open_private
+from . import markers, sockets
+from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
 from .dockerapi import (
@@ -56,6 +58,15 @@ from .reaper import ReaperClient
 class ComposeBackend(BaseBackend):
     name = "compose"
     owns_services = True
+    where = "container"
+    # pytest-docker's overridable fixtures and their defaults: a suite that overrides one
+    # keeps its setting with this backend. (Its default project name is the PID, which
+    # gives each xdist worker its own stack: that one default is not followed.)
+    frontend_fixtures: ClassVar[Mapping[str, tuple[str, Any]]] = {
+        "docker_compose_command": ("compose_command", "docker compose"),
+        "docker_compose_project_name": ("project_name", f"pytest{os.getpid()}"),
+        "docker_cleanup": ("cleanup", ["down -v"]),
+    }
 
     def __init__(
         self,
@@ -70,9 +81,8 @@ class ComposeBackend(BaseBackend):
         compose_command: str | None = None,
         build: str = "auto",
         cleanup_volumes: bool = False,
-        cleanup: list[str] | None = None,
-        port_holds: PortHolds | None = None,
-        **_: Any,
+        cleanup: Sequence[str] | None = None,
+        port_holds: HeldPorts | None = None,
     ) -> None:
         super().__init__()
         found_compose: list[tuple[list[str], str]] = []
@@ -117,7 +127,8 @@ class ComposeBackend(BaseBackend):
         )
         self.build = build
         self.cleanup_volumes = cleanup_volumes
-        self.cleanup = cleanup  # pytest-docker's docker_cleanup, when a suite overrides it
+        # pytest-docker's docker_cleanup, when a suite overrides it
+        self.cleanup = list(cleanup) if cleanup is not None else None
         self._own_logs = logs_dir is None
         self.logs_dir = logs_dir or base / f"pyairtable-{run_id}-logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +142,24 @@ class ComposeBackend(BaseBackend):
         self._outputs: dict[str, str] = {}  # what compose said when it created a service
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
+        self._extra_hosts: dict[str, list[str]] = {}
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> ComposeBackend:
+        return cls(
+            run_id=options.run_id,
+            compose_file=options.compose_file,
+            compose_files=options.compose_files,
+            env_file=options.env_file,
+            profiles=options.profiles,
+            logs_dir=options.logs_dir,
+            project_name=options.docker.project_name,
+            compose_command=options.docker.compose_command,
+            build=options.build,
+            cleanup_volumes=options.cleanup_volumes,
+            cleanup=options.docker.cleanup,
+            port_holds=options.port_holds,
+        )
 
     def _connect_engine(self) -> None:
         try:
@@ -166,6 +195,9 @@ class ComposeBackend(BaseBackend):
         names = [s.name for s in services if s.name not in self._created]
         if not names:
             return
+        hosts = {s.name: list(s.added_hosts) for s in services if s.added_hosts}
+        if hosts:  # a placed stack's containers reach its host-run services by name
+            self._add_hosts(hosts)
         done = threading.Event()
         for name in names:
             self._created[name] = done
@@ -175,6 +207,17 @@ class ComposeBackend(BaseBackend):
         self._batches.append(thread)
         thread.start()
 
+    def _add_hosts(self, hosts: Mapping[str, list[str]]) -> None:
+        """Give these services' containers host entries besides their own, through a
+        compose file of ours merged last (compose merges extra_hosts)."""
+        assert self.compose is not None
+        with self._batch_lock:
+            self._extra_hosts.update(hosts)
+            path = self.logs_dir / "pyairtable-hosts.json"  # JSON is YAML: compose reads it
+            doc = {"services": {n: {"extra_hosts": h} for n, h in self._extra_hosts.items()}}
+            path.write_text(json.dumps(doc, indent=2))
+            self.compose.add_file(path)
+
     def _create(self, names: list[str], done: threading.Event) -> None:
         assert self.compose is not None  # prepare() is never called on a kept stack's
         try:
@@ -182,7 +225,7 @@ class ComposeBackend(BaseBackend):
                 output = self.compose.run(
                     ["up", "--no-start", "--no-deps", *self._build_flags, *names]
                 )
-            with open(self.logs_dir / "compose-create.log", "a") as log:
+            with open_private(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
             for name in names:
                 self._outputs[name] = output
@@ -247,15 +290,19 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self.logs_dir / f"{svc.name}.log"
-        markers.private_file(log_path)  # 0600: logs hold what services print
+        create_private(log_path)  # 0600: logs hold what services print
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
         since = before.last if before is not None else log_since
-        follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
+        log_start = log_size(log_path)  # a restart's log goes on after the earlier run's
         running = ContainerService(
-            self.api, svc.name, cid, log_path, self.states, follower=follower
+            self.api, svc.name, cid, log_path, self.states, policy=svc.restart
         )
+        running.log_start = log_start
+        after = running.next_run if svc.restart.mode != "no" else None  # each run's output
+        follower = LogFollower(self.api, cid, log_path, since, next_run=after)
+        running.follower = self._followers[svc.name] = follower
         running.refresh()
         self.started.append(running)
         return running
@@ -285,6 +332,31 @@ class ComposeBackend(BaseBackend):
                 ),
             )
         return resolved
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """On the host's network (network_mode: host) the container's own processes
+        hold its listening socket: another program on the same port answers a probe
+        just as well. A published port is the engine's mapping to the container."""
+        if not isinstance(running, ContainerService) or not _host_network(running):
+            return None
+        watch = port_watch(svc.probe.kind, svc.probe.target)
+        pid = int((running.inspected.get("State") or {}).get("Pid") or 0)
+        pids = sockets.namespace_pids(pid) if watch is not None and pid else None
+        if watch is None or pids is None:
+            return None
+        host, port = watch.address
+        foreign = sockets.foreign_listeners(port, host, pids)
+        if not foreign:
+            return None
+        for other in list(self.started):  # a check through another of this run's services
+            other_pid = int((other.inspected.get("State") or {}).get("Pid") or 0)
+            foreign -= sockets.sockets_of(sockets.namespace_pids(other_pid) or set())
+        if not foreign:
+            return None
+        return (
+            f"port {port} answers, but not from this service's container: it is held by "
+            f"{sockets.holder_of(port, host, inodes=foreign)}"
+        )
 
     def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
         """The container's own healthcheck, run inside it, unless a host-side probe is
@@ -355,7 +427,9 @@ class ComposeBackend(BaseBackend):
         }
 
     @classmethod
-    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> ComposeBackend:
+    def reattach(
+        cls, state: Mapping[str, Any], run_id: str, *, volumes: bool = False
+    ) -> ComposeBackend:
         """Over a kept project: the Engine API only, no compose file (nor its variables)."""
         backend = cls.__new__(cls)
         BaseBackend.__init__(backend)
@@ -363,7 +437,7 @@ class ComposeBackend(BaseBackend):
         backend.project = str(state["project"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
-        backend.cleanup_volumes = bool(options.get("volumes")) or bool(state.get("cleanup_volumes"))
+        backend.cleanup_volumes = volumes or bool(state.get("cleanup_volumes"))
         backend.cleanup = None
         backend.docker_ip = str(state.get("docker_ip", "127.0.0.1"))
         backend.states = None  # adopted containers are inspected: their events were not seen

@@ -51,6 +51,12 @@ class ComposeCommand:
             self.argv += ["--profile", profile]
         self.cwd = Path(files[0]).parent if files else None
 
+    def add_file(self, path: Path) -> None:
+        """Merge one more compose file last, once (a file of ours, e.g. host entries)."""
+        if str(path) not in self.argv:
+            at = self.argv.index("-p")
+            self.argv[at:at] = ["-f", str(path)]
+
     @property
     def shown(self) -> str:
         return shlex.join(self.argv)

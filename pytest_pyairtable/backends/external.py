@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..model.spec import ServiceSpec, StackSpec
 from ..support.errors import ConfigError
-from .base import BaseBackend, BaseRunning
+from .base import BackendOptions, BaseBackend, BaseRunning, Placement
 
 _SCHEMES = {"postgres": ("postgres", "postgresql"), "redis": ("redis", "rediss")}
 
@@ -46,9 +46,18 @@ class Attached(BaseRunning):
 class ExternalBackend(BaseBackend):
     name = "external"
     owns_services = False
+    where = "external"
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(inherit_env=bool(options.get("inherit_env")))
+    def __init__(self, *, inherit_env: bool = False) -> None:
+        super().__init__(inherit_env=inherit_env)
+
+    @classmethod
+    def create(cls, options: BackendOptions) -> ExternalBackend:
+        return cls(inherit_env=options.inherit_env)
+
+    @classmethod
+    def adapt(cls, stack: StackSpec, placement: Placement) -> StackSpec:
+        return with_urls(stack, placement.urls)
 
     def launch(self, svc: ServiceSpec) -> Attached:
         return Attached()
@@ -57,32 +66,13 @@ class ExternalBackend(BaseBackend):
         return {}  # a kept external stack is only its URLs: nothing to stop
 
     @classmethod
-    def reattach(cls, state: Mapping[str, Any], run_id: str, **options: Any) -> ExternalBackend:
+    def reattach(
+        cls, state: Mapping[str, Any], run_id: str, *, volumes: bool = False
+    ) -> ExternalBackend:
         return cls()
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> Attached:
         return Attached()
-
-
-def parse_urls(values: tuple[str, ...]) -> dict[str, str]:
-    """``NAME=URL`` items, each checked as ``x-pyairtable.url`` is (settings.py calls this
-    at start, so that a careless value fails the run there, whatever the backend)."""
-    from ..model.bounds import URL_SCHEMES
-    from ..model.probespec import url_problem
-    from ..support.redact import mask_url
-
-    urls = {}
-    for value in values:
-        name, sep, url = value.partition("=")
-        problem = "expected NAME=URL" if not sep or not name or "://" not in url else None
-        problem = problem or url_problem(url, URL_SCHEMES)
-        if problem:
-            raise ConfigError(
-                f"--pyairtable-url {mask_url(value)!r}: {problem}. "
-                "Fix: write NAME=URL, e.g. api-gateway=http://staging:8000"
-            )
-        urls[name] = url
-    return urls
 
 
 def with_urls(stack: StackSpec, urls: Mapping[str, str]) -> StackSpec:

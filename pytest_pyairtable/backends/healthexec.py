@@ -28,7 +28,7 @@ from ..probes.checks import BaseProbe, ProbeFailed
 from ..probes.waiting import Gone, PortWatch
 
 if TYPE_CHECKING:
-    from ..probes.waiting import Watch
+    from ..probes.checks import Watch
     from .containers import ContainerService
 
 NS = 1_000_000_000

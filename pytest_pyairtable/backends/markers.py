@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.topology import own_dir_of
+from ..support.errors import ConfigError
 from .procfs import is_running, live_run_ids, proc_start_time
 
 MARKER = ".pyairtable-owner.json"
@@ -46,7 +47,21 @@ def _reachable_base(base: str) -> str:
 
 def temp_base() -> Path:
     """Where a run's directories go: $PYAIRTABLE_TMPDIR, else the system temp dir."""
-    return Path(_reachable_base(os.environ.get("PYAIRTABLE_TMPDIR") or tempfile.gettempdir()))
+    given = os.environ.get("PYAIRTABLE_TMPDIR")
+    if not given:
+        return Path(_reachable_base(tempfile.gettempdir()))
+    if not os.path.isabs(given):
+        problem = "is a relative path (services run in other directories)"
+    elif not os.path.exists(given):
+        problem = "does not exist"
+    elif not os.path.isdir(given):
+        problem = "is not a directory"
+    else:
+        return Path(_reachable_base(given))
+    raise ConfigError(
+        f"PYAIRTABLE_TMPDIR={given!r} {problem}. Fix: set it to the absolute path of an "
+        f"existing directory, or unset it to use the system temp dir ({tempfile.gettempdir()})."
+    )
 
 
 def record_path(compose_file: Path) -> Path:
@@ -150,16 +165,6 @@ def sweep(bases: Iterable[Path], *, retained_too: bool = False) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def private_file(path: Path) -> bool:
-    """Create ``path``, empty and readable by its owner only (a log holds what a service
-    prints, secrets too); False when it existed (then it is left as it is)."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        return False
-    return True
 
 
 def remove_files(folder: Path, names: Iterable[str], made_folder: bool) -> None:

@@ -1,12 +1,15 @@
 """A service's processes on this machine: launched by us (a child in its own process
-group, output to a log file) or adopted from a kept stack's record. Either way they are
-stopped by the one stopper (see stopper.py), which also ends what escaped the group.
+group and, where the machine allows it, its own cgroup; output to a log file) or adopted
+from a kept stack's record. Either way they are stopped by the one stopper (see
+stopper.py), which also ends what escaped the group.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
+import os
 import signal
 import subprocess
 import time
@@ -14,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..support.errors import ConfigError, PrerequisiteError, StopError
-from . import stopper
+from ..support.files import open_private
+from . import cgroups, stopper
 from .procfs import is_running, pid_alive, proc_start_time
 
 __all__ = [
@@ -41,6 +45,46 @@ def parse_signal(name: str | None, default: signal.Signals, where: str) -> signa
         ) from None
 
 
+# Linux's bound on one argument or one NAME=VALUE string, its NUL included (32 pages).
+MAX_ARG_STRLEN = 32 * 4096
+
+
+def _nul_culprit(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    for key, value in env.items():
+        if "\0" in key or "\0" in value:
+            return f"variable {key.split(chr(0))[0]!r}"
+    for n, arg in enumerate(argv):
+        if "\0" in arg:
+            return f"argument {n} of its command"
+    return "its command or environment"
+
+
+def _exec_fix(exc: OSError, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> str:
+    if exc.errno != errno.E2BIG:
+        return f"check x-pyairtable.local.command and cwd ({cwd})"
+    # The kernel refuses one string over MAX_ARG_STRLEN, and all of them over ARG_MAX.
+    for key, value in env.items():
+        size = len(f"{key}={value}".encode(errors="surrogateescape")) + 1
+        if size > MAX_ARG_STRLEN:
+            return (
+                f"variable {key!r} is {size} bytes, over the {MAX_ARG_STRLEN} bytes (128 KiB) "
+                "Linux passes in one variable; shorten it, or pass the value in a file"
+            )
+    for n, arg in enumerate(argv):
+        size = len(arg.encode(errors="surrogateescape")) + 1
+        if size > MAX_ARG_STRLEN:
+            return (
+                f"argument {n} of its command is {size} bytes, over the {MAX_ARG_STRLEN} bytes "
+                "(128 KiB) Linux passes in one argument; shorten it, or pass it in a file"
+            )
+    size = sum(len(k) + len(v) + 2 for k, v in env.items())
+    return (
+        f"its environment ({len(env)} variables, {size} bytes) and command line are over "
+        "what the system passes to a process; set fewer or shorter variables "
+        "(environment, env_file)"
+    )
+
+
 class ServiceProcesses:
     """A service's process group and what escaped it, found by its run's marker."""
 
@@ -56,6 +100,13 @@ class ServiceProcesses:
     @property
     def start_ticks(self) -> int | None:
         return self.target.ticks
+
+    def pids(self) -> set[int]:
+        """Its processes now: its cgroup's, where it has one (complete, and cheap to
+        read), else what the stopper finds of it."""
+        if self.target.cgroup:
+            return cgroups.pids_in(self.target.cgroup)
+        return set(stopper.find([self.target]))
 
     def poll(self) -> int | None:
         raise NotImplementedError
@@ -88,6 +139,8 @@ class ServiceProcesses:
                 "after SIGKILL (stuck in the kernel, or owned by another user)."
             )
         self._collect()
+        if self.target.cgroup:
+            cgroups.remove(self.target.cgroup)  # empty now: the kernel removes only that
         return self.poll()
 
     def kill(self) -> None:
@@ -126,14 +179,24 @@ class LocalProcess(ServiceProcesses):
         log_path: Path,
         user: str | None = None,
         run_id: str = "",
+        cgroup: cgroups.ServiceCgroup | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        with open(log_path, "ab") as log:
+        launch: list[str] = self.argv
+        stdin: int = subprocess.DEVNULL
+        with contextlib.ExitStack() as held, open_private(log_path, "ab") as log:
             try:
+                if cgroup is not None:
+                    # The shell that joins the cgroup would only exit 127 for a missing
+                    # command: it is looked for here, as Popen itself would.
+                    _check_runnable(self.argv[0], env, cwd)
+                    stdin = cgroup.open_procs()
+                    held.callback(os.close, stdin)
+                    launch = cgroups.join_command(self.argv)
                 self.popen = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
+                    launch,
+                    stdin=stdin,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=cwd,
@@ -146,20 +209,23 @@ class LocalProcess(ServiceProcesses):
                     f"service '{name}': command not found: {self.argv[0]!r}. Fix: install it or "
                     "correct x-pyairtable.local.command."
                 ) from None
-            except OSError as exc:
-                fix = f"check x-pyairtable.local.command and cwd ({cwd})"
-                if exc.errno == errno.E2BIG:  # the kernel's bound on argv plus environment
-                    size = sum(len(k) + len(v) + 2 for k, v in env.items())
-                    fix = (
-                        f"its environment ({len(env)} variables, {size} bytes) and command "
-                        "line are over what the system passes to a process; set fewer or "
-                        "shorter variables (environment, env_file)"
-                    )
+            except ValueError:  # a NUL byte, which no argument or variable can carry
                 raise PrerequisiteError(
-                    f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. Fix: {fix}."
+                    f"service '{name}': cannot run {self.argv[0]!r}: {_nul_culprit(argv, env)} "
+                    "holds a NUL byte, which no process's arguments or environment can carry "
+                    "(an env_file such as /proc/self/environ is read as one value). Fix: "
+                    "remove the NUL bytes, or name a plain text file as the env_file."
+                ) from None
+            except OSError as exc:
+                raise PrerequisiteError(
+                    f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. "
+                    f"Fix: {_exec_fix(exc, self.argv, env, cwd)}."
                 ) from None
         pid = self.popen.pid
-        super().__init__(stopper.Target(run_id, name, pid, proc_start_time(pid)), log_path)
+        where = str(cgroup.path) if cgroup is not None else None
+        super().__init__(
+            stopper.Target(run_id, name, pid, proc_start_time(pid), cgroup=where), log_path
+        )
 
     def poll(self) -> int | None:
         return self.popen.poll()
@@ -178,6 +244,20 @@ class LocalProcess(ServiceProcesses):
     def let_go(self) -> None:
         """It outlives this run (a kept stack); a later process adopts it."""
         let_go(self.popen)
+
+
+def _check_runnable(command: str, env: Mapping[str, str], cwd: Path) -> None:
+    """Raise what Popen raises for a command that is missing or not executable."""
+    if os.sep in command:
+        candidates = [cwd / command]
+    else:
+        candidates = [Path(d or ".", command) for d in os.get_exec_path(dict(env))]
+    for path in candidates:
+        if path.is_file():
+            if os.access(path, os.X_OK):
+                return
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
 
 
 class AdoptedProcess(ServiceProcesses):

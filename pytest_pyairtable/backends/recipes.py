@@ -23,9 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model.imageenv import check_postgres_env, initdb_args, postgres_env, quote_identifier
 from ..model.probespec import redis_password
 from ..model.spec import ServiceSpec
-from ..support.errors import ConfigError, PrerequisiteError
+from ..support.errors import PrerequisiteError
+from ..support.files import open_private
 from . import pgcache
 
 
@@ -109,16 +111,14 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
     hint = "apt-get install postgresql"
     initdb = find_binary("initdb", svc.name, hint=hint)
     postgres = find_binary("postgres", svc.name, hint=hint)
-    env = svc.environment
-    user = env.get("POSTGRES_USER", "postgres")
-    password = env.get("POSTGRES_PASSWORD", "")
-    database = env.get("POSTGRES_DB", user)
-    if "\n" in password or "\r" in password:
-        raise ConfigError(
-            f"service '{svc.name}': POSTGRES_PASSWORD holds a line break, and initdb reads "
-            "the password as one line. Fix: remove the line break."
-        )
+    pg = postgres_env(svc)
+    user, password, database = pg.user, pg.password, pg.database
+    check_postgres_env(svc.name, pg)
+    auth_host = pg.host_auth or "scram-sha-256"
+    extra_args = initdb_args(svc.name, pg.initdb_args)
     port = svc.host_port(5432) or svc.host_port() or 5432
+    # where the port is published (as the probe's URL says): [::1] is not 127.0.0.1
+    listen = svc.host_address(5432 if svc.host_port(5432) else None).strip("[]")
     run_as = unprivileged_user()
     data = workdir / "data"
     notes = [version_note(svc, postgres)]
@@ -133,18 +133,22 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
             info = pwd.getpwnam(run_as)
             owner = (info.pw_uid, info.pw_gid)
             os.chown(workdir, *owner)
-        key = pgcache.template_key(initdb, user, password, database)
+        key = pgcache.template_key(
+            initdb, user, password, "\0".join([database, auth_host, *extra_args])
+        )
         if pgcache.restore(key, data, owner):
             return
         # The password reaches initdb through a pipe, never a file: nothing to leave behind.
+        # The image's own choices, its POSTGRES_INITDB_ARGS after them (the later wins).
         init = [initdb, "-D", str(data), "-U", user, "--pwfile=/dev/stdin", "-A",
-                "scram-sha-256", "--auth-local=trust", "-N", "-E", "UTF8"]  # fmt: skip
-        secret = (password or "postgres") + "\n"
-        _run_setup(svc.name, [*init, "--locale=C"], run_as, log_path, cwd=workdir, stdin=secret)
+                auth_host, "--auth-local=trust", "-N", "-E", "UTF8"]  # fmt: skip
+        secret = password + "\n"  # as the image: an empty line for trust without one
+        init += ["--locale=C", *extra_args]
+        _run_setup(svc.name, init, run_as, log_path, cwd=workdir, stdin=secret)
         if database != "postgres":
             create = [postgres, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
-            sql = f'CREATE DATABASE "{database}";\n'
-            _run_setup(svc.name, create, run_as, log_path, cwd=workdir, stdin=sql)
+            sql = f"CREATE DATABASE {quote_identifier(database)};\n"
+            _run_setup(svc.name, create, run_as, log_path, cwd=workdir, stdin=sql, sql=True)
         pgcache.save(key, data)
 
     argv = [
@@ -154,7 +158,7 @@ def postgres_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan
         "-p",
         str(port),
         "-c",
-        "listen_addresses=127.0.0.1",
+        f"listen_addresses={listen}",
         "-c",
         f"unix_socket_directories={workdir}",
         # Dynamic shared memory in files in the data dir, not /dev/shm: a server ended by
@@ -201,10 +205,34 @@ def version_note(svc: ServiceSpec, binary: str) -> str:
     if wanted is not None and major is not None and int(major.group(1)) < wanted:
         return (
             f"warning: {where}, older than the image's {wanted}: what needs PostgreSQL "
-            f"{wanted} fails. Fix: install PostgreSQL {wanted} (apt-get install "
-            f"postgresql-{wanted}), or run it in a container (--pyairtable-backend=compose)."
+            f"{wanted} fails. Fix: {install_step(wanted)}, or run it in a container "
+            "(--pyairtable-backend=compose)."
         )
     return where
+
+
+@functools.lru_cache(maxsize=4)
+def install_step(major: int) -> str:
+    """How to install PostgreSQL ``major`` on this machine: apt-get where its package
+    lists have it (Debian bookworm's have only 15), else the PostgreSQL project's apt
+    repository first; on a machine without apt, its packages for this system."""
+    package = f"postgresql-{major}"
+    if shutil.which("apt-cache") is None:
+        return f"install PostgreSQL {major} (https://www.postgresql.org/download/)"
+    try:
+        found = subprocess.run(
+            ["apt-cache", "policy", package], capture_output=True, text=True, timeout=10,
+            check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        found = ""
+    if re.search(r"Candidate: (?!\(none\))", found):
+        return f"apt-get install {package}"
+    return (
+        f"add the PostgreSQL project's apt repository (https://wiki.postgresql.org/wiki/Apt: "
+        f"apt-get install postgresql-common && /usr/share/postgresql-common/pgdg/"
+        f"apt.postgresql.org.sh), then apt-get install {package}"
+    )
 
 
 def _postgres_settings(command: Sequence[str]) -> list[str]:
@@ -227,7 +255,8 @@ def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     # The password goes in a config file (0600, in a 0700 dir, removed with the run), not
     # on the command line, which every local user can read in /proc.
     config = workdir / "redis.conf"
-    argv = [server, str(config), "--port", str(port), "--bind", "127.0.0.1"]
+    listen = svc.host_address(6379 if svc.host_port(6379) else None).strip("[]")
+    argv = [server, str(config), "--port", str(port), "--bind", listen]
     argv += ["--dir", str(workdir), "--daemonize", "no"]
     # Persistence as the service's own command asks for it; none by default (a test stack).
     for flag, default in (("--save", ""), ("--appendonly", "no")):
@@ -237,8 +266,7 @@ def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     def prepare() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o700)
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open_private(config, "w") as f:
             if password:
                 f.write(f"requirepass {_redis_quoted(password)}\n")
 
@@ -272,16 +300,26 @@ RECIPES: dict[str, Callable[[ServiceSpec, Path, Path], LaunchPlan]] = {
 
 
 def _run_setup(
-    service: str, argv: list[str], user: str | None, log_path: Path, *, cwd: Path, stdin: str = ""
+    service: str,
+    argv: list[str],
+    user: str | None,
+    log_path: Path,
+    *,
+    cwd: Path,
+    stdin: str = "",
+    sql: bool = False,
 ) -> None:
     """Run a setup step with ``stdin`` in a pipe that the user it runs as may open again
-    as ``/dev/stdin`` (initdb's --pwfile reopens it; a pipe is its creator's alone)."""
+    as ``/dev/stdin`` (initdb's --pwfile reopens it; a pipe is its creator's alone).
+    ``sql``: PostgreSQL's single-user mode, which reports a failed statement only in its
+    output and exits 0: an ERROR line there fails the step."""
+    start = log_path.stat().st_size if sql and log_path.exists() else 0
     read, write = os.pipe()
     try:
         if user is not None:
             info = pwd.getpwnam(user)
             os.fchown(read, info.pw_uid, info.pw_gid)
-        with open(log_path, "ab") as log:
+        with open_private(log_path, "ab") as log:
             process = subprocess.Popen(
                 argv, stdin=read, stdout=log, stderr=subprocess.STDOUT, user=user, cwd=cwd
             )
@@ -298,3 +336,12 @@ def _run_setup(
             f"service '{service}': setup step {Path(argv[0]).name} failed with exit code "
             f"{done}. Fix: see its output in {log_path}."
         )
+    if sql:
+        with open(log_path, "rb") as log:
+            log.seek(start)
+            output = log.read().decode(errors="replace").splitlines()
+        errors = [line for line in output if "ERROR:" in line]
+        if errors:
+            raise PrerequisiteError(
+                f"service '{service}': setup SQL failed: {errors[0].strip()}. Fix: see {log_path}."
+            )

@@ -16,16 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model.spec import ServiceSpec, StackSpec
-from ..probes.checks import Probe, ProbeContext
+from ..probes.checks import Probe, ProbeContext, ProbeUnusable
 from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
 from ..support.errors import ServiceError, ServiceExitedError, ServiceTimeoutError
+from ..support.files import open_read
 from ..support.redact import Redactor
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, Running
-    from .orchestrator import ServiceRun
+    from .run import ServiceRun
 
 LOG_TAIL_LINES = 20
+HELD_FIX = (
+    "stop that process (a kept stack: pyairtable down), publish the service on another "
+    "port, or let --pyairtable-free-ports choose free ones"
+)
 
 
 class Cancelled(Exception):
@@ -64,7 +69,11 @@ def jobs(stack: StackSpec) -> set[str]:
 def tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
     if path is None or not path.exists():
         return []
-    with open(path, "rb") as f:
+    try:
+        f = open_read(path)
+    except OSError:
+        return []
+    with f:
         f.seek(0, 2)
         f.seek(max(0, f.tell() - 64 * 1024))
         return f.read().decode(errors="replace").splitlines()[-lines:]
@@ -95,6 +104,22 @@ class Gate:
         self.closing = closing
         self.jobs = jobs(stack)
 
+    def probe_for(
+        self, spec: ServiceSpec, running: Running, attempt_timeout: float
+    ) -> tuple[Probe, bool]:
+        """The one choice of a started service's probe: its backend's own (an engine's
+        health), else the factory's (a hook's, else the built-in one); and whether it
+        was the backend's."""
+        ctx = ProbeContext(
+            running.log_path,
+            attempt_timeout,
+            env=self.backend.command_env(spec),
+            cancelled=self.closing,
+            log_offset=running.log_start,
+        )
+        own = self.backend.probe(spec, running, ctx)
+        return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)
+
     def error(
         self, kind: type[ServiceError], run: ServiceRun, cause: str, fix: str = ""
     ) -> ServiceError:
@@ -102,6 +127,12 @@ class Gate:
         log_path = run.running.log_path if run.running else None
         if run.running is not None:
             run.running.sync_logs()  # logs that reach the file late
+            restarted = run.running.policy_restarts()
+            if restarted:  # a restart loop: not hidden behind a timeout
+                cause += (
+                    f" (its restart policy, {run.spec.restart.mode}, started it again "
+                    f"{len(restarted)} times; last exit code {restarted[-1][1]})"
+                )
         return kind(
             run.name,
             cause,
@@ -142,15 +173,9 @@ class Gate:
             return self._await_exit(run, running, deadline)
         spec = run.spec
         check = spec.healthcheck
-        ctx = ProbeContext(
-            running.log_path,
-            min(check.timeout, 5.0) if check else 2.0,
-            env=self.backend.command_env(spec),
-        )
-        own = self.backend.probe(spec, running, ctx)
-        probe = own or self.probe_factory(spec, ctx)
+        probe, own = self.probe_for(spec, running, min(check.timeout, 5.0) if check else 2.0)
         # a backend's own probe brings its own watch (or none); else the spec's port
-        watch = own.watch if own is not None else port_watch(spec.probe.kind, spec.probe.target)
+        watch = probe.watch if own else port_watch(spec.probe.kind, spec.probe.target)
         budget, cap, by_deadline = self._budget(spec, deadline)
 
         def alive() -> str | None:
@@ -173,11 +198,20 @@ class Gate:
                 raise self.error(ServiceError, run, gone.reason) from None
             if running.poll() == 0 and spec.probe.kind == "started":
                 return Verdict(True, {})  # nothing to probe, and it finished cleanly
-            raise self.error(ServiceExitedError, run, f"{gone.reason} while starting") from None
+            held = self.backend.identity_problem(spec, running)  # e.g. it could not bind
+            cause = f"{gone.reason} while starting" + (f"; {self.redact(held)}" if held else "")
+            raise self.error(ServiceExitedError, run, cause, fix=HELD_FIX if held else "") from None
         except TimeoutError:
             raise self._timeout(run, budget, by_deadline) from None
+        except ProbeUnusable as unusable:  # waiting longer cannot help
+            raise self.error(ServiceError, run, unusable.cause, fix=unusable.fix) from None
         finally:
             probe.close()
+        # Ready means ours: what answered must be the service this run started, checked
+        # once, now (another run's server on the same fixed port answers just as well).
+        problem = self.backend.identity_problem(spec, running)
+        if problem is not None:
+            raise self.error(ServiceError, run, self.redact(problem), fix=HELD_FIX)
         return Verdict(False, outcome.details)
 
     def _timeout(self, run: ServiceRun, budget: float, by_deadline: bool) -> ServiceError:

@@ -16,6 +16,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..support.errors import ConfigError
 from ..support.redact import dataclass_repr, mask_patterns
+from .imageenv import file_env, postgres_env
+from .regexcheck import nested_repeat
 
 if TYPE_CHECKING:
     from .spec import ServiceSpec
@@ -117,6 +119,12 @@ def target_problem(kind: str, target: str) -> str | None:
             re.compile(target)
         except re.error as exc:
             return f"{target!r} is not a regular expression ({exc}). Fix: correct it."
+        if nested_repeat(target):
+            return (
+                f"{target!r} nests a repeat in a repeat (as in (a+)+): a line that almost "
+                "matches takes exponential time to reject. Fix: repeat once, e.g. a+ for "
+                "(a+)+, or (\\w+\\s)+ for (\\w+\\s?)+."
+            )
         return None
     if kind == "tcp":
         target = "tcp://" + target
@@ -149,20 +157,20 @@ def url_problem(url: str, schemes: tuple[str, ...], *, need_port: bool = False) 
 
 def derive_probe(svc: ServiceSpec) -> ProbeSpec:
     kind = svc.image_kind
-    env = svc.environment
     if kind == "postgres":
-        user = env.get("POSTGRES_USER", "postgres")
-        db = env.get("POSTGRES_DB", user)
+        pg = postgres_env(svc)
         port = svc.host_port(5432) or svc.host_port() or 5432
-        auth = quote(user) + (
-            ":" + quote(env["POSTGRES_PASSWORD"], safe="") if env.get("POSTGRES_PASSWORD") else ""
+        host = svc.host_address(5432 if svc.host_port(5432) else None)
+        auth = quote(pg.user, safe="") + (":" + quote(pg.password, safe="") if pg.password else "")
+        return ProbeSpec(
+            "postgres", f"postgresql://{auth}@{host}:{port}/{quote(pg.database, safe='')}"
         )
-        return ProbeSpec("postgres", f"postgresql://{auth}@127.0.0.1:{port}/{quote(db)}")
     if kind == "redis":
         password = redis_password(svc)
         port = svc.host_port(6379) or svc.host_port() or 6379
+        host = svc.host_address(6379 if svc.host_port(6379) else None)
         auth = f":{quote(password, safe='')}@" if password else ""
-        return ProbeSpec("redis", f"redis://{auth}127.0.0.1:{port}/0")
+        return ProbeSpec("redis", f"redis://{auth}{host}:{port}/0")
     check = svc.healthcheck
     if check is None or check.test is None:
         return ProbeSpec("started", "")
@@ -177,7 +185,7 @@ def redis_password(svc: ServiceSpec) -> str:
     argv = list(svc.command)
     if "--requirepass" in argv[:-1]:
         return argv[argv.index("--requirepass") + 1]
-    return svc.environment.get("REDIS_PASSWORD", "")
+    return file_env(svc, "REDIS_PASSWORD", "")
 
 
 def _published_url(svc: ServiceSpec, url: str) -> str | None:
@@ -188,4 +196,5 @@ def _published_url(svc: ServiceSpec, url: str) -> str | None:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host_port = svc.host_port(port) or port
-    return urlunsplit(parts._replace(netloc=f"127.0.0.1:{host_port}"))
+    host = svc.host_address(port) if svc.host_port(port) else "127.0.0.1"
+    return urlunsplit(parts._replace(netloc=f"{host}:{host_port}"))

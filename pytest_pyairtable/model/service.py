@@ -11,6 +11,7 @@ the service as ``docker compose config --format json`` prints these fields.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -28,6 +29,7 @@ from .spec import (
     Healthcheck,
     LocalRun,
     PortMapping,
+    RestartPolicy,
     ServiceSpec,
     VolumeMount,
 )
@@ -35,6 +37,8 @@ from .values import sprint
 
 _X_KEYS = ("local", "probe", "url", "job")
 _LOCAL_KEYS = ("command", "cwd", "env")
+# Names compose prints as given; masking never touches them (model/identifiers.py).
+NAMES = ("container_name", "hostname", "domainname")
 _UINT64 = (1 << 64) - 1
 
 
@@ -57,8 +61,13 @@ def build_service(
     ports = [_port(p, f"{where}: ports[{n}]") for n, p in enumerate(svc.get("ports") or [])]
     if ports:
         compose["ports"] = [_port_json(p) for p in svc["ports"]]
-    for key in ("image", "profiles", "stop_signal", "volumes"):
+    for key in ("image", "profiles", "stop_signal", "volumes", *NAMES):
         if svc.get(key):
+            compose[key] = svc[key]
+    if isinstance(svc.get("restart"), str) and svc["restart"]:
+        compose["restart"] = svc["restart"]
+    for key in ("network_mode", "container_name", "hostname"):  # how others reach it
+        if isinstance(svc.get(key), str) and svc[key]:
             compose[key] = svc[key]
     grace_ns = 10 * 1_000_000_000
     if svc.get("stop_grace_period") is not None:
@@ -95,6 +104,7 @@ def build_service(
         volumes=tuple(_volume(v) for v in svc.get("volumes") or () if isinstance(v, dict)),
         compose=MappingProxyType({k: v for k, v in compose.items() if v is not None}),
         extension=MappingProxyType(dict(x)),
+        restart=RestartPolicy.of(svc.get("restart"), svc.get("deploy")),
     )
     probe = parse_probe(x["probe"], where) if x.get("probe") else derive_probe(spec)
     from dataclasses import replace
@@ -147,6 +157,13 @@ def _environment(
                 "Fix: write required: true or required: false."
             ) from None
         if not record.note(path):
+            why = _unreadable(path)
+            if why is not None:  # there, but not readable: compose fails, required or not
+                raise ConfigError(
+                    f"{where}: env_file {path} cannot be read: {why}. "
+                    "Fix: point it at a readable file (a symlink loop or a path through a "
+                    "file is none)."
+                )
             if required:
                 raise ConfigError(
                     f"{where}: env_file {path} does not exist. "
@@ -155,6 +172,17 @@ def _environment(
             continue
         read_env_file(path, lookup, result, fmt=str(entry.get("format") or ""), where=where)
     return {**result, **own}
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be opened, or None when it simply does not exist."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _depends_on(value: Mapping[str, Any], where: str) -> tuple[Dependency, ...]:
@@ -180,13 +208,19 @@ def _healthcheck(value: Any, where: str) -> tuple[Healthcheck | None, dict[str, 
         test = ["CMD-SHELL", test]
     if test:
         declared["test"] = list(test)
-    times = {}
+    times: dict[str, Any] = {}
     for key in ("timeout", "interval", "retries", "start_period", "start_interval"):
         if key == "retries" and "retries" in value:
             declared["retries"] = _retries(value["retries"], f"{where}: healthcheck.retries")
         elif key in value:
             ns = _duration(value[key], f"{where}: healthcheck.{key}")
-            declared[key], times[key] = format_duration(ns), seconds(ns)
+            declared[key] = format_duration(ns)
+            if 0 < ns < _MIN_HEALTH_NS or ns < 0:  # compose prints it; the engine refuses
+                times.setdefault("refused", _refusal(key, value[key], where))
+                if ns > 0:
+                    times[key] = seconds(ns)
+            elif ns:  # 0: the engine's default, as if not written
+                times[key] = seconds(ns)
     disable = value.get("disable", False)
     if to_bool(disable) if isinstance(disable, str) else bool(disable):
         declared["disable"] = True
@@ -197,8 +231,29 @@ def _healthcheck(value: Any, where: str) -> tuple[Healthcheck | None, dict[str, 
         if kind == "NONE":
             return None, declared
         argv = tuple(test[1:]) if kind == "CMD" else ("/bin/sh", "-c", " ".join(test[1:]))
-    retries = declared.get("retries", 3)
+    retries = declared.get("retries") or 3  # 0: the engine's default, 3
     return Healthcheck(test=argv, retries=retries, **times), declared
+
+
+_MIN_HEALTH_NS = 1_000_000  # the engine refuses a healthcheck duration under 1ms, but 0
+_EXAMPLES = {"start_period": "10s", "start_interval": "5s"}
+_ENGINE_DEFAULTS = {
+    "interval": "30s",
+    "timeout": "30s",
+    "start_period": "0s",
+    "start_interval": "5s",
+}
+
+
+def _refusal(key: str, raw: Any, where: str) -> str:
+    """Why the Docker engine refuses this healthcheck duration: ``docker compose config``
+    prints it as given, and the service fails when it starts (as with compose's up)."""
+    return (
+        f"{where}: healthcheck.{key} is {raw!r}, and the Docker engine refuses a "
+        f"healthcheck {key} under 1ms (0 means its default, {_ENGINE_DEFAULTS[key]}). "
+        f"Fix: write a positive duration, e.g. {_EXAMPLES.get(key, '30s')}, or 0s for "
+        "the default."
+    )
 
 
 def _retries(value: Any, where: str) -> int:

@@ -8,26 +8,39 @@ New kinds register in ``PROBES`` (or through the ``pytest_pyairtable_make_probe`
 from __future__ import annotations
 
 import base64
-import http.client
 import json
-import re
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ..model.probespec import ProbeSpec
+from .bounded import BODY_CAP, AttemptEnded, BodyTooLarge, Limits, http_get
+from .logscan import LogScan, PatternTooSlow
+from .runcheck import run_command
 
-if TYPE_CHECKING:
-    from .waiting import Watch
+
+class Watch(Protocol):
+    """A cheap sign, checked often between attempts, that an attempt could now pass."""
+
+    def changed(self) -> bool:
+        """True once each time the sign appears (e.g. a port starts to accept)."""
 
 
 class ProbeFailed(Exception):
     """One attempt did not pass; the message says why."""
+
+
+class ProbeUnusable(Exception):
+    """The probe can never pass as written: the wait ends at once with the cause and fix."""
+
+    def __init__(self, cause: str, fix: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.fix = fix
 
 
 class Probe(Protocol):
@@ -96,20 +109,26 @@ class ProbeContext:
         log_path: Path | None = None,
         attempt_timeout: float = 2.0,
         env: Mapping[str, str] | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+        log_offset: int = 0,
     ) -> None:
         self.log_path = log_path
+        self.log_offset = log_offset  # a restarted service's earlier output is not its own
         self.attempt_timeout = attempt_timeout
         self.env = env  # a command's environment: the service's, as in its container
+        self.cancelled = cancelled  # true once the run stops: end the attempt at once
 
 
 class HttpProbe(BaseProbe):
     """One GET per attempt through the standard library (no redirects followed, no proxy),
     on a fresh connection: importing an HTTP client package cost a run needing services
-    ~0.1-0.2 s, more than the requests it makes."""
+    ~0.1-0.2 s, more than the requests it makes. The attempt keeps ``bounded``'s limits:
+    its deadline, the run's Ctrl-C, and a body read only for ``json:``, up to BODY_CAP."""
 
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         self.spec = spec
         self.timeout = ctx.attempt_timeout
+        self.cancelled = ctx.cancelled
         parts = urlsplit(spec.target)
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port
@@ -119,38 +138,38 @@ class HttpProbe(BaseProbe):
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
-    def _get(self) -> tuple[int, bytes, str]:
-        if self._https:
-            import ssl
-
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-        try:
-            conn.request("GET", self._path, headers=self._headers)
-            response = conn.getresponse()
-            body = response.read()
-            return response.status, body, response.headers.get_content_charset() or "utf-8"
-        finally:
-            conn.close()
-
     def check(self) -> dict[str, Any]:
         start = time.perf_counter()
+        limits = Limits.start(self.timeout, self.cancelled)
         try:
-            status, body, charset = self._get()
+            got = http_get(
+                self._host,
+                self._port,
+                self._path,
+                self._headers,
+                limits,
+                https=self._https,
+                body=bool(self.spec.json),
+            )
+        except AttemptEnded as exc:
+            raise ProbeFailed(str(exc)) from None
+        except BodyTooLarge as exc:
+            raise ProbeFailed(
+                f"{exc} ({BODY_CAP // 1024} KiB), the most an HTTP probe reads. Fix: point "
+                "the probe at an endpoint with a small body, or check only its status "
+                "(without json:, no body is read)"
+            ) from None
         except Exception as exc:  # any transport failure is a failed attempt, not a crash
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None
         elapsed = time.perf_counter() - start
-        text = body.decode(charset, errors="replace")
-        ok = status == self.spec.status if self.spec.status else status < 400
+        text = got.body.decode(got.charset, errors="replace")
+        ok = got.status == self.spec.status if self.spec.status else got.status < 400
         if not ok:
             want = self.spec.status or "< 400"
-            raise ProbeFailed(f"HTTP {status} (want {want}): {text[:200]}")
+            raise ProbeFailed(f"HTTP {got.status} (want {want}): {text[:200]}")
         if self.spec.json:
             _match_json(text, self.spec.json)
-        return {"status": status, "response_ms": round(elapsed * 1000, 2)}
+        return {"status": got.status, "response_ms": round(elapsed * 1000, 2)}
 
 
 def _match_json(text: str, expected: Mapping[str, Any]) -> None:
@@ -174,7 +193,15 @@ class PostgresProbe(BaseProbe):
 
         try:
             with psycopg.connect(self.spec.target, connect_timeout=self.timeout) as conn:
-                conn.execute("SELECT 1")
+                # Server-side bounds for what follows (a migration's lock on its table
+                # blocked the count until it committed), set in the round trip that
+                # checks the connection; not as startup options: poolers refuse those.
+                limit = f"{int(self.timeout * 1000)}ms"
+                conn.execute(
+                    "SELECT set_config('statement_timeout', %s, false),"
+                    " set_config('lock_timeout', %s, false)",
+                    (limit, limit),
+                )
                 missing = [
                     t
                     for t in self.spec.tables
@@ -238,40 +265,61 @@ class TcpProbe(BaseProbe):
 
 
 class CommandProbe(BaseProbe):
+    """A command that exits 0 when ready (runcheck: its group killed at the attempt's
+    end, its output's tail kept)."""
+
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         self.argv = list(spec.argv)
         self.timeout = ctx.attempt_timeout
+        self.cancelled = ctx.cancelled
         self.env = None if ctx.env is None else dict(ctx.env)
 
     def check(self) -> dict[str, Any]:
         try:
-            done = subprocess.run(
-                self.argv,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
+            code, output = run_command(
+                self.argv, self.env, Limits.start(self.timeout, self.cancelled)
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+        except AttemptEnded as exc:
+            raise ProbeFailed(f"{exc} (the command was killed)") from None
+        except OSError as exc:
             raise ProbeFailed(f"{type(exc).__name__}: {exc}") from None
-        if done.returncode != 0:
-            out = (done.stdout + done.stderr).decode(errors="replace").strip()[-200:]
-            raise ProbeFailed(f"exit code {done.returncode}: {out}")
+        if code != 0:
+            out = output.decode(errors="replace").strip()[-200:]
+            raise ProbeFailed(f"exit code {code}: {out}")
         return {}
 
 
 class LogProbe(BaseProbe):
+    """Whether the service's output matches a pattern (logscan: bounded in memory and
+    in time per search)."""
+
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
-        self.pattern = re.compile(spec.target, re.MULTILINE)  # ^ and $ anchor at lines
+        self.pattern = spec.target
         self.log_path = ctx.log_path
+        self.log_offset = ctx.log_offset
+        self.scan: LogScan | None = None
 
     def check(self) -> dict[str, Any]:
         if self.log_path is None or not self.log_path.exists():
             raise ProbeFailed("no output yet")
-        text = self.log_path.read_text(errors="replace")
-        if not self.pattern.search(text):
-            raise ProbeFailed(f"output does not match /{self.pattern.pattern}/ yet")
+        if self.scan is None or self.scan.path != self.log_path:
+            try:
+                self.scan = LogScan(self.pattern, self.log_path, start=self.log_offset)
+            except ValueError as exc:
+                raise ProbeUnusable(
+                    f"log probe /{self.pattern}/ is not a regular expression ({exc})",
+                    "correct the pattern",
+                ) from None
+        try:
+            found = self.scan.found()
+        except PatternTooSlow as exc:
+            raise ProbeUnusable(
+                str(exc), "simplify the pattern: no repeat inside a repeat, e.g. a+ for (a+)+"
+            ) from None
+        except OSError as exc:
+            raise ProbeFailed(f"cannot read the output: {exc}") from None
+        if not found:
+            raise ProbeFailed(f"output does not match /{self.pattern}/ yet")
         return {}
 
 
@@ -311,6 +359,8 @@ def check_once(probe: Probe) -> str | None:
         probe.check()
     except ProbeFailed as exc:
         return str(exc)
+    except ProbeUnusable as exc:
+        return f"{exc.cause}. Fix: {exc.fix}"
     finally:
         probe.close()
     return None

@@ -19,10 +19,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .checks import Probe, ProbeFailed
+from .checks import Probe, ProbeFailed, Watch
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -47,13 +47,6 @@ class WaitOutcome:
     details: dict[str, Any]
     attempts: int
     last_error: str
-
-
-class Watch(Protocol):
-    """A cheap sign, checked often between attempts, that an attempt could now pass."""
-
-    def changed(self) -> bool:
-        """True once each time the sign appears (e.g. a port starts to accept)."""
 
 
 class PortWatch:

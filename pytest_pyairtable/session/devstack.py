@@ -27,11 +27,10 @@ def select(runtime: Runtime, services: Sequence[str]) -> None:
     assert runtime.stack is not None
     if services:
         runtime.needed = set(runtime.stack.require(services))
-    if runtime.attached() is None and runtime.settings["backend"] == "local":
-        from ..backends.local import preflight
-
+    if runtime.attached() is None:
         names = graph.closure(runtime.topology(), runtime.needed or runtime.topology())
-        problems = preflight([runtime.stack.services[n] for n in sorted(names)])
+        specs = [runtime.stack.services[n] for n in sorted(names)]
+        problems = runtime.backend_class.preflight(specs)
         if problems:
             runtime.flush()  # first why a kept stack was not attached to: often the cause
             listed = "\n".join(f"  - {p}" for p in problems)
@@ -53,7 +52,7 @@ def wait_all(runtime: Runtime, orch: Orchestrator) -> None:
 def up(runtime: Runtime) -> int:
     """Boot, print the URL table, then keep or hold. A Ctrl-C (or SIGTERM) during the
     start-up stops everything and is raised again: nothing half-started is kept."""
-    from .kept import KeptStack, Owner, check_record_free
+    from .kept import Foreground
     from .report import url_table
 
     say = runtime.say or print
@@ -66,7 +65,7 @@ def up(runtime: Runtime) -> int:
     try:
         wait_all(runtime, orch)
         lines = url_table(orch)  # then notes, e.g. which PostgreSQL runs for which image
-        lines += [f"pyairtable: {note}" for note in orch.backend.notices]
+        lines += [f"pyairtable: {note}" for note in [*orch.backend.notices, *orch.backend.notes]]
         for line in lines:
             say(line)
         failed = [r.error for r in orch.runs.values() if r.error is not None]
@@ -75,18 +74,14 @@ def up(runtime: Runtime) -> int:
         if failed:
             say("pyairtable: the stack is stopped: a service failed")
             return 1
-        if runtime.settings["keep"]:
-            return 0 if runtime.keep() else 1
+        if runtime.settings.keep:
+            return 0 if runtime.keep() is not None else 1
         # Recorded while it runs, so `pyairtable status/logs/down` and test runs in
         # another terminal find it; removed the moment it begins to stop, which tells a
         # `pyairtable down` that asked for the stop that it was heard.
         path = runtime.record_path
         try:
-            check_record_free(path, runtime.run_id)
-            record = KeptStack.from_orchestrator(
-                orch, runtime.settings["backend"], runtime.run_id, Owner.me(), runtime.chosen_ports
-            )
-            record.save(path)
+            runtime.record(Foreground.me()).save(path)
         except KeepError as exc:  # held all the same, only not found by other commands
             say(f"pyairtable: {str(exc).replace('not kept', 'not recorded')}")
         say("pyairtable: stack is up. Press Ctrl-C to stop it.")
@@ -102,7 +97,7 @@ def up(runtime: Runtime) -> int:
     finally:
         if not orch.stopped:
             began = time.monotonic()
-            with shielded():
+            with shielded(runtime.hurry):
                 runtime.stop()
             took = time.monotonic() - began
             say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")

@@ -30,22 +30,24 @@ from ..engine.codec import from_json, to_json
 from ..engine.events import Listener
 from ..engine.handle import Handle, handle_from_json, handle_to_json
 from ..engine.orchestrator import Orchestrator, State
+from ..engine.readiness import ProbeFactory
 from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
-from ..probes.checks import ProbeContext, check_once, make_probe
+from ..probes.checks import check_once
 from ..support.errors import KeepError, PyAirtableError
+from ..support.files import read_text, write_json
 from ..support.redact import Redactor, dataclass_repr
 
 __all__ = [
+    "Foreground",
     "KeptService",
     "KeptStack",
-    "Owner",
     "attachable",
     "check_record_free",
     "fingerprint",
     "record_path",
 ]
-RECORD_VERSION = 2
+RECORD_VERSION = 3  # 3: the holding `up` process is 'foreground'
 GONE = "is no longer running"  # a service's problem when nothing of it runs
 
 
@@ -70,13 +72,15 @@ def recorded_ports(path: Path) -> dict[str, int]:
     return dict(kept.ports) if kept is not None else {}
 
 
-def attachable(path: Path, stack: StackSpec, backend: str) -> tuple[KeptStack | None, str | None]:
+def attachable(
+    path: Path, stack: StackSpec, backend: str, probe_factory: ProbeFactory | None = None
+) -> tuple[KeptStack | None, str | None]:
     """The kept stack recorded at ``path`` when a run of ``stack`` may attach to it; else
     None, and why not for the run's summary (None when nothing is recorded). A recorded
     stack of which nothing runs any more is removed."""
     try:
         kept = KeptStack.load(path)
-        reason = None if kept is None else kept.why_not_reusable(stack, backend)
+        reason = None if kept is None else kept.why_not_reusable(stack, backend, probe_factory)
     except KeepError as exc:
         return None, f"not attaching to a kept stack: {exc}"
     if kept is None:
@@ -102,14 +106,15 @@ def fingerprint(stack: StackSpec, backend: str) -> str:
 
 
 @dataclass(frozen=True)
-class Owner:
-    """A foreground `up` that holds the stack (None when it was kept detached)."""
+class Foreground:
+    """The foreground `pyairtable up` (or `pytest --pyairtable-up`) that holds the stack
+    until Ctrl-C; a stack kept detached has none."""
 
     pid: int
     ticks: int | None
 
     @classmethod
-    def me(cls) -> Owner:
+    def me(cls) -> Foreground:
         return cls(os.getpid(), proc_start_time(os.getpid()))
 
     @property
@@ -135,22 +140,27 @@ class KeptStack:
     compose_file: str
     services: dict[str, KeptService]
     secrets: list[str]
-    owner: Owner | None = None
+    foreground: Foreground | None = None
     # --pyairtable-free-ports: the ports chosen for the stack's variables, for the runs
     # that attach (they load the compose file with the same values)
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     version: int = RECORD_VERSION
+    # the stack's names and paths, which masking never touches (a record without them,
+    # from an older run, masks its secrets everywhere)
+    identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.secrets)
+        return dataclass_repr(self, self.secrets, self.identifiers)
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secrets, self.identifiers)
 
     @classmethod
     def from_orchestrator(
         cls,
         orch: Orchestrator,
-        backend: str,
         run_id: str,
-        owner: Owner | None = None,
+        foreground: Foreground | None = None,
         ports: dict[str, int] | None = None,
     ) -> KeptStack:
         """Describe a stack that is up; raises KeepError where its backend cannot keep it."""
@@ -160,24 +170,28 @@ class KeptStack:
                 f"not kept: {', '.join(down) or 'nothing'} did not come up; it was stopped."
             )
         services = {}
+        now, clock = time.time(), orch.now()
         for name, run in orch.runs.items():
             assert run.running is not None
+            # its own start (the last one), not the record's: uptime is the service's
+            launched = run.restarts[-1][0] if run.restarts else run.launched_at
             services[name] = KeptService(
                 spec=run.spec,
                 handle=orch.handle(name),
                 completed=run.state is State.COMPLETED,
-                started=time.time(),
+                started=now - (clock - launched) if launched is not None else now,
                 state=run.running.kept_state(),
             )
         return cls(
-            fingerprint=fingerprint(orch.stack, backend),
+            fingerprint=fingerprint(orch.stack, orch.backend.name),
             run_id=run_id,
-            backend=backend,
+            backend=orch.backend.name,
             backend_state=orch.backend.kept_state(),
             compose_file=str(orch.stack.compose_file),
             services=services,
-            secrets=orch.stack.secret_values(),
-            owner=owner,
+            secrets=orch.redact.secrets,
+            identifiers=orch.redact.identifiers,
+            foreground=foreground,
             ports=dict(ports or {}),
         )
 
@@ -186,23 +200,19 @@ class KeptStack:
     def save(self, path: Path) -> None:
         own_dir(path.parent)
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["owner"] = dataclasses.asdict(self.owner) if self.owner else None
+        data["foreground"] = dataclasses.asdict(self.foreground) if self.foreground else None
         data["services"] = {
             name: {**to_json(svc), "handle": handle_to_json(svc.handle)}
             for name, svc in self.services.items()
         }
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)  # a reader sees the old record or the new, never half
+        write_json(path, data, indent=2)  # a reader sees the old record or the new, never half
 
     @classmethod
     def load(cls, path: Path) -> KeptStack | None:
         """The record at ``path``; None when there is none. Raises KeepError when there is
         one this version cannot use."""
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data: dict[str, Any] = json.loads(read_text(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -225,8 +235,8 @@ class KeptStack:
                 )
                 for name, svc in data["services"].items()
             }
-            owner = Owner(**data["owner"]) if data.get("owner") else None
-            return cls(**{**data, "services": services, "owner": owner})
+            up = Foreground(**data["foreground"]) if data.get("foreground") else None
+            return cls(**{**data, "services": services, "foreground": up})
         except (KeyError, TypeError, ValueError) as exc:
             raise KeepError(f"the kept stack's record {path} is damaged: {exc!r}") from None
 
@@ -238,11 +248,26 @@ class KeptStack:
             services={n: s.spec for n, s in self.services.items()},
         )
 
-    def orchestrator(self, listener: Listener | None = None, **options: Any) -> Orchestrator:
+    def orchestrator(
+        self,
+        listener: Listener | None = None,
+        *,
+        volumes: bool = False,
+        probe_factory: ProbeFactory | None = None,
+    ) -> Orchestrator:
         """An orchestrator that owns the kept services again: to probe or to stop them
-        (with everything a run's own stop does: order, data safety, confirmation)."""
-        backend = backend_class(self.backend).reattach(self.backend_state, self.run_id, **options)
-        orch = Orchestrator(self.stack(), backend, listener=listener, redact=Redactor(self.secrets))
+        (with everything a run's own stop does: order, data safety, confirmation);
+        ``volumes``: the stop removes what the stack wrote too."""
+        backend = backend_class(self.backend).reattach(
+            self.backend_state, self.run_id, volumes=volumes
+        )
+        orch = Orchestrator(
+            self.stack(),
+            backend,
+            listener=listener,
+            probe_factory=probe_factory,
+            redact=self.redactor(),
+        )
         for name, svc in self.services.items():
             orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)
         return orch
@@ -258,24 +283,27 @@ class KeptStack:
             assert run.running is not None
             if run.running.poll() is not None:
                 return GONE
-            ctx = ProbeContext(run.running.log_path, 1.0, env=orch.backend.command_env(run.spec))
-            probe = orch.backend.probe(run.spec, run.running, ctx) or make_probe(
-                run.spec.probe, ctx
-            )
+            probe, _ = orch.gate.probe_for(run.spec, run.running, 1.0)
             failure = check_once(probe)
-            return None if failure is None else f"does not pass its probe ({failure})"
+            if failure is not None:
+                return f"does not pass its probe ({failure})"
+            held = orch.backend.identity_problem(run.spec, run.running)  # ours, not another's
+            return None if held is None else f"is not what answers its probe ({held})"
 
         names = list(orch.runs)
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             return dict(zip(names, pool.map(check, names), strict=True))
 
-    def why_not_reusable(self, stack: StackSpec, backend: str) -> str | None:
-        """None when a run may attach; else the reason, for the user."""
+    def why_not_reusable(
+        self, stack: StackSpec, backend: str, probe_factory: ProbeFactory | None = None
+    ) -> str | None:
+        """None when a run may attach; else the reason, for the user. Its services are
+        probed as a run's own start would probe them (``probe_factory``: the hook's)."""
         if self.fingerprint != fingerprint(stack, backend):
             free = " (or with --pyairtable-free-ports: attach with it too)" if self.ports else ""
             return f"it was booted from a different compose file, env or profiles{free}"
         try:
-            orch = self.orchestrator()
+            orch = self.orchestrator(probe_factory=probe_factory)
         except PyAirtableError as exc:
             return str(exc)
         for name, problem in self.problems(orch).items():
@@ -288,7 +316,7 @@ class KeptStack:
     def release_if_gone(self, path: Path) -> bool:
         """When nothing of the stack runs any more (its services died, the machine
         rebooted), remove what is left of it and its record; True if it did."""
-        if self.owner is not None and self.owner.alive:
+        if self.foreground is not None and self.foreground.alive:
             return False
         try:
             orch = self.orchestrator()

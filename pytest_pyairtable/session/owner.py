@@ -18,11 +18,13 @@ it). Neither touches the external backend's services: they are not ours.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..support.errors import PyAirtableError
+from .isolation import WorkerIsolation
 from .lease import EXCLUSIVE, LeaseTable
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ MAIN = "main"  # the holder that is the owner's own process
 class StackOwner:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.leases = LeaseTable(runtime.settings["lease_timeout"])
+        self.leases = LeaseTable(runtime.settings.lease_timeout)
         self._faults: dict[str, FaultInjector] = {}
         self._wanted: set[str] = set()  # services to snapshot; "*": every one that can be
         self._resets: Resets | None = None
@@ -47,17 +49,29 @@ class StackOwner:
         self._snapshotted = False
         self._refusal: PyAirtableError | None = None  # why faults cannot be injected
         self.closing = False  # the run is ending (set before workers' connections close)
+        self.isolation = WorkerIsolation(self)
 
     # -- handles -------------------------------------------------------------------
 
     def handle(
-        self, name: str, needed: Iterable[str], resets: Iterable[str], *, main_thread: bool
+        self,
+        name: str,
+        needed: Iterable[str],
+        resets: Iterable[str],
+        *,
+        main_thread: bool,
+        holder: str = MAIN,
+        slot: str = "",
     ) -> Handle:
         """``name``'s handle; when the run resets services, only once the whole stack
-        is up and snapshotted, so that every test starts from the same data."""
+        is up and snapshotted, so that every test starts from the same data. An xdist
+        worker's (``slot``) names its own databases, made at its first request."""
         self._want(resets)
         handle = self.runtime.handle(name, needed, main_thread=main_thread)
         self._snapshot(main_thread)
+        if slot:
+            self.isolation.ensure(holder, slot, main_thread=main_thread)
+            handle = self.isolation.handle(slot, handle)
         return handle
 
     def stack_handles(self) -> dict[str, Handle]:
@@ -136,11 +150,11 @@ class StackOwner:
                 "outside its record). Fix: `pyairtable down`, then run the fault tests on "
                 "a stack of their own (CI never keeps one)."
             )
-        if self._refusal is None and self.runtime.settings["backend"] == "external":
+        if self._refusal is None and not self.runtime.owns_services:
             self._refusal = PyAirtableError(
-                "pyairtable_faults: the external backend attaches to services someone else "
-                "runs; they are not this run's to break. Fix: run fault tests with the "
-                "local or compose backend."
+                f"pyairtable_faults: the {self.runtime.backend_class.name} backend attaches to "
+                "services someone else runs; they are not this run's to break. Fix: run "
+                "fault tests with a backend that starts its services (local or compose)."
             )
         if self._refusal is not None:
             raise self._refusal.fresh()  # one error: reported in full once
@@ -149,7 +163,9 @@ class StackOwner:
     def heal(self, holder: str) -> None:
         injector = self._faults.pop(holder, None)
         if injector is not None:
-            injector.heal()
+            for line in injector.heal():  # what the heal had to restart, and why
+                self.runtime.notices.append(f"heal: {line}")
+                self.runtime.events.lines.put(f"pyairtable: heal: {line}")
 
     # -- resets --------------------------------------------------------------------
 
@@ -161,16 +177,20 @@ class StackOwner:
         resets: Iterable[str],
         *,
         main_thread: bool,
+        slot: str = "",
+        pid: int | None = None,
     ) -> list[str]:
         """Restore ``names`` (None: every service that can be), under the exclusive lease.
         ``needed``: the holder's closure, started with them (the snapshot waits for all
-        of it, migration jobs included)."""
+        of it, migration jobs included). ``pid``: the process running the test, whose
+        own database sessions the restore keeps; ``slot``: an xdist worker's, whose own
+        copies are restored too."""
         from ..state.reset import choose
 
         self._require_alone(holder, "a reset")
         if self.runtime.error is not None:
             raise self.runtime.error.fresh()  # no stack to reset: the compose file's error
-        self._refuse_external()
+        self._refuse_foreign()
         self._want(resets)
         if names is not None:  # a name that is wrong, before starting anything
             stack = self.runtime.stack
@@ -180,24 +200,29 @@ class StackOwner:
         if names is None and self.runtime.attached() is None:
             self.runtime.orchestrator().start(sorted({*self.runtime.needed, *needed}))
         self._snapshot(main_thread)
-        specs = self._specs()
+        specs = self.ready_specs()
         chosen = choose(names, specs, self.runtime.topology())
-        resets_ = self._resets_for()
+        resets_ = self.resets()
         late = [n for n in chosen if n not in resets_.snapshots and n not in resets_.errors]
         if late:
             self.runtime.notices.append(
                 f"reset: snapshot of {', '.join(late)} taken at its first reset, not at "
                 "start-up (the tests that reset it were not known at collection)"
             )
-            self._take(late, specs)
-        return resets_.restore(chosen)
+            self.take(late, specs)
+        own = [pid] if pid is not None else []
+        done = resets_.restore(chosen, own)
+        if slot:
+            self.isolation.ensure(holder, slot, main_thread=main_thread)
+            self.isolation.restore(slot, chosen, own)
+        return done
 
-    def _refuse_external(self) -> None:
-        kept = self.runtime.attached()
-        backend = kept.backend if kept is not None else self.runtime.settings["backend"]
-        if backend == "external":
+    def _refuse_foreign(self) -> None:
+        if not self.runtime.owns_services:
+            kept = self.runtime.attached()
+            name = kept.backend if kept is not None else self.runtime.backend_class.name
             raise PyAirtableError(
-                "reset: the external backend attaches to services someone else runs; a "
+                f"reset: the {name} backend attaches to services someone else runs; a "
                 "reset would replace their data. Fix: reset only stacks this run (or a "
                 "kept stack) started: the local or compose backend."
             )
@@ -210,31 +235,35 @@ class StackOwner:
         with self._snapshot_lock:  # other threads' handles wait for it too
             with self._lock:
                 wanted = set(self._wanted)
-            if self._snapshotted or not wanted or self.runtime.settings["backend"] == "external":
+            if self._snapshotted or not wanted or not self.runtime.owns_services:
                 return  # (the external backend's services are refused at the reset)
-            kept = self.runtime.attached()
-            orch = self.runtime.orch if kept is None else None
-            if orch is not None:
-                for name in list(orch.runs):
-                    while not orch.settle(name, 0.1):
-                        if main_thread:
-                            self.runtime.flush()
+            self.settle(main_thread)
             self._snapshotted = True
-            specs = self._specs()
+            specs = self.ready_specs()
             names = [n for n, s in specs.items() if resettable(s)]
-            self._take([n for n in names if ALL in wanted or n in wanted], specs)
+            self.take([n for n in names if ALL in wanted or n in wanted], specs)
 
-    def _take(self, names: list[str], specs: dict[str, ServiceSpec]) -> None:
+    def settle(self, main_thread: bool) -> None:
+        """Wait until every started service is up, done (a job) or failed."""
+        kept = self.runtime.attached()
+        orch = self.runtime.orch if kept is None else None
+        if orch is not None:
+            for name in list(orch.runs):
+                while not orch.settle(name, 0.1):
+                    if main_thread:
+                        self.runtime.flush()
+
+    def take(self, names: list[str], specs: dict[str, ServiceSpec]) -> None:
         from ..state.reset import snapshot_file
 
-        resets = self._resets_for()
+        resets = self.resets()
         kept = self.runtime.attached()
         store = snapshot_file(self.runtime.record_path) if kept is not None else None
         resets.take(specs, names, store)
         self.runtime.notices.extend(resets.notices)
         resets.notices.clear()
 
-    def _specs(self) -> dict[str, ServiceSpec]:
+    def ready_specs(self) -> dict[str, ServiceSpec]:
         from ..engine.run import State
 
         kept = self.runtime.attached()
@@ -245,7 +274,7 @@ class StackOwner:
             return {}
         return {n: r.spec for n, r in orch.runs.items() if r.state is State.READY}
 
-    def _resets_for(self) -> Resets:
+    def resets(self) -> Resets:
         from ..state.reset import Resets
         from .kept import fingerprint
 
@@ -256,11 +285,15 @@ class StackOwner:
             else:
                 stack = self.runtime.stack
                 assert stack is not None
-                key = (
-                    f"{fingerprint(stack, self.runtime.settings['backend'])}:{self.runtime.run_id}"
-                )
+                key = f"{fingerprint(stack, self.runtime.backend_class.name)}:{self.runtime.run_id}"
             self._resets = Resets(key)
         return self._resets
+
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        """What each service logged since its mark, masked (testlogs.read_windows)."""
+        from .testlogs import read_windows
+
+        return read_windows(self.runtime, marks, lines)
 
     # -- the end -------------------------------------------------------------------
 
@@ -269,24 +302,23 @@ class StackOwner:
         is kept (Redis's written beside its record), then the runtime stops or keeps."""
         runtime, resets = self.runtime, self._resets
         orch = runtime.orch
-        keeping = bool(runtime.settings["keep"]) and orch is not None and not orch.stopped
+        self.isolation.drop()  # a kept stack keeps only the stack's own databases
         if resets is not None:
             resets.join()
-            if runtime.kept is None and not keeping and orch is not None and not orch.stopped:
+            if (
+                runtime.kept is None
+                and not runtime.keeping
+                and orch is not None
+                and not orch.stopped
+            ):
                 resets.discard()
                 runtime.notices.extend(resets.notices)
-        runtime.stop()
-        if resets is not None and keeping:
+        kept = runtime.stop()
+        if resets is not None and kept is not None:
             # imported here: a run without resets (most) does not pay for them at its end
             from ..state.reset import snapshot_file
-            from .kept import KeptStack
 
-            try:
-                record = KeptStack.load(runtime.record_path)
-            except PyAirtableError:
-                record = None
-            if record is not None and record.run_id == runtime.run_id:
-                resets.save(snapshot_file(runtime.record_path))
+            resets.save(snapshot_file(runtime.record_path))
 
 
 class LocalAccess:
@@ -302,11 +334,16 @@ class LocalAccess:
     def lease(self, mode: str, label: str) -> None:
         self.owner.lease(MAIN, mode, label)
 
-    def fault(self, action: str, service: str) -> Handle | None:
+    def fault(self, action: str, service: str, nodeid: str = "") -> Handle | None:
         return self.owner.fault(MAIN, action, service)
 
     def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
-        return self.owner.reset(MAIN, services, needed, self.resets, main_thread=True)
+        return self.owner.reset(
+            MAIN, services, needed, self.resets, main_thread=True, pid=os.getpid()
+        )
+
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        return self.owner.test_logs(marks, lines)
 
     def close(self) -> None:
         """Nothing to close: the owner is this process."""

@@ -21,16 +21,11 @@ the same is named in the launch error as a lost race, with the fix.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
 
 _LOWEST = 15000  # below it, well-known servers' ports are dense
 _TRIES = 500
@@ -166,17 +161,3 @@ def plan_ports(
         if str(entry.get("published", "")).split("-")[0].isdigit()
     }
     return PortHolds.choose(wanted, avoid=literal)
-
-
-def ports_for(runtime: Runtime) -> PortHolds:
-    """The runtime's ports: a kept stack's (if it names them all: the run may attach to
-    it, and if not, chooses again), else chosen now."""
-    from .kept import recorded_ports
-
-    return plan_ports(
-        runtime.compose_files,
-        env_file=runtime.env_file,
-        profiles=runtime.settings["profile"],
-        environ=os.environ,
-        reuse=recorded_ports(runtime.record_path),
-    )

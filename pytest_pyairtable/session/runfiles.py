@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..engine.orchestrator import Orchestrator
     from .hookevents import HookEvents
     from .lastrun import LastRunLogs
-    from .runtime import Runtime
 
 
 class RunFiles:
@@ -26,7 +25,7 @@ class RunFiles:
         """Keep the end of each service's log as it stops (a stack this run owns)."""
         from .lastrun import LastRunLogs
 
-        self.last_logs = LastRunLogs(record, run_id, orch.stack.secret_values())
+        self.last_logs = LastRunLogs(record, run_id, orch.redact)
         events.stopped = self.last_logs.save
 
     def note_test(self, orch: Orchestrator | None, start: float, stop: float) -> None:
@@ -49,17 +48,3 @@ class RunFiles:
 
         self._timeline_written = True
         return [write_timeline(orch, self.timeline, self.tests_ran)]
-
-
-class TestsRan:
-    """Notes, in the process that owns the stack, when tests ran; a plugin object the
-    pytest front end registers (the report hook is given no config)."""
-
-    __test__ = False  # not a test class, whatever its name
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def pytest_runtest_logreport(self, report: Any) -> None:
-        if report.when == "call":
-            self.runtime.files.note_test(self.runtime.orch, report.start, report.stop)

@@ -1,12 +1,18 @@
-"""Every setting once: its option, ini key, the seed's env var, default, and parser.
+"""Every setting once: its option, ini key, the seed's env var, default, parser, and
+the `pyairtable` command's flag where it has one. Both front ends generate their options
+from this table.
 
 ``resolve`` applies one precedence for all of them (option, then env var, then ini,
-then default) and remembers where each value came from, for the report header. It
-takes plain callables so the pytest plugin and the CLI share it.
+then default), remembers where each value came from (for the report header) and
+returns one typed, frozen ``Settings``, built once per run. It takes plain callables so
+the pytest plugin and the CLI share it.
+
+(Over 350 lines: the table holds every setting, one entry each, and their parsers.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -67,6 +73,22 @@ def _output_file(value: Any) -> str:
     return str(value)
 
 
+def _test_logs(value: Any) -> str:
+    if str(value) not in TEST_LOG_MODES:
+        raise ValueError(f"valid values are {', '.join(TEST_LOG_MODES)}")
+    return str(value)
+
+
+TEST_LOG_MODES = ("failed", "always", "never")  # which test reports carry service logs
+
+
+def _line_count(value: Any) -> int:
+    count = int(str(value).strip())  # a ValueError names the value
+    if not 1 <= count <= 10_000:
+        raise ValueError("not between 1 and 10000 (turn the logs off with never)")
+    return count
+
+
 def _backend(value: Any) -> str:
     from ..backends import BACKENDS
 
@@ -88,7 +110,7 @@ def _up(value: Any) -> bool | tuple[str, ...]:
 
 
 def _urls(value: Any) -> tuple[str, ...]:
-    from ..backends.external import parse_urls
+    from ..model.urls import parse_urls
 
     items = value if isinstance(value, list | tuple) else str(value).split()
     urls = tuple(str(v) for v in items if v)
@@ -114,6 +136,7 @@ class Setting:
     repeat: bool = False
     path: bool = False  # from an ini file: relative to its directory, else to the cwd
     const: Any = None  # an option that may be given bare: its value then
+    cli: tuple[str, ...] = ()  # the `pyairtable` command's flags for it (a global option)
 
     @property
     def option(self) -> str:
@@ -129,16 +152,18 @@ SETTINGS: tuple[Setting, ...] = (
         "compose_file",
         "compose file of the stack, repeatable to merge several as `docker compose -f` does "
         "(default: COMPOSE_FILE, else compose.yaml / docker-compose.yml and its override "
-        "file at rootdir)",
+        "file, at pytest's rootdir or the command's working directory)",
         (),
         parse=_paths,
         repeat=True,
         path=True,
+        cli=("-f", "--compose-file"),
     ),
     Setting(
         "env_file",
         "env file for interpolation (default: .env beside the compose file)",
         path=True,
+        cli=("--env-file",),
     ),
     Setting(
         "up",
@@ -155,12 +180,15 @@ SETTINGS: tuple[Setting, ...] = (
         "COMPOSE_PROFILES",
         parse=_profiles,
         repeat=True,
+        cli=("--profile",),
     ),
     Setting(
         "backend",
-        "how services run: local (processes), compose (containers), external (already running)",
+        "how services run: local (processes, the default), compose (containers on a Docker "
+        "engine, needs the [docker] extra), external (already running: probe only)",
         "local",
         parse=_backend,
+        cli=("--backend",),
     ),
     Setting(
         "build",
@@ -175,6 +203,17 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         parse=_flag,
         flag=True,
+    ),
+    Setting(
+        "local",
+        "run these services on this host from their x-pyairtable.local block (the code "
+        "under test, from your working tree), and the others in containers on the engine "
+        "DOCKER_HOST names (the compose backend); repeatable or comma-separated",
+        (),
+        "PYAIRTABLE_LOCAL",
+        parse=_profiles,
+        repeat=True,
+        cli=("--local",),
     ),
     Setting(
         "url",
@@ -192,6 +231,7 @@ SETTINGS: tuple[Setting, ...] = (
         "PYAIRTABLE_FREE_PORTS",
         parse=_flag,
         flag=True,
+        cli=("--free-ports",),
     ),
     Setting(
         "inherit_env",
@@ -201,6 +241,7 @@ SETTINGS: tuple[Setting, ...] = (
         "PYAIRTABLE_INHERIT_ENV",
         parse=_flag,
         flag=True,
+        cli=("--inherit-env",),
     ),
     Setting(
         "logs_dir",
@@ -244,11 +285,34 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_seconds,
     ),
     Setting(
+        "shared_db",
+        "under xdist, every worker uses the stack's own PostgreSQL databases and Redis "
+        "database, instead of a copy of its own made after the migrations (the default)",
+        False,
+        parse=_flag,
+        flag=True,
+    ),
+    Setting(
         "timeline",
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",
         parse=_output_file,
         path=True,
+    ),
+    Setting(
+        "test_logs",
+        "attach what each service a test used logged while the test ran to its report: "
+        "failed (its failures and errors), always (passing tests too), never",
+        "failed",
+        "PYAIRTABLE_TEST_LOGS",
+        parse=_test_logs,
+    ),
+    Setting(
+        "test_log_lines",
+        "at most this many lines of each service's log in a test's report (its last ones)",
+        50,
+        "PYAIRTABLE_TEST_LOG_LINES",
+        parse=_line_count,
     ),
     Setting("debug", "print every probe attempt", False, "DEBUG", parse=_flag, flag=True),
 )
@@ -256,28 +320,48 @@ BY_NAME = {s.name: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
-class Resolved:
-    values: Mapping[str, Any]
-    sources: Mapping[str, str]
+class Settings:
+    """The run's settings, each parsed to its type, and where each came from."""
 
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
+    compose_file: tuple[str, ...]
+    env_file: str | None
+    up: bool | tuple[str, ...]
+    profile: tuple[str, ...]
+    backend: str
+    build: str
+    keep: bool
+    local: tuple[str, ...]
+    url: tuple[str, ...]
+    free_ports: bool
+    inherit_env: bool
+    logs_dir: str | None
+    health_check_timeout: float | None
+    max_startup_time: float
+    tier_wait_time: float
+    service_startup_delay: float
+    lease_timeout: float
+    shared_db: bool
+    timeline: str | None
+    test_logs: str
+    test_log_lines: int
+    debug: bool
+    sources: Mapping[str, str]  # setting -> its option, env var, ini key, or "default"
 
-    def with_paths(self, ini_dir: Path | None, cwd: Path) -> Resolved:
+    def with_paths(self, ini_dir: Path | None, cwd: Path) -> Settings:
         """Path settings made absolute: those from an ini file against its directory
         (``cd tests && pytest`` reads the same files), the others against ``cwd``."""
-        values = dict(self.values)
+        changes: dict[str, Any] = {}
         for setting in SETTINGS:
-            value = values[setting.name]
+            value = getattr(self, setting.name)
             if not setting.path or not value:
                 continue
             from_ini = self.sources[setting.name].startswith("ini ")
             base = ini_dir if from_ini and ini_dir is not None else cwd
             if isinstance(value, tuple):
-                values[setting.name] = tuple(_absolute(base, v) for v in value)
+                changes[setting.name] = tuple(_absolute(base, v) for v in value)
             else:
-                values[setting.name] = _absolute(base, value)
-        return Resolved(values, self.sources)
+                changes[setting.name] = _absolute(base, value)
+        return dataclasses.replace(self, **changes)
 
 
 def _absolute(base: Path, value: str) -> str:
@@ -288,7 +372,7 @@ def resolve(
     option: Callable[[Setting], Any],
     ini: Callable[[Setting], Any],
     environ: Mapping[str, str],
-) -> Resolved:
+) -> Settings:
     """Each setting from the first of: option, env var, ini key, default."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -298,8 +382,8 @@ def resolve(
             raw, source = given, setting.option
         elif setting.env and environ.get(setting.env, "") != "":
             raw, source = environ[setting.env], f"env {setting.env}"
-        elif ini(setting) not in (None, "", [], (), False):
-            raw, source = ini(setting), f"ini {setting.ini}"
+        elif (from_ini := ini(setting)) not in (None, "", [], (), False):
+            raw, source = from_ini, f"ini {setting.ini}"
         else:
             values[setting.name], sources[setting.name] = setting.default, "default"
             continue
@@ -314,4 +398,4 @@ def resolve(
                 mask_patterns(f"{source}: invalid value {raw!r}: {exc}{fix}")
             ) from None
         sources[setting.name] = source
-    return Resolved(values, sources)
+    return Settings(**values, sources=sources)

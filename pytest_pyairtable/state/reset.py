@@ -3,8 +3,10 @@ when the stack is first up (migration jobs done), restored before the tests that
 
 A service can be reset when its probe speaks PostgreSQL or Redis (derived from a
 ``postgres*``/``redis*`` image, or ``x-pyairtable.probe: {postgres: DSN}``): the probe's
-DSN or URL is how we reach it. What is restored, and what a connected app sees, is in
-pgsnap.py and redissnap.py (and docs/reference.md, "State reset").
+DSN or URL is how we reach it. What is restored, which way, and what a connected app
+sees, is in pgrestore.py, pginplace.py, pgsnap.py and redissnap.py (and
+docs/reference.md, "State reset"). The same snapshot is what xdist workers' own
+databases are copied from (session/isolation.py).
 
 A snapshot has a key: the stack's fingerprint (every service's definition, a migration
 job's included) and the run id of the stack it was taken in. PostgreSQL snapshots live
@@ -16,12 +18,12 @@ that key; a snapshot with another key is dropped and taken again.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..support.errors import ResetError, UnknownServiceError
+from ..support.files import read_text, write_json
 
 if TYPE_CHECKING:
     from ..model.spec import ServiceSpec
@@ -86,6 +88,7 @@ class Resets:
                     pg = PostgresSnapshot(name, spec.probe.target, self.key)
                     taken = pg.take()
                     self.snapshots[name] = pg
+                    self.notices.extend(pg.notices)
                 elif name in stored:
                     rs = RedisSnapshot(name, spec.probe.target, self.key)
                     rs.load_json(stored[name])
@@ -107,12 +110,25 @@ class Resets:
         if store is not None:
             self.save(store)
 
-    def restore(self, names: Iterable[str]) -> list[str]:
+    def restore(
+        self, names: Iterable[str], own_pids: Iterable[int] = (), strategy: str = "auto"
+    ) -> list[str]:
+        """Put ``names`` back; ``own_pids``: the processes running the test, whose
+        PostgreSQL sessions a restore must keep (pgrestore.py)."""
+        from .pgrestore import restore as restore_postgres
+        from .pgsessions import Owners
+        from .pgsnap import PostgresSnapshot
+
+        owners = Owners(own_pids)
         done = []
         for name in names:
             if name in self.errors:
                 raise self.errors[name].fresh()
-            self.snapshots[name].restore()
+            snapshot = self.snapshots[name]
+            if isinstance(snapshot, PostgresSnapshot):
+                restore_postgres(snapshot, owners, strategy=strategy)
+            else:
+                snapshot.restore()
             done.append(name)
         return done
 
@@ -123,11 +139,7 @@ class Resets:
         redis = {n: s.to_json() for n, s in self.snapshots.items() if isinstance(s, RedisSnapshot)}
         if not redis:
             return
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"key": self.key, "services": redis}, f)
-        os.replace(tmp, path)
+        write_json(path, {"key": self.key, "services": redis})
 
     def discard(self) -> None:
         """The end of a run that keeps nothing: drop the snapshots from the servers (a
@@ -179,7 +191,7 @@ def choose(
 
 def _read(path: Path, key: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("key") != key:

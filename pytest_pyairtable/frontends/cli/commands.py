@@ -31,7 +31,7 @@ from ...support.errors import PyAirtableError
 from ...support.redact import Redactor, secret_values
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler
 from . import progress, stackcmds
-from .options import global_options, merge_late
+from .options import given, global_options, merge_late
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,7 +182,7 @@ def cmd_down(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
-    return stackcmds.status(runtime.record_path, as_json=args.json, say=_say(runtime))
+    return stackcmds.status(runtime.record_path, as_json=args.json, say=_say(runtime), emit=say)
 
 
 def cmd_logs(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -223,24 +223,18 @@ def _loaded(runtime: Runtime) -> Runtime:
             f"{', '.join(DEFAULT_NAMES)}, and COMPOSE_FILE is unset). Fix: pass -f FILE "
             "(the command does not read pytest's ini file)."
         )
-    for warning in runtime.stack.warnings:
+    for warning in (*runtime.stack.warnings, *runtime.stack.secret_notes()):
         _say(runtime, err=True)(f"pyairtable: warning: {warning}")
     return runtime
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    given = {
-        "compose_file": args.compose_file,
-        "env_file": args.env_file,
-        "profile": args.profile,
-        "backend": args.backend,
-        "free_ports": args.free_ports,
-        "inherit_env": args.inherit_env,
-        "keep": args.command == "up" and args.detach,
-    }
-    settings = resolve(lambda s: given.get(s.name), lambda s: None, os.environ)
+    options = {**given(args), "keep": args.command == "up" and args.detach}
+    settings = resolve(lambda s: options.get(s.name), lambda s: None, os.environ)
     cwd = Path.cwd()
-    return runtime_for(settings, cwd, cwd)
+    runtime = runtime_for(settings, cwd, cwd, walk_up=True)
+    runtime.alert = _say(runtime, err=True)
+    return runtime  # from a subdirectory too
 
 
 def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -261,9 +255,9 @@ def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
     out = _say(runtime)
     out(
         f"pyairtable: {runtime.compose_file}: {len(stack.services)} services, "
-        f"backend {runtime.settings['backend']}"
+        f"backend {runtime.settings.backend}"
     )
-    env_file = runtime.settings["env_file"] or runtime.compose_file.parent / ".env"
+    env_file = runtime.settings.env_file or runtime.compose_file.parent / ".env"
     if not Path(env_file).is_file():
         out(f"pyairtable: note: no {env_file}; variables come from the environment only")
     select(runtime, args.services)
@@ -305,8 +299,8 @@ def cmd_config(args: argparse.Namespace, runtime: Runtime) -> int:
         _say(runtime, err=True)(
             f"pyairtable: free ports chosen for this output only: {runtime.ports.describe()}"
         )
-    text = dump(render_config(stack, show_secrets=args.show_secrets), args.format)
-    print(text) if args.show_secrets else _say(runtime)(text)
+    # masked inside the data (render_config): the text is printed as it is, and parses
+    print(dump(render_config(stack, show_secrets=args.show_secrets), args.format), flush=True)
     return 0
 
 

@@ -1,6 +1,7 @@
 """The `pyairtable` command's global options (-f, --env-file, --profile, --backend,
---free-ports, --inherit-env), which may come before the command or, as in compose,
-after it: both places count, lists are joined."""
+--free-ports, --inherit-env), generated from the settings table (session/settings.py)
+as the pytest options are: the settings that have a ``cli`` flag. As in compose, they may
+come before the command or after it: both places count, lists are joined."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import argparse
 from typing import Any
 
 from ...backends import BACKENDS
+from ...session.settings import SETTINGS, Setting
 
-_LISTS = ("compose_file", "profile")  # given before and after the command: both count
+GLOBAL = tuple(s for s in SETTINGS if s.cli)
 
 
 def global_options(
@@ -17,56 +19,40 @@ def global_options(
 ) -> None:
     """The options of every command; ``late``: as given after the command's name (where
     ``-f`` may be the command's own, as `logs -f`: follow)."""
-    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if late else {}
-    suffix = "_late" if late else ""
-    parser.add_argument(
-        *(["-f"] if short_f else []),
-        "--compose-file",
-        action="append",
-        dest="compose_file" + suffix,
-        metavar="FILE",
-        **(unset or {"default": []}),
-        help="compose file, repeatable to merge several (default: COMPOSE_FILE, else "
-        "compose.yaml / docker-compose.yml and its override file, in this directory)",
-    )
-    parser.add_argument(
-        "--env-file",
-        **unset,
-        metavar="FILE",
-        help="env file (default: .env beside the compose file)",
-    )
-    parser.add_argument(
-        "--profile",
-        action="append",
-        dest="profile" + suffix,
-        metavar="NAME",
-        **(unset or {"default": []}),
-        help="activate a profile (repeatable) [env COMPOSE_PROFILES]",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=list(BACKENDS),
-        **unset,
-        help="how services run: local (processes, the default), compose (containers on a "
-        "Docker engine, needs the [docker] extra), external (already running: probe only)",
-    )
-    parser.add_argument(
-        "--free-ports",
-        action="store_true",
-        **unset,
-        help="free host ports for ports taken from a variable with a default "
-        "[env PYAIRTABLE_FREE_PORTS=1]",
-    )
-    parser.add_argument(
-        "--inherit-env",
-        action="store_true",
-        **unset,
-        help="local services get this shell's whole environment [env PYAIRTABLE_INHERIT_ENV=1]",
-    )
+    for setting in GLOBAL:
+        flags = [f for f in setting.cli if short_f or f != "-f"]
+        parser.add_argument(*flags, **_argument(setting, late))
+
+
+def _argument(setting: Setting, late: bool) -> dict[str, Any]:
+    env = f" [env {setting.env}]" if setting.env else ""
+    # After the command: a list goes beside the earlier one (merge_late joins them); any
+    # other value, left unset there, replaces the earlier one.
+    suffix = "_late" if late and setting.repeat else ""
+    spec: dict[str, Any] = {"dest": setting.name + suffix, "help": setting.help + env}
+    if setting.repeat:
+        spec.update(action="append", metavar="NAME" if setting.name == "profile" else "FILE")
+        spec["default"] = argparse.SUPPRESS if late else []
+    elif setting.flag:
+        spec.update(action="store_true", default=argparse.SUPPRESS if late else False)
+    else:
+        spec.update(default=argparse.SUPPRESS if late else None)
+        if setting.name == "backend":
+            spec["choices"] = list(BACKENDS)
+        else:
+            spec["metavar"] = "FILE"
+    return spec
 
 
 def merge_late(args: argparse.Namespace) -> argparse.Namespace:
-    """The options given after the command joined to those given before it."""
-    for name in _LISTS:
-        setattr(args, name, [*getattr(args, name), *getattr(args, name + "_late", [])])
+    """The lists given after the command joined to those given before it."""
+    for setting in GLOBAL:
+        if setting.repeat:
+            late = getattr(args, setting.name + "_late", [])
+            setattr(args, setting.name, [*getattr(args, setting.name), *late])
     return args
+
+
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """The global options as the settings' ``option`` callable reads them."""
+    return {s.name: getattr(args, s.name) for s in GLOBAL}
