@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,16 @@ from pytest_pyairtable.backends import cgroups
 from pytest_pyairtable.backends.process import LocalProcess, proc_start_time
 
 SLEEP = ["sleep", "300"]  # stopped by the test itself
+# Another process removing a run's empty cgroups over and over, as a run's end or a
+# stop does (the same code: it imports this checkout, as the test does).
+REMOVER = """
+import pathlib, sys
+from pytest_pyairtable.backends import cgroups
+path, ready, stop = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+ready.touch()
+while not stop.exists():
+    cgroups.remove(path)
+"""
 
 
 @pytest.fixture
@@ -75,6 +86,40 @@ def test_another_runs_sweep_while_a_launch_joins_leaves_its_cgroup_alone(
     finally:
         process.kill()
     assert not made.path.exists()  # removed with its stop
+
+
+def test_launches_while_another_process_removes_the_runs_empty_cgroups_all_join(
+    runs_place: Path, tmp_path: Path
+) -> None:
+    run = cgroups.RunCgroup.create(unique_run_id("raced"))
+    assert isinstance(run, cgroups.RunCgroup), run
+    ready, stop = tmp_path / "ready", tmp_path / "stop"
+    remover = subprocess.Popen([sys.executable, "-c", REMOVER, str(run.path), ready, stop])
+    launched: list[LocalProcess] = []
+    try:
+        until(lambda: ready.exists() or remover.poll() is not None, what="the remover")
+        assert remover.poll() is None
+        for _ in range(20):
+            made = run.service("web")
+            assert isinstance(made, cgroups.ServiceCgroup), made
+            launched.append(launch(made, tmp_path))
+            process = launched[-1]
+            log = (tmp_path / "web.log").read_text()
+            assert process.poll() is None, log  # (it exited 125, "echo: I/O error")
+            assert process.pid in cgroups.pids_in(made.path), log
+            assert process.cgroup_problem is None, log
+    finally:
+        stop.touch()
+        try:
+            remover.wait(30)
+        except subprocess.TimeoutExpired:
+            remover.kill()
+            remover.wait()
+        for process in launched:
+            process.kill()
+        run.end()
+    assert remover.returncode == 0
+    assert not run.path.exists()
 
 
 def test_a_launch_whose_cgroup_went_before_it_joined_runs_tracked_by_its_group(

@@ -83,9 +83,8 @@ def _owner_tag() -> str:
     return f"{os.getpid()}.{proc_start_time(os.getpid())}"
 
 
-def _cgroup_of(pid: int) -> Path | None:
+def _cgroup_of(pid: int, mount: Path | None) -> Path | None:
     """Where ``pid`` is (also once it has exited, as long as it is not reaped)."""
-    mount = _mount()
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
             if line.startswith("0::") and mount is not None:
@@ -114,21 +113,27 @@ def _hold(path: Path) -> tuple[int, int] | None:
     return procs, watch
 
 
-def _wait_for_lock(fd: int, wait: float) -> None:
-    """Until the exclusive lock of ``fd``'s file is ours (or ``wait`` has passed).
-    Polled, not blocked on: a process forked (not exec'd) from another thread of ours
-    meanwhile shares the launch's descriptor, and with it the lock, as long as it lives."""
-    deadline = time.monotonic() + wait
+def _inside(where: Path | None, path: Path) -> bool:
+    return where is not None and (where == path or path in where.parents)
+
+
+def _wait_for_join(pid: int, path: Path, watch: int, wait: float) -> bool:
+    """Until ``pid`` (the launch's shell) is in ``path`` or has let go of its lock, the
+    sign it tried and failed; False if ``wait`` passed first. Polled, not blocked on the
+    lock: a process forked (not exec'd) from another thread of ours meanwhile shares the
+    launch's descriptor, and with it the lock, as long as it lives."""
+    deadline, mount = time.monotonic() + wait, _mount()
     pause = 0.0001
-    while True:
+    while not _inside(_cgroup_of(pid, mount), path):
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            fcntl.flock(watch, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
         except BlockingIOError:
             if time.monotonic() > deadline:
-                return
+                return False
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
+    return True
 
 
 class ServiceCgroup:
@@ -142,6 +147,8 @@ class ServiceCgroup:
 
     def let_go(self) -> None:
         """Close our descriptors (the launch failed to start, or has joined)."""
+        if self._watch >= 0:  # unlocked first: a copy forked meanwhile would keep it
+            fcntl.flock(self._watch, fcntl.LOCK_UN)
         for fd in (self.procs, self._watch):
             if fd >= 0:
                 os.close(fd)
@@ -149,21 +156,23 @@ class ServiceCgroup:
 
     def joined(self, pid: int) -> str | None:
         """None once ``pid``, the launch's shell, has joined; else why it did not. Waits
-        until the shell has tried: it lets go of ``cgroup.procs``, and the lock, right
-        after (or when it exits)."""
-        os.close(self.procs)
+        until it is there or has tried: it lets go of ``cgroup.procs``, and the lock,
+        right after (or when it exits)."""
+        os.close(self.procs)  # the shell's copy holds the lock from now on
         self.procs = -1
         try:
-            _wait_for_lock(self._watch, JOIN_WAIT)
+            tried = _wait_for_join(pid, self.path, self._watch, JOIN_WAIT)
         finally:
             self.let_go()
-        where = _cgroup_of(pid)
-        if where is not None and (where == self.path or self.path in where.parents):
+        where = _cgroup_of(pid, _mount())
+        if _inside(where, self.path):
             return None  # (a service may make cgroups of its own under it)
+        if not tried:  # it may join yet: the run's cgroup ends it all the same
+            return f"its launch had not joined its cgroup {self.path} after {JOIN_WAIT:.0f} s"
         if not self.path.is_dir():
             why = (
                 "it was removed before the launch joined it, by a clean-up that does not "
-                "wait for launches (an earlier version of this tool's?)"
+                "wait for launches (another tool's, or an earlier version of this one)"
             )
         else:
             common = self.path

@@ -187,10 +187,12 @@ class LocalProcess(ServiceProcesses):
         self.cgroup_problem: str | None = None
         launch: list[str] = self.argv
         stdin: int = subprocess.DEVNULL
-        with contextlib.ExitStack() as held, open_private(log_path, "ab") as log:
+        with contextlib.ExitStack() as held:
+            if cgroup is not None:  # held locked until it has joined, or not started
+                held.callback(cgroup.let_go)
+            log = held.enter_context(open_private(log_path, "ab"))
             try:
                 if cgroup is not None:
-                    held.callback(cgroup.let_go)  # (if it does not start)
                     # The shell that joins the cgroup would only exit 127 for a missing
                     # command: it is looked for here, as Popen itself would.
                     _check_runnable(self.argv[0], env, cwd)
