@@ -368,18 +368,6 @@ def _absolute(base: Path, value: str) -> str:
     return os.path.abspath(base / Path(value).expanduser())
 
 
-def _ini_value(ini: Callable[[Setting], Any], setting: Setting) -> Any:
-    """The ini key's value; pytest's own parse of an on/off key names no key when it fails."""
-    try:
-        return ini(setting)
-    except ValueError as exc:
-        from ..support.errors import ConfigError
-
-        raise ConfigError(
-            f"ini {setting.ini}: {exc}. Fix: write 1, true, yes, on, or 0, false, no, off"
-        ) from None
-
-
 def resolve(
     option: Callable[[Setting], Any],
     ini: Callable[[Setting], Any],
@@ -394,7 +382,7 @@ def resolve(
             raw, source = given, setting.option
         elif setting.env and environ.get(setting.env, "") != "":
             raw, source = environ[setting.env], f"env {setting.env}"
-        elif (from_ini := _ini_value(ini, setting)) not in (None, "", [], (), False):
+        elif (from_ini := ini(setting)) not in (None, "", [], (), False):
             raw, source = from_ini, f"ini {setting.ini}"
         else:
             values[setting.name], sources[setting.name] = setting.default, "default"
