@@ -26,6 +26,9 @@ Where it does not (a container with /sys/fs/cgroup read-only, no cgroup v2), the
 tracking is what it was: process groups, the run's marker variables and the process
 tree; ``unavailable`` says why, for the run summary. ``PYAIRTABLE_CGROUP=0`` turns the
 cgroups off.
+
+(Just over 350 lines: making, joining and removing a cgroup share the lock that keeps a
+launch's cgroup from removal, and read best in one place.)
 """
 
 from __future__ import annotations
