@@ -336,10 +336,12 @@ def test_a_kept_service_is_adopted_from_its_record_and_stopped(kit: Kit) -> None
     services = json.loads(
         json.dumps({"web": running.kept_state(), **({"job-ok": job.kept_state()} if job else {})})
     )
-    kit.backend.close(keep_stack=True)
+    kit.backend.close(keep_stack=kit.compose_file.parent / ".pyairtable" / "record.json")
     kit.made.remove(kit.backend)
 
-    again = type(kit.backend).reattach(state, unique_run_id("compliance"), volumes=False)
+    # as `pyairtable down` does: under the kept run's id, which its directories' markers name
+    run_id = getattr(kit.backend, "run_id", None) or unique_run_id("compliance")  # external: none
+    again = type(kit.backend).reattach(state, run_id, volumes=False)
     kit.made.append(again)
     adopted = again.adopt(spec, services["web"])
     assert adopted.poll() is None  # still running, found from the record alone
