@@ -31,6 +31,7 @@ from ..engine.events import Listener
 from ..engine.handle import Handle, handle_from_json, handle_to_json
 from ..engine.orchestrator import Orchestrator, State
 from ..engine.readiness import ProbeFactory
+from ..engine.snapshots import Restored, restored_state
 from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
 from ..probes.checks import check_once
@@ -269,7 +270,10 @@ class KeptStack:
             redact=self.redactor(),
         )
         for name, svc in self.services.items():
-            orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)
+            # a job restored from its snapshot ran nowhere: nothing of it to adopt
+            restored = restored_state(svc.state)
+            running = Restored() if restored else backend.adopt(svc.spec, svc.state)
+            orch.adopt(name, running, completed=svc.completed)
         return orch
 
     def problems(self, orch: Orchestrator) -> dict[str, str | None]:

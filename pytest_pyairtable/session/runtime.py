@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..backends.base import BaseBackend, DockerOverrides, Placement
     from ..backends.measure import ServiceCoverage
     from ..engine.orchestrator import Handle, Orchestrator
+    from ..engine.snapshots import NoSnapshots
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
     from .kept import Foreground, KeptStack
@@ -375,10 +376,21 @@ class Runtime:
             listener=self.events,
             probe_factory=self._probe_factory,
             redact=self.redact,
+            snapshots=self._snapshots(self.stack, backend),
         )
         self.events.handle = orch.handle
         self.files.watch(orch, self.events, self.record_path, self.run_id)
         return orch
+
+    def _snapshots(self, stack: StackSpec, backend: BaseBackend) -> NoSnapshots | None:
+        """Job snapshots, where a job declares its inputs and they are not turned off."""
+        if self.settings.no_snapshots or not backend.owns_services:
+            return None
+        if not any(spec.job_inputs for spec in stack.services.values()):
+            return None  # the usual case: nothing to import
+        from ..state.jobsnap import JobSnapshots
+
+        return JobSnapshots(stack, backend, self.run_id)
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
         from ..probes.checks import as_probe, make_probe
@@ -415,6 +427,8 @@ class Runtime:
         """The run's notices and its backend's (which it may add to while it runs); with
         ``verbose``, the backend's notes too."""
         backend = self.orch.backend.notices if self.orch is not None else []
+        if self.orch is not None:
+            backend = backend + self.orch.snapshots.notices  # jobs restored, or why not
         if verbose and self.orch is not None:
             backend = backend + self.orch.backend.notes
         return self.notices + [n for n in backend if n not in self.notices]
