@@ -32,6 +32,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..model import graph
 from ..model.spec import ServiceSpec, StackSpec
@@ -94,17 +95,35 @@ def port_labels(stack: StackSpec) -> dict[int, str]:
 
 
 def canonical(spec: ServiceSpec, ports: Mapping[int, str]) -> str:
-    """A service's definition as text, with published ports as the services they are."""
+    """A service's definition as text, with the host ports published on this machine as
+    the service ports they stand for (free ports change them, not the result): in its
+    ``ports``, in addresses on this machine (``127.0.0.1:55432``), and as whole values."""
+    compose = dict(spec.compose)
+    if "ports" in compose:
+        compose["ports"] = sorted([m.container, m.protocol] for m in spec.ports)
     body = {
         "image": spec.image,
-        "compose": dict(spec.compose),
+        "compose": compose,
         "x": dict(spec.extension),
         "local": [list(spec.local.command or ()), str(spec.local.cwd), dict(spec.local.env)],
     }
-    text = json.dumps(body, sort_keys=True, default=str)
-    for port, label in ports.items():
-        text = re.sub(rf"(?<![0-9]){port}(?![0-9])", label, text)
-    return text
+    return json.dumps(_ported(body, ports), sort_keys=True, default=str)
+
+
+_HERE = r"((?:127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0):)"
+
+
+def _ported(value: Any, ports: Mapping[int, str]) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _ported(v, ports) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_ported(v, ports) for v in value]
+    if isinstance(value, str):
+        for port, label in ports.items():
+            if value.strip() == str(port):
+                return label
+            value = re.sub(rf"{_HERE}{port}(?![0-9])", rf"\g<1>{label}", value)
+    return value
 
 
 def _names_server(spec: ServiceSpec, server: ServiceSpec) -> bool:
@@ -177,13 +196,10 @@ def _why_not(stack: StackSpec, name: str, needs: set[str], planned: Plan, backen
 def _dependency_problem(stack: StackSpec, name: str, dep: str, planned: Plan, backend: str) -> str:
     """Why ``dep``, a dependency of job ``name`` and no server it can snapshot, stops it."""
     if dep in planned.jobs:
+        # (one that does not wait for it to complete made it not snapshotted: it
+        # reaches its servers without waiting)
         if not planned.jobs[dep].snapshotted:
             return f"it depends on job '{dep}', which is not snapshotted"
-        if name not in waiting_for(stack, dep):
-            return (
-                f"it does not wait for job '{dep}' to complete (depends_on condition "
-                "service_completed_successfully): they could write at the same time"
-            )
         return ""
     spec = stack.services[dep]
     if spec.image_kind:

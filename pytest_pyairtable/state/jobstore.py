@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -39,8 +40,10 @@ _STALE = 86400  # a snapshot being written, or removed, by a run killed a day ag
 
 def root() -> Path:
     given = os.environ.get("PYAIRTABLE_SNAPSHOT_DIR")
-    if given:
-        return Path(given)
+    return Path(given) if given else _default_root()
+
+
+def _default_root() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "pytest-pyairtable" / "snapshots"
 
@@ -63,10 +66,11 @@ def make_key(parts: Any) -> str:
 class Store:
     """One project's snapshots."""
 
-    def __init__(self, compose_file: Path) -> None:
+    def __init__(self, compose_file: Path, base: Path | None = None) -> None:
         self.compose_file = str(Path(os.path.abspath(compose_file)))
         name = hashlib.sha256(self.compose_file.encode()).hexdigest()[:20]
-        self.dir = root() / name
+        self.root = base or root()
+        self.dir = self.root / name
 
     def find(self, key: str) -> Path | None:
         """The complete snapshot of ``key`` (marked as just used), or None."""
@@ -86,7 +90,10 @@ class Store:
 
     def _ready(self) -> None:
         """The project's directory, ours and owner-only (made if missing)."""
-        for path in (root().parent, root(), self.dir):
+        if self.root == _default_root():  # ours: ~/.cache/pytest-pyairtable
+            self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.root.parent.chmod(0o700)
+        for path in (self.root, self.dir):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             info = path.lstat()
             if path.is_symlink() or info.st_uid != os.geteuid():
@@ -111,6 +118,7 @@ class Store:
                 os.rename(staged, target)
             except OSError:  # another file system (the staging is on tmpfs)
                 shutil.copytree(staged, target, symlinks=True)
+            _owner_only(target)
             write_json(target / "meta.json", {**meta, "key": key, "saved": time.time()})
             try:
                 os.rename(target, self.dir / key)
@@ -180,6 +188,17 @@ class Store:
             return False
         shutil.rmtree(trash, ignore_errors=True)
         return True
+
+
+def _owner_only(path: Path) -> None:
+    """Directories 0700, files without group or other bits: the data is the databases'."""
+    for folder, _, files in os.walk(path):
+        os.chmod(folder, 0o700)
+        for name in files:
+            file = os.path.join(folder, name)
+            mode = os.lstat(file).st_mode
+            if stat.S_ISREG(mode) and mode & 0o077:
+                os.chmod(file, stat.S_IMODE(mode) & 0o700)
 
 
 def _size(path: Path) -> int:

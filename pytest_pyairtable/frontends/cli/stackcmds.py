@@ -75,6 +75,7 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
         if volumes:
             sweep([temp_base()], retained_too=True)
             say("pyairtable: removed logs and leftovers of killed runs")
+            _drop_snapshots(path, say)
         return 0
     events = HookEvents(hook, kept.redactor())
     last_logs = LastRunLogs(path, kept.run_id, kept.redactor())
@@ -104,9 +105,20 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
     if volumes:
         sweep([temp_base()], retained_too=True)
         say("pyairtable: removed logs and leftovers of killed runs")
+        _drop_snapshots(path, say)
     for error in orch.stop_errors:
         say(f"pyairtable: {error}")
     return 1 if orch.stop_errors else 0
+
+
+def _drop_snapshots(record: Path, say: Say) -> None:
+    """`down --volumes`: the project's job snapshots go too (only this project's: the
+    compose file beside the record's .pyairtable/ names them)."""
+    from ...state.jobstore import Store
+
+    compose_file = record.parent.parent / record.name.removesuffix(".json")
+    if Store(compose_file).clear():
+        say("pyairtable: removed the job snapshots of this project")
 
 
 def _forget(path: Path) -> None:
