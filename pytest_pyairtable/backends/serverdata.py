@@ -16,6 +16,7 @@ Redis: its RDB file, written by ``SAVE`` and read by the server at its start.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import shutil
@@ -165,6 +166,7 @@ def _copy_file(source: Path, dest: Path) -> None:
         shutil.copyfileobj(src, dst)
 
 
+@functools.lru_cache(maxsize=4)
 def _redis_version(binary: str) -> str:
     import subprocess
 
