@@ -204,7 +204,8 @@ def _dependency_problem(stack: StackSpec, name: str, dep: str, planned: Plan, ba
     spec = stack.services[dep]
     if spec.image_kind:
         return (
-            f"its database server '{dep}' is not one the {backend} backend can snapshot "
+            f"its database server '{dep}' is not one the {spec.backend or backend} backend "
+            "can snapshot "
             "(PostgreSQL and Redis run from the local backend's built-in recipes are)"
         )
     if spec.job:
