@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..support.errors import PyAirtableError
@@ -289,6 +289,12 @@ class StackOwner:
             self._resets = Resets(key)
         return self._resets
 
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        """What each service logged since its mark, masked (testlogs.read_windows)."""
+        from .testlogs import read_windows
+
+        return read_windows(self.runtime, marks, lines)
+
     # -- the end -------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -335,6 +341,9 @@ class LocalAccess:
         return self.owner.reset(
             MAIN, services, needed, self.resets, main_thread=True, pid=os.getpid()
         )
+
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        return self.owner.test_logs(marks, lines)
 
     def close(self) -> None:
         """Nothing to close: the owner is this process."""

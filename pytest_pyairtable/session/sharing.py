@@ -21,7 +21,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,6 +136,8 @@ class StackServer:
                 slot=slot,
                 pid=pid if isinstance(pid, int) else None,
             )
+        if op == "logs":
+            return owner.test_logs(request["marks"], int(request["lines"]))
         raise PyAirtableError(f"pyairtable: unknown request {op!r}")
 
     def close(self) -> None:
@@ -214,6 +216,11 @@ class StackClient:
 
     def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
         return [str(n) for n in self._call("reset", {"services": services, "needed": needed})]
+
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        """The owner reads them: it settles the logs that reach their files late."""
+        texts = self._call("logs", {"marks": dict(marks), "lines": lines})
+        return {str(name): str(text) for name, text in texts.items()}
 
     def _call(self, op: str, request: dict[str, Any]) -> Any:
         if self._stream is None:

@@ -28,10 +28,11 @@ from ...session import report
 from ...session.isolation import SLOT_VAR
 from ...session.lease import EXCLUSIVE
 from ...session.owner import LocalAccess, StackOwner
+from ...session.testlogs import TestLogs
 from ...support.errors import PyAirtableError
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler, shielded
 from .masking import mask_warning
-from .reports import FailureRepr, FirstReports, redact_report
+from .reports import FailureRepr, FirstReports, JunitSections, redact_report
 
 if TYPE_CHECKING:
     from ...engine.handle import Handle
@@ -50,13 +51,17 @@ class Role:
         self.worker = ""  # xdist's worker id, for lease errors
         self.leased = False  # the current test holds a lease
         self.restored: list[str] | None = None  # what the current test's reset restored
+        settings = runtime.settings
+        self.logs = TestLogs(settings.test_logs, settings.test_log_lines)
 
     def services(self, fixturenames: Iterable[str]) -> list[str]:
         wanted = set(fixturenames)
         return [n for n in self.runtime.topology() if fixture_name(n) in wanted]
 
     def handle(self, name: str) -> Handle:
-        return self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
+        handle = self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
+        self.logs.seen(name, handle.log_path)
+        return handle
 
     def stack_handles(self) -> dict[str, Handle]:
         return {name: self.handle(name) for name in self.runtime.topology()}
@@ -97,9 +102,18 @@ class Role:
                 text = head = f"{head} (reported in full at {first})"
             # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
             report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
+        if self.logs.wanted(report_.when, report_.outcome):
+            report_.sections += self.test_log_sections()
         if report_.sections or report_.longrepr is not None:  # the stack's secrets too
             redact_report(report_, self.runtime.redact_all(), FailureRepr)
         return report_
+
+    def test_log_sections(self) -> list[tuple[str, str]]:
+        """What the current test's services logged while it ran, a section each."""
+        try:
+            return self.logs.sections(self.access.test_logs, self.runtime.topology())
+        except Exception as exc:  # the evidence must not cost the report
+            return [("pyairtable: test logs", f"not read: {exc}")]
 
     @pytest.hookimpl(tryfirst=True)  # before the terminal formats it for its summary
     def pytest_warning_recorded(self, warning_message: warnings.WarningMessage) -> None:
@@ -149,6 +163,8 @@ class Controller(Role):
             self.old_sigterm = install_sigterm_handler()
             measure_services(config, self.runtime, self.stop)
             config.pluginmanager.register(self._finishing, "pyairtable-finishing")
+        if self.runtime.settings.test_logs != "never":  # this process writes junit XML
+            config.pluginmanager.register(JunitSections(config, self.runtime.redact_all))
 
     def stack_handles(self) -> dict[str, Handle]:
         return self.owner.stack_handles()
