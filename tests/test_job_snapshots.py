@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from stackrun import cli, run_pytest
+from stackrun import cli, listening, record_of, run_processes, run_pytest
 
 from pytest_pyairtable.model.spec import StackSpec, load_stack
 from pytest_pyairtable.state import jobinputs, jobplan
@@ -434,6 +434,16 @@ class Catalog:
             assert f" {passed} passed" in output, output
         return output, dump.read_text() if dump.exists() else ""
 
+    def cli(self, *args: str) -> str:
+        """``pyairtable ARGS`` in the project: its output (it must succeed)."""
+        done = cli(*args, cwd=self.project, env=self.env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    def edit_the_last_migration(self) -> None:
+        head = next((self.project / "migrations" / "versions").glob("0050_*.py"))
+        head.write_text(head.read_text().replace("DEFAULT 'standard'\"", "DEFAULT 'express'\""))
+
 
 @pytest.fixture
 def catalog(tmp_path: Path, free_ports: Ports) -> Catalog:
@@ -479,10 +489,7 @@ def test_a_changed_migration_runs_the_jobs_again_and_refreshes_the_snapshot(
     catalog: Catalog,
 ) -> None:
     catalog.run()
-    head = next((catalog.project / "migrations" / "versions").glob("0050_*.py"))
-    head.write_text(
-        head.read_text().replace("NOT NULL DEFAULT 'standard'\"", "NOT NULL DEFAULT 'express'\"")
-    )
+    catalog.edit_the_last_migration()
     changed, dump = catalog.run()
     assert re.search(r"migrate +completed in [\d.]+s; snapshot taken", changed)
     assert re.search(r"seed +completed in [\d.]+s; snapshot taken", changed)  # it holds it
@@ -510,3 +517,49 @@ def test_a_failed_job_never_produces_a_snapshot(
     assert re.search(r"migrate +restored from snapshot \(inputs unchanged\)", again)
     assert "service 'seed' exited with code 3" in again
     assert snapshots_of(catalog.store) == {"migrate": 1}
+
+
+def test_a_kept_stack_from_snapshots_is_attached_while_its_jobs_inputs_are_unchanged(
+    catalog: Catalog,
+) -> None:
+    try:
+        first, migrated = catalog.run("--pyairtable-keep")
+        assert re.search(r"seed +completed in [\d.]+s; snapshot taken", first)
+        assert snapshots_of(catalog.store) == {"migrate": 1, "seed": 1}  # written before it
+        catalog.cli("down")  # leaves the snapshots
+
+        kept, restored = catalog.run("--pyairtable-keep")
+        assert re.search(r"seed +restored from snapshot \(inputs unchanged\)", kept)
+        assert "stack kept running" in kept
+        assert restored == migrated
+        record = record_of(catalog.project)
+        run_id = re.search(r'"run_id": "([^"]+)"', record.read_text())
+        assert run_id is not None
+        status = catalog.cli("status")  # the restored jobs count as completed ones
+        assert re.search(r"migrate +completed +completed", status), status
+
+        attached, seen = catalog.run()
+        assert "attached to the kept stack" in attached and "restored" not in attached
+        assert seen == migrated  # the tests' writes were rolled back: what the jobs left
+
+        # its databases are what the jobs made of their inputs then, not now
+        catalog.edit_the_last_migration()
+        refused, _ = catalog.run(passed=None)
+        assert "the inputs of its job 'migrate' changed since it ran" in refused
+        assert "attached to the kept stack" not in refused
+
+        # run again in the kept stack, the job is recorded with its inputs as they are now
+        catalog.cli("restart", "migrate")
+        again, _ = catalog.run()
+        assert "attached to the kept stack" in again
+
+        down = catalog.cli("down", "--volumes")
+        assert "removed the job snapshots of this project" in down
+        assert catalog.store.entries() == []
+        assert not run_processes(run_id[1])
+        assert not any(
+            listening(int(catalog.env[v])) for v in ("CATALOG_DB_PORT", "CATALOG_API_PORT")
+        )
+    finally:
+        if record_of(catalog.project).exists():
+            cli("down", cwd=catalog.project, env=catalog.env)

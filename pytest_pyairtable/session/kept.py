@@ -35,6 +35,7 @@ from ..engine.snapshots import Restored, restored_state
 from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
 from ..probes.checks import check_once
+from ..state.jobinputs import changed_since
 from ..support.errors import KeepError, PyAirtableError
 from ..support.files import read_text, write_json
 from ..support.redact import Redactor, dataclass_repr
@@ -149,6 +150,8 @@ class KeptStack:
     # the stack's names and paths, which masking never touches (a record without them,
     # from an older run, masks its secrets everywhere)
     identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
+    # job -> the digest of its declared inputs when it ran (state/jobinputs.py)
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.secrets, self.identifiers)
@@ -306,6 +309,10 @@ class KeptStack:
         if self.fingerprint != fingerprint(stack, backend):
             free = " (or with --pyairtable-free-ports: attach with it too)" if self.ports else ""
             return f"it was booted from a different compose file, env or profiles{free}"
+        changed = changed_since(self.inputs, stack)
+        if changed:  # its databases hold what the jobs made of their old inputs
+            jobs = ", ".join(f"'{name}'" for name in changed)
+            return f"the inputs of its job {jobs} changed since it ran"
         try:
             orch = self.orchestrator(probe_factory=probe_factory)
         except PyAirtableError as exc:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..engine.snapshots import NoSnapshots
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
+    from ..state.jobinputs import Digest, InputsProblem
     from .kept import Foreground, KeptStack
     from .ports import PortHolds
 
@@ -106,6 +107,7 @@ class Runtime:
         self._backend_class: type[BaseBackend] | None = None
         self._placement: Placement | None = None
         self.orch: Orchestrator | None = None
+        self.job_inputs: dict[str, Digest | InputsProblem] = {}  # the boot's, of its jobs
         self.searched: Path | None = None  # where no compose file was found
         self.ports: PortHolds | None = None  # --pyairtable-free-ports
         redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
@@ -383,14 +385,18 @@ class Runtime:
         return orch
 
     def _snapshots(self, stack: StackSpec, backend: BaseBackend) -> NoSnapshots | None:
-        """Job snapshots, where a job declares its inputs and they are not turned off."""
-        if self.settings.no_snapshots or not backend.owns_services:
-            return None
+        """Job snapshots, where a job declares its inputs and they are not turned off;
+        the inputs' digests as this boot sees them (a kept stack records them too)."""
         if not any(spec.job_inputs for spec in stack.services.values()):
             return None  # the usual case: nothing to import
+        from ..state.jobinputs import digests
+
+        self.job_inputs = digests(stack)
+        if self.settings.no_snapshots or not backend.owns_services:
+            return None
         from ..state.jobsnap import JobSnapshots
 
-        return JobSnapshots(stack, backend, self.run_id)
+        return JobSnapshots(stack, backend, self.run_id, inputs=self.job_inputs)
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
         from ..probes.checks import as_probe, make_probe
@@ -522,7 +528,12 @@ class Runtime:
 
         assert self.orch is not None
         check_record_free(self.record_path, self.run_id)
-        return KeptStack.from_orchestrator(self.orch, self.run_id, foreground, self.chosen_ports)
+        kept = KeptStack.from_orchestrator(self.orch, self.run_id, foreground, self.chosen_ports)
+        if self.job_inputs:  # what its jobs ran with: a run attaches while they are the same
+            from ..state.jobinputs import recorded
+
+            kept.inputs = recorded(self.job_inputs)
+        return kept
 
     def keep(self) -> KeptStack | None:
         """Leave the stack running and record it; a stack that cannot be kept (a failure,

@@ -9,6 +9,10 @@ anyone's: Python's byte-code caches, version-control and tool caches. A file's p
 digest; a symbolic link counts as the file it points to. Bounded: more than ``MAX_FILES``
 files or ``MAX_BYTES`` bytes and the job is not snapshotted (it runs every time), since
 hashing that much on every boot would cost what the snapshot saves.
+
+A kept stack records each job's digest as the boot saw it (``recorded``): a later run
+attaches only while the inputs still digest the same (``changed_since``), since the kept
+databases are what the job made of the inputs it ran with.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ import glob
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..model.spec import StackSpec
 
 MAX_FILES = 20_000
 MAX_BYTES = 256 * 1024 * 1024
@@ -84,6 +93,37 @@ def digest(patterns: tuple[str, ...], base: Path) -> Digest:
         h.update(f"{name}\0{int(executable)}\0{len(data)}\0".encode())
         h.update(data)
     return Digest(h.hexdigest(), len(files), total)
+
+
+def digests(stack: StackSpec) -> dict[str, Digest | InputsProblem]:
+    """Each job that declares inputs: their digest, or why there is none; taken once at
+    a boot (the snapshots' plan and a kept stack's record share it)."""
+    base = Path(stack.compose_file).parent
+    found: dict[str, Digest | InputsProblem] = {}
+    for name, spec in stack.services.items():
+        if spec.job and spec.job_inputs:
+            try:
+                found[name] = digest(spec.job_inputs, base)
+            except InputsProblem as problem:
+                found[name] = problem
+    return found
+
+
+def recorded(found: Mapping[str, Digest | InputsProblem]) -> dict[str, str]:
+    """What a kept stack's record holds of ``digests``: job -> digest, where there is one
+    (inputs over the bound are not checked when a run attaches)."""
+    return {name: d.value for name, d in found.items() if isinstance(d, Digest)}
+
+
+def changed_since(record: Mapping[str, str], stack: StackSpec) -> list[str]:
+    """The jobs of ``record`` (a kept stack's) whose inputs no longer digest the same."""
+    now = digests(stack)
+    changed = []
+    for name, value in record.items():
+        found = now.get(name)
+        if not isinstance(found, Digest) or found.value != value:
+            changed.append(name)  # changed, gone, or no longer readable
+    return sorted(changed)
 
 
 def _is_glob(pattern: str) -> bool:

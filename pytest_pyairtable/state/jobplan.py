@@ -31,12 +31,11 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..model import graph
 from ..model.spec import ServiceSpec, StackSpec
-from .jobinputs import InputsProblem, digest
+from .jobinputs import Digest, InputsProblem, digests
 from .jobstore import make_key
 
 FORMAT = 1  # of the key: a new meaning never matches an old snapshot
@@ -137,12 +136,19 @@ def _names_server(spec: ServiceSpec, server: ServiceSpec) -> bool:
 
 
 def plan(
-    stack: StackSpec, jobs: Collection[str], identities: Mapping[str, str], backend: str
+    stack: StackSpec,
+    jobs: Collection[str],
+    identities: Mapping[str, str],
+    backend: str,
+    inputs: Mapping[str, Digest | InputsProblem] | None = None,
 ) -> Plan:
     """Each job that declares inputs: whether it is snapshotted, its servers and key.
-    ``identities``: the servers ``backend`` can save and seed, with their identity."""
+    ``identities``: the servers ``backend`` can save and seed, with their identity;
+    ``inputs``: the jobs' digests taken at the boot (``jobinputs.digests``), else taken here."""
     edges = edges_of(stack)
     ports = port_labels(stack)
+    if inputs is None:
+        inputs = digests(stack)
     result = Plan(identities=dict(identities))
     for name in graph.start_order(edges):  # a job's own dependencies are planned first
         spec = stack.services[name]
@@ -155,13 +161,12 @@ def plan(
         job.servers = tuple(sorted(n for n in needs if n in identities))
         if job.why_not:
             continue
-        try:
-            found = digest(spec.job_inputs, Path(stack.compose_file).parent)
-        except InputsProblem as problem:
-            if problem.too_big:
-                job.why_not = f"{problem}: hashing that much at every boot costs what it saves"
+        found = inputs.get(name) or InputsProblem("its inputs were not read")
+        if isinstance(found, InputsProblem):
+            if found.too_big:
+                job.why_not = f"{found}: hashing that much at every boot costs what it saves"
             else:
-                job.error = str(problem)
+                job.error = str(found)
             continue
         job.inputs = (found.files, found.size)
         job.key = make_key(

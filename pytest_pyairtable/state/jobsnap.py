@@ -29,6 +29,7 @@ from ..engine.readiness import jobs
 from ..engine.snapshots import NoSnapshots
 from ..model.spec import ServiceSpec, StackSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
+from .jobinputs import Digest, InputsProblem
 from .jobplan import FORMAT, Plan, choose, covers, plan
 from .jobstore import Store
 
@@ -42,10 +43,16 @@ class JobSnapshots(NoSnapshots):
     """One boot's job snapshots (see engine/snapshots.py for when each is asked)."""
 
     def __init__(
-        self, stack: StackSpec, backend: Backend, run_id: str, store: Store | None = None
+        self,
+        stack: StackSpec,
+        backend: Backend,
+        run_id: str,
+        store: Store | None = None,
+        inputs: Mapping[str, Digest | InputsProblem] | None = None,
     ) -> None:
         super().__init__()
         self.stack = stack
+        self.inputs = inputs  # the jobs' digests, taken at the boot (else at the plan)
         self.backend = backend
         self.run_id = run_id
         self.store = store or Store(stack.compose_file)
@@ -73,7 +80,9 @@ class JobSnapshots(NoSnapshots):
             if data is not None:
                 self._data[name] = data
                 identities[name] = data.identity
-        found = self._plan = plan(self.stack, jobs(self.stack), identities, self.backend.name)
+        found = self._plan = plan(
+            self.stack, jobs(self.stack), identities, self.backend.name, self.inputs
+        )
         for job in found.jobs.values():
             if job.why_not:
                 why = f"'{job.name}' runs at every boot: {job.why_not}"
