@@ -10,10 +10,11 @@ hold as with local processes; readiness is judged where the service lives
 (healthexec.py), or by a host-side probe where one is given.
 
 Compose's exit code is not trusted (the PyPI wrapper exits 0 on errors): a call worked
-when the engine shows its result. The project name is ``pyairtable-run-<pid>-<random>``:
-unique per run, and a later run removes projects whose pytest is gone, unless a kept
-stack's record names them. A kept stack is recorded as its project and container ids:
-stopping and removing it needs the Engine API only, not the compose file.
+when the engine shows its result. The project name is
+``pyairtable-run-<pid>-<random>-v2``: unique per run; a later run of the same stack
+removes its projects whose pytest is gone, unless they are a kept stack's. A kept stack
+is recorded as its project and container ids: stopping and removing it needs the
+Engine API only, not the compose file.
 
 (Over 350 lines: one backend's whole life, from the engine's client to a kept stack,
 reads best in one place; the parts it drives live in engine, composecli, containers
@@ -27,7 +28,6 @@ import dataclasses
 import json
 import os
 import shlex
-import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,6 +50,8 @@ from .dockerapi import (
     LogFollower,
     connect,
     engine_host,
+    last_line_stamp,
+    latest_stamp,
 )
 from .healthexec import ContainerHealthcheck, HealthTest
 from .reaper import ReaperClient
@@ -83,17 +85,21 @@ class ComposeBackend(BaseBackend):
         cleanup_volumes: bool = False,
         cleanup: Sequence[str] | None = None,
         port_holds: HeldPorts | None = None,
+        owner: markers.Owner | None = None,
     ) -> None:
         super().__init__()
+        self.run_id = run_id
+        self.owner = owner  # the stack whose projects and directories these are
         found_compose: list[tuple[list[str], str]] = []
         detecting = threading.Thread(  # two CLI calls: beside the engine's, not after them
             target=lambda: found_compose.append(detect_compose(compose_command)), daemon=True
         )
         detecting.start()
         self.port_holds = port_holds  # compose reads the file itself: it gets them
-        # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
-        # remove such a project once its pid is gone, kept or not.
-        self.project = project_name or f"pyairtable-run-{run_id}"
+        # Neither pyairtable-<pid>-... nor pyairtable-run-<pid>-<hex>: earlier versions,
+        # which may run on the same engine, remove such a project once its pid is gone,
+        # whichever project's it is.
+        self.project = project_name or f"pyairtable-run-{run_id}-v2"
         # The engine's client (importing the SDK, connecting, subscribing to events) is
         # made beside compose's start-up and its first container, not before them.
         self.api: Any = None
@@ -105,9 +111,9 @@ class ComposeBackend(BaseBackend):
             target=self._connect_engine, name="pyairtable-engine", daemon=True
         )
         self._engine.start()
-        base = markers.temp_base()
+        self._base = base = markers.temp_base()
         self._sweeper: threading.Thread | None = threading.Thread(
-            target=markers.sweep, args=([base],), daemon=True
+            target=markers.sweep, args=([base], owner), daemon=True
         )
         self._sweeper.start()  # what killed runs left: not in the first container's way
         detecting.join()
@@ -117,6 +123,10 @@ class ComposeBackend(BaseBackend):
         self.notices.insert(0, f"compose backend: {found}, project {self.project}")
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         self._reaper.tell(f"project {self.project}")
+        # The run's own marked directory: it says whether the run was kept, also once a
+        # kept stack's record is gone (whatever --pyairtable-logs-dir is).
+        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run", owner)
+        self._reaper.tell(f"dir {self.run_dir}")
         self.compose: ComposeCommand | None = ComposeCommand(
             argv,
             list(compose_files) or [compose_file],
@@ -134,7 +144,7 @@ class ComposeBackend(BaseBackend):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
             self.logs_dir.chmod(0o700)  # logs hold what services print, secrets too
-            markers.claim(self.logs_dir, run_id, "logs")
+            markers.claim(self.logs_dir, run_id, "logs", owner)
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
         self._followers: dict[str, LogFollower] = {}  # a restarted service's log goes on
@@ -159,6 +169,7 @@ class ComposeBackend(BaseBackend):
             cleanup_volumes=options.cleanup_volumes,
             cleanup=options.docker.cleanup,
             port_holds=options.port_holds,
+            owner=markers.Owner.of(options.compose_file),
         )
 
     def _connect_engine(self) -> None:
@@ -168,7 +179,7 @@ class ComposeBackend(BaseBackend):
             states.list_created(api)  # what compose created before the subscription
             self.api, self.states, self.docker_ip = api, states, engine_host(api)
             self._engine_ready.set()  # what killed runs left is removed beside the launches
-            for project in remove_stale_projects(api):
+            for project in remove_stale_projects(api, self.owner, self._base):
                 self.notices.append(f"removed the containers of {project}, left by a killed run")
         except BaseException as exc:  # raised where the engine is first needed
             if not self._engine_ready.is_set():
@@ -274,7 +285,11 @@ class ComposeBackend(BaseBackend):
         if self.states is None:  # events from now on: the start and, later, the stop
             self.states = ContainerStates(self.api, self.project)
         ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
-        return self._start(svc, cid, log_since=_stamp(ended))
+        # The engine stamps a line when it reads it, which on a loaded machine comes after
+        # the process ended: the last line's stamp, not FinishedAt, is where its log ends
+        # (the kept stack's handed-over follower has written up to there).
+        since = latest_stamp(_stamp(ended), last_line_stamp(self.api, cid))
+        return self._start(svc, cid, log_since=since)
 
     def _start(self, svc: ServiceSpec, cid: str, log_since: str | None = None) -> ContainerService:
         """Start its container; its log followed from where the previous follower (or,
@@ -378,10 +393,13 @@ class ComposeBackend(BaseBackend):
         if self._reaper is not None:
             self._reaper.done()
         if self.api is None:  # no engine answered: nothing was started on it
+            markers.remove_dir(self.run_dir, self.run_id)
             if self._own_logs:
-                shutil.rmtree(self.logs_dir, ignore_errors=True)
+                markers.remove_dir(self.logs_dir, self.run_id)
             return
         if keep_stack is not None:  # the containers and their log followers go on
+            # which containers are the stack: its directories stay while they run
+            markers.mark(self.run_dir, kept=str(keep_stack), engine_project=self.project)
             if self._own_logs:
                 markers.mark(self.logs_dir, kept=str(keep_stack))
             for running in self.started:
@@ -398,10 +416,13 @@ class ComposeBackend(BaseBackend):
         for running in self.started:
             running.end_follower()
         self._stop_events()
+        markers.remove_dir(self.run_dir, self.run_id)
         if self._own_logs and keep_logs:
-            markers.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+            self.notices.append(markers.retain_logs(self.logs_dir))
         elif self._own_logs:
-            shutil.rmtree(self.logs_dir, ignore_errors=True)
+            markers.remove_dir(self.logs_dir, self.run_id)
+        if not keep_logs and self._sweeper is not None:  # a run that went well: not `down`
+            markers.sweep([self._base], self.owner, retained_too=True)  # a failed run's logs
 
     def _join_helpers(self) -> None:
         for batch in self._batches:  # no creation may race the clean-up
@@ -420,6 +441,7 @@ class ComposeBackend(BaseBackend):
     def kept_state(self) -> dict[str, Any]:
         return {
             "project": self.project,
+            "run_dir": str(self.run_dir),
             "logs_dir": str(self.logs_dir),
             "own_logs": self._own_logs,
             "cleanup_volumes": self.cleanup_volumes,
@@ -435,6 +457,9 @@ class ComposeBackend(BaseBackend):
         BaseBackend.__init__(backend)
         backend.api = connect()
         backend.project = str(state["project"])
+        backend.run_id = run_id
+        backend.owner = None  # it stops the kept stack; it sweeps nothing else
+        backend.run_dir = Path(state["run_dir"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
         backend.cleanup_volumes = volumes or bool(state.get("cleanup_volumes"))

@@ -27,6 +27,7 @@ from ..support.errors import PrerequisiteError
 from ..support.files import open_private
 
 PROJECT_LABEL = "com.docker.compose.project"
+LIVE_STATES = ("running", "paused", "restarting")  # a container whose processes exist
 SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_LABEL = "com.docker.compose.project.config_files"
 API_TIMEOUT = 60.0
@@ -316,19 +317,8 @@ class LogFollower:
         """Until the file holds the newest line the engine has: a follower writes a few
         milliseconds behind the engine (median 7 ms, up to 30 ms measured on a loaded
         machine), and a failed test's report is read sooner than that."""
-        try:  # (the SDK's logs() inspects the container first: twice the time)
-            answer = self._api._get(
-                self._api._url("/containers/{0}/logs", self.cid),
-                params={"stdout": 1, "stderr": 1, "tail": "1", "timestamps": 1},
-            )
-            self._api._raise_for_status(answer)
-            newest = answer.content
-        except Exception:  # the engine is gone: the file is all there is
-            return
-        if newest[:1] in (b"\0", b"\1", b"\2") and newest[1:4] == b"\0\0\0":
-            newest = newest[8:]  # a frame of a container without a tty: its header
-        target = _nanos(newest.partition(b" ")[0].decode(errors="replace"))
-        if target is None:
+        target = _nanos(last_line_stamp(self._api, self.cid))
+        if target is None:  # no line, or the engine is gone: the file is all there is
             return
         with self._flushed:
             self._flushed.wait_for(
@@ -373,6 +363,30 @@ class LogFollower:
                 check=False,
                 timeout=30,
             )
+
+
+def last_line_stamp(api: Any, cid: str) -> str | None:
+    """The engine's stamp of the container's newest log line; None if it has none (or
+    the engine does not answer)."""
+    try:  # (the SDK's logs() inspects the container first: twice the time)
+        answer = api._get(
+            api._url("/containers/{0}/logs", cid),
+            params={"stdout": 1, "stderr": 1, "tail": "1", "timestamps": 1},
+        )
+        api._raise_for_status(answer)
+        newest = answer.content
+    except Exception:
+        return None
+    if newest[:1] in (b"\0", b"\1", b"\2") and newest[1:4] == b"\0\0\0":
+        newest = newest[8:]  # a frame of a container without a tty: its header
+    stamp = newest.partition(b" ")[0].decode(errors="replace")
+    return stamp if _nanos(stamp) is not None else None
+
+
+def latest_stamp(*stamps: str | None) -> str | None:
+    """The latest of engine timestamps (their text does not sort)."""
+    known = [s for s in stamps if _nanos(s) is not None]
+    return max(known, key=lambda s: _nanos(s) or 0) if known else None
 
 
 def _nanos(stamp: str | None) -> int | None:

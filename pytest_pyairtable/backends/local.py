@@ -37,7 +37,7 @@ from .base import (
 )
 from .environment import path_with_python, service_environment
 from .hostports import answered_by_others, check_ports_free, service_ports
-from .markers import temp_base
+from .markers import SHM, Owner, temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from .measure import ServiceCoverage
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
-SHM = Path("/dev/shm")
 
 
 def check_cwd(svc: ServiceSpec) -> None:
@@ -109,18 +108,18 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
     return problems
 
 
-def _tmpfs_dir(run_id: str) -> Path | None:
+def _tmpfs_dir(run_id: str, owner: Owner | None) -> Path | None:
     if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(SHM, os.W_OK):
         return None
-    return markers.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data")
+    return markers.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data", owner)
 
 
-def remove_stale_runs(base: Path) -> list[Path]:
-    """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale (and
-    the empty cgroups of runs killed with their reaper)."""
+def remove_stale_runs(base: Path, owner: Owner | None) -> list[Path]:
+    """Remove what earlier runs of ``owner``'s stack left in ``base`` and /dev/shm,
+    where provably stale, and the empty cgroups of runs killed with their reaper."""
     cgroups.sweep()
     portclaims.sweep()
-    return markers.sweep([base, SHM])
+    return markers.sweep([base, SHM], owner)
 
 
 class LocalService(BaseRunning):
@@ -179,19 +178,21 @@ class LocalBackend(BaseBackend):
         inherit_env: bool = False,
         port_holds: HeldPorts | None = None,
         coverage: ServiceCoverage | None = None,
+        owner: Owner | None = None,
     ) -> None:
         super().__init__(inherit_env=inherit_env)
+        self.owner = owner  # the stack whose directories these are (None: no clean-up's)
         self.coverage = coverage  # measured: a service run from its own command (measure.py)
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
-        base = temp_base()
+        self._base = base = temp_base()
         # What killed runs left: not needed before the first launch, so started after it
         # (before, it held the GIL the launch needs: 5-10 ms on the critical path).
         self._sweeper: threading.Thread | None = threading.Thread(
-            target=remove_stale_runs, args=(base,), name="pyairtable-sweep", daemon=True
+            target=remove_stale_runs, args=(base, owner), name="pyairtable-sweep", daemon=True
         )
         self._sweeper_lock = threading.Lock()
-        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
+        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run", owner)
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         # They hold whatever a service prints (secrets too): the tool's dir is 0700, and a
         # log file it creates is 0600. In a user's --pyairtable-logs-dir it knows which
@@ -202,20 +203,21 @@ class LocalBackend(BaseBackend):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
             self.logs_dir.chmod(0o700)
-            markers.claim(self.logs_dir, run_id, "logs")
+            markers.claim(self.logs_dir, run_id, "logs", owner)
         self._own_files: list[str] = []
         self._remove_user_logs = False
         self.environ = dict(os.environ if environ is None else environ)
         self._launched: list[LocalProcess] = []
         self._reaper: ReaperClient | _NoReaper = ReaperClient(run_id, self.environ)
         # Servers' data on tmpfs: initdb and PostgreSQL's writes are disk-bound here.
-        self.data_dir = _tmpfs_dir(run_id) or self.run_dir
+        self.data_dir = _tmpfs_dir(run_id, owner) or self.run_dir
         for path in self._own_dirs():
             self._reaper.tell(f"dir {path}")
         self._claims = portclaims.PortClaims(run_id)
         self.cgroup, self._tracking = cgroups.track(run_id)
         if self.cgroup is not None:
             self._reaper.tell(f"cgroup {self.cgroup.path}")
+            markers.mark(self.run_dir, cgroup=str(self.cgroup.path))  # the run lives in it
 
     def tracking(self) -> str:
         return self._tracking
@@ -243,6 +245,7 @@ class LocalBackend(BaseBackend):
             inherit_env=options.inherit_env,
             port_holds=options.port_holds,
             coverage=options.coverage,
+            owner=Owner.of(options.compose_file),
         )
 
     @classmethod
@@ -318,6 +321,7 @@ class LocalBackend(BaseBackend):
         )
         if process.start_ticks is not None:
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
+            markers.note_group(self.run_dir, process.pid, process.start_ticks)
         self._launched.append(process)
         self._start_sweeper()
         service = LocalService(process, stop_signal)
@@ -346,14 +350,17 @@ class LocalBackend(BaseBackend):
             return
         if self.cgroup is not None:
             self.cgroup.end()  # its services are stopped: what is left there is strays
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        markers.remove_dir(self.run_dir, self.run_id)
+        markers.remove_dir(self.data_dir, self.run_id)
         if self._own_logs and keep_logs:
-            markers.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+            self.notices.append(markers.retain_logs(self.logs_dir))
         elif self._own_logs:
-            shutil.rmtree(self.logs_dir, ignore_errors=True)
+            markers.remove_dir(self.logs_dir, self.run_id)
         elif self._remove_user_logs and not keep_logs:  # `down --volumes`, a user's dir
             markers.remove_files(self.logs_dir, self._own_files, self._made_dir)
+        if not keep_logs and self._sweeper is not None:  # a run that went well: not `down`
+            # an earlier failed run's logs served their post-mortem
+            markers.sweep([self._base, SHM], self.owner, retained_too=True)
 
     # -- a kept stack ----------------------------------------------------------------
 
@@ -385,6 +392,7 @@ class LocalBackend(BaseBackend):
         backend.environ = dict(os.environ)
         backend.port_holds = None
         backend.coverage = None
+        backend.owner = None  # it stops the kept stack; it sweeps nothing else
         backend._reaper = _NoReaper()
         backend._launched = []
         backend._sweeper = None

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import BaseRunning, Running
+from ..backends.base import Backend, BaseRunning, Running
 from ..model.spec import ServiceSpec
 
 
@@ -67,6 +67,7 @@ class Restored(BaseRunning):
         return {"restored": True}
 
 
-def restored_state(state: Mapping[str, Any]) -> bool:
-    """Whether a kept service's recorded state is a restored job's (``Restored``)."""
-    return state.get("restored") is True
+def adopted(backend: Backend, spec: ServiceSpec, state: Mapping[str, Any]) -> Running:
+    """A kept service again, from its recorded state: a job restored from its snapshot
+    ran nowhere (``Restored``), nothing of it to adopt."""
+    return Restored() if state.get("restored") is True else backend.adopt(spec, state)

@@ -7,8 +7,13 @@ compose file again (whose variables the shell may no longer have): each service'
 spec, handle and whether it is a completed job, what to redact, and the backend's own
 state (local: process groups with their start times, and directories; compose: the
 project and its container ids; external: nothing to stop). A run from the same compose
-file, env and profiles (the fingerprint) attaches when every service is still up, and
-never stops it.
+file, env and profiles (the fingerprint) attaches when every service is still up and
+its jobs' declared inputs are unchanged, and never stops it. A record proves its stack
+only in the directory it was written in (bound.py): a copy of the project never acts on
+the original's stack.
+
+(Just over 350 lines: the record's fields and the checks a run makes of them before it
+attaches read best together.)
 """
 
 from __future__ import annotations
@@ -31,17 +36,19 @@ from ..engine.events import Listener
 from ..engine.handle import Handle, handle_from_json, handle_to_json
 from ..engine.orchestrator import Orchestrator, State
 from ..engine.readiness import ProbeFactory
-from ..engine.snapshots import Restored, restored_state
+from ..engine.snapshots import adopted
 from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
 from ..probes.checks import check_once
-from ..state.jobinputs import changed_since
+from ..state.jobinputs import inputs_changed
 from ..support.errors import KeepError, PyAirtableError
 from ..support.files import read_text, write_json
 from ..support.redact import Redactor, dataclass_repr
+from .bound import ForeignRecord, bound_to, check_bound
 
 __all__ = [
     "Foreground",
+    "ForeignRecord",
     "KeptService",
     "KeptStack",
     "attachable",
@@ -49,15 +56,20 @@ __all__ = [
     "fingerprint",
     "record_path",
 ]
-RECORD_VERSION = 3  # 3: the holding `up` process is 'foreground'
+RECORD_VERSION = 4  # 3: the holding `up` process is 'foreground'; 4: bound to its directory
 GONE = "is no longer running"  # a service's problem when nothing of it runs
 
 
 def check_record_free(path: Path, run_id: str) -> None:
-    """Raise KeepError when the record at ``path`` names another stack that still runs:
-    replacing it would leave that stack running with nothing to find or stop it by. A
-    recorded stack of which nothing runs any more is released instead."""
-    previous = KeptStack.load(path)  # KeepError for a record it cannot read
+    """Raise KeepError when the record at ``path`` names another stack that still runs
+    (replaced, it could not be found or stopped any more); one of which nothing runs is
+    released instead; a copy's record of the original's stack is replaced."""
+    try:
+        previous = KeptStack.load(path)  # KeepError for a record it cannot read
+    except ForeignRecord as exc:
+        if exc.copy:
+            return
+        raise KeepError(f"not kept: {exc}") from None
     if previous is not None and previous.run_id != run_id and not previous.release_if_gone(path):
         raise KeepError(
             f"not kept: {path} records another stack that still runs. "
@@ -150,8 +162,9 @@ class KeptStack:
     # the stack's names and paths, which masking never touches (a record without them,
     # from an older run, masks its secrets everywhere)
     identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
-    # job -> the digest of its declared inputs when it ran (state/jobinputs.py)
-    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    # the directory the record was written in (an Owner), set by ``save``
+    project: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # job -> digest (jobinputs)
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.secrets, self.identifiers)
@@ -203,6 +216,7 @@ class KeptStack:
 
     def save(self, path: Path) -> None:
         own_dir(path.parent)
+        self.project = bound_to(path)
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["foreground"] = dataclasses.asdict(self.foreground) if self.foreground else None
         data["services"] = {
@@ -228,6 +242,7 @@ class KeptStack:
                 f"{data.get('run_id', '?') if isinstance(data, dict) else '?'} in their "
                 "environment), then delete the record."
             )
+        check_bound(path, data)
         try:
             services = {
                 name: KeptService(
@@ -273,10 +288,7 @@ class KeptStack:
             redact=self.redactor(),
         )
         for name, svc in self.services.items():
-            # a job restored from its snapshot ran nowhere: nothing of it to adopt
-            restored = restored_state(svc.state)
-            running = Restored() if restored else backend.adopt(svc.spec, svc.state)
-            orch.adopt(name, running, completed=svc.completed)
+            orch.adopt(name, adopted(backend, svc.spec, svc.state), completed=svc.completed)
         return orch
 
     def problems(self, orch: Orchestrator) -> dict[str, str | None]:
@@ -309,10 +321,8 @@ class KeptStack:
         if self.fingerprint != fingerprint(stack, backend):
             free = " (or with --pyairtable-free-ports: attach with it too)" if self.ports else ""
             return f"it was booted from a different compose file, env or profiles{free}"
-        changed = changed_since(self.inputs, stack)
-        if changed:  # its databases hold what the jobs made of their old inputs
-            jobs = ", ".join(f"'{name}'" for name in changed)
-            return f"the inputs of its job {jobs} changed since it ran"
+        if changed := inputs_changed(self.inputs, stack):  # its data: the old inputs' result
+            return changed
         try:
             orch = self.orchestrator(probe_factory=probe_factory)
         except PyAirtableError as exc:

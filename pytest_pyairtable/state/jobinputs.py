@@ -11,7 +11,7 @@ files or ``MAX_BYTES`` bytes and the job is not snapshotted (it runs every time)
 hashing that much on every boot would cost what the snapshot saves.
 
 A kept stack records each job's digest as the boot saw it (``recorded``): a later run
-attaches only while the inputs still digest the same (``changed_since``), since the kept
+attaches only while the inputs still digest the same (``inputs_changed``), since the kept
 databases are what the job made of the inputs it ran with.
 """
 
@@ -115,15 +115,16 @@ def recorded(found: Mapping[str, Digest | InputsProblem]) -> dict[str, str]:
     return {name: d.value for name, d in found.items() if isinstance(d, Digest)}
 
 
-def changed_since(record: Mapping[str, str], stack: StackSpec) -> list[str]:
-    """The jobs of ``record`` (a kept stack's) whose inputs no longer digest the same."""
+def inputs_changed(record: Mapping[str, str], stack: StackSpec) -> str | None:
+    """Which jobs of ``record`` (a kept stack's) have inputs that no longer digest the
+    same (changed, gone, or unreadable), as a reason not to attach; None if none."""
     now = digests(stack)
     changed = []
-    for name, value in record.items():
+    for name, value in sorted(record.items()):
         found = now.get(name)
         if not isinstance(found, Digest) or found.value != value:
-            changed.append(name)  # changed, gone, or no longer readable
-    return sorted(changed)
+            changed.append(f"'{name}'")
+    return f"the inputs of its job {', '.join(changed)} changed since it ran" if changed else None
 
 
 def _is_glob(pattern: str) -> bool:
