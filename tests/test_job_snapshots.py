@@ -119,6 +119,37 @@ def test_the_digest_of_a_moved_project_is_the_same_and_globs_expand(tmp_path: Pa
     assert one == two and one.files == 2
 
 
+def test_a_kept_stack_is_attached_only_while_its_jobs_inputs_digest_the_same(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "p"
+    write(project / "migrations" / "0001.py", "one")
+    write(project / "seed.py", "rows")
+    stack = load_stack(
+        write(
+            project / "docker-compose.yml",
+            "services:\n"
+            "  migrate: {image: x, x-pyairtable: {job: {inputs: [migrations/]}}}\n"
+            "  seed: {image: x, x-pyairtable: {job: {inputs: [seed.py]}}}\n"
+            "  plain: {image: x, x-pyairtable: {job: true}}\n",
+        ),
+        environ={},
+    )
+    record = jobinputs.recorded(jobinputs.digests(stack))
+    assert set(record) == {"migrate", "seed"}  # only jobs that declare inputs
+    assert jobinputs.inputs_changed(record, stack) is None
+    os.utime(project / "seed.py", (1, 1))  # times are no change
+    assert jobinputs.inputs_changed(record, stack) is None
+    write(project / "migrations" / "0002.py", "two")
+    assert jobinputs.inputs_changed(record, stack) == (
+        "the inputs of its job 'migrate' changed since it ran"
+    )
+    (project / "seed.py").unlink()  # gone: the job could not run as it did
+    assert jobinputs.inputs_changed(record, stack) == (
+        "the inputs of its jobs 'migrate', 'seed' changed since it ran"
+    )
+
+
 def test_a_missing_input_says_which_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(jobinputs.InputsProblem) as caught:
         jobinputs.digest((f"{tmp_path}/alembc/",), tmp_path)

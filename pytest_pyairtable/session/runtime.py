@@ -532,7 +532,8 @@ class Runtime:
         if self.job_inputs:  # what its jobs ran with: a run attaches while they are the same
             from ..state.jobinputs import recorded
 
-            kept.inputs = recorded(self.job_inputs)
+            ran = {n: d for n, d in self.job_inputs.items() if n in kept.services}
+            kept.inputs = recorded(ran)
         return kept
 
     def keep(self) -> KeptStack | None:

@@ -124,7 +124,10 @@ def inputs_changed(record: Mapping[str, str], stack: StackSpec) -> str | None:
         found = now.get(name)
         if not isinstance(found, Digest) or found.value != value:
             changed.append(f"'{name}'")
-    return f"the inputs of its job {', '.join(changed)} changed since it ran" if changed else None
+    if not changed:
+        return None
+    jobs = f"job {changed[0]}" if len(changed) == 1 else f"jobs {', '.join(changed)}"
+    return f"the inputs of its {jobs} changed since it ran"
 
 
 def _is_glob(pattern: str) -> bool:
