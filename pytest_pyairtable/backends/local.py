@@ -108,6 +108,10 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
     return problems
 
 
+# What a launch without its cgroup is tracked by.
+UNTRACKED = "it is tracked by its process group, the run's markers and the process tree"
+
+
 def _tmpfs_dir(run_id: str, owner: Owner | None) -> Path | None:
     if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(SHM, os.W_OK):
         return None
@@ -296,10 +300,7 @@ class LocalBackend(BaseBackend):
             self._own_files.append(log_path.name)
         plan = self.plan(svc)
         for note in plan.notes:
-            if note not in self.notices:
-                self.notices.append(note)
-            with open_private(log_path, "a") as log:
-                log.write(f"pytest-pyairtable: {note}\n")
+            self._note(log_path, note)
         plan.prepare()
         env = service_environment(svc, self.environ, inherit=self.inherit_env)
         env.update(plan.env)
@@ -317,8 +318,10 @@ class LocalBackend(BaseBackend):
             log_path=self.log_path(svc.name),
             user=plan.user,
             run_id=self.run_id,
-            cgroup=self.cgroup.service(svc.name) if self.cgroup is not None else None,
+            cgroup=self._launch_cgroup(svc.name, log_path),
         )
+        if process.cgroup_problem:
+            self._note(log_path, f"service '{svc.name}': {process.cgroup_problem}; {UNTRACKED}")
         if process.start_ticks is not None:
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
             markers.note_group(self.run_dir, process.pid, process.start_ticks)
@@ -327,6 +330,24 @@ class LocalBackend(BaseBackend):
         service = LocalService(process, stop_signal)
         service.log_start = log_start
         return service
+
+    def _note(self, log_path: Path, note: str) -> None:
+        """For the run's summary (once) and in the service's log."""
+        if note not in self.notices:
+            self.notices.append(note)
+        with open_private(log_path, "a") as log:
+            log.write(f"pytest-pyairtable: {note}\n")
+
+    def _launch_cgroup(self, name: str, log_path: Path) -> cgroups.ServiceCgroup | None:
+        """A cgroup for one launch of ``name``; where none can be made (a kept stack's
+        restarted by another user, say), the launch goes without, with a notice."""
+        if self.cgroup is None:
+            return None
+        made = self.cgroup.service(name)
+        if isinstance(made, str):
+            self._note(log_path, f"service '{name}': {made}; {UNTRACKED}")
+            return None
+        return made
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:  # a reattached backend sweeps nothing
