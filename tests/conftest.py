@@ -62,10 +62,16 @@ def children_see_a_plain_run() -> Iterator[None]:
     """The suite runs under xdist, and a worker's PYTEST_XDIST_* variables would reach
     every pytest a test starts: that pytest would think itself a worker of ours (its
     plugins do: pytest-benchmark turns itself off with a warning, an error under -W
-    error), so the tests' children get the environment of a plain run."""
+    error), so the tests' children get the environment of a plain run. So do the
+    variables our own plugin hands each worker of this suite: it finds the repo's dev
+    stack (docker-compose.yml) and gives each worker its own databases' URLs, which
+    stand-ins started here would read and depend on."""
     with pytest.MonkeyPatch.context() as patch:
         for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
             patch.delenv(name, raising=False)
+        if os.environ.get("PYAIRTABLE_WORKER_SLOT"):  # handed by the plugin, not the user's
+            for name in ("PYAIRTABLE_WORKER_SLOT", "DATABASE_URL", "REDIS_URL"):
+                patch.delenv(name, raising=False)
         yield
 
 
