@@ -42,14 +42,8 @@ from . import markers
 from .base import BackendOptions, BaseBackend, HeldPorts, Running
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
-from .dockerapi import (
-    PROJECT_LABEL,
-    SERVICE_LABEL,
-    ContainerStates,
-    LogFollower,
-    connect,
-    engine_host,
-)
+from .dockerapi import PROJECT_LABEL, SERVICE_LABEL, ContainerStates, LogFollower, engine_host
+from .engines import Engine, Location, connect, engine_call, explanation, locate, stream_client
 from .healthexec import ContainerHealthcheck, HealthTest
 from .reaper import ReaperClient
 
@@ -96,10 +90,17 @@ class ComposeBackend(BaseBackend):
         # The engine's client (importing the SDK, connecting, subscribing to events) is
         # made beside compose's start-up and its first container, not before them.
         self.api: Any = None
+        self.streams: Any = None  # the client of long-lived streams (events, logs)
+        self.engine: Engine | None = None
         self.states: ContainerStates | None = None
         self.docker_ip = "127.0.0.1"
         self._engine_error: BaseException | None = None
         self._engine_ready = threading.Event()
+        self.location: Location | None = None
+        try:  # where the engine is: cheap; compose must be pointed at the same one
+            self.location = locate()
+        except PrerequisiteError as exc:  # an unknown context: said where it is needed
+            self._engine_error = exc
         self._engine: threading.Thread | None = threading.Thread(
             target=self._connect_engine, name="pyairtable-engine", daemon=True
         )
@@ -122,7 +123,10 @@ class ComposeBackend(BaseBackend):
             env_file,
             self.project,
             profiles,
-            environ=port_holds.environ() if port_holds is not None else {},
+            environ={
+                **(port_holds.environ() if port_holds is not None else {}),
+                **(self.location.environ if self.location is not None else {}),
+            },
         )
         self.build = build
         self.cleanup_volumes = cleanup_volumes
@@ -162,10 +166,15 @@ class ComposeBackend(BaseBackend):
 
     def _connect_engine(self) -> None:
         try:
-            api = connect()
-            states = ContainerStates(api, self.project)
+            if self.location is None:  # locate() failed: its error is raised on launch
+                return
+            api, engine = connect(self.location)
+            streams = stream_client(api, engine)
+            states = ContainerStates(api, self.project, engine, streams)
             states.list_created(api)  # what compose created before the subscription
-            self.api, self.states, self.docker_ip = api, states, engine_host(api)
+            self.api, self.streams, self.engine = api, streams, engine
+            self.states, self.docker_ip = states, engine_host(api)
+            self.notices.append(f"engine: {engine.describe()}")
             self._engine_ready.set()  # what killed runs left is removed beside the launches
             for project in remove_stale_projects(api):
                 self.notices.append(f"removed the containers of {project}, left by a killed run")
@@ -243,6 +252,12 @@ class ComposeBackend(BaseBackend):
     def launch(self, svc: ServiceSpec) -> ContainerService:
         if self.port_holds is not None:  # the engine binds them now
             self.port_holds.release(m.host for m in svc.ports if m.host)
+        # An engine that answers otherwise than expected is named with the call, never
+        # "an internal error".
+        with engine_call(self.engine, f"service '{svc.name}': launching its container"):
+            return self._launch(svc)
+
+    def _launch(self, svc: ServiceSpec) -> ContainerService:
         if self.compose is None:  # a kept stack's: its own container again
             return self._relaunch(svc)
         if svc.name not in self._created:
@@ -271,7 +286,9 @@ class ComposeBackend(BaseBackend):
                 "Fix: `pyairtable down`, then `pyairtable up` to create it again."
             )
         if self.states is None:  # events from now on: the start and, later, the stop
-            self.states = ContainerStates(self.api, self.project)
+            assert self.engine is not None
+            self.streams = self.streams or stream_client(self.api, self.engine)
+            self.states = ContainerStates(self.api, self.project, self.engine, self.streams)
         ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
         return self._start(svc, cid, log_since=_stamp(ended))
 
@@ -285,7 +302,7 @@ class ComposeBackend(BaseBackend):
         except Exception as exc:  # the engine's reason (a port taken, a missing mount)
             raise PrerequisiteError(
                 f"service '{svc.name}': the engine could not start its container: "
-                f"{_explanation(exc)}. Fix: see the reason; the container is {cid[:12]}."
+                f"{explanation(exc)}. Fix: see the reason; the container is {cid[:12]}."
             ) from None
         self.states.await_start(cid, starts)
         log_path = self.logs_dir / f"{svc.name}.log"
@@ -294,7 +311,10 @@ class ComposeBackend(BaseBackend):
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
         since = before.last if before is not None else log_since
-        follower = self._followers[svc.name] = LogFollower(self.api, cid, log_path, since)
+        environ = self.location.environ if self.location is not None else {}
+        follower = self._followers[svc.name] = LogFollower(
+            self.streams or self.api, cid, log_path, since, environ
+        )
         running = ContainerService(
             self.api, svc.name, cid, log_path, self.states, follower=follower
         )
@@ -403,7 +423,9 @@ class ComposeBackend(BaseBackend):
         """Over a kept project: the Engine API only, no compose file (nor its variables)."""
         backend = cls.__new__(cls)
         BaseBackend.__init__(backend)
-        backend.api = connect()
+        backend.location = locate()
+        backend.api, backend.engine = connect(backend.location)
+        backend.streams = None  # made with the first restart's event stream
         backend.project = str(state["project"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
@@ -449,8 +471,3 @@ def _stamp(moment: Any) -> str | None:
     """An engine time (RFC 3339) as log stamps are, or None for the zero time."""
     text = str(moment or "")
     return None if not text or text.startswith("0001-") else text
-
-
-def _explanation(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)[:300]
