@@ -172,12 +172,15 @@ def test_dependency_never_healthy_by_engine_healthcheck(
     compose_project.tests("def test_b(pyairtable_b): pass\n")
     result = compose_project.run("--pyairtable-backend", "compose")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*service 'a' was reported unhealthy by the engine's healthcheck*",
-            "*| a up but broken*",
-        ]
+    # Docker's own verdict; where the engine gives none (Podman without systemd), ours,
+    # judged at the same pace
+    verdict = (
+        "*service 'a' was reported unhealthy by the engine's healthcheck*"
+        if "Podman" not in result.stdout.str()
+        else "*service 'a' failed its healthcheck 3 times in a row, 0.1s apart, which makes "
+        "it unhealthy (judged by pyairtable as the engine would*"
     )
+    result.stdout.fnmatch_lines([verdict, "*| a up but broken*"])
     assert "b: starting" not in result.stdout.str()
 
 

@@ -357,11 +357,12 @@ class ComposeBackend(BaseBackend):
         reachable = _host_network(running) or bool(svc.ports)
         if svc.probe.kind in ("postgres", "redis") and reachable:
             return None
-        test = HealthTest.of(running.inspected)
+        test = HealthTest.of(running.inspected, svc.compose.get("healthcheck"))
         if test is None:
             return None
         watch = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
-        return ContainerHealthcheck(self.api, running, test, watch)
+        verdicts = self.engine is None or self.engine.has_health_verdicts
+        return ContainerHealthcheck(self.api, running, test, watch, engine_verdicts=verdicts)
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         self._join_helpers()
