@@ -58,7 +58,7 @@ def build_service(
     ports = [_port(p, f"{where}: ports[{n}]") for n, p in enumerate(svc.get("ports") or [])]
     if ports:
         compose["ports"] = [_port_json(p) for p in svc["ports"]]
-    for key in ("image", "profiles", "stop_signal", "volumes"):
+    for key in ("image", "profiles", "stop_signal", "volumes", "pull_policy", "build", "platform"):
         if svc.get(key):
             compose[key] = svc[key]
     for key in ("network_mode", "container_name", "hostname"):  # how others reach it
