@@ -157,10 +157,12 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def quick_get(location: Location, path: str, timeout: float = PING) -> tuple[int, Any] | None:
+def quick_request(
+    location: Location, path: str, timeout: float = PING
+) -> tuple[int, Mapping[str, str], Any] | None:
     """``GET path`` from the engine without its SDK (which takes ~0.25 s to import): a
-    launch asks whether an image is there while the SDK still loads. (status, JSON body);
-    None where only the SDK can talk to it (TLS, ssh) or it does not answer."""
+    launch asks whether an image is there while the SDK still loads. (status, headers,
+    JSON body); None where only the SDK can talk to it (TLS, ssh) or it does not answer."""
     parts = urlsplit(location.url)
     conn: http.client.HTTPConnection
     if parts.scheme == "unix":
@@ -173,14 +175,23 @@ def quick_get(location: Location, path: str, timeout: float = PING) -> tuple[int
     else:
         return None
     try:
-        conn.request("GET", quote(path, safe="/:@?=&"))
+        conn.request("GET", quote(path, safe="/:@?=&%"))
         response = conn.getresponse()
         body = response.read()
-        return response.status, json.loads(body) if body else None
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        if "json" not in headers.get("content-type", ""):
+            return response.status, headers, body.decode(errors="replace")
+        return response.status, headers, json.loads(body) if body else None
     except (OSError, ValueError, http.client.HTTPException):
         return None
     finally:
         conn.close()
+
+
+def quick_get(location: Location, path: str, timeout: float = PING) -> tuple[int, Any] | None:
+    """(status, JSON body) of ``quick_request``."""
+    answer = quick_request(location, path, timeout)
+    return None if answer is None else (answer[0], answer[2])
 
 
 @dataclass(frozen=True)
@@ -191,7 +202,6 @@ class Engine:
     version: str
     api_version: str
     location: Location
-    systemd: bool = True  # Podman runs healthchecks through systemd timers, where it has them
 
     @classmethod
     def identify(cls, version: Mapping[str, Any], location: Location) -> Engine:
@@ -218,8 +228,10 @@ class Engine:
     def has_health_verdicts(self) -> bool:
         """Whether the engine runs healthchecks itself and says healthy/unhealthy: Docker
         does; Podman only through systemd timers (a Podman service without systemd never
-        leaves "starting"). Without verdicts, no time is given to wait for one."""
-        return not self.podman or self.systemd
+        leaves "starting"). Without verdicts, no time is given to wait for one: the
+        verdict is judged at the engine's pace (healthexec.py), and where Podman gives
+        one after all, it counts as Docker's does."""
+        return not self.podman
 
     @property
     def health_event_carries_status(self) -> bool:
@@ -265,20 +277,25 @@ class Engine:
 
 
 def probe_engine(location: Location) -> Engine | None:
-    """The engine at ``location``, identified without the SDK; None where that needs the
-    SDK (TLS, ssh) or nothing answers."""
-    answer = quick_get(location, "/version")
-    if answer is None or answer[0] != 200 or not isinstance(answer[1], dict):
+    """The engine at ``location``, identified without the SDK by its _ping's headers
+    (Server: Docker/<version> or Libpod/<version>; the version endpoint takes Podman
+    1.5 s); None where that needs the SDK (TLS, ssh) or nothing answers."""
+    answer = quick_request(location, "/_ping")
+    if answer is None or answer[0] != 200:
         return None
-    engine = Engine.identify(answer[1], location)
-    if engine.podman:
-        info = quick_get(location, "/v4.0.0/libpod/info")
-        if info is not None and isinstance(info[1], dict):
-            manager = (info[1].get("host") or {}).get("cgroupManager")
-            engine = Engine(
-                engine.kind, engine.version, engine.api_version, location, manager == "systemd"
-            )
-    return engine
+    server = answer[1].get("server", "")
+    name, _, rest = server.partition("/")
+    if name not in ("Docker", "Libpod"):
+        full = quick_get(location, "/version")  # a proxy in between: ask the engine
+        if full is None or full[0] != 200 or not isinstance(full[1], dict):
+            return None
+        return Engine.identify(full[1], location)
+    return Engine(
+        kind="Podman" if name == "Libpod" else "Docker",
+        version=rest.split(" ")[0] or "unknown",
+        api_version=answer[1].get("api-version") or "1.41",
+        location=location,
+    )
 
 
 def _client(location: Location, version: str, timeout: float | None, pool: int) -> Any:
