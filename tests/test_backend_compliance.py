@@ -175,6 +175,22 @@ def test_every_backend_and_service_satisfies_the_protocols(kit: Kit) -> None:
     running.stop(5)
 
 
+def test_a_service_waits_for_what_it_runs_before_its_launch(kit: Kit) -> None:
+    """What a service runs (an image) is fetched from ``prepare`` on; here it is there
+    already (the test image; a process runs what is installed), so nothing is fetched or
+    it ends at once, and every fetch of the run is listed."""
+    spec = kit.services["web"]
+    kit.backend.prepare([spec])
+    fetch = kit.backend.fetch(spec)
+    if fetch is not None:
+        assert fetch.wait(60) and fetch.error is None, fetch.error
+    assert all(f.kind in ("pull", "build") for f in kit.backend.fetches())
+    assert (fetch is None) or fetch in kit.backend.fetches()
+    running = kit.backend.launch(spec)
+    wait_until_ready(kit.backend, spec, running)
+    running.stop(5)
+
+
 def test_a_backend_says_what_is_missing_before_a_start(kit: Kit) -> None:
     spec = kit.services["job-ok"]
     missing = dataclasses.replace(
@@ -211,8 +227,8 @@ def test_every_registered_backend_has_a_case() -> None:
 COVERED = {
     Backend: {
         "notices", "notes", "name", "owns_services", "frontend_fixtures", "create", "preflight",
-        "adapt", "reattach", "where", "launch", "prepare", "resolve", "probe", "command_env",
-        "close", "kept_state", "adopt",
+        "adapt", "reattach", "where", "launch", "prepare", "fetch", "fetches", "resolve",
+        "probe", "command_env", "close", "kept_state", "adopt",
     },
     Running: {
         "log_path", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
