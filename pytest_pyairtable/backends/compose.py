@@ -1,10 +1,14 @@
 """The compose backend: every service is a container of the project's compose file(s),
 on whatever engine DOCKER_HOST or the current context points at.
 
-Compose itself (its CLI) creates the containers, networks and volumes: those are its
-semantics, with every compose file of the stack and its env file. Everything after
-that goes through the Engine API (dockerapi.py): start, stop, kill, wait, logs, exec, and
-the event stream that says when a container started, died or changed health. Each
+The images come first, all at once (images.py): pulled through the Engine API with their
+progress, or built by compose, as compose's pull_policy and build: rules say; a service
+whose image is at hand waits for none of it. Compose itself (its CLI) creates the
+containers, networks and volumes: those are its semantics, with every compose file of
+the stack and its env file. Everything after that goes through the Engine API
+(dockerapi.py, engines.py for what differs between engines): start, stop, kill, wait,
+logs, exec, and the event stream that says when a container started, died or changed
+health. Each
 service starts the moment its dependencies allow, so the DAG start and partial stacks
 hold as with local processes; readiness is judged where the service lives
 (healthexec.py), or by a host-side probe where one is given.
@@ -37,15 +41,20 @@ from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
-from ..support.errors import PrerequisiteError
+from ..support.errors import PrerequisiteError, PyAirtableError
 from . import markers
 from .base import BackendOptions, BaseBackend, HeldPorts, Running
+from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
 from .dockerapi import PROJECT_LABEL, SERVICE_LABEL, ContainerStates, LogFollower, engine_host
 from .engines import Engine, Location, connect, engine_call, explanation, locate, stream_client
+from .fetch import Fetch
 from .healthexec import ContainerHealthcheck, HealthTest
+from .images import Images, pull_policy
 from .reaper import ReaperClient
+
+PULLED_AGAIN = ("always", "refresh")  # policies compose itself would pull again at creation
 
 
 class ComposeBackend(BaseBackend):
@@ -129,6 +138,14 @@ class ComposeBackend(BaseBackend):
             },
         )
         self.build = build
+        self.images = Images(  # pulled and built before their services need them
+            location=self.location,
+            engine=self._client,
+            builder=Builder(self.compose, self.location, self._log_file),
+            project=self.project,
+            build=build,
+        )
+        self._pull_never: list[str] | None = None  # compose's `up --pull never`, if it has it
         self.cleanup_volumes = cleanup_volumes
         # pytest-docker's docker_cleanup, when a suite overrides it
         self.cleanup = list(cleanup) if cleanup is not None else None
@@ -190,30 +207,56 @@ class ComposeBackend(BaseBackend):
         if self._engine_error is not None:
             raise self._engine_error
 
-    @property
-    def _build_flags(self) -> list[str]:
-        return {"always": ["--build"], "never": ["--no-build"]}.get(self.build, [])
+    def _client(self) -> tuple[Any, Engine]:
+        """The SDK's client and the engine, once connected; what stopped it, raised."""
+        self._engine_up()
+        assert self.engine is not None
+        return self.api, self.engine
+
+    def _log_file(self, service: str) -> Path:
+        path = self.logs_dir / f"{service}.log"
+        markers.private_file(path)  # 0600: logs hold what services print
+        return path
 
     def prepare(self, services: Sequence[ServiceSpec]) -> None:
-        """Create the containers of what is about to start, in one compose call (which
-        creates them concurrently) while nothing else waits; a launch then only starts
-        its container through the API."""
+        """Get the images of what is about to start (pulls and builds, all at once), and
+        create the containers in one compose call each time images are there (compose
+        creates them concurrently), while nothing else waits: those whose images are at
+        hand at once. A launch then only starts its container through the API."""
         if self.compose is None:  # a kept stack's containers exist already
             return
-        names = [s.name for s in services if s.name not in self._created]
-        if not names:
+        fresh = [s for s in services if s.name not in self._created]
+        if not fresh:
             return
-        hosts = {s.name: list(s.added_hosts) for s in services if s.added_hosts}
+        hosts = {s.name: list(s.added_hosts) for s in fresh if s.added_hosts}
         if hosts:  # a placed stack's containers reach its host-run services by name
             self._add_hosts(hosts)
-        done = threading.Event()
-        for name in names:
-            self._created[name] = done
+        for svc in fresh:
+            self._created[svc.name] = threading.Event()
         thread = threading.Thread(
-            target=self._create, args=(names, done), name="pyairtable-create", daemon=True
+            target=self._prepare, args=(fresh,), name="pyairtable-create", daemon=True
         )
         self._batches.append(thread)
         thread.start()
+
+    def _prepare(self, specs: list[ServiceSpec]) -> None:
+        try:
+            waits = self.images.plan(specs)
+            at_hand = [name for name, fetch in waits.items() if fetch is None]
+            if at_hand:
+                self._create(at_hand, specs)
+            pending = {name: fetch for name, fetch in waits.items() if fetch is not None}
+            for fetch in self.images.as_done(set(pending.values())):
+                names = [name for name, waited in pending.items() if waited is fetch]
+                if fetch.error is None:
+                    self._create(names, specs)
+        except PyAirtableError:
+            pass  # the images' error: a launch raises it
+        finally:
+            for svc in specs:  # nothing more will be created for them
+                self._created[svc.name].set()
+            if self.states is not None:
+                self.states.wake()
 
     def _add_hosts(self, hosts: Mapping[str, list[str]]) -> None:
         """Give these services' containers host entries besides their own, through a
@@ -226,21 +269,34 @@ class ComposeBackend(BaseBackend):
             path.write_text(json.dumps(doc, indent=2))
             self.compose.add_file(path)
 
-    def _create(self, names: list[str], done: threading.Event) -> None:
+    def _create(self, names: list[str], specs: Sequence[ServiceSpec]) -> None:
+        """Their containers, by compose, from images that are there: it neither builds
+        (built already, or not to be: its error is ours) nor pulls again."""
         assert self.compose is not None  # prepare() is never called on a kept stack's
+        pulled = [s for s in specs if s.name in names and pull_policy(s)[0] in PULLED_AGAIN]
         try:
             with self._batch_lock:
-                output = self.compose.run(
-                    ["up", "--no-start", "--no-deps", *self._build_flags, *names]
-                )
+                flags = ["--no-build", *(self._compose_pull_never() if pulled else [])]
+                output = self.compose.run(["up", "--no-start", "--no-deps", *flags, *names])
             with open(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
             for name in names:
                 self._outputs[name] = output
         finally:
-            done.set()
+            for name in names:
+                self._created[name].set()
             if self.states is not None:
                 self.states.wake()
+
+    def _compose_pull_never(self) -> list[str]:
+        """``--pull never`` where compose has it (recent v2): it would pull again
+        what pull_policy always (or a refresh window) made us pull a moment ago."""
+        assert self.compose is not None
+        if self._pull_never is None:
+            self._pull_never = (
+                ["--pull", "never"] if "--pull" in self.compose.run(["up", "--help"]) else []
+            )
+        return self._pull_never
 
     def _container(self, name: str) -> str | None:
         found = self.api.containers(
@@ -262,6 +318,10 @@ class ComposeBackend(BaseBackend):
             return self._relaunch(svc)
         if svc.name not in self._created:
             self.prepare([svc])
+        waited = self.images.fetch_of(svc.name)
+        if waited is not None and waited.wait() and waited.error is not None:
+            fix = f" Fix: {waited.fix}." if waited.fix else ""
+            raise PrerequisiteError(f"service '{svc.name}' {waited.error}.{fix}")
         done = self._created[svc.name]
         self._engine_up()
         assert self.states is not None
@@ -305,8 +365,7 @@ class ComposeBackend(BaseBackend):
                 f"{explanation(exc)}. Fix: see the reason; the container is {cid[:12]}."
             ) from None
         self.states.await_start(cid, starts)
-        log_path = self.logs_dir / f"{svc.name}.log"
-        markers.private_file(log_path)  # 0600: logs hold what services print
+        log_path = self._log_file(svc.name)
         before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
@@ -364,7 +423,21 @@ class ComposeBackend(BaseBackend):
         verdicts = self.engine is None or self.engine.has_health_verdicts
         return ContainerHealthcheck(self.api, running, test, watch, engine_verdicts=verdicts)
 
+    def fetch(self, svc: ServiceSpec) -> Fetch | None:
+        """The pull or build ``svc`` waits for (begun by ``prepare``), None when its image
+        is there; its planning's error (no engine) raised."""
+        if self.compose is None:  # a kept stack's containers have their images
+            return None
+        if svc.name not in self._created:
+            self.prepare([svc])
+        return self.images.fetch_of(svc.name)
+
+    def fetches(self) -> list[Fetch]:
+        return self.images.fetches() if self.compose is not None else []
+
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
+        if self.compose is not None:
+            self.images.close()  # a pull or build still running ends now
         self._join_helpers()
         if self._reaper is not None:
             self._reaper.done()
@@ -386,6 +459,7 @@ class ComposeBackend(BaseBackend):
         # What `down` removes, by the project's label: also services of profiles that
         # are not active now, which `down` would skip.
         remove_project(self.api, self.project, volumes=self.cleanup_volumes)
+        remove_run_names(self.api, self.project)  # names of images built for this run
         for running in self.started:
             running.end_follower()
         self._stop_events()
