@@ -96,24 +96,7 @@ class ComposeBackend(BaseBackend):
         # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
         # remove such a project once its pid is gone, kept or not.
         self.project = project_name or f"pyairtable-run-{run_id}"
-        # The engine's client (importing the SDK, connecting, subscribing to events) is
-        # made beside compose's start-up and its first container, not before them.
-        self.api: Any = None
-        self.streams: Any = None  # the client of long-lived streams (events, logs)
-        self.engine: Engine | None = None
-        self.states: ContainerStates | None = None
-        self.docker_ip = "127.0.0.1"
-        self._engine_error: BaseException | None = None
-        self._engine_ready = threading.Event()
-        self.location: Location | None = None
-        try:  # where the engine is: cheap; compose must be pointed at the same one
-            self.location = locate()
-        except PrerequisiteError as exc:  # an unknown context: said where it is needed
-            self._engine_error = exc
-        self._engine: threading.Thread | None = threading.Thread(
-            target=self._connect_engine, name="pyairtable-engine", daemon=True
-        )
-        self._engine.start()
+        self._start_engine()
         base = markers.temp_base()
         self._sweeper: threading.Thread | None = threading.Thread(
             target=markers.sweep, args=([base],), daemon=True
@@ -125,7 +108,8 @@ class ComposeBackend(BaseBackend):
         argv, found = found_compose[0]
         self.notices.insert(0, f"compose backend: {found}, project {self.project}")
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
-        self._reaper.tell(f"project {self.project}")
+        found = self.location.environ.get("DOCKER_HOST", "") if self.location else ""
+        self._reaper.tell(f"project {self.project} {found}".rstrip())  # found by us: its host
         self.compose: ComposeCommand | None = ComposeCommand(
             argv,
             list(compose_files) or [compose_file],
@@ -163,6 +147,27 @@ class ComposeBackend(BaseBackend):
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
         self._extra_hosts: dict[str, list[str]] = {}
+
+    def _start_engine(self) -> None:
+        """Where the engine is (cheap: compose must be pointed at the same one); its
+        client (importing the SDK, connecting, subscribing to events) is made beside
+        compose's start-up and its first container, not before them."""
+        self.api: Any = None
+        self.streams: Any = None  # the client of long-lived streams (events, logs)
+        self.engine: Engine | None = None
+        self.states: ContainerStates | None = None
+        self.docker_ip = "127.0.0.1"
+        self._engine_error: BaseException | None = None
+        self._engine_ready = threading.Event()
+        self.location: Location | None = None
+        try:
+            self.location = locate()
+        except PrerequisiteError as exc:  # an unknown context: said where it is needed
+            self._engine_error = exc
+        self._engine: threading.Thread | None = threading.Thread(
+            target=self._connect_engine, name="pyairtable-engine", daemon=True
+        )
+        self._engine.start()
 
     @classmethod
     def create(cls, options: BackendOptions) -> ComposeBackend:

@@ -85,13 +85,15 @@ def _command() -> list[str]:
     return [sys.executable, "-c", _MODULE_START]
 
 
-def remove_project(project: str, *, volumes: bool = False) -> None:
-    """Remove a compose project's containers and networks (and volumes) by its label."""
+def remove_project(project: str, *, volumes: bool = False, host: str = "") -> None:
+    """Remove a compose project's containers and networks (and volumes) by its label, on
+    the engine at ``host`` (else the one the docker CLI finds)."""
     label = f"label=com.docker.compose.project={project}"
+    docker = ["docker", *(["-H", host] if host else [])]
 
     def ids(*listing: str) -> list[str]:
         done = subprocess.run(
-            ["docker", *listing, "--filter", label],
+            [*docker, *listing, "--filter", label],
             capture_output=True,
             text=True,
             check=False,
@@ -107,7 +109,7 @@ def remove_project(project: str, *, volumes: bool = False) -> None:
         found = ids(*listing)
         if found:
             rm = ["rm", "-f"] if kind == "container" else [kind, "rm"]
-            subprocess.run(["docker", *rm, *found], capture_output=True, check=False, timeout=60)
+            subprocess.run([*docker, *rm, *found], capture_output=True, check=False, timeout=60)
 
 
 def reap(targets: list[stopper.Target], dirs: list[str]) -> None:
@@ -123,7 +125,7 @@ def reap_commands(lines: Iterable[str]) -> int:
     # Everything the run started, also what left its groups or was not announced yet.
     targets = [stopper.Target(run_id)] if run_id else []
     dirs: list[str] = []
-    projects: list[str] = []
+    projects: list[tuple[str, str]] = []  # (project, the engine's host where it is not the default)
     for line in lines:
         command, _, rest = line.rstrip("\n").partition(" ")
         if command == "pg":
@@ -132,8 +134,9 @@ def reap_commands(lines: Iterable[str]) -> int:
         elif command == "dir":
             dirs.append(rest)
         elif command == "project":
-            projects.append(rest)
+            project, _, host = rest.partition(" ")
+            projects.append((project, host))
     reap(targets, dirs)
-    for project in projects:
-        remove_project(project)
+    for project, host in projects:
+        remove_project(project, host=host)
     return 0
