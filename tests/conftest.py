@@ -33,6 +33,7 @@ import httpx  # noqa: F401
 import psycopg  # noqa: F401
 import pytest
 import redis  # noqa: F401
+from enginekit import PodmanService, Registry, start_podman, start_registry
 
 from pytest_pyairtable.backends.local import RUN_ID_VAR
 
@@ -359,3 +360,38 @@ class Project:
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> Project:
     return Project(pytester)
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[PodmanService]:
+    """Podman's Docker API service, started for this session on a socket of its own (its
+    ``host`` for DOCKER_HOST) and stopped after it; skips, saying why, where it cannot run."""
+    started = start_podman()
+    if isinstance(started, str):
+        pytest.skip(started)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _registry(user: str) -> Iterator[Registry]:
+    started = start_registry(user=user)
+    if isinstance(started, str):
+        pytest.skip(started)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    """A registry on loopback for this session, open to all."""
+    yield from _registry("")
+
+
+@pytest.fixture(scope="session")
+def auth_registry() -> Iterator[Registry]:
+    """A registry on loopback for this session, behind htpasswd (one user)."""
+    yield from _registry("pyairtable")

@@ -111,7 +111,14 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
 
 @pytest.fixture(params=list(BACKENDS))
 def kit(request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports) -> Iterator[Kit]:
-    name = request.param
+    yield from compliance_kit(request.param, request, tmp_path, free_ports)
+
+
+def compliance_kit(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports
+) -> Iterator[Kit]:
+    """The kit of backend ``name`` (also for the same cases on another engine:
+    test_podman.py)."""
     case = CASES[name]
     if case.container:
         request.getfixturevalue("engine")  # skips without an engine

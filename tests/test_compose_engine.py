@@ -137,7 +137,7 @@ def wrapper_exiting_0(directory: Path) -> str:
     ("case", "said", "fix"),
     [
         # (an image that cannot be pulled is ours to say, before compose: test_registry.py)
-        ("cpuset", "*Requested CPUs are not available*", "*correct what compose says*"),
+        ("cpuset", "*equested CPUs are not available*", "*correct what compose says*"),
         ("project", "*invalid project name*", "*compose project name must be lowercase*"),
     ],
 )
