@@ -73,7 +73,7 @@ class Fetch:
         if self.layers_total:
             parts.append(f"{self.layers_done}/{self.layers_total} layers")
         if self.bytes_total:
-            parts.append(f"{megabytes(self.bytes_done)}/{megabytes(self.bytes_total)}")
+            parts.append(f"{self.bytes_done / 1e6:.1f}/{megabytes(self.bytes_total)}")
         return ", ".join(parts) or "asking the registry"
 
     def live(self) -> str:
