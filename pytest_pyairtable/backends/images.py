@@ -188,13 +188,14 @@ class Images:
         fetch = Fetch("pull", name, [svc.name])
         if policy == "never":
             fetch.fail(
-                f"its image {name} is not on the engine, and pull_policy: never forbids pulling it",
+                f"cannot get its image {name}: it is not on the engine, and pull_policy: "
+                "never forbids pulling it",
                 f"pull or build it first (`docker pull {name}`), or drop pull_policy: never",
             )
         else:  # it has build: and --pyairtable-build=never
             fetch.fail(
-                f"its image {name} is not on the engine, and --pyairtable-build=never "
-                "forbids building it",
+                f"cannot get its image {name}: it is not on the engine, and "
+                "--pyairtable-build=never forbids building it",
                 f"build it first (`docker compose build {svc.name}`), or drop the option",
             )
         return fetch
