@@ -33,7 +33,7 @@ from .engines import Engine, Location, quick_get
 from .fetch import Fetch
 from .pulls import Cancelled, Puller, PullFailed
 
-PULLS = 4  # at once: each pull fetches its own layers three at a time already
+PULLS = 8  # at once: the engine limits downloads itself (dockerd: 3 layers at a time)
 BUILDS = 2  # at once: a build keeps a core busy
 _WINDOWS = {"daily": 86400.0, "weekly": 7 * 86400.0}
 
