@@ -21,7 +21,7 @@ from test_compose import (  # noqa: F401
     service,
 )
 
-from conftest import Project
+from conftest import Project, wait_until
 from pytest_pyairtable.backends.compose import ComposeBackend
 from pytest_pyairtable.backends.containers import detect_compose
 from pytest_pyairtable.engine.orchestrator import Orchestrator
@@ -239,6 +239,50 @@ def test_a_container_death_is_seen_on_the_event_stream(
         assert running.poll() == 137
     finally:
         orch.stop()
+
+
+def test_a_restarted_services_log_has_each_line_once(
+    compose_project: Project,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The log goes on after a restart (a fault's heal) from where it ended: no line of
+    the earlier run again (Podman stamps lines in whole seconds: following from the last
+    line's stamp repeated that second's lines), none of the new run missing."""
+    file = compose_project.compose(
+        "services:"
+        + service(
+            "a",
+            '\n    command: ["/bin/sh", "-c", "r=$$(cat /proc/sys/kernel/random/uuid); '
+            'i=0; while true; do i=$$((i+1)); echo $$r $$i; sleep 0.05; done"]',
+        )
+    )
+    logs = tmp_path / "logs"
+    backend = ComposeBackend(
+        run_id=f"{os.getpid()}-{os.urandom(3).hex()}",
+        compose_file=file,
+        compose_command="docker-compose",
+        logs_dir=logs,
+    )
+    orch = Orchestrator(load_stack(file), backend)
+    log = logs / "a.log"
+
+    def runs() -> dict[str, list[int]]:
+        lines = [line.split() for line in log.read_text().splitlines() if line.strip()]
+        found: dict[str, list[int]] = {}
+        for run, number in (line for line in lines if len(line) == 2):
+            found.setdefault(run, []).append(int(number))
+        return found
+
+    try:
+        orch.start(["a"])
+        orch.wait("a")
+        wait_until(lambda: log.exists() and sum(map(len, runs().values())) >= 10, what="lines")
+        orch.restart("a", kill=True)
+        wait_until(lambda: len(runs()) == 2 and min(map(len, runs().values())) >= 10, what="more")
+    finally:
+        orch.stop(keep_logs=False)
+    for numbers in runs().values():  # each run's lines once, in order, from its first
+        assert numbers == list(range(1, len(numbers) + 1)), numbers
 
 
 def test_start_interval_reaches_the_engine_or_compose_says_why_not(

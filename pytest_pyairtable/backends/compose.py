@@ -362,6 +362,12 @@ class ComposeBackend(BaseBackend):
         for a kept container, ``log_since``) left off."""
         assert self.states is not None
         starts = self.states.starts(cid)
+        before = self._followers.get(svc.name)
+        if before is not None and self.engine is not None and not self.engine.log_stamps_precise:
+            # stamps in whole seconds: the last line's would repeat that second's lines;
+            # the earlier run's end is exact, and its lines all came before it
+            ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
+            log_since = _stamp(ended) or log_since
         try:
             self.api.start(cid)
         except Exception as exc:  # the engine's reason (a port taken, a missing mount)
@@ -371,10 +377,9 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self._log_file(svc.name)
-        before = self._followers.get(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
-        since = before.last if before is not None else log_since
+        since = log_since or (before.last if before is not None else None)
         environ = self.location.environ if self.location is not None else {}
         follower = self._followers[svc.name] = LogFollower(
             self.streams or self.api, cid, log_path, since, environ
