@@ -322,3 +322,25 @@ def test_a(pyairtable_a):
         result.stdout.fnmatch_lines(
             ["*compose created no container*start_interval*Docker Engine v25 or later*"]
         )
+
+
+def test_names_of_images_built_for_a_killed_run_are_removed_later(engine: str) -> None:  # noqa: F811
+    """A killed run's containers go with the reaper; the names compose gave the images it
+    built for it (``<project>-<service>``) go at the next run's start. A live run's and
+    anyone else's stay."""
+    from pytest_pyairtable.backends.containers import remove_stale_projects
+    from pytest_pyairtable.backends.engines import connect
+
+    dead, alive = "pyairtable-run-999999999-abc123-api", f"pyairtable-run-{os.getpid()}-abc123-api"
+    other = f"pyairtable-test:not-ours-{os.getpid()}"
+    for name in (dead, alive, other):
+        assert _docker("tag", IMAGE, name).returncode == 0
+    api, _ = connect()
+    try:
+        remove_stale_projects(api)
+        present = {n: _docker("image", "inspect", n).returncode == 0 for n in (dead, alive, other)}
+        assert present == {dead: False, alive: True, other: True}
+        assert _docker("image", "inspect", IMAGE).returncode == 0  # the image itself stays
+    finally:
+        api.close()
+        _docker("rmi", alive, other, dead)

@@ -92,7 +92,7 @@ def test_podman_is_told_apart_by_its_version_components() -> None:
     # each difference, one capability (engines.py's docstrings say what they change)
     assert docker.has_health_verdicts and not podman.has_health_verdicts
     assert docker.removal_events == {"destroy"} and podman.removal_events == {"remove"}
-    assert docker.healthcheck_from_engine and not podman.healthcheck_from_engine
+    assert docker.log_stamps_precise and not podman.log_stamps_precise
     assert docker.pull_reports_bytes and not podman.pull_reports_bytes
     assert podman.pull_stall_limit > docker.pull_stall_limit
     assert podman.compose_environ == {"DOCKER_BUILDKIT": "0"} and docker.compose_environ == {}

@@ -227,13 +227,16 @@ class Builder:
                     process.terminate()
 
 
-def remove_run_names(api: Any, project: str) -> None:
+def remove_run_names(api: Any, project: str, gone: Callable[[str], bool] | None = None) -> None:
     """The names compose gave images it built for ``project`` (``<project>-<service>``):
-    this run's alone; the images stay where another name (our cache's) holds them."""
+    this run's alone; the images stay where another name (our cache's) holds them. With
+    ``gone``, ``project`` is a pattern (``pyairtable-run-*``) and a name goes where
+    ``gone`` says its run is gone."""
     with contextlib.suppress(Exception):
         for image in api.images(filters={"reference": f"{project}-*"}):
             for tag in image.get("RepoTags") or ():
-                repository = tag.rsplit(":", 1)[0].rsplit("/", 1)[-1]
-                if repository.startswith(f"{project}-"):
+                name = tag.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+                ours = name.startswith(f"{project}-") if gone is None else gone(name)
+                if ours:
                     with contextlib.suppress(Exception):
                         api.remove_image(tag)

@@ -22,6 +22,7 @@ from typing import Any
 from ..support.errors import PrerequisiteError
 from . import markers
 from .base import BaseRunning
+from .builds import remove_run_names
 from .dockerapi import CONFIG_LABEL, PROJECT_LABEL, ContainerStates, LogFollower
 from .procfs import pid_alive
 
@@ -108,7 +109,15 @@ def remove_stale_projects(api: Any) -> list[str]:
             stale.setdefault(project, []).append(found["Id"])
     for project in stale:
         remove_project(api, project)
+    remove_run_names(api, "pyairtable-run", _name_of_a_killed_run)
     return sorted(stale)
+
+
+def _name_of_a_killed_run(name: str) -> bool:
+    """An image name compose gave a build of a run whose pytest is gone (killed: its
+    containers went with the reaper, the name stayed)."""
+    match = re.match(r"^pyairtable-run-(\d+)-[0-9a-f]+-", name)
+    return match is not None and not pid_alive(int(match.group(1)))
 
 
 def remove_project(api: Any, project: str, *, volumes: bool = False) -> None:

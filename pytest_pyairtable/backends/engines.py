@@ -28,6 +28,9 @@ How long (timeouts by what a call means):
 
 Differences: the ``Engine``'s capabilities, measured on Docker 20.10-28 and Podman 4.3
 through its Docker API; each property's docstring says what differs and what it changes.
+Two more are absorbed the same way on every engine: a healthcheck's exec form (Podman 4
+stores it split on whitespace) is run as the compose file writes it (healthexec.py), and
+an error's status code is never told apart (Podman answers 500 where Docker says 409).
 """
 
 from __future__ import annotations
@@ -243,13 +246,6 @@ class Engine:
     def removal_events(self) -> frozenset[str]:
         """The event that says a container is gone: Docker "destroy", Podman "remove"."""
         return frozenset({"remove"} if self.podman else {"destroy"})
-
-    @property
-    def healthcheck_from_engine(self) -> bool:
-        """Whether the engine keeps a healthcheck's exec form as written: Podman 4 joins
-        CMD's arguments and splits them on whitespace ("-c", "import x; y" becomes
-        "-c", "import", "x;", "y"), so the compose file's own test is used instead."""
-        return not self.podman
 
     @property
     def pull_reports_bytes(self) -> bool:
