@@ -321,8 +321,8 @@ def test_a_built_image_is_reused_while_its_context_is_unchanged(
     )
     stack_project.tests("def test_api(pyairtable_api): pass\n")
 
-    def outcome() -> str:
-        result = stack_project.run("--pyairtable-backend", "compose", "-v")
+    def outcome(*options: str) -> str:
+        result = stack_project.run("--pyairtable-backend", "compose", "-v", *options)
         result.assert_outcomes(passed=1)
         for word in ("built", "reused"):
             if f"api                    {word} api's image in" in result.stdout.str():
@@ -332,6 +332,7 @@ def test_a_built_image_is_reused_while_its_context_is_unchanged(
     try:
         assert outcome() == "built"
         assert outcome() == "reused"
+        assert outcome("--pyairtable-build", "always") == "built"
         (context / "scratch.log").write_text("ignored by .dockerignore\n")
         assert outcome() == "reused"
         (context / "version.txt").write_text("v2")

@@ -156,13 +156,23 @@ class Builder:
         answer = quick_get(self.location, f"/images/json?filters={filters}")
         return bool(answer and answer[0] == 200 and answer[1])
 
-    def run(self, svc: ServiceSpec, name: str, fetch: Fetch, api: Any, engine: Engine) -> None:
-        """Reuse or build ``name``; BuildFailed with compose's words when it fails."""
+    def run(
+        self,
+        svc: ServiceSpec,
+        name: str,
+        fetch: Fetch,
+        api: Any,
+        engine: Engine,
+        *,
+        reuse: bool = True,
+    ) -> None:
+        """Reuse (unless not ``reuse``) or build ``name``; BuildFailed with compose's words
+        when it fails."""
         fetch.log_path = self.log_path(svc.name)
         build = dict(svc.compose.get("build") or {})
         digest = context_digest(build, self.compose.cwd)
         repository = cache_repository(svc)
-        if digest is not None and self._exists(api, f"{repository}:{digest}"):
+        if reuse and digest is not None and self._exists(api, f"{repository}:{digest}"):
             api.tag(f"{repository}:{digest}", *_split(name))
             fetch.finish("reused")
             return

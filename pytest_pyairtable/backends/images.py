@@ -231,7 +231,9 @@ class Images:
                 # no error where it can be built (compose's rule): built instead
                 fetch.kind, fetch.layers_total, fetch.bytes_total = "build", 0, 0
                 svc = fallback
-            self.builder.run(svc, fetch.image, fetch, api, engine)
+            # --pyairtable-build=always: a build each time (with the engine's cache)
+            reuse = self.build_setting != "always"
+            self.builder.run(svc, fetch.image, fetch, api, engine, reuse=reuse)
         except (PullFailed, BuildFailed) as failed:
             fetch.fail(failed.cause, failed.fix)
         except Cancelled:
