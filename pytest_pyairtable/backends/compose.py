@@ -1,5 +1,5 @@
 """The compose backend: every service is a container of the project's compose file(s),
-on whatever engine DOCKER_HOST or the current context points at.
+on the engine the docker CLI would use (DOCKER_HOST, a Docker context), else Podman's.
 
 The images come first, all at once (images.py): pulled through the Engine API with their
 progress, or built by compose, as compose's pull_policy and build: rules say; a service
@@ -8,9 +8,8 @@ containers, networks and volumes: those are its semantics, with every compose fi
 the stack and its env file. Everything after that goes through the Engine API
 (dockerapi.py, engines.py for what differs between engines): start, stop, kill, wait,
 logs, exec, and the event stream that says when a container started, died or changed
-health. Each
-service starts the moment its dependencies allow, so the DAG start and partial stacks
-hold as with local processes; readiness is judged where the service lives
+health. Each service starts the moment its dependencies allow, so the DAG start and
+partial stacks hold as with local processes; readiness is judged where the service lives
 (healthexec.py), or by a host-side probe where one is given.
 
 Compose's exit code is not trusted (the PyPI wrapper exits 0 on errors): a call worked
@@ -20,8 +19,8 @@ stack's record names them. A kept stack is recorded as its project and container
 stopping and removing it needs the Engine API only, not the compose file.
 
 (Over 350 lines: one backend's whole life, from the engine's client to a kept stack,
-reads best in one place; the parts it drives live in engine, composecli, containers
-and healthexec.)
+reads best in one place; the parts it drives live in engines, images (pulls, builds),
+composecli, containers and healthexec.)
 """
 
 from __future__ import annotations
