@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +256,39 @@ def test_a_fetch_says_how_far_it_is_and_what_it_took() -> None:
     assert broken.live() == "building proj-api step 3/7"
     broken.fail("could not build its image proj-api: exit 1", "correct the Dockerfile")
     assert broken.done and broken.error and broken.fix == "correct the Dockerfile"
+
+
+def test_pulls_are_stuck_only_when_none_of_them_moves() -> None:
+    """One pull may wait in silence while the others' layers download (Docker downloads
+    three at a time across all pulls): the run's pulls are stopped as stuck only when
+    none of those the registry answered received anything for the stall limit. (Stand-ins
+    for pulls: a real stall takes the engine's two minutes.)"""
+    from pytest_pyairtable.backends.pulls import StallWatch
+
+    @dataclass
+    class Pull:
+        last_event: float
+        answered: bool = True
+        stalled: bool = False
+        engine: Any = None
+
+        def stall(self) -> None:
+            self.stalled = True
+
+    docker = engines.Engine("Docker", "28", "1.50", engines.Location("unix:///x", "test"))
+    limit = docker.pull_stall_limit
+    now = time.monotonic()
+    silent, moving = Pull(now - 2 * limit, engine=docker), Pull(now, engine=docker)
+    unanswered = Pull(now - 3 * limit, answered=False, engine=docker)
+    watch = StallWatch()
+    for pull in (silent, moving, unanswered):
+        watch.add(pull)  # type: ignore[arg-type]
+    try:
+        watch.look()  # (its thread looks once a second)
+        assert not silent.stalled and not moving.stalled  # one of them moves
+        moving.last_event = now - 2 * limit
+        watch.look()
+        assert silent.stalled and moving.stalled
+        assert not unanswered.stalled  # its own deadline (the first answer) applies
+    finally:
+        watch.close()

@@ -31,7 +31,7 @@ from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from .builds import Builder, BuildFailed
 from .engines import Engine, Location, quick_get
 from .fetch import Fetch
-from .pulls import Cancelled, Puller, PullFailed
+from .pulls import Cancelled, Puller, PullFailed, StallWatch
 
 PULLS = 8  # at once: the engine limits downloads itself (dockerd: 3 layers at a time)
 BUILDS = 2  # at once: a build keeps a core busy
@@ -108,6 +108,7 @@ class Images:
         self._by_image: dict[str, Fetch] = {}
         self._known: dict[str, ServiceSpec] = {}
         self._pullers: list[Puller] = []
+        self._stalls = StallWatch()  # the run's pulls stuck, all of them
         self._pulls = ThreadPoolExecutor(PULLS, thread_name_prefix="pyairtable-pull")
         self._builds = ThreadPoolExecutor(BUILDS, thread_name_prefix="pyairtable-build")
         self._closed = False
@@ -258,7 +259,11 @@ class Images:
             if self._closed:
                 raise Cancelled
             self._pullers.append(puller)
-        puller.run()
+        self._stalls.add(puller)
+        try:
+            puller.run()
+        finally:
+            self._stalls.remove(puller)
 
     # -- waiting -------------------------------------------------------------------------
 
@@ -299,6 +304,7 @@ class Images:
             self._closed = True
             pullers = list(self._pullers)
             self._cv.notify_all()
+        self._stalls.close()
         for puller in pullers:
             puller.cancel()
         self.builder.cancel()

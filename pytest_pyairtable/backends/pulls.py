@@ -11,8 +11,10 @@ the cause and the fix, within seconds.
   always; Docker when a pull breaks midway). Both are failures.
 - Deadlines of our own: the registry must have answered (the first event) within
   ``PULL_FIRST_ANSWER`` (Docker gives up on a registry that accepts connections and
-  never answers after 25 s; Podman never does); then the stream may be silent for the
-  engine's ``pull_stall_limit``.
+  never answers after 25 s; Podman never does); then the run's pulls are stuck when
+  none of them has received anything for the engine's ``pull_stall_limit`` (``StallWatch``:
+  one pull may wait in silence while the others' layers download, as Docker downloads
+  three layers at a time across all pulls).
 - Retries: a transient failure (the connection broke, the registry answered 5xx, a
   stall after progress) is tried once more; a missing image, refused credentials or an
   unreachable registry are not: they would fail alike.
@@ -24,6 +26,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -185,8 +188,11 @@ class Puller:
         self.engine = engine
         self.fetch = fetch
         self.platform = platform
+        self.answered = False  # the registry answered: from then on, StallWatch's
+        self.last_event = time.monotonic()
         self._response: Any = None
         self._cancelled = threading.Event()
+        self._stalled = False
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -206,8 +212,8 @@ class Puller:
             if attempt.silent:
                 failed = PullFailed(
                     f"could not pull its image {ref} from {registry}: {attempt.said}",
-                    f"check that {registry} runs and answers; the engine ({self.engine.kind}) "
-                    "waits for it without a deadline of its own",
+                    f"check that {registry} runs and answers (the engine, "
+                    f"{self.engine.kind}, would wait longer, or for ever)",
                 )
             raise failed
         self._finish(ref)
@@ -216,16 +222,19 @@ class Puller:
         import requests
 
         api = self.api
+        self._stalled, self.answered, self.last_event = False, False, time.monotonic()
         params = {"fromImage": repository, "tag": tag}
         if self.platform:
             params["platform"] = self.platform
+        # Over ssh the stream's socket cannot be reached to lift the first deadline later.
+        ssh = self.engine.location.url.startswith("ssh://")
         try:
             response = api.post(
                 f"{api.base_url}/v{api.api_version}/images/create",
                 params=params,
                 headers={"X-Registry-Auth": header} if header else {},
                 stream=True,
-                timeout=(PING, PULL_FIRST_ANSWER),
+                timeout=(PING, None if ssh else PULL_FIRST_ANSWER),
             )
         except requests.exceptions.ReadTimeout:
             return _Attempt(
@@ -247,25 +256,27 @@ class Puller:
         first = True
         try:
             for event in _events(response):
-                if first:  # the registry answered: from now on, a stall limit
-                    first = False
+                self.last_event = time.monotonic()
+                if first:  # the registry answered: from now on, the run's stall limit
+                    first, self.answered = False, True
                     sock = _socket_of(response)
                     if sock is not None:
-                        sock.settimeout(self.engine.pull_stall_limit)
+                        sock.settimeout(None)
                 if event.get("error") or event.get("errorDetail"):
                     detail = event.get("errorDetail") or {}
                     said = str(detail.get("message") or event.get("error"))
                     return _Attempt(said, transient=_transient(said))
                 layers.apply(event)
         except Exception as exc:  # a deadline, or the connection broke
+            if self._stalled:
+                limit = self.engine.pull_stall_limit
+                said = f"the pulls stalled: none received anything for {limit:g}s"
+                return _Attempt(said, transient=True)
             if self._cancelled.is_set():
                 return _Attempt("cancelled")
-            if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
-                if first:
-                    wait = f"the registry did not answer within {PULL_FIRST_ANSWER:g}s"
-                    return _Attempt(wait, silent="answer")
-                limit = self.engine.pull_stall_limit
-                return _Attempt(f"the pull stalled: nothing for {limit:g}s", transient=True)
+            if first and ("timed out" in str(exc).lower() or isinstance(exc, TimeoutError)):
+                wait = f"the registry did not answer within {PULL_FIRST_ANSWER:g}s"
+                return _Attempt(wait, silent="answer")
             return _Attempt(f"the stream broke: {str(exc)[:200]}", transient=True)
         return _Attempt("")
 
@@ -283,12 +294,63 @@ class Puller:
     def cancel(self) -> None:
         """Stop it (the run is stopping): its stream is shut, its thread returns."""
         self._cancelled.set()
+        self._shut()
+
+    def stall(self) -> None:
+        """Stop this attempt: the run's pulls are stuck (tried once more)."""
+        self._stalled = True
+        self._shut()
+
+    def _shut(self) -> None:
         with self._lock:
             response = self._response
         sock = _socket_of(response) if response is not None else None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class StallWatch:
+    """The run's pulls are stuck when none of those the registry answered has received
+    anything for the engine's stall limit: then each such attempt is stopped (a
+    transient failure, tried once more). One pull alone may be silent for long."""
+
+    def __init__(self) -> None:
+        self._pullers: list[Puller] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, puller: Puller) -> None:
+        with self._lock:
+            self._pullers.append(puller)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="pyairtable-pull-watch", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, puller: Puller) -> None:
+        with self._lock:
+            self._pullers.remove(puller)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            self.look()
+
+    def look(self) -> None:
+        """Stop the answered pulls if none of them received anything for the limit."""
+        with self._lock:
+            active = [p for p in self._pullers if p.answered]
+        if not active:
+            return
+        limit = max(p.engine.pull_stall_limit for p in active)
+        if time.monotonic() - max(p.last_event for p in active) > limit:
+            for puller in active:
+                puller.stall()
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def _message(response: Any) -> str:
