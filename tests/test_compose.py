@@ -265,6 +265,21 @@ def test_compose_prerequisites_are_named(project: Project, monkeypatch: pytest.M
     result.stdout.fnmatch_lines(["*no Docker engine answers (DOCKER_HOST or the current context)*"])
 
 
+def test_an_unknown_docker_context_is_named_not_replaced_by_another_engine(
+    project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    monkeypatch.setenv("DOCKER_CONTEXT", "staging")
+    project.compose("services: {a: {image: x}}\n")
+    project.tests("def test_a(pyairtable_a): pass\n")
+    result = project.run("--pyairtable-backend", "compose")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*service 'a'*the Docker context 'staging' (DOCKER_CONTEXT) does not exist*"]
+    )
+
+
 def test_faults_on_containers_and_the_stack_healed_after(
     compose_project: Project, free_ports: Ports
 ) -> None:
