@@ -170,10 +170,11 @@ def check_typed(svc: ServiceSpec, fields: dict[str, Any]) -> None:
         assert svc.healthcheck is None
         return
     assert svc.healthcheck is not None
-    assert svc.healthcheck.retries == check.get("retries", 3)
+    # The typed fields are what the engine makes of compose's: 0 means its default
+    assert svc.healthcheck.retries == (check.get("retries") or 3)
     for key, default in (("interval", 30.0), ("timeout", 30.0), ("start_period", 0.0)):
         seconds = max(go_duration(check[key]), 0) / 1e9 if key in check else default
-        assert getattr(svc.healthcheck, key) == seconds
+        assert getattr(svc.healthcheck, key) == (seconds or default)
     if test:
         shell = ("/bin/sh", "-c", " ".join(test[1:]))
         assert svc.healthcheck.test == (tuple(test[1:]) if test[0] == "CMD" else shell)

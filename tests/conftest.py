@@ -1,28 +1,21 @@
-"""Shared test fixtures: free loopback ports, generated projects, and a leak check.
+"""Shared test fixtures and helpers. A test module imports helpers from here or from the
+helper modules beside it, never from another test module:
 
-Every test runs inside a leak check, and so does every fixture of a wider scope that
-starts anything (see ``leak_checked``). A check owns a fresh temp root: the stacks it
-starts find it in ``PYAIRTABLE_TMPDIR`` (and ``TMPDIR``), their processes carry it in
-their environment, and their run dirs are created in it. So the check finds exactly
-what it started, however many other runs share the machine: processes by that
-environment, run dirs in the root, and the tmpfs data dirs in /dev/shm by the run ids
-it saw created in its root (watched with inotify, so a run that came and went is seen).
-It never looks at, counts or kills anything else.
+- leakcheck.py: the leak check every test runs inside (``no_leaks`` below);
+- stackrun.py: the CLI and pytest as subprocesses, deadlines, stand-in services;
+- containers.py: the Docker engine's test image, this run's containers, compose services;
+- teamrepo.py, faultcases.py, hostile_cases.py, devstack_file.py: generated projects,
+  inner test files and input cases several test modules share;
+- compose_reference.py: `docker compose config` as the reference for compose semantics.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import secrets
-import shutil
 import signal
 import socket
-import stat
-import struct
 import subprocess
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -33,16 +26,21 @@ import httpx  # noqa: F401
 import psycopg  # noqa: F401
 import pytest
 import redis  # noqa: F401
+from containers import IMAGE, docker_cli, import_root_image, our_containers
 from enginekit import PodmanService, Registry, start_podman, start_registry
+from leakcheck import LeakCheck, leak_checked
+from stackrun import PYTEST_ARGS, listening
 
-from pytest_pyairtable.backends.local import RUN_ID_VAR
+from pytest_pyairtable.backends.local import LocalBackend
+from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
+from pytest_pyairtable.model.spec import load_stack
 
 # The client libraries are imported here, before any in-process pytester run: pytester
 # drops modules first imported inside a run, and psycopg's C extension then raises
 # exception classes of the dropped module that a fresh import no longer catches (httpx
 # likewise maps httpcore's exceptions by the classes it saw first).
 
-SHM = Path("/dev/shm")
+Ports = Callable[[int], list[int]]  # the free_ports fixture: count -> that many free ports
 
 
 def unique_run_id(label: str) -> str:
@@ -60,207 +58,16 @@ def wait_until(
         time.sleep(0.01)
 
 
-def _environ(pid: int | str) -> list[bytes] | None:
-    """The environment ``pid`` started with, or None for a zombie or a gone process."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except (OSError, IndexError):
-        return None
-    return None if state == "Z" else environ
-
-
-def _pids() -> list[int]:
-    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
-
-
-def marked_processes(root: Path | str | None = None) -> dict[int, str]:
-    """PID -> run id of each live process a stack started under ``root`` (by default
-    this test's PYAIRTABLE_TMPDIR), found by its environment. (A server that reuses its
-    environment's memory, as redis-server does, is found by ``LeakCheck`` instead.)"""
-    root = str(root if root is not None else os.environ.get("PYAIRTABLE_TMPDIR", ""))
-    own = f"PYAIRTABLE_TMPDIR={root}".encode()
-    marker = RUN_ID_VAR.encode() + b"="
-    found: dict[int, str] = {}
-    for pid in _pids():
-        if (environ := _environ(pid)) and own in environ:
-            for item in environ:
-                if item.startswith(marker):
-                    found[pid] = item[len(marker) :].decode()
-    return found
-
-
-def service_pids(service: str, root: Path | str | None = None) -> list[int]:
-    """Live processes of ``service`` (one with its own command) in the stacks started
-    under ``root``, found by their environment."""
-    tag = f"PYAIRTABLE_SERVICE={service}".encode()
-    return [pid for pid in marked_processes(root) if tag in (_environ(pid) or [])]
-
-
-def kill_own(pid: int, is_own: Callable[[int], bool], sig: int = signal.SIGKILL) -> None:
-    """Signal ``pid`` (SIGKILL by default) only if ``is_own`` still says it is ours: the
-    pidfd pins the process, so a PID reused in between is never hit."""
-    with contextlib.suppress(ProcessLookupError):
-        fd = os.pidfd_open(pid)
-        try:
-            if is_own(pid):
-                signal.pidfd_send_signal(fd, sig)
-        finally:
-            os.close(fd)
-
-
-class _CreatedNames:
-    """Names created directly in a directory, from inotify: it sees a run dir that was
-    made and removed between two looks."""
-
-    _IN_CREATE, _IN_MOVED_TO, _IN_Q_OVERFLOW = 0x100, 0x80, 0x4000
-
-    def __init__(self, path: Path) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if (
-            self._fd < 0
-            or libc.inotify_add_watch(
-                self._fd, os.fsencode(path), self._IN_CREATE | self._IN_MOVED_TO
-            )
-            < 0
-        ):
-            raise OSError(ctypes.get_errno(), f"inotify on {path}")
-        self.names: set[str] = set()
-
-    def read(self) -> set[str]:
-        while True:
-            try:
-                data = os.read(self._fd, 1 << 16)
-            except BlockingIOError:
-                return self.names
-            offset = 0
-            while offset < len(data):
-                _, mask, _, length = struct.unpack_from("iIII", data, offset)
-                assert not mask & self._IN_Q_OVERFLOW, "inotify queue overflowed"
-                name = data[offset + 16 : offset + 16 + length].rstrip(b"\0")
-                self.names.add(os.fsdecode(name))
-                offset += 16 + length
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def _run_key(name: str) -> str:
-    """The run id of a run's dir: ``pyairtable-run-<run id>-<mkdtemp suffix>`` in the
-    root, ``pyairtable-data-<run id>-<suffix>`` on tmpfs."""
-    stem = name.rsplit("-", 1)[0].removeprefix("pyairtable-")
-    for kind in ("run-", "data-"):
-        stem = stem.removeprefix(kind)
-    return stem
-
-
-class LeakCheck:
-    """One owner's temp root, and what is left of what was started under it."""
-
-    def __init__(self) -> None:
-        # Not under pytest's own 0700 temp dir: PostgreSQL runs as another user when we are root.
-        self.root = Path(tempfile.mkdtemp(prefix="pyairtable-test-"))
-        self.root.chmod(0o755)
-        closed = [str(p) for p in self.root.parents if not p.stat().st_mode & stat.S_IXOTH]
-        # The local backend would put its run dirs elsewhere, where this check cannot see.
-        assert not closed, f"TMPDIR must be reachable by other users; these are not: {closed}"
-        self._created = _CreatedNames(self.root)
-        self._shm_before = set(SHM.glob("pyairtable-*"))
-
-    def env(self) -> dict[str, str]:
-        return {"PYAIRTABLE_TMPDIR": str(self.root), "TMPDIR": str(self.root)}
-
-    def runs(self) -> set[str]:
-        """The run id of every run that made a dir in the root so far."""
-        return {_run_key(n) for n in self._created.read() if n.startswith("pyairtable-run-")}
-
-    def tmpfs_dirs(self) -> list[Path]:
-        runs = self.runs()
-        return [
-            p for p in set(SHM.glob("pyairtable-*")) - self._shm_before if _run_key(p.name) in runs
-        ]
-
-    def _owns_cwd(self, pid: int, runs: set[str] | None = None) -> str | None:
-        """The service dir ``pid`` works in, if it is one of ours (servers run in their
-        data dir; a removed one reads '<path> (deleted)')."""
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")
-        except OSError:
-            return None
-        prefixes = (
-            f"{self.root}/",
-            *(f"{SHM}/pyairtable-data-{run}-" for run in runs or self.runs()),
-        )
-        return cwd if cwd.startswith(prefixes) else None
-
-    def processes(self) -> dict[int, str]:
-        """PID -> what it is, for every live process of our runs: by the environment
-        they started with, or by working in one of our run dirs."""
-        found = {pid: f"run {run}" for pid, run in marked_processes(self.root).items()}
-        runs = self.runs()
-        for pid in _pids():
-            cwd = self._owns_cwd(pid, runs) if pid not in found else None
-            if cwd is not None and _environ(pid) is not None:
-                found[pid] = f"working in {cwd}"
-        return found
-
-    def service_pids(self, service: str) -> list[int]:
-        """Live processes of ``service``: its own command, or a built-in server recipe
-        (which works in ``<run dir>/<service>``)."""
-        found = set(service_pids(service, self.root))
-        for pid in self.processes():
-            cwd = self._owns_cwd(pid)
-            if cwd is not None:
-                base = self.root if cwd.startswith(f"{self.root}/") else SHM
-                parts = Path(cwd).relative_to(base).parts  # (run dir, service, ...)
-                if parts[1:2] == (service,):
-                    found.add(pid)
-        return sorted(found)
-
-    def is_own(self, pid: int) -> bool:
-        return pid in marked_processes(self.root) or self._owns_cwd(pid) is not None
-
-    def leftovers(self) -> list[str]:
-        """What outlived its run right now: live processes, run dirs (logs are kept on
-        purpose, for a post-mortem), and tmpfs data dirs of the runs seen in the root."""
-        problems = [f"process {pid} ({what})" for pid, what in self.processes().items()]
-        problems += [
-            f"run dir {p.name}"
-            for p in self.root.iterdir()
-            if not p.name.endswith("-logs") and "-logs-" not in p.name
-        ]
-        problems += [f"tmpfs dir {p}" for p in self.tmpfs_dirs()]
-        return problems
-
-    def finish(self) -> list[str]:
-        """The leftovers; then ends the processes among them and removes the dirs, so
-        one failure does not cascade into the next test."""
-        problems = self.leftovers()
-        for pid in self.processes():
-            kill_own(pid, self.is_own)
-        for path in self.tmpfs_dirs():
-            shutil.rmtree(path, ignore_errors=True)
-        self._created.close()
-        shutil.rmtree(self.root, ignore_errors=True)
-        return problems
-
-
-@contextlib.contextmanager
-def leak_checked(monkeypatch: pytest.MonkeyPatch | None = None) -> Iterator[LeakCheck]:
-    """Run the body with its own temp root, and fail if anything started in it outlives
-    it. For fixtures wider than a test (their MonkeyPatch is their own)."""
-    with contextlib.ExitStack() as stack:
-        patch = monkeypatch or stack.enter_context(pytest.MonkeyPatch.context())
-        check = LeakCheck()
-        for key, value in check.env().items():
-            patch.setenv(key, value)
-        patch.setattr(tempfile, "tempdir", str(check.root))  # this process's own temp files
-        try:
-            yield check
-        finally:
-            problems = check.finish()
-        assert not problems, f"outlived their owner: {problems}"
+@pytest.fixture(scope="session", autouse=True)
+def children_see_a_plain_run() -> Iterator[None]:
+    """The suite runs under xdist, and a worker's PYTEST_XDIST_* variables would reach
+    every pytest a test starts: that pytest would think itself a worker of ours (its
+    plugins do: pytest-benchmark turns itself off with a warning, an error under -W
+    error), so the tests' children get the environment of a plain run."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+            patch.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -303,7 +110,7 @@ def background() -> Iterator[Background]:
 
 
 @pytest.fixture
-def free_ports() -> Iterator[Callable[[int], list[int]]]:
+def free_ports() -> Iterator[Ports]:
     """Hands out unused loopback ports; checks after the test that none is still taken."""
     handed: list[int] = []
 
@@ -322,12 +129,6 @@ def free_ports() -> Iterator[Callable[[int], list[int]]]:
     yield take
     still = [p for p in handed if listening(p)]
     assert not still, f"ports still listening after the test: {still}"
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 class Project:
@@ -354,12 +155,71 @@ class Project:
         return self.pytester.runpytest("-p", "no:cacheprovider", *args)
 
     def run_subprocess(self, *args: str, timeout: float = 120) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+        return self.pytester.runpytest_subprocess(*PYTEST_ARGS, *args, timeout=timeout)
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> Project:
     return Project(pytester)
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    """The Docker engine's version, with the test image imported; skips without one."""
+    try:
+        info = docker_cli("info", "--format", "{{.ServerVersion}}")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"no Docker engine: {exc}")
+    if info.returncode != 0:
+        pytest.skip(f"no Docker engine answers: {info.stderr.strip()[:120]}")
+    if docker_cli("image", "inspect", IMAGE).returncode != 0:
+        import_root_image(IMAGE)
+    return info.stdout.strip()
+
+
+@pytest.fixture
+def compose_project(engine: str, project: Project) -> Iterator[Project]:
+    """A generated project whose containers must all be gone after the test."""
+    assert our_containers() == [], "a previous test of this run left containers"
+    yield project
+    leaked = our_containers()
+    if leaked:
+        docker_cli("rm", "-f", *[c.split()[0] for c in leaked])
+    assert not leaked, f"containers outlived the test: {leaked}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Handle]]:
+    """A real PostgreSQL and Redis, started by our own local backend, for a whole module:
+    inside a leak check of its own, under a run id no other run shares."""
+    path = tmp_path_factory.mktemp("servers") / "docker-compose.yml"
+    path.write_text(
+        textwrap.dedent(f"""
+        services:
+          db:
+            image: postgres:16
+            environment: {{POSTGRES_USER: probe, POSTGRES_PASSWORD: pw-probe, POSTGRES_DB: probedb}}
+            ports: ["{_free_port()}:5432"]
+          cache:
+            image: redis:7
+            command: redis-server --requirepass pw-redis
+            ports: ["{_free_port()}:6379"]
+    """)
+    )
+    with leak_checked():
+        backend = LocalBackend(run_id=unique_run_id("probes"))
+        orch = Orchestrator(load_stack(path, environ={}), backend)
+        try:
+            orch.start()
+            yield {name: orch.wait(name) for name in ("db", "cache")}
+        finally:
+            orch.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Helpers for the kept-stack and lifecycle tests: the CLI as a subprocess, deadlines,
-and what a run left on the machine."""
+"""Helpers for running stacks from the outside: the CLI and pytest as subprocesses,
+deadlines, ports, stand-in services, and what a run left on the machine."""
 
 from __future__ import annotations
 
@@ -11,9 +11,17 @@ import textwrap
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conftest import Project, marked_processes
+from leakcheck import marked_processes
+
+# Every pytest a test starts: no cache dir in the project; and no hypothesis plugin,
+# which imports all of hypothesis at the end of a session (0.7 s of CPU each time, for
+# runs that use none of it: a tenth of the suite's CPU went there).
+PYTEST_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+
+if TYPE_CHECKING:  # conftest imports this module
+    from conftest import Project
 
 
 def cli(
@@ -39,7 +47,7 @@ def cli(
 def start_pytest(cwd: Path, *args: str, output: Any = subprocess.DEVNULL) -> subprocess.Popen[Any]:
     """pytest in the background, as a developer or CI would start it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, *args],
         cwd=cwd,
         stdout=output,
         stderr=subprocess.STDOUT if output is not subprocess.DEVNULL else subprocess.DEVNULL,
@@ -51,7 +59,7 @@ def run_pytest(
 ) -> subprocess.CompletedProcess[str]:
     """pytest in another project (another checkout on the same machine), to the end."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, *args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conftest import Project
+if TYPE_CHECKING:
+    from conftest import Project
 
 MIGRATE = """
 import os, psycopg, redis

@@ -10,16 +10,16 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from containers import IMAGE, ROOT, our_containers
 from stackrun import listening
-from test_compose import IMAGE, ROOT, engine, our_containers  # noqa: F401 (a fixture)
 
-from conftest import unique_run_id
+from conftest import Ports, unique_run_id
 from pytest_pyairtable.backends import BACKENDS
 from pytest_pyairtable.backends.base import (
     Backend,
@@ -28,12 +28,11 @@ from pytest_pyairtable.backends.base import (
     Placement,
     Running,
     backend_class,
+    log_size,
 )
 from pytest_pyairtable.model.spec import ServiceSpec, load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, make_probe
 from pytest_pyairtable.probes.waiting import wait_ready
-
-Ports = Callable[[int], list[int]]
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,7 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
         textwrap.dedent("services:")
         + f"""
   web:{container}
+    restart: always
     command: {standin}
     environment: {{GREETING: hello{", PYTHONPATH: /app" if case.container else ""}}}
     x-pyairtable:
@@ -102,6 +102,10 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
   job-ok:{container}{env}
     command: ["/bin/sh", "-c", "{job_ok}"]
     x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "{job_ok}"]}}}}
+  flaky:{container}{env}
+    restart: "on-failure:2"
+    command: ["/bin/sh", "-c", "echo run; exit 3"]
+    x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "echo run; exit 3"]}}}}
   job-bad:{container}{env}
     command: ["/bin/sh", "-c", "{job_bad}"]
     x-pyairtable: {{local: {{command: ["/bin/sh", "-c", "{job_bad}"]}}}}
@@ -198,6 +202,19 @@ def test_a_service_waits_for_what_it_runs_before_its_launch(kit: Kit) -> None:
     running.stop(5)
 
 
+def test_a_service_launched_again_is_probed_on_its_own_output(kit: Kit) -> None:
+    spec = kit.services["web"]
+    first = kit.backend.launch(spec)
+    spec = wait_until_ready(kit.backend, spec, first)
+    first.stop(5)
+    first.sync_logs()
+    written = log_size(first.log_path)  # its log goes on: a log probe reads from here
+    again = kit.backend.launch(spec)
+    assert again.log_start == written
+    wait_until_ready(kit.backend, spec, again)
+    again.stop(5)
+
+
 def test_a_backend_says_what_is_missing_before_a_start(kit: Kit) -> None:
     spec = kit.services["job-ok"]
     missing = dataclasses.replace(
@@ -235,10 +252,10 @@ COVERED = {
     Backend: {
         "notices", "notes", "name", "owns_services", "frontend_fixtures", "create", "preflight",
         "adapt", "reattach", "where", "launch", "prepare", "fetch", "fetches", "resolve",
-        "probe", "command_env", "close", "kept_state", "adopt",
+        "probe", "command_env", "close", "kept_state", "adopt", "identity_problem", "tracking",
     },
     Running: {
-        "log_path", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
+        "log_path", "log_start", "policy_restarts", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
         "kept_state",
     },
 }  # fmt: skip
@@ -269,6 +286,18 @@ def test_a_service_pauses_resumes_and_stops(kit: Kit) -> None:
         assert running.poll() is None and listening(int(port))
 
 
+def test_what_answers_a_ready_service_is_its_own(kit: Kit) -> None:
+    """A service's own server passes the identity check; the tracking is said (or "")."""
+    spec = kit.services["web"]
+    running = kit.backend.launch(spec)
+    spec = wait_until_ready(kit.backend, spec, running)
+    assert kit.backend.identity_problem(spec, running) is None
+    assert isinstance(kit.backend.tracking(), str)
+    if not CASES[kit.name].external and not CASES[kit.name].container:
+        assert kit.backend.tracking().startswith(("a cgroup per service", "process groups"))
+    running.stop(5)
+
+
 def test_a_killed_service_is_gone(kit: Kit) -> None:
     spec = kit.services["web"]
     running = kit.backend.launch(spec)
@@ -289,6 +318,18 @@ def test_a_job_reports_its_exit_code(kit: Kit) -> None:
     assert bad.wait(60) == 3
     bad.sync_logs()
     assert bad.log_path is not None and "broken" in bad.log_path.read_text()
+
+
+def test_a_restart_policy_restarts_as_the_engine_does(kit: Kit) -> None:
+    """on-failure:2: started again twice after exit code 3, then the exit is final;
+    and web's `restart: always` never fights a stop or a kill (the cases above)."""
+    if not kit.backend.owns_services:
+        pytest.skip("the external backend runs nothing: restart policies are someone else's")
+    flaky = kit.backend.launch(kit.services["flaky"])
+    assert flaky.wait(60) == 3
+    assert [code for _, code in flaky.policy_restarts()] == [3, 3]
+    flaky.sync_logs()
+    assert flaky.log_path is not None and flaky.log_path.read_text().count("run") == 3
 
 
 def test_a_kept_service_is_adopted_from_its_record_and_stopped(kit: Kit) -> None:

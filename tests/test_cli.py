@@ -8,34 +8,19 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_probes import servers  # noqa: F401  (a real PostgreSQL and Redis, module-scoped)
+from leakcheck import LeakCheck, kill_own
+from stackrun import cli
 
-from conftest import LeakCheck, Project, kill_own, wait_until
+from conftest import Ports, Project, wait_until
 from pytest_pyairtable.engine.orchestrator import Handle
 
-Ports = Callable[[int], list[int]]
 
-
-def cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_pyairtable.cli", *args],
-        check=False,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_wait_postgres_with_and_without_tables(servers: dict[str, Handle]) -> None:  # noqa: F811
+def test_wait_postgres_with_and_without_tables(servers: dict[str, Handle]) -> None:
     dsn = servers["db"].url
     ok = cli("wait", dsn, "--timeout", "5")
     assert ok.returncode == 0, ok.stderr
@@ -47,7 +32,7 @@ def test_wait_postgres_with_and_without_tables(servers: dict[str, Handle]) -> No
     assert migrations.returncode == 1 and "'alembic_version' does not exist" in migrations.stderr
 
 
-def test_wait_redis_wrong_password(servers: dict[str, Handle]) -> None:  # noqa: F811
+def test_wait_redis_wrong_password(servers: dict[str, Handle]) -> None:
     good = cli("wait", servers["cache"].url, "--timeout", "5")
     assert good.returncode == 0 and "memory=" in good.stdout and "version=" in good.stdout
     wrong = servers["cache"].url.replace("pw-redis", "not-the-pw")
@@ -297,7 +282,7 @@ def test_external_backend_probes_and_never_stops(
 
 def test_external_backend_with_postgres_and_redis_urls(
     project: Project,
-    servers: dict[str, Handle],  # noqa: F811
+    servers: dict[str, Handle],
     no_leaks: LeakCheck,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from stackrun import cli, listening, record_of, standin_service, until
 
-from conftest import Project
+from conftest import Ports, Project
 
-Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.05"
 
 
@@ -209,3 +208,32 @@ def test_logs_of_the_last_finished_run(project: Project, free_ports: Ports) -> N
     assert "the logs of the last run" in logs.stderr
     one = cli("logs", "api", "-n", "1", cwd=project.path)
     assert one.returncode == 0 and len(one.stdout.splitlines()) == 1
+
+
+def test_status_from_a_subdirectory_tells_each_services_own_uptime(
+    project: Project, free_ports: Ports
+) -> None:
+    """`status`, `logs` and `down` find the project's stack from a subdirectory, as compose
+    finds its file; a service's uptime counts from its own start, not the record's."""
+    db, api = free_ports(2)
+    project.compose(
+        "services:\n"
+        + standin_service("db", db, delay=1.5)
+        + standin_service("api", api, extra="depends_on: {db: {condition: service_healthy}}")
+    )
+    sub = project.path / "tests" / "unit"
+    sub.mkdir(parents=True)
+    up = cli("up", "--detach", cwd=sub)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        status = cli("status", "--json", cwd=sub)
+        assert status.returncode == 0, status.stdout + status.stderr
+        rows = {r["service"]: r for r in json.loads(status.stdout)["services"]}
+        # api started once db was ready, 1.5 s after db started: db has been up longer
+        assert rows["db"]["uptime_seconds"] - rows["api"]["uptime_seconds"] >= 1.0, rows
+        logs = cli("logs", "api", cwd=sub)
+        assert logs.returncode == 0 and "api: listening" in logs.stdout, logs.stderr
+    finally:
+        down = cli("down", cwd=sub)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not listening(db) and not listening(api)

@@ -1,120 +1,25 @@
-"""The compose backend against a real Docker engine (skipped, saying why, without one).
-
-No registry is reachable: the test image is a `docker import` of an empty root with
-the host's /usr bind-mounted read-only, so the host's python3 runs the stand-in. Every
-service uses host networking and binds 127.0.0.1.
-"""
+"""The compose backend against a real Docker engine (skipped, saying why, without one),
+with the test image and services of containers.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import tarfile
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import cli
-from test_faults import FAULT_TESTS
+from containers import IMAGE, ROOT, docker_cli, our_containers, service, standin
+from faultcases import FAULT_TESTS
+from stackrun import PYTEST_ARGS, cli
 
-from conftest import Background, Project, wait_until
+from conftest import Background, Ports, Project, engine, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE = "pyairtable-test:base"
-Ports = Callable[[int], list[int]]
-
-
-def _docker(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=False, timeout=60
-    )
-
-
-def import_root_image(
-    image: str, links: tuple[str, ...] = ("bin", "lib", "lib64", "sbin"), host: str | None = None
-) -> None:
-    """``docker import`` an empty root whose ``links`` point into /usr (the host's, mounted
-    read-only by the services), into the engine at ``host`` (else the default one)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "root.tar"
-        with tarfile.open(archive, "w") as tar:
-            for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "app"):
-                info = tarfile.TarInfo(name)
-                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
-                tar.addfile(info)
-            for link in links:
-                info = tarfile.TarInfo(link)
-                info.type, info.linkname = tarfile.SYMTYPE, f"usr/{link}"
-                tar.addfile(info)
-        imported = _docker(*(["-H", host] if host else []), "import", str(archive), image)
-        assert imported.returncode == 0, imported.stderr
-
-
-@pytest.fixture(scope="session")
-def engine() -> str:
-    try:
-        info = _docker("info", "--format", "{{.ServerVersion}}")
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"no Docker engine: {exc}")
-    if info.returncode != 0:
-        pytest.skip(f"no Docker engine answers: {info.stderr.strip()[:120]}")
-    if _docker("image", "inspect", IMAGE).returncode != 0:
-        import_root_image(IMAGE)
-    return info.stdout.strip()
-
-
-def our_containers(*pids: int) -> list[str]:
-    """Containers of the compose projects of this pytest and of the pytest runs ``pids``
-    (the project name is ``pyairtable-run-<pid of its pytest>-<random>``): never another
-    run's, whether that run is alive, killed or keeping its stack on purpose."""
-    out = _docker(
-        "ps",
-        "-a",
-        "--filter",
-        "label=com.docker.compose.project",
-        "--format",
-        '{{.ID}} {{.Label "com.docker.compose.project"}}',
-    ).stdout
-    owners = {str(os.getpid()), *map(str, pids)}
-    return [
-        line
-        for line in out.splitlines()
-        if line.partition(" ")[2].startswith("pyairtable-run-")
-        and line.partition(" ")[2].removeprefix("pyairtable-run-").split("-")[0] in owners
-    ]
-
-
-@pytest.fixture
-def compose_project(engine: str, project: Project) -> Iterator[Project]:
-    assert our_containers() == [], "a previous test of this run left containers"
-    yield project
-    leaked = our_containers()
-    if leaked:
-        _docker("rm", "-f", *[c.split()[0] for c in leaked])
-    assert not leaked, f"containers outlived the test: {leaked}"
-
-
-def service(name: str, body: str) -> str:
-    return f"""
-  {name}:
-    image: {IMAGE}
-    network_mode: host
-    volumes: ["/usr:/usr:ro", "{ROOT}:/app:ro"]
-    environment: {{PYTHONPATH: /app}}
-    stop_grace_period: 5s{body}"""
-
-
-def standin(name: str, port: int, delay: float = 0.0, extra: str = "") -> str:
-    return service(
-        name,
-        f"""
-    command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", "{name}", "--port", "{port}", "--startup-delay", "{delay}"]
-    x-pyairtable: {{probe: {{http: "http://127.0.0.1:{port}/health"}}}}{extra}""",
-    )
+# test_backend_compliance.py still imports IMAGE, ROOT, engine and our_containers from
+# here; once it takes them from containers.py (and engine from conftest, by name), IMAGE,
+# ROOT and engine go from the imports above.
+__all__ = ["IMAGE", "ROOT", "engine", "our_containers"]
 
 
 def test_dag_order_partial_stack_graceful_stop_and_cleanup(
@@ -238,8 +143,7 @@ def test_a_killed_run_leaves_no_container(
             sys.executable,
             "-m",
             "pytest",
-            "-p",
-            "no:cacheprovider",
+            *PYTEST_ARGS,
             "--pyairtable-backend",
             "compose",
         ],
@@ -313,7 +217,7 @@ def test_keep_then_attach_then_down(compose_project: Project, free_ports: Ports)
         kept.stdout.fnmatch_lines_random(["*stack kept running*", "*project pyairtable-run-*"])
         owner = int(kept.stdout.str().split("project pyairtable-run-")[1].split("-")[0])
         (container,) = our_containers(owner)
-        running = _docker("inspect", "--format", "{{.State.Running}}", container.split()[0])
+        running = docker_cli("inspect", "--format", "{{.State.Running}}", container.split()[0])
         assert running.stdout == "true\n"
         compose_project.tests("""
             import httpx
@@ -329,4 +233,4 @@ def test_keep_then_attach_then_down(compose_project: Project, free_ports: Ports)
         assert our_containers(owner) == []
     finally:  # what a failed attempt kept: before free_ports checks the port
         if leftover := our_containers(owner):
-            _docker("rm", "-f", *[c.split()[0] for c in leftover])
+            docker_cli("rm", "-f", *[c.split()[0] for c in leftover])

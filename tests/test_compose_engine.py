@@ -8,26 +8,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_compose import (  # noqa: F401
-    IMAGE,
-    _docker,
-    compose_project,
-    engine,
-    import_root_image,
-    service,
-)
+from containers import IMAGE, docker_cli, import_root_image, service
 
-from conftest import Project, wait_until
+from conftest import Ports, Project, wait_until
 from pytest_pyairtable.backends.compose import ComposeBackend
 from pytest_pyairtable.backends.containers import detect_compose
 from pytest_pyairtable.engine.orchestrator import Orchestrator
 from pytest_pyairtable.model.spec import load_stack
 
-Ports = Callable[[int], list[int]]
 NO_SHELL_IMAGE = "pyairtable-test:noshell"
 
 # What the inner test asks the engine: the healthcheck's state as the engine keeps it,
@@ -64,17 +55,17 @@ def standin_command(name: str, port: int, delay: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def no_shell_image(engine: str) -> str:  # noqa: F811
+def no_shell_image(engine: str) -> str:
     """An image with no /bin/sh at all: only the loader's directories link into the
     host's /usr (mounted read-only), so python3 runs by its full path, nothing else."""
-    if _docker("image", "inspect", NO_SHELL_IMAGE).returncode != 0:
+    if docker_cli("image", "inspect", NO_SHELL_IMAGE).returncode != 0:
         import_root_image(NO_SHELL_IMAGE, links=("lib", "lib64"))
     return NO_SHELL_IMAGE
 
 
 @pytest.mark.parametrize("image_kind", ["with a shell", "without a shell"])
 def test_the_healthcheck_runs_inside_the_container_by_us_not_at_the_engines_interval(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     free_ports: Ports,
     no_shell_image: str,
     image_kind: str,
@@ -106,7 +97,7 @@ def test_a(pyairtable_a):
 
 
 def test_a_failing_healthcheck_run_inside_names_its_output(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     free_ports: Ports,
 ) -> None:
     (port,) = free_ports(1)
@@ -142,7 +133,7 @@ def wrapper_exiting_0(directory: Path) -> str:
     ],
 )
 def test_compose_failing_is_reported_in_its_own_words_though_its_exit_code_is_0(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     free_ports: Ports,
     case: str,
     said: str,
@@ -173,7 +164,7 @@ def test_compose_failing_is_reported_in_its_own_words_though_its_exit_code_is_0(
 
 
 def test_every_compose_file_reaches_compose(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     free_ports: Ports,
 ) -> None:
     """The override file beside docker-compose.yml changes what compose creates."""
@@ -208,7 +199,7 @@ def test_every_compose_file_reaches_compose(
 
 
 def test_a_container_death_is_seen_on_the_event_stream(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     free_ports: Ports,
 ) -> None:
     """Killed from outside (a crash): the backend's state, fed only by the engine's
@@ -242,7 +233,7 @@ def test_a_container_death_is_seen_on_the_event_stream(
 
 
 def test_a_restarted_services_log_has_each_line_once(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     tmp_path: Path,
 ) -> None:
     """The log goes on after a restart (a fault's heal) from where it ended: no line of
@@ -286,9 +277,9 @@ def test_a_restarted_services_log_has_each_line_once(
 
 
 def test_start_interval_reaches_the_engine_or_compose_says_why_not(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     free_ports: Ports,
-    engine: str,  # noqa: F811
+    engine: str,
 ) -> None:
     """start_interval (the checks' cadence during start_period) needs Docker Engine 25+:
     there, the container holds it and the service is ready at our cadence; on an older
@@ -324,7 +315,7 @@ def test_a(pyairtable_a):
         )
 
 
-def test_names_of_images_built_for_a_killed_run_are_removed_later(engine: str) -> None:  # noqa: F811
+def test_names_of_images_built_for_a_killed_run_are_removed_later(engine: str) -> None:
     """A killed run's containers go with the reaper; the names compose gave the images it
     built for it (``<project>-<service>``) go at the next run's start. A live run's and
     anyone else's stay."""
@@ -334,13 +325,15 @@ def test_names_of_images_built_for_a_killed_run_are_removed_later(engine: str) -
     dead, alive = "pyairtable-run-999999999-abc123-api", f"pyairtable-run-{os.getpid()}-abc123-api"
     other = f"pyairtable-test:not-ours-{os.getpid()}"
     for name in (dead, alive, other):
-        assert _docker("tag", IMAGE, name).returncode == 0
+        assert docker_cli("tag", IMAGE, name).returncode == 0
     api, _ = connect()
     try:
         remove_stale_projects(api)
-        present = {n: _docker("image", "inspect", n).returncode == 0 for n in (dead, alive, other)}
+        present = {
+            n: docker_cli("image", "inspect", n).returncode == 0 for n in (dead, alive, other)
+        }
         assert present == {dead: False, alive: True, other: True}
-        assert _docker("image", "inspect", IMAGE).returncode == 0  # the image itself stays
+        assert docker_cli("image", "inspect", IMAGE).returncode == 0  # the image itself stays
     finally:
         api.close()
-        _docker("rmi", alive, other, dead)
+        docker_cli("rmi", alive, other, dead)

@@ -5,24 +5,21 @@ from the record."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
+from containers import IMAGE, ROOT, docker_cli, standin
 from stackrun import cli, listening, record_of, run_pytest
-from test_compose import IMAGE, ROOT, _docker, compose_project, engine, standin  # noqa: F401
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 
 def containers(project_name: str) -> list[str]:
-    out = _docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project_name}")
+    out = docker_cli("ps", "-aq", "--filter", f"label=com.docker.compose.project={project_name}")
     return out.stdout.split()
 
 
 def test_compose_keep_attach_and_down(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     free_ports: Ports,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,

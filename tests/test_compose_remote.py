@@ -12,15 +12,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_compose import IMAGE, ROOT, engine, import_root_image, service  # noqa: F401
+from containers import IMAGE, ROOT, import_root_image, service
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 
 def _at(host: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -30,7 +28,7 @@ def _at(host: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def remote_engine(engine: str, free_ports: Ports) -> Iterator[str]:  # noqa: F811
+def remote_engine(engine: str, free_ports: Ports) -> Iterator[str]:
     """tcp://127.0.0.1:<port> of a dockerd started here (vfs, no bridge, no iptables),
     stopped and its directories removed after the test."""
     dockerd = shutil.which("dockerd")

@@ -11,27 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from devstack_file import PORT_VARS, SECRETS
+from stackrun import PYTEST_ARGS
 
-from conftest import Background, wait_until
+from conftest import Background, Ports, wait_until
 from pytest_pyairtable.model.spec import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT_VARS = (
-    "POSTGRES_PORT",
-    "REDIS_PORT",
-    "AIRTABLE_GATEWAY_PORT",
-    "PLATFORM_SERVICES_PORT",
-    "MCP_SERVER_PORT",
-    "LLM_ORCHESTRATOR_PORT",
-    "AUTOMATION_SERVICES_PORT",
-    "SAGA_ORCHESTRATOR_PORT",
-    "API_GATEWAY_PORT",
-    "FRONTEND_PORT",
-)
 SERVICES_BY_PORT_VAR = [v.removesuffix("_PORT").lower().replace("_", "-") for v in PORT_VARS]
 TIERS = {
     "postgres": 1,
@@ -45,15 +34,6 @@ TIERS = {
     "api-gateway": 6,
     "frontend": 7,
 }
-SECRETS = {
-    "POSTGRES_PASSWORD": "pg-Secret-1",
-    "REDIS_PASSWORD": "redis-Secret-2",
-    "AIRTABLE_TOKEN": "at-Secret-3",
-    "GEMINI_API_KEY": "gem-Secret-4",
-    "API_KEY": "api-Secret-5",
-    "JWT_SECRET": "jwt-Secret-6",
-    "NEXTAUTH_SECRET": "na-Secret-7",
-}
 
 
 def dev_env(ports: list[int]) -> dict[str, str]:
@@ -63,7 +43,7 @@ def dev_env(ports: list[int]) -> dict[str, str]:
 
 
 def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
-    free_ports: Callable[[int], list[int]], tmp_path: Path, background: Background
+    free_ports: Ports, tmp_path: Path, background: Background
 ) -> None:
     ports = free_ports(len(PORT_VARS))
     out_path = tmp_path / "out.txt"
@@ -72,8 +52,7 @@ def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
         "-m",
         "pytest",
         "--pyairtable-up",
-        "-p",
-        "no:cacheprovider",
+        *PYTEST_ARGS,
         "--pyairtable-env-file",
         os.devnull,
         "--rootdir",

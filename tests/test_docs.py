@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Project
+from conftest import Ports, Project
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_hooks_example_plugin(project: Project, free_ports: Callable[[int], list[int]]) -> None:
+def test_hooks_example_plugin(project: Project, free_ports: Ports) -> None:
     (port,) = free_ports(1)
     project.pytester.makeconftest((ROOT / "docs" / "examples" / "conftest_hooks.py").read_text())
     project.compose(f"""
@@ -29,9 +28,7 @@ def test_hooks_example_plugin(project: Project, free_ports: Callable[[int], list
     assert (project.path / "services-ready.txt").read_text() == "api tier=1 {'version': 'api'}\n"
 
 
-def test_logs_dir_keeps_logs_for_ci_artifacts(
-    project: Project, free_ports: Callable[[int], list[int]]
-) -> None:
+def test_logs_dir_keeps_logs_for_ci_artifacts(project: Project, free_ports: Ports) -> None:
     (port,) = free_ports(1)
     project.compose(f"""
         services:

@@ -4,13 +4,9 @@ speed settings that trade that away are the service's own choice, and `pyairtabl
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from stackrun import cli, standin_services
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 
 def postgres_project(project: Project, port: int, command: str = "") -> None:

@@ -11,22 +11,21 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stackrun import cli, listening
-from test_compose import IMAGE, compose_project, engine  # noqa: F401  (fixtures)
-from test_compose import ROOT as COMPOSE_ROOT
+from containers import IMAGE
+from containers import ROOT as COMPOSE_ROOT
+from devstack_file import DEV_STACK_FILE, PORT_VARS, SECRETS
+from stackrun import PYTEST_ARGS, cli, listening
 
-from conftest import Project
+from conftest import Ports, Project
 from pytest_pyairtable.backends.local import check_ports_free
 from pytest_pyairtable.model.portvars import host_variable, port_variables
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.session.ports import PortHolds
 from pytest_pyairtable.support.errors import PrerequisiteError
-
-Ports = Callable[[int], list[int]]
 
 
 @pytest.mark.parametrize(
@@ -181,8 +180,7 @@ def test_two_copies_at_once_under_xdist(
                     sys.executable,
                     "-m",
                     "pytest",
-                    "-p",
-                    "no:cacheprovider",
+                    *PYTEST_ARGS,
                     "-n",
                     "2",
                     "-q",
@@ -272,9 +270,7 @@ def test_the_dev_stack_file_runs_on_free_ports(tmp_path: Path) -> None:
     stand-ins are healthy only if their upstreams answer where they were told)."""
     import shutil
 
-    from test_devstack import PORT_VARS, ROOT, SECRETS
-
-    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    shutil.copy(DEV_STACK_FILE, tmp_path / "docker-compose.yml")
     env = {**SECRETS, "STANDIN_DELAY": "0.05"}
     up = cli("--free-ports", "up", "--detach", cwd=tmp_path, env=env, drop=PORT_VARS)
     try:
@@ -292,7 +288,7 @@ def test_the_dev_stack_file_runs_on_free_ports(tmp_path: Path) -> None:
 
 
 def test_the_compose_backend_gets_the_same_values(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     defaults: dict[str, int],
 ) -> None:
     """Compose reads the file itself: it must see the chosen value too (the container's

@@ -8,33 +8,17 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hostile_cases import Case, assert_ours, svc, write_case
 from stackrun import cli, one_service, standin_services
 
-from conftest import Project
+from conftest import Ports, Project
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.support.errors import ConfigError, PyAirtableError
 
-Setup = Callable[[Path], None]
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0"
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    compose: str | bytes | None  # None: the setup writes it
-    expect: str  # a fragment of our message
-    env: str | bytes | None = None
-    setup: Setup | None = field(default=None, compare=False)
-
-
-def svc(body: str, name: str = "a") -> str:
-    """One service with ``body`` (YAML flow mapping entries)."""
-    return f"services:\n  {name}: {{image: x, {body}}}\n"
 
 
 def _nested(levels: int) -> str:
@@ -159,26 +143,6 @@ CASES = [
 # fmt: on
 
 
-def write_case(case: Case, path: Path) -> None:
-    if case.setup is not None:
-        case.setup(path)
-    if isinstance(case.compose, bytes):
-        (path / "docker-compose.yml").write_bytes(case.compose)
-    elif case.compose is not None:
-        (path / "docker-compose.yml").write_text(case.compose)
-    if isinstance(case.env, bytes):
-        (path / ".env").write_bytes(case.env.replace(b"\\0", b"\0"))
-    elif case.env is not None:
-        (path / ".env").write_text(case.env)
-
-
-def assert_ours(text: str, case: Case) -> None:
-    assert case.expect in text, text[-3000:]
-    for sign in ("Traceback", "INTERNALERROR", "Segmentation", "not found\n>"):
-        assert sign not in text, text[-3000:]
-    assert "Fix" in text, text[-3000:]
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_the_loader_refuses_it(case: Case, tmp_path: Path) -> None:
     write_case(case, tmp_path)
@@ -219,7 +183,7 @@ def test_a_missing_variable_that_breaks_the_file_errors_the_tests_that_need_it(
     assert "fixture 'pyairtable_a' not found" not in result.stdout.str()
 
 
-def test_a_missing_cwd_is_said_as_such(project: Project, free_ports: Callable) -> None:
+def test_a_missing_cwd_is_said_as_such(project: Project, free_ports: Ports) -> None:
     (port,) = free_ports(1)
     project.compose(f"""
         services:
@@ -237,7 +201,7 @@ def test_a_missing_cwd_is_said_as_such(project: Project, free_ports: Callable) -
 
 
 def test_a_password_with_a_line_break_is_refused_before_initdb(
-    project: Project, free_ports: Callable
+    project: Project, free_ports: Ports
 ) -> None:
     (port,) = free_ports(1)
     project.compose(f"""
@@ -254,7 +218,7 @@ def test_a_password_with_a_line_break_is_refused_before_initdb(
 
 
 def test_services_named_like_the_plugins_fixtures_get_their_own(
-    project: Project, free_ports: Callable
+    project: Project, free_ports: Ports
 ) -> None:
     standin_services(project, dict(zip(("stack", "faults", "reset"), free_ports(3), strict=True)))
     project.tests("""
@@ -282,9 +246,7 @@ def test_a_directory_as_timeline_is_a_usage_error_at_start(project: Project) -> 
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
-def test_a_timeline_that_cannot_be_written_is_a_notice(
-    project: Project, free_ports: Callable
-) -> None:
+def test_a_timeline_that_cannot_be_written_is_a_notice(project: Project, free_ports: Ports) -> None:
     one_service(project, *free_ports(1))
     (project.path / "file").write_text("")
     project.tests("def test_a(pyairtable_a): pass\n")

@@ -115,11 +115,26 @@ def test_zero_healthcheck_durations_are_the_engine_defaults(tmp_path: Path) -> N
 @pytest.mark.parametrize("value", ["-5s", "-1m", "500us"])
 @pytest.mark.parametrize("key", ["interval", "timeout", "start_period", "start_interval"])
 def test_healthcheck_durations_the_engine_refuses(tmp_path: Path, key: str, value: str) -> None:
-    path = _stack(tmp_path, f"healthcheck: {{test: [CMD, 'true'], {key}: {value}}}\n")
-    with pytest.raises(
-        ConfigError, match=rf"service 'a': healthcheck\.{key} is '{value}'.*under 1ms.*Fix:"
-    ):
-        load_stack(path, environ={})
+    """`docker compose config` prints them as given; the engine refuses the container,
+    so the service fails when it starts, with the fix, and the others are not touched."""
+    from conftest import unique_run_id
+    from pytest_pyairtable.backends.local import LocalBackend
+    from pytest_pyairtable.engine.orchestrator import Orchestrator
+    from pytest_pyairtable.support.errors import ServiceError
+
+    path = _stack(tmp_path, f"healthcheck: {{test: [CMD, 'true'], {key}: {value}}}\n{SLEEPER}\n")
+    stack = load_stack(path, environ={})
+    orch = Orchestrator(stack, LocalBackend(run_id=unique_run_id("refused")))
+    try:
+        with pytest.raises(
+            ServiceError,
+            match=rf"service 'a' could not be launched: healthcheck\.{key} is '{value}'"
+            r".*under 1ms.*Fix:",
+        ):
+            orch.wait("a")
+        assert orch.runs["a"].running is None  # nothing was started
+    finally:
+        orch.stop()
 
 
 def test_a_port_published_on_ipv6_loopback_is_probed_there(

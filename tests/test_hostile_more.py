@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile_cases import Case, Setup, assert_ours, svc, write_case
 from stackrun import cli
-from test_hostile import Case, Setup, assert_ours, svc, write_case
 
 from conftest import Project
 from pytest_pyairtable.model.spec import load_stack

@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck, marked_processes
 from stackrun import (
     cli,
     listening,
@@ -25,10 +25,9 @@ from stackrun import (
     until,
 )
 
-from conftest import Background, LeakCheck, Project, marked_processes
+from conftest import Background, Ports, Project
 from pytest_pyairtable.backends.stopper import wait_child
 
-Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin"
 
 MIGRATE = """

@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck, marked_processes
 from stackrun import (
     cli,
     listening,
@@ -22,9 +22,8 @@ from stackrun import (
     until,
 )
 
-from conftest import LeakCheck, Project, marked_processes, unique_run_id
+from conftest import Ports, Project, unique_run_id
 
-Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin"
 
 

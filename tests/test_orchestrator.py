@@ -11,13 +11,11 @@ from typing import Any
 
 import pytest
 
-from conftest import unique_run_id
+from conftest import Ports, unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Listener, Orchestrator, ServiceRun, State, Timing
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.support.errors import ServiceTimeoutError, UnknownServiceError
-
-Ports = Callable[[int], list[int]]
 
 
 def standin(name: str, port: int, delay: float = 0.3, deps: str = "") -> str:

@@ -3,14 +3,12 @@ and warns when it is older than the image's major version."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
 
 import pytest
 
-from conftest import Project
+from conftest import Ports, Project
 from pytest_pyairtable.backends.recipes import find_binary, server_version
-
-Ports = Callable[[int], list[int]]
 
 
 @pytest.mark.parametrize("newer", [True, False])
@@ -34,6 +32,24 @@ def test_postgres_image_version_against_the_local_binaries(
     out = result.stdout.str()
     said = f"service 'db': image postgres:{tag}-alpine runs on the local PostgreSQL {local}"
     assert said in out
-    warned = f"older than the image's {tag}" in out and "apt-get install postgresql-" in out
+    warned = f"older than the image's {tag}" in out and f"install postgresql-{tag}" in out
     assert warned is newer
     assert ("warning: " + said in out) is newer
+
+
+def test_the_fix_names_a_step_that_works_here() -> None:
+    """Debian bookworm's lists have postgresql-15 only: a newer one needs the PostgreSQL
+    project's repository first, and the fix says so (checked with this machine's apt)."""
+    import shutil
+
+    from pytest_pyairtable.backends.recipes import install_step
+
+    if shutil.which("apt-cache") is None:
+        assert "postgresql.org" in install_step(99)
+        return
+    assert install_step(99).startswith("add the PostgreSQL project's apt repository")
+    assert install_step(99).endswith("then apt-get install postgresql-99")
+    policy = subprocess.run(["apt-cache", "policy", "postgresql-15"], capture_output=True,
+                            text=True, check=False).stdout  # fmt: skip
+    if "Candidate: " in policy and "Candidate: (none)" not in policy:
+        assert install_step(15) == "apt-get install postgresql-15"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck
 
-from conftest import LeakCheck, Project
+from conftest import Ports, Project
 from pytest_pyairtable.backends.markers import MARKER
-
-Ports = Callable[[int], list[int]]
 
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0.1"
 
@@ -336,7 +334,7 @@ def test_header_shows_settings_and_their_sources(
     result.stdout.fnmatch_lines(
         [
             "*backend=local (--pyairtable-backend)*health_check_timeout=45.0 (env HEALTH_CHECK_TIMEOUT)*",
-            "*docker-compose.yml (1 services, 1 tiers)*",
+            "*compose file(s) *docker-compose.yml (found by compose's default names): 1 services, 1 tiers*",
         ]
     )
 

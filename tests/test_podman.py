@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from containers import IMAGE, import_root_image, standin
 from enginekit import PodmanService
 from test_backend_compliance import (  # the cases, run again here on Podman
     Kit,
@@ -28,16 +29,16 @@ from test_backend_compliance import (  # the cases, run again here on Podman
     test_a_job_reports_its_exit_code,
     test_a_kept_service_is_adopted_from_its_record_and_stopped,
     test_a_killed_service_is_gone,
+    test_a_restart_policy_restarts_as_the_engine_does,
+    test_a_service_launched_again_is_probed_on_its_own_output,
     test_a_service_pauses_resumes_and_stops,
     test_a_service_waits_for_what_it_runs_before_its_launch,
     test_every_backend_and_service_satisfies_the_protocols,
+    test_what_answers_a_ready_service_is_its_own,
 )
-from test_compose import (  # noqa: F401 (compose_project: a fixture)
-    IMAGE,
-    compose_project,
-    import_root_image,
-    standin,
+from test_compose import (  # the compose suite's cases, run again here on Podman
     test_a_killed_run_leaves_no_container,
+    test_an_unknown_docker_context_is_named_not_replaced_by_another_engine,
     test_compose_prerequisites_are_named,
     test_dag_order_partial_stack_graceful_stop_and_cleanup,
     test_dependency_never_healthy_by_engine_healthcheck,
@@ -72,9 +73,12 @@ __all__ = [  # collected here again: the same cases, on Podman
     "test_a_kept_service_is_adopted_from_its_record_and_stopped",
     "test_a_killed_run_leaves_no_container",
     "test_a_killed_service_is_gone",
+    "test_a_restart_policy_restarts_as_the_engine_does",
     "test_a_restarted_services_log_has_each_line_once",
+    "test_a_service_launched_again_is_probed_on_its_own_output",
     "test_a_service_pauses_resumes_and_stops",
     "test_a_service_waits_for_what_it_runs_before_its_launch",
+    "test_an_unknown_docker_context_is_named_not_replaced_by_another_engine",
     "test_compose_failing_is_reported_in_its_own_words_though_its_exit_code_is_0",
     "test_compose_prerequisites_are_named",
     "test_dag_order_partial_stack_graceful_stop_and_cleanup",
@@ -86,6 +90,7 @@ __all__ = [  # collected here again: the same cases, on Podman
     "test_keep_then_attach_then_down",
     "test_start_interval_reaches_the_engine_or_compose_says_why_not",
     "test_the_healthcheck_runs_inside_the_container_by_us_not_at_the_engines_interval",
+    "test_what_answers_a_ready_service_is_its_own",
 ]
 
 
@@ -141,7 +146,7 @@ def test_podman_is_found_at_its_socket_where_no_docker_engine_answers(
 
 
 def test_a_stack_boots_on_the_podman_it_found_and_the_summary_names_it(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     podman: PodmanService,
     free_ports: Ports,
     monkeypatch: pytest.MonkeyPatch,
@@ -161,7 +166,7 @@ def test_a_stack_boots_on_the_podman_it_found_and_the_summary_names_it(
 
 
 def test_the_current_docker_context_is_followed(
-    compose_project: Project,  # noqa: F811
+    compose_project: Project,
     podman: PodmanService,
     free_ports: Ports,
     monkeypatch: pytest.MonkeyPatch,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import leak_checked, unique_run_id
+from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
 from pytest_pyairtable.model.probespec import ProbeSpec
@@ -26,34 +26,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Handle]]:
-    """A real PostgreSQL and Redis, started by our own local backend, for a whole module:
-    inside a leak check of its own, under a run id no other run shares."""
-    path = tmp_path_factory.mktemp("servers") / "docker-compose.yml"
-    path.write_text(
-        textwrap.dedent(f"""
-        services:
-          db:
-            image: postgres:16
-            environment: {{POSTGRES_USER: probe, POSTGRES_PASSWORD: pw-probe, POSTGRES_DB: probedb}}
-            ports: ["{_port()}:5432"]
-          cache:
-            image: redis:7
-            command: redis-server --requirepass pw-redis
-            ports: ["{_port()}:6379"]
-    """)
-    )
-    with leak_checked():
-        backend = LocalBackend(run_id=unique_run_id("probes"))
-        orch = Orchestrator(load_stack(path, environ={}), backend)
-        try:
-            orch.start()
-            yield {name: orch.wait(name) for name in ("db", "cache")}
-        finally:
-            orch.stop()
 
 
 def check(kind: str, target: str, **kwargs: object) -> dict[str, object]:

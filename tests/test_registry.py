@@ -19,15 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from containers import IMAGE, ROOT, docker_cli, import_root_image, our_containers
 from enginekit import Registry
-from test_compose import (  # noqa: F401 (engine: a fixture)
-    IMAGE,
-    ROOT,
-    _docker,
-    engine,
-    import_root_image,
-    our_containers,
-)
 
 from conftest import Project
 from pytest_pyairtable.backends.builds import cache_repository
@@ -42,7 +35,7 @@ class EngineUnderTest:
     host: str | None  # DOCKER_HOST, None for the default engine
 
     def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _docker(*(["-H", self.host] if self.host else []), *args)
+        return docker_cli(*(["-H", self.host] if self.host else []), *args)
 
     def has(self, image: str) -> bool:
         return self.docker("image", "inspect", image).returncode == 0
@@ -58,7 +51,7 @@ class EngineUnderTest:
 @pytest.fixture(params=["docker", "podman"])
 def on_engine(
     request: pytest.FixtureRequest,
-    engine: str,  # noqa: F811
+    engine: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> EngineUnderTest:
     """The engine the run uses (its images pushed from Docker, which every test needs)."""
@@ -77,7 +70,7 @@ def on_engine(
 def pushed(
     registry: Registry,
     auth_registry: Registry,
-    engine: str,  # noqa: F811
+    engine: str,
 ) -> dict[str, str]:
     """Images in the registries, by a short name: app (two layers over the base), worker
     (one), private (behind htpasswd)."""

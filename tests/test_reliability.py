@@ -8,23 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck, kill_own, marked_processes
+from stackrun import PYTEST_ARGS
 
-from conftest import (
-    Background,
-    LeakCheck,
-    Project,
-    kill_own,
-    marked_processes,
-    unique_run_id,
-    wait_until,
-)
+from conftest import Background, Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends.markers import MARKER
-
-Ports = Callable[[int], list[int]]
 
 
 def one_service(project: Project, port: int, delay: float = 0.0) -> None:
@@ -47,7 +38,7 @@ def run_in_background(
     background: Background, project: Project, *args: str
 ) -> subprocess.Popen[bytes]:
     return background(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, *args],
         cwd=project.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -151,7 +142,7 @@ def test_service_dying_mid_session_fails_only_tests_that_need_it(
     one_service(project, port)
     project.tests("""
         import os, select
-        from conftest import kill_own, marked_processes, service_pids
+        from leakcheck import kill_own, marked_processes, service_pids
 
         def test_kill_it(pyairtable_a):
             root = os.environ["PYAIRTABLE_TMPDIR"]  # this test's: only our 'a' is killed
@@ -254,3 +245,62 @@ def test_the_reaper_reaps_once_pytest_is_gone(
     process.stdin.close()  # what the kernel does when pytest dies
     assert process.wait(timeout=30) == 0
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_a_long_stop_says_so_and_kills_what_is_left(
+    project: Project, background: Background, no_leaks: LeakCheck, second: int
+) -> None:
+    """A service that ignores SIGTERM, with an hour to stop: the first Ctrl-C begins the
+    graceful stop; the next Ctrl-C or SIGTERM is not swallowed in silence: it is said,
+    and what is left is killed at once, as compose's second Ctrl-C forces it."""
+    stopping = project.path / "stopping"
+    (project.path / "stubborn.sh").write_text(
+        f"trap 'touch {stopping}' TERM\necho up\nwhile :; do sleep 0.05; done\n"
+    )
+    project.compose("""
+        services:
+          stubborn:
+            image: x
+            stop_grace_period: 1h
+            x-pyairtable:
+              local: {command: [sh, stubborn.sh]}
+              probe: {log: "^up"}
+    """)
+    ready = project.path / "ready"
+    project.tests(f"""
+        import pathlib, time
+
+        def test_hangs(pyairtable_stubborn):
+            pathlib.Path({str(ready)!r}).touch()
+            time.sleep(300)
+    """)
+    proc = run_in_background(background, project)
+    wait_for(ready, proc)
+    proc.send_signal(signal.SIGINT)  # the first: stop gracefully, as the file says
+    wait_for(stopping, proc)  # it got its SIGTERM, and ignores it
+    proc.send_signal(second)
+    out = proc.communicate(timeout=60)[0].decode()
+    assert "while the stack stops: killed stubborn (SIGKILL)" in out, out
+    assert "Traceback" not in out, out
+    assert no_leaks.leftovers() == [], out
+
+
+def test_an_interrupt_during_the_summary_prints_no_traceback(
+    project: Project, free_ports: Ports
+) -> None:
+    (port,) = free_ports(1)
+    one_service(project, port)
+    project.pytester.makeconftest("""
+        import os, signal
+
+        def pytest_terminal_summary(terminalreporter):
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C while pytest prints its summary
+            terminalreporter.write_line("summary went on")
+    """)
+    project.tests("def test_a(pyairtable_a): pass\n")
+    result = project.run_subprocess()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*summary went on*", "*1 passed*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "KeyboardInterrupt" not in result.stdout.str() + result.stderr.str()

@@ -5,14 +5,11 @@ the run that took it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from stackrun import cli, record_of
 from teamrepo import team_repo
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 HELPERS = """
 import psycopg, redis

@@ -8,17 +8,19 @@ log (it printed it; 0600) or a kept stack's record (0600), nowhere else.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+import yaml
+from leakcheck import LeakCheck
 from stackrun import cli
 
-from conftest import LeakCheck, Project
+from conftest import Ports, Project
 
-Ports = Callable[[int], list[int]]
 STANDIN = "python -m pytest_pyairtable.standin --startup-delay 0"
 
 PLANTED = {
@@ -209,6 +211,14 @@ def test_the_command_line_shows_no_planted_secret(
             done = cli(*args, cwd=project.path)
             assert done.returncode == 0, (args, done.stdout + done.stderr)
             outputs.append(done.stdout + done.stderr)
+            if "--json" in args or args == ["config"]:  # masked inside the data: it parses
+                assert json.loads(done.stdout)
+            if args == ["config", "--format", "yaml"]:
+                assert yaml.safe_load(done.stdout)["services"].keys() == {
+                    "postgres",
+                    "redis",
+                    "api",
+                }
         dsn = f"postgresql://app:{PLANTED['DB_PASSWORD']}@127.0.0.1:{ports[0]}/app"
         outputs.append(cli("wait", dsn, "--timeout", "5").stdout)
         outputs.append(cli("wait", dsn.replace(str(ports[0]), "9"), "--timeout", "0.1").stderr)
@@ -246,13 +256,17 @@ def test_xdist_workers_reports_are_redacted_by_the_controller(
               local: {{command: {STANDIN} --name a --port {port}}}
               probe: {{tcp: "127.0.0.1:{port}"}}
     """)
+    # The value is made at run time: a traceback shows the code as written (never
+    # rewritten), so a secret spelled out in a test's own source would be shown there.
     project.tests("""
         import pytest
 
+        SECRET = "plant-worker" + "-11"
+
         @pytest.mark.parametrize("i", range(2))
         def test_prints_it(pyairtable_a, i):
-            print("the value is plant-worker-11")
-            assert "plant-worker-11" == "", "plant-worker-11"
+            print("the value is", SECRET)
+            assert SECRET == "", SECRET
     """)
     junit = project.path / "junit.xml"
     result = project.run_subprocess("-n", "2", "-rA", f"--junitxml={junit}")

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 
 from stackrun import standin_service
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 
 def test_after_fault_tests_the_timeline_and_summary_are_the_boots(

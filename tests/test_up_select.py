@@ -4,14 +4,12 @@ prerequisite checked before anything starts."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
 from stackrun import cli, listening, standin_service
 
-from conftest import Project
+from conftest import Ports, Project
 
-Ports = Callable[[int], list[int]]
 BROKEN = (  # one needs a tool this machine lacks, one has no way to run locally
     "  needs-a-tool:\n"
     "    image: example/tool\n"

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable
 
 import pytest
 from stackrun import run_pytest
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 
 def test_ini_paths_resolve_against_the_ini_file_not_the_current_directory(

@@ -275,3 +275,32 @@ def test_a_probe_failing_thousands_of_times_keeps_its_capped_pause() -> None:
     wait_ready(probe, budget=3600, cap=0.05, sleep=slept.append)
     assert probe.calls == 1501
     assert max(slept) == 0.05 and slept[-1] == 0.05
+
+
+def test_each_process_gets_the_stop_signal_once(tmp_path: Path) -> None:
+    """The group's signal reaches its leader: no second one to the leader by its PID. A
+    second SIGTERM is another request to many servers, and enters a handler still at
+    work on the first (coverage's, saving its data, broke the file it was writing)."""
+    seen = tmp_path / "signals"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "def handler(*a):\n"
+            f"    open({str(seen)!r}, 'a').write('TERM\\n')\n"
+            "    time.sleep(0.3)\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, handler)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert child.stdout is not None and child.stdout.readline() == b"up\n"
+    child.stdout.close()
+    target = stopper.Target("once-test", "svc", child.pid, proc_start_time(child.pid))
+    assert stopper.end([target], signal.SIGTERM, 10, reap=child.poll) == {}
+    assert child.poll() == 0
+    assert seen.read_text() == "TERM\n"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leakcheck import LeakCheck
 
-from conftest import LeakCheck, Project, wait_until
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project, wait_until
 
 
 def counted_compose(project: Project, ports: list[int]) -> Path:

@@ -8,15 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from stackrun import PYTEST_ARGS
 from teamrepo import SPANS, overlapping, spans, team_repo, write_team_repo
 
-from conftest import Project
-
-Ports = Callable[[int], list[int]]
+from conftest import Ports, Project
 
 SUITE = """
 import time
@@ -235,7 +233,7 @@ def test_two_copies_at_once_with_free_ports_faults_and_resets_under_xdist(
             (root / "test_suite.py").write_text(SUITE)
             runs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+                    [sys.executable, "-m", "pytest", *PYTEST_ARGS, "-p", "no:randomly",
                      "-n", "3", "-q", "--pyairtable-free-ports", f"--basetemp={root / 'basetemp'}"],
                     cwd=root,
                     env=os.environ,

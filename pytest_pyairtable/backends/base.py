@@ -19,12 +19,15 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext
 from ..support.errors import KeepError
 from .fetch import Fetch
+
+if TYPE_CHECKING:
+    from .measure import ServiceCoverage
 
 
 class HeldPorts(Protocol):
@@ -77,6 +80,7 @@ class BackendOptions:
     port_holds: HeldPorts | None = None
     docker: DockerOverrides = field(default_factory=DockerOverrides)
     placement: Placement = field(default_factory=Placement)
+    coverage: ServiceCoverage | None = None  # the run measures coverage: its services too
 
 
 @runtime_checkable
@@ -84,6 +88,7 @@ class Running(Protocol):
     """A launched (or adopted) service, as the core sees it."""
 
     log_path: Path | None
+    log_start: int  # the size of its log when this run of it began: what it printed since
 
     def poll(self) -> int | None:
         """The exit code once it has ended, else None."""
@@ -107,6 +112,10 @@ class Running(Protocol):
 
     def kept_state(self) -> dict[str, Any]:
         """JSON-able facts a later process needs to find and stop it (see ``adopt``)."""
+
+    def policy_restarts(self) -> list[tuple[float, int]]:
+        """Each start again by its restart policy: (wall clock, the exit code that
+        caused it)."""
 
 
 @runtime_checkable
@@ -175,6 +184,15 @@ class Backend(Protocol):
         """The environment of a command run on the host for ``svc`` (a healthcheck or
         probe command): what the service declares, as its container would have it."""
 
+    def tracking(self) -> str:
+        """How it tracks what its services start (for the run summary), or ""."""
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """Why what answers on ``svc``'s probe port is not ``running`` (another process
+        holds the port), or None. Asked once, when the probe has passed (and when the
+        service exited while starting); a reset or fault only ever acts on a service
+        that passed it."""
+
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Release what the run holds. ``keep_stack``: the stack stays up, recorded at that
         path; mark its state so no other run's clean-up takes it. ``keep_logs``: the
@@ -189,6 +207,7 @@ class Backend(Protocol):
 
 class BaseRunning:
     log_path: Path | None = None
+    log_start: int = 0  # an adopted service's log is read from its start
 
     def poll(self) -> int | None:
         raise NotImplementedError
@@ -216,6 +235,9 @@ class BaseRunning:
 
     def kept_state(self) -> dict[str, Any]:
         raise KeepError(f"{type(self).__name__} cannot be kept running after the run.")
+
+    def policy_restarts(self) -> list[tuple[float, int]]:
+        return []  # no policy, or one the engine applies and reports itself
 
 
 class BaseBackend:
@@ -264,6 +286,12 @@ class BaseBackend:
 
         return service_environment(svc, os.environ, inherit=self.inherit_env)
 
+    def tracking(self) -> str:
+        return ""
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        return None  # e.g. an engine's port mapping: what answers is the container's
+
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Nothing held by default."""
 
@@ -293,6 +321,14 @@ def backend_class(name: str) -> type[BaseBackend]:
     module, _, attr = {**BACKENDS, **COMPOSED}[name].partition(":")
     cls: type[BaseBackend] = getattr(importlib.import_module(module), attr)
     return cls
+
+
+def log_size(path: Path | None) -> int:
+    """Where a log ends now: a service launched next writes after it."""
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
 
 
 def where_of(svc: ServiceSpec) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..model.spec import ServiceSpec
+from ..support.files import open_private
 from .composecli import ComposeCommand
 from .engines import Engine, Location, quick_get
 from .fetch import Fetch
@@ -200,7 +201,7 @@ class Builder:
         with self._lock:
             self._processes.append(process)
         assert process.stdout is not None
-        with process, open(path, "a") as log:
+        with process, open_private(path, "a") as log:
             log.write(f"pytest-pyairtable: building its image: {self.compose.shown} build\n")
             for line in process.stdout:
                 log.write(line)

@@ -41,8 +41,9 @@ from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError, PyAirtableError
-from . import markers
-from .base import BackendOptions, BaseBackend, HeldPorts, Running
+from ..support.files import create_private, open_private
+from . import markers, sockets
+from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
@@ -219,7 +220,7 @@ class ComposeBackend(BaseBackend):
 
     def _log_file(self, service: str) -> Path:
         path = self.logs_dir / f"{service}.log"
-        markers.private_file(path)  # 0600: logs hold what services print
+        create_private(path)  # 0600: logs hold what services print
         return path
 
     def prepare(self, services: Sequence[ServiceSpec]) -> None:
@@ -282,7 +283,7 @@ class ComposeBackend(BaseBackend):
             with self._batch_lock:
                 flags = ["--no-build", *(self._compose_pull_never() if pulled else [])]
                 output = self.compose.run(["up", "--no-start", "--no-deps", *flags, *names])
-            with open(self.logs_dir / "compose-create.log", "a") as log:
+            with open_private(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
             for name in names:
                 self._outputs[name] = output
@@ -379,13 +380,22 @@ class ComposeBackend(BaseBackend):
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
         since = log_since or (before.last if before is not None else None)
-        environ = self.location.environ if self.location is not None else {}
-        follower = self._followers[svc.name] = LogFollower(
-            self.streams or self.api, cid, log_path, since, environ
-        )
+        log_start = log_size(log_path)  # a restart's log goes on after the earlier run's
         running = ContainerService(
-            self.api, svc.name, cid, log_path, self.states, follower=follower
+            self.api, svc.name, cid, log_path, self.states, policy=svc.restart
         )
+        running.log_start = log_start
+        after = running.next_run if svc.restart.mode != "no" else None  # each run's output
+        follower = LogFollower(
+            self.streams or self.api,
+            cid,
+            log_path,
+            since,
+            environ=self.location.environ if self.location is not None else {},
+            next_run=after,
+            precise_stamps=self.engine is None or self.engine.log_stamps_precise,
+        )
+        running.follower = self._followers[svc.name] = follower
         running.refresh()
         self.started.append(running)
         return running
@@ -415,6 +425,31 @@ class ComposeBackend(BaseBackend):
                 ),
             )
         return resolved
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """On the host's network (network_mode: host) the container's own processes
+        hold its listening socket: another program on the same port answers a probe
+        just as well. A published port is the engine's mapping to the container."""
+        if not isinstance(running, ContainerService) or not _host_network(running):
+            return None
+        watch = port_watch(svc.probe.kind, svc.probe.target)
+        pid = int((running.inspected.get("State") or {}).get("Pid") or 0)
+        pids = sockets.namespace_pids(pid) if watch is not None and pid else None
+        if watch is None or pids is None:
+            return None
+        host, port = watch.address
+        foreign = sockets.foreign_listeners(port, host, pids)
+        if not foreign:
+            return None
+        for other in list(self.started):  # a check through another of this run's services
+            other_pid = int((other.inspected.get("State") or {}).get("Pid") or 0)
+            foreign -= sockets.sockets_of(sockets.namespace_pids(other_pid) or set())
+        if not foreign:
+            return None
+        return (
+            f"port {port} answers, but not from this service's container: it is held by "
+            f"{sockets.holder_of(port, host, inodes=foreign)}"
+        )
 
     def probe(self, svc: ServiceSpec, running: Running, ctx: ProbeContext) -> Probe | None:
         """The container's own healthcheck, run inside it, unless a host-side probe is

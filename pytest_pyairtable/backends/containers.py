@@ -19,6 +19,7 @@ from pathlib import Path
 from subprocess import PIPE
 from typing import Any
 
+from ..model.spec import RestartPolicy
 from ..support.errors import PrerequisiteError
 from . import markers
 from .base import BaseRunning
@@ -163,6 +164,7 @@ class ContainerService(BaseRunning):
         states: ContainerStates | None,
         *,
         follower: LogFollower | None = None,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.api = api
         self.service = service
@@ -173,6 +175,23 @@ class ContainerService(BaseRunning):
         self.inspected: dict[str, Any] = {}
         self._paused = False
         self._polled: tuple[float, int | None] = (0.0, None)
+        # The engine restarts it under its policy: an exit is final only once the policy
+        # gives up, or once this tool stopped or killed it (no reason for a restart).
+        self.policy = policy or RestartPolicy()
+        self._first_start = states.starts(cid) if states is not None else 0
+        self._followed = self._first_start  # the run whose output the follower reads
+        self._ended = False
+
+    def next_run(self) -> bool:
+        """After one run of it ended: wait until its policy started it again (True), or
+        until that is not to be (False)."""
+        if self.states is None:
+            return False
+        while self.poll() is None:  # restarting, as far as its policy goes
+            if self.states.await_start(self.cid, self._followed, timeout=0.2):
+                self._followed = self.states.starts(self.cid)
+                return not self._ended
+        return False
 
     def refresh(self) -> dict[str, Any]:
         """The engine's view of it (config, ports, state), kept for later questions."""
@@ -188,6 +207,23 @@ class ContainerService(BaseRunning):
             return {"Status": "removed", "ExitCode": -1}
 
     def poll(self) -> int | None:
+        code = self._poll()
+        restarting = code is not None and not self._ended
+        if restarting and self.policy.restarts(code or 0, len(self.policy_restarts())):
+            return None  # the engine starts it again: restarting, not gone
+        return code
+
+    def policy_restarts(self) -> list[tuple[float, int]]:
+        if self.states is None:  # adopted from a record: the engine's count, no details
+            count = int(self.inspected.get("RestartCount") or 0)
+            return [(0.0, -1)] * count
+        if self.policy.mode == "no":
+            return []
+        starts, exits = self.states.history(self.cid)
+        mine = max(0, self._first_start - 1)  # the starts before this run of it
+        return list(zip(starts[mine + 1 :], exits[mine:], strict=False))
+
+    def _poll(self) -> int | None:
         if self.states is not None and self.states.known(self.cid):
             return self.states.exit_code(self.cid)
         when, code = self._polled  # no events for it: inspect, briefly cached
@@ -200,6 +236,8 @@ class ContainerService(BaseRunning):
         return code
 
     def wait(self, timeout: float | None = None) -> int | None:
+        if self.policy.mode != "no" and not self._ended:
+            return super().wait(timeout)  # through poll: an exit may be a restart
         if self.states is not None and self.states.known(self.cid):
             return self.states.wait_exit(self.cid, timeout)
         return super().wait(timeout)
@@ -233,6 +271,7 @@ class ContainerService(BaseRunning):
         period; a signal sent this way is no reason for its restart policy), but done
         once the process has died, as the event stream says: the engine's clean-up of
         the container goes on while the next service stops."""
+        self._ended = True
         if self.states is None or not self.states.known(self.cid):
             with contextlib.suppress(Exception):  # already gone
                 self.api.stop(self.cid, timeout=math.ceil(grace))
@@ -252,6 +291,7 @@ class ContainerService(BaseRunning):
         return self.poll()
 
     def kill(self) -> None:
+        self._ended = True
         with contextlib.suppress(Exception):  # not running any more
             self.api.kill(self.cid)
         self._polled = (0.0, None)

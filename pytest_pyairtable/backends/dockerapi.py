@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..support.files import open_private
 from .engines import Engine
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -103,8 +104,10 @@ class ContainerStates:
             elif action == "start":
                 state.update(running=True, exit_code=None, health=None)
                 state["starts"] += 1
+                state.setdefault("start_times", []).append(time.time())
             elif action == "die":
                 state.update(running=False, exit_code=int(attributes.get("exitCode", -1)))
+                state.setdefault("exits", []).append(state["exit_code"])
             elif action.startswith("health_status"):
                 state["health"] = action.partition(":")[2].strip()
             elif action in self._engine.removal_events:
@@ -178,6 +181,12 @@ class ContainerStates:
         with self._cv:
             return self._open and cid in self._state
 
+    def history(self, cid: str) -> tuple[list[float], list[int]]:
+        """When it started (wall clock) and how each run ended, as the events told."""
+        with self._cv:
+            state = self._state.get(cid, {})
+            return list(state.get("start_times", [])), list(state.get("exits", []))
+
     def exit_code(self, cid: str) -> int | None:
         with self._cv:
             state = self._state.get(cid, {})
@@ -218,28 +227,35 @@ class LogFollower:
         cid: str,
         path: Path,
         since: str | None = None,
+        *,
         environ: Mapping[str, str] | None = None,
+        next_run: Callable[[], bool] | None = None,
+        precise_stamps: bool = True,
     ) -> None:
         self.cid = cid
         self.path = path
         self.last = since  # the engine's timestamp of the last line written
         self.environ = dict(environ or {})  # for `docker logs` to reach the same engine
+        self._streams = streams
         self._lock = threading.Lock()
         self._closed = False
         self._stream: Any = None
-        kwargs: dict[str, Any] = {"since": float(_after(since))} if since else {}
+        # A container its restart policy starts again: the stream ends with each run,
+        # and this says when the next one has begun (False: no more runs to follow).
+        self.next_run = next_run
+        # Stamps in whole seconds (Podman): the next run's output follows from the end
+        # of the one before (exact), not from the last line's second, which would repeat.
+        self._precise = precise_stamps
         self._thread = threading.Thread(
-            target=self._follow,
-            args=(streams, kwargs),
-            name=f"pyairtable-logs-{cid[:12]}",
-            daemon=True,
+            target=self._follow, name=f"pyairtable-logs-{cid[:12]}", daemon=True
         )
         self._thread.start()
 
-    def _open(self, streams: Any, kwargs: dict[str, Any]) -> Any:
+    def _open(self, since: str | None) -> Any:
         """The follow request, made here: Podman answers it (even its headers) only with
         the container's first line, and a silent service must not hold its launch."""
-        stream = streams.logs(self.cid, stream=True, follow=True, timestamps=True, **kwargs)
+        kwargs: dict[str, Any] = {"since": float(_after(since))} if since else {}
+        stream = self._streams.logs(self.cid, stream=True, follow=True, timestamps=True, **kwargs)
         with self._lock:
             self._stream = stream
             if self._closed:  # closed while the engine had not answered
@@ -247,20 +263,37 @@ class LogFollower:
                 return None
         return stream
 
-    def _follow(self, streams: Any, kwargs: dict[str, Any]) -> None:
-        pending = b""
-        with contextlib.suppress(Exception), open(self.path, "ab") as out:
-            stream = self._open(streams, kwargs)
-            if stream is None:
-                return
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._write(out, line + b"\n")
-                out.flush()
-            if pending:
-                self._write(out, pending)
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception), open_private(self.path, "ab") as out:
+            since = self.last
+            while True:
+                stream = self._open(since)
+                if stream is None:
+                    return
+                pending = b""
+                for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        self._write(out, line + b"\n")
+                    out.flush()
+                if pending:
+                    self._write(out, pending)
+                    out.flush()
+                if self._closed or self.next_run is None:
+                    return
+                ended = None if self._precise else self._ended()
+                if not self.next_run():
+                    return
+                since = ended or self.last
+
+    def _ended(self) -> str | None:
+        """When the run whose stream just ended ended (exact, unlike Podman's stamps)."""
+        with contextlib.suppress(Exception):
+            state = self._streams.inspect_container(self.cid).get("State") or {}
+            text = str(state.get("FinishedAt") or "")
+            return None if not text or text.startswith("0001-") else text
+        return None
 
     def _write(self, out: Any, line: bytes) -> None:
         stamp, _, text = line.partition(b" ")
@@ -291,14 +324,30 @@ class LogFollower:
         if docker is None:
             return
         since = ["--since", _after(self.last)] if self.last else []
-        background = 'exec "$@" >>"$0" 2>&1 </dev/null &'
-        subprocess.run(
-            ["/bin/sh", "-c", background, str(self.path), docker, "logs", "-f", *since, self.cid],
-            start_new_session=True,
-            check=False,
-            timeout=30,
-            env={**os.environ, **self.environ},
-        )
+        try:  # opened here, as every log is: never through a link a shell would follow
+            log = open_private(self.path, "ab")
+        except OSError:
+            return
+        with log:
+            subprocess.run(
+                [
+                    "/bin/sh",
+                    "-c",
+                    'exec "$@" </dev/null &',
+                    "sh",
+                    docker,
+                    "logs",
+                    "-f",
+                    *since,
+                    self.cid,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                check=False,
+                timeout=30,
+                env={**os.environ, **self.environ},
+            )
 
 
 def _after(stamp: str | None) -> str:

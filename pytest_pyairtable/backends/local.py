@@ -3,7 +3,13 @@
 A service runs its ``x-pyairtable.local.command``; a ``postgres*``/``redis*`` image
 without one runs from a built-in recipe. Output goes to ``<logs_dir>/<service>.log``.
 The run's directories carry ownership markers (see markers.py); a kept stack is
-recorded as its process groups with their start times, and its directories.
+recorded as its process groups with their start times, its cgroups, and its directories.
+What a service starts is tracked by a cgroup per run where the machine allows it (see
+cgroups.py), else by process groups, run markers and the process tree, with pytest as
+the child subreaper of what its services orphan.
+
+(Just over 350 lines: the backend's whole life, from its dirs and tracking to a kept
+stack's reattach, reads in one place; ports are hostports.py's, tracking cgroups.py's.)
 """
 
 from __future__ import annotations
@@ -11,69 +17,31 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.spec import ServiceSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
-from . import markers
-from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts
+from ..support.files import create_private, open_private
+from . import cgroups, markers, portclaims, stopper
+from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, Running, log_size
 from .environment import path_with_python, service_environment
+from .hostports import answered_by_others, check_ports_free, service_ports
 from .markers import temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
 from .recipes import RECIPES, LaunchPlan, find_binary
 from .stopper import Target
+from .supervise import Supervised
+
+if TYPE_CHECKING:
+    from .measure import ServiceCoverage
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
 SHM = Path("/dev/shm")
-
-
-def service_ports(svc: ServiceSpec) -> set[int]:
-    """Host ports a service will listen on: published ports and its probe's port."""
-    from urllib.parse import urlsplit
-
-    ports = {m.host or m.container for m in svc.ports}
-    target = urlsplit(svc.probe.target) if "://" in svc.probe.target else None
-    if target is not None and target.hostname in ("127.0.0.1", "localhost") and target.port:
-        ports.add(target.port)
-    if svc.probe.kind == "tcp":
-        ports.add(int(svc.probe.target.rpartition(":")[2]))
-    return ports
-
-
-def check_ports_free(svc: ServiceSpec, holds: HeldPorts | None = None) -> None:
-    """Raise PrerequisiteError for a port of ``svc`` that another process has taken
-    (one chosen by --pyairtable-free-ports: taken after it was chosen, a lost race)."""
-    taken = []
-    for port in sorted(service_ports(svc)):
-        with socket.socket() as probe:
-            # SO_REUSEADDR: a port in TIME_WAIT from our own last stop is free to use.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                taken.append(port)
-    raced = [
-        f"{p} (chosen for {holds.variable_of(p)})" for p in taken if holds and holds.variable_of(p)
-    ]
-    if raced:
-        raise PrerequisiteError(
-            f"port {', '.join(raced)} was taken by another process after "
-            "--pyairtable-free-ports chose it, before the service could bind it. "
-            "Fix: run again (other ports are chosen), or set the variable yourself."
-        )
-    if taken:
-        more = f" (and {len(taken) - 10} more)" if len(taken) > 10 else ""
-        ports = ", ".join(map(str, taken[:10])) + more
-        raise PrerequisiteError(
-            f"port {ports} is already in use by another process. Fix: stop that process "
-            "(a kept stack: pyairtable down), or publish the service on another port."
-        )
 
 
 def check_cwd(svc: ServiceSpec) -> None:
@@ -140,7 +108,10 @@ def _tmpfs_dir(run_id: str) -> Path | None:
 
 
 def remove_stale_runs(base: Path) -> list[Path]:
-    """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale."""
+    """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale (and
+    the empty cgroups of runs killed with their reaper)."""
+    cgroups.sweep()
+    portclaims.sweep()
     return markers.sweep([base, SHM])
 
 
@@ -172,6 +143,7 @@ class LocalService(BaseRunning):
         return {
             "pgid": self.process.pid,
             "ticks": self.process.start_ticks,
+            "cgroup": self.process.target.cgroup,
             "stop_signal": int(self.stop_signal),
             "exit_code": self.poll(),
         }
@@ -198,8 +170,10 @@ class LocalBackend(BaseBackend):
         environ: Mapping[str, str] | None = None,
         inherit_env: bool = False,
         port_holds: HeldPorts | None = None,
+        coverage: ServiceCoverage | None = None,
     ) -> None:
         super().__init__(inherit_env=inherit_env)
+        self.coverage = coverage  # measured: a service run from its own command (measure.py)
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
         base = temp_base()
@@ -230,6 +204,28 @@ class LocalBackend(BaseBackend):
         self.data_dir = _tmpfs_dir(run_id) or self.run_dir
         for path in self._own_dirs():
             self._reaper.tell(f"dir {path}")
+        self._claims = portclaims.PortClaims(run_id)
+        self.cgroup, self._tracking = cgroups.track(run_id)
+        if self.cgroup is not None:
+            self._reaper.tell(f"cgroup {self.cgroup.path}")
+
+    def tracking(self) -> str:
+        return self._tracking
+
+    def _run_pids(self) -> set[int]:
+        if self.cgroup is not None:
+            return cgroups.pids_in(self.cgroup.path)
+        return set(stopper.find([Target(self.run_id)]))
+
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        """Whether the socket that answered the probe belongs to this service's own
+        processes (its cgroup, or its group, markers and tree): another run's server on
+        the same fixed port answers a probe just as well."""
+        if isinstance(running, Supervised):  # under a restart policy: the launch it keeps
+            running = running.current
+        if not isinstance(running, LocalService):
+            return None
+        return answered_by_others(svc, running.process.pids, self._run_pids)
 
     @classmethod
     def create(cls, options: BackendOptions) -> LocalBackend:
@@ -238,6 +234,7 @@ class LocalBackend(BaseBackend):
             logs_dir=options.logs_dir,
             inherit_env=options.inherit_env,
             port_holds=options.port_holds,
+            coverage=options.coverage,
         )
 
     @classmethod
@@ -263,19 +260,29 @@ class LocalBackend(BaseBackend):
     def _stop_signal(self, svc: ServiceSpec, plan_default: signal.Signals) -> signal.Signals:
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
-    def launch(self, svc: ServiceSpec) -> LocalService:
+    def launch(self, svc: ServiceSpec) -> Running:
+        """The service started; under a restart policy, kept by a supervisor as the
+        engine keeps a container (supervise.py)."""
+        first = self._launch_once(svc)
+        if svc.restart.mode == "no":
+            return first
+        return Supervised(svc.restart, first, lambda: self._launch_once(svc))
+
+    def _launch_once(self, svc: ServiceSpec) -> LocalService:
+        # Claimed first: two runs started at once would both find the ports free.
+        self._claims.claim(svc.name, service_ports(svc))
         if self.port_holds is not None:
             self.port_holds.release(service_ports(svc))
         check_ports_free(svc, self.port_holds)
         check_cwd(svc)
         log_path = self.log_path(svc.name)
-        if markers.private_file(log_path) and not self._own_logs:
+        if create_private(log_path) and not self._own_logs:
             self._own_files.append(log_path.name)
         plan = self.plan(svc)
         for note in plan.notes:
             if note not in self.notices:
                 self.notices.append(note)
-            with open(self.log_path(svc.name), "a") as log:
+            with open_private(log_path, "a") as log:
                 log.write(f"pytest-pyairtable: {note}\n")
         plan.prepare()
         env = service_environment(svc, self.environ, inherit=self.inherit_env)
@@ -283,6 +290,9 @@ class LocalBackend(BaseBackend):
         env[RUN_ID_VAR] = self.run_id
         env[SERVICE_VAR] = svc.name
         stop_signal = self._stop_signal(svc, plan.stop_signal)
+        log_start = log_size(self.log_path(svc.name))
+        if self.coverage is not None and svc.local.command:  # a built-in recipe: no Python
+            env.update(self.coverage.environment(env, stop_signal))
         process = LocalProcess(
             svc.name,
             plan.argv,
@@ -291,12 +301,15 @@ class LocalBackend(BaseBackend):
             log_path=self.log_path(svc.name),
             user=plan.user,
             run_id=self.run_id,
+            cgroup=self.cgroup.service(svc.name) if self.cgroup is not None else None,
         )
         if process.start_ticks is not None:
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
         self._launched.append(process)
         self._start_sweeper()
-        return LocalService(process, stop_signal)
+        service = LocalService(process, stop_signal)
+        service.log_start = log_start
+        return service
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:  # a reattached backend sweeps nothing
@@ -311,12 +324,15 @@ class LocalBackend(BaseBackend):
         if self._sweeper is not None and self._sweeper.ident is not None:
             self._sweeper.join(60)
         self._reaper.done()
+        self._claims.release()  # stopped, or kept: its servers hold their ports now
         if keep_stack is not None:
             for path in self._own_dirs():
                 markers.mark(path, kept=str(keep_stack))
             for process in self._launched:
                 process.let_go()
             return
+        if self.cgroup is not None:
+            self.cgroup.end()  # its services are stopped: what is left there is strays
         shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if self._own_logs and keep_logs:
@@ -336,6 +352,7 @@ class LocalBackend(BaseBackend):
             "own_logs": self._own_logs,
             "own_files": self._own_files,  # what it wrote in a user's logs dir
             "made_logs_dir": self._made_dir,
+            "cgroup": str(self.cgroup.path) if self.cgroup is not None else None,
         }
 
     @classmethod
@@ -354,12 +371,19 @@ class LocalBackend(BaseBackend):
         backend._remove_user_logs = volumes
         backend.environ = dict(os.environ)
         backend.port_holds = None
+        backend.coverage = None
         backend._reaper = _NoReaper()
         backend._launched = []
         backend._sweeper = None
+        backend._claims = portclaims.PortClaims(run_id)
+        recorded = state.get("cgroup")
+        backend.cgroup = cgroups.RunCgroup(Path(recorded)) if recorded else None
+        backend._tracking = ""
         return backend
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> LocalService:
-        target = Target(self.run_id, svc.name, int(state["pgid"]), state.get("ticks"))
+        target = Target(
+            self.run_id, svc.name, int(state["pgid"]), state.get("ticks"), state.get("cgroup")
+        )
         process = AdoptedProcess(target, self.log_path(svc.name), state.get("exit_code"))
         return LocalService(process, signal.Signals(int(state["stop_signal"])))

@@ -167,16 +167,6 @@ def sweep(bases: Iterable[Path], *, retained_too: bool = False) -> list[Path]:
     return removed
 
 
-def private_file(path: Path) -> bool:
-    """Create ``path``, empty and readable by its owner only (a log holds what a service
-    prints, secrets too); False when it existed (then it is left as it is)."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        return False
-    return True
-
-
 def remove_files(folder: Path, names: Iterable[str], made_folder: bool) -> None:
     """Remove the files this tool created in a folder of the user's (by name, never
     following a path out of it), and the folder if the tool made it and it is empty."""

@@ -144,6 +144,14 @@ class PlacedBackend(BaseBackend):
     def command_env(self, svc: ServiceSpec) -> Mapping[str, str]:
         return self._of(svc).command_env(self._addressed(svc))
 
+    def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
+        return self._of(svc).identity_problem(svc, running)
+
+    def tracking(self) -> str:
+        with self._lock:
+            parts = list(self._made.values())
+        return "; ".join(t for part in parts if (t := part.tracking()))
+
     def _addressed(self, svc: ServiceSpec) -> ServiceSpec:
         """A host-run service as it is launched: its environment pointing at where the
         host reaches the other services (rewritten once, at its launch)."""

@@ -1,12 +1,15 @@
 """A service's processes on this machine: launched by us (a child in its own process
-group, output to a log file) or adopted from a kept stack's record. Either way they are
-stopped by the one stopper (see stopper.py), which also ends what escaped the group.
+group and, where the machine allows it, its own cgroup; output to a log file) or adopted
+from a kept stack's record. Either way they are stopped by the one stopper (see
+stopper.py), which also ends what escaped the group.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
+import os
 import signal
 import subprocess
 import time
@@ -14,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..support.errors import ConfigError, PrerequisiteError, StopError
-from . import stopper
+from ..support.files import open_private
+from . import cgroups, stopper
 from .procfs import is_running, pid_alive, proc_start_time
 
 __all__ = [
@@ -97,6 +101,13 @@ class ServiceProcesses:
     def start_ticks(self) -> int | None:
         return self.target.ticks
 
+    def pids(self) -> set[int]:
+        """Its processes now: its cgroup's, where it has one (complete, and cheap to
+        read), else what the stopper finds of it."""
+        if self.target.cgroup:
+            return cgroups.pids_in(self.target.cgroup)
+        return set(stopper.find([self.target]))
+
     def poll(self) -> int | None:
         raise NotImplementedError
 
@@ -128,6 +139,8 @@ class ServiceProcesses:
                 "after SIGKILL (stuck in the kernel, or owned by another user)."
             )
         self._collect()
+        if self.target.cgroup:
+            cgroups.remove(self.target.cgroup)  # empty now: the kernel removes only that
         return self.poll()
 
     def kill(self) -> None:
@@ -166,14 +179,24 @@ class LocalProcess(ServiceProcesses):
         log_path: Path,
         user: str | None = None,
         run_id: str = "",
+        cgroup: cgroups.ServiceCgroup | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        with open(log_path, "ab") as log:
+        launch: list[str] = self.argv
+        stdin: int = subprocess.DEVNULL
+        with contextlib.ExitStack() as held, open_private(log_path, "ab") as log:
             try:
+                if cgroup is not None:
+                    # The shell that joins the cgroup would only exit 127 for a missing
+                    # command: it is looked for here, as Popen itself would.
+                    _check_runnable(self.argv[0], env, cwd)
+                    stdin = cgroup.open_procs()
+                    held.callback(os.close, stdin)
+                    launch = cgroups.join_command(self.argv)
                 self.popen = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
+                    launch,
+                    stdin=stdin,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=cwd,
@@ -199,7 +222,10 @@ class LocalProcess(ServiceProcesses):
                     f"Fix: {_exec_fix(exc, self.argv, env, cwd)}."
                 ) from None
         pid = self.popen.pid
-        super().__init__(stopper.Target(run_id, name, pid, proc_start_time(pid)), log_path)
+        where = str(cgroup.path) if cgroup is not None else None
+        super().__init__(
+            stopper.Target(run_id, name, pid, proc_start_time(pid), cgroup=where), log_path
+        )
 
     def poll(self) -> int | None:
         return self.popen.poll()
@@ -218,6 +244,20 @@ class LocalProcess(ServiceProcesses):
     def let_go(self) -> None:
         """It outlives this run (a kept stack); a later process adopts it."""
         let_go(self.popen)
+
+
+def _check_runnable(command: str, env: Mapping[str, str], cwd: Path) -> None:
+    """Raise what Popen raises for a command that is missing or not executable."""
+    if os.sep in command:
+        candidates = [cwd / command]
+    else:
+        candidates = [Path(d or ".", command) for d in os.get_exec_path(dict(env))]
+    for path in candidates:
+        if path.is_file():
+            if os.access(path, os.X_OK):
+                return
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
 
 
 class AdoptedProcess(ServiceProcesses):

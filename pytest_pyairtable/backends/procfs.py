@@ -22,7 +22,8 @@ class Proc:
     state: str  # "R", "S", "Z" (zombie), ...
     pgrp: int
     ticks: int  # start time in clock ticks since boot
-    threads_exiting: bool = False  # a zombie leader whose other threads are not gone yet
+    threads_exiting: bool = False
+    ppid: int = 0  # a zombie leader whose other threads are not gone yet
 
     @property
     def live(self) -> bool:
@@ -40,7 +41,7 @@ def stat(pid: int) -> Proc | None:
     # Fields after the parenthesised command name (which may hold spaces and parens).
     fields = text.rsplit(")", 1)[1].split()
     exiting = fields[0] == "Z" and _other_threads(pid)
-    return Proc(pid, fields[0], int(fields[2]), int(fields[19]), exiting)
+    return Proc(pid, fields[0], int(fields[2]), int(fields[19]), exiting, int(fields[1]))
 
 
 def _other_threads(pid: int) -> bool:

@@ -7,6 +7,7 @@ it ends, through the one stopper, every recorded service and whatever else carri
 run's marker (a service that daemonised), and removes the run's directories. Commands:
 
     pg <pgid> <start-ticks> <service>   a service's process group to end
+    cgroup <path>                       the run's cgroup: all in it to end, then removed
     dir <path>                          a directory of the run to remove
     project <name>                      a compose project whose containers to remove
     done                                clean exit: leave everything as it is
@@ -24,7 +25,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from . import stopper
+from . import cgroups, stopper
 from .procfs import RUN_ID_VAR, SERVICE_VAR
 
 GRACE = 3.0
@@ -115,6 +116,9 @@ def remove_project(project: str, *, volumes: bool = False, host: str = "") -> No
 def reap(targets: list[stopper.Target], dirs: list[str]) -> None:
     if targets:
         stopper.end(targets, signal.SIGTERM, GRACE)
+    for target in targets:
+        if target.cgroup:
+            cgroups.remove(target.cgroup)
     for path in dirs:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -131,6 +135,8 @@ def reap_commands(lines: Iterable[str]) -> int:
         if command == "pg":
             pgid, ticks, service = [*rest.split(maxsplit=2), ""][:3]
             targets.append(stopper.Target(run_id, service, int(pgid), int(ticks)))
+        elif command == "cgroup":  # whatever its services did to escape their group
+            targets.append(stopper.Target(run_id, cgroup=rest))
         elif command == "dir":
             dirs.append(rest)
         elif command == "project":

@@ -27,6 +27,7 @@ from ..model.imageenv import check_postgres_env, initdb_args, postgres_env, quot
 from ..model.probespec import redis_password
 from ..model.spec import ServiceSpec
 from ..support.errors import PrerequisiteError
+from ..support.files import open_private
 from . import pgcache
 
 
@@ -204,10 +205,34 @@ def version_note(svc: ServiceSpec, binary: str) -> str:
     if wanted is not None and major is not None and int(major.group(1)) < wanted:
         return (
             f"warning: {where}, older than the image's {wanted}: what needs PostgreSQL "
-            f"{wanted} fails. Fix: install PostgreSQL {wanted} (apt-get install "
-            f"postgresql-{wanted}), or run it in a container (--pyairtable-backend=compose)."
+            f"{wanted} fails. Fix: {install_step(wanted)}, or run it in a container "
+            "(--pyairtable-backend=compose)."
         )
     return where
+
+
+@functools.lru_cache(maxsize=4)
+def install_step(major: int) -> str:
+    """How to install PostgreSQL ``major`` on this machine: apt-get where its package
+    lists have it (Debian bookworm's have only 15), else the PostgreSQL project's apt
+    repository first; on a machine without apt, its packages for this system."""
+    package = f"postgresql-{major}"
+    if shutil.which("apt-cache") is None:
+        return f"install PostgreSQL {major} (https://www.postgresql.org/download/)"
+    try:
+        found = subprocess.run(
+            ["apt-cache", "policy", package], capture_output=True, text=True, timeout=10,
+            check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        found = ""
+    if re.search(r"Candidate: (?!\(none\))", found):
+        return f"apt-get install {package}"
+    return (
+        f"add the PostgreSQL project's apt repository (https://wiki.postgresql.org/wiki/Apt: "
+        f"apt-get install postgresql-common && /usr/share/postgresql-common/pgdg/"
+        f"apt.postgresql.org.sh), then apt-get install {package}"
+    )
 
 
 def _postgres_settings(command: Sequence[str]) -> list[str]:
@@ -241,8 +266,7 @@ def redis_plan(svc: ServiceSpec, workdir: Path, log_path: Path) -> LaunchPlan:
     def prepare() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o700)
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open_private(config, "w") as f:
             if password:
                 f.write(f"requirepass {_redis_quoted(password)}\n")
 
@@ -295,7 +319,7 @@ def _run_setup(
         if user is not None:
             info = pwd.getpwnam(user)
             os.fchown(read, info.pw_uid, info.pw_gid)
-        with open(log_path, "ab") as log:
+        with open_private(log_path, "ab") as log:
             process = subprocess.Popen(
                 argv, stdin=read, stdout=log, stderr=subprocess.STDOUT, user=user, cwd=cwd
             )

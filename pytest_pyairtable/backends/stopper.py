@@ -1,7 +1,10 @@
 """One way to end everything a service started, and to know it has ended.
 
-A service is its process group plus whatever left that group (``setsid``, a double
-fork) but still carries the run's marker variables. Ending it signals all of them,
+A service is what its cgroup holds (see cgroups.py), where the machine gives it one;
+and everywhere its process group, whatever left that group (``setsid``, a double fork)
+but still carries the run's marker variables, and the descendants of all of these
+(which finds a child that cleared its environment while its parent lives). Ending it
+signals all of them,
 waits for all of them (not only the leader), SIGKILLs what is left after the grace
 period, and looks again before it says they are gone. The end of a run, `pyairtable
 down` and the reaper all end services through here.
@@ -18,10 +21,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .procfs import all_procs, is_running, markers, stat
+from . import cgroups
+from .procfs import Proc, all_procs, is_running, markers, stat
 
 KILL_WAIT = 5.0  # SIGKILL is not refused; what outlives this is stuck in the kernel
 CONFIRM_ROUNDS = 3
+# (pid, start ticks) -> (run id, service) of every process a scan found as one service's
+# (once seen, its own: a descendant that cleared its environment is still known after
+# its parent exits and it is re-parented). Bounded by the processes services start.
+_SEEN: dict[tuple[int, int], tuple[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class Target:
     service: str = ""
     pgid: int | None = None
     ticks: int | None = None  # the group leader's start time, recorded at launch
+    cgroup: str | None = None  # its cgroup (v2): everything it started, wherever it went
 
 
 def _groups(targets: Sequence[Target]) -> set[int]:
@@ -61,11 +70,18 @@ def find(targets: Sequence[Target]) -> dict[int, int]:
     services = {(t.run_id, t.service) for t in targets if t.service}
     runs = {t.run_id for t in targets if not t.service}
     since = _since(targets)
+    in_cgroups = set().union(*(cgroups.pids_in(t.cgroup) for t in targets if t.cgroup))
     found = {}
+    children: dict[int, list[Proc]] = {}
     for proc in all_procs():
         if not proc.live or proc.pid == os.getpid():
             continue
-        if proc.pgrp in groups:
+        children.setdefault(proc.ppid, []).append(proc)
+        seen = _SEEN.get((proc.pid, proc.ticks))
+        if proc.pgrp in groups or proc.pid in in_cgroups:
+            found[proc.pid] = proc.ticks
+            continue
+        if seen is not None and (seen in services or (seen[0] in runs and seen[1])):
             found[proc.pid] = proc.ticks
             continue
         if proc.ticks < since:
@@ -73,16 +89,39 @@ def find(targets: Sequence[Target]) -> dict[int, int]:
         marked = markers(proc.pid)
         if marked is not None and marked[1] and (marked in services or marked[0] in runs):
             found[proc.pid] = proc.ticks
+    # What they started since, whatever it did to its environment or session.
+    parents = list(found)
+    while parents:
+        for child in children.get(parents.pop(), ()):
+            if child.pid not in found:
+                found[child.pid] = child.ticks
+                parents.append(child.pid)
+    if len(targets) == 1 and targets[0].service:
+        owner = (targets[0].run_id, targets[0].service)
+        _SEEN.update(dict.fromkeys(found.items(), owner))
     return found
 
 
-def send(found: Mapping[int, int], sig: int, groups: Sequence[int] = ()) -> None:
-    """Signal each process that is still the one found, and the groups (which also
-    reach what was forked since)."""
+def send(
+    found: Mapping[int, int], sig: int, groups: Sequence[int] = (), cgroups_: Sequence[str] = ()
+) -> None:
+    """Signal the groups (which also reach what was forked since), and each process
+    found outside them that is still the one found; SIGKILL also goes to the cgroups,
+    all at once. Each process once: to many servers a second signal is another request
+    (stop now), and it enters a handler still at work on the first (coverage's, saving
+    its data on SIGTERM, broke the file)."""
+    if sig == signals.SIGKILL:
+        for path in cgroups_:
+            cgroups.kill(path)
+    outside = {}
+    for pid, ticks in found.items():
+        proc = stat(pid)
+        if proc is None or proc.pgrp not in groups:
+            outside[pid] = ticks
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-    for pid, ticks in found.items():
+    for pid, ticks in outside.items():
         if is_running(pid, ticks):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
@@ -91,7 +130,7 @@ def send(found: Mapping[int, int], sig: int, groups: Sequence[int] = ()) -> None
 def signal(targets: Sequence[Target], sig: int) -> bool:
     """Signal everything the targets started; False if nothing of it is left."""
     found = find(targets)
-    send(found, sig, sorted(_groups(targets)))
+    send(found, sig, sorted(_groups(targets)), [t.cgroup for t in targets if t.cgroup])
     return bool(found)
 
 
@@ -180,7 +219,8 @@ def end(
     alive after looking again: empty when everything is gone."""
     found = find(targets)
     groups = sorted(_groups(targets))
-    send(found, sig, groups)
+    held = [t.cgroup for t in targets if t.cgroup]
+    send(found, sig, groups, held)
     if sig != signals.SIGKILL:
         send(found, signals.SIGCONT, groups)
     wait_gone(found, time.monotonic() + grace, reap)
@@ -188,6 +228,6 @@ def end(
         left = find(targets)
         if not left:
             return {}
-        send(left, signals.SIGKILL, sorted(_groups(targets)))
+        send(left, signals.SIGKILL, sorted(_groups(targets)), held)
         wait_gone(left, time.monotonic() + KILL_WAIT, reap)
     return find(targets)

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..support.errors import PyAirtableError, UnknownServiceError
+from ..model import graph
+from ..support.errors import PyAirtableError, ServiceError, UnknownServiceError
 from .orchestrator import Handle, Orchestrator, ServiceRun, State
+from .readiness import tail
 
 ACTIONS = ("stop", "kill", "pause", "resume", "restart")
+# After a fault, how long a service that still runs may take to answer its probe again
+# once what it needs is back, before the heal restarts it.
+REGATE_SECONDS = 10.0
 Send = Callable[[str, str], Handle | None]  # (action, service) -> handle after a restart
 
 
@@ -47,12 +52,15 @@ class Faults:
 
 
 class FaultInjector:
-    """Breaks services of one orchestrator's stack, remembering what it touched so
-    ``heal`` can bring exactly that back."""
+    """Breaks services of one orchestrator's stack, remembering what it touched and
+    what was up before, so ``heal`` can bring the stack back as it was."""
 
     def __init__(self, orch: Orchestrator) -> None:
         self._orch = orch
         self.touched: list[str] = []
+        self._up_before = {
+            n for n, r in orch.runs.items() if r.state in (State.READY, State.COMPLETED)
+        }
 
     def apply(self, action: str, name: str) -> Handle | None:
         if action not in ACTIONS:
@@ -84,19 +92,56 @@ class FaultInjector:
             self.touched.append(name)
         return run
 
-    def heal(self) -> None:
-        """Bring every touched service back (resume, or restart what is not up), then wait
-        until every ready service passes its probe again: dependents may have noticed."""
+    def heal(self) -> list[str]:
+        """Bring the stack back as it was before the fault: what was touched resumes or
+        restarts; then, in dependency order, every service that was up restarts where it
+        must (it exited meanwhile, or depends with ``restart: true`` on one that
+        restarted, as compose does) and is probed ready again otherwise, restarting it
+        when it does not answer within ``REGATE_SECONDS`` of what it needs being back.
+        Returns what it had to do; raises the ServiceError of a service it cannot bring
+        back (that service then fails the tests that need it, naming this error)."""
+        orch, done, restarted = self._orch, list[str](), set[str]()
         for name in self.touched:
-            run = self._orch.runs[name]
-            if run.running is not None:
-                run.running.resume()
-            if (
-                run.running is None
-                or run.running.poll() is not None
-                or run.state is not State.READY
-            ):
-                self._orch.restart(name)
-        for name in list(self._orch.runs):
-            self._orch.regate(name)
+            running = orch.runs[name].running
+            if running is not None:
+                running.resume()
+        for name in graph.start_order(orch.edges):
+            run = orch.runs.get(name)
+            if run is None or name not in self._up_before or run.state is State.COMPLETED:
+                continue
+            why = self._why_restart(run, restarted)
+            if why is None:
+                try:
+                    orch.regate(name, within=REGATE_SECONDS)
+                    continue
+                except ServiceError as exc:
+                    if run.running is not None and run.running.poll() is not None:
+                        why = self._exited(run, "after the fault")
+                    else:
+                        why = f"did not answer within {REGATE_SECONDS:g}s ({exc.headline()})"
+            orch.restart(name)
+            restarted.add(name)
+            began, ended = run.restarts[-1]
+            done.append(f"{name} {why}; restarted, ready in {(ended or began) - began:.2f}s")
         self.touched.clear()
+        return done
+
+    def _why_restart(self, run: ServiceRun, restarted: set[str]) -> str | None:
+        running = run.running
+        if run.name in self.touched and (
+            running is None or running.poll() is not None or run.state is not State.READY
+        ):
+            return "was stopped by the fault"
+        if running is None or running.poll() is not None:
+            return self._exited(run, "during the fault")
+        back = [d.name for d in run.spec.depends_on if d.restart and d.name in restarted]
+        if back:
+            return f"depends on {back[0]} with restart: true"
+        return None
+
+    def _exited(self, run: ServiceRun, when: str) -> str:
+        running = run.running
+        code = running.poll() if running is not None else None
+        lines = tail(running.log_path if running else None, 3)
+        shown = "; ".join(self._orch.redact(line) for line in lines)
+        return f"exited {code} {when}" + (f" (log: {shown})" if shown else "")

@@ -21,6 +21,7 @@ from ..model import graph
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext, make_probe
 from ..support.errors import (
+    ConfigError,
     DependencyFailedError,
     PyAirtableError,
     ServiceError,
@@ -62,17 +63,20 @@ class Orchestrator:
         self.backend = backend
         self.timing = timing or Timing()
         self.listener = listener or Listener()
-        self.redact = redact or Redactor(stack.secret_values())
+        self.redact = redact or stack.redactor()
         self.edges = {n: [d.name for d in s.depends_on] for n, s in stack.services.items()}
         self.tiers = graph.tiers(self.edges)
         self.runs: dict[str, ServiceRun] = {}
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.stop_errors: list[str] = []
         self._deadline: float | None = None
         self._cv = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._stopped = False
+        self._hurried = False  # interrupted during its stop: the rest is killed
+        self.stopping = False  # its stop is under way
         self.gate = Gate(
             stack=stack,
             backend=backend,
@@ -109,7 +113,10 @@ class Orchestrator:
                 self._deadline = time.monotonic() + self.timing.max_startup_time
             for name in new:
                 self.runs[name] = ServiceRun(
-                    self.stack.services[name], self.tiers[name], scheduled_at=self.now()
+                    self.stack.services[name],
+                    self.tiers[name],
+                    scheduled_at=self.now(),
+                    t0_wall=self.t0_wall,
                 )
         if new:  # e.g. create containers ahead, off the critical path
             self.backend.prepare([self.stack.services[n] for n in new])
@@ -193,6 +200,8 @@ class Orchestrator:
                 run.state = State.STARTING
                 run.starting_at = self.now()
             self.listener.service_starting(run)
+            if run.spec.healthcheck is not None and run.spec.healthcheck.refused:
+                raise ConfigError(run.spec.healthcheck.refused)  # as the engine would
             running = self.backend.launch(run.spec)
             self._set(run, State.RUNNING, running=running, launched_at=self.now())
             run.spec = self.backend.resolve(run.spec, running)  # e.g. ports the engine chose
@@ -209,15 +218,18 @@ class Orchestrator:
         except Exception as exc:  # a bug of ours: report it on the service, never hang
             self._fail(run, ServiceError(run.name, f"hit an internal error: {exc!r}"))
 
-    def _pass_gate(self, run: ServiceRun, running: Running, *, boot: bool = True) -> None:
+    def _pass_gate(
+        self, run: ServiceRun, running: Running, *, boot: bool = True, deadline: float | None = None
+    ) -> None:
         def on_attempt(n: int, error: str | None) -> None:
             run.attempts = n
             if error:
                 run.last_probe_error = self.redact(error)
             self.listener.probe_attempt(run, n, error)
 
-        assert self._deadline is not None
-        verdict = self.gate.wait(run, running, self._deadline, on_attempt)
+        deadline = self._deadline if deadline is None else deadline
+        assert deadline is not None
+        verdict = self.gate.wait(run, running, deadline, on_attempt)
         # The start-up's failed attempts say nothing about a later death. Only the
         # boot sets the times: a later start is one of the run's restarts.
         times = {"ready_at": self.now()} if boot else {}
@@ -308,12 +320,13 @@ class Orchestrator:
         run.restarts[-1] = (began, self.now())
         return self.handle(name)
 
-    def regate(self, name: str) -> None:
-        """Wait until a ready service passes its probe again (its dependency came back)."""
+    def regate(self, name: str, within: float | None = None) -> None:
+        """Wait until a ready service passes its probe again (its dependency came back);
+        ``within``: seconds at most (raising its ServiceError after them)."""
         run = self.runs[name]
         if run.state is State.READY and run.running is not None:
-            self._deadline = time.monotonic() + self.timing.max_startup_time
-            self._pass_gate(run, run.running, boot=False)
+            bound = self.timing.max_startup_time if within is None else within
+            self._pass_gate(run, run.running, boot=False, deadline=time.monotonic() + bound)
 
     # -- a kept stack's services ------------------------------------------------------
 
@@ -325,6 +338,7 @@ class Orchestrator:
             self.tiers[name],
             state=State.COMPLETED if completed else State.READY,
             running=running,
+            t0_wall=self.t0_wall,
         )
         self.runs[name] = run
         return run
@@ -340,6 +354,7 @@ class Orchestrator:
             self.backend.close()
             return
         started = {n: r for n, r in self.runs.items() if r.running is not None}
+        self.stopping = True
         try:
             stopping.in_reverse_order(
                 {n: self.edges[n] for n in started},
@@ -348,6 +363,7 @@ class Orchestrator:
         finally:
             failed = any(r.state is State.FAILED for r in self.runs.values())
             self.backend.close(keep_logs=failed if keep_logs is None else keep_logs)
+            self.stopping = False
 
     def detach(self, record: Any) -> None:
         """Leave everything running, as the kept stack recorded at ``record`` (a path);
@@ -367,11 +383,22 @@ class Orchestrator:
             thread.join()
         return True
 
+    def hurry(self) -> list[str]:
+        """A Ctrl-C (or SIGTERM) during a stop: kill what is still stopping, and stop
+        what is left by killing it too. The services it killed."""
+        self._hurried = True
+        killed = []
+        for run in list(self.runs.values()):
+            if run.running is not None and run.stop_began is not None and run.stopped_at is None:
+                run.running.kill()
+                killed.append(run.name)
+        return killed
+
     def _stop_one(self, run: ServiceRun, emergency: bool) -> None:
         assert run.running is not None
         run.stop_began = self.now()
         try:
-            if emergency:
+            if emergency or self._hurried:
                 run.running.kill()
             else:
                 self.listener.before_stop(run)  # data safety first (a built-in hook)

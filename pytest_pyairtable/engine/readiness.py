@@ -19,6 +19,7 @@ from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext, ProbeUnusable
 from ..probes.waiting import MAX_WAIT, Gone, port_watch, wait_ready
 from ..support.errors import ServiceError, ServiceExitedError, ServiceTimeoutError
+from ..support.files import open_read
 from ..support.redact import Redactor
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from .run import ServiceRun
 
 LOG_TAIL_LINES = 20
+HELD_FIX = (
+    "stop that process (a kept stack: pyairtable down), publish the service on another "
+    "port, or let --pyairtable-free-ports choose free ones"
+)
 
 
 class Cancelled(Exception):
@@ -64,7 +69,11 @@ def jobs(stack: StackSpec) -> set[str]:
 def tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
     if path is None or not path.exists():
         return []
-    with open(path, "rb") as f:
+    try:
+        f = open_read(path)
+    except OSError:
+        return []
+    with f:
         f.seek(0, 2)
         f.seek(max(0, f.tell() - 64 * 1024))
         return f.read().decode(errors="replace").splitlines()[-lines:]
@@ -106,6 +115,7 @@ class Gate:
             attempt_timeout,
             env=self.backend.command_env(spec),
             cancelled=self.closing,
+            log_offset=running.log_start,
         )
         own = self.backend.probe(spec, running, ctx)
         return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)
@@ -117,6 +127,12 @@ class Gate:
         log_path = run.running.log_path if run.running else None
         if run.running is not None:
             run.running.sync_logs()  # logs that reach the file late
+            restarted = run.running.policy_restarts()
+            if restarted:  # a restart loop: not hidden behind a timeout
+                cause += (
+                    f" (its restart policy, {run.spec.restart.mode}, started it again "
+                    f"{len(restarted)} times; last exit code {restarted[-1][1]})"
+                )
         return kind(
             run.name,
             cause,
@@ -182,13 +198,20 @@ class Gate:
                 raise self.error(ServiceError, run, gone.reason) from None
             if running.poll() == 0 and spec.probe.kind == "started":
                 return Verdict(True, {})  # nothing to probe, and it finished cleanly
-            raise self.error(ServiceExitedError, run, f"{gone.reason} while starting") from None
+            held = self.backend.identity_problem(spec, running)  # e.g. it could not bind
+            cause = f"{gone.reason} while starting" + (f"; {self.redact(held)}" if held else "")
+            raise self.error(ServiceExitedError, run, cause, fix=HELD_FIX if held else "") from None
         except TimeoutError:
             raise self._timeout(run, budget, by_deadline) from None
         except ProbeUnusable as unusable:  # waiting longer cannot help
             raise self.error(ServiceError, run, unusable.cause, fix=unusable.fix) from None
         finally:
             probe.close()
+        # Ready means ours: what answered must be the service this run started, checked
+        # once, now (another run's server on the same fixed port answers just as well).
+        problem = self.backend.identity_problem(spec, running)
+        if problem is not None:
+            raise self.error(ServiceError, run, self.redact(problem), fix=HELD_FIX)
         return Verdict(False, outcome.details)
 
     def _timeout(self, run: ServiceRun, budget: float, by_deadline: bool) -> ServiceError:

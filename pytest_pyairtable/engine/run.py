@@ -54,9 +54,10 @@ class ServiceRun:
     # Later starts (a fault's heal, `pyairtable restart`): (began, ready or None). The
     # fields above stay the boot's, so the summary's critical path is the boot's.
     restarts: list[tuple[float, float | None]] = field(default_factory=list)
+    t0_wall: float = 0.0  # the wall-clock time at which the orchestrator's clock read 0
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.spec.secret_values())
+        return dataclass_repr(self, self.spec.secret_values(), self.spec.identifiers())
 
     @property
     def name(self) -> str:

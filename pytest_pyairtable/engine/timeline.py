@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..support.files import write_atomic
 from .critical import critical, ordered_runs
 from .orchestrator import Orchestrator
 from .run import ServiceRun
@@ -39,8 +41,18 @@ def _phases(run: ServiceRun) -> list[tuple[str, float | None, float | None]]:
     ]
     for began, ready in run.restarts:
         phases.append((f"{run.name} restarting", began, ready if ready is not None else began))
+    for at, code in policy_restarts(run):
+        phases.append((f"{run.name} restarted by its policy (exit {code})", at, at))
     phases.append((f"{run.name} stopping", run.stop_began, run.stopped_at))
     return phases
+
+
+def policy_restarts(run: ServiceRun) -> list[tuple[float, int]]:
+    """Its restarts by its restart policy, on the orchestrator's clock (they are told in
+    wall-clock time); ``run.t0_wall`` is when that clock began."""
+    if run.running is None:
+        return []
+    return [(at - run.t0_wall, code) for at, code in run.running.policy_restarts() if at]
 
 
 def _event(name: str, begin: float, end: float, tid: int, args: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +105,9 @@ def _step(end: float) -> float:
 
 
 def gantt_html(orch: Orchestrator, tests: Span | None = None) -> str:
+    """The page; its text (names) masked piece by piece before it is escaped."""
     total, path = critical(orch)
+    path = [orch.redact(name) for name in path]
     runs = ordered_runs(orch)
     times = [t for r in runs for _, b, e in _phases(r) for t in (b, e) if t is not None]
     end = max([*times, *(tests or ()), 0.001])
@@ -106,7 +120,7 @@ def gantt_html(orch: Orchestrator, tests: Span | None = None) -> str:
     if tests is not None:
         left, width = 100.0 * tests[0] / end, 100.0 * (tests[1] - tests[0]) / end
         band = f'<div class="tests" style="left:{left:.2f}%;width:{max(0.3, width):.2f}%"></div>'
-    rows = "\n".join(_row(r, end, r.name in path, band) for r in runs)
+    rows = "\n".join(_row(r, end, orch.redact(r.name) in path, band, orch.redact) for r in runs)
     title = f"Start-up timeline: {len(runs)} services, critical path {total:.2f}s"
     return _PAGE.format(
         title=html.escape(title),
@@ -134,7 +148,9 @@ def _bar(css: str, begin: float, finish: float, end: float, title: str = "") -> 
     )
 
 
-def _row(run: ServiceRun, end: float, on_path: bool, band: str) -> str:
+def _row(
+    run: ServiceRun, end: float, on_path: bool, band: str, redact: Callable[[str], str]
+) -> str:
     bars = [band] if band else []
     if run.fetch_began is not None and run.fetch_ended is not None:
         tip = run.fetch.summary() if run.fetch is not None else ""
@@ -147,9 +163,11 @@ def _row(run: ServiceRun, end: float, on_path: bool, band: str) -> str:
     for began, ready in run.restarts:
         done = ready if ready is not None else began
         bars.append(_bar("bar restart", began, done, end, f"restarted: {done - began:.3f}s"))
+    for at, code in policy_restarts(run):
+        bars.append(_bar("bar restart", at, at, end, f"restarted by its policy (exit {code})"))
     if run.stop_began is not None and run.stopped_at is not None:
         bars.append(_bar("stop", run.stop_began, run.stopped_at, end))
-    label = f"{html.escape(run.name)} <small>tier {run.tier} · {run.outcome}</small>"
+    label = f"{html.escape(redact(run.name))} <small>tier {run.tier} · {run.outcome}</small>"
     lane = f'<div class="lane">{"".join(bars)}</div>'
     return f'<div class="row"><div class="name">{label}</div>{lane}</div>'
 
@@ -180,16 +198,17 @@ Grey: stopping.{tests} Time runs left to right, 0 to {end}s.</p>
 
 
 def write_timeline(orch: Orchestrator, path: Path, tests: Span | None = None) -> str:
-    """Write it (redacted, as every output); returns the line saying where, or why not:
-    the run is over, its teardown must not fail on a path."""
+    """Write it (masked inside the data, so the trace parses and the page renders);
+    returns the line saying where, or why not: the run is over, its teardown must not
+    fail on a path."""
     path = path.resolve()
     if path.suffix.lower() in (".html", ".htm"):
         text = gantt_html(orch, tests)
     else:
-        text = json.dumps(chrome_trace(orch, tests), indent=1)
+        text = json.dumps(orch.redact.data(chrome_trace(orch, tests)), indent=1)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(orch.redact(text), encoding="utf-8")
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         return f"start-up timeline not written to {path}: {exc.strerror}"
     return f"start-up timeline written to {path}"

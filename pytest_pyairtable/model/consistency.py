@@ -47,13 +47,39 @@ def check_consistency(active: Services, inactive: Services, project: dict[str, A
                     f"{where} depends on '{dep}', which the compose file(s) do not define. "
                     "Fix: correct the name or add the service."
                 )
-    problems += unknown + _file_objects(project)
+    problems += unknown + _file_objects(project) + _container_names(active)
     if len(problems) == 1:
         raise (UnknownServiceError if unknown else ConfigError)(problems[0])
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"{len(problems)} problem(s) in the compose file(s):\n{lines}")
     check_acyclic({n: list(s.get("depends_on") or {}) for n, s in active.items()})
+
+
+def _container_names(active: Services) -> list[str]:
+    """A container name is one container's: two active services may not share one, and
+    a service with one may not run more than one replica (compose refuses both)."""
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for name, svc in active.items():
+        container = svc.get("container_name")
+        if not isinstance(container, str) or not container:
+            continue
+        if container in owner:
+            problems.append(
+                f"service '{name}': container name '{container}' is already that of service "
+                f"'{owner[container]}'. Fix: give each its own container_name, or remove one."
+            )
+        owner.setdefault(container, name)
+        replicas = [(k, v) for k, v in (("scale", svc.get("scale")),
+                    ("deploy.replicas", (svc.get("deploy") or {}).get("replicas")))
+                    if isinstance(v, int) and not isinstance(v, bool) and v > 1]  # fmt: skip
+        for key, count in replicas:
+            problems.append(
+                f"service '{name}': {key} is {count}, but container_name '{container}' names "
+                "one container. Fix: remove container_name, or run one replica."
+            )
+    return problems
 
 
 def _file_objects(project: dict[str, Any]) -> list[str]:

@@ -28,10 +28,10 @@ import functools
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from ..support.files import write_atomic
 from .topology import own_dir, own_dir_of
 
 # The reader's semantics: bump with any change to what yamlread.py builds from a text.
@@ -74,20 +74,11 @@ class DocumentCache:
         if not self._new:
             return
         self._new = False
-        import tempfile  # only when something was parsed: not on a warm load
-
         data = json.dumps({"version": _reader_stamp(), "entries": self._used}).encode()
-        try:  # a name of its own per writer (xdist workers, threads), created owner-only
-            fd, aside = tempfile.mkstemp(prefix=f".{_NAME}.", dir=own_dir(self.path.parent))
-        except OSError:
-            return  # e.g. a read-only project: no cache
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(aside, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(aside)  # ours: mkstemp made it
+        # a name of its own per writer (xdist workers, threads), created owner-only
+        with contextlib.suppress(OSError):  # e.g. a read-only project: no cache
+            own_dir(self.path.parent)
+            write_atomic(self.path, data)
 
     def _read(self) -> dict[str, Any]:
         try:

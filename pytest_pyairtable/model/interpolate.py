@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..support.errors import InterpolationError
+from ..support.redact import MASK, is_secret_name, mask_patterns
 from .values import Override
 
 _PATTERN = re.compile(
@@ -58,6 +59,7 @@ class Interpolator:
         self.problems: list[str] = []  # malformed templates, failed conversions
         self._depth = 0
         self._matches = 0
+        self._message = 0  # inside the message of a ${VAR:?message}: secrets masked
 
     # -- one string ----------------------------------------------------------------
 
@@ -109,7 +111,10 @@ class Interpolator:
 
     def _get(self, name: str) -> str | None:
         self.looked_up.add(name)
-        return self.lookup(name)
+        value = self.lookup(name)
+        if self._message and value and is_secret_name(name):
+            return MASK  # a ${VAR:?message} error is printed: its message shows no secret
+        return value
 
     def _replace(self, substring: str, template: str, where: Where, whole: int) -> tuple[str, int]:
         """One match's value, and how much of the line it used, of the ``whole`` the
@@ -151,11 +156,15 @@ class Interpolator:
         if op not in braced:
             return None
         name, _, arg = braced.partition(op)
-        arg = self.text(arg, where)
+        self._message += op.endswith("?")
+        try:
+            arg = self.text(arg, where)
+        finally:
+            self._message -= op.endswith("?")
         value = self._get(name)
         if op.endswith("?"):
             if value is None or (op == ":?" and value == ""):
-                reason = arg or ("is empty or unset" if op == ":?" else "is unset")
+                reason = mask_patterns(arg) or ("is empty or unset" if op == ":?" else "is unset")
                 entry = self.missing.setdefault(name, (reason, []))
                 entry[1].append(where)
                 return ""

@@ -98,6 +98,19 @@ def find_compose_files(
         directory = directory.parent
 
 
+def compose_files_source(given_from: str, start: Path, environ: Mapping[str, str]) -> str:
+    """Where ``find_compose_files`` takes the files from, as the header says it:
+    ``given_from`` (the setting's source) when they were given, else COMPOSE_FILE, else
+    compose's default names."""
+    if given_from:
+        return f"from {given_from}"
+    if environ.get("COMPOSE_FILE"):
+        return "from COMPOSE_FILE"
+    if _dotenv_value(start / ".env", "COMPOSE_FILE"):
+        return f"from COMPOSE_FILE in {start / '.env'}"
+    return "found by compose's default names"
+
+
 def _absolute(start: Path, path: str | Path) -> Path:
     return Path(os.path.abspath(start / Path(path).expanduser()))
 

@@ -5,8 +5,8 @@ healthcheck, ports, profiles, stop_signal, stop_grace_period, volumes) a service
 as ``docker compose config --format json`` prints it, so the two can be diffed; then
 the ``x-pyairtable`` block as the plugin uses it (the local command as argv, its
 absolute cwd, the readiness probe, derived or given). Values of secrets are masked
-unless asked for; every ``$`` is written ``$$``, as compose writes it, so that the
-output reads back as the same values.
+(inside the data, see ``render_config``) unless asked for; every ``$`` is written
+``$$``, as compose writes it, so that the output reads back as the same values.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..support.redact import Redactor
 from .spec import ServiceSpec, StackSpec
 from .values import go_float_text
 
@@ -36,11 +35,15 @@ _VOLUME = (
 
 
 def render_config(stack: StackSpec, *, show_secrets: bool = False) -> dict[str, Any]:
-    mask: Callable[[str], str] = (lambda s: s) if show_secrets else Redactor(stack.secret_values())
+    """The document; its secrets masked inside the data (the values under secret-named
+    keys, and what each string shows of one), never in its serialised text, so that the
+    output always parses and names, paths and code stay as written."""
     services = {name: _service(svc) for name, svc in sorted(stack.services.items())}
     doc: dict[str, Any] = {"name": stack.name, "services": services}
     doc.update(sorted(stack.extensions.items()))
-    rendered: dict[str, Any] = _walk(doc, lambda s: mask(s).replace("$", "$$"))
+    if not show_secrets:
+        doc = stack.redactor().data(doc)
+    rendered: dict[str, Any] = _walk(doc, lambda s: s.replace("$", "$$"))
     return rendered
 
 

@@ -374,6 +374,18 @@ def _keyed(keys: str, kinds: str = "mapping") -> Callable[[Any, str, Problems], 
     return check
 
 
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+def _container_name(value: Any, path: str, out: Problems) -> None:
+    """compose's schema pattern, searched (not anchored) as its validator does."""
+    if _want(value, "string", path, out) and not _CONTAINER_NAME.search(value):
+        out.append(
+            f"{path} {value!r} does not match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (at least two "
+            "letters, digits, '_', '.' or '-', the first a letter or digit). Fix: rename it."
+        )
+
+
 def _scale(value: Any, path: str, out: Problems) -> None:
     wanted = _want(value, "number|string", path, out)
     if wanted and isinstance(value, int | float) and (value < 0 or value != int(value)):
@@ -471,6 +483,7 @@ def _pull_policy(value: Any, path: str, out: Problems) -> None:
 
 
 _FIELDS["pull_policy"] = _pull_policy
+_FIELDS["container_name"] = _container_name
 
 
 def check_include(entry: Any, path: str) -> Problems:

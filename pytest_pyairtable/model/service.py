@@ -29,6 +29,7 @@ from .spec import (
     Healthcheck,
     LocalRun,
     PortMapping,
+    RestartPolicy,
     ServiceSpec,
     VolumeMount,
 )
@@ -36,6 +37,8 @@ from .values import sprint
 
 _X_KEYS = ("local", "probe", "url", "job")
 _LOCAL_KEYS = ("command", "cwd", "env")
+# Names compose prints as given; masking never touches them (model/identifiers.py).
+NAMES = ("container_name", "hostname", "domainname")
 _UINT64 = (1 << 64) - 1
 
 
@@ -58,9 +61,20 @@ def build_service(
     ports = [_port(p, f"{where}: ports[{n}]") for n, p in enumerate(svc.get("ports") or [])]
     if ports:
         compose["ports"] = [_port_json(p) for p in svc["ports"]]
-    for key in ("image", "profiles", "stop_signal", "volumes", "pull_policy", "build", "platform"):
+    for key in (
+        "image",
+        "profiles",
+        "stop_signal",
+        "volumes",
+        "pull_policy",
+        "build",
+        "platform",
+        *NAMES,
+    ):
         if svc.get(key):
             compose[key] = svc[key]
+    if isinstance(svc.get("restart"), str) and svc["restart"]:
+        compose["restart"] = svc["restart"]
     for key in ("network_mode", "container_name", "hostname"):  # how others reach it
         if isinstance(svc.get(key), str) and svc[key]:
             compose[key] = svc[key]
@@ -99,6 +113,7 @@ def build_service(
         volumes=tuple(_volume(v) for v in svc.get("volumes") or () if isinstance(v, dict)),
         compose=MappingProxyType({k: v for k, v in compose.items() if v is not None}),
         extension=MappingProxyType(dict(x)),
+        restart=RestartPolicy.of(svc.get("restart"), svc.get("deploy")),
     )
     probe = parse_probe(x["probe"], where) if x.get("probe") else derive_probe(spec)
     from dataclasses import replace
@@ -202,15 +217,19 @@ def _healthcheck(value: Any, where: str) -> tuple[Healthcheck | None, dict[str, 
         test = ["CMD-SHELL", test]
     if test:
         declared["test"] = list(test)
-    times = {}
+    times: dict[str, Any] = {}
     for key in ("timeout", "interval", "retries", "start_period", "start_interval"):
         if key == "retries" and "retries" in value:
             declared["retries"] = _retries(value["retries"], f"{where}: healthcheck.retries")
         elif key in value:
             ns = _duration(value[key], f"{where}: healthcheck.{key}")
             declared[key] = format_duration(ns)
-            if ns:  # 0: the engine's default, as if not written
-                times[key] = seconds(_engine_duration(ns, key, value[key], where))
+            if 0 < ns < _MIN_HEALTH_NS or ns < 0:  # compose prints it; the engine refuses
+                times.setdefault("refused", _refusal(key, value[key], where))
+                if ns > 0:
+                    times[key] = seconds(ns)
+            elif ns:  # 0: the engine's default, as if not written
+                times[key] = seconds(ns)
     disable = value.get("disable", False)
     if to_bool(disable) if isinstance(disable, str) else bool(disable):
         declared["disable"] = True
@@ -235,17 +254,15 @@ _ENGINE_DEFAULTS = {
 }
 
 
-def _engine_duration(ns: int, key: str, raw: Any, where: str) -> int:
-    """A healthcheck duration as the Docker engine takes it: ``docker compose config``
-    prints a negative one as given, and the engine then refuses the container."""
-    if ns < _MIN_HEALTH_NS:
-        raise ConfigError(
-            f"{where}: healthcheck.{key} is {raw!r}, and the Docker engine refuses a "
-            f"healthcheck {key} under 1ms (0 means its default, {_ENGINE_DEFAULTS[key]}). "
-            f"Fix: write a positive duration, e.g. {_EXAMPLES.get(key, '30s')}, or 0s for "
-            "the default."
-        )
-    return ns
+def _refusal(key: str, raw: Any, where: str) -> str:
+    """Why the Docker engine refuses this healthcheck duration: ``docker compose config``
+    prints it as given, and the service fails when it starts (as with compose's up)."""
+    return (
+        f"{where}: healthcheck.{key} is {raw!r}, and the Docker engine refuses a "
+        f"healthcheck {key} under 1ms (0 means its default, {_ENGINE_DEFAULTS[key]}). "
+        f"Fix: write a positive duration, e.g. {_EXAMPLES.get(key, '30s')}, or 0s for "
+        "the default."
+    )
 
 
 def _retries(value: Any, where: str) -> int:

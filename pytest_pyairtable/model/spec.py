@@ -7,7 +7,6 @@ returns a ``StackSpec``. Nothing here starts anything.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,10 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..support.errors import ConfigError, UnknownServiceError
-from ..support.redact import dataclass_repr, mask_patterns, secret_values, text_secrets
+from ..support.errors import UnknownServiceError
+from ..support.redact import Redactor, dataclass_repr, mask_patterns, secret_values, worth_masking
 from .names import fixture_name
-from .probespec import ProbeSpec, redis_password
+from .probespec import ProbeSpec
 from .schema import CONDITIONS
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ class Healthcheck:
     retries: int = 3
     start_period: float = 0.0
     start_interval: float = 5.0
+    refused: str | None = None  # why the engine would refuse it: the service fails to start
 
     def __repr__(self) -> str:
         return mask_patterns(dataclass_repr(self))
@@ -68,6 +68,42 @@ class VolumeMount:
     source: str  # an absolute path for a bind mount
     target: str
     read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """``restart:`` / ``deploy.restart_policy`` as compose hands them to the engine:
+    ``no``, ``always``, ``unless-stopped`` or ``on-failure`` with at most ``retries``
+    restarts (0: no limit)."""
+
+    mode: str = "no"
+    retries: int = 0
+
+    def restarts(self, exit_code: int, done: int) -> bool:
+        """Whether the engine would start it again after it exited on its own."""
+        if self.mode in ("always", "unless-stopped"):
+            return True
+        if self.mode == "on-failure":
+            return exit_code != 0 and (self.retries == 0 or done < self.retries)
+        return False
+
+    @classmethod
+    def of(cls, restart: object, deploy: object) -> RestartPolicy:
+        """As compose does: ``deploy.restart_policy`` over ``restart``; its conditions
+        ``none``/``any`` are the engine's ``no``/``always``."""
+        policy = cls()
+        if isinstance(restart, str) and restart:
+            mode, _, count = restart.partition(":")
+            policy = cls(_MODES.get(mode, mode), int(count) if count.isdigit() else 0)
+        rp = deploy.get("restart_policy") if isinstance(deploy, Mapping) else None
+        if isinstance(rp, Mapping):
+            condition = str(rp.get("condition") or "")
+            attempts = rp.get("max_attempts")
+            policy = cls(_MODES.get(condition, condition) or "no", int(attempts or 0))
+        return policy
+
+
+_MODES = {"none": "no", "any": "always"}
 
 
 @dataclass(frozen=True)
@@ -106,27 +142,27 @@ class ServiceSpec:
     # compose file's own ("name:address"), to reach the services run on the host.
     backend: str = ""
     added_hosts: tuple[str, ...] = ()
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.secret_values())
+        return dataclass_repr(self, self.secret_values(), self.identifiers())
 
     def secret_values(self) -> set[str]:
         """Values of this service that must never be printed: those of secret-named
         variables and keys (environment, local env, x-pyairtable), passwords in its URLs
         and the values of secret flags on its command lines."""
-        found = secret_values(self.environment) | secret_values(self.local.env)
-        found |= secret_values(self.extension)
-        texts = [*self.environment.values(), *self.local.env.values(), self.url or ""]
-        texts += [self.probe.target, " ".join(self.probe.argv), " ".join(self.command)]
-        texts += [" ".join(self.entrypoint or ()), " ".join(self.local.command or ())]
-        if self.healthcheck is not None:
-            texts.append(" ".join(self.healthcheck.test or ()))
-        for text in texts:
-            found |= text_secrets(text)
-        if self.image_kind == "redis":
-            with contextlib.suppress(ConfigError):  # an unreadable file: said at launch
-                found.add(redis_password(self))
-        found.discard("")
+        from .identifiers import service_sources
+
+        return {value for _, _, value in service_sources(self) if worth_masking(value)}
+
+    def identifiers(self) -> dict[str, str]:
+        """Its names (service, container, image, users, databases, hosts, paths, the
+        words of its commands), which masking never touches."""
+        from .identifiers import code_words, service_identifiers
+
+        found = service_identifiers(self)
+        for name, kind in code_words(self, self.secret_values()).items():
+            found.setdefault(name, kind)
         return found
 
     @property
@@ -174,18 +210,39 @@ class StackSpec:
     extensions: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.secret_values())
+        return dataclass_repr(self, self.secret_values(), self.identifiers())
 
     def secret_values(self) -> list[str]:
         """Values that must never be printed: variables whose name looks like a secret
         (the environment's too), passwords in their URLs, every service's secrets and
         those of the top-level ``x-`` blocks; longest first."""
-        found = secret_values(self.variables) | secret_values(self.extensions)
-        for value in self.variables.values():
-            found |= text_secrets(value)
-        for svc in self.services.values():
-            found |= svc.secret_values()
+        from .identifiers import stack_sources
+
+        found = {value for _, _, value in stack_sources(self) if worth_masking(value)}
         return sorted(found, key=len, reverse=True)
+
+    def identifiers(self) -> dict[str, str]:
+        """The stack's names and paths (project, services, images, users, databases,
+        hosts, the project's files, the words of its commands), each with what it is:
+        masking never touches them."""
+        from .identifiers import stack_identifiers
+
+        return stack_identifiers(self)
+
+    def redactor(self) -> Redactor:
+        """What every output of this stack passes through (made once)."""
+        made = self.__dict__.get("_redactor")
+        if made is None:
+            made = Redactor(self.secret_values(), self.identifiers())
+            object.__setattr__(self, "_redactor", made)
+        return made
+
+    def secret_notes(self) -> list[str]:
+        """A warning per secret masked only where it appears as a secret (it equals a
+        name, or is short or an ordinary word), naming its service and variable."""
+        from .identifiers import stack_sources, weak_notes
+
+        return weak_notes(stack_sources(self), self.redactor().weak)
 
     def require(self, names: Iterable[str]) -> list[str]:
         names = list(names)

@@ -46,6 +46,8 @@ def parse_volume(spec: str, where: str) -> dict[str, Any]:
         volume["bind"] = {"create_host_path": True, **fields.get("bind", {})}
     else:
         volume["type"] = "volume"
+        if fields.get("bind"):  # compose keeps a named volume's z/Z and propagation here
+            volume["bind"] = fields["bind"]
         volume["volume"] = {"nocopy": True} if fields.get("nocopy") else {}
     return volume
 

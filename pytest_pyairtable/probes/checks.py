@@ -110,8 +110,10 @@ class ProbeContext:
         attempt_timeout: float = 2.0,
         env: Mapping[str, str] | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        log_offset: int = 0,
     ) -> None:
         self.log_path = log_path
+        self.log_offset = log_offset  # a restarted service's earlier output is not its own
         self.attempt_timeout = attempt_timeout
         self.env = env  # a command's environment: the service's, as in its container
         self.cancelled = cancelled  # true once the run stops: end the attempt at once
@@ -294,6 +296,7 @@ class LogProbe(BaseProbe):
     def __init__(self, spec: ProbeSpec, ctx: ProbeContext) -> None:
         self.pattern = spec.target
         self.log_path = ctx.log_path
+        self.log_offset = ctx.log_offset
         self.scan: LogScan | None = None
 
     def check(self) -> dict[str, Any]:
@@ -301,7 +304,7 @@ class LogProbe(BaseProbe):
             raise ProbeFailed("no output yet")
         if self.scan is None or self.scan.path != self.log_path:
             try:
-                self.scan = LogScan(self.pattern, self.log_path)
+                self.scan = LogScan(self.pattern, self.log_path, start=self.log_offset)
             except ValueError as exc:
                 raise ProbeUnusable(
                     f"log probe /{self.pattern}/ is not a regular expression ({exc})",

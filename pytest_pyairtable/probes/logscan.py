@@ -40,11 +40,11 @@ def compile_pattern(pattern: str) -> Any:
 
 
 class LogScan:
-    def __init__(self, pattern: str, path: Path) -> None:
+    def __init__(self, pattern: str, path: Path, *, start: int = 0) -> None:
         self.pattern = pattern
         self.compiled = compile_pattern(pattern)
         self.path = path
-        self.offset = 0
+        self.offset = start  # where this run of the service began writing
         self.carry = ""  # text already searched, kept for a match across chunks
         self.carry_start = 0  # where the search starts in carry + new (see _keep)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

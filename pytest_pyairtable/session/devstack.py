@@ -97,7 +97,7 @@ def up(runtime: Runtime) -> int:
     finally:
         if not orch.stopped:
             began = time.monotonic()
-            with shielded():
+            with shielded(runtime.hurry):
                 runtime.stop()
             took = time.monotonic() - began
             say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")

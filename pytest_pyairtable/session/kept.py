@@ -35,6 +35,7 @@ from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
 from ..probes.checks import check_once
 from ..support.errors import KeepError, PyAirtableError
+from ..support.files import read_text, write_json
 from ..support.redact import Redactor, dataclass_repr
 
 __all__ = [
@@ -144,9 +145,15 @@ class KeptStack:
     # that attach (they load the compose file with the same values)
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     version: int = RECORD_VERSION
+    # the stack's names and paths, which masking never touches (a record without them,
+    # from an older run, masks its secrets everywhere)
+    identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return dataclass_repr(self, self.secrets)
+        return dataclass_repr(self, self.secrets, self.identifiers)
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secrets, self.identifiers)
 
     @classmethod
     def from_orchestrator(
@@ -163,13 +170,16 @@ class KeptStack:
                 f"not kept: {', '.join(down) or 'nothing'} did not come up; it was stopped."
             )
         services = {}
+        now, clock = time.time(), orch.now()
         for name, run in orch.runs.items():
             assert run.running is not None
+            # its own start (the last one), not the record's: uptime is the service's
+            launched = run.restarts[-1][0] if run.restarts else run.launched_at
             services[name] = KeptService(
                 spec=run.spec,
                 handle=orch.handle(name),
                 completed=run.state is State.COMPLETED,
-                started=time.time(),
+                started=now - (clock - launched) if launched is not None else now,
                 state=run.running.kept_state(),
             )
         return cls(
@@ -179,7 +189,8 @@ class KeptStack:
             backend_state=orch.backend.kept_state(),
             compose_file=str(orch.stack.compose_file),
             services=services,
-            secrets=orch.stack.secret_values(),
+            secrets=orch.redact.secrets,
+            identifiers=orch.redact.identifiers,
             foreground=foreground,
             ports=dict(ports or {}),
         )
@@ -194,18 +205,14 @@ class KeptStack:
             name: {**to_json(svc), "handle": handle_to_json(svc.handle)}
             for name, svc in self.services.items()
         }
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)  # a reader sees the old record or the new, never half
+        write_json(path, data, indent=2)  # a reader sees the old record or the new, never half
 
     @classmethod
     def load(cls, path: Path) -> KeptStack | None:
         """The record at ``path``; None when there is none. Raises KeepError when there is
         one this version cannot use."""
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data: dict[str, Any] = json.loads(read_text(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -259,7 +266,7 @@ class KeptStack:
             backend,
             listener=listener,
             probe_factory=probe_factory,
-            redact=Redactor(self.secrets),
+            redact=self.redactor(),
         )
         for name, svc in self.services.items():
             orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)
@@ -278,7 +285,10 @@ class KeptStack:
                 return GONE
             probe, _ = orch.gate.probe_for(run.spec, run.running, 1.0)
             failure = check_once(probe)
-            return None if failure is None else f"does not pass its probe ({failure})"
+            if failure is not None:
+                return f"does not pass its probe ({failure})"
+            held = orch.backend.identity_problem(run.spec, run.running)  # ours, not another's
+            return None if held is None else f"is not what answers its probe ({held})"
 
         names = list(orch.runs)
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model.topology import own_dir
+from ..support.files import open_private, open_read, read_text, write_json
 
 if TYPE_CHECKING:
     from ..engine.run import ServiceRun
+    from ..support.redact import Redactor
 
 TAIL_BYTES = 1 << 20
 INDEX = "index.json"
@@ -36,13 +38,15 @@ def last_run_dir(record: Path) -> Path:
 class LastRunLogs:
     """Collects a stopping stack's log tails; ``finish`` makes them the last run's."""
 
-    def __init__(self, record: Path, run_id: str, secrets: list[str]) -> None:
+    def __init__(self, record: Path, run_id: str, redact: Redactor) -> None:
         self.final = last_run_dir(record)
         self.staging = self.final.with_name(f"{self.final.name}.{run_id}.tmp")
         self.run_id = run_id
-        self.secrets = secrets
+        self.secrets = redact.secrets
+        self.identifiers = redact.identifiers
         self.services: list[str] = []
         self._lock = threading.Lock()
+        self._staged = False
 
     def save(self, run: ServiceRun) -> None:
         """Copy the end of a stopped service's log (called from its stop thread)."""
@@ -53,15 +57,15 @@ class LastRunLogs:
             running.sync_logs()
         try:
             with self._lock:
-                if not self.staging.is_dir():
-                    own_dir(self.final.parent)
+                if not self._staged:  # a fresh dir: its name has the run id, so nothing
+                    own_dir(self.final.parent)  # already there (nor a link) is ours
                     self.staging.mkdir(mode=0o700)
-            with open(running.log_path, "rb") as log:
+                    self._staged = True
+            with open_read(running.log_path) as log:
                 log.seek(max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES))
                 tail = log.read()
             # what a service printed may hold secrets: its owner's alone, as the log itself
-            fd = os.open(self.staging / f"{run.name}.log", os.O_WRONLY | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "wb") as copy:
+            with open_private(self.staging / f"{run.name}.log", "wb") as copy:
                 copy.write(tail)
             with self._lock:
                 self.services.append(run.name)
@@ -74,11 +78,9 @@ class LastRunLogs:
             return
         self.services, services = [], self.services
         index = {"run_id": self.run_id, "finished": time.time(), "secrets": self.secrets,
-                 "services": sorted(services)}  # fmt: skip
+                 "identifiers": self.identifiers, "services": sorted(services)}  # fmt: skip
         try:
-            fd = os.open(self.staging / INDEX, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(index, f)
+            write_json(self.staging / INDEX, index)
             old = self.final.with_name(f"{self.final.name}.{self.run_id}.old")
             with contextlib.suppress(FileNotFoundError):
                 self.final.rename(old)
@@ -92,7 +94,7 @@ def read_last_run(record: Path) -> tuple[dict[str, Any], Path] | None:
     """The last finished run's index and its directory, or None when there is none."""
     directory = last_run_dir(record)
     try:
-        index = json.loads((directory / INDEX).read_text())
+        index = json.loads(read_text(directory / INDEX))
     except (OSError, ValueError):
         return None
     return (index, directory) if isinstance(index, dict) else None

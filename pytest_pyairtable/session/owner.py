@@ -149,7 +149,9 @@ class StackOwner:
     def heal(self, holder: str) -> None:
         injector = self._faults.pop(holder, None)
         if injector is not None:
-            injector.heal()
+            for line in injector.heal():  # what the heal had to restart, and why
+                self.runtime.notices.append(f"heal: {line}")
+                self.runtime.events.lines.put(f"pyairtable: heal: {line}")
 
     # -- resets --------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ class LocalAccess:
     def lease(self, mode: str, label: str) -> None:
         self.owner.lease(MAIN, mode, label)
 
-    def fault(self, action: str, service: str) -> Handle | None:
+    def fault(self, action: str, service: str, nodeid: str = "") -> Handle | None:
         return self.owner.fault(MAIN, action, service)
 
     def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:

@@ -117,14 +117,24 @@ def header(runtime: Runtime) -> list[str]:
     parts = [
         f"{name}={_show(getattr(s, name))} ({s.sources[name]})"
         for name in BY_NAME
-        if s.sources[name] != "default" or name in ("backend", "compose_file")
+        if name != "compose_file" and (s.sources[name] != "default" or name == "backend")
     ]
     lines = ["pyairtable: " + mask_url(", ".join(parts))]
+    files = ", ".join(str(f) for f in runtime.compose_files)
     if runtime.loaded and runtime.error is not None:
         lines.append(f"pyairtable: stack unavailable: {str(runtime.error).splitlines()[0]}")
     elif topo := runtime.topology():  # cheap: the file is read in full only when needed
         tiers = max(graph.tiers(topo).values(), default=0)
-        lines.append(f"pyairtable: {runtime.compose_file} ({len(topo)} services, {tiers} tiers)")
+        lines.append(
+            f"pyairtable: compose file(s) {files} ({runtime.compose_source}): "
+            f"{len(topo)} services, {tiers} tiers"
+        )
+    elif not runtime.compose_file.is_file():
+        lines.append(f"pyairtable: {runtime.no_compose_file()}")
+    else:
+        lines.append(f"pyairtable: compose file(s) {files} ({runtime.compose_source}): no services")
+    if runtime.coverage is not None:
+        lines.append(f"pyairtable: {runtime.coverage.describe()}")
     return lines
 
 
@@ -148,8 +158,24 @@ def summary(runtime: Runtime, *, verbose: bool = False) -> list[str]:
             f"started {started} of {total} services ({len(orch.runs) - started} more that "
             "the selected tests need did not start):"
         )
+    tracking = orch.backend.tracking()  # after the table: readers of the table parse it
     lines = [head]
-    return notices + lines + timeline(orch)
+    said = [f"process tracking: {tracking}"] if tracking else []
+    return notices + lines + timeline(orch) + policy_restarts(orch) + said
+
+
+def policy_restarts(orch: Orchestrator) -> list[str]:
+    """Each service its restart policy started again, how often and why."""
+    lines = []
+    for run in ordered_runs(orch):
+        restarted = run.running.policy_restarts() if run.running is not None else []
+        if restarted:
+            codes = ", ".join(str(code) for _, code in restarted[-5:])
+            lines.append(
+                f"{run.name}: started again {len(restarted)} times by its restart policy "
+                f"({run.spec.restart.mode}; exit codes {codes})"
+            )
+    return lines
 
 
 def _show(value: Any) -> str:

@@ -25,7 +25,7 @@ class RunFiles:
         """Keep the end of each service's log as it stops (a stack this run owns)."""
         from .lastrun import LastRunLogs
 
-        self.last_logs = LastRunLogs(record, run_id, orch.stack.secret_values())
+        self.last_logs = LastRunLogs(record, run_id, orch.redact)
         events.stopped = self.last_logs.save
 
     def note_test(self, orch: Orchestrator | None, start: float, stop: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ from .settings import Settings, flag_value
 
 if TYPE_CHECKING:
     from ..backends.base import BaseBackend, DockerOverrides, Placement
+    from ..backends.measure import ServiceCoverage
     from ..engine.orchestrator import Handle, Orchestrator
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
@@ -37,22 +39,32 @@ Say = Callable[[str], None]
 
 
 def runtime_for(
-    settings: Settings, rootdir: Path, invocation_dir: Path, hook: Any = None
+    settings: Settings,
+    rootdir: Path,
+    invocation_dir: Path,
+    hook: Any = None,
+    *,
+    walk_up: bool = False,
 ) -> Runtime:
     """A runtime for the compose file(s) the settings name (else COMPOSE_FILE, else
-    compose's default names at rootdir); read fully only when a test (or command) needs
-    the stack, and a broken file becomes the runtime's error."""
-    from ..model.project import find_compose_files
+    compose's default names at rootdir, and with ``walk_up`` in its parents, as the
+    compose command looks for them); read fully only when a test (or command) needs the
+    stack, and a broken file becomes the runtime's error."""
+    from ..model.project import compose_files_source, find_compose_files
 
     given = settings.compose_file
     env_file = invocation_dir / settings.env_file if settings.env_file else None
     error: ConfigError | None = None
     try:
-        files = find_compose_files(given, invocation_dir, os.environ, search=rootdir)
+        files = find_compose_files(
+            given, invocation_dir, os.environ, search=rootdir, walk_up=walk_up
+        )
     except ConfigError as exc:
         files, error = (), exc
     compose = files[0] if files else rootdir / "docker-compose.yml"
     runtime = Runtime(settings, hook, compose_file=compose, env_file=env_file, compose_files=files)
+    given_from = settings.sources["compose_file"] if given else ""
+    runtime.compose_source = compose_files_source(given_from, invocation_dir, os.environ)
     missing = [f for f in files if not os.path.lexists(f)]  # the loader says what else
     if error is None and missing:
         error = ConfigError(
@@ -64,20 +76,6 @@ def runtime_for(
     if error is None and not files:
         runtime.searched = rootdir
     return runtime
-
-
-def _no_compose_file(rootdir: Path) -> ConfigError:
-    """Why no service has a fixture (a run that needs none is not bothered with it)."""
-    from ..model.project import DEFAULT_NAMES
-
-    below = sorted(p for name in DEFAULT_NAMES for p in rootdir.glob(f"*/{name}"))
-    seen = f"; there is {below[0].relative_to(rootdir)}" if below else ""
-    return ConfigError(
-        f"no compose file in {rootdir} ({', '.join(DEFAULT_NAMES)}), so no service has a "
-        f"fixture{seen}. Fix: pass --pyairtable-compose-file "
-        f"{below[0].relative_to(rootdir) if below else 'PATH'}, or set "
-        "pyairtable_compose_file in your ini file (or COMPOSE_FILE)."
-    )
 
 
 class Runtime:
@@ -94,13 +92,16 @@ class Runtime:
         self.hook = hook if hook is not None else own_hooks()
         self.compose_file = compose_file  # the first file: the kept stack's record is beside it
         self.compose_files = compose_files or (compose_file,)  # merged in this order
+        self.compose_source = ""  # how they were chosen, for the header
         self.env_file = env_file
         self._loaded = False
         self._stack: StackSpec | None = None
         self._error: PyAirtableError | None = None
         self._redactors: dict[bool, Redactor] = {}  # by whether the stack was read
+        self._quiet: Redactor | None = None  # redact_all's, before the stack was read
         self._topology: dict[str, list[str]] | None = None
         self.docker: DockerOverrides | None = None  # pytest-docker's fixtures a suite overrode
+        self.coverage: ServiceCoverage | None = None  # the run measures coverage (measure.py)
         self._backend_class: type[BaseBackend] | None = None
         self._placement: Placement | None = None
         self.orch: Orchestrator | None = None
@@ -111,6 +112,7 @@ class Runtime:
         self.needed: set[str] = set()
         self._say: Say | None = None
         self.progress: Callable[[Orchestrator], None] | None = None  # a live display
+        self.alert: Callable[[str], None] | None = None  # said whatever the verbosity
         self._lock = threading.Lock()
         self.kept: KeptStack | None = None
         self._kept_checked = False
@@ -132,7 +134,7 @@ class Runtime:
 
     def absent(self) -> ConfigError | None:
         """Why no service has a fixture, when no compose file was found."""
-        return None if self.searched is None else _no_compose_file(self.searched)
+        return None if self.searched is None else ConfigError(self.no_compose_file())
 
     def preset(self, stack: StackSpec | None, error: PyAirtableError | None) -> None:
         self._stack, self._error, self._loaded = stack, error, True
@@ -156,7 +158,24 @@ class Runtime:
             return
         self._stack = stack
         self.notices += [f"compose warning: {w}" for w in stack.warnings]
+        notes = [f"warning: {note}" for note in stack.secret_notes()]
+        self.notices += [note for note in notes if note not in self.notices]  # once
         self.hook.pytest_pyairtable_stack_loaded(stack=stack)
+
+    def no_compose_file(self) -> str:
+        """Why there is no stack when no compose file was found: what was looked for,
+        where, a compose file one level below if there is one, and how to name it."""
+        from ..model.project import DEFAULT_NAMES
+
+        where = self.searched or self.compose_file.parent
+        below = sorted(p for name in DEFAULT_NAMES for p in where.glob(f"*/{name}"))
+        seen = f"; there is {below[0].relative_to(where)}" if below else ""
+        path = below[0].relative_to(where) if below else "PATH"
+        return (
+            f"no compose file in {where} (none of {', '.join(DEFAULT_NAMES)}, and "
+            f"COMPOSE_FILE is unset), so no service has a fixture{seen}. Fix: pass "
+            f"--pyairtable-compose-file {path}, or set pyairtable_compose_file in the ini file."
+        )
 
     @property
     def backend_class(self) -> type[BaseBackend]:
@@ -226,7 +245,8 @@ class Runtime:
         self.ports.close()
         self.ports = None
         self.notices = [n for n in self.notices if not n.startswith("free ports: ")]
-        self._loaded, self._stack, self._error, self._redact = False, None, None, None
+        self._loaded, self._stack, self._error = False, None, None
+        self._redactors.clear()
         self._load()
 
     @property
@@ -249,9 +269,32 @@ class Runtime:
         (a run that needs no service never reads the stack), then the stack's too."""
         if self._loaded not in self._redactors:
             stack = self._stack if self._loaded else None
-            secrets = stack.secret_values() if stack else secret_values(os.environ)
-            self._redactors[self._loaded] = Redactor(secrets)
+            if stack is not None:
+                self._redactors[self._loaded] = stack.redactor()
+            else:  # what is known of the stack's names without reading it
+                names = dict.fromkeys(self._topology or {}, "a service name")
+                for path in (*self.compose_files, self.compose_file.parent):
+                    names[str(path)] = "a path of the project"
+                self._redactors[self._loaded] = Redactor(secret_values(os.environ), names)
         return self._redactors[self._loaded]
+
+    def redact_all(self) -> Redactor:
+        """The stack's masking even before the run has read the stack (an application's
+        warning at collection may print a password from .env): read quietly, once,
+        leaving what the run itself loads, and when, as it was."""
+        if self._loaded or not self.compose_file.is_file():
+            return self.redact
+        if self._quiet is None:
+            from ..model.spec import load_stack
+
+            try:
+                stack = load_stack(
+                    self.compose_files, env_file=self.env_file, profiles=self.settings.profile
+                )
+                self._quiet = stack.redactor()
+            except ConfigError:
+                self._quiet = self.redact
+        return self._quiet
 
     def topology(self) -> Mapping[str, list[str]]:
         """Service -> dependencies; cheap until the stack was loaded (see topology.py)."""
@@ -316,6 +359,7 @@ class Runtime:
                 port_holds=self.ports,
                 docker=self.docker or DockerOverrides(),
                 placement=self.placement,
+                coverage=self.coverage,
             )
         )
         timing = Timing(
@@ -442,6 +486,19 @@ class Runtime:
         self.flush()
         self.notices += self.files.after_stop(self.orch)
         return kept
+
+    def hurry(self, signum: int) -> None:
+        """A Ctrl-C or SIGTERM while the stack stops: say so, and kill what is left
+        instead of waiting for it (held off and said nothing of once it is down)."""
+        if self.orch is None or not self.orch.stopping:
+            return
+        killed = self.orch.hurry()
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        what = f"killed {', '.join(killed)}" if killed else "the rest is killed"
+        if self.alert is not None:
+            self.alert(
+                f"pyairtable: {name} while the stack stops: {what} (SIGKILL), not waited for"
+            )
 
     def record(self, foreground: Foreground | None = None) -> KeptStack:
         """This run's stack as its record describes it, for later runs, `pyairtable down`,

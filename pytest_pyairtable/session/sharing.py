@@ -189,8 +189,9 @@ class StackClient:
             return  # the session ended (its last teardown): the owner released it
         self._call("lease", {"mode": mode, "label": label})
 
-    def fault(self, action: str, service: str) -> Handle | None:
-        value = self._call("fault", {"action": action, "service": service})
+    def fault(self, action: str, service: str, nodeid: str = "") -> Handle | None:
+        """``nodeid``: the test, named by the failure reports that point at its own."""
+        value = self._call("fault", {"action": action, "service": service, "nodeid": nodeid})
         return handle_from_json(value) if value is not None else None
 
     def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:

@@ -16,12 +16,12 @@ that key; a snapshot with another key is dropped and taken again.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..support.errors import ResetError, UnknownServiceError
+from ..support.files import read_text, write_json
 
 if TYPE_CHECKING:
     from ..model.spec import ServiceSpec
@@ -123,11 +123,7 @@ class Resets:
         redis = {n: s.to_json() for n, s in self.snapshots.items() if isinstance(s, RedisSnapshot)}
         if not redis:
             return
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"key": self.key, "services": redis}, f)
-        os.replace(tmp, path)
+        write_json(path, {"key": self.key, "services": redis})
 
     def discard(self) -> None:
         """The end of a run that keeps nothing: drop the snapshots from the servers (a
@@ -179,7 +175,7 @@ def choose(
 
 def _read(path: Path, key: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("key") != key:

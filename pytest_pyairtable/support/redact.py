@@ -1,65 +1,98 @@
-"""Keep secrets out of everything we print: the one redaction layer.
+"""Keep secrets out of everything we print, and names, paths and code in: the one
+redaction layer.
 
 Every front end passes what it shows through a ``Redactor`` (the pytest reports and
-junit XML, the header, the summary, progress lines, the `pyairtable` command's output,
-log tails, ``status``, timeline files), and the reprs of public objects use one too.
-It masks:
+junit XML, warnings, the header, the summary, progress lines, the `pyairtable`
+command's output, log tails, ``status``, timeline files), and the reprs of public
+objects use one too. Structured output (``config``, ``status --json``, timelines) is
+masked inside the data (``Redactor.data``) before it is serialised, so it still parses.
 
-- known secret values (variables named like secrets, passwords given in URLs or on
-  command lines), also as they appear percent-encoded inside URLs;
-- the password of any URL's userinfo (``postgresql://app:***@db/app``);
-- the value after a secret-looking command-line flag (``--password x``, ``--token=x``,
-  ``--requirepass x``, ``'--api-key', 'x'`` in a repr'd argv);
-- the value of a secret-named ``KEY=value`` pair (``DB_PASSWORD=x``, libpq's
-  ``password=x``, a query string's ``token=x``), of a quoted ``'KEY': 'value'`` pair (a
-  dict's repr, JSON) and of an upper-case ``KEY: value`` line (YAML, log lines).
+A secret is masked by where it stands and by its value:
 
-A name is secret-looking when it contains PASSWORD, PASSWD, SECRET, TOKEN, KEY or
-CREDENTIAL, or has PASS or AUTH as a word of its own (``DB_PASS``, ``REDIS_AUTH``).
-Masking errs towards hiding: ``monkey=x`` loses its value too.
+- where it stands as a secret, whatever its value (shapes.py, the table in
+  docs/reference.md): a URL's password (or its user name when that is a token), the
+  value after a secret flag (``--password x``, mysql's ``-px``), after a secret's name
+  (``DB_PASSWORD=x``, ``'api_token': 'x'``, ``password: x``), an ``Authorization``
+  header's credentials, a webhook URL's path;
+- by value, anywhere (a service's log, a test's output, a repr): the values of
+  secret-named variables and the secrets written in the stack (URL passwords, secret
+  flags), also percent-encoded, also as the fragment a truncation (``...``) leaves.
+
+A value that would garble what users read if hidden everywhere is masked only where it
+stands as a secret (``weak``): one equal to or contained in an identifier of the stack
+(project, service, image, user, database and host names, the project's paths), one
+shorter than ``MIN_FREE_TEXT`` characters, a number shorter than ``MIN_NUMBER`` digits,
+or an ordinary word (commonwords.py). ``POSTGRES_PASSWORD: postgres`` keeps the service
+``postgres`` readable and its password masked after its name and in its URLs.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
+from .commonwords import WORDS
+from .shapes import (
+    Span,
+    authorization_spans,
+    flag_spans,
+    glued_password_spans,
+    is_secret_name,
+    mask_url_spans,
+    pattern_spans,
+    userinfo_spans,
+)
+
+__all__ = [
+    "MASK",
+    "MIN_FRAGMENT",
+    "MIN_FREE_TEXT",
+    "MIN_NUMBER",
+    "Redactor",
+    "dataclass_repr",
+    "is_secret_name",
+    "mask_patterns",
+    "mask_url",
+    "secret_values",
+    "text_secrets",
+    "weak_reason",
+    "worth_masking",
+]
+
 MASK = "***"
-_MARKERS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
-_WORDS = re.compile(r"(?:^|[^A-Z0-9])(?:PASS|AUTH|PW)(?:[^A-Z0-9]|$)")
+MIN_FREE_TEXT = 6  # shorter values are masked only where they stand as secrets
+MIN_NUMBER = 10  # digits only: shorter ones are ports, pids, times
+MIN_FRAGMENT = 3  # the least of a secret a truncation's "..." leaves that is masked
 # Values that are never worth hiding, and hiding them everywhere would garble all output.
 _HARMLESS = frozenset(["true", "false", "yes", "no", "on", "off", "none", "null", "nil"])
 
-_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#\"'<>]*)@")
-# A flag is one greedy run of name characters (no alternation inside it: "--token" a
-# hundred thousand times over must not backtrack), judged by _secret_flag afterwards.
-_FLAG = re.compile(
-    r"(?<![\w-])(--?[A-Za-z0-9][\w.-]*)(\s*=\s*|\s+|['\"],\s*['\"])(?!-)([^\s'\",]+)"
-)
-_FLAG_MARKERS = ("pass", "secret", "token", "key", "credential")
-# Keys, each up to where its value starts; the value is read only after a secret key.
-_PAIR_KEY = re.compile(r"(?<![\w.-])(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?=[^\s&;'\",])")
-_PAIR_VALUE = re.compile(r"[^\s&;'\",]+")
-_QUOTED_KEY = re.compile(r"(['\"])(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)\1\s*:\s*(?=['\"])")
-# A backslash is read only as an escape, so an unclosed value is one linear scan.
-_QUOTED_VALUE = re.compile(r"(['\"])((?:\\.|(?!\1)[^\\\n])*)\1")
-_LINE_KEY = re.compile(r"(?<![\w.-])(?P<name>[A-Z][A-Z0-9_]*):[ \t]+(?![\[{])(?=\S)")
-_LINE_VALUE = re.compile(r"[^\n]*")
-Span = tuple[int, int]
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a variable, key or flag with this name holds a secret."""
-    upper = name.upper()
-    return any(m in upper for m in _MARKERS) or bool(_WORDS.search(upper))
-
 
 def worth_masking(value: str) -> bool:
-    """A known secret value that can be masked everywhere without garbling output."""
+    """A known secret value worth masking at all (where it stands as a secret)."""
     return len(value) >= 3 and value.lower() not in _HARMLESS
+
+
+def weak_reason(value: str, identifiers: Mapping[str, str] | Iterable[str] = ()) -> str | None:
+    """Why ``value`` is masked only where it stands as a secret, never in free text; None
+    when it is masked everywhere. ``identifiers``: names of the stack, each with what
+    it is (``{"db": "the service name"}``)."""
+    kinds = identifiers if isinstance(identifiers, Mapping) else dict.fromkeys(identifiers, "")
+    for name, kind in kinds.items():
+        if value == name:
+            return f"equals {kind or 'a name of the stack'}"
+    for name, kind in kinds.items():
+        if value in name:
+            return f"is part of {kind or 'a name of the stack'}"
+    if len(value) < MIN_FREE_TEXT:
+        return f"is shorter than {MIN_FREE_TEXT} characters"
+    if value.isdigit() and len(value) < MIN_NUMBER:
+        return f"is a number of fewer than {MIN_NUMBER} digits"
+    if value.lower() in WORDS:
+        return "is an ordinary word"
+    return None
 
 
 def secret_values(pool: Mapping[str, Any]) -> set[str]:
@@ -82,76 +115,172 @@ def secret_values(pool: Mapping[str, Any]) -> set[str]:
 
 
 def text_secrets(text: str) -> set[str]:
-    """Secrets written in a piece of text: URL passwords, values of secret flags."""
-    found = {unquote(m) for m in _url_passwords(text)}
-    found |= {text[start:end] for start, end in _flag_spans(text)}
+    """Secrets written in a piece of text: URL passwords (and token user names),
+    values of secret flags (mysql's ``-px`` too), ``Authorization`` credentials."""
+    found = {unquote(text[a:b]) for a, b in userinfo_spans(text)} if "@" in text else set()
+    for spans in (flag_spans, glued_password_spans, authorization_spans):
+        found |= {text[a:b] for a, b in spans(text)}
     return {v for v in found if worth_masking(v)}
 
 
-def _url_passwords(text: str) -> list[str]:
-    return [text[start:end] for start, end in _userinfo_spans(text)]
-
-
 class Redactor:
-    """Masks known secret values and secret-looking patterns in text."""
+    """Masks secrets in text (``__call__``) and in data (``data``).
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = {s for s in secrets if worth_masking(s)}
-        values |= {quote(s, safe="") for s in values}  # as they appear inside URLs
-        self._secrets = sorted(values, key=len, reverse=True)
+    ``secrets``: the known values; ``identifiers``: the stack's names and paths (with
+    what each is, for the warning), which no value masking may touch."""
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        identifiers: Mapping[str, str] | Iterable[str] = (),
+    ) -> None:
+        kinds = identifiers if isinstance(identifiers, Mapping) else dict.fromkeys(identifiers, "")
+        self.identifiers: dict[str, str] = dict(kinds)
+        self.weak: dict[str, str] = {}  # value -> why it is masked only as a secret
+        strong: set[str] = set()
+        for value in {s for s in secrets if worth_masking(s)}:
+            reason = weak_reason(value, self.identifiers)
+            if reason is None:
+                strong.add(value)
+            else:
+                self.weak[value] = reason
+        self.secrets = sorted([*strong, *self.weak], key=len, reverse=True)
+        encoded = {quote(s, safe="") for s in strong}  # as they appear inside URLs
+        self._strong = sorted(strong | {e for e in encoded if weak_reason(e, kinds) is None},
+                              key=len, reverse=True)  # fmt: skip
+
+    def sparing(self, words: Iterable[str]) -> Redactor:
+        """The same masking, minus the values contained in ``words`` (the identifiers of
+        the code a traceback shows), which it leaves as written."""
+        more = {w: "a name in the code" for w in words if w not in self.identifiers}
+        if not any(s in w for s in self._strong for w in more):
+            return self
+        return Redactor(self.secrets, {**self.identifiers, **more})
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return mask_patterns(text)
+        return self._text(text, [])
+
+    def _text(self, text: str, extra: list[Span]) -> str:
+        if not text:
+            return text
+        spans = pattern_spans(text) + extra
+        for secret in self._strong:
+            at = text.find(secret)
+            while at >= 0:
+                spans.append((at, at + len(secret)))
+                at = text.find(secret, at + len(secret))
+        if "..." in text and self._strong:
+            spans += self._fragments(text)
+        if "-p" in text:
+            spans += self._glued(text)
+        return _masked(text, spans)
+
+    def _fragments(self, text: str) -> list[Span]:
+        """What a truncation left of a secret beside its ``...``: the start of one
+        before it, the end of one after it (pytest's assertion text, ``saferepr``)."""
+        spans: list[Span] = []
+        at = text.find("...")
+        while at >= 0:
+            end = at + 3
+            while end < len(text) and text[end] == ".":
+                end += 1
+            for secret in self._strong:
+                before = _prefix_before(text, at, secret)
+                if before and self._fragment(text[at - before : at]):
+                    spans.append((at - before, at))
+                after = _suffix_after(text, end, secret)
+                if after and self._fragment(text[end : end + after]):
+                    spans.append((end, end + after))
+            at = text.find("...", end)
+        return spans
+
+    def _fragment(self, fragment: str) -> bool:
+        """A fragment worth masking: not a name of the stack or part of one (``postgres``
+        of ``postgres-pw-1`` in "waiting for postgres..."), not an ordinary word."""
+        return fragment.lower() not in WORDS and not any(fragment in i for i in self.identifiers)
+
+    def _glued(self, text: str) -> list[Span]:
+        """A weak value glued to ``-p`` (a password flag) is still a password."""
+        spans = []
+        for value in self.weak:
+            at = text.find("-p" + value)
+            while at >= 0:
+                spans.append((at + 2, at + 2 + len(value)))
+                at = text.find("-p" + value, at + 2)
+        return spans
+
+    def data(self, value: Any, secret: bool = False) -> Any:
+        """``value`` (mappings, lists, scalars) with its secrets masked: the values under a
+        secret-named key wholly, every other string as text. Keys are names: kept."""
+        if isinstance(value, str):
+            return MASK if secret and value and not _reference(value) else self(value)
+        if isinstance(value, Mapping):
+            return {k: self.data(v, secret or self._secret_key(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            if not secret and value and all(isinstance(v, str) for v in value):
+                return self._argv(value)
+            return [self.data(v, secret) for v in value]
+        if secret and isinstance(value, int | float) and not isinstance(value, bool):
+            return MASK
+        return value
+
+    def _argv(self, argv: list[str] | tuple[str, ...]) -> list[str]:
+        """A list of words (a command): each masked as text, and as one command line
+        too, for what only the words around it make a secret (``["--password", "x"]``,
+        mysql's ``["mysqladmin", "-px"]``). A span is masked in the word it starts in."""
+        starts, at = [], 0
+        for word in argv:
+            starts.append(at)
+            at += len(word) + 1
+        extra: dict[int, list[Span]] = {}
+        for start, end in pattern_spans(" ".join(argv)):
+            n = bisect.bisect_right(starts, start) - 1
+            if not _reference(argv[n]):
+                stop = min(end, starts[n] + len(argv[n])) - starts[n]
+                extra.setdefault(n, []).append((start - starts[n], stop))
+        return [self._text(word, extra.get(n, [])) for n, word in enumerate(argv)]
+
+    def _secret_key(self, key: Any) -> bool:
+        return isinstance(key, str) and key not in self.identifiers and is_secret_name(key)
+
+
+def _prefix_before(text: str, at: int, secret: str) -> int:
+    """The length of the longest start of ``secret`` (not all of it, at least
+    MIN_FRAGMENT) that ends at ``at``; 0 when none. Only where a candidate begins with
+    the secret's first character is it compared (in C), so a long line costs little."""
+    if text[max(0, at - MIN_FRAGMENT) : at] not in secret:
+        return 0
+    lowest = max(0, at - len(secret) + 1)
+    start = text.find(secret[0], lowest, at - MIN_FRAGMENT + 1)
+    while start >= 0:
+        if secret.startswith(text[start:at]):
+            return at - start
+        start = text.find(secret[0], start + 1, at - MIN_FRAGMENT + 1)
+    return 0
+
+
+def _suffix_after(text: str, end: int, secret: str) -> int:
+    """The length of the longest end of ``secret`` (not all of it, at least
+    MIN_FRAGMENT) that starts at ``end``; 0 when none."""
+    if text[end : end + MIN_FRAGMENT] not in secret:
+        return 0
+    last = secret[-1]
+    stop = text.rfind(last, end + MIN_FRAGMENT - 1, end + len(secret) - 1)
+    while stop >= 0:
+        if secret.endswith(text[end : stop + 1]):
+            return stop + 1 - end
+        stop = text.rfind(last, end + MIN_FRAGMENT - 1, stop)
+    return 0
+
+
+def _reference(value: str) -> bool:
+    """A value that only names another (``${DB_PASSWORD}``, ``$(cat /run/secrets/x)``)."""
+    return value.startswith(("${", "$(", "$${", "$$("))
 
 
 def mask_patterns(text: str) -> str:
-    """Only the patterns: what can be hidden without knowing any secret value. Each
-    pattern reads the text as given, not another's masks (a mask could hide the key
-    that makes the rest a secret); what any of them finds is masked."""
-    spans: list[Span] = []
-    if "@" in text:
-        spans += _userinfo_spans(text)
-    if "-" in text:
-        spans += _flag_spans(text)
-    if "=" in text:
-        spans += _value_spans(text, _PAIR_KEY, _PAIR_VALUE)
-    if ":" in text:
-        spans += _value_spans(text, _QUOTED_KEY, _QUOTED_VALUE, group=2)
-        spans += _value_spans(text, _LINE_KEY, _LINE_VALUE)
-    return _masked(text, spans)
-
-
-def _value_spans(
-    text: str, keys: re.Pattern[str], value: re.Pattern[str], group: int = 0
-) -> list[Span]:
-    """Where the value after each secret-named key is. A key that is not secret does
-    not take its value out of the search: it may hold one that is (``X: JWT_SECRET: x``,
-    ``opts=password=x``, ``'a': 'API_TOKEN': 'x'``)."""
-    spans: list[Span] = []
-    covered = 0
-    for key in keys.finditer(text):
-        if key.start() < covered or not is_secret_name(key.group("name")):
-            continue  # inside a secret value found already (each read once: linear)
-        found = value.match(text, key.end())
-        if found is not None:
-            spans.append(found.span(group))
-            covered = found.end()
-    return spans
-
-
-def _flag_spans(text: str) -> list[Span]:
-    return [m.span(3) for m in _FLAG.finditer(text) if _secret_flag(m.group(1))]
-
-
-def _userinfo_spans(text: str) -> list[Span]:
-    spans = []
-    for match in _URL_USERINFO.finditer(text):
-        user, sep, password = match.group(2).partition(":")
-        if sep and password:
-            spans.append((match.start(2) + len(user) + 1, match.end(2)))
-    return spans
+    """Only the shapes: what can be hidden without knowing any secret value."""
+    return _masked(text, pattern_spans(text))
 
 
 def _masked(text: str, spans: list[Span]) -> str:
@@ -168,20 +297,17 @@ def _masked(text: str, spans: list[Span]) -> str:
     return "".join(out)
 
 
-def _secret_flag(flag: str) -> bool:
-    name = flag.lstrip("-").lower()
-    return any(m in name for m in _FLAG_MARKERS) or name.endswith("auth")
-
-
 def mask_url(url: str) -> str:
-    """A URL as it may be shown: its userinfo password masked."""
-    return _masked(url, _userinfo_spans(url)) if "@" in url else url
+    """A URL as it may be shown: its userinfo password (or token user name) masked."""
+    return _masked(url, mask_url_spans(url))
 
 
-def dataclass_repr(obj: Any, secrets: Iterable[str] = ()) -> str:
+def dataclass_repr(
+    obj: Any, secrets: Iterable[str] = (), identifiers: Mapping[str, str] | Iterable[str] = ()
+) -> str:
     """The repr a dataclass would have, redacted: for ``__repr__`` of public objects, so
     a failing assert, ``pytest -l`` locals and logging never show a secret."""
     fields = ", ".join(
         f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj) if f.repr
     )
-    return Redactor(secrets)(f"{type(obj).__qualname__}({fields})")
+    return Redactor(secrets, identifiers)(f"{type(obj).__qualname__}({fields})")

@@ -6,8 +6,9 @@ installed from the main thread, so each front end installs it there when it star
 (under xdist: the controller, which owns the stack), never from a worker's thread.
 
 A stop that has begun is not cut short by a second Ctrl-C or a SIGTERM: ``shielded``
-holds them off until the stack is down (the stop is bounded by each service's grace
-period, then SIGKILL).
+holds them off until the stack is down, and hands each to ``on_signal``, which says so and
+hurries the stop along (what is still stopping is killed at once, as compose's second
+Ctrl-C forces it), instead of a wait up to each service's grace period with no word.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -45,16 +46,21 @@ def restore_sigterm_handler(previous: Any) -> None:
 
 
 @contextlib.contextmanager
-def shielded() -> Iterator[None]:
+def shielded(on_signal: Callable[[int], None] | None = None) -> Iterator[None]:
     """Hold off SIGINT and SIGTERM while a stop runs (from the main thread; elsewhere
-    signals are not delivered anyway)."""
+    signals are not delivered anyway), each handed to ``on_signal`` instead."""
     if not _main_thread():
         yield
         return
+
+    def held_off(signum: int, frame: object) -> None:
+        if on_signal is not None:
+            on_signal(signum)
+
     held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig, handler in held.items():
         if handler not in (signal.SIG_IGN, None):
-            signal.signal(sig, lambda signum, frame: None)
+            signal.signal(sig, held_off)
     try:
         yield
     finally:

@@ -182,7 +182,7 @@ def cmd_down(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
-    return stackcmds.status(runtime.record_path, as_json=args.json, say=_say(runtime))
+    return stackcmds.status(runtime.record_path, as_json=args.json, say=_say(runtime), emit=say)
 
 
 def cmd_logs(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -223,7 +223,7 @@ def _loaded(runtime: Runtime) -> Runtime:
             f"{', '.join(DEFAULT_NAMES)}, and COMPOSE_FILE is unset). Fix: pass -f FILE "
             "(the command does not read pytest's ini file)."
         )
-    for warning in runtime.stack.warnings:
+    for warning in (*runtime.stack.warnings, *runtime.stack.secret_notes()):
         _say(runtime, err=True)(f"pyairtable: warning: {warning}")
     return runtime
 
@@ -232,7 +232,9 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     options = {**given(args), "keep": args.command == "up" and args.detach}
     settings = resolve(lambda s: options.get(s.name), lambda s: None, os.environ)
     cwd = Path.cwd()
-    return runtime_for(settings, cwd, cwd)
+    runtime = runtime_for(settings, cwd, cwd, walk_up=True)
+    runtime.alert = _say(runtime, err=True)
+    return runtime  # from a subdirectory too
 
 
 def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -297,8 +299,8 @@ def cmd_config(args: argparse.Namespace, runtime: Runtime) -> int:
         _say(runtime, err=True)(
             f"pyairtable: free ports chosen for this output only: {runtime.ports.describe()}"
         )
-    text = dump(render_config(stack, show_secrets=args.show_secrets), args.format)
-    print(text) if args.show_secrets else _say(runtime)(text)
+    # masked inside the data (render_config): the text is printed as it is, and parses
+    print(dump(render_config(stack, show_secrets=args.show_secrets), args.format), flush=True)
     return 0
 
 

@@ -18,7 +18,6 @@ from ...model import graph
 from ...session.hookevents import HookEvents
 from ...session.kept import KeptService, KeptStack
 from ...support.errors import PyAirtableError
-from ...support.redact import Redactor
 
 Say = Callable[[str], None]
 
@@ -64,7 +63,7 @@ def restart(
         raise PyAirtableError(
             f"no service {unknown[0]!r} in the running stack; it has: {', '.join(kept.services)}."
         )
-    events = HookEvents(hook, Redactor(kept.secrets))
+    events = HookEvents(hook, kept.redactor())
     orch = kept.orchestrator(listener=events)
     order = to_restart(orch, list(names) or list(orch.runs), no_deps=no_deps)
     failed: list[str] = []

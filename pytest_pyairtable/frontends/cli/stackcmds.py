@@ -76,8 +76,8 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
             sweep([temp_base()], retained_too=True)
             say("pyairtable: removed logs and leftovers of killed runs")
         return 0
-    events = HookEvents(hook, Redactor(kept.secrets))
-    last_logs = LastRunLogs(path, kept.run_id, kept.secrets)
+    events = HookEvents(hook, kept.redactor())
+    last_logs = LastRunLogs(path, kept.run_id, kept.redactor())
     events.stopped = last_logs.save  # `pyairtable logs` shows them after the stop
     orch = kept.orchestrator(listener=events, volumes=volumes)
     owner = kept.foreground
@@ -90,7 +90,12 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
                 return 0
             say(f"pyairtable: {', '.join(left)} still running after the owner exited")
         say("pyairtable: stopping its services directly")
-    with shielded():  # a second Ctrl-C must not leave half of it running
+
+    def hurry(signum: int) -> None:  # Ctrl-C again: not left half running, but not waited on
+        killed = orch.hurry()
+        say(f"pyairtable: interrupted: killed {', '.join(killed) or 'what is left'} (SIGKILL)")
+
+    with shielded(hurry):
         orch.stop(emergency=emergency, keep_logs=not volumes)
     last_logs.finish()
     for line in events.drain():
@@ -117,7 +122,7 @@ def status_rows(kept: KeptStack) -> list[dict[str, Any]]:
 
     orch = kept.orchestrator()
     problems = kept.problems(orch)
-    redact = Redactor(kept.secrets)
+    redact = kept.redactor()
     rows = []
     for name in sorted(orch.runs, key=lambda n: (orch.runs[n].tier, n)):
         svc, problem = kept.services[name], problems[name]
@@ -137,23 +142,32 @@ def status_rows(kept: KeptStack) -> list[dict[str, Any]]:
                 "uptime_seconds": round(time.time() - svc.started, 1),
                 "error": redact(problem or ""),
                 **({"runs_on": where_of(svc.spec)} if svc.spec.backend else {}),
+                **({"restarts": len(restarted)} if (restarted := _restarts(orch, name)) else {}),
             }
         )
     return rows
 
 
-def status(path: Path, *, as_json: bool, say: Say) -> int:
+def _restarts(orch: Any, name: str) -> list[tuple[float, int]]:
+    running = orch.runs[name].running
+    return running.policy_restarts() if running is not None else []
+
+
+def status(path: Path, *, as_json: bool, say: Say, emit: Say) -> int:
+    """The services' state, as lines through ``say`` (which masks), or as one JSON
+    document through ``emit``: masked inside the data, so it parses."""
     kept = load(path)
     rows = status_rows(kept)
     if as_json:
         data = {"compose_file": kept.compose_file, "record": str(path), "services": rows}
-        say(json.dumps(data, indent=2))
+        emit(json.dumps(kept.redactor().data(data), indent=2))
     else:
         for row in rows:
             note = f"  ({row['error']})" if row["error"] else ""
             age = row["uptime_seconds"]  # a completed job or a dead service is not up
             since = f"up {age:.0f}s" if row["state"] == "running" else f"started {age:.0f}s ago"
             where = f"  on the {row['runs_on']}" if row.get("runs_on") else ""
+            where += f"  restarted {row['restarts']}x by its policy" if row.get("restarts") else ""
             say(
                 f"{row['service']:<22} {row['state']:<9} {row['health']:<10} tier {row['tier']}  "
                 f"{row['url']:<50} {since}{where}{note}"
@@ -174,7 +188,7 @@ def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say,
     if kept is None:
         return last_run_logs(path, service, lines=lines, say=say, note=note)
     names = _names(service, list(kept.services), "the running stack")
-    redact = Redactor(kept.secrets)
+    redact = kept.redactor()
     paths = {n: kept.services[n].handle.log_path for n in names}
     prefix = len(names) > 1
     offsets = {}
@@ -206,7 +220,7 @@ def last_run_logs(path: Path, service: str | None, *, lines: int, say: Say, note
     names = _names(service, list(index.get("services", [])), "the last run")
     ago = time.time() - float(index.get("finished", time.time()))
     note(f"pyairtable: nothing runs; the logs of the last run, which ended {ago:.0f}s ago")
-    redact = Redactor(list(index.get("secrets", [])))
+    redact = Redactor(list(index.get("secrets", [])), dict(index.get("identifiers", {})))
     for name in names:
         text = (directory / f"{name}.log").read_text(errors="replace").splitlines()
         _print_lines(name, text[-lines:] if lines else [], len(names) > 1, redact, say)

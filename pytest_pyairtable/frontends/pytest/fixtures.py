@@ -109,9 +109,9 @@ def pyairtable_faults(_pyairtable_session: Role) -> Generator[Faults, None, None
 
     role = _pyairtable_session
     role.lease(EXCLUSIVE)  # taken before the test already; from a test body, an upgrade
-    role.access.fault("begin", "")
-    yield Faults(role.access.fault)
-    role.access.fault("heal", "")
+    role.access.fault("begin", "", role.nodeid)
+    yield Faults(lambda action, service: role.access.fault(action, service, role.nodeid))
+    role.access.fault("heal", "", role.nodeid)  # a heal that fails is this test's error
 
 
 @pytest.fixture

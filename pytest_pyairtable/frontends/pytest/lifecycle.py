@@ -5,16 +5,16 @@ the `pyairtable` command drives too, and the stack owner's (session/owner.py).""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 
 import pytest
 
 from ...session import hookspecs
 from ...session.lease import EXCLUSIVE, SHARED
 from ...session.runtime import runtime_for
-from ...support.errors import InterpolationError
+from ...support.errors import ConfigError, InterpolationError
 from .fixtures import FIXTURES_PLUGIN, services_module
-from .options import live_writer, settings_of
+from .options import choose_rootdir_again, live_writer, settings_of
 from .roles import STASH, role_for
 
 ROLE_PLUGIN = "pyairtable-role"
@@ -22,6 +22,11 @@ ROLE_PLUGIN = "pyairtable-role"
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    choose_rootdir_again(early_config, args)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,10 +43,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "pyairtable_reset(*services): restore these services' data (default: every "
         "PostgreSQL and Redis service) to the snapshot taken at start-up, before the test",
     )
+    shout = live_writer(config)
+    runtime.alert = lambda line: shout(runtime.redact(line))  # past capture, any verbosity
     if settings.debug or config.get_verbosity() > 0:
-        runtime.say = live_writer(config)
-    if settings.up and runtime.error is not None:
-        raise pytest.UsageError(str(runtime.error))
+        runtime.say = shout
+    if (settings.up or settings.local) and runtime.error is not None:
+        raise pytest.UsageError(str(runtime.error))  # asked for the stack: a bad one is ours
     if isinstance(settings.up, tuple) and runtime.stack is not None:
         from ...support.errors import ConfigError
 
@@ -51,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--pyairtable-up: {exc}") from None
     config.pluginmanager.register(services_module(role), FIXTURES_PLUGIN)
     config.pluginmanager.register(role, ROLE_PLUGIN)
-    role.configure()
+    role.configure(config)
 
 
 def _reset_request(item: pytest.Item) -> list[str] | None:
@@ -105,9 +112,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if any(n.startswith("pyairtable_") for n in names):
             raise runtime.error.fresh()  # ours, not pytest's "fixture not found"
         return
-    absent = runtime.absent() if any(n.startswith("pyairtable_") for n in names) else None
-    if absent is not None:
-        raise absent  # no compose file: ours, not pytest's "fixture not found"
+    if not runtime.compose_file.is_file():
+        missing = _undefined_service_fixtures(item, names)
+        if missing:  # ours, not pytest's "fixture 'pyairtable_x' not found"
+            raise ConfigError(f"the test requests {', '.join(missing)}, but there is "
+                              f"{runtime.no_compose_file()}")  # fmt: skip
     reset = _reset_request(item)
     alone = "pyairtable_faults" in names
     if alone or reset is not None:
@@ -117,6 +126,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if reset is not None:
         role.reset(reset or None, alone=alone)
     role.check_alive(role.services(names))
+
+
+def _undefined_service_fixtures(item: pytest.Item, names: Iterable[str]) -> list[str]:
+    """The ``pyairtable_*`` fixtures the test asks for that nothing defines."""
+    info = getattr(item, "_fixtureinfo", None)
+    defined = getattr(info, "name2fixturedefs", {})
+    return [n for n in names if n.startswith("pyairtable_") and not defined.get(n)]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -31,6 +31,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(s.ini, s.help, default="")
 
 
+def choose_rootdir_again(config: pytest.Config, args: list[str]) -> None:
+    """``--pyairtable-compose-file ../x`` (a value after a space, as the docs write it)
+    must choose the rootdir and ini file the ``=`` form chooses. pytest chose both before
+    any plugin's options were known, so it read ``../x`` as a test path (pytest issue
+    #8846); now that they are known, choose again from the real test paths, as pytest's
+    own start does, and take the ini file found then (its addopts included). pytest has
+    no public way to do this: its private attributes are set here, and nowhere else."""
+    from _pytest.config.findpaths import determine_setup
+
+    spaced = [s.option for s in SETTINGS if not s.flag and s.const is None]
+    if not any(arg in spaced for arg in args[:-1]):
+        return
+    ns = config.known_args_namespace
+    rootpath, inipath, inicfg, ignored = determine_setup(
+        inifile=ns.inifilename,
+        override_ini=ns.override_ini,
+        args=ns.file_or_dir,
+        rootdir_cmd_arg=ns.rootdir or None,
+        invocation_dir=config.invocation_params.dir,
+    )
+    if (rootpath, inipath) == (config.rootpath, config.inipath):
+        return
+    old_cut = str(config.inipath.parent if config.inipath else config.rootpath)
+    old_addopts = list(config.getini("addopts"))
+    config._rootpath, config._inipath, config._inicfg = rootpath, inipath, inicfg  # private
+    config._ignored_config_files = ignored
+    config._inicache.clear()
+    config._parser.extra_info.update(rootdir=str(rootpath), inifile=str(inipath))
+    if ns.confcutdir == old_cut:  # pytest's default, from the rootdir and ini it chose
+        ns.confcutdir = str(inipath.parent if inipath else rootpath)
+    if old_addopts and args[: len(old_addopts)] == old_addopts:
+        del args[: len(old_addopts)]
+    args[:0] = list(config.getini("addopts"))
+    config._configure_python_path()
+
+
 def settings_of(config: pytest.Config) -> Settings:
     """The run's settings; a usage error names the setting, its source and the fix."""
     from ...backends import check_backend

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from ...support.errors import PyAirtableError
+from ...support.redact import Redactor
+from .masking import mask_longrepr, mask_sections
 
 
 class FirstReports:
@@ -46,18 +48,18 @@ class FailureRepr:
         return self.text
 
 
-def redact_report(
-    report_: Any, redact: Callable[[str], str], as_text: Callable[[str, str], Any]
-) -> None:
+def redact_report(report_: Any, redact: Redactor, as_text: Callable[[str, str], Any]) -> None:
     """Mask secrets in a test report: its captured output sections and its failure,
-    which go to the terminal, junit XML and xdist's controller. A failure whose text
-    changed is replaced by ``as_text(text, headline)``; others keep pytest's own repr."""
-    report_.sections = [(title, redact(text)) for title, text in report_.sections]
+    which go to the terminal, junit XML and xdist's controller. pytest's own failure is
+    masked inside its structure, values only (masking.py: its code stays as written);
+    another (ours) whose text changed is replaced by ``as_text(text, headline)``."""
+    report_.sections = mask_sections(report_.sections, redact)
     longrepr = report_.longrepr
     if longrepr is None:
         return
-    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
-        report_.longrepr = (*longrepr[:2], redact(str(longrepr[2])))
+    masked = mask_longrepr(longrepr, redact)
+    if masked is not None:
+        report_.longrepr = masked
         return
     text = str(longrepr)
     shown = redact(text)

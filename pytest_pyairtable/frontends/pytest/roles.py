@@ -13,7 +13,10 @@ it runs in.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import warnings
 from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,7 @@ from ...session.lease import EXCLUSIVE
 from ...session.owner import LocalAccess, StackOwner
 from ...support.errors import PyAirtableError
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler, shielded
+from .masking import mask_warning
 from .reports import FailureRepr, FirstReports, redact_report
 
 if TYPE_CHECKING:
@@ -82,15 +86,22 @@ class Role:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report_ = yield
         error = call.excinfo.value if call.excinfo else None
-        if report_.when == "setup" and isinstance(error, PyAirtableError):
+        # set-up (a service a test needs) and teardown (a fault test's heal): reported
+        # in full by the first test, the others point at it
+        if report_.when in ("setup", "teardown") and isinstance(error, PyAirtableError):
             first = self.reports.first(error, item.nodeid)
             text, head = str(error), error.headline()
             if first != item.nodeid:
                 text = head = f"{head} (reported in full at {first})"
             # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
             report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
-        redact_report(report_, self.runtime.redact, FailureRepr)
+        if report_.sections or report_.longrepr is not None:  # the stack's secrets too
+            redact_report(report_, self.runtime.redact_all(), FailureRepr)
         return report_
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal formats it for its summary
+    def pytest_warning_recorded(self, warning_message: warnings.WarningMessage) -> None:
+        mask_warning(warning_message, self.runtime.redact_all())
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return [self.runtime.redact(line) for line in report.header(self.runtime)]
@@ -106,7 +117,7 @@ class Role:
     def stop(self) -> None:
         """The end of the session (also after Ctrl-C: pytest_unconfigure still runs)."""
 
-    def configure(self) -> None:
+    def configure(self, config: pytest.Config) -> None:
         """pytest_configure, once the role is registered."""
 
     def unconfigure(self) -> None:
@@ -122,12 +133,17 @@ class Controller(Role):
         super().__init__(runtime, LocalAccess(self.owner))
         self.server: StackServer | None = None
         self.old_sigterm: Any = None
+        self._finishing = Finishing(runtime)
 
-    def configure(self) -> None:
+    def configure(self, config: pytest.Config) -> None:
+        from .measured import measure_services
+
         # SIGTERM (a CI cancel) stops the stack as Ctrl-C does, where one may run; from
         # the main thread, as pytest_configure is
         if self.runtime.compose_file.is_file():
             self.old_sigterm = install_sigterm_handler()
+            measure_services(config, self.runtime, self.stop)
+            config.pluginmanager.register(self._finishing, "pyairtable-finishing")
 
     def stack_handles(self) -> dict[str, Handle]:
         return self.owner.stack_handles()
@@ -139,13 +155,14 @@ class Controller(Role):
         self.owner.closing = True  # a worker that goes away now is not healed
         if self.server is not None:
             self.server.close()  # no new requests; those in flight end with the stack
-        with shielded():
+        with shielded(self.runtime.hurry):
             self.owner.stop()
         if self.server is not None:
             self.server.join()  # the run is over when pytest returns: no thread answers on
 
     def unconfigure(self) -> None:
         self.stop()
+        self._finishing.shield.close()
         restore_sigterm_handler(self.old_sigterm)
 
     # -- xdist: one stack for every worker ----------------------------------------------
@@ -178,7 +195,7 @@ class Controller(Role):
         if report.when == "call":
             self.runtime.files.note_test(self.runtime.orch, report.start, report.stop)
         if getattr(report, "node", None) is not None:  # from a worker
-            redact_report(report, self.runtime.redact, FailureRepr)
+            redact_report(report, self.runtime.redact_all(), FailureRepr)
 
     @pytest.hookimpl(tryfirst=True)  # before xdist's, which waits for the workers to end
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -229,6 +246,22 @@ class Worker(Role):
 
     def stop(self) -> None:
         self.client.close()
+
+
+class Finishing:
+    """From pytest's summary to the end of the run, a Ctrl-C or SIGTERM no longer breaks
+    the run's last lines with a traceback: it is held off, and hurries a stop under way
+    (a plugin of its own: its summary hook wraps pytest's, the role's is inside it)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.shield = contextlib.ExitStack()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self) -> Generator[None, None, None]:
+        if threading.current_thread() is threading.main_thread():
+            self.shield.enter_context(shielded(self.runtime.hurry))
+        return (yield)
 
 
 def role_for(runtime: Runtime, config: pytest.Config) -> Role:
