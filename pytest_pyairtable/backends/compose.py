@@ -363,11 +363,6 @@ class ComposeBackend(BaseBackend):
         assert self.states is not None
         starts = self.states.starts(cid)
         before = self._followers.get(svc.name)
-        if before is not None and self.engine is not None and not self.engine.log_stamps_precise:
-            # stamps in whole seconds: the last line's would repeat that second's lines;
-            # the earlier run's end is exact, and its lines all came before it
-            ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
-            log_since = _stamp(ended) or log_since
         try:
             self.api.start(cid)
         except Exception as exc:  # the engine's reason (a port taken, a missing mount)
@@ -394,6 +389,7 @@ class ComposeBackend(BaseBackend):
             environ=self.location.environ if self.location is not None else {},
             next_run=after,
             precise_stamps=self.engine is None or self.engine.log_stamps_precise,
+            written=before.repeated if before is not None and not log_since else 0,
         )
         running.follower = self._followers[svc.name] = follower
         running.refresh()

@@ -231,6 +231,7 @@ class LogFollower:
         environ: Mapping[str, str] | None = None,
         next_run: Callable[[], bool] | None = None,
         precise_stamps: bool = True,
+        written: int = 0,
     ) -> None:
         self.cid = cid
         self.path = path
@@ -243,9 +244,12 @@ class LogFollower:
         # A container its restart policy starts again: the stream ends with each run,
         # and this says when the next one has begun (False: no more runs to follow).
         self.next_run = next_run
-        # Stamps in whole seconds (Podman): the next run's output follows from the end
-        # of the one before (exact), not from the last line's second, which would repeat.
+        # Stamps in whole seconds (Podman): a stream from the last line's stamp repeats
+        # that second's lines; those written already (``written``, for a follower that
+        # goes on from another's) are skipped.
         self._precise = precise_stamps
+        self.repeated = written if since else 0  # lines written with the stamp ``last``
+        self._skip = 0 if precise_stamps else self.repeated
         self._thread = threading.Thread(
             target=self._follow, name=f"pyairtable-logs-{cid[:12]}", daemon=True
         )
@@ -280,28 +284,24 @@ class LogFollower:
                 if pending:
                     self._write(out, pending)
                     out.flush()
-                if self._closed or self.next_run is None:
+                if self._closed or self.next_run is None or not self.next_run():
                     return
-                ended = None if self._precise else self._ended()
-                if not self.next_run():
-                    return
-                since = ended or self.last
-
-    def _ended(self) -> str | None:
-        """When the run whose stream just ended ended (exact, unlike Podman's stamps)."""
-        with contextlib.suppress(Exception):
-            state = self._streams.inspect_container(self.cid).get("State") or {}
-            text = str(state.get("FinishedAt") or "")
-            return None if not text or text.startswith("0001-") else text
-        return None
+                since = self.last
+                self._skip = 0 if self._precise else self.repeated
 
     def _write(self, out: Any, line: bytes) -> None:
-        stamp, _, text = line.partition(b" ")
-        if stamp[:2].isdigit() and stamp.endswith(b"Z"):
-            self.last = stamp.decode()
-            out.write(text)
-        else:  # not a stamped line (a driver's message): keep it whole
+        raw, _, text = line.partition(b" ")
+        if not (raw[:2].isdigit() and raw.endswith(b"Z")):  # a driver's message: whole
             out.write(line)
+            return
+        stamp = raw.decode()
+        if stamp == self.last and self._skip:  # written already (a stamp in seconds)
+            self._skip -= 1
+            return
+        self._skip = 0
+        self.repeated = self.repeated + 1 if stamp == self.last else 1
+        self.last = stamp
+        out.write(text)
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)

@@ -261,8 +261,9 @@ class Engine:
 
     @property
     def log_stamps_precise(self) -> bool:
-        """Docker stamps log lines in nanoseconds, Podman (4) in whole seconds: after a
-        restart, Podman's log goes on from the container's start, not its last line."""
+        """Docker stamps log lines in nanoseconds, Podman (4) in whole seconds: a log
+        followed again from the last line's stamp (a restart) gets that second's lines
+        again, and as many as were written are skipped."""
         return not self.podman
 
     @property
