@@ -1,5 +1,6 @@
 """The compose backend on Podman, through its Docker API: the backend's behavioural
-compliance cases and the compose suite's cases, the same functions run again with
+compliance cases, the compose suite's cases and the hybrid ones (a stack placed over the
+host and containers), the same functions run again with
 DOCKER_HOST pointing at a Podman service started for the session (conftest's ``podman``);
 and how a run finds Podman (its socket when no Docker engine answers, a Docker context).
 Every test here skips, saying why, where Podman cannot run.
@@ -57,6 +58,14 @@ from test_compose_engine import (  # noqa: F401 (no_shell_image: a fixture)
     test_start_interval_reaches_the_engine_or_compose_says_why_not,
     test_the_healthcheck_runs_inside_the_container_by_us_not_at_the_engines_interval,
 )
+from test_placement import (  # noqa: F401 (placed: a fixture) the hybrid cases, on Podman
+    placed,
+    test_a_bridge_container_is_created_with_its_host_entry,
+    test_a_killed_run_leaves_neither_containers_nor_processes,
+    test_ctrl_c_or_sigterm_stops_both_kinds,
+    test_pyairtable_up_local_status_and_down,
+    test_the_service_under_test_runs_on_the_host_between_containers,
+)
 
 from conftest import Project
 from pytest_pyairtable.backends import engines
@@ -67,10 +76,12 @@ __all__ = [  # collected here again: the same cases, on Podman
     "test_a_backend_adapts_the_stack_to_given_urls",
     "test_a_backend_says_what_is_missing_before_a_start",
     "test_a_backends_frontend_fixtures_name_its_typed_overrides",
+    "test_a_bridge_container_is_created_with_its_host_entry",
     "test_a_container_death_is_seen_on_the_event_stream",
     "test_a_failing_healthcheck_run_inside_names_its_output",
     "test_a_job_reports_its_exit_code",
     "test_a_kept_service_is_adopted_from_its_record_and_stopped",
+    "test_a_killed_run_leaves_neither_containers_nor_processes",
     "test_a_killed_run_leaves_no_container",
     "test_a_killed_service_is_gone",
     "test_a_restart_policy_restarts_as_the_engine_does",
@@ -81,6 +92,7 @@ __all__ = [  # collected here again: the same cases, on Podman
     "test_an_unknown_docker_context_is_named_not_replaced_by_another_engine",
     "test_compose_failing_is_reported_in_its_own_words_though_its_exit_code_is_0",
     "test_compose_prerequisites_are_named",
+    "test_ctrl_c_or_sigterm_stops_both_kinds",
     "test_dag_order_partial_stack_graceful_stop_and_cleanup",
     "test_dependency_never_healthy_by_engine_healthcheck",
     "test_every_backend_and_service_satisfies_the_protocols",
@@ -88,8 +100,10 @@ __all__ = [  # collected here again: the same cases, on Podman
     "test_faults_on_containers_and_the_stack_healed_after",
     "test_init_container_service_completed_successfully",
     "test_keep_then_attach_then_down",
+    "test_pyairtable_up_local_status_and_down",
     "test_start_interval_reaches_the_engine_or_compose_says_why_not",
     "test_the_healthcheck_runs_inside_the_container_by_us_not_at_the_engines_interval",
+    "test_the_service_under_test_runs_on_the_host_between_containers",
     "test_what_answers_a_ready_service_is_its_own",
 ]
 
