@@ -1,9 +1,9 @@
 """The compose backend on Podman, through its Docker API: the backend's behavioural
 compliance cases, the compose suite's cases and the hybrid ones (a stack placed over the
-host and containers), the same functions run again with
-DOCKER_HOST pointing at a Podman service started for the session (conftest's ``podman``);
-and how a run finds Podman (its socket when no Docker engine answers, a Docker context).
-Every test here skips, saying why, where Podman cannot run.
+host and containers), the same functions run again with DOCKER_HOST pointing at a Podman
+service started for the session (conftest's ``podman``); and how a run finds Podman (its
+socket when no Docker engine answers, a Docker context). Every test here skips, saying
+why, where Podman cannot run.
 
 What Podman does differently is the backend's to absorb (engines.py); here only the
 engine differs, never the expectations, except where a test says which engine's words
