@@ -255,11 +255,12 @@ class LogFollower:
         )
         self._thread.start()
 
-    def _open(self, since: str | None) -> Any:
-        """The follow request, made here: Podman answers it (even its headers) only with
-        the container's first line, and a silent service must not hold its launch."""
+    def _open(self, since: str | None, *, follow: bool = True) -> Any:
+        """The log request (a follow, or one last read), made here: Podman answers a follow
+        (even its headers) only with the container's first line, and a silent service
+        must not hold its launch."""
         kwargs: dict[str, Any] = {"since": float(_after(since))} if since else {}
-        stream = self._streams.logs(self.cid, stream=True, follow=True, timestamps=True, **kwargs)
+        stream = self._streams.logs(self.cid, stream=True, follow=follow, timestamps=True, **kwargs)
         with self._lock:
             self._stream = stream
             if self._closed:  # closed while the engine had not answered
@@ -269,25 +270,30 @@ class LogFollower:
 
     def _follow(self) -> None:
         with contextlib.suppress(Exception), open_private(self.path, "ab") as out:
-            since = self.last
+            follow = True
             while True:
-                stream = self._open(since)
+                stream = self._open(self.last, follow=follow)
                 if stream is None:
                     return
-                pending = b""
-                for chunk in stream:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        self._write(out, line + b"\n")
-                    out.flush()
-                if pending:
-                    self._write(out, pending)
-                    out.flush()
-                if self._closed or self.next_run is None or not self.next_run():
+                self._copy(stream, out)
+                if self._closed or self.next_run is None or not follow:
                     return
-                since = self.last
                 self._skip = 0 if self._precise else self.repeated
+                # Its policy's last run may have come and gone while this stream ended
+                # (it follows one run): what it printed is read once more, without follow.
+                follow = self.next_run()
+
+    def _copy(self, stream: Any, out: Any) -> None:
+        pending = b""
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._write(out, line + b"\n")
+            out.flush()
+        if pending:
+            self._write(out, pending)
+            out.flush()
 
     def _write(self, out: Any, line: bytes) -> None:
         raw, _, text = line.partition(b" ")
