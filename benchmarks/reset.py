@@ -8,8 +8,11 @@ throughout; Redis datasets of 100, 1000 and 10000 keys (strings, hashes, TTLs).
 Reports the median of ``--reps`` restores, with min and max:
 
 PostgreSQL
+- ours, in place (the default whenever the schema is unchanged): the changed table's
+  rows and every sequence put back while the app stays connected;
+- ours, in place, one table of a thousand changed by a single row, and nothing changed;
 - ours: the swap (spare ready, as when a test outlasts its making), connect included;
-- ours, back to back: the next restore at once, waiting for its spare to be made;
+- ours, back to back: the next swap at once, waiting for its spare to be made;
 - by hand, the textbook way: DROP DATABASE ... WITH (FORCE); CREATE DATABASE ... TEMPLATE
   (PostgreSQL polls for the ended session to go every 100 ms: most of its time);
 - by hand, our way's physical limit: the same ALTER/terminate/RENAME statements typed
@@ -52,6 +55,8 @@ from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.backends.recipes import find_binary
 from pytest_pyairtable.engine.orchestrator import Orchestrator
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.state.pgrestore import restore
+from pytest_pyairtable.state.pgsessions import Owners
 from pytest_pyairtable.state.pgsnap import PostgresSnapshot
 from pytest_pyairtable.state.redissnap import RedisSnapshot
 
@@ -111,13 +116,29 @@ def postgres(dsn: str, reps: int) -> None:
 
     ours = PostgresSnapshot("db", dsn, "bench")
     ours.take()
+    nobody = Owners(())  # the app's session is not the benchmark's own: a swap may end it
+
+    def swap_once() -> None:
+        restore(ours, nobody, strategy="swap")
+
+    def in_place() -> None:
+        assert restore(ours, nobody, strategy="in place")["app"].startswith("in place")
 
     def dirty_and_spare_ready() -> None:
         ours.join()
         dirty_with_app_connected()
 
-    swap = timed(ours.restore, reps, dirty_and_spare_ready)
-    back_to_back = timed(ours.restore, reps, dirty_with_app_connected)
+    def dirty_every_row() -> None:
+        dirty_with_app_connected()
+        app[0].execute("UPDATE orders SET total = total + 1")
+
+    in_place()  # reads the snapshot's rows once, into memory
+    one_row = timed(in_place, reps, dirty_with_app_connected)
+    all_rows = timed(in_place, reps, dirty_every_row)
+    nothing = timed(in_place, reps)
+    swap_once()  # its first spare is made now; later ones in the background
+    swap = timed(swap_once, reps, dirty_and_spare_ready)
+    back_to_back = timed(swap_once, reps, dirty_with_app_connected)
     ours.discard()
 
     admin.execute("CREATE DATABASE snap TEMPLATE app")  # the app is between sessions here
@@ -148,6 +169,9 @@ def postgres(dsn: str, reps: int) -> None:
 
     limit = timed(swap_by_hand, reps, make_spare)
     print("PostgreSQL, a small database (2 tables x 1000 rows), an app session connected:")
+    print(f"  ours: in place, 1 table changed (1 row)      {summarize(one_row)}")
+    print(f"  ours: in place, both tables changed          {summarize(all_rows)}")
+    print(f"  ours: in place, nothing changed              {summarize(nothing)}")
     print(f"  ours: swap in the spare                      {summarize(swap)}")
     print(f"  ours: back to back (waits for its spare)     {summarize(back_to_back)}")
     print(f"  by hand: DROP ... WITH (FORCE) + TEMPLATE     {summarize(textbook)}")

@@ -215,6 +215,19 @@ def test_a_service_launched_again_is_probed_on_its_own_output(kit: Kit) -> None:
     again.stop(5)
 
 
+def test_what_a_running_service_printed_is_in_its_log_once_synced(kit: Kit) -> None:
+    """At once where the service writes its log file itself; where its lines arrive late
+    (``logs_late``: an engine's log, followed), once ``sync_logs`` caught up."""
+    running = kit.backend.launch(kit.services["web"])
+    wait_until_ready(kit.backend, kit.services["web"], running)
+    assert running.logs_late is CASES[kit.name].container
+    running.sync_logs()
+    if not CASES[kit.name].external:  # (someone else's service: no log of ours)
+        assert running.log_path is not None
+        assert "web: listening on" in running.log_path.read_text()
+    running.stop(5)
+
+
 def test_a_backend_says_what_is_missing_before_a_start(kit: Kit) -> None:
     spec = kit.services["job-ok"]
     missing = dataclasses.replace(
@@ -255,8 +268,8 @@ COVERED = {
         "probe", "command_env", "close", "kept_state", "adopt", "identity_problem", "tracking",
     },
     Running: {
-        "log_path", "log_start", "policy_restarts", "poll", "wait", "stop", "kill", "pause", "resume", "sync_logs",
-        "kept_state",
+        "log_path", "log_start", "logs_late", "policy_restarts", "poll", "wait", "stop", "kill",
+        "pause", "resume", "sync_logs", "kept_state",
     },
 }  # fmt: skip
 

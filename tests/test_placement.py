@@ -135,9 +135,10 @@ def test_pyairtable_up_local_status_and_down(placed: Project, free_ports: Ports)
     assert our_containers() == []
 
 
-def test_a_killed_run_leaves_neither_containers_nor_processes(
-    placed: Project, free_ports: Ports, background: Background, no_leaks: LeakCheck
-) -> None:
+def hanging_run(
+    placed: Project, free_ports: Ports, background: Background
+) -> subprocess.Popen[bytes]:
+    """pytest in the background with the placed stack up and its one test hanging."""
     db, api, web = free_ports(3)
     placed.compose(three_tier(db, api, web))
     ready = placed.path / "ready"
@@ -156,6 +157,13 @@ def test_a_killed_run_leaves_neither_containers_nor_processes(
     )
     wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=90, what="the test")
     assert proc.poll() is None
+    return proc
+
+
+def test_a_killed_run_leaves_neither_containers_nor_processes(
+    placed: Project, free_ports: Ports, background: Background, no_leaks: LeakCheck
+) -> None:
+    proc = hanging_run(placed, free_ports, background)
     assert our_containers(proc.pid) and no_leaks.processes()  # both kinds run now
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -171,23 +179,7 @@ def test_ctrl_c_or_sigterm_stops_both_kinds(
     no_leaks: LeakCheck,
     stop: signal.Signals,
 ) -> None:
-    db, api, web = free_ports(3)
-    placed.compose(three_tier(db, api, web))
-    ready = placed.path / "ready"
-    placed.tests(f"""
-        import pathlib, time
-
-        def test_hangs(pyairtable_web):
-            pathlib.Path({str(ready)!r}).touch()
-            time.sleep(300)
-    """)
-    proc = background(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyairtable-local", "api"],
-        cwd=placed.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=90, what="the test")
+    proc = hanging_run(placed, free_ports, background)
     proc.send_signal(stop)
     assert proc.wait(60) != 0
     assert our_containers(proc.pid) == []  # gone when pytest returns: no reaper needed

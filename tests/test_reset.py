@@ -21,6 +21,8 @@ from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.state.pgrestore import restore
+from pytest_pyairtable.state.pgsessions import Owners
 from pytest_pyairtable.state.pgsnap import PostgresSnapshot
 from pytest_pyairtable.state.redissnap import RedisSnapshot
 from pytest_pyairtable.state.reset import Resets, choose, snapshot_file
@@ -131,7 +133,7 @@ def one(conn: Any, query: str) -> Any:
     return conn.execute(query).fetchone()[0]
 
 
-def test_postgres_reset_while_an_app_is_connected(
+def test_postgres_reset_swaps_a_changed_schema_back_while_an_app_is_connected(
     pg: Handle, pg_snapshot: Callable[[str], PostgresSnapshot]
 ) -> None:
     with psycopg.connect(dsn(pg, "postgres"), autocommit=True) as admin:
@@ -170,7 +172,9 @@ def test_postgres_reset_while_an_app_is_connected(
         admin.execute("ALTER DATABASE app SET search_path = public")
         admin.execute("GRANT CONNECT ON DATABASE app TO PUBLIC")
 
-    snapshot.restore()
+    # the schema changed: only the swap restores it, and the app's session is not the
+    # test process's (no process is named as the test's), so it is ended
+    assert restore(snapshot, Owners(())) == {"app": "swapped", "orders": "swapped"}
     with pytest.raises(psycopg.errors.AdminShutdown):  # its pool reconnects, as after a failover
         app.execute("SELECT 1")
     app = psycopg.connect(dsn(pg, user="r_app", password="pw-app"), autocommit=True)
@@ -192,21 +196,23 @@ def test_postgres_reset_while_an_app_is_connected(
         # Not part of a database: roles, and databases made after the snapshot.
         assert one(admin, "SELECT count(*) FROM pg_roles WHERE rolname = 'r_later'") == 1
         assert one(admin, "SELECT count(*) FROM pg_database WHERE datname = 'scratch'") == 1
-    snapshot.restore()  # again: the spare was made anew in the background
+    assert restore(snapshot, Owners(()), strategy="swap")["app"] == "swapped"  # a new spare
     app.close()
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         assert one(conn, "SELECT count(*) FROM shop.items") == 1
     snapshot.discard()
 
 
+@pytest.mark.parametrize("strategy", ["auto", "swap"])
 def test_an_app_querying_through_resets_sees_only_the_documented_errors(
-    pg: Handle, pg_snapshot: Callable[[str], PostgresSnapshot]
+    pg: Handle, pg_snapshot: Callable[[str], PostgresSnapshot], strategy: str
 ) -> None:
     """A client with a reconnect-on-error pool, querying in a loop from its own thread
-    while resets happen: every error is one an app sees when an operator ends its
-    session (57P01, or the connection closed before that message came), or, connecting
-    during the swap, that the database takes no
-    connections (55000) or was just renamed (3D000), which a retry gets past."""
+    while resets happen. In place (the default): it notices nothing, on one connection.
+    The swap: every error is one an app sees when an operator ends its session (57P01,
+    or the connection closed before that message came), or, connecting during the swap,
+    that the database takes no connections (55000) or was just renamed (3D000), which a
+    retry gets past."""
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("CREATE TABLE hits (n int)")
         conn.execute("INSERT INTO hits VALUES (1)")
@@ -215,6 +221,8 @@ def test_an_app_querying_through_resets_sees_only_the_documented_errors(
     stop = threading.Event()
     errors: list[str] = []
     counts: list[int] = []
+    connections: set[int] = set()
+    ways: list[str] = []
 
     def app() -> None:
         conn = None
@@ -222,6 +230,7 @@ def test_an_app_querying_through_resets_sees_only_the_documented_errors(
             try:
                 if conn is None:
                     conn = psycopg.connect(dsn(pg), autocommit=True, connect_timeout=5)
+                    connections.add(conn.info.backend_pid)
                 counts.append(one(conn, "SELECT count(*) FROM hits"))
                 conn.execute("INSERT INTO hits VALUES (2)")
             except psycopg.Error as exc:
@@ -241,12 +250,19 @@ def test_an_app_querying_through_resets_sees_only_the_documented_errors(
             while len(counts) < before + 5:  # the app got going again since the last reset
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
-            snapshot.restore()
+            ways.append(restore(snapshot, Owners(()), strategy=strategy)["app"])
+            with psycopg.connect(dsn(pg), autocommit=True) as conn:
+                # restored: the app's rows of after the restore began come after it
+                assert one(conn, "SELECT count(*) FROM hits WHERE n = 1") == 1
     finally:
         stop.set()
         thread.join(20)
-    assert errors, "the app never noticed a reset"
-    assert set(errors) <= {"57P01", "closed", "55000", "3D000"}, errors
+    if strategy == "auto":
+        assert errors == [] and len(connections) == 1, (errors, connections)
+        assert all(way == "in place: 1 table(s)" for way in ways), ways
+    else:
+        assert errors, "the app never noticed a reset"
+        assert set(errors) <= {"57P01", "closed", "55000", "3D000"}, errors
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         assert one(conn, "SELECT min(n) FROM hits") == 1
     snapshot.discard()
@@ -277,7 +293,7 @@ def test_a_snapshot_is_found_again_by_its_key_and_taken_anew_under_another(
         conn.execute("UPDATE t SET v = 'second'")
     again = pg_snapshot("kept-1")
     assert again.take() is False  # reused
-    again.restore()
+    restore(again, Owners(()))
     again.close()
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         assert one(conn, "SELECT v FROM t") == "first"
@@ -287,7 +303,7 @@ def test_a_snapshot_is_found_again_by_its_key_and_taken_anew_under_another(
     changed.join()
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         conn.execute("UPDATE t SET v = 'fourth'")
-    changed.restore()
+    restore(changed, Owners(()), strategy="swap")
     changed.join()  # its next spare is made in the background
     with psycopg.connect(dsn(pg, "postgres"), autocommit=True) as admin:
         ours = [

@@ -89,6 +89,7 @@ class Running(Protocol):
 
     log_path: Path | None
     log_start: int  # the size of its log when this run of it began: what it printed since
+    logs_late: bool  # its lines reach log_path a little late: sync_logs before a read
 
     def poll(self) -> int | None:
         """The exit code once it has ended, else None."""
@@ -208,6 +209,7 @@ class Backend(Protocol):
 class BaseRunning:
     log_path: Path | None = None
     log_start: int = 0  # an adopted service's log is read from its start
+    logs_late = False  # a process writes its own log file
 
     def poll(self) -> int | None:
         raise NotImplementedError

@@ -155,6 +155,8 @@ class ContainerService(BaseRunning):
     """A container, as the core sees a running service: started by this run (its log
     followed into a file) or adopted from a kept stack's record."""
 
+    logs_late = True  # the engine's log, followed into the file
+
     def __init__(
         self,
         api: Any,
@@ -252,10 +254,15 @@ class ContainerService(BaseRunning):
         return str(log[-1].get("Output", "")).strip()[-200:]
 
     def sync_logs(self) -> None:
-        """Before a log tail is read: the follower of an exited container finishes on its
-        own; wait for it, or the tail may miss the container's last words."""
-        if self.follower is not None and self.poll() is not None:
+        """Before its log is read: the follower of an exited container finishes on its
+        own (wait for it, or a tail may miss the container's last words); a running
+        one's is brought up to the engine's newest line (it writes a little behind)."""
+        if self.follower is None:
+            return
+        if self.poll() is not None:
             self.follower.join(3)
+        else:
+            self.follower.catch_up(1)  # (a line without its newline is never written)
 
     def let_go(self) -> None:
         """The container is kept: its log goes on into the file after pytest."""

@@ -8,6 +8,7 @@ PID is only signalled while its start time still matches the one recorded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +106,29 @@ def live_run_ids() -> set[str]:
         if proc.live and (marked := markers(proc.pid)) is not None and marked[1]:
             found.add(marked[0])
     return found
+
+
+def tcp_ports_of(pid: int) -> set[int]:
+    """The local ports of ``pid``'s own TCP sockets (IPv4 and IPv6): a PostgreSQL session
+    whose client port is among them is that process's connection. Empty when /proc does
+    not say (another user's process, or it is gone)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

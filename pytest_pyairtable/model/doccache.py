@@ -102,7 +102,8 @@ def _reader_stamp() -> str:
     import importlib.util  # finds PyYAML's files without importing it
 
     spec = importlib.util.find_spec("yaml")
-    files = [Path(__file__).with_name(n) for n in ("yamlread.py", "yamlshape.py", "values.py")]
+    readers = ("yamlread.py", "yamlshape.py", "yamldepth.py", "values.py")
+    files = [Path(__file__).with_name(n) for n in readers]
     files += [Path(spec.origin)] if spec is not None and spec.origin else []
     stamps = []
     for path in files:

@@ -15,8 +15,10 @@ Python values with go-yaml's rules rather than PyYAML's YAML 1.1 ones:
   ``MAX_EXPANDED`` nodes and ten times its written size is refused (an alias bomb), and
   so is one of over ``MAX_NODES`` nodes, written or expanded (a long string counts a
   node per ``SCALAR_BYTES`` characters where it is expanded: it is copied that often);
-- nesting and size are bounded before libyaml's composer sees the text (yamlshape.py:
-  it recurses in C, and 100,000 ``[`` crash the process).
+- nesting is bounded before libyaml reads the text (yamldepth.py: the message is ours
+  whatever limits a libyaml version has), and nesting and size again on its events
+  before its composer builds nodes (yamlshape.py: it recurses in C, and 100,000 ``[``
+  crash the process).
 
 Aliases share one Python object; nothing downstream mutates a loaded document.
 """

@@ -1,7 +1,8 @@
-"""Bounds on a YAML document's shape, checked on libyaml's event stream before it is
-composed into nodes: libyaml's parser keeps a stack of its own, but its composer
-recurses in C (100,000 nested ``[`` crash the process) and builds every node before
-anything could count them.
+"""Bounds on a YAML document's shape, checked before it is composed into nodes: libyaml's
+composer recurses in C (100,000 nested ``[`` crash the process) and builds every node
+before anything could count them. Depth is first read from the text (yamldepth.py), so
+that the refusal is ours before a limit of libyaml's own can speak; then depth and size on
+libyaml's event stream.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 from yaml._yaml import CParser
 
 from ..support.errors import ComposeFileError
+from .yamldepth import MAX_DEPTH, too_deep
 
-MAX_DEPTH = 100  # compose files nest under 15 levels; the walkers after us recurse per level
 MAX_NODES = 250_000  # a large compose file has a few thousand; each costs ~10 us downstream
 libyaml: Any = importlib.import_module("yaml._yaml")  # see yamlread: its classes as loaded
 
@@ -32,17 +33,17 @@ def check_shape(text: str, where: str) -> None:
     """Refuse collections nested over ``MAX_DEPTH`` and more than ``MAX_NODES`` nodes."""
     if len(text) < 65536 and sum(map(text.count, "-:?[{")) < MAX_DEPTH:
         return  # each level needs one of these; a small file holds few nodes
+    line = too_deep(text)
+    if line is not None:
+        raise nested_too_deep(where, line)
     starts = (libyaml.SequenceStartEvent, libyaml.MappingStartEvent)
     ends = (libyaml.SequenceEndEvent, libyaml.MappingEndEvent)
     depth = nodes = 0
     for event in events(text):
         if isinstance(event, starts):
             depth += 1
-            if depth > MAX_DEPTH:
-                raise ComposeFileError(
-                    f"{where}:{event.start_mark.line + 1}: YAML nested more than {MAX_DEPTH} "
-                    "levels deep. Fix: flatten it (no compose setting needs such depth)."
-                )
+            if depth > MAX_DEPTH:  # what the text's count leaves out: indentless sequences
+                raise nested_too_deep(where, event.start_mark.line + 1)
         elif isinstance(event, ends):
             depth -= 1
             continue
@@ -51,6 +52,13 @@ def check_shape(text: str, where: str) -> None:
         nodes += 1
         if nodes > MAX_NODES:
             raise too_many_nodes(where)
+
+
+def nested_too_deep(where: str, line: int) -> ComposeFileError:
+    return ComposeFileError(
+        f"{where}:{line}: YAML nested more than {MAX_DEPTH} levels deep. "
+        "Fix: flatten it (no compose setting needs such depth)."
+    )
 
 
 def too_many_nodes(where: str) -> ComposeFileError:

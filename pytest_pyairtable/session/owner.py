@@ -18,11 +18,13 @@ it). Neither touches the external backend's services: they are not ours.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..support.errors import PyAirtableError
+from .isolation import WorkerIsolation
 from .lease import EXCLUSIVE, LeaseTable
 
 if TYPE_CHECKING:
@@ -47,17 +49,29 @@ class StackOwner:
         self._snapshotted = False
         self._refusal: PyAirtableError | None = None  # why faults cannot be injected
         self.closing = False  # the run is ending (set before workers' connections close)
+        self.isolation = WorkerIsolation(self)
 
     # -- handles -------------------------------------------------------------------
 
     def handle(
-        self, name: str, needed: Iterable[str], resets: Iterable[str], *, main_thread: bool
+        self,
+        name: str,
+        needed: Iterable[str],
+        resets: Iterable[str],
+        *,
+        main_thread: bool,
+        holder: str = MAIN,
+        slot: str = "",
     ) -> Handle:
         """``name``'s handle; when the run resets services, only once the whole stack
-        is up and snapshotted, so that every test starts from the same data."""
+        is up and snapshotted, so that every test starts from the same data. An xdist
+        worker's (``slot``) names its own databases, made at its first request."""
         self._want(resets)
         handle = self.runtime.handle(name, needed, main_thread=main_thread)
         self._snapshot(main_thread)
+        if slot:
+            self.isolation.ensure(holder, slot, main_thread=main_thread)
+            handle = self.isolation.handle(slot, handle)
         return handle
 
     def stack_handles(self) -> dict[str, Handle]:
@@ -163,10 +177,14 @@ class StackOwner:
         resets: Iterable[str],
         *,
         main_thread: bool,
+        slot: str = "",
+        pid: int | None = None,
     ) -> list[str]:
         """Restore ``names`` (None: every service that can be), under the exclusive lease.
         ``needed``: the holder's closure, started with them (the snapshot waits for all
-        of it, migration jobs included)."""
+        of it, migration jobs included). ``pid``: the process running the test, whose
+        own database sessions the restore keeps; ``slot``: an xdist worker's, whose own
+        copies are restored too."""
         from ..state.reset import choose
 
         self._require_alone(holder, "a reset")
@@ -182,17 +200,22 @@ class StackOwner:
         if names is None and self.runtime.attached() is None:
             self.runtime.orchestrator().start(sorted({*self.runtime.needed, *needed}))
         self._snapshot(main_thread)
-        specs = self._specs()
+        specs = self.ready_specs()
         chosen = choose(names, specs, self.runtime.topology())
-        resets_ = self._resets_for()
+        resets_ = self.resets()
         late = [n for n in chosen if n not in resets_.snapshots and n not in resets_.errors]
         if late:
             self.runtime.notices.append(
                 f"reset: snapshot of {', '.join(late)} taken at its first reset, not at "
                 "start-up (the tests that reset it were not known at collection)"
             )
-            self._take(late, specs)
-        return resets_.restore(chosen)
+            self.take(late, specs)
+        own = [pid] if pid is not None else []
+        done = resets_.restore(chosen, own)
+        if slot:
+            self.isolation.ensure(holder, slot, main_thread=main_thread)
+            self.isolation.restore(slot, chosen, own)
+        return done
 
     def _refuse_foreign(self) -> None:
         if not self.runtime.owns_services:
@@ -214,29 +237,33 @@ class StackOwner:
                 wanted = set(self._wanted)
             if self._snapshotted or not wanted or not self.runtime.owns_services:
                 return  # (the external backend's services are refused at the reset)
-            kept = self.runtime.attached()
-            orch = self.runtime.orch if kept is None else None
-            if orch is not None:
-                for name in list(orch.runs):
-                    while not orch.settle(name, 0.1):
-                        if main_thread:
-                            self.runtime.flush()
+            self.settle(main_thread)
             self._snapshotted = True
-            specs = self._specs()
+            specs = self.ready_specs()
             names = [n for n, s in specs.items() if resettable(s)]
-            self._take([n for n in names if ALL in wanted or n in wanted], specs)
+            self.take([n for n in names if ALL in wanted or n in wanted], specs)
 
-    def _take(self, names: list[str], specs: dict[str, ServiceSpec]) -> None:
+    def settle(self, main_thread: bool) -> None:
+        """Wait until every started service is up, done (a job) or failed."""
+        kept = self.runtime.attached()
+        orch = self.runtime.orch if kept is None else None
+        if orch is not None:
+            for name in list(orch.runs):
+                while not orch.settle(name, 0.1):
+                    if main_thread:
+                        self.runtime.flush()
+
+    def take(self, names: list[str], specs: dict[str, ServiceSpec]) -> None:
         from ..state.reset import snapshot_file
 
-        resets = self._resets_for()
+        resets = self.resets()
         kept = self.runtime.attached()
         store = snapshot_file(self.runtime.record_path) if kept is not None else None
         resets.take(specs, names, store)
         self.runtime.notices.extend(resets.notices)
         resets.notices.clear()
 
-    def _specs(self) -> dict[str, ServiceSpec]:
+    def ready_specs(self) -> dict[str, ServiceSpec]:
         from ..engine.run import State
 
         kept = self.runtime.attached()
@@ -247,7 +274,7 @@ class StackOwner:
             return {}
         return {n: r.spec for n, r in orch.runs.items() if r.state is State.READY}
 
-    def _resets_for(self) -> Resets:
+    def resets(self) -> Resets:
         from ..state.reset import Resets
         from .kept import fingerprint
 
@@ -262,6 +289,12 @@ class StackOwner:
             self._resets = Resets(key)
         return self._resets
 
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        """What each service logged since its mark, masked (testlogs.read_windows)."""
+        from .testlogs import read_windows
+
+        return read_windows(self.runtime, marks, lines)
+
     # -- the end -------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -269,6 +302,7 @@ class StackOwner:
         is kept (Redis's written beside its record), then the runtime stops or keeps."""
         runtime, resets = self.runtime, self._resets
         orch = runtime.orch
+        self.isolation.drop()  # a kept stack keeps only the stack's own databases
         if resets is not None:
             resets.join()
             if (
@@ -304,7 +338,12 @@ class LocalAccess:
         return self.owner.fault(MAIN, action, service)
 
     def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
-        return self.owner.reset(MAIN, services, needed, self.resets, main_thread=True)
+        return self.owner.reset(
+            MAIN, services, needed, self.resets, main_thread=True, pid=os.getpid()
+        )
+
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        return self.owner.test_logs(marks, lines)
 
     def close(self) -> None:
         """Nothing to close: the owner is this process."""

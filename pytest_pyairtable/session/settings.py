@@ -6,6 +6,8 @@ from this table.
 then default), remembers where each value came from (for the report header) and
 returns one typed, frozen ``Settings``, built once per run. It takes plain callables so
 the pytest plugin and the CLI share it.
+
+(Over 350 lines: the table holds every setting, one entry each, and their parsers.)
 """
 
 from __future__ import annotations
@@ -69,6 +71,22 @@ def _output_file(value: Any) -> str:
     if os.path.isdir(str(value)):
         raise ValueError("it is a directory; name a file in it, e.g. timeline.json or .html")
     return str(value)
+
+
+def _test_logs(value: Any) -> str:
+    if str(value) not in TEST_LOG_MODES:
+        raise ValueError(f"valid values are {', '.join(TEST_LOG_MODES)}")
+    return str(value)
+
+
+TEST_LOG_MODES = ("failed", "always", "never")  # which test reports carry service logs
+
+
+def _line_count(value: Any) -> int:
+    count = int(str(value).strip())  # a ValueError names the value
+    if not 1 <= count <= 10_000:
+        raise ValueError("not between 1 and 10000 (turn the logs off with never)")
+    return count
 
 
 def _backend(value: Any) -> str:
@@ -267,11 +285,34 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_seconds,
     ),
     Setting(
+        "shared_db",
+        "under xdist, every worker uses the stack's own PostgreSQL databases and Redis "
+        "database, instead of a copy of its own made after the migrations (the default)",
+        False,
+        parse=_flag,
+        flag=True,
+    ),
+    Setting(
         "timeline",
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",
         parse=_output_file,
         path=True,
+    ),
+    Setting(
+        "test_logs",
+        "attach what each service a test used logged while the test ran to its report: "
+        "failed (its failures and errors), always (passing tests too), never",
+        "failed",
+        "PYAIRTABLE_TEST_LOGS",
+        parse=_test_logs,
+    ),
+    Setting(
+        "test_log_lines",
+        "at most this many lines of each service's log in a test's report (its last ones)",
+        50,
+        "PYAIRTABLE_TEST_LOG_LINES",
+        parse=_line_count,
     ),
     Setting("debug", "print every probe attempt", False, "DEBUG", parse=_flag, flag=True),
 )
@@ -299,7 +340,10 @@ class Settings:
     tier_wait_time: float
     service_startup_delay: float
     lease_timeout: float
+    shared_db: bool
     timeline: str | None
+    test_logs: str
+    test_log_lines: int
     debug: bool
     sources: Mapping[str, str]  # setting -> its option, env var, ini key, or "default"
 
@@ -324,18 +368,6 @@ def _absolute(base: Path, value: str) -> str:
     return os.path.abspath(base / Path(value).expanduser())
 
 
-def _ini_value(ini: Callable[[Setting], Any], setting: Setting) -> Any:
-    """The ini key's value; pytest's own parse of an on/off key names no key when it fails."""
-    try:
-        return ini(setting)
-    except ValueError as exc:
-        from ..support.errors import ConfigError
-
-        raise ConfigError(
-            f"ini {setting.ini}: {exc}. Fix: write 1, true, yes, on, or 0, false, no, off"
-        ) from None
-
-
 def resolve(
     option: Callable[[Setting], Any],
     ini: Callable[[Setting], Any],
@@ -350,7 +382,7 @@ def resolve(
             raw, source = given, setting.option
         elif setting.env and environ.get(setting.env, "") != "":
             raw, source = environ[setting.env], f"env {setting.env}"
-        elif (from_ini := _ini_value(ini, setting)) not in (None, "", [], (), False):
+        elif (from_ini := ini(setting)) not in (None, "", [], (), False):
             raw, source = from_ini, f"ini {setting.ini}"
         else:
             values[setting.name], sources[setting.name] = setting.default, "default"

@@ -21,7 +21,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +108,16 @@ class StackServer:
     def _dispatch(self, holder: str, request: dict[str, Any], gone: Callable[[], bool]) -> Any:
         owner, op = self._owner, request.get("op")
         resets = [str(n) for n in request.get("resets", ())]
+        slot = str(request.get("slot") or "")  # the worker's own databases (isolation.py)
         if op == "handle":
-            handle = owner.handle(request["service"], request["needed"], resets, main_thread=False)
+            handle = owner.handle(
+                request["service"],
+                request["needed"],
+                resets,
+                main_thread=False,
+                holder=holder,
+                slot=slot,
+            )
             return handle_to_json(handle)
         if op == "lease":
             return owner.lease(holder, request["mode"], str(request["label"]), gone)
@@ -118,7 +126,18 @@ class StackServer:
             return handle_to_json(broken) if broken is not None else None
         if op == "reset":
             names, needed = request["services"], request["needed"]
-            return owner.reset(holder, names, needed, resets, main_thread=False)
+            pid = request.get("pid")
+            return owner.reset(
+                holder,
+                names,
+                needed,
+                resets,
+                main_thread=False,
+                slot=slot,
+                pid=pid if isinstance(pid, int) else None,
+            )
+        if op == "logs":
+            return owner.test_logs(request["marks"], int(request["lines"]))
         raise PyAirtableError(f"pyairtable: unknown request {op!r}")
 
     def close(self) -> None:
@@ -167,8 +186,9 @@ def _gone(conn: socket.socket) -> bool:
 class StackClient:
     """A worker's side: one connection, one request at a time (fixtures are sequential)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, slot: str = "") -> None:
         self.path = path
+        self.slot = slot  # the worker's slot, for its own databases ("": it has none)
         self.resets: list[str] = []  # what the collected tests will reset
         self._stream: Any = None
         self._closed = False
@@ -197,12 +217,20 @@ class StackClient:
     def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
         return [str(n) for n in self._call("reset", {"services": services, "needed": needed})]
 
+    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+        """The owner reads them: it settles the logs that reach their files late."""
+        texts = self._call("logs", {"marks": dict(marks), "lines": lines})
+        return {str(name): str(text) for name, text in texts.items()}
+
     def _call(self, op: str, request: dict[str, Any]) -> Any:
         if self._stream is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(self.path)
-            self._stream = sock.makefile("rwb")
-        line = json.dumps({"op": op, "resets": self.resets, **request}).encode()
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(self.path)
+                # the file keeps the connection open until it is closed itself; a socket
+                # object left unclosed is a ResourceWarning, an error in a strict suite
+                self._stream = sock.makefile("rwb")
+        head = {"op": op, "resets": self.resets, "slot": self.slot, "pid": os.getpid()}
+        line = json.dumps({**head, **request}).encode()
         self._stream.write(line + b"\n")
         self._stream.flush()
         answer = self._stream.readline()

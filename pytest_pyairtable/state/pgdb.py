@@ -30,13 +30,17 @@ class Database:
     def our(self, kind: str) -> str:
         return f"pyairtable_{kind}_{hashlib.sha256(self.name.encode()).hexdigest()[:16]}"
 
-    def make_copy(self, conn: Any, name: str, template: str, comment: str) -> None:
+    def make_copy(
+        self, conn: Any, name: str, template: str, comment: str, *, allow: bool = False
+    ) -> None:
         """``name``, a copy of ``template`` that looks like this database, taking no
-        connections until it is swapped in. FILE_COPY (PostgreSQL 15+): half the time
-        of the default WAL_LOG for a small database here (benchmarks/reset.py, back to
-        back); its checkpoints happen in the background, off any test's way."""
+        connections until it is swapped in (unless ``allow``: a worker's copy, used at
+        once). FILE_COPY (PostgreSQL 15+): half the time of the default WAL_LOG for a
+        small database here (benchmarks/reset.py, back to back); its checkpoints happen
+        in the background, off any test's way."""
         create = (
-            "CREATE DATABASE {} TEMPLATE {} OWNER {} CONNECTION LIMIT {} ALLOW_CONNECTIONS false"
+            "CREATE DATABASE {} TEMPLATE {} OWNER {} CONNECTION LIMIT {} ALLOW_CONNECTIONS "
+            + ("true" if allow else "false")
         )
         if conn.info.server_version >= 150000:
             create += " STRATEGY FILE_COPY"

@@ -142,6 +142,62 @@ class RedisSnapshot:
             conn.read_response()  # +OK, then +QUEUED each
         return conn.read_response()
 
+    # -- an xdist worker's own logical databases -----------------------------------
+
+    def copy_into(self, numbers: dict[int, int], *, fresh: bool) -> None:
+        """Each snapshotted database ``shared`` put into database ``numbers[shared]`` (a
+        worker's), in one MULTI: flushed, then every key restored. ``fresh``: the first
+        time, when a database that already holds keys is not ours to flush."""
+        import redis
+
+        pool = self._pool()
+        conn = pool.connection_class(**pool.connection_kwargs)
+        try:
+            if fresh:
+                for target in numbers.values():
+                    conn.send_packed_command(conn.pack_commands([("SELECT", target), ("DBSIZE",)]))
+                    conn.read_response()
+                    if int(conn.read_response()):
+                        raise ResetError(
+                            f"service '{self.service}': its logical database {target}, meant "
+                            "for an xdist worker, holds keys this run did not put there. Fix: "
+                            "give the server more databases (`--databases 64` in its command) "
+                            "or run with --pyairtable-shared-db."
+                        )
+            commands: list[tuple[Any, ...]] = [("MULTI",)]
+            for shared, target in sorted(numbers.items()):
+                commands += [("SELECT", target), ("FLUSHDB",)]
+                commands += [("RESTORE", k, ttl, v) for k, ttl, v in self.entries.get(shared, [])]
+            commands.append(("EXEC",))
+            conn.send_packed_command(conn.pack_commands(commands))
+            for _ in commands[:-1]:
+                conn.read_response()
+            results = conn.read_response()
+        except redis.RedisError as exc:
+            raise self._fail("the copy for an xdist worker (FLUSHDB and RESTORE)", exc) from None
+        finally:
+            conn.disconnect()
+        errors = [r for r in results or () if isinstance(r, Exception)]
+        if results is None or errors:
+            raise ResetError(
+                f"service '{self.service}': the copy for an xdist worker failed: "
+                f"{errors[0] if errors else 'EXEC was aborted'}"
+            )
+
+    def flush(self, numbers: list[int]) -> None:
+        """Empty the workers' databases this run filled (the end of the run)."""
+        if not numbers:
+            return
+        client = self._client()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for number in numbers:
+                pipe.execute_command("SELECT", number)
+                pipe.execute_command("FLUSHDB")
+            pipe.execute()
+        finally:
+            client.connection_pool.disconnect()  # its connection has another database selected
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.disconnect()

@@ -3,8 +3,10 @@ when the stack is first up (migration jobs done), restored before the tests that
 
 A service can be reset when its probe speaks PostgreSQL or Redis (derived from a
 ``postgres*``/``redis*`` image, or ``x-pyairtable.probe: {postgres: DSN}``): the probe's
-DSN or URL is how we reach it. What is restored, and what a connected app sees, is in
-pgsnap.py and redissnap.py (and docs/reference.md, "State reset").
+DSN or URL is how we reach it. What is restored, which way, and what a connected app
+sees, is in pgrestore.py, pginplace.py, pgsnap.py and redissnap.py (and
+docs/reference.md, "State reset"). The same snapshot is what xdist workers' own
+databases are copied from (session/isolation.py).
 
 A snapshot has a key: the stack's fingerprint (every service's definition, a migration
 job's included) and the run id of the stack it was taken in. PostgreSQL snapshots live
@@ -86,6 +88,7 @@ class Resets:
                     pg = PostgresSnapshot(name, spec.probe.target, self.key)
                     taken = pg.take()
                     self.snapshots[name] = pg
+                    self.notices.extend(pg.notices)
                 elif name in stored:
                     rs = RedisSnapshot(name, spec.probe.target, self.key)
                     rs.load_json(stored[name])
@@ -107,12 +110,25 @@ class Resets:
         if store is not None:
             self.save(store)
 
-    def restore(self, names: Iterable[str]) -> list[str]:
+    def restore(
+        self, names: Iterable[str], own_pids: Iterable[int] = (), strategy: str = "auto"
+    ) -> list[str]:
+        """Put ``names`` back; ``own_pids``: the processes running the test, whose
+        PostgreSQL sessions a restore must keep (pgrestore.py)."""
+        from .pgrestore import restore as restore_postgres
+        from .pgsessions import Owners
+        from .pgsnap import PostgresSnapshot
+
+        owners = Owners(own_pids)
         done = []
         for name in names:
             if name in self.errors:
                 raise self.errors[name].fresh()
-            self.snapshots[name].restore()
+            snapshot = self.snapshots[name]
+            if isinstance(snapshot, PostgresSnapshot):
+                restore_postgres(snapshot, owners, strategy=strategy)
+            else:
+                snapshot.restore()
             done.append(name)
         return done
 

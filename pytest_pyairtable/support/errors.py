@@ -12,7 +12,7 @@ front ends print it as it is, without a traceback.
     ├── PrerequisiteError           a server binary or tool is missing, a port is taken
     ├── RemoteError                 an error raised in the xdist controller, as text
     ├── KeepError                   a stack cannot be kept (or its record cannot be used)
-    ├── ResetError                  a service's data cannot be snapshotted or restored
+    ├── ResetError                  a service's data cannot be snapshotted, copied or restored
     ├── StopError                   something a service started would not end
     └── ServiceError                a service did not come up, carrying its log tail
         ├── ServiceExitedError      its process ended while we waited for it

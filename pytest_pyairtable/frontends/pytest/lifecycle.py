@@ -107,6 +107,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     role.nodeid = item.nodeid
     role.restored = None
     names = getattr(item, "fixturenames", ())
+    services = role.services(names)
+    role.logs.begin(())  # no evidence of the last test's
     runtime = role.runtime
     if runtime.loaded and runtime.error is not None:
         if any(n.startswith("pyairtable_") for n in names):
@@ -121,11 +123,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     alone = "pyairtable_faults" in names
     if alone or reset is not None:
         role.lease(EXCLUSIVE)
-    elif role.services(names) or "pyairtable_stack" in names:
+    elif services or "pyairtable_stack" in names:
         role.lease(SHARED)
+    role.logs.begin(services)  # the test's window opens once it holds the stack
     if reset is not None:
         role.reset(reset or None, alone=alone)
-    role.check_alive(role.services(names))
+    role.check_alive(services)
 
 
 def _undefined_service_fixtures(item: pytest.Item, names: Iterable[str]) -> list[str]:

@@ -19,7 +19,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         env = f" [env {s.env}]" if s.env else ""
         if s.flag:
             group.addoption(s.option, action="store_true", default=False, help=s.help + env)
-            parser.addini(s.ini, s.help, type="bool", default=False)
+            # a string, parsed by the table: pytest 9.2's own "bool" parse fails before
+            # any plugin can name the key in its error
+            parser.addini(s.ini, s.help, default="")
         elif s.repeat:
             group.addoption(s.option, action="append", default=[], help=s.help + env)
             parser.addini(s.ini, s.help, type="args", default=[])

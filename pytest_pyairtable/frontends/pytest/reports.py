@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -75,3 +75,42 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     text = report.longrepr
     if isinstance(text, str) and text.startswith("[pyairtable] "):
         report.longrepr = FailureRepr(text, text.splitlines()[0])  # type: ignore[assignment]
+
+
+class JunitSections:
+    """junit XML keeps a report's ``pyairtable: ...`` sections (a test's service logs) in
+    its test case's ``<system-out>``, where CI servers show a failed test's output:
+    pytest writes only captured output there, and only with ``junit_logging``. Through
+    pytest's junitxml internals, checked by a test (tests/test_test_logs.py)."""
+
+    def __init__(self, config: pytest.Config, masking: Callable[[], Callable[[str], str]]) -> None:
+        self.config = config
+        self.masking = masking  # the run's, when it writes: a worker's report may not be
+        # masked again yet (the controller does that as it takes the report)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        if report.when == "teardown":
+            self._write(report)  # junit closes the test case with this report
+        result = yield
+        if report.when != "teardown":
+            self._write(report)  # after junit's own element (failure, error)
+        return result
+
+    def _write(self, report: pytest.TestReport) -> None:
+        texts = [(t, c) for t, c in report.sections if t.startswith("pyairtable: ")]
+        if not texts:
+            return
+        try:
+            from xml.etree import ElementTree
+
+            from _pytest.junitxml import bin_xml_escape, xml_key
+        except ImportError:  # another pytest: the terminal still shows them
+            return
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        redact = self.masking()
+        node = ElementTree.Element("system-out")
+        node.text = bin_xml_escape("".join(f"{f' {t} ':-^80}\n{redact(c)}\n" for t, c in texts))
+        xml.node_reporter(report).append(node)

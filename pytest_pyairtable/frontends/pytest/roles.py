@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import warnings
 from collections.abc import Generator, Iterable, Mapping
@@ -24,12 +25,14 @@ import pytest
 
 from ...model.names import fixture_name
 from ...session import report
+from ...session.isolation import SLOT_VAR
 from ...session.lease import EXCLUSIVE
 from ...session.owner import LocalAccess, StackOwner
+from ...session.testlogs import TestLogs
 from ...support.errors import PyAirtableError
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler, shielded
 from .masking import mask_warning
-from .reports import FailureRepr, FirstReports, redact_report
+from .reports import FailureRepr, FirstReports, JunitSections, redact_report
 
 if TYPE_CHECKING:
     from ...engine.handle import Handle
@@ -48,13 +51,17 @@ class Role:
         self.worker = ""  # xdist's worker id, for lease errors
         self.leased = False  # the current test holds a lease
         self.restored: list[str] | None = None  # what the current test's reset restored
+        settings = runtime.settings
+        self.logs = TestLogs(settings.test_logs, settings.test_log_lines)
 
     def services(self, fixturenames: Iterable[str]) -> list[str]:
         wanted = set(fixturenames)
         return [n for n in self.runtime.topology() if fixture_name(n) in wanted]
 
     def handle(self, name: str) -> Handle:
-        return self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
+        handle = self.access.handle(name, sorted(self.runtime.needed), self.nodeid)
+        self.logs.seen(name, handle.log_path)
+        return handle
 
     def stack_handles(self) -> dict[str, Handle]:
         return {name: self.handle(name) for name in self.runtime.topology()}
@@ -95,9 +102,18 @@ class Role:
                 text = head = f"{head} (reported in full at {first})"
             # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
             report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
+        if self.logs.wanted(report_.when, report_.outcome):
+            report_.sections += self.test_log_sections()
         if report_.sections or report_.longrepr is not None:  # the stack's secrets too
             redact_report(report_, self.runtime.redact_all(), FailureRepr)
         return report_
+
+    def test_log_sections(self) -> list[tuple[str, str]]:
+        """What the current test's services logged while it ran, a section each."""
+        try:
+            return self.logs.sections(self.access.test_logs, self.runtime.topology())
+        except Exception as exc:  # the evidence must not cost the report
+            return [("pyairtable: test logs", f"not read: {exc}")]
 
     @pytest.hookimpl(tryfirst=True)  # before the terminal formats it for its summary
     def pytest_warning_recorded(self, warning_message: warnings.WarningMessage) -> None:
@@ -106,9 +122,12 @@ class Role:
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return [self.runtime.redact(line) for line in report.header(self.runtime)]
 
+    def summary(self, *, verbose: bool = False) -> list[str]:
+        return report.summary(self.runtime, verbose=verbose)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         verbose = terminalreporter.config.get_verbosity() > 0
-        lines = report.summary(self.runtime, verbose=verbose)
+        lines = self.summary(verbose=verbose)
         if lines:
             terminalreporter.write_sep("-", "pyairtable")
             for line in lines:
@@ -144,9 +163,16 @@ class Controller(Role):
             self.old_sigterm = install_sigterm_handler()
             measure_services(config, self.runtime, self.stop)
             config.pluginmanager.register(self._finishing, "pyairtable-finishing")
+        if self.runtime.settings.test_logs != "never":  # this process writes junit XML
+            config.pluginmanager.register(JunitSections(config, self.runtime.redact_all))
 
     def stack_handles(self) -> dict[str, Handle]:
         return self.owner.stack_handles()
+
+    def summary(self, *, verbose: bool = False) -> list[str]:
+        """The run's summary, with what the xdist workers' own databases were (the
+        workers are done by now; the copies are dropped when the stack stops)."""
+        return self.owner.isolation.summary() + super().summary(verbose=verbose)
 
     def check_alive(self, names: Iterable[str]) -> None:
         self.runtime.check_alive(names)
@@ -168,13 +194,19 @@ class Controller(Role):
     # -- xdist: one stack for every worker ----------------------------------------------
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_setupnodes(self, config: pytest.Config) -> None:
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
         """Booted once, torn down after the last worker: workers reach it through a
-        socket named in their workerinput."""
+        socket named in their workerinput. Each worker's own databases are named now,
+        in the environment its process starts with (execnet sets a spec's ``env``
+        before xdist runs anything there); a replacement for a worker that died reuses
+        its spec, so its name and environment too."""
         if self.runtime.stack is not None and self.server is None:
             if self.runtime.settings.free_ports:
                 self.runtime.attached()  # settles the ports: a kept stack's, or new ones
             self.serve_workers()
+            environs = self.owner.isolation.prepare([str(s.id) for s in specs], os.environ)
+            for spec in specs:
+                spec.env.update(environs.get(str(spec.id), {}))
 
     def serve_workers(self) -> None:
         from ...session.sharing import StackServer
@@ -186,6 +218,8 @@ class Controller(Role):
         if self.server is not None:
             node.workerinput["pyairtable_socket"] = self.server.path
             node.workerinput["pyairtable_ports"] = json.dumps(self.runtime.chosen_ports)
+            env = getattr(node.gateway.spec, "env", {})
+            node.workerinput["pyairtable_slot"] = env.get(SLOT_VAR, "")
 
     @pytest.hookimpl(tryfirst=True)  # masked before junit writes it
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -236,7 +270,9 @@ class Worker(Role):
     def __init__(self, runtime: Runtime, workerinput: Mapping[str, Any]) -> None:
         from ...session.sharing import StackClient
 
-        self.client = StackClient(workerinput["pyairtable_socket"])
+        self.client = StackClient(
+            workerinput["pyairtable_socket"], str(workerinput.get("pyairtable_slot", ""))
+        )
         super().__init__(runtime, self.client)
         self.worker = str(workerinput.get("workerid", ""))
         if "pyairtable_ports" in workerinput:  # the owner chose them: the same values here

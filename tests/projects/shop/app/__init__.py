@@ -1,0 +1,1 @@
+"""A small shop backend shaped like a FastAPI + SQLModel application."""
