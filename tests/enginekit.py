@@ -192,6 +192,8 @@ def start_registry(*, user: str = "") -> Registry | str:
     binary = shutil.which("docker-registry")
     if binary is None:
         return "Debian's docker-registry is not installed; .ci/setup installs it"
+    if user and shutil.which("htpasswd") is None:
+        return "htpasswd (apache2-utils) is not installed; .ci/setup installs it"
     base = Path(tempfile.mkdtemp(prefix="pa-registry-", dir="/tmp"))
     port = _free_port()
     lines = [

@@ -67,18 +67,20 @@ def on_engine(
 
 
 @pytest.fixture(scope="module")
-def pushed(
-    registry: Registry,
-    auth_registry: Registry,
-    engine: str,
-) -> dict[str, str]:
-    """Images in the registries, by a short name: app (two layers over the base), worker
-    (one), private (behind htpasswd)."""
+def pushed(registry: Registry, engine: str) -> dict[str, str]:
+    """Images in the open registry, by a short name: app (two layers over the base),
+    worker (one)."""
     return {
         "app": registry.push("pa/app:1", (1_500_000, 2_500_000), from_image=IMAGE),
         "worker": registry.push("pa/worker:1", (1_000_000,), from_image=IMAGE),
-        "private": auth_registry.push("pa/private:1", (500_000,), from_image=IMAGE),
     }
+
+
+@pytest.fixture(scope="module")
+def private(auth_registry: Registry, engine: str) -> str:
+    """An image behind the htpasswd registry (its own fixture: without htpasswd, only
+    the tests that need credentials skip)."""
+    return auth_registry.push("pa/private:1", (500_000,), from_image=IMAGE)
 
 
 @pytest.fixture
@@ -205,11 +207,11 @@ def test_a_pull_that_fails_is_one_clear_error_and_leaves_nothing(
     stack_project: Project,
     on_engine: EngineUnderTest,
     pushed: dict[str, str],
-    auth_registry: Registry,
     registry: Registry,
     free_ports: Ports,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
     case: str,
     said: str,
     fix: str,
@@ -217,12 +219,11 @@ def test_a_pull_that_fails_is_one_clear_error_and_leaves_nothing(
     down, port = free_ports(2)  # nothing listens on `down`
     image = {
         "missing tag": f"{registry.address}/pa/app:nope",
-        "no credentials": pushed["private"],
-        "wrong password": pushed["private"],
         "registry down": f"127.0.0.1:{down}/pa/app:1",
-    }[case]
+    }.get(case) or request.getfixturevalue("private")  # the credentials' cases: htpasswd
     config = tmp_path / "docker-config"
     if case == "wrong password":
+        auth_registry: Registry = request.getfixturevalue("auth_registry")
         auth_registry.config_dir(config, password="not-the-password")
     else:
         config.mkdir()
@@ -243,14 +244,13 @@ def test_a_pull_that_fails_is_one_clear_error_and_leaves_nothing(
 def test_credentials_come_from_the_docker_config(
     stack_project: Project,
     on_engine: EngineUnderTest,
-    pushed: dict[str, str],
+    private: str,
     auth_registry: Registry,
     free_ports: Ports,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     (port,) = free_ports(1)
-    private = pushed["private"]
     on_engine.forget(private)
     monkeypatch.setenv("DOCKER_CONFIG", str(auth_registry.config_dir(tmp_path / "cfg")))
     stack_project.compose("services:" + container("a", private, standin("a", port)))
