@@ -3,7 +3,9 @@
     python benchmarks/flakes.py --runs 10 [--hog] [--timeout 900] [-- PYTEST ARGS]
 
 Each run clones the current commit (HEAD: commit what you want tested) into a new
-temp dir and runs ``python -m pytest`` there, with that clone first on PYTHONPATH (so
+temp dir and runs ``python -m pytest`` there (as the README says, so on the xdist
+workers the clone's pyproject.toml asks for; ``-- -n 0`` for one process), with that
+clone first on PYTHONPATH (so
 the stand-ins, reapers and CLI it starts run its code, and nothing is installed),
 an empty XDG_CACHE_HOME (no cached PostgreSQL clusters), no .pytest_cache and no
 bytecode from earlier runs, and its own TMPDIR. ``--hog`` keeps every core busy

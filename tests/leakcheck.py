@@ -21,26 +21,61 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from pytest_pyairtable.backends.local import RUN_ID_VAR
 
 SHM = Path("/dev/shm")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Temp root -> when its check began. Only processes started since then are read: an older
+# one's environment cannot name the root, and reading a process's environment waits on
+# its memory lock (a scan of every process on a busy machine took 0.2-0.5 s a test).
+_SINCE: dict[str, float] = {}
 
 
-def _environ(pid: int | str) -> list[bytes] | None:
-    """The environment ``pid`` started with, or None for a zombie or a gone process."""
+def _boot_clock() -> float:
+    """Now, in seconds after boot: the clock of the start times in /proc/PID/stat."""
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def _started(pid: int | str) -> tuple[str, float] | None:
+    """(state, start time in seconds after boot) of ``pid``, or None if it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19]) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
         return None
-    return None if state == "Z" else environ
+
+
+def _environ(pid: int | str, since: float = 0.0) -> list[bytes] | None:
+    """The environment ``pid`` started with, or None for a zombie, a gone process, or
+    one started before ``since`` (seconds after boot)."""
+    started = _started(pid)
+    if started is None or started[0] == "Z" or started[1] < since:
+        return None
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
 
 
 def _pids() -> list[int]:
     return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+
+
+def _run_id(environ: list[bytes], own: bytes) -> str | None:
+    """The run id in ``environ``, if it holds ``own`` (a temp root's variable)."""
+    if own not in environ:
+        return None
+    marker = RUN_ID_VAR.encode() + b"="
+    ids = [item[len(marker) :].decode() for item in environ if item.startswith(marker)]
+    return ids[-1] if ids else None
+
+
+def _own_variable(root: Path | str) -> bytes:
+    return f"PYAIRTABLE_TMPDIR={root}".encode()
 
 
 def marked_processes(root: Path | str | None = None) -> dict[int, str]:
@@ -48,14 +83,11 @@ def marked_processes(root: Path | str | None = None) -> dict[int, str]:
     this test's PYAIRTABLE_TMPDIR), found by its environment. (A server that reuses its
     environment's memory, as redis-server does, is found by ``LeakCheck`` instead.)"""
     root = str(root if root is not None else os.environ.get("PYAIRTABLE_TMPDIR", ""))
-    own = f"PYAIRTABLE_TMPDIR={root}".encode()
-    marker = RUN_ID_VAR.encode() + b"="
+    own, since = _own_variable(root), _SINCE.get(root, 0.0)
     found: dict[int, str] = {}
     for pid in _pids():
-        if (environ := _environ(pid)) and own in environ:
-            for item in environ:
-                if item.startswith(marker):
-                    found[pid] = item[len(marker) :].decode()
+        if (environ := _environ(pid, since)) and (run := _run_id(environ, own)) is not None:
+            found[pid] = run
     return found
 
 
@@ -80,39 +112,47 @@ def kill_own(pid: int, is_own: Callable[[int], bool], sig: int = signal.SIGKILL)
 
 class _CreatedNames:
     """Names created directly in a directory, from inotify: it sees a run dir that was
-    made and removed between two looks."""
+    made and removed between two looks. One inotify instance serves every directory this
+    process watches: closing an instance waits for an RCU grace period (20 ms a test)."""
 
     _IN_CREATE, _IN_MOVED_TO, _IN_Q_OVERFLOW = 0x100, 0x80, 0x4000
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _fd: int | None = None
+    _watched: ClassVar[dict[int, set[str]]] = {}  # watch descriptor -> names seen
 
     def __init__(self, path: Path) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if (
-            self._fd < 0
-            or libc.inotify_add_watch(
-                self._fd, os.fsencode(path), self._IN_CREATE | self._IN_MOVED_TO
-            )
-            < 0
-        ):
+        if _CreatedNames._fd is None:
+            _CreatedNames._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wd = -1
+        if _CreatedNames._fd >= 0:
+            mask = self._IN_CREATE | self._IN_MOVED_TO
+            self._wd = self._libc.inotify_add_watch(_CreatedNames._fd, os.fsencode(path), mask)
+        if self._wd < 0:
             raise OSError(ctypes.get_errno(), f"inotify on {path}")
-        self.names: set[str] = set()
+        self.names = self._watched[self._wd] = set()
 
     def read(self) -> set[str]:
+        """The names created so far (every watch's events are sorted out on the way)."""
+        assert _CreatedNames._fd is not None
         while True:
             try:
-                data = os.read(self._fd, 1 << 16)
+                data = os.read(_CreatedNames._fd, 1 << 16)
             except BlockingIOError:
                 return self.names
             offset = 0
             while offset < len(data):
-                _, mask, _, length = struct.unpack_from("iIII", data, offset)
+                wd, mask, _, length = struct.unpack_from("iIII", data, offset)
                 assert not mask & self._IN_Q_OVERFLOW, "inotify queue overflowed"
                 name = data[offset + 16 : offset + 16 + length].rstrip(b"\0")
-                self.names.add(os.fsdecode(name))
+                if length and wd in self._watched:  # not a removed watch's last word
+                    self._watched[wd].add(os.fsdecode(name))
                 offset += 16 + length
 
     def close(self) -> None:
-        os.close(self._fd)
+        assert _CreatedNames._fd is not None
+        self.read()  # what is queued for this watch goes before its descriptor does
+        self._libc.inotify_rm_watch(_CreatedNames._fd, self._wd)  # gone with its dir: no matter
+        del self._watched[self._wd]
 
 
 def _run_key(name: str) -> str:
@@ -136,6 +176,8 @@ class LeakCheck:
         assert not closed, f"TMPDIR must be reachable by other users; these are not: {closed}"
         self._created = _CreatedNames(self.root)
         self._shm_before = set(SHM.glob("pyairtable-*"))
+        # before anything can carry the root; a second early, for the clocks' rounding
+        self.since = _SINCE[str(self.root)] = _boot_clock() - 1
 
     def env(self) -> dict[str, str]:
         return {"PYAIRTABLE_TMPDIR": str(self.root), "TMPDIR": str(self.root)}
@@ -166,11 +208,14 @@ class LeakCheck:
     def processes(self) -> dict[int, str]:
         """PID -> what it is, for every live process of our runs: by the environment
         they started with, or by working in one of our run dirs."""
-        found = {pid: f"run {run}" for pid, run in marked_processes(self.root).items()}
-        runs = self.runs()
+        own, runs = _own_variable(self.root), self.runs()
+        found: dict[int, str] = {}
         for pid in _pids():
-            cwd = self._owns_cwd(pid, runs) if pid not in found else None
-            if cwd is not None and _environ(pid) is not None:
+            if (environ := _environ(pid, self.since)) is None:
+                continue
+            if (run := _run_id(environ, own)) is not None:
+                found[pid] = f"run {run}"
+            elif (cwd := self._owns_cwd(pid, runs)) is not None:
                 found[pid] = f"working in {cwd}"
         return found
 
@@ -190,10 +235,13 @@ class LeakCheck:
     def is_own(self, pid: int) -> bool:
         return pid in marked_processes(self.root) or self._owns_cwd(pid) is not None
 
-    def leftovers(self) -> list[str]:
-        """What outlived its run right now: live processes, run dirs (logs are kept on
-        purpose, for a post-mortem), and tmpfs data dirs of the runs seen in the root."""
-        problems = [f"process {pid} ({what})" for pid, what in self.processes().items()]
+    def leftovers(self, processes: dict[int, str] | None = None) -> list[str]:
+        """What outlived its run right now: live processes (``processes`` if just
+        scanned), run dirs (logs are kept on purpose, for a post-mortem), and tmpfs data
+        dirs of the runs seen in the root."""
+        if processes is None:
+            processes = self.processes()
+        problems = [f"process {pid} ({what})" for pid, what in processes.items()]
         problems += [
             f"run dir {p.name}"
             for p in self.root.iterdir()
@@ -205,13 +253,16 @@ class LeakCheck:
     def finish(self) -> list[str]:
         """The leftovers; then ends the processes among them and removes the dirs, so
         one failure does not cascade into the next test."""
-        problems = self.leftovers()
-        for pid in self.processes():
-            kill_own(pid, self.is_own)
+        processes = self.processes()
+        problems = self.leftovers(processes)
+        if processes:  # scanned again: what they started meanwhile goes too
+            for pid in self.processes():
+                kill_own(pid, self.is_own)
         for path in self.tmpfs_dirs():
             shutil.rmtree(path, ignore_errors=True)
         self._created.close()
         shutil.rmtree(self.root, ignore_errors=True)
+        _SINCE.pop(str(self.root), None)
         return problems
 
 

@@ -315,25 +315,21 @@ def test_a(pyairtable_a):
         )
 
 
-def test_names_of_images_built_for_a_killed_run_are_removed_later(engine: str) -> None:
-    """A killed run's containers go with the reaper; the names compose gave the images it
-    built for it (``<project>-<service>``) go at the next run's start. A live run's and
-    anyone else's stay."""
-    from pytest_pyairtable.backends.containers import remove_stale_projects
-    from pytest_pyairtable.backends.engines import connect
+def test_names_of_images_built_for_a_killed_run_go_with_its_project(engine: str) -> None:
+    """A killed run's reaper removes its project: with its containers, the names compose
+    gave the images it built for it (``<project>-<service>``), which are the run's own
+    (the project's name is). Another run's names stay, and so does the image itself."""
+    from pytest_pyairtable.backends.reaper import remove_project
 
-    dead, alive = "pyairtable-run-999999999-abc123-api", f"pyairtable-run-{os.getpid()}-abc123-api"
-    other = f"pyairtable-test:not-ours-{os.getpid()}"
-    for name in (dead, alive, other):
+    run = f"{os.getpid()}-{os.urandom(3).hex()}"
+    project, other = f"pyairtable-run-{run}-v2", f"pyairtable-run-{run}0-v2"
+    names = {"own": f"{project}-api", "another run's": f"{other}-api"}
+    for name in names.values():
         assert docker_cli("tag", IMAGE, name).returncode == 0
-    api, _ = connect()
     try:
-        remove_stale_projects(api)
-        present = {
-            n: docker_cli("image", "inspect", n).returncode == 0 for n in (dead, alive, other)
-        }
-        assert present == {dead: False, alive: True, other: True}
+        remove_project(project)
+        present = {k: docker_cli("image", "inspect", n).returncode == 0 for k, n in names.items()}
+        assert present == {"own": False, "another run's": True}
         assert docker_cli("image", "inspect", IMAGE).returncode == 0  # the image itself stays
     finally:
-        api.close()
-        docker_cli("rmi", alive, other, dead)
+        docker_cli("rmi", *names.values())

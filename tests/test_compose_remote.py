@@ -39,6 +39,9 @@ def remote_engine(engine: str, free_ports: Ports) -> Iterator[str]:
     base = Path(tempfile.mkdtemp(prefix=f"pa-{tag}-", dir="/tmp"))  # short: socket paths
     host = f"tcp://127.0.0.1:{port}"
     log = open(base / "dockerd.log", "wb")  # noqa: SIM115 (closed below)
+    # its temp files (a containerd slow to stop under load dumps its stacks there) go
+    # with its directories, not into the test's temp root, which must be left empty
+    (base / "tmp").mkdir()
     process = subprocess.Popen(
         [
             dockerd,
@@ -58,6 +61,7 @@ def remote_engine(engine: str, free_ports: Ports) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, "TMPDIR": str(base / "tmp")},
     )
     try:
         deadline = time.monotonic() + 60

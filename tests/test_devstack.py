@@ -61,6 +61,9 @@ def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
         str(ROOT / "pyproject.toml"),
         "--pyairtable-timeline",
         str(tmp_path / "timeline.json"),
+        # pytest's own temp dirs (the repo's addopts start xdist, whose controller makes
+        # one) beside the test's files, not in the temp root whose leftovers are checked
+        f"--basetemp={tmp_path / 'basetemp'}",
     ]
     with open(out_path, "w") as out:
         proc = background(cmd, cwd=ROOT, env=dev_env(ports), stdout=out, stderr=subprocess.STDOUT)

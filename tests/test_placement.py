@@ -330,7 +330,7 @@ services:
 
         def made() -> bool:
             out = docker_cli("ps", "-aq", "--filter", "label=com.docker.compose.service=web",
-                          "--filter", f"label=com.docker.compose.project=pyairtable-run-{options.run_id}")  # fmt: skip
+                          "--filter", f"label=com.docker.compose.project=pyairtable-run-{options.run_id}-v2")  # fmt: skip
             created[:] = out.stdout.split()
             return bool(created)
 

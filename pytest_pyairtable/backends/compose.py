@@ -13,10 +13,11 @@ partial stacks hold as with local processes; readiness is judged where the servi
 (healthexec.py), or by a host-side probe where one is given.
 
 Compose's exit code is not trusted (the PyPI wrapper exits 0 on errors): a call worked
-when the engine shows its result. The project name is ``pyairtable-run-<pid>-<random>``:
-unique per run, and a later run removes projects whose pytest is gone, unless a kept
-stack's record names them. A kept stack is recorded as its project and container ids:
-stopping and removing it needs the Engine API only, not the compose file.
+when the engine shows its result. The project name is
+``pyairtable-run-<pid>-<random>-v2``: unique per run; a later run of the same stack
+removes its projects whose pytest is gone, unless they are a kept stack's. A kept stack
+is recorded as its project and container ids: stopping and removing it needs the
+Engine API only, not the compose file.
 
 (Over 350 lines: one backend's whole life, from the engine's client to a kept stack,
 reads best in one place; the parts it drives live in engines, images (pulls, builds),
@@ -30,7 +31,6 @@ import dataclasses
 import json
 import os
 import shlex
-import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,7 +47,15 @@ from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
-from .dockerapi import PROJECT_LABEL, SERVICE_LABEL, ContainerStates, LogFollower, engine_host
+from .dockerapi import (
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    ContainerStates,
+    LogFollower,
+    engine_host,
+    last_line_stamp,
+    latest_stamp,
+)
 from .engines import Engine, Location, connect, engine_call, explanation, locate, stream_client
 from .fetch import Fetch
 from .healthexec import ContainerHealthcheck, HealthTest
@@ -85,21 +93,25 @@ class ComposeBackend(BaseBackend):
         cleanup_volumes: bool = False,
         cleanup: Sequence[str] | None = None,
         port_holds: HeldPorts | None = None,
+        owner: markers.Owner | None = None,
     ) -> None:
         super().__init__()
+        self.run_id = run_id
+        self.owner = owner  # the stack whose projects and directories these are
         found_compose: list[tuple[list[str], str]] = []
         detecting = threading.Thread(  # two CLI calls: beside the engine's, not after them
             target=lambda: found_compose.append(detect_compose(compose_command)), daemon=True
         )
         detecting.start()
         self.port_holds = port_holds  # compose reads the file itself: it gets them
-        # Not pyairtable-<pid>-...: earlier versions, which may run on the same engine,
-        # remove such a project once its pid is gone, kept or not.
-        self.project = project_name or f"pyairtable-run-{run_id}"
+        # Neither pyairtable-<pid>-... nor pyairtable-run-<pid>-<hex>: earlier versions,
+        # which may run on the same engine, remove such a project once its pid is gone,
+        # whichever project's it is.
+        self.project = project_name or f"pyairtable-run-{run_id}-v2"
+        self._base = base = markers.temp_base()  # (before the engine's thread sweeps it)
         self._start_engine()
-        base = markers.temp_base()
         self._sweeper: threading.Thread | None = threading.Thread(
-            target=markers.sweep, args=([base],), daemon=True
+            target=markers.sweep, args=([base], owner), daemon=True
         )
         self._sweeper.start()  # what killed runs left: not in the first container's way
         detecting.join()
@@ -110,6 +122,10 @@ class ComposeBackend(BaseBackend):
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
         found = self.location.environ.get("DOCKER_HOST", "") if self.location else ""
         self._reaper.tell(f"project {self.project} {found}".rstrip())  # found by us: its host
+        # The run's own marked directory: it says whether the run was kept, also once a
+        # kept stack's record is gone (whatever --pyairtable-logs-dir is).
+        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run", owner)
+        self._reaper.tell(f"dir {self.run_dir}")
         self.compose: ComposeCommand | None = ComposeCommand(
             argv,
             list(compose_files) or [compose_file],
@@ -138,7 +154,7 @@ class ComposeBackend(BaseBackend):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
             self.logs_dir.chmod(0o700)  # logs hold what services print, secrets too
-            markers.claim(self.logs_dir, run_id, "logs")
+            markers.claim(self.logs_dir, run_id, "logs", owner)
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
         self._followers: dict[str, LogFollower] = {}  # a restarted service's log goes on
@@ -184,6 +200,7 @@ class ComposeBackend(BaseBackend):
             cleanup_volumes=options.cleanup_volumes,
             cleanup=options.docker.cleanup,
             port_holds=options.port_holds,
+            owner=markers.Owner.of(options.compose_file),
         )
 
     def _connect_engine(self) -> None:
@@ -198,7 +215,7 @@ class ComposeBackend(BaseBackend):
             self.states, self.docker_ip = states, engine_host(api)
             self.notices.append(f"engine: {engine.describe()}")
             self._engine_ready.set()  # what killed runs left is removed beside the launches
-            for project in remove_stale_projects(api):
+            for project in remove_stale_projects(api, self.owner, self._base):
                 self.notices.append(f"removed the containers of {project}, left by a killed run")
         except BaseException as exc:  # raised where the engine is first needed
             if not self._engine_ready.is_set():
@@ -355,7 +372,11 @@ class ComposeBackend(BaseBackend):
             self.streams = self.streams or stream_client(self.api, self.engine)
             self.states = ContainerStates(self.api, self.project, self.engine, self.streams)
         ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
-        return self._start(svc, cid, log_since=_stamp(ended))
+        # The engine stamps a line when it reads it, which on a loaded machine comes after
+        # the process ended: the last line's stamp, not FinishedAt, is where its log ends
+        # (the kept stack's handed-over follower has written up to there).
+        since = latest_stamp(_stamp(ended), last_line_stamp(self.api, cid))
+        return self._start(svc, cid, log_since=since)
 
     def _start(self, svc: ServiceSpec, cid: str, log_since: str | None = None) -> ContainerService:
         """Start its container; its log followed from where the previous follower (or,
@@ -482,10 +503,13 @@ class ComposeBackend(BaseBackend):
         if self._reaper is not None:
             self._reaper.done()
         if self.api is None:  # no engine answered: nothing was started on it
+            markers.remove_dir(self.run_dir, self.run_id)
             if self._own_logs:
-                shutil.rmtree(self.logs_dir, ignore_errors=True)
+                markers.remove_dir(self.logs_dir, self.run_id)
             return
         if keep_stack is not None:  # the containers and their log followers go on
+            # which containers are the stack: its directories stay while they run
+            markers.mark(self.run_dir, kept=str(keep_stack), engine_project=self.project)
             if self._own_logs:
                 markers.mark(self.logs_dir, kept=str(keep_stack))
             for running in self.started:
@@ -503,10 +527,13 @@ class ComposeBackend(BaseBackend):
         for running in self.started:
             running.end_follower()
         self._stop_events()
+        markers.remove_dir(self.run_dir, self.run_id)
         if self._own_logs and keep_logs:
-            markers.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+            self.notices.append(markers.retain_logs(self.logs_dir))
         elif self._own_logs:
-            shutil.rmtree(self.logs_dir, ignore_errors=True)
+            markers.remove_dir(self.logs_dir, self.run_id)
+        if not keep_logs and self._sweeper is not None:  # a run that went well: not `down`
+            markers.sweep([self._base], self.owner, retained_too=True)  # a failed run's logs
 
     def _join_helpers(self) -> None:
         for batch in self._batches:  # no creation may race the clean-up
@@ -525,6 +552,7 @@ class ComposeBackend(BaseBackend):
     def kept_state(self) -> dict[str, Any]:
         return {
             "project": self.project,
+            "run_dir": str(self.run_dir),
             "logs_dir": str(self.logs_dir),
             "own_logs": self._own_logs,
             "cleanup_volumes": self.cleanup_volumes,
@@ -542,6 +570,9 @@ class ComposeBackend(BaseBackend):
         backend.api, backend.engine = connect(backend.location)
         backend.streams = None  # made with the first restart's event stream
         backend.project = str(state["project"])
+        backend.run_id = run_id
+        backend.owner = None  # it stops the kept stack; it sweeps nothing else
+        backend.run_dir = Path(state["run_dir"])
         backend.logs_dir = Path(state["logs_dir"])
         backend._own_logs = bool(state.get("own_logs", True))
         backend.cleanup_volumes = volumes or bool(state.get("cleanup_volumes"))

@@ -24,11 +24,12 @@ from ..support.errors import PrerequisiteError
 from . import markers
 from .base import BaseRunning
 from .builds import remove_run_names
-from .dockerapi import CONFIG_LABEL, PROJECT_LABEL, ContainerStates, LogFollower
+from .dockerapi import CONFIG_LABEL, LIVE_STATES, PROJECT_LABEL, ContainerStates, LogFollower
 from .procfs import pid_alive
 
-# pyairtable-run-<pid>-<hex>, and pyairtable-<pid>-<hex> from earlier versions
-_OUR_PROJECT = re.compile(r"^pyairtable-(?:run-)?((\d+)-[0-9a-f]+)$")
+# pyairtable-run-<pid>-<hex>-v2; pyairtable-run-<pid>-<hex> and pyairtable-<pid>-<hex>
+# from earlier versions (the suffix keeps their looser clean-up off this version's)
+_OUR_PROJECT = re.compile(r"^pyairtable-(?:run-)?((\d+)-[0-9a-f]+)(?:-v2)?$")
 
 
 def _real_binary(path: str) -> str:
@@ -96,29 +97,42 @@ def _kept(run_id: str, config_files: str) -> bool:
     )
 
 
-def remove_stale_projects(api: Any) -> list[str]:
-    """Remove the containers and networks of our projects whose pytest is gone (killed),
-    unless they belong to a kept stack."""
-    stale: dict[str, list[str]] = {}
+def _of_stack(config_files: str, owner: markers.Owner) -> bool:
+    """Whether compose made the project from ``owner``'s compose file (its labels name
+    the files it read, the first one's directory being the project's)."""
+    first = config_files.split(",", maxsplit=1)[0]
+    return bool(first) and markers.Owner.of(Path(first)) == owner
+
+
+def remove_stale_projects(api: Any, owner: markers.Owner | None, base: Path) -> list[str]:
+    """Remove the containers and networks of this stack's projects whose pytest is gone
+    (killed, and its reaper with it), unless they belong to a kept stack: one whose
+    record names them, or, its record deleted, one this stack kept whose containers
+    still run. Another project's containers are never touched, whatever their state."""
+    if owner is None:
+        return []
+    projects: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, str] = {}
     for found in api.containers(all=True, filters={"label": PROJECT_LABEL}):
         labels = found.get("Labels") or {}
         project = labels.get(PROJECT_LABEL, "")
         match = _OUR_PROJECT.match(project)
-        if match is None or pid_alive(int(match.group(2))):
+        if match is None or not _of_stack(labels.get(CONFIG_LABEL, ""), owner):
             continue
-        if project in stale or not _kept(match.group(1), labels.get(CONFIG_LABEL, "")):
-            stale.setdefault(project, []).append(found["Id"])
-    for project in stale:
+        if not pid_alive(int(match.group(2))):
+            projects.setdefault(project, []).append(found)
+            runs[project] = match.group(1)
+    kept = markers.kept_runs([base], owner) if projects else {}
+    stale = []
+    for project, found in projects.items():
+        config = (found[0].get("Labels") or {}).get(CONFIG_LABEL, "")
+        running = any(c.get("State") in LIVE_STATES for c in found)
+        if _kept(runs[project], config) or (runs[project] in kept and running):
+            continue
         remove_project(api, project)
-    remove_run_names(api, "pyairtable-run", _name_of_a_killed_run)
+        remove_run_names(api, project)  # names compose gave its builds (the reaper's too)
+        stale.append(project)
     return sorted(stale)
-
-
-def _name_of_a_killed_run(name: str) -> bool:
-    """An image name compose gave a build of a run whose pytest is gone (killed: its
-    containers went with the reaper, the name stayed)."""
-    match = re.match(r"^pyairtable-run-(\d+)-[0-9a-f]+-", name)
-    return match is not None and not pid_alive(int(match.group(1)))
 
 
 def remove_project(api: Any, project: str, *, volumes: bool = False) -> None:

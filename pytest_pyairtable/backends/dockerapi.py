@@ -26,6 +26,7 @@ from ..support.files import open_private
 from .engines import Engine
 
 PROJECT_LABEL = "com.docker.compose.project"
+LIVE_STATES = ("running", "paused", "restarting")  # a container whose processes exist
 SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_LABEL = "com.docker.compose.project.config_files"
 
@@ -327,21 +328,9 @@ class LogFollower:
         """Until the file holds the newest line the engine has: a follower writes a few
         milliseconds behind the engine (median 7 ms, up to 30 ms measured on a loaded
         machine), and a failed test's report is read sooner than that."""
-        api = self._streams  # its own deadline: the streams' client has none
-        try:  # (the SDK's logs() inspects the container first: twice the time)
-            answer = api._get(
-                api._url("/containers/{0}/logs", self.cid),
-                params={"stdout": 1, "stderr": 1, "tail": "1", "timestamps": 1},
-                timeout=timeout,
-            )
-            api._raise_for_status(answer)
-            newest = answer.content
-        except Exception:  # the engine is gone: the file is all there is
-            return
-        if newest[:1] in (b"\0", b"\1", b"\2") and newest[1:4] == b"\0\0\0":
-            newest = newest[8:]  # a frame of a container without a tty: its header
-        target = _nanos(newest.partition(b" ")[0].decode(errors="replace"))
-        if target is None:
+        # (through the streams' client, with a deadline of its own: that client has none)
+        target = _nanos(last_line_stamp(self._streams, self.cid, timeout))
+        if target is None:  # no line, or the engine is gone: the file is all there is
             return
         with self._flushed:
             self._flushed.wait_for(
@@ -391,6 +380,32 @@ class LogFollower:
                 timeout=30,
                 env={**os.environ, **self.environ},
             )
+
+
+def last_line_stamp(api: Any, cid: str, timeout: float | None = None) -> str | None:
+    """The engine's stamp of the container's newest log line; None if it has none (or
+    the engine does not answer, within ``timeout`` if given)."""
+    bound = {} if timeout is None else {"timeout": timeout}
+    try:  # (the SDK's logs() inspects the container first: twice the time)
+        answer = api._get(
+            api._url("/containers/{0}/logs", cid),
+            params={"stdout": 1, "stderr": 1, "tail": "1", "timestamps": 1},
+            **bound,
+        )
+        api._raise_for_status(answer)
+        newest = answer.content
+    except Exception:
+        return None
+    if newest[:1] in (b"\0", b"\1", b"\2") and newest[1:4] == b"\0\0\0":
+        newest = newest[8:]  # a frame of a container without a tty: its header
+    stamp = newest.partition(b" ")[0].decode(errors="replace")
+    return stamp if _nanos(stamp) is not None else None
+
+
+def latest_stamp(*stamps: str | None) -> str | None:
+    """The latest of engine timestamps (their text does not sort)."""
+    known = [s for s in stamps if _nanos(s) is not None]
+    return max(known, key=lambda s: _nanos(s) or 0) if known else None
 
 
 def _nanos(stamp: str | None) -> int | None:

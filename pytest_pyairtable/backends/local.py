@@ -29,7 +29,7 @@ from . import cgroups, markers, portclaims, stopper
 from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, Running, log_size
 from .environment import path_with_python, service_environment
 from .hostports import answered_by_others, check_ports_free, service_ports
-from .markers import temp_base
+from .markers import SHM, Owner, temp_base
 from .process import AdoptedProcess, LocalProcess, ServiceProcesses, parse_signal
 from .procfs import RUN_ID_VAR, SERVICE_VAR
 from .reaper import ReaperClient
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from .measure import ServiceCoverage
 
 __all__ = ["RUN_ID_VAR", "LocalBackend", "LocalService", "check_ports_free", "preflight"]
-SHM = Path("/dev/shm")
 
 
 def check_cwd(svc: ServiceSpec) -> None:
@@ -101,18 +100,22 @@ def preflight(services: Sequence[ServiceSpec]) -> list[str]:
     return problems
 
 
-def _tmpfs_dir(run_id: str) -> Path | None:
+# What a launch without its cgroup is tracked by.
+UNTRACKED = "it is tracked by its process group, the run's markers and the process tree"
+
+
+def _tmpfs_dir(run_id: str, owner: Owner | None) -> Path | None:
     if os.environ.get("PYAIRTABLE_TMPFS", "1") in ("0", "no") or not os.access(SHM, os.W_OK):
         return None
-    return markers.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data")
+    return markers.make_dir(SHM, f"pyairtable-data-{run_id}-", run_id, "data", owner)
 
 
-def remove_stale_runs(base: Path) -> list[Path]:
-    """Remove what earlier runs left in ``base`` and /dev/shm, where provably stale (and
-    the empty cgroups of runs killed with their reaper)."""
+def remove_stale_runs(base: Path, owner: Owner | None) -> list[Path]:
+    """Remove what earlier runs of ``owner``'s stack left in ``base`` and /dev/shm,
+    where provably stale, and the empty cgroups of runs killed with their reaper."""
     cgroups.sweep()
     portclaims.sweep()
-    return markers.sweep([base, SHM])
+    return markers.sweep([base, SHM], owner)
 
 
 class LocalService(BaseRunning):
@@ -171,19 +174,21 @@ class LocalBackend(BaseBackend):
         inherit_env: bool = False,
         port_holds: HeldPorts | None = None,
         coverage: ServiceCoverage | None = None,
+        owner: Owner | None = None,
     ) -> None:
         super().__init__(inherit_env=inherit_env)
+        self.owner = owner  # the stack whose directories these are (None: no clean-up's)
         self.coverage = coverage  # measured: a service run from its own command (measure.py)
         self.port_holds = port_holds  # --pyairtable-free-ports: released as services launch
         self.run_id = run_id
-        base = temp_base()
+        self._base = base = temp_base()
         # What killed runs left: not needed before the first launch, so started after it
         # (before, it held the GIL the launch needs: 5-10 ms on the critical path).
         self._sweeper: threading.Thread | None = threading.Thread(
-            target=remove_stale_runs, args=(base,), name="pyairtable-sweep", daemon=True
+            target=remove_stale_runs, args=(base, owner), name="pyairtable-sweep", daemon=True
         )
         self._sweeper_lock = threading.Lock()
-        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run")
+        self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run", owner)
         # Logs live beside the run dir, not in it: they outlive a failed run for a post-mortem.
         # They hold whatever a service prints (secrets too): the tool's dir is 0700, and a
         # log file it creates is 0600. In a user's --pyairtable-logs-dir it knows which
@@ -194,20 +199,21 @@ class LocalBackend(BaseBackend):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._own_logs:
             self.logs_dir.chmod(0o700)
-            markers.claim(self.logs_dir, run_id, "logs")
+            markers.claim(self.logs_dir, run_id, "logs", owner)
         self._own_files: list[str] = []
         self._remove_user_logs = False
         self.environ = dict(os.environ if environ is None else environ)
         self._launched: list[LocalProcess] = []
         self._reaper: ReaperClient | _NoReaper = ReaperClient(run_id, self.environ)
         # Servers' data on tmpfs: initdb and PostgreSQL's writes are disk-bound here.
-        self.data_dir = _tmpfs_dir(run_id) or self.run_dir
+        self.data_dir = _tmpfs_dir(run_id, owner) or self.run_dir
         for path in self._own_dirs():
             self._reaper.tell(f"dir {path}")
         self._claims = portclaims.PortClaims(run_id)
         self.cgroup, self._tracking = cgroups.track(run_id)
         if self.cgroup is not None:
             self._reaper.tell(f"cgroup {self.cgroup.path}")
+            markers.mark(self.run_dir, cgroup=str(self.cgroup.path))  # the run lives in it
 
     def tracking(self) -> str:
         return self._tracking
@@ -235,6 +241,7 @@ class LocalBackend(BaseBackend):
             inherit_env=options.inherit_env,
             port_holds=options.port_holds,
             coverage=options.coverage,
+            owner=Owner.of(options.compose_file),
         )
 
     @classmethod
@@ -280,10 +287,7 @@ class LocalBackend(BaseBackend):
             self._own_files.append(log_path.name)
         plan = self.plan(svc)
         for note in plan.notes:
-            if note not in self.notices:
-                self.notices.append(note)
-            with open_private(log_path, "a") as log:
-                log.write(f"pytest-pyairtable: {note}\n")
+            self._note(log_path, note)
         plan.prepare()
         env = service_environment(svc, self.environ, inherit=self.inherit_env)
         env.update(plan.env)
@@ -301,15 +305,36 @@ class LocalBackend(BaseBackend):
             log_path=self.log_path(svc.name),
             user=plan.user,
             run_id=self.run_id,
-            cgroup=self.cgroup.service(svc.name) if self.cgroup is not None else None,
+            cgroup=self._launch_cgroup(svc.name, log_path),
         )
+        if process.cgroup_problem:
+            self._note(log_path, f"service '{svc.name}': {process.cgroup_problem}; {UNTRACKED}")
         if process.start_ticks is not None:
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
+            markers.note_group(self.run_dir, process.pid, process.start_ticks)
         self._launched.append(process)
         self._start_sweeper()
         service = LocalService(process, stop_signal)
         service.log_start = log_start
         return service
+
+    def _note(self, log_path: Path, note: str) -> None:
+        """For the run's summary (once) and in the service's log."""
+        if note not in self.notices:
+            self.notices.append(note)
+        with open_private(log_path, "a") as log:
+            log.write(f"pytest-pyairtable: {note}\n")
+
+    def _launch_cgroup(self, name: str, log_path: Path) -> cgroups.ServiceCgroup | None:
+        """A cgroup for one launch of ``name``; where none can be made (a kept stack's
+        restarted by another user, say), the launch goes without, with a notice."""
+        if self.cgroup is None:
+            return None
+        made = self.cgroup.service(name)
+        if isinstance(made, str):
+            self._note(log_path, f"service '{name}': {made}; {UNTRACKED}")
+            return None
+        return made
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:  # a reattached backend sweeps nothing
@@ -333,14 +358,17 @@ class LocalBackend(BaseBackend):
             return
         if self.cgroup is not None:
             self.cgroup.end()  # its services are stopped: what is left there is strays
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        markers.remove_dir(self.run_dir, self.run_id)
+        markers.remove_dir(self.data_dir, self.run_id)
         if self._own_logs and keep_logs:
-            markers.mark(self.logs_dir, retained="its logs were kept, for a post-mortem")
+            self.notices.append(markers.retain_logs(self.logs_dir))
         elif self._own_logs:
-            shutil.rmtree(self.logs_dir, ignore_errors=True)
+            markers.remove_dir(self.logs_dir, self.run_id)
         elif self._remove_user_logs and not keep_logs:  # `down --volumes`, a user's dir
             markers.remove_files(self.logs_dir, self._own_files, self._made_dir)
+        if not keep_logs and self._sweeper is not None:  # a run that went well: not `down`
+            # an earlier failed run's logs served their post-mortem
+            markers.sweep([self._base, SHM], self.owner, retained_too=True)
 
     # -- a kept stack ----------------------------------------------------------------
 
@@ -372,6 +400,7 @@ class LocalBackend(BaseBackend):
         backend.environ = dict(os.environ)
         backend.port_holds = None
         backend.coverage = None
+        backend.owner = None  # it stops the kept stack; it sweeps nothing else
         backend._reaper = _NoReaper()
         backend._launched = []
         backend._sweeper = None

@@ -1,14 +1,25 @@
 """Ownership of what outlives a moment of a run: its temp dirs, and kept stacks' records.
 
-Every directory the tool makes carries a marker file naming the run that made it, the
-process that owns it (PID and start time) and what it is. Clean-up of stale runs
-deletes a directory only when it can prove the directory is ours and nobody uses it:
+Every directory the tool makes carries a marker file naming its owner: the stack (the
+project directory, by path and by device and inode, and its compose file), the run that
+made it, the process that owns it (PID and start time) and what it is. Clean-up (the
+stale sweep, `pyairtable down --volumes`, the end of a successful run) deletes a
+directory only when it can prove the directory belongs to the current stack and that
+nothing of its run still uses it:
 
-- it has our marker (a name that merely looks like ours proves nothing);
+- it has our marker, written by this user, naming this stack: another project's
+  directories (a copy of this one included) are never touched, whatever their state,
+  and a name that merely looks like ours proves nothing;
 - its owner process is gone;
 - it is not part of a kept stack whose record still names its run;
-- it was not retained on purpose (the logs of a failed run);
-- no live process still carries its run id.
+- it was not retained on purpose (the logs of a failed run), unless the clean-up is
+  the one that removes those;
+- no process of its run still runs: none carries its run id in its environment, none
+  is in its cgroup or a process group the run recorded, and none works in (or holds a
+  file open in) any of the run's directories. A server may rewrite its environment's
+  memory (redis-server does), so the environment alone proves nothing;
+- no container of its compose project still runs, for a kept compose stack (those
+  processes are the engine's; with no engine answering, nothing is proven gone).
 """
 
 from __future__ import annotations
@@ -20,15 +31,56 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..model.topology import own_dir_of
 from ..support.errors import ConfigError
-from .procfs import is_running, live_run_ids, proc_start_time
+from .procfs import is_running, proc_start_time, users_of
 
-MARKER = ".pyairtable-owner.json"
+# Not the name earlier versions read: they removed any directory of theirs whose owner
+# was gone, whichever project it was (one may still run on this machine, in another
+# checkout), so they must not recognise these.
+MARKER = ".pyairtable-owner.2.json"
+GROUPS = ".pyairtable-groups"  # a run's process groups: "<pgid> <start ticks>" lines
 TOOL = "pytest-pyairtable"
+SHM = Path("/dev/shm")  # where the local backend puts servers' data (tmpfs)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The stack a directory (or a kept record) belongs to: its project directory, by
+    path and as the directory itself (a copy of the project, or another directory put
+    at the same path, has another device or inode), and the compose file there."""
+
+    root: str
+    dev: int
+    ino: int
+    compose: str
+
+    @classmethod
+    def of(cls, compose_file: Path) -> Owner | None:
+        """The owner of ``compose_file``'s stack; None when its directory is gone."""
+        root = os.path.realpath(compose_file.parent)
+        try:
+            found = os.stat(root)
+        except OSError:
+            return None
+        return cls(root, found.st_dev, found.st_ino, compose_file.name)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Owner | None:
+        try:
+            return cls(str(data["root"]), int(data["dev"]), int(data["ino"]), str(data["compose"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return f"{self.root} (device {self.dev}, inode {self.ino}), {self.compose}"
 
 
 def _reachable_base(base: str) -> str:
@@ -64,9 +116,19 @@ def temp_base() -> Path:
     )
 
 
+def run_bases() -> list[Path]:
+    """Where runs make their directories: the temp base, and /dev/shm for data."""
+    return [temp_base(), SHM]
+
+
 def record_path(compose_file: Path) -> Path:
     """Where a kept stack of ``compose_file`` is recorded: beside it, in .pyairtable/."""
     return own_dir_of(compose_file) / f"{compose_file.name}.json"
+
+
+def compose_of_record(record: Path) -> Path:
+    """The compose file whose stack ``record`` (a ``record_path``) is about."""
+    return record.parent.parent / record.name.removesuffix(".json")
 
 
 def recorded_run(path: Path) -> str | None:
@@ -86,12 +148,14 @@ def _write(path: Path, marker: dict[str, Any]) -> None:
     os.replace(tmp, path / MARKER)
 
 
-def claim(path: Path, run_id: str, kind: str) -> Path:
-    """Mark a directory we just made as this process's, for this run."""
+def claim(path: Path, run_id: str, kind: str, owner: Owner | None = None) -> Path:
+    """Mark a directory we just made as this process's, for this run of ``owner``'s
+    stack (None: of no stack, which no clean-up but the run's own ever removes)."""
     _write(
         path,
         {
             "tool": TOOL,
+            "project": owner.to_json() if owner is not None else None,
             "run_id": run_id,
             "pid": os.getpid(),
             "ticks": proc_start_time(os.getpid()),
@@ -104,7 +168,7 @@ def claim(path: Path, run_id: str, kind: str) -> Path:
     return path
 
 
-def make_dir(base: Path, prefix: str, run_id: str, kind: str) -> Path:
+def make_dir(base: Path, prefix: str, run_id: str, kind: str, owner: Owner | None = None) -> Path:
     """A fresh directory under ``base``, reachable by a server run as another user.
 
     Named ``pyairtable-<kind>-<run id>-...``, not ``pyairtable-<pid>-...``: earlier
@@ -112,7 +176,7 @@ def make_dir(base: Path, prefix: str, run_id: str, kind: str) -> Path:
     exited, and one may still run on the same machine (another checkout)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     path.chmod(0o755)
-    return claim(path, run_id, kind)
+    return claim(path, run_id, kind, owner)
 
 
 def read(path: Path) -> dict[str, Any] | None:
@@ -131,39 +195,147 @@ def mark(path: Path, **fields: str) -> None:
             _write(path, {**marker, **fields})
 
 
-def in_use(marker: dict[str, Any], live_runs: set[str], retained_too: bool = False) -> str | None:
-    """Why a directory must stay, or None when it is stale (``retained_too``: also when
-    it was only retained on purpose, as `pyairtable down --volumes` asks)."""
-    if is_running(int(marker.get("pid") or 0), marker.get("ticks")):
-        return "its run is still going"
+def retain_logs(path: Path) -> str:
+    """Keep a failed run's logs directory for a post-mortem; what the run's report says
+    of it (where it is, and what removes it)."""
+    mark(path, retained="the logs of a failed run, kept for a post-mortem")
+    return (
+        f"the logs of this run are kept in {path} (a service failed); the next "
+        "successful run of this stack, or `pyairtable down --volumes` here, removes them"
+    )
+
+
+def note_group(path: Path, pgid: int, ticks: int) -> None:
+    """Record a process group the run started (its leader's start time with it): while
+    any member lives, the run's directories stay, whatever its environment shows."""
+    with contextlib.suppress(OSError), open(path / GROUPS, "a") as groups:
+        groups.write(f"{pgid} {ticks}\n")  # one short append: whole, among threads
+
+
+def _groups(path: Path) -> list[tuple[int, int]]:
+    try:
+        lines = (path / GROUPS).read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            pgid, ticks = map(int, line.split())
+            found.append((pgid, ticks))
+    return found
+
+
+def remove_dir(path: Path, run_id: str) -> None:
+    """Remove a directory of run ``run_id`` (named by a record, or by this run): only
+    while its marker names that run, so a path a record names that now holds something
+    else is left alone."""
+    marker = read(path)
+    if marker is not None and marker.get("run_id") == run_id and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _ours(path: Path, marker: dict[str, Any], owner: Owner) -> bool:
+    """Whether ``path`` provably belongs to ``owner``'s stack: its marker names it, and
+    this user made the directory."""
+    if Owner.from_json(marker.get("project")) != owner:
+        return False
+    try:
+        return path.lstat().st_uid == os.geteuid()
+    except OSError:
+        return False
+
+
+def _run_alive(run_id: str, found: list[tuple[Path, dict[str, Any]]]) -> str | None:
+    """Why a run whose directories are ``found`` still runs, or None."""
+    from .stopper import Target, find
+
+    for _path, marker in found:
+        if is_running(int(marker.get("pid") or 0), marker.get("ticks")):
+            return "its run is still going"
+    groups = {g for path, _ in found for g in _groups(path)}
+    targets = [Target(run_id), *(Target(run_id, "", pgid, ticks) for pgid, ticks in groups)]
+    targets += [Target(run_id, cgroup=str(m["cgroup"])) for _, m in found if m.get("cgroup")]
+    if find(targets):
+        return "processes of its run still run"
+    users = users_of([path for path, _ in found])
+    if users:
+        pid, used = next(iter(users.items()))
+        return f"process {pid} still uses {used}"
+    projects = sorted({str(m["engine_project"]) for _, m in found if m.get("engine_project")})
+    if projects and _containers_run(projects):
+        return f"the containers of {', '.join(projects)} still run (or no engine says)"
+    return None
+
+
+def _containers_run(projects: list[str]) -> bool:
+    """Whether a container of these compose projects (a kept stack's) still runs: its
+    processes are the engine's, not ours to find. True when no engine answers: what
+    cannot be proven gone stays."""
+    from .dockerapi import LIVE_STATES, PROJECT_LABEL
+    from .engines import connect
+
+    try:
+        api, _ = connect()
+    except Exception:
+        return True
+    try:
+        return any(
+            api.containers(filters={"label": f"{PROJECT_LABEL}={p}", "status": list(LIVE_STATES)})
+            for p in projects
+        )
+    except Exception:
+        return True
+    finally:
+        api.close()
+
+
+def _why_kept(marker: dict[str, Any], retained_too: bool) -> str | None:
     kept = marker.get("kept")
     if kept and recorded_run(Path(kept)) == marker.get("run_id"):
         return f"it belongs to the kept stack recorded in {kept}"
     if marker.get("retained") and not retained_too:
         return str(marker["retained"])
-    if marker.get("run_id") in live_runs:
-        return "processes of its run still run"
     return None
 
 
-def sweep(bases: Iterable[Path], *, retained_too: bool = False) -> list[Path]:
-    """Remove the stale directories of earlier runs in ``bases``; return what went."""
-    candidates = []
+def _runs(bases: Iterable[Path], owner: Owner) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
+    """Run id -> the directories (with their markers) of that run of ``owner``'s stack."""
+    runs: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for base in bases:
         with contextlib.suppress(OSError):
             for path in base.iterdir():
                 if path.name.startswith("pyairtable-") and not path.is_symlink() and path.is_dir():
                     marker = read(path)
-                    if marker is not None:
-                        candidates.append((path, marker))
-    if not candidates:
+                    if marker is not None and _ours(path, marker, owner):
+                        runs.setdefault(str(marker.get("run_id")), []).append((path, marker))
+    return runs
+
+
+def kept_runs(bases: Iterable[Path], owner: Owner) -> dict[str, list[Path]]:
+    """The runs of ``owner``'s stack that were kept, with their directories, whether a
+    record still names them or not (`git clean -fdX` removes .pyairtable/)."""
+    return {
+        run: sorted(path for path, _ in found)
+        for run, found in _runs(bases, owner).items()
+        if any(marker.get("kept") for _, marker in found)
+    }
+
+
+def sweep(bases: Iterable[Path], owner: Owner | None, *, retained_too: bool = False) -> list[Path]:
+    """Remove the stale directories that earlier runs of ``owner``'s stack left in
+    ``bases``; return what went. ``retained_too``: also the logs kept on purpose (a
+    failed run's), as the next successful run and `pyairtable down --volumes` do."""
+    if owner is None:
         return []
-    live = live_run_ids()
+    runs = _runs(bases, owner)
     removed = []
-    for path, marker in candidates:
-        if in_use(marker, live, retained_too) is None:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+    for run_id, found in runs.items():
+        if any(_why_kept(marker, retained_too) for _, marker in found):
+            continue  # a run's directories go together, or not at all
+        if _run_alive(run_id, found) is None:
+            for path, _ in found:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     return removed
 
 

@@ -183,16 +183,20 @@ class LocalProcess(ServiceProcesses):
     ) -> None:
         self.name = name
         self.argv = list(argv)
+        # Why it is not tracked by the cgroup it was given (it could not join), or None.
+        self.cgroup_problem: str | None = None
         launch: list[str] = self.argv
         stdin: int = subprocess.DEVNULL
-        with contextlib.ExitStack() as held, open_private(log_path, "ab") as log:
+        with contextlib.ExitStack() as held:
+            if cgroup is not None:  # held locked until it has joined, or not started
+                held.callback(cgroup.let_go)
+            log = held.enter_context(open_private(log_path, "ab"))
             try:
                 if cgroup is not None:
                     # The shell that joins the cgroup would only exit 127 for a missing
                     # command: it is looked for here, as Popen itself would.
                     _check_runnable(self.argv[0], env, cwd)
-                    stdin = cgroup.open_procs()
-                    held.callback(os.close, stdin)
+                    stdin = cgroup.procs
                     launch = cgroups.join_command(self.argv)
                 self.popen = subprocess.Popen(
                     launch,
@@ -221,8 +225,10 @@ class LocalProcess(ServiceProcesses):
                     f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. "
                     f"Fix: {_exec_fix(exc, self.argv, env, cwd)}."
                 ) from None
-        pid = self.popen.pid
-        where = str(cgroup.path) if cgroup is not None else None
+            pid = self.popen.pid
+            if cgroup is not None:
+                self.cgroup_problem = cgroup.joined(pid)
+        where = str(cgroup.path) if cgroup is not None and not self.cgroup_problem else None
         super().__init__(
             stopper.Target(run_id, name, pid, proc_start_time(pid), cgroup=where), log_path
         )

@@ -99,12 +99,35 @@ def markers(pid: int) -> tuple[str, str] | None:
     return values[RUN_ID_VAR], values.get(SERVICE_VAR, "")
 
 
-def live_run_ids() -> set[str]:
-    """Run ids that some live service process still carries."""
-    found = set()
+def users_of(dirs: list[Path]) -> dict[int, str]:
+    """PID -> the directory of ``dirs`` that a live process works in, is rooted in or
+    holds a file open in (a server's data dir is its working directory; a service's
+    output goes to a log file it holds open). Only where the process can be read: a
+    process of another user is not ours to count."""
+    prefixes = {os.path.realpath(d): str(d) for d in dirs}
+
+    def inside(target: str) -> str | None:
+        target = target.removesuffix(" (deleted)")
+        for prefix, name in prefixes.items():
+            if target == prefix or target.startswith(prefix + "/"):
+                return name
+        return None
+
+    found: dict[int, str] = {}
     for proc in all_procs():
-        if proc.live and (marked := markers(proc.pid)) is not None and marked[1]:
-            found.add(marked[0])
+        if not proc.live or proc.pid == os.getpid():
+            continue
+        links = [f"/proc/{proc.pid}/cwd", f"/proc/{proc.pid}/root"]
+        with contextlib.suppress(OSError):
+            links += [f"/proc/{proc.pid}/fd/{fd}" for fd in os.listdir(f"/proc/{proc.pid}/fd")]
+        for link in links:
+            try:
+                used = inside(os.readlink(link))
+            except OSError:
+                continue
+            if used is not None:
+                found[proc.pid] = used
+                break
     return found
 
 

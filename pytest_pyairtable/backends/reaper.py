@@ -87,8 +87,9 @@ def _command() -> list[str]:
 
 
 def remove_project(project: str, *, volumes: bool = False, host: str = "") -> None:
-    """Remove a compose project's containers and networks (and volumes) by its label, on
-    the engine at ``host`` (else the one the docker CLI finds)."""
+    """Remove a compose project's containers and networks (and volumes) by its label, and
+    the names of the images built for it, on the engine at ``host`` (else the one the
+    docker CLI finds)."""
     label = f"label=com.docker.compose.project={project}"
     docker = ["docker", *(["-H", host] if host else [])]
 
@@ -111,6 +112,20 @@ def remove_project(project: str, *, volumes: bool = False, host: str = "") -> No
         if found:
             rm = ["rm", "-f"] if kind == "container" else [kind, "rm"]
             subprocess.run([*docker, *rm, *found], capture_output=True, check=False, timeout=60)
+    # The names compose gave the images it built for the project (<project>-<service>,
+    # the project's own: its name is the run's); an image another name holds stays.
+    names_of = f"reference={project}-*"
+    listing = ["images", "--filter", names_of, "--format", "{{.Repository}}:{{.Tag}}"]
+    listed = subprocess.run(
+        [*docker, *listing],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    ).stdout.split()
+    names = sorted(n for n in listed if n.rsplit("/", 1)[-1].startswith(f"{project}-"))
+    if names:
+        subprocess.run([*docker, "rmi", *names], capture_output=True, check=False, timeout=60)
 
 
 def reap(targets: list[stopper.Target], dirs: list[str]) -> None:

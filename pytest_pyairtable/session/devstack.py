@@ -15,6 +15,7 @@ from ..support.signals import shielded
 
 if TYPE_CHECKING:
     from ..engine.orchestrator import Orchestrator
+    from .booting import Boot
     from .runtime import Runtime
 
 
@@ -49,10 +50,36 @@ def wait_all(runtime: Runtime, orch: Orchestrator) -> None:
     runtime.flush()
 
 
+def hold(runtime: Runtime, boot: Boot) -> int:
+    """The stack is up: hold it until Ctrl-C or SIGTERM. Recorded while it runs, so
+    `pyairtable status/logs/down` and test runs in another terminal find it; removed the
+    moment it begins to stop, which tells a `pyairtable down` that asked for the stop
+    that it was heard."""
+    from .kept import Foreground
+
+    say = runtime.say or print
+    path = runtime.record_path
+    try:
+        runtime.record(Foreground.me()).save(path)
+    except KeepError as exc:  # held all the same, only not found by other commands
+        say(f"pyairtable: {str(exc).replace('not kept', 'not recorded')}")
+    boot.end()  # the record says who holds it now
+    say("pyairtable: stack is up. Press Ctrl-C to stop it.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        say("pyairtable: stopping (reverse dependency order) ...")
+    finally:
+        if recorded_run(path) == runtime.run_id:  # ours: another may be there
+            path.unlink(missing_ok=True)
+    return 0
+
+
 def up(runtime: Runtime) -> int:
     """Boot, print the URL table, then keep or hold. A Ctrl-C (or SIGTERM) during the
     start-up stops everything and is raised again: nothing half-started is kept."""
-    from .kept import Foreground
+    from .booting import Boot
     from .report import url_table
 
     say = runtime.say or print
@@ -60,9 +87,12 @@ def up(runtime: Runtime) -> int:
         runtime.flush()
         say("pyairtable: the stack is already up (kept); `pyairtable down` stops it")
         return 0
-    orch = runtime.orchestrator()
-    orch.start(sorted(runtime.needed) or None)
+    boot = Boot(runtime.record_path, runtime.run_id)
+    boot.begin()  # before anything starts: a `down` meanwhile cancels the boot
+    orch = None
     try:
+        orch = runtime.orchestrator()
+        orch.start(sorted(runtime.needed) or None)
         wait_all(runtime, orch)
         lines = url_table(orch)  # then notes, e.g. which PostgreSQL runs for which image
         lines += [f"pyairtable: {note}" for note in [*orch.backend.notices, *orch.backend.notes]]
@@ -76,29 +106,17 @@ def up(runtime: Runtime) -> int:
             return 1
         if runtime.settings.keep:
             return 0 if runtime.keep() is not None else 1
-        # Recorded while it runs, so `pyairtable status/logs/down` and test runs in
-        # another terminal find it; removed the moment it begins to stop, which tells a
-        # `pyairtable down` that asked for the stop that it was heard.
-        path = runtime.record_path
-        try:
-            runtime.record(Foreground.me()).save(path)
-        except KeepError as exc:  # held all the same, only not found by other commands
-            say(f"pyairtable: {str(exc).replace('not kept', 'not recorded')}")
-        say("pyairtable: stack is up. Press Ctrl-C to stop it.")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            say("pyairtable: stopping (reverse dependency order) ...")
-        finally:
-            if recorded_run(path) == runtime.run_id:  # ours: another may be there
-                path.unlink(missing_ok=True)
-        return 0
+        return hold(runtime, boot)
     finally:
-        if not orch.stopped:
-            began = time.monotonic()
+        boot.end()  # as the stop begins: a `down` that asked for it was heard
+        orch = orch or runtime.orch  # made, even if the cancel came before it was returned
+        if orch is not None and not orch.stopped:
+            began, said = time.monotonic(), set(orch.backend.notices)
             with shielded(runtime.hurry):
                 runtime.stop()
             took = time.monotonic() - began
             say(f"pyairtable: stopped {len(orch.runs)} services in {took:.2f}s")
+            for note in orch.backend.notices:  # where a failed run's logs are kept
+                if note not in said:
+                    say(f"pyairtable: {note}")
         runtime.flush()

@@ -8,7 +8,8 @@ spec, handle and whether it is a completed job, what to redact, and the backend'
 state (local: process groups with their start times, and directories; compose: the
 project and its container ids; external: nothing to stop). A run from the same compose
 file, env and profiles (the fingerprint) attaches when every service is still up, and
-never stops it.
+never stops it. A record proves its stack only in the directory it was written in
+(bound.py): a copy of the project never acts on the original's stack.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from ..probes.checks import check_once
 from ..support.errors import KeepError, PyAirtableError
 from ..support.files import read_text, write_json
 from ..support.redact import Redactor, dataclass_repr
+from .bound import ForeignRecord, bound_to, check_bound
 
 __all__ = [
     "Foreground",
+    "ForeignRecord",
     "KeptService",
     "KeptStack",
     "attachable",
@@ -47,15 +50,20 @@ __all__ = [
     "fingerprint",
     "record_path",
 ]
-RECORD_VERSION = 3  # 3: the holding `up` process is 'foreground'
+RECORD_VERSION = 4  # 3: the holding `up` process is 'foreground'; 4: bound to its directory
 GONE = "is no longer running"  # a service's problem when nothing of it runs
 
 
 def check_record_free(path: Path, run_id: str) -> None:
-    """Raise KeepError when the record at ``path`` names another stack that still runs:
-    replacing it would leave that stack running with nothing to find or stop it by. A
-    recorded stack of which nothing runs any more is released instead."""
-    previous = KeptStack.load(path)  # KeepError for a record it cannot read
+    """Raise KeepError when the record at ``path`` names another stack that still runs
+    (replaced, it could not be found or stopped any more); one of which nothing runs is
+    released instead; a copy's record of the original's stack is replaced."""
+    try:
+        previous = KeptStack.load(path)  # KeepError for a record it cannot read
+    except ForeignRecord as exc:
+        if exc.copy:
+            return
+        raise KeepError(f"not kept: {exc}") from None
     if previous is not None and previous.run_id != run_id and not previous.release_if_gone(path):
         raise KeepError(
             f"not kept: {path} records another stack that still runs. "
@@ -148,6 +156,8 @@ class KeptStack:
     # the stack's names and paths, which masking never touches (a record without them,
     # from an older run, masks its secrets everywhere)
     identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
+    # the directory the record was written in (an Owner), set by ``save``
+    project: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.secrets, self.identifiers)
@@ -199,6 +209,7 @@ class KeptStack:
 
     def save(self, path: Path) -> None:
         own_dir(path.parent)
+        self.project = bound_to(path)
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["foreground"] = dataclasses.asdict(self.foreground) if self.foreground else None
         data["services"] = {
@@ -224,6 +235,7 @@ class KeptStack:
                 f"{data.get('run_id', '?') if isinstance(data, dict) else '?'} in their "
                 "environment), then delete the record."
             )
+        check_bound(path, data)
         try:
             services = {
                 name: KeptService(

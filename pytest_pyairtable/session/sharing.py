@@ -43,8 +43,10 @@ class StackServer:
         self._holders = itertools.count(1)
         # A short path: Unix socket paths are limited to about 100 bytes.
         base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
-        markers.sweep([base])
-        self._dir = str(markers.make_dir(base, f"pyairtable-sock-{os.getpid()}-", run_id, "socket"))
+        stack = markers.Owner.of(owner.runtime.compose_file)
+        markers.sweep([base], stack)
+        made = markers.make_dir(base, f"pyairtable-sock-{os.getpid()}-", run_id, "socket", stack)
+        self._dir = str(made)
         self.path = os.path.join(self._dir, "stack.sock")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(self.path)

@@ -92,7 +92,8 @@ def restart(
     finally:
         kept.save(path)
         orch.detach(path)  # what was started anew outlives this command, as the rest
-    for line in failed:
+    # what the backend noticed while it launched (one it could not track by its cgroup)
+    for line in [*orch.backend.notices, *failed]:
         say(f"pyairtable: {line}")
     return 1 if failed else 0
 

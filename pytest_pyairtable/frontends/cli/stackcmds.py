@@ -2,7 +2,9 @@
 by a foreground `up`). They need its record only, never the compose file or its
 variables, and `down` stops it the way a run's own end does: dependents first, data
 safety first, every process confirmed gone. With nothing running, `down` has nothing to
-do (exit 0, as compose) and `logs` shows the last finished run's (lastrun.py)."""
+do (exit 0, as compose) and `logs` shows the last finished run's (lastrun.py). During a
+boot, `down` cancels it (booting.py). A record copied from another directory is never
+acted on (bound.py); clean-up touches only this stack's directories (markers.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...backends.markers import sweep, temp_base
+from ...backends.markers import Owner, compose_of_record, kept_runs, run_bases, sweep
+from ...session.booting import boot_path, booting
 from ...session.hookevents import HookEvents
-from ...session.kept import GONE, KeptStack
+from ...session.kept import GONE, Foreground, ForeignRecord, KeptStack
 from ...session.lastrun import LastRunLogs, read_last_run
 from ...support.errors import PyAirtableError
 from ...support.redact import Redactor
@@ -25,10 +28,17 @@ from ...support.signals import shielded
 
 Say = Callable[[str], None]
 ACK_SECONDS = 3.0  # a foreground `up` answers a signal at once: it removes the record
+BOOT_STOP_SECONDS = 600.0  # a cancelled boot stops what it started: each within its grace
 
 
 def load(path: Path) -> KeptStack:
     kept = KeptStack.load(path)
+    boot = booting(path) if kept is None else None
+    if boot is not None:
+        raise PyAirtableError(
+            f"the stack of {compose_of_record(path)} is still starting (process {boot.pid}); "
+            "it is recorded once it is up. Fix: wait for it, or `pyairtable down` cancels it."
+        )
     if kept is None:
         raise PyAirtableError(
             f"no running stack is recorded in {path}. "
@@ -46,36 +56,96 @@ def _until(predicate: Callable[[], bool], seconds: float) -> bool:
     return True
 
 
-def _owner_stopped_it(kept: KeptStack, path: Path, say: Say) -> bool:
-    """Ask a foreground `up` that holds the stack to stop it, as Ctrl-C would: SIGINT,
-    then SIGTERM when it does not answer (SIGINT is ignored by a job started with `&`
-    in a script, or under nohup). True once it has stopped it and exited."""
-    owner = kept.foreground
-    assert owner is not None
+def _asked_to_stop(owner: Foreground, heard: Path, budget: float, say: Say) -> bool:
+    """Ask the process ``owner`` (a foreground or booting `up`) to stop, as Ctrl-C would:
+    SIGINT, then SIGTERM when it does not answer by removing ``heard`` (SIGINT is
+    ignored by a job started with `&` in a script, or under nohup). True once it has
+    stopped what it holds and exited."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ProcessLookupError):
             os.kill(owner.pid, sig)
-        if _until(lambda: not path.exists() or not owner.alive, ACK_SECONDS):
+        if _until(lambda: not heard.exists() or not owner.alive, ACK_SECONDS):
             break
         say(f"pyairtable: the owning process {owner.pid} did not answer {sig.name}")
     else:
         return False
     say(f"pyairtable: the owning process {owner.pid} is stopping the stack")
-    budget = sum(s.spec.stop_grace_period for s in kept.services.values()) + 60
     if not _until(lambda: not owner.alive, budget):
         say(f"pyairtable: the owning process {owner.pid} still runs after {budget:.0f}s")
         return False
     return True
 
 
+def _owner_stopped_it(kept: KeptStack, path: Path, say: Say) -> bool:
+    """Ask the foreground `up` that holds the stack to stop it; True once it has."""
+    assert kept.foreground is not None
+    budget = sum(s.spec.stop_grace_period for s in kept.services.values()) + 60
+    return _asked_to_stop(kept.foreground, path, budget, say)
+
+
+def _cancel_boot(path: Path, say: Say) -> bool | None:
+    """A `pyairtable up` still booting this stack is cancelled, as a Ctrl-C would: it
+    stops what it started and records nothing. None when nothing boots; else whether
+    the boot is over."""
+    boot = booting(path)
+    if boot is None:
+        return None
+    say(f"pyairtable: the stack is still starting (process {boot.pid}): cancelling the boot")
+    if not _asked_to_stop(boot, boot_path(path), BOOT_STOP_SECONDS, say):
+        return False
+    say(f"pyairtable: boot cancelled: process {boot.pid} stopped what it had started")
+    return True
+
+
+def _leftovers(owner: Owner | None, say: Say) -> None:
+    """`down --volumes`: this stack's logs kept from failed runs and what killed runs of
+    it left; never another stack's (a copy of this project is another)."""
+    removed = sweep(run_bases(), owner, retained_too=True)
+    what = f"{len(removed)} director{'y' if len(removed) == 1 else 'ies'}" if removed else "none"
+    say(f"pyairtable: removed logs and leftovers of earlier runs of this stack: {what}")
+
+
+def _unrecorded(owner: Owner | None, say: Say) -> None:
+    """Say so when a stack this project kept has lost its record (`git clean -fdX`
+    removes .pyairtable/): it is left running, and nothing of it is removed."""
+    for run_id, dirs in sorted(kept_runs(run_bases(), owner).items() if owner else ()):
+        say(
+            f"pyairtable: a stack kept by an earlier run ({run_id}) has no record any more; "
+            "it is left as it is, and its directories stay while anything of it runs: "
+            f"{', '.join(map(str, dirs))}. Fix: stop its processes (those working in these "
+            f"directories, or carrying PYAIRTABLE_RUN_ID={run_id}; a compose stack's are "
+            f"the containers of project pyairtable-run-{run_id}-v2), then `pyairtable down "
+            "--volumes`."
+        )
+
+
 def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> int:
-    kept = KeptStack.load(path)
-    if kept is None:
-        say(f"pyairtable: nothing to stop: no running stack is recorded in {path}")
-        if volumes:
-            sweep([temp_base()], retained_too=True)
-            say("pyairtable: removed logs and leftovers of killed runs")
-        return 0
+    stack = Owner.of(compose_of_record(path))
+    cancelled = _cancel_boot(path, say)
+    if cancelled is False:
+        return 1
+    try:
+        kept = KeptStack.load(path)
+    except ForeignRecord as exc:
+        say(f"pyairtable: nothing to stop here: {exc}")
+        kept = None
+    else:
+        if kept is None and not cancelled:
+            say(f"pyairtable: nothing to stop: no running stack is recorded in {path}")
+            _unrecorded(stack, say)
+    code = (
+        0
+        if kept is None
+        else _stop_kept(kept, path, emergency=emergency, volumes=volumes, hook=hook, say=say)
+    )
+    if volumes:
+        _leftovers(stack, say)
+    return code
+
+
+def _stop_kept(
+    kept: KeptStack, path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say
+) -> int:
     events = HookEvents(hook, kept.redactor())
     last_logs = LastRunLogs(path, kept.run_id, kept.redactor())
     events.stopped = last_logs.save  # `pyairtable logs` shows them after the stop
@@ -90,23 +160,33 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
                 return 0
             say(f"pyairtable: {', '.join(left)} still running after the owner exited")
         say("pyairtable: stopping its services directly")
+    # A service that died while kept makes this a failed run: its logs are kept, and
+    # where is said. Otherwise they go with the stack (`logs` shows the last run's).
+    died = [n for n, r in orch.runs.items() if r.running is not None and _died(r)]
 
     def hurry(signum: int) -> None:  # Ctrl-C again: not left half running, but not waited on
         killed = orch.hurry()
         say(f"pyairtable: interrupted: killed {', '.join(killed) or 'what is left'} (SIGKILL)")
 
     with shielded(hurry):
-        orch.stop(emergency=emergency, keep_logs=not volumes)
+        orch.stop(emergency=emergency, keep_logs=bool(died) and not volumes)
     last_logs.finish()
     for line in events.drain():
         say(line)
     _forget(path)
-    if volumes:
-        sweep([temp_base()], retained_too=True)
-        say("pyairtable: removed logs and leftovers of killed runs")
+    if died and not volumes:
+        say(f"pyairtable: {', '.join(died)} had exited before the stop")
+        for note in orch.backend.notices:
+            say(f"pyairtable: {note}")
     for error in orch.stop_errors:
         say(f"pyairtable: {error}")
     return 1 if orch.stop_errors else 0
+
+
+def _died(run: Any) -> bool:
+    from ...engine.run import State
+
+    return run.state is State.READY and run.running.poll() is not None
 
 
 def _forget(path: Path) -> None:
@@ -184,7 +264,11 @@ def _names(service: str | None, known: Sequence[str], what: str) -> list[str]:
 
 
 def logs(path: Path, service: str | None, *, follow: bool, lines: int, say: Say, note: Say) -> int:
-    kept = KeptStack.load(path)
+    try:
+        kept = KeptStack.load(path)
+    except ForeignRecord as exc:
+        note(f"pyairtable: {exc}")
+        kept = None
     if kept is None:
         return last_run_logs(path, service, lines=lines, say=say, note=note)
     names = _names(service, list(kept.services), "the running stack")
