@@ -42,13 +42,20 @@ class Case:
     container: bool  # its services are containers (the image, host network, /usr mounted)
     external: bool  # its services run elsewhere: the test starts them and gives their URLs
     finds_missing_commands: bool  # preflight names a command that is not installed
+    saves_server_data: bool  # it can snapshot a Redis or PostgreSQL it runs (job snapshots)
 
 
 # Every backend of the registry has its case (test_every_registered_backend_has_a_case).
 CASES = {
-    "local": Case(container=False, external=False, finds_missing_commands=True),
-    "compose": Case(container=True, external=False, finds_missing_commands=False),
-    "external": Case(container=False, external=True, finds_missing_commands=False),
+    "local": Case(
+        container=False, external=False, finds_missing_commands=True, saves_server_data=True
+    ),
+    "compose": Case(
+        container=True, external=False, finds_missing_commands=False, saves_server_data=False
+    ),
+    "external": Case(
+        container=False, external=True, finds_missing_commands=False, saves_server_data=False
+    ),
 }
 
 
@@ -255,6 +262,48 @@ def test_a_backends_frontend_fixtures_name_its_typed_overrides(kit: Kit) -> None
         assert fixture and field_name in fields, (fixture, field_name)
 
 
+def test_a_backend_saves_a_servers_data_and_starts_it_from_that(
+    kit: Kit, tmp_path: Path, free_ports: Ports
+) -> None:
+    """What a job's snapshot is made of: where a backend can save a server's data, a
+    server started from it holds that data; where it cannot, it says None (its jobs run)."""
+    import redis
+
+    (port,) = free_ports(1)
+    path = tmp_path / "servers.yml"
+    path.write_text(f"services:\n  cache: {{image: redis:7, ports: ['{port}:6379']}}\n")
+    spec = type(kit.backend).adapt(load_stack(path, environ={}), Placement()).services["cache"]
+    assert kit.backend.server_data(kit.services["job-ok"]) is None  # no server: nothing to save
+    data = kit.backend.server_data(spec)
+    if not CASES[kit.name].saves_server_data:
+        assert data is None
+        return
+    assert data is not None and data.identity
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    first = _create(kit.name, kit.compose_file)
+    try:
+        running = first.launch(spec)
+        wait_until_ready(first, spec, running)
+        with redis.Redis(port=port) as client:
+            client.set("migrated", "yes")
+        data = first.server_data(spec)
+        assert data is not None
+        data.save(running, saved)
+        running.stop(5)
+    finally:
+        first.close()  # its data dir goes: the next start is a cold boot's
+    again = kit.fresh()
+    seeded = again.server_data(spec)
+    assert seeded is not None and seeded.identity == data.identity
+    seeded.seed(saved)
+    running = again.launch(spec)
+    wait_until_ready(again, spec, running)
+    with redis.Redis(port=port) as client:
+        assert client.get("migrated") == b"yes"
+    running.stop(5)
+
+
 def test_every_registered_backend_has_a_case() -> None:
     assert set(CASES) == set(BACKENDS)
 
@@ -266,6 +315,7 @@ COVERED = {
         "notices", "notes", "name", "owns_services", "frontend_fixtures", "create", "preflight",
         "adapt", "reattach", "where", "launch", "prepare", "fetch", "fetches", "resolve",
         "probe", "command_env", "close", "kept_state", "adopt", "identity_problem", "tracking",
+        "server_data",
     },
     Running: {
         "log_path", "log_start", "logs_late", "policy_restarts", "poll", "wait", "stop", "kill",
@@ -359,10 +409,12 @@ def test_a_kept_service_is_adopted_from_its_record_and_stopped(kit: Kit) -> None
     services = json.loads(
         json.dumps({"web": running.kept_state(), **({"job-ok": job.kept_state()} if job else {})})
     )
-    kit.backend.close(keep_stack=True)
+    kit.backend.close(keep_stack=kit.compose_file.parent / ".pyairtable" / "record.json")
     kit.made.remove(kit.backend)
 
-    again = type(kit.backend).reattach(state, unique_run_id("compliance"), volumes=False)
+    # as `pyairtable down` does: under the kept run's id, which its directories' markers name
+    run_id = getattr(kit.backend, "run_id", None) or unique_run_id("compliance")  # external: none
+    again = type(kit.backend).reattach(state, run_id, volumes=False)
     kit.made.append(again)
     adopted = again.adopt(spec, services["web"])
     assert adopted.poll() is None  # still running, found from the record alone

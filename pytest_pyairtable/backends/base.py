@@ -119,6 +119,21 @@ class Running(Protocol):
         caused it)."""
 
 
+class ServerData(Protocol):
+    """A database server's data, as its backend saves it and starts the server from it:
+    what a job's snapshot holds (state/jobsnap.py)."""
+
+    identity: str  # what saved data depends on besides the service's definition: the
+    # server's version and build, the backend's own settings for it
+
+    def seed(self, source: Path) -> None:
+        """Before the service launches: make it start from the data saved in ``source``."""
+
+    def save(self, running: Running, dest: Path) -> None:
+        """While it runs and no client writes: a consistent copy of its data into ``dest``
+        (an empty directory)."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     notices: list[str]  # what the run summary should say (compose found, stale removed)
@@ -187,6 +202,10 @@ class Backend(Protocol):
 
     def tracking(self) -> str:
         """How it tracks what its services start (for the run summary), or ""."""
+
+    def server_data(self, svc: ServiceSpec) -> ServerData | None:
+        """How this backend saves ``svc``'s data and starts it from saved data (a job's
+        snapshot), or None where it cannot: then the jobs that write to it always run."""
 
     def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
         """Why what answers on ``svc``'s probe port is not ``running`` (another process
@@ -290,6 +309,9 @@ class BaseBackend:
 
     def tracking(self) -> str:
         return ""
+
+    def server_data(self, svc: ServiceSpec) -> ServerData | None:
+        return None  # no job snapshots: its jobs run at every boot
 
     def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
         return None  # e.g. an engine's port mapping: what answers is the container's

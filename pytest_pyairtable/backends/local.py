@@ -26,7 +26,15 @@ from ..model.spec import ServiceSpec
 from ..support.errors import ConfigError, PrerequisiteError, PyAirtableError
 from ..support.files import create_private, open_private
 from . import cgroups, markers, portclaims, stopper
-from .base import BackendOptions, BaseBackend, BaseRunning, HeldPorts, Running, log_size
+from .base import (
+    BackendOptions,
+    BaseBackend,
+    BaseRunning,
+    HeldPorts,
+    Running,
+    ServerData,
+    log_size,
+)
 from .environment import path_with_python, service_environment
 from .hostports import answered_by_others, check_ports_free, service_ports
 from .markers import SHM, Owner, temp_base
@@ -260,6 +268,11 @@ class LocalBackend(BaseBackend):
         if recipe:
             return recipe(svc, self.data_dir / svc.name, log_path)
         raise ConfigError(local_block_problem(svc) or "")
+
+    def server_data(self, svc: ServiceSpec) -> ServerData | None:
+        from .serverdata import server_data
+
+        return server_data(svc, self.data_dir / svc.name)
 
     def log_path(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"

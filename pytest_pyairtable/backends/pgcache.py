@@ -54,18 +54,27 @@ def restore(key: str, data: Path, owner: tuple[int, int] | None) -> bool:
     template = root / key if root else None
     if template is None or not (template / "PG_VERSION").exists():
         return False
+    if not copy_cluster(template, data, owner):
+        return False
+    with contextlib.suppress(OSError):
+        os.utime(template)  # recently used: the size bound removes the others first
+    return True
+
+
+def copy_cluster(source: Path, data: Path, owner: tuple[int, int] | None) -> bool:
+    """``source`` (a cluster's data dir) copied to ``data``, owned by ``owner`` (the user
+    the server runs as) and 0700 as PostgreSQL wants it; False, and nothing left at
+    ``data``, when it could not be copied whole. A job's snapshot is put in place so too."""
     try:
-        shutil.copytree(template, data, symlinks=True)
-        with contextlib.suppress(OSError):
-            os.utime(template)  # recently used: the size bound removes the others first
+        shutil.copytree(source, data, symlinks=True)
+        if owner is not None:
+            for folder, dirs, files in os.walk(data):
+                for name in (".", *dirs, *files):
+                    os.chown(os.path.join(folder, name), *owner)
+        data.chmod(0o700)
     except OSError:
         shutil.rmtree(data, ignore_errors=True)
         return False
-    if owner is not None:
-        for folder, dirs, files in os.walk(data):
-            for name in (".", *dirs, *files):
-                os.chown(os.path.join(folder, name), *owner)
-    data.chmod(0o700)
     return True
 
 

@@ -23,7 +23,7 @@ from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext
 from ..support.errors import ConfigError
 from .addressing import Reach, names_of, reach_of, rewrite_environment, with_added_hosts
-from .base import BackendOptions, BaseBackend, Placement, Running, backend_class
+from .base import BackendOptions, BaseBackend, Placement, Running, ServerData, backend_class
 from .fetch import Fetch
 from .local import LocalBackend, local_block_problem
 
@@ -146,6 +146,9 @@ class PlacedBackend(BaseBackend):
 
     def identity_problem(self, svc: ServiceSpec, running: Running) -> str | None:
         return self._of(svc).identity_problem(svc, running)
+
+    def server_data(self, svc: ServiceSpec) -> ServerData | None:
+        return self._of(svc).server_data(svc)
 
     def tracking(self) -> str:
         with self._lock:

@@ -33,6 +33,7 @@ from .events import Listener
 from .handle import Handle, endpoint
 from .readiness import Cancelled, Gate, Timing, tail
 from .run import SETTLED, UP, ServiceRun, State, satisfies, settled_for, unmet
+from .snapshots import NoSnapshots, Restored
 
 # Handle, Listener, Timing, endpoint and tail are this module's names too, as before
 # the split: tests and plugins import them from here.
@@ -58,8 +59,10 @@ class Orchestrator:
         listener: Listener | None = None,
         probe_factory: Callable[[ServiceSpec, ProbeContext], Probe] | None = None,
         redact: Redactor | None = None,
+        snapshots: NoSnapshots | None = None,
     ) -> None:
         self.stack = stack
+        self.snapshots = snapshots or NoSnapshots()  # jobs restored from snapshots
         self.backend = backend
         self.timing = timing or Timing()
         self.listener = listener or Listener()
@@ -202,6 +205,11 @@ class Orchestrator:
             self.listener.service_starting(run)
             if run.spec.healthcheck is not None and run.spec.healthcheck.refused:
                 raise ConfigError(run.spec.healthcheck.refused)  # as the engine would
+            if run.name in self.gate.jobs and self._restored(run):
+                return
+            with self._cv:
+                wanted = set(self.runs)
+            self.snapshots.seed(run.spec, wanted)  # a server may start from a job's snapshot
             running = self.backend.launch(run.spec)
             self._set(run, State.RUNNING, running=running, launched_at=self.now())
             run.spec = self.backend.resolve(run.spec, running)  # e.g. ports the engine chose
@@ -218,6 +226,19 @@ class Orchestrator:
         except Exception as exc:  # a bug of ours: report it on the service, never hang
             self._fail(run, ServiceError(run.name, f"hit an internal error: {exc!r}"))
 
+    def _restored(self, run: ServiceRun) -> bool:
+        """A job whose databases were started from its snapshot: completed, not run."""
+        note = self.snapshots.restored(run.name)
+        if note is None:
+            return False
+        now = self.now()
+        self._set(
+            run, State.COMPLETED, running=Restored(), launched_at=now, ready_at=now,
+            details={"restored": note},
+        )  # fmt: skip
+        self.listener.service_ready(run)
+        return True
+
     def _pass_gate(
         self, run: ServiceRun, running: Running, *, boot: bool = True, deadline: float | None = None
     ) -> None:
@@ -230,13 +251,20 @@ class Orchestrator:
         deadline = self._deadline if deadline is None else deadline
         assert deadline is not None
         verdict = self.gate.wait(run, running, deadline, on_attempt)
+        details = dict(verdict.details)
+        if boot and verdict.completed and run.name in self.gate.jobs:
+            with self._cv:
+                launched = {n: r.running for n, r in self.runs.items() if r.running is not None}
+            saved = self.snapshots.save(run.name, launched)  # before its dependents start
+            if saved:
+                details["snapshot"] = saved
         # The start-up's failed attempts say nothing about a later death. Only the
         # boot sets the times: a later start is one of the run's restarts.
         times = {"ready_at": self.now()} if boot else {}
         self._set(
             run,
             State.COMPLETED if verdict.completed else State.READY,
-            details=verdict.details,
+            details=details,
             last_probe_error="",
             **times,
         )
@@ -351,6 +379,7 @@ class Orchestrator:
         if not self._close():
             return
         if not self.backend.owns_services:
+            self.snapshots.close()
             self.backend.close()
             return
         started = {n: r for n, r in self.runs.items() if r.running is not None}
@@ -361,6 +390,7 @@ class Orchestrator:
                 lambda name: self._stop_one(started[name], emergency),
             )
         finally:
+            self.snapshots.close()  # snapshots still being written: before the dirs go
             failed = any(r.state is State.FAILED for r in self.runs.values())
             self.backend.close(keep_logs=failed if keep_logs is None else keep_logs)
             self.stopping = False
@@ -369,6 +399,7 @@ class Orchestrator:
         """Leave everything running, as the kept stack recorded at ``record`` (a path);
         later ``stop`` calls do nothing."""
         self._close()
+        self.snapshots.close()
         self.backend.close(keep_stack=record)
 
     def _close(self) -> bool:

@@ -75,6 +75,8 @@ class ServiceRun:
         """How its start-up ended; still 'ready' after it was stopped at the end."""
         if self.state is State.STOPPED:
             return "ready" if self.ready_at is not None else "stopped"
+        if self.state is State.COMPLETED and self.details.get("restored"):
+            return "restored"  # a job whose databases came from its snapshot
         value: str = self.state.value
         return value
 

@@ -87,7 +87,9 @@ def _service(svc: ServiceSpec) -> dict[str, Any]:
     x["probe"] = _probe(svc)
     if svc.url:
         x["url"] = svc.url
-    if svc.job:
+    if svc.job_inputs:  # absolute, as local.cwd is rendered
+        x["job"] = {"inputs": list(svc.job_inputs)}
+    elif svc.job:
         x["job"] = True
     body["x-pyairtable"] = x
     return body

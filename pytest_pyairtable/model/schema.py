@@ -298,9 +298,17 @@ def _x_pyairtable(value: Any, path: str, out: Problems) -> None:
         "local": "mapping|null",
         "probe": "mapping|null",
         "url": "string|null",
-        "job": "boolean|null",
+        "job": "boolean|mapping|null",
     }
     _optional(value, kinds, path, out)
+    job = value.get("job")
+    if isinstance(job, dict):  # {inputs: [...]}: a job whose result may come from a snapshot
+        _keys(job, ("inputs",), f"{path}.job", out)
+        if _want(job.get("inputs"), "list", f"{path}.job.inputs", out, "list its input paths"):
+            _strings(job["inputs"], f"{path}.job.inputs", out)
+            for n, item in enumerate(job["inputs"]):
+                if isinstance(item, str) and not item.strip():
+                    out.append(f"{path}.job.inputs[{n}] is empty. Fix: name a file or directory.")
     if isinstance(local, dict):
         if "command" in local:
             _command(local["command"], f"{path}.local.command", out)

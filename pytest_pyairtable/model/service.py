@@ -108,7 +108,9 @@ def build_service(
         ),
         probe=ProbeSpec("started", ""),
         url=str(x["url"]) if x.get("url") else None,
-        job=x.get("job") is True,  # the schema check refuses a value that is not a boolean
+        # the schema check refuses a value that is neither a boolean nor {inputs: [...]}
+        job=x.get("job") is True or isinstance(x.get("job"), Mapping),
+        job_inputs=_job_inputs(x.get("job"), base),
         entrypoint=compose["entrypoint"],
         volumes=tuple(_volume(v) for v in svc.get("volumes") or () if isinstance(v, dict)),
         compose=MappingProxyType({k: v for k, v in compose.items() if v is not None}),
@@ -119,6 +121,14 @@ def build_service(
     from dataclasses import replace
 
     return replace(spec, probe=probe)
+
+
+def _job_inputs(job: Any, base: Path) -> tuple[str, ...]:
+    """``x-pyairtable.job.inputs``, each made absolute against the project directory (as
+    ``local.cwd`` is); a glob stays a glob."""
+    if not isinstance(job, Mapping):
+        return ()
+    return tuple(os.path.join(base, os.path.expanduser(str(p))) for p in job.get("inputs") or ())
 
 
 def _argv(value: Any, where: str) -> tuple[str, ...] | None:

@@ -137,6 +137,8 @@ class ServiceSpec:
     compose: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     extension: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     job: bool = False  # x-pyairtable.job: a one-shot service, ready once it exited 0
+    # x-pyairtable.job.inputs, absolute: what its result depends on (state/jobsnap.py)
+    job_inputs: tuple[str, ...] = ()
     # A stack placed over several backends (--pyairtable-local): the backend this service
     # runs on ("" = the stack's), and the host entries its container is given besides the
     # compose file's own ("name:address"), to reach the services run on the host.

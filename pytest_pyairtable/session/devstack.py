@@ -95,7 +95,8 @@ def up(runtime: Runtime) -> int:
         orch.start(sorted(runtime.needed) or None)
         wait_all(runtime, orch)
         lines = url_table(orch)  # then notes, e.g. which PostgreSQL runs for which image
-        lines += [f"pyairtable: {note}" for note in [*orch.backend.notices, *orch.backend.notes]]
+        notes = [*orch.backend.notices, *orch.snapshots.notices, *orch.backend.notes]
+        lines += [f"pyairtable: {note}" for note in notes]
         for line in lines:
             say(line)
         failed = [r.error for r in orch.runs.values() if r.error is not None]

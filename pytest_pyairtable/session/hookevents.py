@@ -58,9 +58,13 @@ class HookEvents(Listener):
     def service_ready(self, run: ServiceRun) -> None:
         if run.restarts and run.restarts[-1][1] is None:  # a restart, not the boot
             self.lines.put(f"pyairtable: {run.name:<22} {run.state.value} again")
+        elif run.details.get("restored"):  # a job not run: its snapshot stood for it
+            self.lines.put(f"pyairtable: {run.name:<22} {run.details['restored']}")
         else:
+            saved = run.details.get("snapshot")
             self.lines.put(
                 f"pyairtable: {run.name:<22} {run.state.value} in {run.ready_seconds or 0:.2f}s"
+                + (f"; {saved}" if saved else "")
             )
         if self.handle is not None:
             handle = self.handle(run.name)

@@ -7,9 +7,13 @@ compose file again (whose variables the shell may no longer have): each service'
 spec, handle and whether it is a completed job, what to redact, and the backend's own
 state (local: process groups with their start times, and directories; compose: the
 project and its container ids; external: nothing to stop). A run from the same compose
-file, env and profiles (the fingerprint) attaches when every service is still up, and
-never stops it. A record proves its stack only in the directory it was written in
-(bound.py): a copy of the project never acts on the original's stack.
+file, env and profiles (the fingerprint) attaches when every service is still up and
+its jobs' declared inputs are unchanged, and never stops it. A record proves its stack
+only in the directory it was written in (bound.py): a copy of the project never acts on
+the original's stack.
+
+(Just over 350 lines: the record's fields and the checks a run makes of them before it
+attaches read best together.)
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from ..engine.events import Listener
 from ..engine.handle import Handle, handle_from_json, handle_to_json
 from ..engine.orchestrator import Orchestrator, State
 from ..engine.readiness import ProbeFactory
+from ..engine.snapshots import adopted
 from ..model.spec import ServiceSpec, StackSpec
 from ..model.topology import own_dir
 from ..probes.checks import check_once
+from ..state.jobinputs import inputs_changed
 from ..support.errors import KeepError, PyAirtableError
 from ..support.files import read_text, write_json
 from ..support.redact import Redactor, dataclass_repr
@@ -158,6 +164,7 @@ class KeptStack:
     identifiers: dict[str, str] = dataclasses.field(default_factory=dict)
     # the directory the record was written in (an Owner), set by ``save``
     project: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # job -> digest (jobinputs)
 
     def __repr__(self) -> str:
         return dataclass_repr(self, self.secrets, self.identifiers)
@@ -281,7 +288,7 @@ class KeptStack:
             redact=self.redactor(),
         )
         for name, svc in self.services.items():
-            orch.adopt(name, backend.adopt(svc.spec, svc.state), completed=svc.completed)
+            orch.adopt(name, adopted(backend, svc.spec, svc.state), completed=svc.completed)
         return orch
 
     def problems(self, orch: Orchestrator) -> dict[str, str | None]:
@@ -314,6 +321,8 @@ class KeptStack:
         if self.fingerprint != fingerprint(stack, backend):
             free = " (or with --pyairtable-free-ports: attach with it too)" if self.ports else ""
             return f"it was booted from a different compose file, env or profiles{free}"
+        if changed := inputs_changed(self.inputs, stack):  # its data: the old inputs' result
+            return changed
         try:
             orch = self.orchestrator(probe_factory=probe_factory)
         except PyAirtableError as exc:

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from ..backends.base import BaseBackend, DockerOverrides, Placement
     from ..backends.measure import ServiceCoverage
     from ..engine.orchestrator import Handle, Orchestrator
+    from ..engine.snapshots import NoSnapshots
     from ..model.spec import ServiceSpec, StackSpec
     from ..probes.checks import Probe, ProbeContext
+    from ..state.jobinputs import Digest, InputsProblem
     from .kept import Foreground, KeptStack
     from .ports import PortHolds
 
@@ -105,6 +107,7 @@ class Runtime:
         self._backend_class: type[BaseBackend] | None = None
         self._placement: Placement | None = None
         self.orch: Orchestrator | None = None
+        self.job_inputs: dict[str, Digest | InputsProblem] = {}  # the boot's, of its jobs
         self.searched: Path | None = None  # where no compose file was found
         self.ports: PortHolds | None = None  # --pyairtable-free-ports
         redact = lambda text: self.redact(text)  # noqa: E731, PLW0108 - it changes once the stack is read
@@ -375,10 +378,25 @@ class Runtime:
             listener=self.events,
             probe_factory=self._probe_factory,
             redact=self.redact,
+            snapshots=self._snapshots(self.stack, backend),
         )
         self.events.handle = orch.handle
         self.files.watch(orch, self.events, self.record_path, self.run_id)
         return orch
+
+    def _snapshots(self, stack: StackSpec, backend: BaseBackend) -> NoSnapshots | None:
+        """Job snapshots, where a job declares its inputs and they are not turned off;
+        the inputs' digests as this boot sees them (a kept stack records them too)."""
+        if not any(spec.job_inputs for spec in stack.services.values()):
+            return None  # the usual case: nothing to import
+        from ..state.jobinputs import digests
+
+        self.job_inputs = digests(stack)
+        if self.settings.no_snapshots or not backend.owns_services:
+            return None
+        from ..state.jobsnap import JobSnapshots
+
+        return JobSnapshots(stack, backend, self.run_id, inputs=self.job_inputs)
 
     def _probe_factory(self, svc: ServiceSpec, ctx: ProbeContext) -> Probe:
         from ..probes.checks import as_probe, make_probe
@@ -415,6 +433,8 @@ class Runtime:
         """The run's notices and its backend's (which it may add to while it runs); with
         ``verbose``, the backend's notes too."""
         backend = self.orch.backend.notices if self.orch is not None else []
+        if self.orch is not None:
+            backend = backend + self.orch.snapshots.notices  # jobs restored, or why not
         if verbose and self.orch is not None:
             backend = backend + self.orch.backend.notes
         return self.notices + [n for n in backend if n not in self.notices]
@@ -508,7 +528,13 @@ class Runtime:
 
         assert self.orch is not None
         check_record_free(self.record_path, self.run_id)
-        return KeptStack.from_orchestrator(self.orch, self.run_id, foreground, self.chosen_ports)
+        kept = KeptStack.from_orchestrator(self.orch, self.run_id, foreground, self.chosen_ports)
+        if self.job_inputs:  # what its jobs ran with: a run attaches while they are the same
+            from ..state.jobinputs import recorded
+
+            ran = {n: d for n, d in self.job_inputs.items() if n in kept.services}
+            kept.inputs = recorded(ran)
+        return kept
 
     def keep(self) -> KeptStack | None:
         """Leave the stack running and record it; a stack that cannot be kept (a failure,

@@ -293,6 +293,16 @@ SETTINGS: tuple[Setting, ...] = (
         flag=True,
     ),
     Setting(
+        "no_snapshots",
+        "run every job at every boot: never restore a job that declares its inputs "
+        "(x-pyairtable.job.inputs) from the snapshot of the databases it wrote, nor save one",
+        False,
+        "PYAIRTABLE_NO_SNAPSHOTS",
+        parse=_flag,
+        flag=True,
+        cli=("--no-snapshots",),
+    ),
+    Setting(
         "timeline",
         "write the start-up timeline here: a Chrome trace (.json, open in "
         "Perfetto) or a Gantt chart (.html)",
@@ -341,6 +351,7 @@ class Settings:
     service_startup_delay: float
     lease_timeout: float
     shared_db: bool
+    no_snapshots: bool
     timeline: str | None
     test_logs: str
     test_log_lines: int

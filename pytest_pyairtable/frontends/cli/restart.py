@@ -3,7 +3,8 @@ by a foreground `up`) from its record, as `docker compose restart` does: the nam
 services and, unless ``--no-deps``, the services that depend on them with
 ``restart: true``, in dependency order; then wait until every service depending on them
 is healthy again. The record is updated with the new processes (or containers), so
-`down`, `status` and attaching runs find them; they outlive this command."""
+`down`, `status` and attaching runs find them; they outlive this command. A job run
+again is recorded with the digest of its declared inputs as they are now."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from typing import Any
 
 from ...engine.orchestrator import Orchestrator, State
 from ...model import graph
+from ...model.spec import StackSpec
 from ...session.hookevents import HookEvents
 from ...session.kept import KeptService, KeptStack
+from ...state.jobinputs import digests, recorded
 from ...support.errors import PyAirtableError
 
 Say = Callable[[str], None]
@@ -110,3 +113,7 @@ def _record(kept: KeptStack, orch: Orchestrator, name: str, took: float) -> None
         started=time.time(),
         state=run.running.kept_state(),
     )
+    if old.spec.job_inputs:  # it ran again, with the inputs as they are now
+        found = digests(StackSpec(Path(kept.compose_file), {name: old.spec}))
+        kept.inputs.pop(name, None)
+        kept.inputs.update(recorded(found))

@@ -140,6 +140,7 @@ def down(path: Path, *, emergency: bool, volumes: bool, hook: Any, say: Say) -> 
     )
     if volumes:
         _leftovers(stack, say)
+        _drop_snapshots(path, say)
     return code
 
 
@@ -181,6 +182,15 @@ def _stop_kept(
     for error in orch.stop_errors:
         say(f"pyairtable: {error}")
     return 1 if orch.stop_errors else 0
+
+
+def _drop_snapshots(record: Path, say: Say) -> None:
+    """`down --volumes`: the project's job snapshots go too (only this project's: the
+    compose file beside the record's .pyairtable/ names them)."""
+    from ...state.jobstore import Store
+
+    if Store(compose_of_record(record)).clear():
+        say("pyairtable: removed the job snapshots of this project")
 
 
 def _died(run: Any) -> bool:

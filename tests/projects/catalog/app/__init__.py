@@ -1,0 +1,1 @@
+"""A product catalogue's backend: its seed job and the settings its tests share."""
