@@ -27,6 +27,7 @@ import psycopg  # noqa: F401
 import pytest
 import redis  # noqa: F401
 from containers import IMAGE, docker_cli, import_root_image, our_containers
+from enginekit import PodmanService, Registry, start_podman, start_registry
 from leakcheck import LeakCheck, leak_checked
 from stackrun import PYTEST_ARGS, listening
 
@@ -225,3 +226,38 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hand
             yield {name: orch.wait(name) for name in ("db", "cache")}
         finally:
             orch.stop()
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[PodmanService]:
+    """Podman's Docker API service, started for this session on a socket of its own (its
+    ``host`` for DOCKER_HOST) and stopped after it; skips, saying why, where it cannot run."""
+    started = start_podman()
+    if isinstance(started, str):
+        pytest.skip(started)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _registry(user: str) -> Iterator[Registry]:
+    started = start_registry(user=user)
+    if isinstance(started, str):
+        pytest.skip(started)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    """A registry on loopback for this session, open to all."""
+    yield from _registry("")
+
+
+@pytest.fixture(scope="session")
+def auth_registry() -> Iterator[Registry]:
+    """A registry on loopback for this session, behind htpasswd (one user)."""
+    yield from _registry("pyairtable")

@@ -122,7 +122,14 @@ def _compose_text(name: str, web: int, job_ok: str, job_bad: str) -> str:
 
 @pytest.fixture(params=list(BACKENDS))
 def kit(request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports) -> Iterator[Kit]:
-    name = request.param
+    yield from compliance_kit(request.param, request, tmp_path, free_ports)
+
+
+def compliance_kit(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path, free_ports: Ports
+) -> Iterator[Kit]:
+    """The kit of backend ``name`` (also for the same cases on another engine:
+    test_podman.py)."""
     case = CASES[name]
     if case.container:
         request.getfixturevalue("engine")  # skips without an engine
@@ -183,6 +190,22 @@ def test_every_backend_and_service_satisfies_the_protocols(kit: Kit) -> None:
     assert running.poll() is None
     # a healthcheck run on the host sees what the service declares, as its container would
     assert kit.backend.command_env(kit.services["web"])["GREETING"] == "hello"
+    running.stop(5)
+
+
+def test_a_service_waits_for_what_it_runs_before_its_launch(kit: Kit) -> None:
+    """What a service runs (an image) is fetched from ``prepare`` on; here it is there
+    already (the test image; a process runs what is installed), so nothing is fetched or
+    it ends at once, and every fetch of the run is listed."""
+    spec = kit.services["web"]
+    kit.backend.prepare([spec])
+    fetch = kit.backend.fetch(spec)
+    if fetch is not None:
+        assert fetch.wait(60) and fetch.error is None, fetch.error
+    assert all(f.kind in ("pull", "build") for f in kit.backend.fetches())
+    assert (fetch is None) or fetch in kit.backend.fetches()
+    running = kit.backend.launch(spec)
+    wait_until_ready(kit.backend, spec, running)
     running.stop(5)
 
 
@@ -290,8 +313,9 @@ def test_every_registered_backend_has_a_case() -> None:
 COVERED = {
     Backend: {
         "notices", "notes", "name", "owns_services", "frontend_fixtures", "create", "preflight",
-        "adapt", "reattach", "where", "launch", "prepare", "resolve", "probe", "command_env",
-        "close", "kept_state", "adopt", "identity_problem", "tracking", "server_data",
+        "adapt", "reattach", "where", "launch", "prepare", "fetch", "fetches", "resolve",
+        "probe", "command_env", "close", "kept_state", "adopt", "identity_problem", "tracking",
+        "server_data",
     },
     Running: {
         "log_path", "log_start", "logs_late", "policy_restarts", "poll", "wait", "stop", "kill",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from containers import IMAGE, docker_cli, import_root_image, service
 
-from conftest import Ports, Project
+from conftest import Ports, Project, wait_until
 from pytest_pyairtable.backends.compose import ComposeBackend
 from pytest_pyairtable.backends.containers import detect_compose
 from pytest_pyairtable.engine.orchestrator import Orchestrator
@@ -127,7 +127,8 @@ def wrapper_exiting_0(directory: Path) -> str:
 @pytest.mark.parametrize(
     ("case", "said", "fix"),
     [
-        ("image", "*connection refused*", "*its image cannot be pulled*"),
+        # (an image that cannot be pulled is ours to say, before compose: test_registry.py)
+        ("cpuset", "*equested CPUs are not available*", "*correct what compose says*"),
         ("project", "*invalid project name*", "*compose project name must be lowercase*"),
     ],
 )
@@ -138,11 +139,9 @@ def test_compose_failing_is_reported_in_its_own_words_though_its_exit_code_is_0(
     said: str,
     fix: str,
 ) -> None:
-    registry, port = free_ports(2)  # nothing listens on the registry's port: refused
-    image = f"127.0.0.1:{registry}/nowhere/app:1" if case == "image" else IMAGE
-    compose_project.compose(
-        "services:" + service("a", standin_command("a", port, 0.0)).replace(IMAGE, image)
-    )
+    (port,) = free_ports(1)
+    cpuset = '\n    cpuset: "999"' if case == "cpuset" else ""  # the engine refuses it
+    compose_project.compose("services:" + service("a", standin_command("a", port, 0.0) + cpuset))
     wrapper = wrapper_exiting_0(compose_project.path)
     project_name = "Not A Valid Name!" if case == "project" else None
     compose_project.pytester.makeconftest(
@@ -233,6 +232,50 @@ def test_a_container_death_is_seen_on_the_event_stream(
         orch.stop()
 
 
+def test_a_restarted_services_log_has_each_line_once(
+    compose_project: Project,
+    tmp_path: Path,
+) -> None:
+    """The log goes on after a restart (a fault's heal) from where it ended: no line of
+    the earlier run again (Podman stamps lines in whole seconds: following from the last
+    line's stamp repeated that second's lines), none of the new run missing."""
+    file = compose_project.compose(
+        "services:"
+        + service(
+            "a",
+            '\n    command: ["/bin/sh", "-c", "r=$$(cat /proc/sys/kernel/random/uuid); '
+            'i=0; while true; do i=$$((i+1)); echo $$r $$i; sleep 0.05; done"]',
+        )
+    )
+    logs = tmp_path / "logs"
+    backend = ComposeBackend(
+        run_id=f"{os.getpid()}-{os.urandom(3).hex()}",
+        compose_file=file,
+        compose_command="docker-compose",
+        logs_dir=logs,
+    )
+    orch = Orchestrator(load_stack(file), backend)
+    log = logs / "a.log"
+
+    def runs() -> dict[str, list[int]]:
+        lines = [line.split() for line in log.read_text().splitlines() if line.strip()]
+        found: dict[str, list[int]] = {}
+        for run, number in (line for line in lines if len(line) == 2):
+            found.setdefault(run, []).append(int(number))
+        return found
+
+    try:
+        orch.start(["a"])
+        orch.wait("a")
+        wait_until(lambda: log.exists() and sum(map(len, runs().values())) >= 10, what="lines")
+        orch.restart("a", kill=True)
+        wait_until(lambda: len(runs()) == 2 and min(map(len, runs().values())) >= 10, what="more")
+    finally:
+        orch.stop(keep_logs=False)
+    for numbers in runs().values():  # each run's lines once, in order, from its first
+        assert numbers == list(range(1, len(numbers) + 1)), numbers
+
+
 def test_start_interval_reaches_the_engine_or_compose_says_why_not(
     compose_project: Project,
     free_ports: Ports,
@@ -270,3 +313,23 @@ def test_a(pyairtable_a):
         result.stdout.fnmatch_lines(
             ["*compose created no container*start_interval*Docker Engine v25 or later*"]
         )
+
+
+def test_names_of_images_built_for_a_killed_run_go_with_its_project(engine: str) -> None:
+    """A killed run's reaper removes its project: with its containers, the names compose
+    gave the images it built for it (``<project>-<service>``), which are the run's own
+    (the project's name is). Another run's names stay, and so does the image itself."""
+    from pytest_pyairtable.backends.reaper import remove_project
+
+    run = f"{os.getpid()}-{os.urandom(3).hex()}"
+    project, other = f"pyairtable-run-{run}-v2", f"pyairtable-run-{run}0-v2"
+    names = {"own": f"{project}-api", "another run's": f"{other}-api"}
+    for name in names.values():
+        assert docker_cli("tag", IMAGE, name).returncode == 0
+    try:
+        remove_project(project)
+        present = {k: docker_cli("image", "inspect", n).returncode == 0 for k, n in names.items()}
+        assert present == {"own": False, "another run's": True}
+        assert docker_cli("image", "inspect", IMAGE).returncode == 0  # the image itself stays
+    finally:
+        docker_cli("rmi", *names.values())

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from ..model.spec import ServiceSpec, StackSpec
 from ..probes.checks import Probe, ProbeContext
 from ..support.errors import KeepError
+from .fetch import Fetch
 
 if TYPE_CHECKING:
     from .measure import ServiceCoverage
@@ -178,7 +179,16 @@ class Backend(Protocol):
     def launch(self, svc: ServiceSpec) -> Running: ...
 
     def prepare(self, services: Sequence[ServiceSpec]) -> None:
-        """Get ready to launch these soon (create containers), off the critical path."""
+        """Get ready to launch these soon (pull or build images, create containers), off
+        the critical path."""
+
+    def fetch(self, svc: ServiceSpec) -> Fetch | None:
+        """What ``svc`` waits for before it can launch, begun by ``prepare`` (its image,
+        pulled or built), or None when nothing: the orchestrator waits on it before the
+        dependencies, so a pull that fails fails the service at once."""
+
+    def fetches(self) -> Sequence[Fetch]:
+        """Every fetch of the run so far, running or ended (a live display, the summary)."""
 
     def resolve(self, svc: ServiceSpec, running: Running) -> ServiceSpec:
         """The spec as launched: e.g. the ports an engine chose."""
@@ -279,6 +289,12 @@ class BaseBackend:
 
     def prepare(self, services: Sequence[ServiceSpec]) -> None:
         """Nothing to prepare by default: ``launch`` does it all."""
+
+    def fetch(self, svc: ServiceSpec) -> Fetch | None:
+        return None  # nothing to fetch by default: a process runs what is installed
+
+    def fetches(self) -> Sequence[Fetch]:
+        return ()
 
     def resolve(self, svc: ServiceSpec, running: Running) -> ServiceSpec:
         return svc

@@ -1,12 +1,15 @@
 """The compose backend: every service is a container of the project's compose file(s),
-on whatever engine DOCKER_HOST or the current context points at.
+on the engine the docker CLI would use (DOCKER_HOST, a Docker context), else Podman's.
 
-Compose itself (its CLI) creates the containers, networks and volumes: those are its
-semantics, with every compose file of the stack and its env file. Everything after
-that goes through the Engine API (dockerapi.py): start, stop, kill, wait, logs, exec, and
-the event stream that says when a container started, died or changed health. Each
-service starts the moment its dependencies allow, so the DAG start and partial stacks
-hold as with local processes; readiness is judged where the service lives
+The images come first, all at once (images.py): pulled through the Engine API with their
+progress, or built by compose, as compose's pull_policy and build: rules say; a service
+whose image is at hand waits for none of it. Compose itself (its CLI) creates the
+containers, networks and volumes: those are its semantics, with every compose file of
+the stack and its env file. Everything after that goes through the Engine API
+(dockerapi.py, engines.py for what differs between engines): start, stop, kill, wait,
+logs, exec, and the event stream that says when a container started, died or changed
+health. Each service starts the moment its dependencies allow, so the DAG start and
+partial stacks hold as with local processes; readiness is judged where the service lives
 (healthexec.py), or by a host-side probe where one is given.
 
 Compose's exit code is not trusted (the PyPI wrapper exits 0 on errors): a call worked
@@ -17,8 +20,8 @@ is recorded as its project and container ids: stopping and removing it needs the
 Engine API only, not the compose file.
 
 (Over 350 lines: one backend's whole life, from the engine's client to a kept stack,
-reads best in one place; the parts it drives live in engine, composecli, containers
-and healthexec.)
+reads best in one place; the parts it drives live in engines, images (pulls, builds),
+composecli, containers and healthexec.)
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
-from ..support.errors import PrerequisiteError
+from ..support.errors import PrerequisiteError, PyAirtableError
 from ..support.files import create_private, open_private
 from . import markers, sockets
 from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
+from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
 from .dockerapi import (
@@ -48,13 +52,17 @@ from .dockerapi import (
     SERVICE_LABEL,
     ContainerStates,
     LogFollower,
-    connect,
     engine_host,
     last_line_stamp,
     latest_stamp,
 )
+from .engines import Engine, Location, connect, engine_call, explanation, locate, stream_client
+from .fetch import Fetch
 from .healthexec import ContainerHealthcheck, HealthTest
+from .images import Images, pull_policy
 from .reaper import ReaperClient
+
+PULLED_AGAIN = ("always", "refresh")  # policies compose itself would pull again at creation
 
 
 class ComposeBackend(BaseBackend):
@@ -100,18 +108,8 @@ class ComposeBackend(BaseBackend):
         # which may run on the same engine, remove such a project once its pid is gone,
         # whichever project's it is.
         self.project = project_name or f"pyairtable-run-{run_id}-v2"
-        # The engine's client (importing the SDK, connecting, subscribing to events) is
-        # made beside compose's start-up and its first container, not before them.
-        self.api: Any = None
-        self.states: ContainerStates | None = None
-        self.docker_ip = "127.0.0.1"
-        self._engine_error: BaseException | None = None
-        self._engine_ready = threading.Event()
-        self._engine: threading.Thread | None = threading.Thread(
-            target=self._connect_engine, name="pyairtable-engine", daemon=True
-        )
-        self._engine.start()
-        self._base = base = markers.temp_base()
+        self._base = base = markers.temp_base()  # (before the engine's thread sweeps it)
+        self._start_engine()
         self._sweeper: threading.Thread | None = threading.Thread(
             target=markers.sweep, args=([base], owner), daemon=True
         )
@@ -122,7 +120,8 @@ class ComposeBackend(BaseBackend):
         argv, found = found_compose[0]
         self.notices.insert(0, f"compose backend: {found}, project {self.project}")
         self._reaper: ReaperClient | None = ReaperClient()  # removes the project if pytest dies
-        self._reaper.tell(f"project {self.project}")
+        found = self.location.environ.get("DOCKER_HOST", "") if self.location else ""
+        self._reaper.tell(f"project {self.project} {found}".rstrip())  # found by us: its host
         # The run's own marked directory: it says whether the run was kept, also once a
         # kept stack's record is gone (whatever --pyairtable-logs-dir is).
         self.run_dir = markers.make_dir(base, f"pyairtable-run-{run_id}-", run_id, "run", owner)
@@ -133,9 +132,20 @@ class ComposeBackend(BaseBackend):
             env_file,
             self.project,
             profiles,
-            environ=port_holds.environ() if port_holds is not None else {},
+            environ={
+                **(port_holds.environ() if port_holds is not None else {}),
+                **(self.location.environ if self.location is not None else {}),
+            },
         )
         self.build = build
+        self.images = Images(  # pulled and built before their services need them
+            location=self.location,
+            engine=self._client,
+            builder=Builder(self.compose, self.location, self._log_file),
+            project=self.project,
+            build=build,
+        )
+        self._pull_never: list[str] | None = None  # compose's `up --pull never`, if it has it
         self.cleanup_volumes = cleanup_volumes
         # pytest-docker's docker_cleanup, when a suite overrides it
         self.cleanup = list(cleanup) if cleanup is not None else None
@@ -153,6 +163,27 @@ class ComposeBackend(BaseBackend):
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
         self._extra_hosts: dict[str, list[str]] = {}
+
+    def _start_engine(self) -> None:
+        """Where the engine is (cheap: compose must be pointed at the same one); its
+        client (importing the SDK, connecting, subscribing to events) is made beside
+        compose's start-up and its first container, not before them."""
+        self.api: Any = None
+        self.streams: Any = None  # the client of long-lived streams (events, logs)
+        self.engine: Engine | None = None
+        self.states: ContainerStates | None = None
+        self.docker_ip = "127.0.0.1"
+        self._engine_error: BaseException | None = None
+        self._engine_ready = threading.Event()
+        self.location: Location | None = None
+        try:
+            self.location = locate()
+        except PrerequisiteError as exc:  # an unknown context: said where it is needed
+            self._engine_error = exc
+        self._engine: threading.Thread | None = threading.Thread(
+            target=self._connect_engine, name="pyairtable-engine", daemon=True
+        )
+        self._engine.start()
 
     @classmethod
     def create(cls, options: BackendOptions) -> ComposeBackend:
@@ -174,10 +205,15 @@ class ComposeBackend(BaseBackend):
 
     def _connect_engine(self) -> None:
         try:
-            api = connect()
-            states = ContainerStates(api, self.project)
+            if self.location is None:  # locate() failed: its error is raised on launch
+                return
+            api, engine = connect(self.location)
+            streams = stream_client(api, engine)
+            states = ContainerStates(api, self.project, engine, streams)
             states.list_created(api)  # what compose created before the subscription
-            self.api, self.states, self.docker_ip = api, states, engine_host(api)
+            self.api, self.streams, self.engine = api, streams, engine
+            self.states, self.docker_ip = states, engine_host(api)
+            self.notices.append(f"engine: {engine.describe()}")
             self._engine_ready.set()  # what killed runs left is removed beside the launches
             for project in remove_stale_projects(api, self.owner, self._base):
                 self.notices.append(f"removed the containers of {project}, left by a killed run")
@@ -193,30 +229,56 @@ class ComposeBackend(BaseBackend):
         if self._engine_error is not None:
             raise self._engine_error
 
-    @property
-    def _build_flags(self) -> list[str]:
-        return {"always": ["--build"], "never": ["--no-build"]}.get(self.build, [])
+    def _client(self) -> tuple[Any, Engine]:
+        """The SDK's client and the engine, once connected; what stopped it, raised."""
+        self._engine_up()
+        assert self.engine is not None
+        return self.api, self.engine
+
+    def _log_file(self, service: str) -> Path:
+        path = self.logs_dir / f"{service}.log"
+        create_private(path)  # 0600: logs hold what services print
+        return path
 
     def prepare(self, services: Sequence[ServiceSpec]) -> None:
-        """Create the containers of what is about to start, in one compose call (which
-        creates them concurrently) while nothing else waits; a launch then only starts
-        its container through the API."""
+        """Get the images of what is about to start (pulls and builds, all at once), and
+        create the containers in one compose call each time images are there (compose
+        creates them concurrently), while nothing else waits: those whose images are at
+        hand at once. A launch then only starts its container through the API."""
         if self.compose is None:  # a kept stack's containers exist already
             return
-        names = [s.name for s in services if s.name not in self._created]
-        if not names:
+        fresh = [s for s in services if s.name not in self._created]
+        if not fresh:
             return
-        hosts = {s.name: list(s.added_hosts) for s in services if s.added_hosts}
+        hosts = {s.name: list(s.added_hosts) for s in fresh if s.added_hosts}
         if hosts:  # a placed stack's containers reach its host-run services by name
             self._add_hosts(hosts)
-        done = threading.Event()
-        for name in names:
-            self._created[name] = done
+        for svc in fresh:
+            self._created[svc.name] = threading.Event()
         thread = threading.Thread(
-            target=self._create, args=(names, done), name="pyairtable-create", daemon=True
+            target=self._prepare, args=(fresh,), name="pyairtable-create", daemon=True
         )
         self._batches.append(thread)
         thread.start()
+
+    def _prepare(self, specs: list[ServiceSpec]) -> None:
+        try:
+            waits = self.images.plan(specs)
+            at_hand = [name for name, fetch in waits.items() if fetch is None]
+            if at_hand:
+                self._create(at_hand, specs)
+            pending = {name: fetch for name, fetch in waits.items() if fetch is not None}
+            for fetch in self.images.as_done(set(pending.values())):
+                names = [name for name, waited in pending.items() if waited is fetch]
+                if fetch.error is None:
+                    self._create(names, specs)
+        except PyAirtableError:
+            pass  # the images' error: a launch raises it
+        finally:
+            for svc in specs:  # nothing more will be created for them
+                self._created[svc.name].set()
+            if self.states is not None:
+                self.states.wake()
 
     def _add_hosts(self, hosts: Mapping[str, list[str]]) -> None:
         """Give these services' containers host entries besides their own, through a
@@ -229,21 +291,34 @@ class ComposeBackend(BaseBackend):
             path.write_text(json.dumps(doc, indent=2))
             self.compose.add_file(path)
 
-    def _create(self, names: list[str], done: threading.Event) -> None:
+    def _create(self, names: list[str], specs: Sequence[ServiceSpec]) -> None:
+        """Their containers, by compose, from images that are there: it neither builds
+        (built already, or not to be: its error is ours) nor pulls again."""
         assert self.compose is not None  # prepare() is never called on a kept stack's
+        pulled = [s for s in specs if s.name in names and pull_policy(s)[0] in PULLED_AGAIN]
         try:
             with self._batch_lock:
-                output = self.compose.run(
-                    ["up", "--no-start", "--no-deps", *self._build_flags, *names]
-                )
+                flags = ["--no-build", *(self._compose_pull_never() if pulled else [])]
+                output = self.compose.run(["up", "--no-start", "--no-deps", *flags, *names])
             with open_private(self.logs_dir / "compose-create.log", "a") as log:
                 log.write(output)
             for name in names:
                 self._outputs[name] = output
         finally:
-            done.set()
+            for name in names:
+                self._created[name].set()
             if self.states is not None:
                 self.states.wake()
+
+    def _compose_pull_never(self) -> list[str]:
+        """``--pull never`` where compose has it (recent v2): it would pull again
+        what pull_policy always (or a refresh window) made us pull a moment ago."""
+        assert self.compose is not None
+        if self._pull_never is None:
+            self._pull_never = (
+                ["--pull", "never"] if "--pull" in self.compose.run(["up", "--help"]) else []
+            )
+        return self._pull_never
 
     def _container(self, name: str) -> str | None:
         found = self.api.containers(
@@ -255,10 +330,20 @@ class ComposeBackend(BaseBackend):
     def launch(self, svc: ServiceSpec) -> ContainerService:
         if self.port_holds is not None:  # the engine binds them now
             self.port_holds.release(m.host for m in svc.ports if m.host)
+        # An engine that answers otherwise than expected is named with the call, never
+        # "an internal error".
+        with engine_call(self.engine, f"service '{svc.name}': launching its container"):
+            return self._launch(svc)
+
+    def _launch(self, svc: ServiceSpec) -> ContainerService:
         if self.compose is None:  # a kept stack's: its own container again
             return self._relaunch(svc)
         if svc.name not in self._created:
             self.prepare([svc])
+        waited = self.images.fetch_of(svc.name)
+        if waited is not None and waited.wait() and waited.error is not None:
+            fix = f" Fix: {waited.fix}." if waited.fix else ""
+            raise PrerequisiteError(f"service '{svc.name}' {waited.error}.{fix}")
         done = self._created[svc.name]
         self._engine_up()
         assert self.states is not None
@@ -283,7 +368,9 @@ class ComposeBackend(BaseBackend):
                 "Fix: `pyairtable down`, then `pyairtable up` to create it again."
             )
         if self.states is None:  # events from now on: the start and, later, the stop
-            self.states = ContainerStates(self.api, self.project)
+            assert self.engine is not None
+            self.streams = self.streams or stream_client(self.api, self.engine)
+            self.states = ContainerStates(self.api, self.project, self.engine, self.streams)
         ended = (self.api.inspect_container(cid).get("State") or {}).get("FinishedAt")
         # The engine stamps a line when it reads it, which on a loaded machine comes after
         # the process ended: the last line's stamp, not FinishedAt, is where its log ends
@@ -296,27 +383,35 @@ class ComposeBackend(BaseBackend):
         for a kept container, ``log_since``) left off."""
         assert self.states is not None
         starts = self.states.starts(cid)
+        before = self._followers.get(svc.name)
         try:
             self.api.start(cid)
         except Exception as exc:  # the engine's reason (a port taken, a missing mount)
             raise PrerequisiteError(
                 f"service '{svc.name}': the engine could not start its container: "
-                f"{_explanation(exc)}. Fix: see the reason; the container is {cid[:12]}."
+                f"{explanation(exc)}. Fix: see the reason; the container is {cid[:12]}."
             ) from None
         self.states.await_start(cid, starts)
-        log_path = self.logs_dir / f"{svc.name}.log"
-        create_private(log_path)  # 0600: logs hold what services print
-        before = self._followers.get(svc.name)
+        log_path = self._log_file(svc.name)
         if before is not None:
             before.join(3)  # the stopped container's stream ends by itself
-        since = before.last if before is not None else log_since
+        since = log_since or (before.last if before is not None else None)
         log_start = log_size(log_path)  # a restart's log goes on after the earlier run's
         running = ContainerService(
             self.api, svc.name, cid, log_path, self.states, policy=svc.restart
         )
         running.log_start = log_start
         after = running.next_run if svc.restart.mode != "no" else None  # each run's output
-        follower = LogFollower(self.api, cid, log_path, since, next_run=after)
+        follower = LogFollower(
+            self.streams or self.api,
+            cid,
+            log_path,
+            since,
+            environ=self.location.environ if self.location is not None else {},
+            next_run=after,
+            precise_stamps=self.engine is None or self.engine.log_stamps_precise,
+            written=before.repeated if before is not None and not log_since else 0,
+        )
         running.follower = self._followers[svc.name] = follower
         running.refresh()
         self.started.append(running)
@@ -382,13 +477,28 @@ class ComposeBackend(BaseBackend):
         reachable = _host_network(running) or bool(svc.ports)
         if svc.probe.kind in ("postgres", "redis") and reachable:
             return None
-        test = HealthTest.of(running.inspected)
+        test = HealthTest.of(running.inspected, svc.compose.get("healthcheck"))
         if test is None:
             return None
         watch = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
-        return ContainerHealthcheck(self.api, running, test, watch)
+        verdicts = self.engine is None or self.engine.has_health_verdicts
+        return ContainerHealthcheck(self.api, running, test, watch, engine_verdicts=verdicts)
+
+    def fetch(self, svc: ServiceSpec) -> Fetch | None:
+        """The pull or build ``svc`` waits for (begun by ``prepare``), None when its image
+        is there; its planning's error (no engine) raised."""
+        if self.compose is None:  # a kept stack's containers have their images
+            return None
+        if svc.name not in self._created:
+            self.prepare([svc])
+        return self.images.fetch_of(svc.name)
+
+    def fetches(self) -> list[Fetch]:
+        return self.images.fetches() if self.compose is not None else []
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
+        if self.compose is not None:
+            self.images.close()  # a pull or build still running ends now
         self._join_helpers()
         if self._reaper is not None:
             self._reaper.done()
@@ -413,6 +523,7 @@ class ComposeBackend(BaseBackend):
         # What `down` removes, by the project's label: also services of profiles that
         # are not active now, which `down` would skip.
         remove_project(self.api, self.project, volumes=self.cleanup_volumes)
+        remove_run_names(self.api, self.project)  # names of images built for this run
         for running in self.started:
             running.end_follower()
         self._stop_events()
@@ -455,7 +566,9 @@ class ComposeBackend(BaseBackend):
         """Over a kept project: the Engine API only, no compose file (nor its variables)."""
         backend = cls.__new__(cls)
         BaseBackend.__init__(backend)
-        backend.api = connect()
+        backend.location = locate()
+        backend.api, backend.engine = connect(backend.location)
+        backend.streams = None  # made with the first restart's event stream
         backend.project = str(state["project"])
         backend.run_id = run_id
         backend.owner = None  # it stops the kept stack; it sweeps nothing else
@@ -504,8 +617,3 @@ def _stamp(moment: Any) -> str | None:
     """An engine time (RFC 3339) as log stamps are, or None for the zero time."""
     text = str(moment or "")
     return None if not text or text.startswith("0001-") else text
-
-
-def _explanation(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)[:300]

@@ -61,6 +61,40 @@ class ComposeCommand:
     def shown(self) -> str:
         return shlex.join(self.argv)
 
+    def _environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.environ,
+            **(extra or {}),
+            "COMPOSE_ANSI": "never",
+            "COMPOSE_PROGRESS": "plain",
+        }
+
+    def start(
+        self, args: Sequence[str], environ: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """Compose running ``args``, its output (stdout and stderr, in order) read as it
+        comes, line by line."""
+        try:
+            return subprocess.Popen(
+                [*self.argv, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.cwd,
+                env=self._environ(environ),
+                text=True,
+                errors="replace",
+            )
+        except OSError as exc:
+            raise self._not_run(exc) from None
+
+    def _not_run(self, exc: OSError) -> PrerequisiteError:
+        return PrerequisiteError(
+            f"docker compose could not run ({self.argv[0]}: {exc.strerror}). "
+            "Fix: install Docker Compose, or correct docker_compose_command."
+        )
+
     def run(self, args: Sequence[str]) -> str:
         """Compose's output (stdout and stderr, in order); its exit code is not trusted."""
         try:
@@ -70,19 +104,11 @@ class ComposeCommand:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.cwd,
-                env={
-                    **os.environ,
-                    **self.environ,
-                    "COMPOSE_ANSI": "never",
-                    "COMPOSE_PROGRESS": "plain",
-                },
+                env=self._environ(),
                 check=False,
             )
         except OSError as exc:
-            raise PrerequisiteError(
-                f"docker compose could not run ({self.argv[0]}: {exc.strerror}). "
-                "Fix: install Docker Compose, or correct docker_compose_command."
-            ) from None
+            raise self._not_run(exc) from None
         text = done.stdout.decode(errors="replace")
         if done.returncode != 0:
             text += f"\n(compose exited with code {done.returncode})\n"

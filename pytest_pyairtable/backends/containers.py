@@ -23,6 +23,7 @@ from ..model.spec import RestartPolicy
 from ..support.errors import PrerequisiteError
 from . import markers
 from .base import BaseRunning
+from .builds import remove_run_names
 from .dockerapi import CONFIG_LABEL, LIVE_STATES, PROJECT_LABEL, ContainerStates, LogFollower
 from .procfs import pid_alive
 
@@ -129,6 +130,7 @@ def remove_stale_projects(api: Any, owner: markers.Owner | None, base: Path) -> 
         if _kept(runs[project], config) or (runs[project] in kept and running):
             continue
         remove_project(api, project)
+        remove_run_names(api, project)  # names compose gave its builds (the reaper's too)
         stale.append(project)
     return sorted(stale)
 

@@ -1,11 +1,11 @@
-"""The Docker Engine through its API (the ``docker`` SDK, docker-py): one client per run,
-the project's container events followed in one stream, and container logs followed
-into files. Typed errors, no CLI process per call, no text to parse.
+"""The engine through its API (the ``docker`` SDK, docker-py): the project's container
+events followed in one stream, and container logs followed into files. Typed errors, no
+CLI process per call, no text to parse. Which engine, and how it differs: engines.py.
 
-The engine is the one DOCKER_HOST names (with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH),
-else the current docker context's, as the docker CLI and compose choose it.
-State comes from the event stream (start, die, health_status, destroy) as it happens;
-an inspect is a fallback for a container whose events were not seen (a kept stack's).
+State comes from the event stream (start, die, health_status, the removal) as it
+happens; an inspect is a fallback for a container whose events were not seen (a kept
+stack's). Both streams are opened in their own threads, on a client without a read
+deadline: an engine may hold a stream's headers back until its first line.
 """
 
 from __future__ import annotations
@@ -14,77 +14,21 @@ import contextlib
 import datetime
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..support.errors import PrerequisiteError
 from ..support.files import open_private
+from .engines import Engine
 
 PROJECT_LABEL = "com.docker.compose.project"
 LIVE_STATES = ("running", "paused", "restarting")  # a container whose processes exist
 SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_LABEL = "com.docker.compose.project.config_files"
-API_TIMEOUT = 60.0
-POOL_SIZE = 64  # one connection per log stream, the event stream, and calls beside them
-
-
-def connect() -> Any:
-    """An API client for the engine the docker CLI would use; a PrerequisiteError saying
-    how to fix it when none answers."""
-    try:
-        import docker
-        from docker.context import ContextAPI
-    except ImportError:
-        raise PrerequisiteError(
-            "the compose backend needs the docker SDK (docker-py). "
-            "Fix: pip install 'pytest-pyairtable[docker]'."
-        ) from None
-    options: dict[str, Any] = docker.utils.kwargs_from_env()
-    if "base_url" not in options:
-        name = os.environ.get("DOCKER_CONTEXT") or None
-        with contextlib.suppress(Exception):  # a broken context file: the default socket
-            found = ContextAPI.get_context(name)
-            if found is not None and found.Host:
-                options["base_url"] = found.Host
-                if found.TLSConfig:
-                    options["tls"] = found.TLSConfig
-    where = options.get("base_url") or "unix:///var/run/docker.sock"
-    refused = _unix_refusal(where)
-    api = None
-    try:
-        if refused:  # docker-py would leak the socket of a failed connect: look first
-            raise OSError(refused)
-        api = docker.APIClient(
-            version="auto", timeout=API_TIMEOUT, max_pool_size=POOL_SIZE, **options
-        )
-        api.ping()
-    except Exception as exc:  # DockerException, requests' errors: all mean "no engine"
-        if api is not None:
-            api.close()
-        raise PrerequisiteError(
-            f"no Docker engine answers (DOCKER_HOST or the current context) at {where}: "
-            f"{str(exc)[:200]}. Fix: start the engine, or use the local backend."
-        ) from None
-    return api
-
-
-def _unix_refusal(url: str) -> str | None:
-    """Why a unix:// engine socket does not accept a connection, or None if it does."""
-    if not url.startswith("unix://"):
-        return None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(5)
-        try:
-            probe.connect(url.removeprefix("unix://"))
-        except OSError as exc:
-            return f"{url}: {exc.strerror or exc}"
-    return None
 
 
 def engine_host(api: Any) -> str:
@@ -105,25 +49,41 @@ class ContainerStates:
     the exit code), and the engine's health verdict. Subscribed before anything starts,
     so no event of the run is missed; waiters wake the moment an event arrives."""
 
-    def __init__(self, api: Any, project: str) -> None:
+    def __init__(self, api: Any, project: str, engine: Engine, streams: Any = None) -> None:
         self._cv = threading.Condition()
         self._state: dict[str, dict[str, Any]] = {}
         self._created: dict[str, str] = {}  # service -> its latest container
         self._project = project
+        self._api = api
+        self._engine = engine
         self._open = True
-        self._stream = api.events(
-            filters={"type": ["container"], "label": [f"{PROJECT_LABEL}={project}"]},
-            decode=True,
-        )
+        self._closed = False
+        self._stream: Any = None
+        # Events from a second before now: the request may reach the engine after the
+        # first container's events (it is sent from the thread), and none may be missed.
+        self._since = int(time.time()) - 1
         self._thread = threading.Thread(
-            target=self._follow, name=f"pyairtable-events-{project}", daemon=True
+            target=self._follow,
+            args=(streams or api,),
+            name=f"pyairtable-events-{project}",
+            daemon=True,
         )
         self._thread.start()
 
-    def _follow(self) -> None:
+    def _follow(self, streams: Any) -> None:
         try:
             with contextlib.suppress(Exception):  # the engine went away: callers inspect
-                for event in self._stream:
+                stream = streams.events(
+                    since=self._since,
+                    filters={"type": ["container"], "label": [f"{PROJECT_LABEL}={self._project}"]},
+                    decode=True,
+                )
+                with self._cv:
+                    self._stream = stream
+                    if self._closed:
+                        stream.close()
+                        return
+                for event in stream:
                     self._apply(event)
         finally:
             with self._cv:
@@ -135,6 +95,8 @@ class ContainerStates:
         actor = event.get("Actor") or {}
         cid = str(actor.get("ID") or event.get("id") or "")
         attributes = actor.get("Attributes") or {}
+        if action == "health_status" and not self._engine.health_event_carries_status:
+            action = f"health_status: {self._inspected_health(cid)}"
         with self._cv:
             state = self._state.setdefault(cid, {"starts": 0, "seen": False})
             state["seen"] = True
@@ -149,10 +111,17 @@ class ContainerStates:
                 state.setdefault("exits", []).append(state["exit_code"])
             elif action.startswith("health_status"):
                 state["health"] = action.partition(":")[2].strip()
-            elif action == "destroy":
+            elif action in self._engine.removal_events:
                 state.update(running=False, removed=True)
                 state.setdefault("exit_code", -1)
             self._cv.notify_all()
+
+    def _inspected_health(self, cid: str) -> str:
+        """The verdict an event without one announces (the event's own lags a check)."""
+        with contextlib.suppress(Exception):  # gone: no verdict
+            state = self._api.inspect_container(cid).get("State") or {}
+            return str((state.get("Health") or {}).get("Status") or "")
+        return ""
 
     @property
     def following(self) -> bool:
@@ -238,9 +207,14 @@ class ContainerStates:
         return self.exit_code(cid)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._stream.close()
-        self._thread.join(5)
+        with self._cv:
+            self._closed = True
+            stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        # A request the engine never answered ends with its connection (the run's end).
+        self._thread.join(5 if stream is not None else 0.1)
 
 
 class LogFollower:
@@ -250,52 +224,83 @@ class LogFollower:
 
     def __init__(
         self,
-        api: Any,
+        streams: Any,
         cid: str,
         path: Path,
         since: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
         next_run: Callable[[], bool] | None = None,
+        precise_stamps: bool = True,
+        written: int = 0,
     ) -> None:
         self.cid = cid
         self.path = path
         self.last = since  # the engine's timestamp of the last line written
-        self._api = api
+        self.environ = dict(environ or {})  # for `docker logs` to reach the same engine
+        self._streams = streams
+        self._lock = threading.Lock()
         self._closed = False
+        self._stream: Any = None
         self._flushed = threading.Condition()
         self._flushed_at = _nanos(since)  # the same, once the line is in the file
         # A container its restart policy starts again: the stream ends with each run,
         # and this says when the next one has begun (False: no more runs to follow).
         self.next_run = next_run
-        self._stream = self._open()
+        # Stamps in whole seconds (Podman): a stream from the last line's stamp repeats
+        # that second's lines; those written already (``written``, for a follower that
+        # goes on from another's) are skipped.
+        self._precise = precise_stamps
+        self.repeated = written if since else 0  # lines written with the stamp ``last``
+        self._skip = 0 if precise_stamps else self.repeated
         self._thread = threading.Thread(
-            target=self._follow, name=f"pyairtable-logs-{self.cid[:12]}", daemon=True
+            target=self._follow, name=f"pyairtable-logs-{cid[:12]}", daemon=True
         )
         self._thread.start()
 
-    def _open(self) -> Any:
-        kwargs: dict[str, Any] = {"since": float(_after(self.last))} if self.last else {}
-        return self._api.logs(self.cid, stream=True, follow=True, timestamps=True, **kwargs)
+    def _open(self, since: str | None, *, follow: bool = True) -> Any:
+        """The log request (a follow, or one last read), made here: Podman answers a follow
+        (even its headers) only with the container's first line, and a silent service
+        must not hold its launch."""
+        kwargs: dict[str, Any] = {"since": float(_after(since))} if since else {}
+        stream = self._streams.logs(self.cid, stream=True, follow=follow, timestamps=True, **kwargs)
+        with self._lock:
+            self._stream = stream
+            if self._closed:  # closed while the engine had not answered
+                stream.close()
+                return None
+        return stream
 
     def _follow(self) -> None:
         with contextlib.suppress(Exception), open_private(self.path, "ab") as out:
+            follow = True
             while True:
-                pending = b""
-                for chunk in self._stream:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        self._write(out, line + b"\n")
-                    out.flush()
-                    self._written()
-                if pending:
-                    self._write(out, pending)
-                    out.flush()
-                    self._written()
-                if self._closed or self.next_run is None or not self.next_run():
+                stream = self._open(self.last, follow=follow)
+                if stream is None:
                     break
-                self._stream = self._open()
+                self._copy(stream, out)
+                if self._closed or self.next_run is None or not follow:
+                    break
+                self._skip = 0 if self._precise else self.repeated
+                # Its policy's last run may have come and gone while this stream ended
+                # (it follows one run): what it printed is read once more, without follow.
+                follow = self.next_run()
         with self._flushed:
             self._flushed.notify_all()  # the follower ended: nothing more will come
+
+    def _copy(self, stream: Any, out: Any) -> None:
+        pending = b""
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._write(out, line + b"\n")
+            out.flush()
+            self._written()
+        if pending:
+            self._write(out, pending)
+            out.flush()
+            self._written()
 
     def _written(self) -> None:
         with self._flushed:
@@ -303,12 +308,18 @@ class LogFollower:
             self._flushed.notify_all()
 
     def _write(self, out: Any, line: bytes) -> None:
-        stamp, _, text = line.partition(b" ")
-        if stamp[:2].isdigit() and stamp.endswith(b"Z"):
-            self.last = stamp.decode()
-            out.write(text)
-        else:  # not a stamped line (a driver's message): keep it whole
+        raw, _, text = line.partition(b" ")
+        if not (raw[:2].isdigit() and raw.endswith(b"Z")):  # a driver's message: whole
             out.write(line)
+            return
+        stamp = raw.decode()
+        if stamp == self.last and self._skip:  # written already (a stamp in seconds)
+            self._skip -= 1
+            return
+        self._skip = 0
+        self.repeated = self.repeated + 1 if stamp == self.last else 1
+        self.last = stamp
+        out.write(text)
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -317,7 +328,8 @@ class LogFollower:
         """Until the file holds the newest line the engine has: a follower writes a few
         milliseconds behind the engine (median 7 ms, up to 30 ms measured on a loaded
         machine), and a failed test's report is read sooner than that."""
-        target = _nanos(last_line_stamp(self._api, self.cid))
+        # (through the streams' client, with a deadline of its own: that client has none)
+        target = _nanos(last_line_stamp(self._streams, self.cid, timeout))
         if target is None:  # no line, or the engine is gone: the file is all there is
             return
         with self._flushed:
@@ -327,10 +339,14 @@ class LogFollower:
             )
 
     def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(Exception):
-            self._stream.close()
-        self._thread.join(2)
+        with self._lock:
+            self._closed = True
+            stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        # A request the engine never answered ends when the container is removed.
+        self._thread.join(2 if stream is not None else 0.1)
 
     def hand_over(self) -> None:
         """Stop following here; a `docker logs -f` goes on from where this one stopped,
@@ -362,16 +378,19 @@ class LogFollower:
                 start_new_session=True,
                 check=False,
                 timeout=30,
+                env={**os.environ, **self.environ},
             )
 
 
-def last_line_stamp(api: Any, cid: str) -> str | None:
+def last_line_stamp(api: Any, cid: str, timeout: float | None = None) -> str | None:
     """The engine's stamp of the container's newest log line; None if it has none (or
-    the engine does not answer)."""
+    the engine does not answer, within ``timeout`` if given)."""
+    bound = {} if timeout is None else {"timeout": timeout}
     try:  # (the SDK's logs() inspects the container first: twice the time)
         answer = api._get(
             api._url("/containers/{0}/logs", cid),
             params={"stdout": 1, "stderr": 1, "tail": "1", "timestamps": 1},
+            **bound,
         )
         api._raise_for_status(answer)
         newest = answer.content

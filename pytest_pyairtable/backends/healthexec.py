@@ -12,6 +12,13 @@ one shell kept open in the container for the whole wait (one exec): an attempt t
 costs what the test itself costs (~1 ms for ``sh -c``, ~10 ms for curl). A container
 without a shell gets one exec per attempt, at most every ``EXEC_GAP``. The engine's own
 verdict, from the event stream, counts too: 'healthy' passes, 'unhealthy' ends the wait.
+Where the engine gives no verdicts (Podman without systemd), the same verdict is judged
+here as the engine would: ``retries`` failures in a row at its ``interval``, once
+``start_period`` is over.
+
+The test is the compose file's, as written, where it declares one (an engine may store
+an exec form altered: Podman 4 splits CMD's arguments on whitespace); an image's own
+healthcheck is read from the container's inspect.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import secrets
 import shlex
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +56,16 @@ class HealthTest:
     retries: int = 3
 
     @classmethod
-    def of(cls, inspected: dict[str, Any]) -> HealthTest | None:
+    def of(
+        cls, inspected: dict[str, Any], declared: Mapping[str, Any] | None = None
+    ) -> HealthTest | None:
+        """The container's effective healthcheck; its test as ``declared`` in the compose
+        file, where it declares one, and the engine's timings (the file's or the image's)."""
         config = (inspected.get("Config") or {}).get("Healthcheck") or {}
         test = tuple(config.get("Test") or ())
+        written = tuple(str(t) for t in (declared or {}).get("test") or ())
+        if test[:1] == written[:1] and len(written) >= 2:
+            test = written
         if len(test) < 2 or test[0] not in ("CMD", "CMD-SHELL"):
             return None  # none, NONE (disabled), or an image's inherited nothing
 
@@ -172,7 +187,13 @@ class ContainerHealthcheck(BaseProbe):
     """The container's healthcheck test, run inside it at the gate's cadence."""
 
     def __init__(
-        self, api: Any, running: ContainerService, test: HealthTest, watch: Watch | None
+        self,
+        api: Any,
+        running: ContainerService,
+        test: HealthTest,
+        watch: Watch | None,
+        *,
+        engine_verdicts: bool = True,
     ) -> None:
         self.api = api
         self.running = running
@@ -181,11 +202,17 @@ class ContainerHealthcheck(BaseProbe):
         shell = (running.inspected.get("Config") or {}).get("Shell") or ["/bin/sh", "-c"]
         self.shell = list(shell)
         self.argv = test.argv(self.shell)
-        # time for the engine's verdict on the same test: its checks each get `timeout`
-        self.extra_budget = test.retries * min(test.timeout, 10.0) + 2.0
+        # time for the engine's verdict on the same test (its checks each get `timeout`);
+        # where the engine gives none, time for one check more, so that our own verdict
+        # (judged at the engine's pace) comes before the budget's end
+        self.engine_verdicts = engine_verdicts
+        per_check = min(test.timeout, 10.0)
+        self.extra_budget = test.retries * per_check + 2.0 if engine_verdicts else per_check + 1.0
         self._session: ShellSession | None = None
         self._no_session = False
         self._last_exec = 0.0
+        self._started = time.monotonic()
+        self._failing: list[float] = []  # when the failures in a row at `interval` came
 
     def check(self) -> dict[str, Any]:
         verdict = self.running.health()
@@ -201,12 +228,39 @@ class ContainerHealthcheck(BaseProbe):
         if isinstance(self.watch, PortWatch) and not self.watch.accepts():
             # the test's own port refuses: it cannot pass, and costs the container nothing
             host, port = self.watch.address
+            self._judge(f"{host}:{port} refused connections")
             raise ProbeFailed(f"{host}:{port} does not accept connections yet")
-        code, output = self._attempt()
+        try:
+            code, output = self._attempt()
+        except ProbeFailed as exc:  # it hung: a failed check, for the engine too
+            self._judge(str(exc))
+            raise
         if code == 0:
+            self._failing.clear()
             return {"healthcheck": "passed inside the container"}
         tail = output.strip()[-200:]
-        raise ProbeFailed(f"healthcheck exit code {code}" + (f": {tail}" if tail else ""))
+        failure = f"healthcheck exit code {code}" + (f": {tail}" if tail else "")
+        self._judge(failure)
+        raise ProbeFailed(failure)
+
+    def _judge(self, failure: str) -> None:
+        """Where the engine gives no verdicts, give its verdict here: unhealthy after
+        ``retries`` failures in a row, each at least ``interval`` after the one before,
+        none counted during ``start_period`` (as the engine counts its own checks)."""
+        if self.engine_verdicts:
+            return
+        now = time.monotonic()
+        if now - self._started < self.test.start_period:
+            return
+        if not self._failing or now - self._failing[-1] >= self.test.interval:
+            self._failing.append(now)
+        if len(self._failing) >= max(1, self.test.retries):
+            raise Gone(
+                f"failed its healthcheck {len(self._failing)} times in a row, "
+                f"{self.test.interval:g}s apart, which makes it unhealthy (judged by "
+                f"pyairtable as the engine would; this engine runs no healthchecks): {failure}",
+                exited=False,
+            )
 
     def _open_session(self) -> None:
         if self._session is not None or self._no_session:

@@ -271,10 +271,11 @@ def _containers_run(projects: list[str]) -> bool:
     """Whether a container of these compose projects (a kept stack's) still runs: its
     processes are the engine's, not ours to find. True when no engine answers: what
     cannot be proven gone stays."""
-    from .dockerapi import LIVE_STATES, PROJECT_LABEL, connect
+    from .dockerapi import LIVE_STATES, PROJECT_LABEL
+    from .engines import connect
 
     try:
-        api = connect()
+        api, _ = connect()
     except Exception:
         return True
     try:

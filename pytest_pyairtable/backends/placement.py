@@ -24,6 +24,7 @@ from ..probes.checks import Probe, ProbeContext
 from ..support.errors import ConfigError
 from .addressing import Reach, names_of, reach_of, rewrite_environment, with_added_hosts
 from .base import BackendOptions, BaseBackend, Placement, Running, ServerData, backend_class
+from .fetch import Fetch
 from .local import LocalBackend, local_block_problem
 
 HOST = LocalBackend.name
@@ -123,6 +124,12 @@ class PlacedBackend(BaseBackend):
 
     def launch(self, svc: ServiceSpec) -> Running:
         return self._of(svc).launch(self._addressed(svc))
+
+    def fetch(self, svc: ServiceSpec) -> Fetch | None:
+        return self._of(svc).fetch(svc)
+
+    def fetches(self) -> list[Fetch]:
+        return [f for b in list(self._made.values()) for f in b.fetches()]
 
     def resolve(self, svc: ServiceSpec, running: Running) -> ServiceSpec:
         resolved = self._of(svc).resolve(svc, running)

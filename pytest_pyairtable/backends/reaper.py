@@ -86,13 +86,16 @@ def _command() -> list[str]:
     return [sys.executable, "-c", _MODULE_START]
 
 
-def remove_project(project: str, *, volumes: bool = False) -> None:
-    """Remove a compose project's containers and networks (and volumes) by its label."""
+def remove_project(project: str, *, volumes: bool = False, host: str = "") -> None:
+    """Remove a compose project's containers and networks (and volumes) by its label, and
+    the names of the images built for it, on the engine at ``host`` (else the one the
+    docker CLI finds)."""
     label = f"label=com.docker.compose.project={project}"
+    docker = ["docker", *(["-H", host] if host else [])]
 
     def ids(*listing: str) -> list[str]:
         done = subprocess.run(
-            ["docker", *listing, "--filter", label],
+            [*docker, *listing, "--filter", label],
             capture_output=True,
             text=True,
             check=False,
@@ -108,7 +111,21 @@ def remove_project(project: str, *, volumes: bool = False) -> None:
         found = ids(*listing)
         if found:
             rm = ["rm", "-f"] if kind == "container" else [kind, "rm"]
-            subprocess.run(["docker", *rm, *found], capture_output=True, check=False, timeout=60)
+            subprocess.run([*docker, *rm, *found], capture_output=True, check=False, timeout=60)
+    # The names compose gave the images it built for the project (<project>-<service>,
+    # the project's own: its name is the run's); an image another name holds stays.
+    names_of = f"reference={project}-*"
+    listing = ["images", "--filter", names_of, "--format", "{{.Repository}}:{{.Tag}}"]
+    listed = subprocess.run(
+        [*docker, *listing],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    ).stdout.split()
+    names = sorted(n for n in listed if n.rsplit("/", 1)[-1].startswith(f"{project}-"))
+    if names:
+        subprocess.run([*docker, "rmi", *names], capture_output=True, check=False, timeout=60)
 
 
 def reap(targets: list[stopper.Target], dirs: list[str]) -> None:
@@ -127,7 +144,7 @@ def reap_commands(lines: Iterable[str]) -> int:
     # Everything the run started, also what left its groups or was not announced yet.
     targets = [stopper.Target(run_id)] if run_id else []
     dirs: list[str] = []
-    projects: list[str] = []
+    projects: list[tuple[str, str]] = []  # (project, the engine's host where it is not the default)
     for line in lines:
         command, _, rest = line.rstrip("\n").partition(" ")
         if command == "pg":
@@ -138,8 +155,9 @@ def reap_commands(lines: Iterable[str]) -> int:
         elif command == "dir":
             dirs.append(rest)
         elif command == "project":
-            projects.append(rest)
+            project, _, host = rest.partition(" ")
+            projects.append((project, host))
     reap(targets, dirs)
-    for project in projects:
-        remove_project(project)
+    for project, host in projects:
+        remove_project(project, host=host)
     return 0

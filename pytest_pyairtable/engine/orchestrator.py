@@ -194,6 +194,7 @@ class Orchestrator:
 
     def _bring_up(self, run: ServiceRun) -> None:
         try:
+            self._await_image(run)  # begun by prepare; before the dependencies: fail fast
             self._await_dependencies(run)
             self._tier_delay(run)
             with self._cv:
@@ -268,6 +269,31 @@ class Orchestrator:
             **times,
         )
         self.listener.service_ready(run)
+
+    def _await_image(self, run: ServiceRun) -> None:
+        """Until its image is there (pulled or built, beside the others and the boot)."""
+        fetch = self.backend.fetch(run.spec)
+        if fetch is None:
+            return
+        with self._cv:
+            run.fetch, run.fetch_began = fetch, max(0.0, fetch.began - self.t0)
+        if not fetch.done:
+            self.listener.image_waiting(run)
+        while not fetch.wait(0.1):
+            if self._closing:
+                raise Cancelled
+        with self._cv:
+            run.fetch_ended = max(0.0, (fetch.ended or time.monotonic()) - self.t0)
+        self.listener.image_ready(run)
+        if fetch.error is not None:
+            path = fetch.log_path
+            raise ServiceError(
+                run.name,
+                fetch.error,
+                fix=fetch.fix,
+                log_path=str(path) if path else "",
+                log_tail=[self.redact(line) for line in tail(path)] if path else [],
+            )
 
     def _await_dependencies(self, run: ServiceRun) -> None:
         for dep in run.spec.depends_on:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Running
+from ..backends.fetch import Fetch
 from ..model.spec import ServiceSpec
 from ..support.errors import PyAirtableError
 from ..support.redact import dataclass_repr
@@ -37,6 +38,11 @@ class ServiceRun:
     running: Running | None = None
     error: PyAirtableError | None = None
     scheduled_at: float | None = None
+    # Its image, pulled or built (begun when the stack was prepared): when that began and
+    # ended, apart from its own start, which begins once the image is there.
+    fetch: Fetch | None = None
+    fetch_began: float | None = None
+    fetch_ended: float | None = None
     starting_at: float | None = None  # dependencies met; preparing (e.g. initdb) and launching
     launched_at: float | None = None
     ready_at: float | None = None

@@ -23,9 +23,20 @@ Span = tuple[float, float]  # (began, ended), seconds since the orchestrator beg
 _TESTS_TID = 0
 
 
+def _fetch_name(run: ServiceRun) -> str:
+    """The image phase's name: "pulling app:1", "building", "reused"."""
+    fetch = run.fetch
+    if fetch is None:
+        return ""
+    verb = "pulling" if fetch.kind == "pull" else "building"
+    return f"{verb} {fetch.label}"
+
+
 def _phases(run: ServiceRun) -> list[tuple[str, float | None, float | None]]:
     phases = [
         ("waiting for dependencies", run.scheduled_at, run.starting_at),
+        # its image's pull or build: within the wait, apart from its own start
+        (_fetch_name(run), run.fetch_began, run.fetch_ended),
         (f"{run.name} starting", run.starting_at, run.ready_at),
     ]
     for began, ready in run.restarts:
@@ -141,6 +152,9 @@ def _row(
     run: ServiceRun, end: float, on_path: bool, band: str, redact: Callable[[str], str]
 ) -> str:
     bars = [band] if band else []
+    if run.fetch_began is not None and run.fetch_ended is not None:
+        tip = run.fetch.summary() if run.fetch is not None else ""
+        bars.append(_bar("bar fetch", run.fetch_began, run.fetch_ended, end, tip))
     if run.starting_at is not None:
         finish = run.ready_at if run.ready_at is not None else (run.stopped_at or run.starting_at)
         kind = "critical" if on_path else ("failed" if run.outcome == "failed" else "start")
@@ -170,10 +184,12 @@ body {{ font: 14px system-ui, sans-serif; margin: 2em; }}
 .bar, .stop, .tests {{ position: absolute; top: 0; height: 18px; border-radius: 3px; }}
 .start {{ background: #6aa0e0; }} .critical {{ background: #e07a3a; }}
 .failed {{ background: #c33; }} .stop {{ background: #999; }} .restart {{ background: #9b6ad0; }}
+.fetch {{ background: #3aa6a0; }}
 .tests {{ background: rgba(60, 170, 90, 0.25); border-radius: 0; }}
 </style></head><body>
 <h1>{title}</h1>
-<p>Orange: the critical path ({path}). Blue: other services starting. Purple: restarts.
+<p>Orange: the critical path ({path}). Blue: other services starting. Teal: an image
+pulled or built (before its service could start). Purple: restarts.
 Grey: stopping.{tests} Time runs left to right, 0 to {end}s.</p>
 {rows}
 <div class="row axis"><div class="name"></div><div class="lane">{ticks}</div></div>

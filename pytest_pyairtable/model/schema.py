@@ -476,6 +476,21 @@ _FIELDS["deploy"] = _keyed(
     "mapping|null",
 )
 _FIELDS["scale"] = _scale
+# The Compose Specification's pattern, searched as JSON Schema does (not anchored).
+_PULL_POLICY = re.compile(
+    r"always|never|build|if_not_present|missing|refresh|daily|weekly|every_([0-9]+[wdhms])+"
+)
+
+
+def _pull_policy(value: Any, path: str, out: Problems) -> None:
+    if _want(value, "string", path, out) and not _PULL_POLICY.search(str(value)):
+        out.append(
+            f"{path} {value!r} is not a pull policy. Fix: always, never, missing, build, "
+            "daily, weekly or every_<duration> (e.g. every_12h)."
+        )
+
+
+_FIELDS["pull_policy"] = _pull_policy
 _FIELDS["container_name"] = _container_name
 
 

@@ -61,7 +61,16 @@ def build_service(
     ports = [_port(p, f"{where}: ports[{n}]") for n, p in enumerate(svc.get("ports") or [])]
     if ports:
         compose["ports"] = [_port_json(p) for p in svc["ports"]]
-    for key in ("image", "profiles", "stop_signal", "volumes", *NAMES):
+    for key in (
+        "image",
+        "profiles",
+        "stop_signal",
+        "volumes",
+        "pull_policy",
+        "build",
+        "platform",
+        *NAMES,
+    ):
         if svc.get(key):
             compose[key] = svc[key]
     if isinstance(svc.get("restart"), str) and svc["restart"]:

@@ -42,6 +42,16 @@ class HookEvents(Listener):
         self.stopped: Callable[[ServiceRun], None] | None = None  # e.g. keep its log's end
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
 
+    def image_waiting(self, run: ServiceRun) -> None:
+        if run.fetch is not None:
+            verb = "pulling" if run.fetch.kind == "pull" else "building"
+            waiting = f"waiting for its image: {verb} {run.fetch.label}"
+            self.lines.put(f"pyairtable: {run.name:<22} {waiting}")
+
+    def image_ready(self, run: ServiceRun) -> None:
+        if run.fetch is not None and run.fetch.error is None:
+            self.lines.put(f"pyairtable: {run.name:<22} {run.fetch.summary()}")
+
     def service_starting(self, run: ServiceRun) -> None:
         self.lines.put(f"pyairtable: {run.name:<22} starting (tier {run.tier})")
 

@@ -66,10 +66,12 @@ def timeline(orch: Orchestrator) -> list[str]:
     runs = ordered_runs(orch)
     total, path = critical(orch)
     where = _where(runs)
+    images = any(r.fetch is not None for r in runs)  # a column only where there were any
     rows = [
         [
             ("*" if r.name in path else " ") + " " + r.name,
             str(r.tier),
+            *([_image(r)] if images else []),
             _secs(r.starting_at),
             _secs(r.ready_at),
             _secs(r.ready_seconds),
@@ -78,13 +80,34 @@ def timeline(orch: Orchestrator) -> list[str]:
         ]
         for r in runs
     ]
-    head = ["  service", "tier", "start", "ready", "to ready", "state", *_where_head(where)]
-    lines = _table(head, rows)
+    head = ["  service", "tier", *(["image"] if images else []), "start", "ready", "to ready"]
+    lines = _table([*head, "state", *_where_head(where)], rows)
     ready = [r.ready_at for r in runs if r.ready_at is not None and r.state is not State.FAILED]
     if ready and path:
         lines.append(
             f"boot {max(ready):.2f}s; critical path {total:.2f}s: {' -> '.join(path)} (* above)"
         )
+    lines += images_lines(orch)
+    return lines
+
+
+def _image(run: ServiceRun) -> str:
+    """Its pull or build, apart from its own start (which began once the image was there)."""
+    fetch = run.fetch
+    if fetch is None:
+        return "-"
+    if fetch.error is not None or not fetch.done:
+        return f"{fetch.kind} failed" if fetch.error else fetch.kind
+    return f"{fetch.outcome} {fetch.seconds:.2f}s"
+
+
+def images_lines(orch: Orchestrator) -> list[str]:
+    """The run's pulls and builds, each once (an image may serve several services):
+    what, how long, how much; they ran beside the boot, before their services started."""
+    lines = []
+    for fetch in orch.backend.fetches():
+        if fetch.done and fetch.error is None:
+            lines.append(f"image: {fetch.summary()}, for {', '.join(fetch.services)}")
     return lines
 
 

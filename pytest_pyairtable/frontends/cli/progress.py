@@ -1,5 +1,6 @@
 """A one-line live progress display for `pyairtable up` on a terminal (CI gets the
-plain line-per-event output only)."""
+plain line-per-event output only): services ready, waiting and starting, and the images
+still being pulled (layers, bytes) or built (the step)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class TtyProgress:
             f"[{ready}/{len(runs)} ready, {waiting} waiting, "
             f"{time.monotonic() - self.started:.1f}s] starting: {', '.join(starting) or '-'}"
         )
+        # pulls and builds still running: each image's layers and bytes (a build's step)
+        fetching = [f.live() for f in orch.backend.fetches() if not f.done]
+        if fetching:
+            text += " | " + "; ".join(fetching)
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.stream.write(CLEAR + text[:width])
         self.stream.flush()
