@@ -2,13 +2,17 @@
 chain of containers whose healthchecks run inside them.
 
     python benchmarks/chain_compose.py [--reps 5] [--services 7] [--delay 0.5]
-                                       [--healthcheck curl|shell] [--json FILE]
+                                       [--healthcheck curl|shell|python] [--json FILE]
 
 A seed-shaped chain of containers: each stand-in ready ``--delay`` seconds after it
 starts, each depending (service_healthy) on the one before, every healthcheck inside
-its container (`CMD curl -f http://localhost:PORT/health`, or with ``shell`` a
-`CMD-SHELL` python one-liner), `interval: 1s`. No registry is reachable: the image is
-a `docker import` of an empty root that mounts the host's /usr (see compose_stack.py).
+its container, of one of three kinds that cost an attempt very different amounts:
+``curl`` (`CMD curl -f http://127.0.0.1:PORT/health`), ``shell`` (`CMD-SHELL` with the
+shell's built-ins only: bash's /dev/tcp, printf, read) and ``python`` (`CMD python3 -c
+"import urllib.request; urllib.request.urlopen(...)"`, as many Python images write it:
+an interpreter's start-up, ~30-60 ms of CPU, every attempt); `interval: 1s`. No
+registry is reachable: the image is a `docker import` of an empty root that mounts the
+host's /usr (see compose_stack.py).
 Per round, interleaved, each on its own compose project, all removed after:
 
 - ours: pytest running one test that needs the last service, on the compose backend,
@@ -57,11 +61,20 @@ from pytest_pyairtable.model.spec import load_stack
 
 
 def healthcheck(kind: str, port: int) -> str:
-    if kind == "curl":
-        test = f'["CMD", "curl", "-f", "http://localhost:{port}/health"]'
-    else:
-        code = f"import urllib.request; urllib.request.urlopen('http://localhost:{port}/health')"
-        test = f'["CMD-SHELL", "python3 -c \\"{code}\\""]'
+    """The chain's healthcheck of one kind, as compose files write them."""
+    url = f"http://127.0.0.1:{port}/health"
+    if kind == "curl":  # a small program: ~5-10 ms an attempt
+        test = f'["CMD", "curl", "-f", "{url}"]'
+    elif kind == "python":  # an interpreter's start-up: ~30-60 ms of CPU an attempt
+        code = f"import urllib.request; urllib.request.urlopen('{url}')"
+        test = f'["CMD", "python3", "-c", "{code}"]'
+    else:  # CMD-SHELL, the shell's built-ins only (bash's /dev/tcp): ~2-4 ms an attempt
+        line = (
+            f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
+            'printf \\"GET /health HTTP/1.0\\\\r\\\\n\\\\r\\\\n\\" >&3 && '
+            'read -r status <&3 && case $$status in *\\" 200 \\"*) exit 0;; esac; exit 1'
+        )
+        test = f'["CMD-SHELL", "bash -c \'{line}\'"]'
     return f"    healthcheck: {{test: {test}, interval: 1s, timeout: 5s, retries: 60}}"
 
 
@@ -169,7 +182,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--services", type=int, default=7)
     parser.add_argument("--delay", type=float, default=0.5)
-    parser.add_argument("--healthcheck", choices=["curl", "shell"], default="curl")
+    parser.add_argument("--healthcheck", choices=["curl", "shell", "python"], default="curl")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
