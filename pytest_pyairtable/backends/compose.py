@@ -39,7 +39,7 @@ from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError
 from ..support.files import create_private, open_private
-from . import markers, sockets
+from . import healthgate, markers, sockets
 from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
@@ -370,7 +370,13 @@ class ComposeBackend(BaseBackend):
         test = HealthTest.of(running.inspected)
         if test is None:
             return None
-        watch = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
+        pid = int((running.inspected.get("State") or {}).get("Pid") or 0)
+        own_names = (svc.name, *_container_names(running))
+        watch = healthgate.gate(
+            test, host_network=_host_network(running), pid=pid, own_names=own_names
+        )
+        if watch is None and reachable:  # a probe's published port, where the test says none
+            watch = port_watch(svc.probe.kind, svc.probe.target)
         return ContainerHealthcheck(self.api, running, test, watch)
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
@@ -461,6 +467,13 @@ class ComposeBackend(BaseBackend):
         with contextlib.suppress(Exception):  # gone: poll says so
             adopted.refresh()
         return adopted
+
+
+def _container_names(running: ContainerService) -> tuple[str, ...]:
+    """The names the container answers to itself: its hostname and its name."""
+    config = running.inspected.get("Config") or {}
+    names = (str(config.get("Hostname") or ""), str(running.inspected.get("Name") or ""))
+    return tuple(name.lstrip("/") for name in names if name.lstrip("/"))
 
 
 def _host_network(running: ContainerService) -> bool:
