@@ -375,8 +375,9 @@ class ComposeBackend(BaseBackend):
         watch = healthgate.gate(
             test, host_network=_host_network(running), pid=pid, own_names=own_names
         )
-        if watch is None and reachable:  # a probe's published port, where the test says none
-            watch = port_watch(svc.probe.kind, svc.probe.target)
+        published = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
+        if watch is None and published is not None:  # the probe's port, where the test says none
+            watch = healthgate.PortGate(published.address)
         return ContainerHealthcheck(self.api, running, test, watch)
 
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:

@@ -7,10 +7,11 @@ microseconds on the host, while an attempt of the test itself costs the containe
 ~1 ms (a shell built-in) to 30-60 ms of CPU (an interpreter's start-up), taken from the
 very services that are starting. So the test runs once the port takes connections:
 
-- on the host's network (``network_mode: host``), a connection to the port from here;
+- on the host's network (``network_mode: host``), a connection to the port from here,
+  until it has once been taken (each is a connection the starting service must accept);
 - on a network of its own, the listening sockets of the container's network namespace,
   read from ``/proc/<its pid>/net/tcp`` (a published port's proxy would accept for a
-  container that listens on nothing);
+  container that listens on nothing), as often as that read's own cost allows;
 - when the test targets several ports, another host, or none that can be read, no gate
   (its cost alone paces the attempts, healthexec.py).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 _URL = re.compile(r"\b(https?)://([^/\s'\"\\|;&?#]+)")
 _DEV_TCP = re.compile(r"/dev/tcp/([^/\s'\"\\]+)/(\d+)")
 _DEFAULT_PORT = {"http": 80, "https": 443}
+LOOK_PER_COST = 10.0  # a look at a namespace's table, at most a tenth of the time
 
 
 def check_target(test: HealthTest, own_names: tuple[str, ...] = ()) -> tuple[str, int] | None:
@@ -70,26 +73,47 @@ def _own_address(host: str, own_names: tuple[str, ...]) -> str | None:
     return str(address) if address.is_loopback else None
 
 
-class ListenWatch(PortWatch):
-    """Whether a process in another network namespace (a container's, through one of its
-    processes) listens on a port, from the kernel's table of that namespace."""
+class PortGate(PortWatch):
+    """A port that, once seen taking connections, is not looked at again between
+    attempts: each look is a connection the starting service must accept (and, for a
+    threaded server, a thread it starts); an attempt's own look still checks it."""
+
+    def changed(self) -> bool:
+        if self._open:
+            return False
+        return super().changed()
+
+
+class ListenGate(PortGate):
+    """Whether a process in another network namespace (a container's, through one of
+    its processes) listens on a port, from the kernel's table of that namespace. Making
+    the table walks every socket of the machine (~1-70 ms), so looks are paced by their
+    own cost, as the checks are."""
 
     def __init__(self, address: tuple[str, int], pid: int) -> None:
         super().__init__(address)
         self.pid = pid
+        self._seen = False
+        self._next_look = 0.0
 
     def accepts(self) -> bool:
+        started = time.monotonic()
+        if started < self._next_look:
+            return self._seen
         host, port = self.address
-        return listening_in(self.pid, port, host)
+        self._seen = listening_in(self.pid, port, host)
+        ended = time.monotonic()
+        self._next_look = ended + LOOK_PER_COST * (ended - started)
+        return self._seen
 
 
 def gate(
     test: HealthTest, *, host_network: bool, pid: int, own_names: tuple[str, ...] = ()
-) -> PortWatch | None:
+) -> PortGate | None:
     """The watch of the port ``test`` targets (see the module's docstring), or None."""
     target = check_target(test, own_names)
     if target is None:
         return None
     if host_network:
-        return PortWatch(target)
-    return ListenWatch(target, pid) if pid > 0 else None
+        return PortGate(target)
+    return ListenGate(target, pid) if pid > 0 else None
