@@ -180,3 +180,36 @@ def test_the_port_a_healthcheck_targets_is_read_from_its_test(
     test: HealthTest, target: tuple[str, int] | None
 ) -> None:
     assert check_target(test, own_names=("api",)) == target
+
+
+def test_the_cpu_a_check_spent_is_counted_by_the_shell_it_ran_in(engine: str) -> None:
+    """The shell kept open in the container reports its children's CPU (``times``): a
+    check that spends CPU is charged at least what it measured of itself."""
+    from containers import IMAGE, docker_cli
+
+    from pytest_pyairtable.backends.dockerapi import connect
+    from pytest_pyairtable.backends.healthexec import ShellSession
+
+    started = docker_cli(
+        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
+        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    api = connect()
+    try:
+        session = ShellSession(api, cid, "/bin/sh", 10)
+        burn = (
+            "/usr/bin/python3 -c 'import time\n"
+            "end = time.process_time() + 0.2\n"
+            "while time.process_time() < end: pass\n"
+            "print(time.process_time())'"
+        )
+        code, output = session.run(burn, 30)
+        session.close()
+    finally:
+        docker_cli("rm", "-f", cid)
+        api.close()
+    assert code == 0, output
+    assert session.last_cpu is not None
+    assert session.last_cpu >= float(output.split()[-1]) - 0.011  # times counts in ticks
