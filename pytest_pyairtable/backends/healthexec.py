@@ -15,8 +15,9 @@ exec per attempt, at most every ``EXEC_GAP``. The engine's own verdict, from the
 stream, counts too: 'healthy' passes, 'unhealthy' ends the wait.
 
 Attempts cost what they must. A test that targets a port the container does not listen
-on yet is not run (healthgate.py): it runs the moment that port takes connections, or
-else at the engine's own cadence. Each run's cost (its wall time, or the CPU the shell's
+on yet is not run (healthgate.py): it runs the moment that port takes connections (one
+that would pass whatever the port says is still seen: the engine runs it every
+``interval``, and its verdict counts). Each run's cost (its wall time, or the CPU the shell's
 ``times`` reports, whichever is more) sets the least pause before the next:
 ``REST_PER_COST`` times the cost, at most ``REST_MAX`` and the test's interval, so a
 test holds at most a third of a core while the services it waits for start on the same
@@ -225,9 +226,6 @@ class ContainerHealthcheck(BaseProbe):
         self._session: ShellSession | None = None
         self._no_session = False
         self._rest = 0.0
-        # While the gate's port refuses, the test still runs at the engine's own cadence
-        # (a test may pass whatever that port says): never later than the engine would.
-        self._ungated_at = time.monotonic() + test.cadence()
         self.attempts = 0  # the test's runs (a gated attempt is not one)
         self.last_cost = 0.0  # what the last run cost: its wall time, or its CPU if more
 
@@ -246,12 +244,10 @@ class ContainerHealthcheck(BaseProbe):
                 exited=False,
             )
         self._open_session()  # while the service starts, not once it is up
-        if (
-            isinstance(self.watch, PortWatch)
-            and time.monotonic() < self._ungated_at
-            and not self.watch.accepts()
-        ):
-            # the test's own port refuses: it cannot pass, and costs the container nothing
+        if isinstance(self.watch, PortWatch) and not self.watch.accepts():
+            # The test's own port refuses: it cannot pass, and costs the container nothing.
+            # (A test that passes whatever that port says is still seen: the engine runs
+            # it too, every interval, and its verdict counts above.)
             host, port = self.watch.address
             raise ProbeFailed(f"{host}:{port} does not accept connections yet")
         code, output = self._attempt()
@@ -290,7 +286,6 @@ class ContainerHealthcheck(BaseProbe):
             floor = EXEC_GAP if self._session is None else 0.0  # each exec costs the engine
             bound = min(REST_MAX, self.test.cadence())
             self._rest = max(floor, min(REST_PER_COST * self.last_cost, bound))
-            self._ungated_at = ended + self.test.cadence()
 
     def _in_session(self) -> tuple[int, str]:
         assert self._session is not None
