@@ -16,7 +16,7 @@ import pytest
 from containers import service
 
 from conftest import Ports, Project
-from pytest_pyairtable.backends.healthexec import REST_PER_COST, HealthTest
+from pytest_pyairtable.backends.healthexec import REST_PER_COST
 from pytest_pyairtable.backends.healthgate import check_target
 
 # A check by its own script in the mounted directory: fetches the URL given, appends
@@ -145,8 +145,8 @@ def test_on_a_network_of_its_own_the_containers_listening_socket_gates_the_check
     assert seen and all(ok for _, ok in seen), seen
 
 
-def _test(*argv: str) -> HealthTest:
-    return HealthTest(test=argv)
+def _test(*argv: str) -> tuple[str, ...]:
+    return argv
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def _test(*argv: str) -> HealthTest:
     ],
 )
 def test_the_port_a_healthcheck_targets_is_read_from_its_test(
-    test: HealthTest, target: tuple[str, int] | None
+    test: tuple[str, ...], target: tuple[str, int] | None
 ) -> None:
     assert check_target(test, own_names=("api",)) == target
 

@@ -373,7 +373,7 @@ class ComposeBackend(BaseBackend):
         pid = int((running.inspected.get("State") or {}).get("Pid") or 0)
         own_names = (svc.name, *_container_names(running))
         watch = healthgate.gate(
-            test, host_network=_host_network(running), pid=pid, own_names=own_names
+            test.test, host_network=_host_network(running), pid=pid, own_names=own_names
         )
         published = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
         if watch is None and published is not None:  # the probe's port, where the test says none

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..probes.checks import BaseProbe, ProbeFailed
-from ..probes.waiting import Gone, PortWatch
+from ..probes.waiting import Gone
+from .healthgate import PortGate
 
 if TYPE_CHECKING:
     from ..probes.checks import Watch
@@ -244,7 +245,7 @@ class ContainerHealthcheck(BaseProbe):
                 exited=False,
             )
         self._open_session()  # while the service starts, not once it is up
-        if isinstance(self.watch, PortWatch) and not self.watch.accepts():
+        if isinstance(self.watch, PortGate) and not self.watch.open_now():
             # The test's own port refuses: it cannot pass, and costs the container nothing.
             # (A test that passes whatever that port says is still seen: the engine runs
             # it too, every interval, and its verdict counts above.)

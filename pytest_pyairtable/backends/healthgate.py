@@ -21,14 +21,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..probes.waiting import PortWatch
 from .sockets import listening_in
-
-if TYPE_CHECKING:
-    from .healthexec import HealthTest
 
 _URL = re.compile(r"\b(https?)://([^/\s'\"\\|;&?#]+)")
 _DEV_TCP = re.compile(r"/dev/tcp/([^/\s'\"\\]+)/(\d+)")
@@ -36,11 +32,11 @@ _DEFAULT_PORT = {"http": 80, "https": 443}
 LOOK_PER_COST = 10.0  # a look at a namespace's table, at most a tenth of the time
 
 
-def check_target(test: HealthTest, own_names: tuple[str, ...] = ()) -> tuple[str, int] | None:
-    """(address, port) inside the container that the test connects to, when it names
-    exactly one such port on the container itself (a loopback address, or one of
-    ``own_names``); else None."""
-    text = test.test[1] if test.test[0] == "CMD-SHELL" else " ".join(test.test[1:])
+def check_target(test: tuple[str, ...], own_names: tuple[str, ...] = ()) -> tuple[str, int] | None:
+    """(address, port) inside the container that a healthcheck's test (``("CMD", argv...)``
+    or ``("CMD-SHELL", command)``) connects to, when it names exactly one such port on
+    the container itself (a loopback address, or one of ``own_names``); else None."""
+    text = test[1] if test[0] == "CMD-SHELL" else " ".join(test[1:])
     found: set[tuple[str, int]] = set()
     for scheme, netloc in _URL.findall(text):
         try:
@@ -83,6 +79,12 @@ class PortGate(PortWatch):
             return False
         return super().changed()
 
+    def open_now(self) -> bool:
+        """An attempt's own look: once it has seen the port open, so has the watch (its
+        first look between attempts would call that a change, and cut a pause short)."""
+        self._open = self._open or self.accepts()
+        return self._open
+
 
 class ListenGate(PortGate):
     """Whether a process in another network namespace (a container's, through one of
@@ -108,7 +110,7 @@ class ListenGate(PortGate):
 
 
 def gate(
-    test: HealthTest, *, host_network: bool, pid: int, own_names: tuple[str, ...] = ()
+    test: tuple[str, ...], *, host_network: bool, pid: int, own_names: tuple[str, ...] = ()
 ) -> PortGate | None:
     """The watch of the port ``test`` targets (see the module's docstring), or None."""
     target = check_target(test, own_names)
