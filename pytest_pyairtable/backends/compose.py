@@ -42,7 +42,7 @@ from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError, PyAirtableError
 from ..support.files import create_private, open_private
-from . import markers, sockets
+from . import healthgate, markers, sockets
 from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
@@ -480,7 +480,14 @@ class ComposeBackend(BaseBackend):
         test = HealthTest.of(running.inspected, svc.compose.get("healthcheck"))
         if test is None:
             return None
-        watch = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
+        pid = int((running.inspected.get("State") or {}).get("Pid") or 0)
+        own_names = (svc.name, *_container_names(running))
+        watch = healthgate.gate(
+            test.test, host_network=_host_network(running), pid=pid, own_names=own_names
+        )
+        published = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
+        if watch is None and published is not None:  # the probe's port, where the test says none
+            watch = healthgate.PortGate(published.address)
         verdicts = self.engine is None or self.engine.has_health_verdicts
         return ContainerHealthcheck(self.api, running, test, watch, engine_verdicts=verdicts)
 
@@ -599,6 +606,13 @@ class ComposeBackend(BaseBackend):
         with contextlib.suppress(Exception):  # gone: poll says so
             adopted.refresh()
         return adopted
+
+
+def _container_names(running: ContainerService) -> tuple[str, ...]:
+    """The names the container answers to itself: its hostname and its name."""
+    config = running.inspected.get("Config") or {}
+    names = (str(config.get("Hostname") or ""), str(running.inspected.get("Name") or ""))
+    return tuple(name.lstrip("/") for name in names if name.lstrip("/"))
 
 
 def _host_network(running: ContainerService) -> bool:

@@ -9,9 +9,20 @@ container's shell.
 
 Each exec costs the engine a runtime process (~60 ms). So the test runs as a child of
 one shell kept open in the container for the whole wait (one exec): an attempt then
-costs what the test itself costs (~1 ms for ``sh -c``, ~10 ms for curl). A container
-without a shell gets one exec per attempt, at most every ``EXEC_GAP``. The engine's own
-verdict, from the event stream, counts too: 'healthy' passes, 'unhealthy' ends the wait.
+costs what the test itself costs (~1 ms for ``sh -c``, ~10 ms for curl, 30-60 ms of CPU
+for ``python3 -c "urllib.request.urlopen(...)"``). A container without a shell gets one
+exec per attempt, at most every ``EXEC_GAP``. The engine's own verdict, from the event
+stream, counts too: 'healthy' passes, 'unhealthy' ends the wait.
+
+Attempts cost what they must. A test that targets a port the container does not listen
+on yet is not run (healthgate.py): it runs the moment that port takes connections (one
+that would pass whatever the port says is still seen: the engine runs it every
+``interval``, and its verdict counts). Each run's cost (its wall time, or the CPU the shell's
+``times`` reports, whichever is more) sets the least pause before the next:
+``REST_PER_COST`` times the cost, at most ``REST_MAX`` and the test's interval, so a
+test holds at most a third of a core while the services it waits for start on the same
+cores; a shell built-in still runs every few milliseconds. Each service's test has its
+own shell, exec and thread: independent services' tests never wait on each other.
 Where the engine gives no verdicts (Podman without systemd), the same verdict is judged
 here as the engine would: ``retries`` failures in a row at its ``interval``, once
 ``start_period`` is over.
@@ -24,6 +35,7 @@ healthcheck is read from the container's inspect.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import shlex
 import struct
@@ -33,7 +45,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..probes.checks import BaseProbe, ProbeFailed
-from ..probes.waiting import Gone, PortWatch
+from ..probes.waiting import Gone
+from .healthgate import PortGate
 
 if TYPE_CHECKING:
     from ..probes.checks import Watch
@@ -42,6 +55,9 @@ if TYPE_CHECKING:
 NS = 1_000_000_000
 EXEC_GAP = 0.1  # between attempts that each cost an exec (no shell to keep open)
 OUTPUT_KEPT = 4096  # as much of a test's output as the engine keeps
+REST_PER_COST = 2.0  # after an attempt, a pause at least twice what it cost ...
+REST_MAX = 1.0  # ... up to this (and never above the check's own interval)
+_TIMES = re.compile(r"(\d+)m(\d+(?:\.\d*)?)s")
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,10 @@ class HealthTest:
         if self.test[0] == "CMD":
             return list(self.test[1:])
         return [*shell, self.test[1]]
+
+    def cadence(self) -> float:
+        """How often the engine runs the test while the container starts."""
+        return min(self.interval, self.start_interval) if self.start_period else self.interval
 
     def describe(self) -> str:
         shown = shlex.join(self.test[1:]) if self.test[0] == "CMD" else self.test[1]
@@ -136,10 +156,13 @@ class _Frames:
 
 class ShellSession:
     """A shell kept open inside a container, through one exec: each command runs as its
-    child, with its exit code read back after a marker no output can forge."""
+    child, with its exit code read back after a marker no output can forge, and the CPU
+    time it took from the shell's ``times`` (a POSIX built-in: no process of its own)."""
 
     def __init__(self, api: Any, cid: str, shell: str, timeout: float) -> None:
         self.marker = secrets.token_hex(8).encode()
+        self.children_cpu: float | None = None  # the shell's children's CPU so far
+        self.last_cpu: float | None = None  # what the last command took, where known
         created = api.exec_create(cid, [shell], stdin=True, stdout=True, stderr=True)
         self.frames = _Frames(api.exec_start(created["Id"], socket=True))
         try:  # a shell that runs answers the marker; a missing one ends the stream
@@ -150,18 +173,35 @@ class ShellSession:
 
     def run(self, command: str, timeout: float) -> tuple[int, str]:
         """(exit code, output) of one command; TimeoutError or EOFError break the session."""
-        line = f"{command} </dev/null 2>&1; printf '\\n{self.marker.decode()} %d\\n' $?\n"
+        mark = self.marker.decode()
+        line = (
+            f"{command} </dev/null 2>&1; _pyairtable_rc=$?; printf '\\n{mark}\\n'; "
+            f"times 2>&1; printf '{mark} %d\\n' $_pyairtable_rc\n"
+        )
         self.frames.send(line.encode())
         deadline = time.monotonic() + timeout
         while True:
             buffer = self.frames.buffer
-            at = buffer.find(self.marker)
+            at = buffer.find(self.marker + b" ")  # the last line: the exit code
             end = buffer.find(b"\n", at) if at >= 0 else -1
             if end >= 0:
-                output, code = buffer[: max(0, at - 1)], int(buffer[at + len(self.marker) : end])
+                first = buffer.find(self.marker)
+                output = buffer[: max(0, first - 1)]
+                code = int(buffer[at + len(self.marker) + 1 : end])
+                self._count_cpu(buffer[first + len(self.marker) : at])
                 self.frames.buffer = buffer[end + 1 :]
                 return code, output[-OUTPUT_KEPT:].decode(errors="replace")
             self.frames.more(deadline)
+
+    def _count_cpu(self, times: bytes) -> None:
+        """``times`` prints the shell's user and system time, then its children's."""
+        found = _TIMES.findall(times.decode(errors="replace"))
+        if len(found) != 4:
+            self.last_cpu = self.children_cpu = None  # a shell without it: wall time only
+            return
+        children = sum(int(m) * 60 + float(s) for m, s in found[2:])
+        was, self.children_cpu = self.children_cpu, children
+        self.last_cpu = None if was is None else max(0.0, children - was)
 
     def close(self) -> None:
         self.frames.close()
@@ -184,7 +224,8 @@ def exec_once(api: Any, cid: str, argv: list[str], timeout: float) -> tuple[int,
 
 
 class ContainerHealthcheck(BaseProbe):
-    """The container's healthcheck test, run inside it at the gate's cadence."""
+    """The container's healthcheck test, run inside it at the gate's cadence, each
+    attempt paced by what the last one cost (see the module's docstring)."""
 
     def __init__(
         self,
@@ -210,11 +251,17 @@ class ContainerHealthcheck(BaseProbe):
         self.extra_budget = test.retries * per_check + 2.0 if engine_verdicts else per_check + 1.0
         self._session: ShellSession | None = None
         self._no_session = False
-        self._last_exec = 0.0
         self._started = time.monotonic()
         self._failing: list[float] = []  # when the failures in a row at `interval` came
+        self._rest = 0.0
+        self.attempts = 0  # the test's runs (a gated attempt is not one)
+        self.last_cost = 0.0  # what the last run cost: its wall time, or its CPU if more
+
+    def rest(self) -> float:
+        return self._rest
 
     def check(self) -> dict[str, Any]:
+        self._rest = 0.0
         verdict = self.running.health()
         if verdict == "healthy":
             return {"engine_health": verdict}
@@ -225,8 +272,10 @@ class ContainerHealthcheck(BaseProbe):
                 exited=False,
             )
         self._open_session()  # while the service starts, not once it is up
-        if isinstance(self.watch, PortWatch) and not self.watch.accepts():
-            # the test's own port refuses: it cannot pass, and costs the container nothing
+        if isinstance(self.watch, PortGate) and not self.watch.open_now():
+            # The test's own port refuses: it cannot pass, and costs the container nothing.
+            # (A test that passes whatever that port says is still seen: the engine runs
+            # it too, every interval, and its verdict counts above.)
             host, port = self.watch.address
             self._judge(f"{host}:{port} refused connections")
             raise ProbeFailed(f"{host}:{port} does not accept connections yet")
@@ -275,21 +324,38 @@ class ContainerHealthcheck(BaseProbe):
             raise ProbeFailed(f"healthcheck could not run: {str(exc)[:200]}") from None
 
     def _attempt(self) -> tuple[int, str]:
+        started = time.monotonic()
+        cpu: float | None = None
+        try:
+            if self._session is not None:
+                result = self._in_session()
+                cpu = self._session.last_cpu if self._session is not None else None
+                return result
+            return self._exec()
+        finally:
+            # What this attempt took from the cores is what the next one waits for:
+            # a 40 ms interpreter start-up is not repeated every few milliseconds.
+            ended = time.monotonic()
+            self.attempts += 1
+            self.last_cost = max(ended - started, cpu or 0.0)
+            floor = EXEC_GAP if self._session is None else 0.0  # each exec costs the engine
+            bound = min(REST_MAX, self.test.cadence())
+            self._rest = max(floor, min(REST_PER_COST * self.last_cost, bound))
+
+    def _in_session(self) -> tuple[int, str]:
+        assert self._session is not None
         timeout = self.test.timeout
-        self._open_session()
-        if self._session is not None:
-            try:
-                return self._session.run(shlex.join(self.argv), timeout)
-            except (TimeoutError, EOFError, OSError):
-                # a test hung (its shell is given up: the next attempt opens another),
-                # or the container stopped
-                self._session.close()
-                self._session = None
-                raise ProbeFailed(f"healthcheck did not finish within {timeout:g}s") from None
-        pause = self._last_exec + EXEC_GAP - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        self._last_exec = time.monotonic()
+        try:
+            return self._session.run(shlex.join(self.argv), timeout)
+        except (TimeoutError, EOFError, OSError):
+            # a test hung (its shell is given up: the next attempt opens another),
+            # or the container stopped
+            self._session.close()
+            self._session = None
+            raise ProbeFailed(f"healthcheck did not finish within {timeout:g}s") from None
+
+    def _exec(self) -> tuple[int, str]:
+        timeout = self.test.timeout
         try:
             return exec_once(self.api, self.running.cid, self.argv, timeout)
         except TimeoutError:

@@ -97,9 +97,19 @@ def listeners(port: int, host: str = "127.0.0.1") -> set[int]:
             if bound == port and inode and _accepts(address, host)
         }
     except OSError:
-        pass  # no netlink socket diagnostics here: the tables /proc builds
+        return _table_listeners("/proc/net", port, host)  # no netlink diagnostics here
+
+
+def listening_in(pid: int, port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a socket of ``pid``'s network namespace (a container's) listens on
+    ``port`` for ``host``: the kernel's tables of that namespace, small unless it is the
+    host's."""
+    return bool(_table_listeners(f"/proc/{pid}/net", port, host))
+
+
+def _table_listeners(net: str, port: int, host: str) -> set[int]:
     found = set()
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+    for table, v6 in ((f"{net}/tcp", False), (f"{net}/tcp6", True)):
         with contextlib.suppress(OSError), open(table) as f:
             next(f, None)
             for line in f:

@@ -192,6 +192,7 @@ class Gate:
                 alive=alive,
                 on_attempt=on_attempt,
                 watch=watch,
+                rest=probe.rest,
             )
         except Gone as gone:
             if not gone.exited:

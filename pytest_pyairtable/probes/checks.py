@@ -53,6 +53,10 @@ class Probe(Protocol):
     def check(self) -> dict[str, Any]:
         """One attempt: details worth showing, or raise ProbeFailed with the reason."""
 
+    def rest(self) -> float:
+        """The least pause before the next attempt, for what the last one cost (0: the
+        gate's own backoff decides)."""
+
     def close(self) -> None:
         """Release clients and connections; called once, after the last attempt."""
 
@@ -63,6 +67,10 @@ class BaseProbe:
 
     def check(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def rest(self) -> float:
+        """No pause of its own by default: an attempt costs little beside the service."""
+        return 0.0
 
     def close(self) -> None:
         """Nothing to release by default."""

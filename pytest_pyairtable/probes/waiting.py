@@ -8,6 +8,7 @@ would wait up to the cap to be seen: where the probe's port is on this machine, 
 pause between attempts is spent checking, every ``WATCH_EVERY``, whether the port has
 just started to accept (a TCP connect costs ~20 us, a real attempt ~1-3 ms of CPU);
 when it has, the next attempt runs at once and the backoff starts again from 1 ms.
+A probe whose attempts are costly asks for longer pauses (``rest``: see healthexec.py).
 ``sleep`` is injectable so tests of the policy never sleep.
 """
 
@@ -119,12 +120,14 @@ def wait_ready(
     sleep: Callable[[float], None] = time.sleep,
     on_attempt: Callable[[int, str | None], None] | None = None,
     watch: Watch | None = None,
+    rest: Callable[[], float] | None = None,
 ) -> WaitOutcome:
     """Repeat ``probe.check`` until it passes; raise TimeoutError or Gone.
 
     ``alive`` returns None while the process runs, else why it is not running, so a
     crashed service fails at once instead of at the timeout. ``watch``, checked every
-    ``WATCH_EVERY`` during each pause, ends the pause early when it changes.
+    ``WATCH_EVERY`` during each pause, ends the pause early when it changes. ``rest``
+    (the probe's) lengthens a pause to what the last attempt asks for its cost.
     """
     errors: list[str] = []
     backoff = _Backoff(cap)
@@ -145,6 +148,8 @@ def wait_ready(
         return details
 
     def pause(seconds: float) -> None:
+        if rest is not None:
+            seconds = max(seconds, rest())
         if watch is None:
             sleep(seconds)
             return
