@@ -187,7 +187,7 @@ def test_the_cpu_a_check_spent_is_counted_by_the_shell_it_ran_in(engine: str) ->
     check that spends CPU is charged at least what it measured of itself."""
     from containers import IMAGE, docker_cli
 
-    from pytest_pyairtable.backends.dockerapi import connect
+    from pytest_pyairtable.backends.engines import connect
     from pytest_pyairtable.backends.healthexec import ShellSession
 
     started = docker_cli(
@@ -196,7 +196,7 @@ def test_the_cpu_a_check_spent_is_counted_by_the_shell_it_ran_in(engine: str) ->
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     cid = started.stdout.strip()
-    api = connect()
+    api, _ = connect()
     try:
         session = ShellSession(api, cid, "/bin/sh", 10)
         burn = (
