@@ -70,8 +70,9 @@ def children_see_a_plain_run() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
             patch.delenv(name, raising=False)
-        if os.environ.get("PYAIRTABLE_WORKER_SLOT"):  # handed by the plugin, not the user's
-            for name in ("PYAIRTABLE_WORKER_SLOT", "DATABASE_URL", "REDIS_URL"):
+        handed = os.environ.get("PYAIRTABLE_WORKER_VARS", "").split(",")
+        for name in ["PYAIRTABLE_WORKER_SLOT", "PYAIRTABLE_WORKER_VARS", *handed]:
+            if name:
                 patch.delenv(name, raising=False)
         yield
 

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 SLOT_VAR = "PYAIRTABLE_WORKER_SLOT"  # the worker's slot (gw0...), in its environment
+# The names of the variables set for the worker, so that what it starts can be given
+# the environment of a plain run (a nested pytest of a suite that tests such suites).
+VARS_VAR = "PYAIRTABLE_WORKER_VARS"
 
 
 class Owner(Protocol):
@@ -100,7 +103,10 @@ class WorkerIsolation:
         self.plan = plan(stack, slots, environ)
         envs = {slot: self.plan.environ(slot, environ, stack) for slot in slots}
         self.exported = sorted({name for env in envs.values() for name in env})
-        return {slot: {**env, SLOT_VAR: slot} for slot, env in envs.items()}
+        return {
+            slot: {**env, SLOT_VAR: slot, VARS_VAR: ",".join(sorted(env))}
+            for slot, env in envs.items()
+        }
 
     def _shared(self) -> list[str]:
         """What --pyairtable-shared-db did (or that it had nothing to do)."""
