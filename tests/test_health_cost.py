@@ -212,4 +212,5 @@ def test_the_cpu_a_check_spent_is_counted_by_the_shell_it_ran_in(engine: str) ->
         api.close()
     assert code == 0, output
     assert session.last_cpu is not None
-    assert session.last_cpu >= float(output.split()[-1]) - 0.011  # times counts in ticks
+    # times prints hundredths, truncated, and the charge is the difference of two readings
+    assert session.last_cpu >= float(output.split()[-1]) - 0.021
