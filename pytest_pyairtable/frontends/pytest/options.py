@@ -4,8 +4,10 @@ settings (session/settings.py), and resolved once per run: option, env var, ini,
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -46,13 +48,17 @@ def choose_rootdir_again(config: pytest.Config, args: list[str]) -> None:
     if not any(arg in spaced for arg in args[:-1]):
         return
     ns = config.known_args_namespace
-    rootpath, inipath, inicfg, ignored = determine_setup(
-        inifile=ns.inifilename,
-        override_ini=ns.override_ini,
-        args=ns.file_or_dir,
-        rootdir_cmd_arg=ns.rootdir or None,
-        invocation_dir=config.invocation_params.dir,
-    )
+    given: dict[str, Any] = {
+        "inifile": ns.inifilename,
+        "override_ini": ns.override_ini,  # pytest 8.1 on
+        "args": ns.file_or_dir,
+        "rootdir_cmd_arg": ns.rootdir or None,
+        "invocation_dir": config.invocation_params.dir,
+    }
+    takes = inspect.signature(determine_setup).parameters
+    found = determine_setup(**{k: v for k, v in given.items() if k in takes})
+    rootpath, inipath, inicfg = found[:3]
+    ignored = found[3] if len(found) > 3 else []  # the ini files it passed over (8.1 on)
     if (rootpath, inipath) == (config.rootpath, config.inipath):
         return
     old_cut = str(config.inipath.parent if config.inipath else config.rootpath)
