@@ -213,23 +213,26 @@ class ContainerService(BaseRunning):
 
     def refresh(self) -> dict[str, Any]:
         """The engine's view of it (config, ports, state), kept for later questions."""
-        for attempt in range(3):
-            try:
-                self.inspected = self.api.inspect_container(self.cid)
-                break
-            except Exception as exc:
-                # Podman reads the process's /proc while answering: a container that
-                # ended in that moment fails the call ("no such process"); asked again,
-                # it answers for the exited container
-                if "no such process" not in str(exc) or attempt == 2:
-                    raise
+        self.inspected = self._inspect()
         if self.states is not None:
             self.states.seed(self.cid, self.inspected)
         return self.inspected
 
+    def _inspect(self) -> dict[str, Any]:
+        """The engine's inspect of it. Podman reads the process's /proc while answering:
+        a container that ended in that moment fails the call ("no such process"); asked
+        again, it answers for the exited container."""
+        for _ in range(2):
+            try:
+                return dict(self.api.inspect_container(self.cid))
+            except Exception as exc:
+                if "no such process" not in str(exc):
+                    raise
+        return dict(self.api.inspect_container(self.cid))  # a third time, for good
+
     def _inspected_state(self) -> dict[str, Any]:
         try:
-            return dict(self.api.inspect_container(self.cid).get("State") or {})
+            return dict(self._inspect().get("State") or {})
         except Exception:  # removed: as good as exited
             return {"Status": "removed", "ExitCode": -1}
 
@@ -251,7 +254,7 @@ class ContainerService(BaseRunning):
             return False
         self._counted = now
         try:
-            inspected = self.api.inspect_container(self.cid)
+            inspected = self._inspect()
         except Exception:
             return False
         state = inspected.get("State") or {}
