@@ -15,10 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from leakcheck import marked_processes
 
-# Every pytest a test starts: no cache dir in the project; and no hypothesis plugin,
-# which imports all of hypothesis at the end of a session (0.7 s of CPU each time, for
-# runs that use none of it: a tenth of the suite's CPU went there).
-PYTEST_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+# Every pytest a test starts: no cache dir in the project, and none of the installed
+# plugins that no inner run uses but each pays for in CPU at every start, xdist workers
+# included: hypothesis's imports all of hypothesis at a session's end (0.55 s), anyio's
+# imports trio and anyio's backends (0.23 s), pytest-benchmark's 0.06 s. Some 250
+# inner pytest processes a run made these a fifth of the suite's CPU. The suite itself
+# runs with every plugin installed, so living beside them stays tested.
+PYTEST_ARGS = (
+    "-p", "no:cacheprovider",
+    "-p", "no:hypothesispytest",
+    "-p", "no:anyio",
+    "-p", "no:benchmark",
+)  # fmt: skip
 
 if TYPE_CHECKING:  # conftest imports this module
     from conftest import Project

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from leakcheck import LeakCheck, kill_own
-from stackrun import cli, listening
+from stackrun import PYTEST_ARGS, cli, listening
 
 from conftest import Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends import cgroups
@@ -171,7 +171,7 @@ def test_the_reaper_stops_what_escaped_after_pytest_is_killed(
                 time.sleep(0.05)
     """)
     pytest_run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "-q"],
         cwd=project.path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

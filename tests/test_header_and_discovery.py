@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from stackrun import PYTEST_ARGS
 
 from conftest import Project
 
 
 def pytest_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd,
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, *args], cwd=cwd,
         env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     return done.stdout + done.stderr

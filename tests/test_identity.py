@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from containers import service
+from stackrun import PYTEST_ARGS
 
 from conftest import Ports, Project
 from pytest_pyairtable.backends import sockets
@@ -110,7 +111,7 @@ def _project(project: Project, server: str, port: int) -> None:
 def _start(project: Project, token: str, out: Path) -> subprocess.Popen[bytes]:
     with open(out, "wb") as f:
         return subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rE"],
+            [sys.executable, "-m", "pytest", *PYTEST_ARGS, "-q", "-rE"],
             cwd=project.path,
             stdout=f,
             stderr=subprocess.STDOUT,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from containers import IMAGE, docker_cli, our_containers, service
-from stackrun import cli
+from stackrun import PYTEST_ARGS, cli
 
 from conftest import Background, LeakCheck, Ports, Project, unique_run_id, wait_until
 from pytest_pyairtable.backends.addressing import names_of, reach_of, rewrite_environment
@@ -150,7 +150,7 @@ def hanging_run(
             time.sleep(300)
     """)
     proc = background(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyairtable-local", "api"],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-local", "api"],
         cwd=placed.path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

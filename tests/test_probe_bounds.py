@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from stackrun import PYTEST_ARGS
 
 from conftest import Background, LeakCheck, Project, wait_until
 from pytest_pyairtable.model.probespec import ProbeSpec, parse_probe
@@ -169,7 +170,7 @@ def test_ctrl_c_while_a_probe_reads_an_endless_body(
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
     proc = background(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyairtable-logs-dir", "logs"],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-logs-dir", "logs"],
         cwd=project.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
