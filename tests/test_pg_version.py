@@ -3,7 +3,9 @@ and warns when it is older than the image's major version."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,44 @@ def test_the_fix_names_a_step_that_works_here() -> None:
                             text=True, check=False).stdout  # fmt: skip
     if "Candidate: " in policy and "Candidate: (none)" not in policy:
         assert install_step(15) == "apt-get install postgresql-15"
+
+
+def test_apt_is_asked_once_per_state_of_its_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apt-cache loads its whole cache (~0.45 s of CPU) and sat on PostgreSQL's launch
+    every run: its answer is kept until apt's lists change. Here apt-cache is a script
+    that logs each call, and its lists a directory of the test's."""
+    from pytest_pyairtable.backends import aptcandidate
+    from pytest_pyairtable.backends.recipes import install_step
+
+    bin_dir, lists, calls = tmp_path / "bin", tmp_path / "lists", tmp_path / "calls"
+    bin_dir.mkdir()
+    lists.mkdir()
+    (lists / "main_Packages").write_text("old")
+    fake = bin_dir / "apt-cache"
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\n'
+        'case "$2" in postgresql-16) echo "  Candidate: 16.4-1";; '
+        '*) echo "  Candidate: (none)";; esac\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(aptcandidate, "STATE_DIRS", (str(lists),))
+
+    def asked() -> list[str]:
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    for round_ in range(2):  # a fresh process each run: only the file remembers
+        install_step.cache_clear()
+        assert install_step(16) == "apt-get install postgresql-16"
+        assert install_step(17).startswith("add the PostgreSQL project's apt repository")
+        assert asked() == ["policy postgresql-16", "policy postgresql-17"], round_
+    kept = tmp_path / "cache" / "pytest-pyairtable" / "apt.json"
+    assert kept.stat().st_mode & 0o077 == 0  # the user's own, as the rest of our cache
+
+    (lists / "main_Packages").write_text("after apt-get update")
+    install_step.cache_clear()
+    assert install_step(16) == "apt-get install postgresql-16"
+    assert asked()[2:] == ["policy postgresql-16"]

@@ -28,7 +28,7 @@ from ..model.probespec import redis_password
 from ..model.spec import ServiceSpec
 from ..support.errors import PrerequisiteError
 from ..support.files import open_private
-from . import pgcache
+from . import aptcandidate, pgcache
 
 
 @dataclass
@@ -219,14 +219,7 @@ def install_step(major: int) -> str:
     package = f"postgresql-{major}"
     if shutil.which("apt-cache") is None:
         return f"install PostgreSQL {major} (https://www.postgresql.org/download/)"
-    try:
-        found = subprocess.run(
-            ["apt-cache", "policy", package], capture_output=True, text=True, timeout=10,
-            check=False,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        found = ""
-    if re.search(r"Candidate: (?!\(none\))", found):
+    if aptcandidate.has_candidate(package):
         return f"apt-get install {package}"
     return (
         f"add the PostgreSQL project's apt repository (https://wiki.postgresql.org/wiki/Apt: "
