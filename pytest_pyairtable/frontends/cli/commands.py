@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from ...model import graph
-from ...probes.waitcmd import check_url, describe, wait_for, wait_options
 from ...session.runtime import Runtime, runtime_for
 from ...session.settings import flag_value, resolve
 from ...support.errors import PyAirtableError
@@ -265,6 +264,10 @@ def cmd_up(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 def cmd_wait(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    # Imported here: the probes' HTTP and SQL clients cost every other command ~45 ms
+    # of its start-up (the CLI is run in loops, by scripts and our tests).
+    from ...probes.waitcmd import check_url, describe, wait_for, wait_options
+
     options = wait_options(args.timeout, args.interval, environ)
     for url in args.urls:  # every URL checked before the first wait
         check_url(url)
