@@ -79,9 +79,9 @@ def test_another_runs_sweep_while_a_launch_joins_leaves_its_cgroup_alone(
     cgroups.sweep()
     process = launch(made, tmp_path)
     try:
+        assert process.target.cgroup == str(made.path)  # (asked, it settles the join)
         log = (tmp_path / "web.log").read_text()
         assert process.pid in cgroups.pids_in(made.path), log
-        assert process.target.cgroup == str(made.path)
         assert process.poll() is None, log
     finally:
         process.kill()
@@ -104,10 +104,11 @@ def test_launches_while_another_process_removes_the_runs_empty_cgroups_all_join(
             assert isinstance(made, cgroups.ServiceCgroup), made
             launched.append(launch(made, tmp_path))
             process = launched[-1]
+            problem = process.cgroup_problem  # (asked, it settles the join)
             log = (tmp_path / "web.log").read_text()
             assert process.poll() is None, log  # (it exited 125, "echo: I/O error")
+            assert problem is None, log
             assert process.pid in cgroups.pids_in(made.path), log
-            assert process.cgroup_problem is None, log
     finally:
         stop.touch()
         try:

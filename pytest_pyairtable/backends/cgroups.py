@@ -158,12 +158,18 @@ class ServiceCgroup:
                 os.close(fd)
         self.procs = self._watch = -1
 
+    def hand_over(self) -> None:
+        """The launch has started: the shell's copy of ``cgroup.procs`` holds the lock
+        from now on, until the shell has joined (or exits)."""
+        if self.procs >= 0:
+            os.close(self.procs)
+            self.procs = -1
+
     def joined(self, pid: int) -> str | None:
         """None once ``pid``, the launch's shell, has joined; else why it did not. Waits
         until it is there or has tried: it lets go of ``cgroup.procs``, and the lock,
         right after (or when it exits)."""
-        os.close(self.procs)  # the shell's copy holds the lock from now on
-        self.procs = -1
+        self.hand_over()
         try:
             tried = _wait_for_join(pid, self.path, self._watch, JOIN_WAIT)
         finally:

@@ -319,9 +319,10 @@ class LocalBackend(BaseBackend):
             user=plan.user,
             run_id=self.run_id,
             cgroup=self._launch_cgroup(svc.name, log_path),
+            on_cgroup_problem=lambda why: self._note(
+                log_path, f"service '{svc.name}': {why}; {UNTRACKED}"
+            ),
         )
-        if process.cgroup_problem:
-            self._note(log_path, f"service '{svc.name}': {process.cgroup_problem}; {UNTRACKED}")
         if process.start_ticks is not None:
             self._reaper.tell(f"pg {process.pid} {process.start_ticks} {svc.name}")
             markers.note_group(self.run_dir, process.pid, process.start_ticks)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import errno
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..support.errors import ConfigError, PrerequisiteError, StopError
@@ -89,17 +91,22 @@ class ServiceProcesses:
     """A service's process group and what escaped it, found by its run's marker."""
 
     def __init__(self, target: stopper.Target, log_path: Path | None) -> None:
-        self.target = target
+        self._target = target
         self.log_path = log_path
 
     @property
+    def target(self) -> stopper.Target:
+        """What stops it: its group, start time and cgroup."""
+        return self._target
+
+    @property
     def pid(self) -> int:
-        assert self.target.pgid is not None
-        return self.target.pgid
+        assert self._target.pgid is not None
+        return self._target.pgid
 
     @property
     def start_ticks(self) -> int | None:
-        return self.target.ticks
+        return self._target.ticks  # (as the group: known without the cgroup's settling)
 
     def pids(self) -> set[int]:
         """Its processes now: its cgroup's, where it has one (complete, and cheap to
@@ -180,16 +187,18 @@ class LocalProcess(ServiceProcesses):
         user: str | None = None,
         run_id: str = "",
         cgroup: cgroups.ServiceCgroup | None = None,
+        on_cgroup_problem: Callable[[str], None] = lambda problem: None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        # Why it is not tracked by the cgroup it was given (it could not join), or None.
-        self.cgroup_problem: str | None = None
+        self._cgroup_problem: str | None = None
+        self._on_cgroup_problem = on_cgroup_problem
+        self._settling = threading.Lock()
         launch: list[str] = self.argv
         stdin: int = subprocess.DEVNULL
-        with contextlib.ExitStack() as held:
+        with contextlib.ExitStack() as unstarted, contextlib.ExitStack() as held:
             if cgroup is not None:  # held locked until it has joined, or not started
-                held.callback(cgroup.let_go)
+                unstarted.callback(cgroup.let_go)
             log = held.enter_context(open_private(log_path, "ab"))
             try:
                 if cgroup is not None:
@@ -225,13 +234,45 @@ class LocalProcess(ServiceProcesses):
                     f"service '{name}': cannot run {self.argv[0]!r}: {exc.strerror}. "
                     f"Fix: {_exec_fix(exc, self.argv, env, cwd)}."
                 ) from None
-            pid = self.popen.pid
-            if cgroup is not None:
-                self.cgroup_problem = cgroup.joined(pid)
-        where = str(cgroup.path) if cgroup is not None and not self.cgroup_problem else None
+            unstarted.pop_all()
+        pid = self.popen.pid
+        # Whether it joined is asked when first needed (its stop, its pids, its record):
+        # by then its shell has long tried, where waiting here cost each launch the
+        # shell's start (10-20 ms while the run's other threads poll), on the chain's
+        # critical path.
+        self._joining = cgroup
+        if cgroup is not None:
+            cgroup.hand_over()
+        where = str(cgroup.path) if cgroup is not None else None
         super().__init__(
             stopper.Target(run_id, name, pid, proc_start_time(pid), cgroup=where), log_path
         )
+
+    @property
+    def target(self) -> stopper.Target:
+        self._settle()
+        return self._target
+
+    @property
+    def cgroup_problem(self) -> str | None:
+        """Why it is not tracked by the cgroup it was given (it could not join), or None."""
+        self._settle()
+        return self._cgroup_problem
+
+    def _settle(self) -> None:
+        """Learn, once, whether the launch joined its cgroup; where it did not, it is
+        tracked without (its group, markers and tree) and ``on_cgroup_problem`` says why."""
+        if self._joining is None:
+            return
+        with self._settling:
+            cgroup, self._joining = self._joining, None
+            if cgroup is None:
+                return  # another thread settled it meanwhile
+            problem = cgroup.joined(self._target.pgid or 0)
+            if problem is not None:
+                self._cgroup_problem = problem
+                self._target = dataclasses.replace(self._target, cgroup=None)
+                self._on_cgroup_problem(problem)
 
     def poll(self) -> int | None:
         return self.popen.poll()
