@@ -18,9 +18,14 @@ under its foreground `up` launches). Removed in that moment, the shell's write f
 (ENODEV; dash says "I/O error" for any failed write). So the ``cgroup.procs`` handed to
 the shell holds a shared flock until the shell lets go of it, just after joining; a
 removal takes the lock exclusively and without waiting, and skips a cgroup it cannot
-lock. The launcher waits for the same lock to learn that the shell has tried, and where
-it could not join (a permission on the common ancestor, a clean-up that honours no
-lock), the launch runs on, tracked as without cgroups, with a notice of why.
+lock. When it first needs to know (the launch's stop, its pids, its record), the
+launcher waits for the same lock to learn that the shell has tried (by then long done:
+not waiting at the launch keeps the shell's start off the chain's critical path), and
+where it could not join (a permission on the common ancestor, a clean-up that honours
+no lock), the launch runs on, tracked as without cgroups, with a notice of why.
+
+The kernel makes each move into a cgroup wait for an RCU grace period (~8 ms) unless
+another move came in the last ~10 ms: the price of a service joining before it runs.
 
 Where it does not (a container with /sys/fs/cgroup read-only, no cgroup v2), the
 tracking is what it was: process groups, the run's marker variables and the process
