@@ -5,8 +5,12 @@ through xdist; masked; bounded; and only from the test's own window."""
 
 from __future__ import annotations
 
+import datetime
 import re
+import threading
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from containers import IMAGE
 from stackrun import cli
 
 from conftest import Ports, Project
+from pytest_pyairtable.backends.dockerapi import ENGINE_LAG, LogFollower
 from pytest_pyairtable.session.testlogs import TestLogs, window_text
 
 SECRET = "tok-3141-secret"
@@ -359,3 +364,50 @@ def test_marks_per_mode_and_which_reports_carry_them(tmp_path: Path) -> None:
         assert {p for p in phases if logs.wanted(*p)} == wanted, mode
         logs.begin(["db"])  # the next test uses another service: nothing of api's
         assert logs.marks == {} and not logs.wanted("call", "failed")
+
+
+class LateEngine:
+    """An engine's log stream whose second line is stamped ``lag`` after the test's
+    moment: the engine read it from the container's pipe that late. The lag is made
+    here because a real engine's cannot be made on demand (its reader is its own)."""
+
+    def __init__(self, lag: float) -> None:
+        self.lag = lag
+        self.moment = 0.0
+        self.closed = threading.Event()
+
+    def logs(self, cid: str, **kwargs: object) -> LateEngine:
+        return self
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield f"{stamp(time.time())} db: got /during\n".encode()
+        self.moment = time.time()  # the container writes its next line now
+        time.sleep(self.lag)  # the engine reads it this much later
+        yield f"{stamp(time.time())} db: connecting with ***\n".encode()
+        self.closed.wait(30)  # a follow: open until closed
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def stamp(wall: float) -> str:
+    """An engine's timestamp (RFC 3339, nanoseconds) of a wall-clock time."""
+    whole = datetime.datetime.fromtimestamp(int(wall), datetime.timezone.utc)
+    return f"{whole:%Y-%m-%dT%H:%M:%S}.{int((wall % 1) * 1e9):09d}Z"
+
+
+@pytest.mark.parametrize("lag", [0.005, ENGINE_LAG / 2])
+def test_a_failure_waits_for_the_lines_the_engine_reads_late(tmp_path: Path, lag: float) -> None:
+    """What a container wrote before the test ended is in its log once the log has
+    reached that moment, however late within ENGINE_LAG the engine stamped it."""
+    engine, log = LateEngine(lag), tmp_path / "db.log"
+    follower = LogFollower(engine, "c0ffee", log)
+    try:
+        deadline = time.monotonic() + 30
+        while not engine.moment:  # the first line is out; the second is being written
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        follower.reach(engine.moment)
+        assert log.read_text().splitlines() == ["db: got /during", "db: connecting with ***"]
+    finally:
+        follower.close()

@@ -108,8 +108,9 @@ class Running(Protocol):
 
     def resume(self) -> None: ...
 
-    def sync_logs(self) -> None:
-        """Before its log tail is read: wait for output that reaches the file late."""
+    def sync_logs(self, moment: float | None = None) -> None:
+        """Before its log tail is read: wait for output that reaches the file late; with
+        ``moment`` (wall clock), for all it wrote before then (a failure's evidence)."""
 
     def kept_state(self) -> dict[str, Any]:
         """JSON-able facts a later process needs to find and stop it (see ``adopt``)."""
@@ -251,7 +252,7 @@ class BaseRunning:
     def resume(self) -> None:
         raise NotImplementedError
 
-    def sync_logs(self) -> None:
+    def sync_logs(self, moment: float | None = None) -> None:
         """Nothing to wait for where a service writes its log file itself."""
 
     def kept_state(self) -> dict[str, Any]:

@@ -313,16 +313,19 @@ class ContainerService(BaseRunning):
         log = (self._inspected_state().get("Health") or {}).get("Log") or [{}]
         return str(log[-1].get("Output", "")).strip()[-200:]
 
-    def sync_logs(self) -> None:
+    def sync_logs(self, moment: float | None = None) -> None:
         """Before its log is read: the follower of an exited container finishes on its
         own (wait for it, or a tail may miss the container's last words); a running
-        one's is brought up to the engine's newest line (it writes a little behind)."""
+        one's is brought up to the engine's newest line (it writes a little behind),
+        after the engine has read what was written before ``moment``."""
         if self.follower is None:
             return
         if self.poll() is not None:
             self.follower.join(3)
-        else:
-            self.follower.catch_up(1)  # (a line without its newline is never written)
+            return
+        if moment is not None:
+            self.follower.reach(moment)
+        self.follower.catch_up(5)  # (a line without its newline is never written)
 
     def let_go(self) -> None:
         """The container is kept: its log goes on into the file after pytest."""

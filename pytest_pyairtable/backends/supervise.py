@@ -106,8 +106,8 @@ class Supervised(BaseRunning):
     def resume(self) -> None:
         self._current.resume()
 
-    def sync_logs(self) -> None:
-        self._current.sync_logs()
+    def sync_logs(self, moment: float | None = None) -> None:
+        self._current.sync_logs(moment)
 
     def kept_state(self) -> dict[str, Any]:
         """A kept stack's process is kept without its supervisor: the process that held

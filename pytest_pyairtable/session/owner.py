@@ -289,11 +289,13 @@ class StackOwner:
             self._resets = Resets(key)
         return self._resets
 
-    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+    def test_logs(
+        self, marks: Mapping[str, int], lines: int, moment: float | None = None
+    ) -> dict[str, str]:
         """What each service logged since its mark, masked (testlogs.read_windows)."""
         from .testlogs import read_windows
 
-        return read_windows(self.runtime, marks, lines)
+        return read_windows(self.runtime, marks, lines, moment)
 
     # -- the end -------------------------------------------------------------------
 
@@ -342,8 +344,10 @@ class LocalAccess:
             MAIN, services, needed, self.resets, main_thread=True, pid=os.getpid()
         )
 
-    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
-        return self.owner.test_logs(marks, lines)
+    def test_logs(
+        self, marks: Mapping[str, int], lines: int, moment: float | None = None
+    ) -> dict[str, str]:
+        return self.owner.test_logs(marks, lines, moment)
 
     def close(self) -> None:
         """Nothing to close: the owner is this process."""

@@ -139,7 +139,12 @@ class StackServer:
                 pid=pid if isinstance(pid, int) else None,
             )
         if op == "logs":
-            return owner.test_logs(request["marks"], int(request["lines"]))
+            moment = request.get("moment")
+            return owner.test_logs(
+                request["marks"],
+                int(request["lines"]),
+                float(moment) if isinstance(moment, (int, float)) else None,
+            )
         raise PyAirtableError(f"pyairtable: unknown request {op!r}")
 
     def close(self) -> None:
@@ -219,9 +224,11 @@ class StackClient:
     def reset(self, services: list[str] | None, needed: list[str]) -> list[str]:
         return [str(n) for n in self._call("reset", {"services": services, "needed": needed})]
 
-    def test_logs(self, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+    def test_logs(
+        self, marks: Mapping[str, int], lines: int, moment: float | None = None
+    ) -> dict[str, str]:
         """The owner reads them: it settles the logs that reach their files late."""
-        texts = self._call("logs", {"marks": dict(marks), "lines": lines})
+        texts = self._call("logs", {"marks": dict(marks), "lines": lines, "moment": moment})
         return {str(name): str(text) for name, text in texts.items()}
 
     def _call(self, op: str, request: dict[str, Any]) -> Any:

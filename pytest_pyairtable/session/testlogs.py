@@ -7,7 +7,8 @@ test) is marked when it is ready. At the test's report, what was written since t
 is read back, its last lines only, by the process that owns the stack
 (``read_windows``): it settles
 the services whose logs reach their files late first (a container's engine log is
-followed into its file a few milliseconds behind) and masks what it returns.
+followed into its file a few milliseconds behind; for a failure, until all a container
+wrote before the test ended has reached the engine) and masks what it returns.
 
 The window is the file's, so it is the test's own, up to that lag: without xdist, lines
 a container wrote in the last few milliseconds before the test began can show at its
@@ -31,7 +32,8 @@ SECTION = "pyairtable: {} log"
 MAX_LINE = 2000  # characters of one line shown; a service may log a whole document
 _BLOCK = 65536
 
-ReadLogs = Callable[[Mapping[str, int], int], Mapping[str, str]]
+# (marks, lines, the moment the test ended if its lines up to then must be there)
+ReadLogs = Callable[[Mapping[str, int], int, float | None], Mapping[str, str]]
 
 
 def window_text(path: Path, offset: int, lines: int) -> str:
@@ -59,18 +61,20 @@ def window_text(path: Path, offset: int, lines: int) -> str:
     return "\n".join(shown)
 
 
-def read_windows(runtime: Runtime, marks: Mapping[str, int], lines: int) -> dict[str, str]:
+def read_windows(
+    runtime: Runtime, marks: Mapping[str, int], lines: int, moment: float | None = None
+) -> dict[str, str]:
     """The owner's side: what each service logged since its mark (its log's size when the
     holder's test began), the last ``lines`` lines, masked. The logs that reach their
     files late (a container's) are settled first, all at once, so the test's last lines
-    are there."""
+    are there: with ``moment`` (a failed test's end, wall clock), all written before it."""
     sources = {name: _log_source(runtime, name) for name in marks}
     late = [r for _, r in sources.values() if r is not None and r.logs_late]
-    settling = [threading.Thread(target=r.sync_logs, daemon=True) for r in late[1:]]
+    settling = [threading.Thread(target=r.sync_logs, args=(moment,), daemon=True) for r in late[1:]]
     for thread in settling:
         thread.start()
     if late:
-        late[0].sync_logs()
+        late[0].sync_logs(moment)
     for thread in settling:
         thread.join()
     return {
@@ -142,7 +146,10 @@ class TestLogs:
             return False
         return outcome == "failed" or (self.mode == "always" and when == "call")
 
-    def sections(self, read: ReadLogs, order: Iterable[str]) -> list[tuple[str, str]]:
-        """The report's sections: one per service that logged anything, in ``order``."""
-        texts = read(self.marks, self.lines)
+    def sections(
+        self, read: ReadLogs, order: Iterable[str], moment: float | None = None
+    ) -> list[tuple[str, str]]:
+        """The report's sections: one per service that logged anything, in ``order``;
+        ``moment``: the test's end, when all its services wrote before must be shown."""
+        texts = read(self.marks, self.lines, moment)
         return [(SECTION.format(n), texts[n]) for n in order if texts.get(n)]

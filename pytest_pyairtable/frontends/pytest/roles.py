@@ -103,15 +103,17 @@ class Role:
             # duck-types pytest's internal TerminalRepr: toterminal() and reprcrash.message
             report_.longrepr = FailureRepr(f"[pyairtable] {text}", f"[pyairtable] {head}")  # type: ignore[assignment]
         if self.logs.wanted(report_.when, report_.outcome):
-            report_.sections += self.test_log_sections()
+            # a failure's evidence is whole: all its services wrote until it ended
+            moment = call.stop if report_.outcome == "failed" else None
+            report_.sections += self.test_log_sections(moment)
         if report_.sections or report_.longrepr is not None:  # the stack's secrets too
             redact_report(report_, self.runtime.redact_all(), FailureRepr)
         return report_
 
-    def test_log_sections(self) -> list[tuple[str, str]]:
+    def test_log_sections(self, moment: float | None = None) -> list[tuple[str, str]]:
         """What the current test's services logged while it ran, a section each."""
         try:
-            return self.logs.sections(self.access.test_logs, self.runtime.topology())
+            return self.logs.sections(self.access.test_logs, self.runtime.topology(), moment)
         except Exception as exc:  # the evidence must not cost the report
             return [("pyairtable: test logs", f"not read: {exc}")]
 
