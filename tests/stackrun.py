@@ -18,14 +18,19 @@ from leakcheck import marked_processes
 # Every pytest a test starts: no cache dir in the project, and none of the installed
 # plugins that no inner run uses but each pays for in CPU at every start, xdist workers
 # included: hypothesis's imports all of hypothesis at a session's end (0.55 s), anyio's
-# imports trio and anyio's backends (0.23 s), pytest-benchmark's 0.06 s. Some 250
-# inner pytest processes a run made these a fifth of the suite's CPU. The suite itself
-# runs with every plugin installed, so living beside them stays tested.
+# imports trio and anyio's backends (0.23 s), pytest-benchmark's 0.06 s, pytest-docker's,
+# platformdirs' and pytest-cov's together 0.05 s (of 0.29 s). Some 250 inner pytest
+# processes a run made these a fifth of the suite's CPU. A run measured with --cov asks
+# for pytest-cov again (``-p pytest_cov``). The suite itself runs with every plugin
+# installed, so living beside them stays tested.
 PYTEST_ARGS = (
     "-p", "no:cacheprovider",
     "-p", "no:hypothesispytest",
     "-p", "no:anyio",
     "-p", "no:benchmark",
+    "-p", "no:docker",
+    "-p", "no:platformdirs",
+    "-p", "no:pytest_cov",
 )  # fmt: skip
 
 if TYPE_CHECKING:  # conftest imports this module

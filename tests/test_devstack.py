@@ -73,6 +73,9 @@ def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
         what="the URL table",
     )
     assert proc.poll() is None, out_path.read_text()
+    # the repo's addopts say -n auto, but a dev stack runs no tests: no xdist worker
+    # starts (each would collect the whole suite on the CPUs the stack boots on)
+    assert xdist_workers(proc.pid) == []
     import httpx
 
     health = httpx.get(f"http://127.0.0.1:{ports[-1]}/api/health").json()
@@ -102,6 +105,23 @@ def test_pyairtable_up_boots_the_dev_stack_and_stops_on_ctrl_c(
         for dep in svc.depends_on:
             done = stopping[name]["ts"] + stopping[name]["dur"]
             assert done <= stopping[dep.name]["ts"], (name, dep.name)
+
+
+def xdist_workers(pid: int) -> list[int]:
+    """The children of ``pid`` that execnet started (xdist's workers)."""
+    from execnet.gateway_io import popen_bootstrapline
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child) for child in children if popen_bootstrapline.encode() in _cmdline(int(child))
+    ]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone
+        return b""
 
 
 def test_pyairtable_graph_prints_the_seed_tiers() -> None:

@@ -144,7 +144,9 @@ def test_the_service_is_in_the_same_report_as_the_tests(
     port, hup_port = free_ports(2)
     server = service_project(project, port, hup_port)
     xdist = ["-n", str(workers)] if workers else []
-    result = project.run_subprocess("--cov=svcpkg", "--cov-report=term-missing", *xdist)
+    result = project.run_subprocess(
+        "-p", "pytest_cov", "--cov=svcpkg", "--cov-report=term-missing", *xdist
+    )
     result.assert_outcomes(passed=2)
     assert no_leaks.leftovers() == []
     lines = measured_lines(project, server)
@@ -186,7 +188,7 @@ def test_a_kept_stack_is_not_measured(project: Project) -> None:
     """Its services would outlive the report: the run says they are not measured."""
     project.compose("services:\n  svc:\n    image: example/svc\n")
     project.tests("def test_needs_no_service():\n    pass\n")
-    result = project.run_subprocess("--cov=.", "--pyairtable-keep")
+    result = project.run_subprocess("-p", "pytest_cov", "--cov=.", "--pyairtable-keep")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*coverage: the services are not measured: --pyairtable-keep*"])
     assert "Python services run on this host are measured" not in result.stdout.str()

@@ -33,6 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from ...state import safety
 
     settings = settings_of(config)
+    if settings.up and getattr(config.option, "dist", "no") != "no":
+        # A dev stack runs no tests: xdist's workers (`-n auto` in a repo's addopts) would
+        # only start and collect the whole suite, each on the CPUs the stack boots on.
+        # (xdist starts them from its own pytest_configure, which comes after this one.)
+        config.option.dist = "no"
+        config.option.numprocesses = 0
     if not config.pluginmanager.is_blocked(safety.PLUGIN_NAME):
         config.pluginmanager.register(safety, safety.PLUGIN_NAME)  # a built-in, as a plugin
     runtime = runtime_for(settings, config.rootpath, config.invocation_params.dir, config.hook)
