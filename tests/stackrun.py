@@ -19,7 +19,8 @@ from leakcheck import marked_processes
 # plugins that no inner run uses but each pays for in CPU at every start, xdist workers
 # included: hypothesis's imports all of hypothesis at a session's end (0.55 s), anyio's
 # imports trio and anyio's backends (0.23 s), pytest-benchmark's 0.06 s, pytest-docker's,
-# platformdirs' and pytest-cov's together 0.05 s (of 0.29 s). Some 250 inner pytest
+# platformdirs' and pytest-cov's together 0.05 s (of 0.29 s); and the unraisable-exception
+# plugin's five gc.collect() at every config's end (0.03 s). Some 250 inner pytest
 # processes a run made these a fifth of the suite's CPU. A run measured with --cov asks
 # for pytest-cov again (``-p pytest_cov``). The suite itself runs with every plugin
 # installed, so living beside them stays tested.
@@ -31,6 +32,7 @@ PYTEST_ARGS = (
     "-p", "no:docker",
     "-p", "no:platformdirs",
     "-p", "no:pytest_cov",
+    "-p", "no:unraisableexception",
 )  # fmt: skip
 
 if TYPE_CHECKING:  # conftest imports this module
