@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ..model.spec import ServiceSpec, StackSpec
-from ..probes.checks import Probe, ProbeContext
 from ..support.errors import KeepError
 from .fetch import Fetch
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (the probes' clients: imported by what probes, not by `config`)
+    from ..probes.checks import Probe, ProbeContext
     from .measure import ServiceCoverage
 
 

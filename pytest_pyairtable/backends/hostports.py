@@ -8,7 +8,6 @@ import socket
 from collections.abc import Callable
 
 from ..model.spec import ServiceSpec
-from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError
 from . import sockets
 from .base import HeldPorts
@@ -68,6 +67,8 @@ def answered_by_others(
     """Why the socket listening on ``svc``'s probe port is not held by its processes
     (``own``) nor by another service of its run (``run``: a worker's check through the
     gateway is the run's own affair), or None. The run's are read only when needed."""
+    from ..probes.waiting import port_watch  # (the probes' clients: not for `config`)
+
     watch = port_watch(svc.probe.kind, svc.probe.target)
     if watch is None:
         return None

@@ -29,7 +29,7 @@ from ...session.settings import flag_value, resolve
 from ...support.errors import PyAirtableError
 from ...support.redact import Redactor, secret_values
 from ...support.signals import install_sigterm_handler, restore_sigterm_handler
-from . import progress, stackcmds
+from . import progress
 from .options import given, global_options, merge_late
 
 
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_down(args: argparse.Namespace, runtime: Runtime) -> int:
+    from . import stackcmds  # (with the kept stack's machinery: not for `config`)
+
     return stackcmds.down(
         runtime.record_path,
         emergency=args.emergency,
@@ -181,10 +183,14 @@ def cmd_down(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
+    from . import stackcmds  # (with the kept stack's machinery: not for `config`)
+
     return stackcmds.status(runtime.record_path, as_json=args.json, say=_say(runtime), emit=say)
 
 
 def cmd_logs(args: argparse.Namespace, runtime: Runtime) -> int:
+    from . import stackcmds  # (with the kept stack's machinery: not for `config`)
+
     return stackcmds.logs(
         runtime.record_path,
         args.service,
@@ -196,6 +202,7 @@ def cmd_logs(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 def cmd_restart(args: argparse.Namespace, runtime: Runtime) -> int:
+    from . import stackcmds
     from .restart import restart
 
     path = runtime.record_path

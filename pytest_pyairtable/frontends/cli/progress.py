@@ -8,9 +8,10 @@ import os
 import shutil
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ...engine.orchestrator import Orchestrator, State
+if TYPE_CHECKING:  # (every command imports this module; only `up` boots anything)
+    from ...engine.orchestrator import Orchestrator
 
 CLEAR = "\r\033[K"
 
@@ -26,6 +27,8 @@ class TtyProgress:
         self.shown = False
 
     def __call__(self, orch: Orchestrator) -> None:
+        from ...engine.orchestrator import State
+
         runs = list(orch.runs.values())
         ready = sum(r.state in (State.READY, State.COMPLETED) for r in runs)
         starting = [r.name for r in runs if r.state in (State.STARTING, State.RUNNING)]
