@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import textwrap
 import time
@@ -29,11 +28,12 @@ import redis  # noqa: F401
 from containers import IMAGE, docker_cli, import_root_image, our_containers
 from enginekit import PodmanService, Registry, start_podman, start_registry
 from leakcheck import LeakCheck, leak_checked
-from stackrun import PYTEST_ARGS, listening
+from stackrun import PYTEST_ARGS, free_port, hold_free_ports, listening
 
 from pytest_pyairtable.backends.local import LocalBackend
 from pytest_pyairtable.engine.orchestrator import Handle, Orchestrator
 from pytest_pyairtable.model.spec import load_stack
+from pytest_pyairtable.session.ports import PortHolds
 
 # The client libraries are imported here, before any in-process pytester run: pytester
 # drops modules first imported inside a run, and psycopg's C extension then raises
@@ -118,24 +118,21 @@ def background() -> Iterator[Background]:
 
 @pytest.fixture
 def free_ports() -> Iterator[Ports]:
-    """Hands out unused loopback ports; checks after the test that none is still taken."""
-    handed: list[int] = []
+    """Hands out unused loopback ports (stackrun.hold_free_ports: locked until the test
+    ends); checks after the test that none is still taken."""
+    held: list[PortHolds] = []
 
     def take(count: int) -> list[int]:
-        sockets = [socket.socket() for _ in range(count)]
-        try:
-            for s in sockets:
-                s.bind(("127.0.0.1", 0))
-            ports = [s.getsockname()[1] for s in sockets]
-        finally:
-            for s in sockets:
-                s.close()
-        handed.extend(ports)
-        return ports
+        held.append(hold_free_ports(count))
+        return list(held[-1].chosen.values())
 
     yield take
-    still = [p for p in handed if listening(p)]
-    assert not still, f"ports still listening after the test: {still}"
+    try:
+        still = [p for holds in held for p in holds.chosen.values() if listening(p)]
+        assert not still, f"ports still listening after the test: {still}"
+    finally:
+        for holds in held:
+            holds.close()
 
 
 class Project:
@@ -195,12 +192,6 @@ def compose_project(engine: str, project: Project) -> Iterator[Project]:
     assert not leaked, f"containers outlived the test: {leaked}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Handle]]:
     """A real PostgreSQL and Redis, started by our own local backend, for a whole module:
@@ -212,11 +203,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hand
           db:
             image: postgres:16
             environment: {{POSTGRES_USER: probe, POSTGRES_PASSWORD: pw-probe, POSTGRES_DB: probedb}}
-            ports: ["{_free_port()}:5432"]
+            ports: ["{free_port()}:5432"]
           cache:
             image: redis:7
             command: redis-server --requirepass pw-redis
-            ports: ["{_free_port()}:6379"]
+            ports: ["{free_port()}:6379"]
     """)
     )
     with leak_checked():

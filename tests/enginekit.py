@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,15 +28,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from stackrun import free_port
+
 LEAK_MARKERS = ("PYAIRTABLE_TMPDIR", "TMPDIR", "PYAIRTABLE_RUN_ID")
 PASSWORD = "pa-secret-29"  # the htpasswd registry's, for its one user
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _clean_env(base: Path) -> dict[str, str]:
@@ -195,7 +189,7 @@ def start_registry(*, user: str = "") -> Registry | str:
     if user and shutil.which("htpasswd") is None:
         return "htpasswd (apache2-utils) is not installed; .ci/setup installs it"
     base = Path(tempfile.mkdtemp(prefix="pa-registry-", dir="/tmp"))
-    port = _free_port()
+    port = free_port()
     lines = [
         "version: 0.1",
         "log: {level: warn, accesslog: {disabled: true}}",

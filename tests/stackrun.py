@@ -3,6 +3,7 @@ deadlines, ports, stand-in services, and what a run left on the machine."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leakcheck import marked_processes
+
+from pytest_pyairtable.session.ports import PortHolds
 
 # Every pytest a test starts: no cache dir in the project, and none of the installed
 # plugins that no inner run uses but each pays for in CPU at every start, xdist workers
@@ -34,6 +37,29 @@ PYTEST_ARGS = (
     "-p", "no:pytest_cov",
     "-p", "no:unraisableexception",
 )  # fmt: skip
+
+# The locks of the ports free_port handed out, for this process's life (a module's servers).
+_KEPT: list[PortHolds] = []
+atexit.register(lambda: [holds.close() for holds in _KEPT])
+
+
+def hold_free_ports(count: int) -> PortHolds:
+    """``count`` ports nothing listens on, chosen as --pyairtable-free-ports chooses:
+    below the kernel's ephemeral range, so no outgoing connection (a client's source
+    port: any test's, under xdist) takes one before the test's service binds it, and
+    each locked against another chooser (another worker, a run's free ports) until
+    ``close``. A port from bind(0) is in that range: under a loaded parallel suite a
+    connection took one now and then, and a service's launch found it in use."""
+    holds = PortHolds.choose(f"port{i}" for i in range(count))
+    holds.release(holds.chosen.values())  # the service binds it; the locks stay
+    return holds
+
+
+def free_port() -> int:
+    """One such port, locked for this process's life."""
+    _KEPT.append(hold_free_ports(1))
+    return next(iter(_KEPT[-1].chosen.values()))
+
 
 if TYPE_CHECKING:  # conftest imports this module
     from conftest import Project

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from stackrun import PYTEST_ARGS
+from stackrun import PYTEST_ARGS, free_port
 
 from conftest import Background, LeakCheck, Project, wait_until
 from pytest_pyairtable.model.probespec import ProbeSpec, parse_probe
@@ -59,12 +58,6 @@ while True:
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """Starts SERVER in a mode; returns its URL. Each is killed after the test."""
@@ -73,7 +66,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(mode: str) -> str:
-        port = _port()
+        port = free_port()
         proc = subprocess.Popen(
             [sys.executable, str(script), mode, str(port)], stdout=subprocess.PIPE
         )
@@ -150,7 +143,7 @@ def test_ctrl_c_while_a_probe_reads_an_endless_body(
     project: Project, no_leaks: LeakCheck, background: Background, tmp_path: Path
 ) -> None:
     """The reported run: pytest grew by GBs and neither the timeout nor Ctrl-C ended it."""
-    port = _port()
+    port = free_port()
     script = project.path / "endless.py"
     script.write_text(SERVER)
     project.compose(f"""

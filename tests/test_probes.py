@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from stackrun import free_port
 
 from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
@@ -20,12 +20,6 @@ from pytest_pyairtable.model.probespec import ProbeSpec
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, ProbeFailed, make_probe
 from pytest_pyairtable.probes.waiting import FIRST_WAIT, Gone, wait_ready
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check(kind: str, target: str, **kwargs: object) -> dict[str, object]:
@@ -102,13 +96,13 @@ def test_http_probe(http_server: str) -> None:
     with pytest.raises(ProbeFailed, match="not JSON"):
         check("http", http_server + "/nojson", json={"ok": True})
     with pytest.raises(ProbeFailed, match=r"ConnectionRefusedError: .*Connection refused"):
-        check("http", f"http://127.0.0.1:{_port()}/health")
+        check("http", f"http://127.0.0.1:{free_port()}/health")
 
 
 def test_tcp_command_and_log_probes(http_server: str, tmp_path: Path) -> None:
     assert check("tcp", http_server.removeprefix("http://")) == {}
     with pytest.raises(ProbeFailed, match="ConnectionRefused"):
-        check("tcp", f"127.0.0.1:{_port()}")
+        check("tcp", f"127.0.0.1:{free_port()}")
     assert check("command", "", argv=("true",)) == {}
     with pytest.raises(ProbeFailed, match="exit code 3: oops"):
         check("command", "", argv=("/bin/sh", "-c", "echo oops; exit 3"))
@@ -188,7 +182,7 @@ def test_postgres_recipe_with_the_default_database_and_the_template_cache(
           db:
             image: postgres:16
             environment: {{POSTGRES_USER: tmpl, POSTGRES_PASSWORD: pw-tmpl, POSTGRES_DB: postgres}}
-            ports: ["{_port()}:5432"]
+            ports: ["{free_port()}:5432"]
     """)
     )
     for boot in range(2):

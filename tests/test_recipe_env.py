@@ -4,11 +4,11 @@ refuses, refused at once (real servers, real files)."""
 
 from __future__ import annotations
 
-import socket
 import textwrap
 from pathlib import Path
 
 import pytest
+from stackrun import free_port
 
 from conftest import LeakCheck, unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
@@ -16,12 +16,6 @@ from pytest_pyairtable.engine.orchestrator import Orchestrator
 from pytest_pyairtable.model.imageenv import quote_identifier
 from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.support.errors import ConfigError, ServiceError
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _compose(tmp_path: Path, body: str) -> Path:
@@ -59,7 +53,7 @@ def test_names_with_quotes_and_a_password_from_a_mounted_file(
               POSTGRES_DB: 'a"b; drop database postgres; --'
               POSTGRES_PASSWORD_FILE: /run/secrets/pw
             volumes: ["./secrets:/run/secrets:ro"]
-            ports: ["{_port()}:5432"]
+            ports: ["{free_port()}:5432"]
         """,
     )
     orch, url = _boot(path)
@@ -83,7 +77,7 @@ def test_trust_without_a_password_as_the_image_allows(tmp_path: Path, no_leaks: 
           db:
             image: postgres:16
             environment: {{POSTGRES_HOST_AUTH_METHOD: trust, POSTGRES_USER: ""}}
-            ports: ["{_port()}:5432"]
+            ports: ["{free_port()}:5432"]
         """,
     )
     orch, url = _boot(path)
@@ -112,7 +106,7 @@ def test_what_the_image_refuses_is_refused_before_anything_runs(
           db:
             image: postgres:16
             environment: {environment}
-            ports: ["{_port()}:5432"]
+            ports: ["{free_port()}:5432"]
         """,
     )
     with pytest.raises(ServiceError) as info:
@@ -169,7 +163,7 @@ def test_redis_password_from_a_file(tmp_path: Path, no_leaks: LeakCheck) -> None
           cache:
             image: bitnami/redis:7
             environment: {{REDIS_PASSWORD_FILE: {tmp_path / "pw"}}}
-            ports: ["{_port()}:6379"]
+            ports: ["{free_port()}:6379"]
         """,
     )
     orch, url = _boot(path, "cache")

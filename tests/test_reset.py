@@ -3,7 +3,6 @@ what is restored, what is not, and what a connected app sees."""
 
 from __future__ import annotations
 
-import socket
 import textwrap
 import threading
 import time
@@ -16,6 +15,7 @@ import pytest
 import redis
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from stackrun import free_port
 
 from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
@@ -29,12 +29,6 @@ from pytest_pyairtable.state.reset import Resets, choose, snapshot_file
 from pytest_pyairtable.support.errors import ResetError, UnknownServiceError
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
     path = tmp_path_factory.mktemp("reset") / "docker-compose.yml"
@@ -44,11 +38,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
           db:
             image: postgres:16
             environment: {{POSTGRES_USER: boss, POSTGRES_PASSWORD: pw-reset, POSTGRES_DB: app}}
-            ports: ["{_port()}:5432"]
+            ports: ["{free_port()}:5432"]
           cache:
             image: redis:7
             command: redis-server --requirepass pw-redis-reset
-            ports: ["{_port()}:6379"]
+            ports: ["{free_port()}:6379"]
           api:
             image: x
             x-pyairtable: {{probe: {{http: "http://127.0.0.1:1/health"}}}}

@@ -5,7 +5,6 @@ made, restored and dropped without touching what is not provably ours."""
 from __future__ import annotations
 
 import json
-import socket
 import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 import redis
 from psycopg.conninfo import make_conninfo
+from stackrun import free_port
 
 from conftest import unique_run_id
 from pytest_pyairtable.backends.local import LocalBackend
@@ -29,12 +29,6 @@ from pytest_pyairtable.support.errors import ResetError
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Handle]]:
     path = tmp_path_factory.mktemp("copies") / "docker-compose.yml"
@@ -44,10 +38,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hand
           db:
             image: postgres:16
             environment: {{POSTGRES_USER: boss, POSTGRES_PASSWORD: pw-copies, POSTGRES_DB: app}}
-            ports: ["{_port()}:5432"]
+            ports: ["{free_port()}:5432"]
           cache:
             image: redis:7
-            ports: ["{_port()}:6379"]
+            ports: ["{free_port()}:6379"]
     """)
     )
     orch = Orchestrator(load_stack(path, environ={}), LocalBackend(run_id=unique_run_id("copy")))
