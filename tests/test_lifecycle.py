@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from leakcheck import LeakCheck, marked_processes
 from stackrun import (
+    PYTEST_ARGS,
     cli,
     listening,
     one_service,
@@ -393,3 +395,63 @@ def test_the_job_marker_must_be_a_boolean_and_shows_in_config(project: Project) 
     project.compose("services:\n  m: {image: x, x-pyairtable: {job: 'yes'}}\n")
     refused = cli("config", cwd=project.path)
     assert refused.returncode == 2 and "x-pyairtable.job" in refused.stderr
+
+
+# A service that says how it found its signals, and ends on SIGHUP as its default does.
+DISPOSITIONS = """
+import signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+found = {s: signal.getsignal(getattr(signal, s)) for s in ("SIGHUP", "SIGINT", "SIGQUIT")}
+print("signals:", " ".join(f"{s}={'ignored' if h is signal.SIG_IGN else 'default'}"
+                           for s, h in found.items()), flush=True)
+
+
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+"""
+
+
+def test_services_start_with_the_signals_pytest_ignores_at_their_defaults(
+    project: Project, free_ports: Ports
+) -> None:
+    """Under `nohup pytest` (SIGHUP ignored) or a script's `pytest &` (SIGINT, SIGQUIT
+    ignored) a service starts as a container's process does, each signal at its default,
+    so its stop signal, here SIGHUP, ends it."""
+    (port,) = free_ports(1)
+    (project.path / "svc.py").write_text(DISPOSITIONS)
+    project.compose(f"""
+        services:
+          svc:
+            image: x
+            stop_signal: SIGHUP
+            x-pyairtable:
+              local: {{command: [python, svc.py, "{port}"]}}
+              probe: {{http: "http://127.0.0.1:{port}/"}}
+    """)
+    project.tests("def test_a(pyairtable_svc): pass\n")
+
+    def ignoring() -> None:  # what nohup and a shell's `&` leave a command with
+        for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--pyairtable-logs-dir", "logs"],
+        cwd=project.path,
+        capture_output=True,
+        text=True,
+        preexec_fn=ignoring,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    log = (project.path / "logs" / "svc.log").read_text()
+    assert "signals: SIGHUP=default SIGINT=default SIGQUIT=default" in log, log

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..support.errors import ConfigError, PrerequisiteError, StopError
 from ..support.files import open_private
-from . import cgroups, stopper
+from . import cgroups, sigdefaults, stopper
 from .procfs import is_running, pid_alive, proc_start_time
 
 __all__ = [
@@ -194,19 +194,20 @@ class LocalProcess(ServiceProcesses):
         self._cgroup_problem: str | None = None
         self._on_cgroup_problem = on_cgroup_problem
         self._settling = threading.Lock()
-        launch: list[str] = self.argv
+        launch = sigdefaults.with_default_signals(self.argv)  # as a container starts
         stdin: int = subprocess.DEVNULL
         with contextlib.ExitStack() as unstarted, contextlib.ExitStack() as held:
             if cgroup is not None:  # held locked until it has joined, or not started
                 unstarted.callback(cgroup.let_go)
             log = held.enter_context(open_private(log_path, "ab"))
             try:
-                if cgroup is not None:
-                    # The shell that joins the cgroup would only exit 127 for a missing
-                    # command: it is looked for here, as Popen itself would.
+                if cgroup is not None or launch is not self.argv:
+                    # The shell that joins the cgroup (or env) would only exit 127 for a
+                    # missing command: it is looked for here, as Popen itself would.
                     _check_runnable(self.argv[0], env, cwd)
+                if cgroup is not None:
                     stdin = cgroup.procs
-                    launch = cgroups.join_command(self.argv)
+                    launch = cgroups.join_command(launch)
                 self.popen = subprocess.Popen(
                     launch,
                     stdin=stdin,
