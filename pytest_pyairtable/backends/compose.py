@@ -384,6 +384,12 @@ class ComposeBackend(BaseBackend):
         assert self.states is not None
         starts = self.states.starts(cid)
         before = self._followers.get(svc.name)
+        if before is not None:
+            # The stopped container's stream ends by itself; on a loaded machine it may
+            # not have yet, and one that went on would follow the next run too (its lines
+            # twice, beside the new follower's): it ends before the container starts.
+            before.join(3)
+            before.close()
         try:
             self.api.start(cid)
         except Exception as exc:  # the engine's reason (a port taken, a missing mount)
@@ -393,8 +399,6 @@ class ComposeBackend(BaseBackend):
             ) from None
         self.states.await_start(cid, starts)
         log_path = self._log_file(svc.name)
-        if before is not None:
-            before.join(3)  # the stopped container's stream ends by itself
         since = log_since or (before.last if before is not None else None)
         log_start = log_size(log_path)  # a restart's log goes on after the earlier run's
         running = ContainerService(
