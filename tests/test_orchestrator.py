@@ -18,16 +18,26 @@ from pytest_pyairtable.model.spec import load_stack
 from pytest_pyairtable.support.errors import ServiceTimeoutError, UnknownServiceError
 
 
-def standin(name: str, port: int, delay: float = 0.3, deps: str = "") -> str:
+def standin(
+    name: str, port: int, delay: float = 0.3, deps: str = "", stop_delay: float = 0.0
+) -> str:
+    """A stand-in service; ``stop_delay``: it takes that long to end on SIGTERM (a stop
+    that lasts, so that two stops at once overlap however the threads are scheduled)."""
     healthy = ", ".join(
         f"{d.strip()}: {{condition: service_healthy}}" for d in deps.split(",") if d
     )
     depends = f"\n    depends_on: {{{healthy}}}" if deps else ""
+    run = f"python -m pytest_pyairtable.standin --name {name} --port {port} --startup-delay {delay}"
+    if stop_delay:
+        run = (
+            f'["sh", "-c", "{run} & pid=$$!; '
+            f"trap 'sleep {stop_delay}; kill $$pid; wait $$pid; exit 0' TERM; wait $$pid\"]"
+        )
     return f"""
   {name}:
     image: x{depends}
     x-pyairtable:
-      local: {{command: python -m pytest_pyairtable.standin --name {name} --port {port} --startup-delay {delay}}}
+      local: {{command: {run}}}
       probe: {{http: "http://127.0.0.1:{port}/health"}}"""
 
 
@@ -66,7 +76,10 @@ def test_dag_start_order_overlap_and_reverse_parallel_stop(
     a, b, c, d = free_ports(4)
     # a and b are independent roots; c needs both; d needs c.
     orch = make(
-        standin("a", a) + standin("b", b) + standin("c", c, deps="a, b") + standin("d", d, deps="c")
+        standin("a", a, stop_delay=1)
+        + standin("b", b, stop_delay=1)
+        + standin("c", c, deps="a, b")
+        + standin("d", d, deps="c")
     )
     orch.start()
     handle = orch.wait("d")
