@@ -197,6 +197,15 @@ def test_a_kept_stack_is_not_measured(project: Project) -> None:
 # -- the service's side: its sitecustomize, in real interpreters ---------------------------
 
 
+# A signal that lands between the interpreter's last check and the sleep's system call
+# leaves its Python handler pending until that sleep ends (CPython's sleep is not woken
+# for it): short sleeps bound that to 50 ms, where one sleep(60) once took the whole minute
+# beside two CPU hogs.
+SLEEPER = (
+    "import time\nx = 1\nprint('up', flush=True)\nfor _ in range(1200):\n    time.sleep(0.05)\n"
+)
+
+
 def _measured_env(tmp_path: Path, *path: Path, stop_signal: str = "SIGTERM") -> dict[str, str]:
     from pytest_pyairtable.backends.measure import ServiceCoverage
 
@@ -248,7 +257,7 @@ def test_an_interpreter_without_coverage_says_so_and_runs(tmp_path: Path) -> Non
 @pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGHUP"])
 def test_the_stop_signal_writes_the_data(tmp_path: Path, stop_signal: str) -> None:
     script = tmp_path / "svc.py"
-    script.write_text("import time\nx = 1\nprint('up', flush=True)\ntime.sleep(60)\n")
+    script.write_text(SLEEPER)
     env = _measured_env(tmp_path, stop_signal=stop_signal)
     with subprocess.Popen(
         [sys.executable, str(script)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
@@ -269,7 +278,7 @@ def test_a_second_sigterm_while_it_saves_breaks_nothing(tmp_path: Path) -> None:
     own SIGTERM handler again during its save, which broke the data file: the second
     signal here comes the moment the file appears, in the middle of the save."""
     script = tmp_path / "svc.py"
-    script.write_text("import time\nx = 1\nprint('up', flush=True)\ntime.sleep(60)\n")
+    script.write_text(SLEEPER)
     env = _measured_env(tmp_path)
     for _ in range(5):
         for old in tmp_path.glob(".coverage.*"):

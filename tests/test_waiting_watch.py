@@ -138,7 +138,7 @@ def test_stopping_waits_for_a_graceful_exit_and_collects_it() -> None:
             "import signal, time\n"
             "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(0.2), exit(0)))\n"
             "print('up', flush=True)\n"
-            "time.sleep(60)\n",
+            "for _ in range(1200): time.sleep(0.05)\n",  # a handler waits out a sleep
         ],
         stdout=subprocess.PIPE,
         start_new_session=True,
@@ -293,7 +293,7 @@ def test_each_process_gets_the_stop_signal_once(tmp_path: Path) -> None:
             "    sys.exit(0)\n"
             "signal.signal(signal.SIGTERM, handler)\n"
             "print('up', flush=True)\n"
-            "time.sleep(60)\n",
+            "for _ in range(1200): time.sleep(0.05)\n",  # a handler waits out a sleep
         ],
         stdout=subprocess.PIPE,
         start_new_session=True,
