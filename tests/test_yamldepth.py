@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_pyairtable.model.yamldepth import MAX_DEPTH, deepest, too_deep
@@ -96,6 +96,7 @@ def test_flow_collections_count_as_the_parser_reads_them(
 
 @PROPERTY
 @given(trees, st.sampled_from([None, False]), STYLES, st.integers(2, 6), st.sampled_from([8, 80]))
+@example({"": "\u2028: [["}, None, "|", 2, 8)  # a block scalar's line after an LS (found)
 def test_block_collections_count_at_least_half_never_more(
     tree: Any, flow: bool | None, style: str | None, indent: int, width: int
 ) -> None:
@@ -200,6 +201,18 @@ NOT_LEVELS = {
     "quote-in-flow-plain": f"a: [x\n  'y, z]\nb: '{BRACKETS}'\n",  # 'y is no quoted scalar
     "key": f"x{BRACKETS[:1000]}: 1\n",  # a key is at most 1,024 characters
 }
+
+
+@pytest.mark.parametrize("brk", ["\r\n", "\r", "\x85", "\u2028", "\u2029"])
+def test_every_line_break_libyaml_reads_is_one_here(brk: str) -> None:
+    """NEL, LS and PS end a line for libyaml as \\n does: a block scalar's lines after one
+    hold no levels, and the line of a refusal is libyaml's."""
+    shallow = brk.join(["a: |", "  [[", "  x", "b:", "  - [1]", ""])
+    assert deepest(shallow) == events_depth(shallow) == 3
+    text = shallow + _flow_sequences(MAX_DEPTH + 1)
+    assert too_deep(text) == first_line_deeper_than(MAX_DEPTH, text) == 6
+    with pytest.raises(ComposeFileError, match=f"compose.yml:6: YAML nested more than {MAX_DEPTH}"):
+        load_documents(text, "compose.yml")
 
 
 @pytest.mark.parametrize("text", NOT_LEVELS.values(), ids=NOT_LEVELS.keys())
