@@ -43,8 +43,9 @@ _BLOCK_SCALAR_HEADER = re.compile(r"[|>]([1-9]?)[+-]?([1-9]?)")
 _DOCUMENT_MARKER = re.compile(r"(?:---|\.\.\.)(?=[ \t\n]|\Z)")
 _LEADING_LINES = re.compile(r"(?:[ \t]*\n)* *")  # a block scalar's blank lines, first indent
 _SPACE_RUNS = re.compile(r"(?:^|(?<=\n)) +")
-_OTHER_BREAKS = re.compile("[\r\x85\u2028\u2029]")
-_AS_NEWLINE = str.maketrans(dict.fromkeys("\r\x85\u2028\u2029", "\n"))
+_OTHER_BREAKS = "\r\x85\u2028\u2029"  # libyaml's line breaks besides \n
+_HAS_OTHER_BREAK = re.compile(f"[{_OTHER_BREAKS}]")
+_AS_NEWLINE = str.maketrans(dict.fromkeys(_OTHER_BREAKS, "\n"))
 
 # Most lines of a compose file are read by one match: indentation, '- ' entries, a plain
 # key, then a plain, quoted or alias value or a flow collection of scalars on one line, and
@@ -98,7 +99,7 @@ class _Scan:
     def __init__(self, text: str, limit: int) -> None:
         # libyaml reads \r\n, \r, NEL, LS and PS as line breaks too (a block scalar's line
         # may start after an LS): one \n each keeps the columns and the line numbers
-        if _OTHER_BREAKS.search(text):
+        if _HAS_OTHER_BREAK.search(text):
             text = text.replace("\r\n", "\n").translate(_AS_NEWLINE)
         self.text = text
         self.limit = limit
