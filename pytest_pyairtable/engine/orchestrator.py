@@ -388,6 +388,7 @@ class Orchestrator:
             stopping.in_reverse_order(
                 {n: self.edges[n] for n in started},
                 lambda name: self._stop_one(started[name], emergency),
+                lambda name: self.listener.service_stopped(started[name]),
             )
         finally:
             self.snapshots.close()  # snapshots still being written: before the dirs go
@@ -442,4 +443,3 @@ class Orchestrator:
                 if run.state in (State.READY, State.RUNNING, State.STARTING):
                     run.state = State.STOPPED
                 self._cv.notify_all()
-        self.listener.service_stopped(run)
