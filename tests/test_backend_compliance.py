@@ -318,8 +318,8 @@ COVERED = {
         "server_data",
     },
     Running: {
-        "log_path", "log_start", "logs_late", "policy_restarts", "poll", "wait", "stop", "kill",
-        "pause", "resume", "sync_logs", "kept_state",
+        "log_path", "log_start", "logs_late", "policy_restarts", "poll", "wait", "stop", "end",
+        "kill", "pause", "resume", "sync_logs", "kept_state",
     },
 }  # fmt: skip
 
@@ -347,6 +347,25 @@ def test_a_service_pauses_resumes_and_stops(kit: Kit) -> None:
         assert running.poll() is not None and not listening(int(port))
     else:  # never stop what someone else runs
         assert running.poll() is None and listening(int(port))
+
+
+def test_a_service_ended_with_its_stack_is_gone_with_its_last_words_logged(kit: Kit) -> None:
+    """``end`` (the stack going away) may return before the backend's own record says
+    the service ended (an engine's die event comes later): it is gone all the same, and
+    once synced its log has what it printed on its way out, as after ``stop``."""
+    spec = kit.services["web"]
+    running = kit.backend.launch(spec)
+    spec = wait_until_ready(kit.backend, spec, running)
+    port = int(spec.probe.target.rsplit(":", 1)[1].split("/")[0])
+    running.end(5)
+    if not kit.backend.owns_services:  # never stop what someone else runs
+        assert running.poll() is None and listening(port)
+        running.stop(5)
+        return
+    assert not listening(port)
+    running.sync_logs()
+    assert running.poll() is not None
+    assert running.log_path is not None and "web: stopped" in running.log_path.read_text()
 
 
 def test_what_answers_a_ready_service_is_its_own(kit: Kit) -> None:

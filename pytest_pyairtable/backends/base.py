@@ -100,6 +100,11 @@ class Running(Protocol):
     def stop(self, grace: float) -> int | None:
         """Stop gracefully, force after ``grace`` seconds; return once all of it is gone."""
 
+    def end(self, grace: float) -> None:
+        """The stack is going away: stop it as ``stop`` does, but return the moment its
+        processes are gone, though the backend's own record of it may say so a little
+        later (nothing asks it again but for its log, which ``sync_logs`` waits for)."""
+
     def kill(self) -> None:
         """End it at once (SIGKILL, docker kill), all of it."""
 
@@ -242,6 +247,9 @@ class BaseRunning:
 
     def stop(self, grace: float) -> int | None:
         raise NotImplementedError
+
+    def end(self, grace: float) -> None:
+        self.stop(grace)
 
     def kill(self) -> None:
         raise NotImplementedError

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
@@ -25,7 +25,7 @@ from . import markers
 from .base import BaseRunning
 from .builds import remove_run_names
 from .dockerapi import CONFIG_LABEL, LIVE_STATES, PROJECT_LABEL, ContainerStates, LogFollower
-from .procfs import pid_alive
+from .procfs import container_pidfd, pid_alive, pidfd_ended
 
 # pyairtable-run-<pid>-<hex>-v2; pyairtable-run-<pid>-<hex> and pyairtable-<pid>-<hex>
 # from earlier versions (the suffix keeps their looser clean-up off this version's)
@@ -320,6 +320,8 @@ class ContainerService(BaseRunning):
         after the engine has read what was written before ``moment``."""
         if self.follower is None:
             return
+        if self._ended:  # stopped by this run (``end`` may return before the engine knows)
+            self.wait(5)
         if self.poll() is not None:
             self.follower.join(3)
             return
@@ -347,6 +349,33 @@ class ContainerService(BaseRunning):
                 self.api.stop(self.cid, timeout=math.ceil(grace))
             self._polled = (0.0, None)
             return self.wait(30)
+        self._signal_until(grace, lambda timeout: self.wait(timeout) is not None)
+        return self.poll()
+
+    def end(self, grace: float) -> None:
+        """As ``stop``, but done the moment the kernel says its main process has ended
+        (a pidfd), where this host sees the engine's processes: the engine's die event
+        comes ~20 ms later, and on a chain each stop waits for the one before. Only
+        where that process's end is the end of all of it: in a PID namespace of its own,
+        whose other processes the kernel kills with it; and still its first run (a
+        policy's restart is another process; a stop is no reason for a restart)."""
+        host = self.inspected.get("HostConfig") or {}
+        pid = int((self.inspected.get("State") or {}).get("Pid") or 0)
+        own_pids = host.get("PidMode") in (None, "", "private")
+        known = self.states is not None and self.states.known(self.cid)
+        first_run = not self.policy_restarts()  # the process the inspect named still
+        fd = container_pidfd(pid, self.cid) if own_pids and known and first_run else None
+        if fd is None:
+            self.stop(grace)
+            return
+        self._ended = True
+        try:
+            self._signal_until(grace, lambda timeout: pidfd_ended(fd, timeout))
+        finally:
+            os.close(fd)
+
+    def _signal_until(self, grace: float, ended: Callable[[float], bool]) -> None:
+        """Its stop signal, then SIGKILL once ``grace`` seconds pass without ``ended``."""
         config = self.inspected.get("Config") or {}
         for sig in (config.get("StopSignal") or "SIGTERM", "SIGKILL"):
             with contextlib.suppress(Exception):  # not running (any more)
@@ -355,10 +384,8 @@ class ContainerService(BaseRunning):
                 with contextlib.suppress(Exception):  # a frozen process takes no signal
                     self.api.unpause(self.cid)
                 self._paused = False
-            code = self.wait(grace if sig != "SIGKILL" else 30)
-            if code is not None:
-                return code
-        return self.poll()
+            if ended(grace if sig != "SIGKILL" else 30):
+                return
 
     def kill(self) -> None:
         self._ended = True

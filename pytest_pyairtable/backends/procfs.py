@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,3 +156,31 @@ def tcp_ports_of(pid: int) -> set[int]:
             if len(fields) > 9 and fields[9] in inodes:
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def container_pidfd(pid: int, cid: str) -> int | None:
+    """A pidfd of a container's main process (``pid``, as its engine reports it), or None
+    unless it is provably that process: seen from here (a local engine, not a VM's or a
+    remote one), in a cgroup named for the container, and still alive once the fd holds
+    it (so its PID was not reused between the engine's answer and this look)."""
+    if pid <= 0:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # gone, or no pidfds here
+        return None
+    try:
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        cgroups = ""
+    if cid in cgroups and not pidfd_ended(fd, 0):
+        return fd
+    os.close(fd)
+    return None
+
+
+def pidfd_ended(fd: int, timeout: float) -> bool:
+    """Whether the process of pidfd ``fd`` has ended, waiting up to ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))

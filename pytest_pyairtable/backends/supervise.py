@@ -97,6 +97,9 @@ class Supervised(BaseRunning):
     def stop(self, grace: float) -> int | None:
         return self._end().stop(grace)
 
+    def end(self, grace: float) -> None:
+        self._end().end(grace)
+
     def kill(self) -> None:
         self._end().kill()
 

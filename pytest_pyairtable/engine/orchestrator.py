@@ -434,7 +434,7 @@ class Orchestrator:
                 run.running.kill()
             else:
                 self.listener.before_stop(run)  # data safety first (a built-in hook)
-                run.running.stop(run.spec.stop_grace_period)
+                run.running.end(run.spec.stop_grace_period)
         except Exception as exc:  # one stuck service must not keep the others running
             self.stop_errors.append(str(exc) if isinstance(exc, PyAirtableError) else repr(exc))
         finally:
