@@ -15,6 +15,7 @@ from faultcases import FAULT_TESTS
 from stackrun import PYTEST_ARGS, cli
 
 from conftest import Background, Ports, Project, engine, wait_until
+from pytest_pyairtable.support.errors import PrerequisiteError
 
 # test_backend_compliance.py still imports IMAGE, ROOT, engine and our_containers from
 # here; once it takes them from containers.py (and engine from conftest, by name), IMAGE,
@@ -167,6 +168,41 @@ def test_compose_prerequisites_are_named(project: Project, monkeypatch: pytest.M
     result = project.run("--pyairtable-backend", "compose")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*no Docker engine answers (DOCKER_HOST or the current context)*"])
+
+
+def test_which_compose_runs_is_asked_once_per_state_of_the_binaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking each candidate its version is a process start before the first container
+    can be made (35-45 ms here): the answer is kept until a binary or plugin changes.
+    Here the docker CLI is a script that logs each call and has a compose plugin."""
+    from pytest_pyairtable.backends.containers import detect_compose
+
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 0\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # no docker-compose binary: the plugin is asked
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def asked() -> list[str]:
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    for round_ in range(2):  # as two runs would: only the file remembers
+        assert detect_compose() == (
+            ["docker", "compose"],
+            "Docker Compose v2 (docker compose plugin)",
+        )
+        assert asked() == ["compose version"], round_
+    kept = tmp_path / "cache" / "pytest-pyairtable" / "compose.json"
+    assert kept.stat().st_mode & 0o077 == 0
+    docker.write_text(docker.read_text() + "# upgraded\n")  # another docker CLI
+    detect_compose()
+    assert asked() == ["compose version"] * 2
+    docker.unlink()  # and none at all: said, not remembered from before
+    with pytest.raises(PrerequisiteError, match="no Docker Compose found"):
+        detect_compose()
 
 
 def test_an_unknown_docker_context_is_named_not_replaced_by_another_engine(

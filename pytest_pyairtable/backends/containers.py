@@ -20,6 +20,7 @@ from subprocess import PIPE
 from typing import Any
 
 from ..model.spec import RestartPolicy
+from ..support.answercache import recall, remember, state_of
 from ..support.errors import PrerequisiteError
 from . import markers
 from .base import BaseRunning
@@ -45,12 +46,20 @@ def _real_binary(path: str) -> str:
     return str(inner) if os.access(inner, os.X_OK) else path
 
 
+def _docker_config() -> str:
+    return os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+
+
+def _plugin_paths() -> list[str]:
+    """Where the docker CLI looks for a `docker compose` plugin."""
+    dirs = [_docker_config(), "/usr/local/lib/docker", "/usr/local/libexec/docker"]
+    dirs += ["/usr/lib/docker", "/usr/libexec/docker"]
+    return [os.path.join(d, "cli-plugins", "docker-compose") for d in dirs]
+
+
 def _compose_plugin() -> bool:
     """Whether a `docker compose` CLI plugin file is where the docker CLI looks."""
-    config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
-    dirs = [config, "/usr/local/lib/docker", "/usr/local/libexec/docker", "/usr/lib/docker"]
-    dirs.append("/usr/libexec/docker")
-    return any(os.path.exists(os.path.join(d, "cli-plugins", "docker-compose")) for d in dirs)
+    return any(os.path.exists(path) for path in _plugin_paths())
 
 
 def detect_compose(command: str | None = None) -> tuple[list[str], str]:
@@ -63,6 +72,19 @@ def detect_compose(command: str | None = None) -> tuple[list[str], str]:
         return argv, command
     binary = shutil.which("docker-compose")
     real = _real_binary(binary) if binary else None
+    # The answer changes only with these files: asked once per state of them.
+    docker = shutil.which("docker")
+    depends = [p for p in (binary, real, docker) if p] + _plugin_paths()
+    state = state_of([*depends, os.path.join(_docker_config(), "config.json")])
+    known, answer = recall("compose", "detected", state)
+    if known and isinstance(answer, list) and len(answer) == 2:
+        return [str(arg) for arg in answer[0]], str(answer[1])
+    argv, found = _ask_compose(real)
+    remember("compose", "detected", state, [argv, found])
+    return argv, found
+
+
+def _ask_compose(real: str | None) -> tuple[list[str], str]:
     # The docker CLI is asked only where a compose plugin may be (or nothing else is):
     # starting it costs a loaded machine's CPU beside compose's and the first container's.
     ask_docker = shutil.which("docker") is not None and (real is None or _compose_plugin())
