@@ -35,6 +35,7 @@ from .base import (
     ServerData,
     log_size,
 )
+from .cgroupwarmth import Warmth
 from .environment import path_with_python, service_environment
 from .hostports import answered_by_others, check_ports_free, service_ports
 from .markers import SHM, Owner, temp_base
@@ -222,6 +223,7 @@ class LocalBackend(BaseBackend):
         if self.cgroup is not None:
             self._reaper.tell(f"cgroup {self.cgroup.path}")
             markers.mark(self.run_dir, cgroup=str(self.cgroup.path))  # the run lives in it
+        self._warmth = Warmth(self.cgroup.path) if self.cgroup is not None else None
 
     def tracking(self) -> str:
         return self._tracking
@@ -280,10 +282,20 @@ class LocalBackend(BaseBackend):
     def _stop_signal(self, svc: ServiceSpec, plan_default: signal.Signals) -> signal.Signals:
         return parse_signal(svc.stop_signal, plan_default, f"service '{svc.name}'")
 
+    def prepare(self, services: Sequence[ServiceSpec]) -> None:
+        """Launches are to come: their cgroup joins are kept fast until the last one
+        (cgroupwarmth.py)."""
+        if self._warmth is not None:
+            self._warmth.expect(svc.name for svc in services)
+
     def launch(self, svc: ServiceSpec) -> Running:
         """The service started; under a restart policy, kept by a supervisor as the
         engine keeps a container (supervise.py)."""
-        first = self._launch_once(svc)
+        try:
+            first = self._launch_once(svc)
+        finally:
+            if self._warmth is not None:
+                self._warmth.launched(svc.name)
         if svc.restart.mode == "no":
             return first
         return Supervised(svc.restart, first, lambda: self._launch_once(svc))
@@ -362,6 +374,8 @@ class LocalBackend(BaseBackend):
         ``keep_stack``, leave all of it to the kept stack (and tell the reaper so)."""
         if self._sweeper is not None and self._sweeper.ident is not None:
             self._sweeper.join(60)
+        if self._warmth is not None:
+            self._warmth.end()
         self._reaper.done()
         self._claims.release()  # stopped, or kept: its servers hold their ports now
         if keep_stack is not None:
@@ -421,6 +435,7 @@ class LocalBackend(BaseBackend):
         backend._claims = portclaims.PortClaims(run_id)
         recorded = state.get("cgroup")
         backend.cgroup = cgroups.RunCgroup(Path(recorded)) if recorded else None
+        backend._warmth = None  # a kept stack's launches come one at a time
         backend._tracking = ""
         return backend
 
