@@ -232,6 +232,41 @@ def test_a_container_death_is_seen_on_the_event_stream(
         orch.stop()
 
 
+@pytest.mark.parametrize("stop_signal", ["SIGUSR1", "USR1", "10"])
+def test_the_stacks_end_sends_each_container_its_own_stop_signal(
+    compose_project: Project, tmp_path: Path, stop_signal: str
+) -> None:
+    """At the stack's end a container without a restart policy is signalled by the
+    kernel, not through the engine: its STOPSIGNAL however written, as the engine reads
+    it. The service ends on SIGUSR1 alone (SIGTERM is ignored: a wrong signal would be
+    the SIGKILL after its 5 s grace period, and no goodbye in its log)."""
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "signal.signal(signal.SIGUSR1, lambda *a: (print('got USR1', flush=True), sys.exit(0))); "
+        "print('up', flush=True); [time.sleep(0.05) for _ in range(2400)]"
+    )
+    file = compose_project.compose(
+        "services:"
+        + service("a", f'\n    command: ["/usr/bin/python3", "-c", "{code}"]')
+        + f"\n    stop_signal: '{stop_signal}'"
+        + "\n    x-pyairtable: {probe: {log: 'up'}}"
+    )
+    logs, stack = tmp_path / "logs", load_stack(file)
+    backend = ComposeBackend(
+        run_id=f"{os.getpid()}-{os.urandom(3).hex()}",
+        compose_file=file,
+        compose_command="docker-compose",
+        logs_dir=logs,
+    )
+    orch = Orchestrator(stack, backend)
+    try:
+        orch.start(["a"])
+        orch.wait("a")
+    finally:
+        orch.stop(keep_logs=False)
+    assert "got USR1" in (logs / "a.log").read_text()
+
+
 def test_a_restarted_services_log_has_each_line_once(
     compose_project: Project,
     tmp_path: Path,

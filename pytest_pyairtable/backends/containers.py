@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -60,6 +61,21 @@ def _plugin_paths() -> list[str]:
 def _compose_plugin() -> bool:
     """Whether a `docker compose` CLI plugin file is where the docker CLI looks."""
     return any(os.path.exists(path) for path in _plugin_paths())
+
+
+def _send(pidfd: int, name: str) -> bool:
+    """``name`` (an image's STOPSIGNAL: SIGTERM, TERM, 15) sent through ``pidfd``; False
+    where it names no signal (SIGRTMIN+3 goes through the engine), or the kernel refused."""
+    name = name.strip().upper()
+    try:
+        if name.isdigit():
+            sig = signal.Signals(int(name))
+        else:
+            sig = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+        signal.pidfd_send_signal(pidfd, sig)
+    except (KeyError, ValueError, OSError, AttributeError):
+        return False
+    return True
 
 
 def detect_compose(command: str | None = None) -> tuple[list[str], str]:
@@ -391,17 +407,34 @@ class ContainerService(BaseRunning):
             self.stop(grace)
             return
         self._ended = True
+        # Without a policy the engine has nothing to decide on a signal it did not send:
+        # the kernel's, through the same pidfd (~4 ms to its end, ~18 ms through the API).
+        direct = self.policy.mode == "no" and not self._paused
         try:
-            self._signal_until(grace, lambda timeout: pidfd_ended(fd, timeout))
+            self._signal_until(
+                grace,
+                lambda timeout: pidfd_ended(fd, timeout),
+                (lambda sig: _send(fd, sig) or self._api_kill(sig)) if direct else None,
+            )
         finally:
             os.close(fd)
 
-    def _signal_until(self, grace: float, ended: Callable[[float], bool]) -> None:
-        """Its stop signal, then SIGKILL once ``grace`` seconds pass without ``ended``."""
+    def _api_kill(self, sig: str) -> bool:
+        with contextlib.suppress(Exception):  # not running (any more)
+            self.api.kill(self.cid, signal=sig)
+        return True
+
+    def _signal_until(
+        self,
+        grace: float,
+        ended: Callable[[float], bool],
+        send: Callable[[str], bool] | None = None,
+    ) -> None:
+        """Its stop signal, then SIGKILL once ``grace`` seconds pass without ``ended``
+        (sent by ``send``, else through the engine)."""
         config = self.inspected.get("Config") or {}
         for sig in (config.get("StopSignal") or "SIGTERM", "SIGKILL"):
-            with contextlib.suppress(Exception):  # not running (any more)
-                self.api.kill(self.cid, signal=sig)
+            (send or self._api_kill)(sig)
             if self._paused:
                 with contextlib.suppress(Exception):  # a frozen process takes no signal
                     self.api.unpause(self.cid)
