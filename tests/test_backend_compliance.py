@@ -10,6 +10,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,11 +225,13 @@ def test_a_service_launched_again_is_probed_on_its_own_output(kit: Kit) -> None:
 
 def test_what_a_running_service_printed_is_in_its_log_once_synced(kit: Kit) -> None:
     """At once where the service writes its log file itself; where its lines arrive late
-    (``logs_late``: an engine's log, followed), once ``sync_logs`` caught up."""
+    (``logs_late``: an engine's log, followed), once ``sync_logs`` caught up with all it
+    wrote before now (the engine reads a container's output a little late: under load,
+    later than the probe that saw it ready)."""
     running = kit.backend.launch(kit.services["web"])
     wait_until_ready(kit.backend, kit.services["web"], running)
     assert running.logs_late is CASES[kit.name].container
-    running.sync_logs()
+    running.sync_logs(time.time())
     if not CASES[kit.name].external:  # (someone else's service: no log of ours)
         assert running.log_path is not None
         assert "web: listening on" in running.log_path.read_text()
