@@ -10,6 +10,9 @@ how it is made from the run's options (``create``) and how it finds a kept stack
 (``reattach``). State that outlives a run belongs to the backend that made it:
 ``kept_state`` says what a later process needs, ``reattach`` and ``adopt`` use it, and a
 backend that cannot keep a stack refuses with a ``KeepError``.
+
+(Over 350 lines: each protocol member is listed once, with its contract, beside the
+default that backends inherit; a split would part a contract from its default.)
 """
 
 from __future__ import annotations

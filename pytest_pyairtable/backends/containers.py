@@ -1,6 +1,10 @@
 """Containers as running services, through the Engine API (dockerapi.py); which compose to
 run; and removing the projects of killed runs (never a kept stack's: its record, beside
-the compose file named in the project's labels, says it is kept)."""
+the compose file named in the project's labels, says it is kept).
+
+(Over 350 lines: a container's stop, its end at the stack's end (through its pidfd where
+that is provably the container's) and its restart policy share one state; which compose
+to run, about 90 lines, is the seam along which it would split next.)"""
 
 from __future__ import annotations
 
