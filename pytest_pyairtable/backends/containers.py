@@ -99,15 +99,15 @@ def detect_compose(command: str | None = None) -> tuple[list[str], str]:
     known, answer = recall("compose", "detected", state)
     if known and isinstance(answer, list) and len(answer) == 2:
         return [str(arg) for arg in answer[0]], str(answer[1])
-    argv, found = _ask_compose(real)
+    argv, found = _ask_compose(real, docker)
     remember("compose", "detected", state, [argv, found])
     return argv, found
 
 
-def _ask_compose(real: str | None) -> tuple[list[str], str]:
+def _ask_compose(real: str | None, docker: str | None) -> tuple[list[str], str]:
     # The docker CLI is asked only where a compose plugin may be (or nothing else is):
     # starting it costs a loaded machine's CPU beside compose's and the first container's.
-    ask_docker = shutil.which("docker") is not None and (real is None or _compose_plugin())
+    ask_docker = docker is not None and (real is None or _compose_plugin())
     candidates = [
         ["docker", "compose", "version"] if ask_docker else None,
         [real, "version", "--short"] if real else None,
@@ -414,25 +414,25 @@ class ContainerService(BaseRunning):
         # Without a policy the engine has nothing to decide on a signal it did not send:
         # the kernel's, through the same pidfd (~4 ms to its end, ~18 ms through the API).
         direct = self.policy.mode == "no" and not self._paused
+
+        def send(sig: str) -> None:
+            if not (direct and _send(fd, sig)):
+                self._api_kill(sig)
+
         try:
-            self._signal_until(
-                grace,
-                lambda timeout: pidfd_ended(fd, timeout),
-                (lambda sig: _send(fd, sig) or self._api_kill(sig)) if direct else None,
-            )
+            self._signal_until(grace, lambda timeout: pidfd_ended(fd, timeout), send)
         finally:
             os.close(fd)
 
-    def _api_kill(self, sig: str) -> bool:
+    def _api_kill(self, sig: str) -> None:
         with contextlib.suppress(Exception):  # not running (any more)
             self.api.kill(self.cid, signal=sig)
-        return True
 
     def _signal_until(
         self,
         grace: float,
         ended: Callable[[float], bool],
-        send: Callable[[str], bool] | None = None,
+        send: Callable[[str], None] | None = None,
     ) -> None:
         """Its stop signal, then SIGKILL once ``grace`` seconds pass without ``ended``
         (sent by ``send``, else through the engine)."""
