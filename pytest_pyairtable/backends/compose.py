@@ -32,6 +32,7 @@ import json
 import os
 import shlex
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,7 +43,7 @@ from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
 from ..support.errors import PrerequisiteError, PyAirtableError
 from ..support.files import create_private, open_private
-from . import healthgate, markers, sockets
+from . import healthgate, markers, readyforecast, sockets
 from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
@@ -163,6 +164,7 @@ class ComposeBackend(BaseBackend):
         self._batches: list[threading.Thread] = []
         self._batch_lock = threading.Lock()  # compose calls on one project never overlap
         self._extra_hosts: dict[str, list[str]] = {}
+        self.ready_times = readyforecast.ReadyTimes()
 
     def _start_engine(self) -> None:
         """Where the engine is (cheap: compose must be pointed at the same one); its
@@ -392,6 +394,7 @@ class ComposeBackend(BaseBackend):
             before.close()
         try:
             self.api.start(cid)
+            started_at = time.monotonic()
         except Exception as exc:  # the engine's reason (a port taken, a missing mount)
             raise PrerequisiteError(
                 f"service '{svc.name}': the engine could not start its container: "
@@ -405,6 +408,7 @@ class ComposeBackend(BaseBackend):
             self.api, svc.name, cid, log_path, self.states, policy=svc.restart
         )
         running.log_start = log_start
+        running.started_at = started_at
         after = running.next_run if svc.restart.mode != "no" else None  # each run's output
         follower = LogFollower(
             self.streams or self.api,
@@ -493,7 +497,15 @@ class ComposeBackend(BaseBackend):
         if watch is None and published is not None:  # the probe's port, where the test says none
             watch = healthgate.PortGate(published.address)
         verdicts = self.engine is None or self.engine.has_health_verdicts
-        return ContainerHealthcheck(self.api, running, test, watch, engine_verdicts=verdicts)
+        key = readyforecast.service_key(svc.name, running.inspected, test.test)
+        return ContainerHealthcheck(
+            self.api,
+            running,
+            test,
+            watch,
+            engine_verdicts=verdicts,
+            ready_times=(self.ready_times, key),
+        )
 
     def fetch(self, svc: ServiceSpec) -> Fetch | None:
         """The pull or build ``svc`` waits for (begun by ``prepare``), None when its image
@@ -511,6 +523,7 @@ class ComposeBackend(BaseBackend):
         if self.compose is not None:
             self.images.close()  # a pull or build still running ends now
         self._join_helpers()
+        self.ready_times.save()
         if self._reaper is not None:
             self._reaper.done()
         if self.api is None:  # no engine answered: nothing was started on it
@@ -601,6 +614,7 @@ class ComposeBackend(BaseBackend):
         backend.started = []
         backend.compose = None  # no compose file: a restart starts the kept container
         backend._followers = {}
+        backend.ready_times = readyforecast.ReadyTimes()  # a restart's boot is seen too
         return backend
 
     def adopt(self, svc: ServiceSpec, state: Mapping[str, Any]) -> ContainerService:

@@ -51,6 +51,7 @@ from .healthgate import PortGate
 if TYPE_CHECKING:
     from ..probes.checks import Watch
     from .containers import ContainerService
+    from .readyforecast import ReadyTimes
 
 NS = 1_000_000_000
 EXEC_GAP = 0.1  # between attempts that each cost an exec (no shell to keep open)
@@ -235,6 +236,7 @@ class ContainerHealthcheck(BaseProbe):
         watch: Watch | None,
         *,
         engine_verdicts: bool = True,
+        ready_times: tuple[ReadyTimes, str] | None = None,
     ) -> None:
         self.api = api
         self.running = running
@@ -254,8 +256,15 @@ class ContainerHealthcheck(BaseProbe):
         self._started = time.monotonic()
         self._failing: list[float] = []  # when the failures in a row at `interval` came
         self._rest = 0.0
+        self._wall = 0.0
         self.attempts = 0  # the test's runs (a gated attempt is not one)
         self.last_cost = 0.0  # what the last run cost: its wall time, or its CPU if more
+        self.ready_times = ready_times
+        self._passed_cost: float | None = None  # the passing run's wall time
+        self._foreseen: float | None = None  # when to run once ahead of the port opening
+        forecast = ready_times[0].forecast(ready_times[1]) if ready_times else None
+        if forecast is not None and isinstance(watch, PortGate):
+            self._foreseen = watch.due = running.started_at + forecast.lead()
 
     def rest(self) -> float:
         return self._rest
@@ -272,7 +281,11 @@ class ContainerHealthcheck(BaseProbe):
                 exited=False,
             )
         self._open_session()  # while the service starts, not once it is up
-        if isinstance(self.watch, PortGate) and not self.watch.open_now():
+        if (
+            isinstance(self.watch, PortGate)
+            and not self.watch.open_now()
+            and not self._foreseen_now()
+        ):
             # The test's own port refuses: it cannot pass, and costs the container nothing.
             # (A test that passes whatever that port says is still seen: the engine runs
             # it too, every interval, and its verdict counts above.)
@@ -286,11 +299,20 @@ class ContainerHealthcheck(BaseProbe):
             raise
         if code == 0:
             self._failing.clear()
+            self._passed_cost = self._wall
             return {"healthcheck": "passed inside the container"}
         tail = output.strip()[-200:]
         failure = f"healthcheck exit code {code}" + (f": {tail}" if tail else "")
         self._judge(failure)
         raise ProbeFailed(failure)
+
+    def _foreseen_now(self) -> bool:
+        """Whether this is the one run foreseen ahead of the port's opening (its
+        connection comes after the run's start-up: see readyforecast.py)."""
+        if self._foreseen is None or time.monotonic() < self._foreseen:
+            return False
+        self._foreseen = None
+        return True
 
     def _judge(self, failure: str) -> None:
         """Where the engine gives no verdicts, give its verdict here: unhealthy after
@@ -337,7 +359,8 @@ class ContainerHealthcheck(BaseProbe):
             # a 40 ms interpreter start-up is not repeated every few milliseconds.
             ended = time.monotonic()
             self.attempts += 1
-            self.last_cost = max(ended - started, cpu or 0.0)
+            self._wall = ended - started
+            self.last_cost = max(self._wall, cpu or 0.0)
             floor = EXEC_GAP if self._session is None else 0.0  # each exec costs the engine
             bound = min(REST_MAX, self.test.cadence())
             self._rest = max(floor, min(REST_PER_COST * self.last_cost, bound))
@@ -367,3 +390,8 @@ class ContainerHealthcheck(BaseProbe):
         if self._session is not None:
             self._session.close()
             self._session = None
+        if self.ready_times is not None and self._passed_cost is not None:
+            gate = self.watch if isinstance(self.watch, PortGate) else None
+            opened = gate.opened_at if gate is not None else None
+            after = None if opened is None else opened - self.running.started_at
+            self.ready_times[0].observe(self.ready_times[1], after, self._passed_cost)

@@ -74,15 +74,27 @@ class PortGate(PortWatch):
     attempts: each look is a connection the starting service must accept (and, for a
     threaded server, a thread it starts); an attempt's own look still checks it."""
 
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address)
+        self.opened_at: float | None = None  # when it was first seen to accept
+        self.due: float | None = None  # an attempt foreseen (readyforecast.py): a pause ends
+
     def changed(self) -> bool:
         if self._open:
             return False
-        return super().changed()
+        if super().changed():
+            self.opened_at = time.monotonic()
+            return True
+        if self.due is not None and time.monotonic() >= self.due:
+            self.due = None
+            return True
+        return False
 
     def open_now(self) -> bool:
         """An attempt's own look: once it has seen the port open, so has the watch (its
         first look between attempts would call that a change, and cut a pause short)."""
-        self._open = self._open or self.accepts()
+        if not self._open and self.accepts():
+            self._open, self.opened_at = True, time.monotonic()
         return self._open
 
 

@@ -1,0 +1,142 @@
+"""A costly healthcheck runs once ahead of its port's foreseen opening, learnt from the
+service's earlier boots; a forecast that misses costs one run, the service is still
+ready only when its own test passes, and the newer opening is what is foreseen next.
+
+The check here records, for each of its runs, whether its port took connections when
+the run began: only a run the forecast started can find it closed (the gate runs the
+test once the port accepts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from containers import service
+
+from conftest import Ports, Project
+from pytest_pyairtable.backends import readyforecast
+from pytest_pyairtable.backends.readyforecast import KEPT_BOOTS, ReadyTimes
+
+# Run by the healthcheck (its URL's port gates it): "<1 if the port accepted as the run
+# began> <1 if it passed>" appended to /w/runs. Its cost is a start-up (0.15 s) before it connects, as an
+# interpreter's imports are; it tries to connect for 0.3 s, as checks with a retry do.
+CHECK = """
+import socket, sys, time
+port = int(sys.argv[1].rsplit(":", 1)[1].split("/")[0])  # http://127.0.0.1:PORT/health
+def accepts():
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+open_at_start = accepts()
+time.sleep(0.15)
+deadline = time.monotonic() + 0.3
+while not (ok := accepts()) and time.monotonic() < deadline:
+    time.sleep(0.01)
+with open("/w/runs", "a") as runs:
+    runs.write(f"{int(open_at_start)} {int(ok)}\\n")
+sys.exit(0 if ok else 1)
+"""
+
+
+def foreseen_service(project: Project, port: int) -> None:
+    """A stand-in listening after the delay written in /w/delay (read when it starts: the
+    container's command, and so its forecast's key, stays the same across boots)."""
+    work = project.path / "w"
+    work.mkdir(exist_ok=True)
+    (work / "check.py").write_text(CHECK)
+    start = (
+        f"exec /usr/bin/python3 -m pytest_pyairtable.standin --name a --port {port} "
+        "--startup-delay $$(cat /w/delay)"
+    )
+    body = service(
+        "a",
+        f"""
+    command: ["/bin/sh", "-c", "{start}"]
+    healthcheck: {{test: ["CMD", "/usr/bin/python3", "/w/check.py", "http://127.0.0.1:{port}/health"], interval: 300s, timeout: 10s, retries: 1}}""",
+    ).replace('volumes: ["', f'volumes: ["{work}:/w", "')
+    project.compose("services:" + body)
+    project.tests("def test_a(pyairtable_a): pass\n")
+
+
+def boot(project: Project, delay: float) -> list[tuple[bool, bool]]:
+    """One run of the project's test, the service opening its port after ``delay``:
+    each run of its check as (port open as it began, passed)."""
+    work = project.path / "w"
+    (work / "delay").write_text(f"{delay}\n")
+    (work / "runs").unlink(missing_ok=True)
+    # a process of its own: in-process runs share what they imported with the next one
+    project.run_subprocess("--pyairtable-backend", "compose").assert_outcomes(passed=1)
+    lines = (work / "runs").read_text().split()
+    return [(a == "1", b == "1") for a, b in zip(lines[::2], lines[1::2], strict=True)]
+
+
+def openings(project: Project) -> list[float]:
+    """The openings the project's one service has on record (pytester's HOME is the
+    project's directory: its cache is there)."""
+    kept = json.loads((project.path / ".cache/pytest-pyairtable/ready-times.json").read_text())
+    ((entry,),) = [list(kept["services"][1].values())]
+    return [float(t) for t in entry["open"]]
+
+
+def test_a_check_runs_ahead_of_its_foreseen_port_and_a_miss_is_learnt(
+    compose_project: Project, free_ports: Ports
+) -> None:
+    (port,) = free_ports(1)
+    foreseen_service(compose_project, port)
+    first = boot(compose_project, 1.0)
+    # nothing foreseen yet: the gate held every run until the port accepted
+    assert first and all(open_ for open_, _ in first), first
+    (opened,) = openings(compose_project)
+    assert 1.0 <= opened < 3.0, opened
+
+    second = boot(compose_project, 1.0)
+    # the first run began before the port accepted, and was the one that passed
+    assert second == [(False, True)], second
+
+    slower = boot(compose_project, 2.5)
+    # ran at the old forecast and failed: the gate's run passed once the port accepted
+    assert slower[0] == (False, False) and slower[-1] == (True, True), slower
+    assert openings(compose_project)[-1] >= opened + 1.0, openings(compose_project)
+
+
+def test_forecasts_are_medians_of_recent_boots_kept_owner_only_without_any_text(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    inspected = {"Config": {"Image": "secret-image", "Cmd": ["serve", "--token=hunter2"]}}
+    key = readyforecast.service_key("api", inspected, ("CMD", "curl", "http://x:1/"))
+    for opened in (0.50, 0.52, 0.90, 0.51, 0.53, 0.54):
+        times = ReadyTimes()
+        times.observe(key, opened, 0.05)
+        times.save()
+    times = ReadyTimes()
+    times.observe(key, None, 0.07)  # passed before the port was seen: no opening known
+    times.save()
+    forecast = ReadyTimes().forecast(key)
+    assert forecast is not None
+    # the last KEPT_BOOTS openings (0.50 is gone), their median; the newest cost
+    assert KEPT_BOOTS == 5
+    assert forecast.opens_after == pytest.approx(0.53)
+    assert forecast.spread == pytest.approx(0.90 - 0.51)
+    assert forecast.cost == pytest.approx(0.07)
+    path = tmp_path / "pytest-pyairtable" / "ready-times.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    text = path.read_text()
+    assert "secret-image" not in text and "hunter2" not in text and "api" not in text
+    assert ReadyTimes().forecast("another service") is None
+
+
+def test_runs_writing_forecasts_at_once_keep_each_others_services(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    one, other = ReadyTimes(), ReadyTimes()
+    assert one.forecast("a") is None and other.forecast("b") is None  # both read before
+    one.observe("a", 0.4, 0.05)
+    other.observe("b", 0.6, 0.05)
+    one.save()
+    other.save()
+    found = ReadyTimes()
+    assert [found.forecast(k) is not None for k in ("a", "b")] == [True, True]
