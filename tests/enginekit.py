@@ -87,14 +87,16 @@ class PodmanService:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_podman() -> PodmanService | str:
-    """A Podman service of our own, or why there cannot be one (to skip with)."""
+def start_podman(engine_conf: str = "") -> PodmanService | str:
+    """A Podman service of our own, or why there cannot be one (to skip with);
+    ``engine_conf``: lines for the ``[engine]`` table of its containers.conf."""
     podman = shutil.which("podman")
     if podman is None or shutil.which("docker") is None:
         return "podman (or the docker CLI) is not installed; .ci/setup installs it"
     base = Path(tempfile.mkdtemp(prefix="pa-podman-", dir="/tmp"))  # short: a socket path
     (base / "podman").mkdir()
-    (base / "containers.conf").write_text("[containers]\ndefault_ulimits = []\n")
+    engine = f"[engine]\n{engine_conf}\n" if engine_conf else ""
+    (base / "containers.conf").write_text(f"[containers]\ndefault_ulimits = []\n{engine}")
     (base / "registries.conf").write_text(
         'unqualified-search-registries = ["docker.io"]\n\n'
         '[[registry]]\nlocation = "127.0.0.1"\ninsecure = true\n'

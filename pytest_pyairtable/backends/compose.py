@@ -48,10 +48,10 @@ from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
 from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
+from .containerstates import ContainerStates
 from .dockerapi import (
     PROJECT_LABEL,
     SERVICE_LABEL,
-    ContainerStates,
     LogFollower,
     engine_host,
     last_line_stamp,

@@ -30,7 +30,8 @@ from ..support.errors import PrerequisiteError
 from . import markers
 from .base import BaseRunning
 from .builds import remove_run_names
-from .dockerapi import CONFIG_LABEL, LIVE_STATES, PROJECT_LABEL, ContainerStates, LogFollower
+from .containerstates import ContainerStates
+from .dockerapi import CONFIG_LABEL, LIVE_STATES, PROJECT_LABEL, LogFollower
 from .procfs import container_pidfd, pid_alive, pidfd_ended
 
 # pyairtable-run-<pid>-<hex>-v2; pyairtable-run-<pid>-<hex> and pyairtable-<pid>-<hex>

@@ -1,11 +1,9 @@
-"""The engine through its API (the ``docker`` SDK, docker-py): the project's container
-events followed in one stream, and container logs followed into files. Typed errors, no
-CLI process per call, no text to parse. Which engine, and how it differs: engines.py.
+"""The engine through its API (the ``docker`` SDK, docker-py): container logs followed
+into files. Typed errors, no CLI process per call, no text to parse. Which engine, and
+how it differs: engines.py; the project's container events: containerstates.py.
 
-State comes from the event stream (start, die, health_status, the removal) as it
-happens; an inspect is a fallback for a container whose events were not seen (a kept
-stack's). Both streams are opened in their own threads, on a client without a read
-deadline: an engine may hold a stream's headers back until its first line.
+A log stream is opened in its own thread, on a client without a read deadline: an
+engine may hold a stream's headers back until its first line.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..support.files import open_private
-from .engines import Engine
 
 PROJECT_LABEL = "com.docker.compose.project"
 LIVE_STATES = ("running", "paused", "restarting")  # a container whose processes exist
@@ -42,179 +39,6 @@ def engine_host(api: Any) -> str:
 
 def is_local(api: Any) -> bool:
     return engine_host(api) == "127.0.0.1"
-
-
-class ContainerStates:
-    """The project's containers as the event stream tells it: running or exited (and
-    the exit code), and the engine's health verdict. Subscribed before anything starts,
-    so no event of the run is missed; waiters wake the moment an event arrives."""
-
-    def __init__(self, api: Any, project: str, engine: Engine, streams: Any = None) -> None:
-        self._cv = threading.Condition()
-        self._state: dict[str, dict[str, Any]] = {}
-        self._created: dict[str, str] = {}  # service -> its latest container
-        self._project = project
-        self._api = api
-        self._engine = engine
-        self._open = True
-        self._closed = False
-        self._stream: Any = None
-        # Events from a second before now: the request may reach the engine after the
-        # first container's events (it is sent from the thread), and none may be missed.
-        self._since = int(time.time()) - 1
-        self._thread = threading.Thread(
-            target=self._follow,
-            args=(streams or api,),
-            name=f"pyairtable-events-{project}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _follow(self, streams: Any) -> None:
-        try:
-            with contextlib.suppress(Exception):  # the engine went away: callers inspect
-                stream = streams.events(
-                    since=self._since,
-                    filters={"type": ["container"], "label": [f"{PROJECT_LABEL}={self._project}"]},
-                    decode=True,
-                )
-                with self._cv:
-                    self._stream = stream
-                    if self._closed:
-                        stream.close()
-                        return
-                for event in stream:
-                    self._apply(event)
-        finally:
-            with self._cv:
-                self._open = False
-                self._cv.notify_all()
-
-    def _apply(self, event: dict[str, Any]) -> None:
-        action = str(event.get("Action") or event.get("status") or "")
-        actor = event.get("Actor") or {}
-        cid = str(actor.get("ID") or event.get("id") or "")
-        attributes = actor.get("Attributes") or {}
-        if action == "health_status" and not self._engine.health_event_carries_status:
-            action = f"health_status: {self._inspected_health(cid)}"
-        with self._cv:
-            state = self._state.setdefault(cid, {"starts": 0, "seen": False})
-            state["seen"] = True
-            if action == "create" and attributes.get(SERVICE_LABEL):
-                self._created[str(attributes[SERVICE_LABEL])] = cid
-            elif action == "start":
-                state.update(running=True, exit_code=None, health=None)
-                state["starts"] += 1
-                state.setdefault("start_times", []).append(time.time())
-            elif action == "die":
-                state.update(running=False, exit_code=int(attributes.get("exitCode", -1)))
-                state.setdefault("exits", []).append(state["exit_code"])
-            elif action.startswith("health_status"):
-                state["health"] = action.partition(":")[2].strip()
-            elif action in self._engine.removal_events:
-                state.update(running=False, removed=True)
-                state.setdefault("exit_code", -1)
-            self._cv.notify_all()
-
-    def _inspected_health(self, cid: str) -> str:
-        """The verdict an event without one announces (the event's own lags a check)."""
-        with contextlib.suppress(Exception):  # gone: no verdict
-            state = self._api.inspect_container(cid).get("State") or {}
-            return str((state.get("Health") or {}).get("Status") or "")
-        return ""
-
-    @property
-    def following(self) -> bool:
-        return self._open
-
-    def starts(self, cid: str) -> int:
-        with self._cv:
-            return int(self._state.get(cid, {}).get("starts", 0))
-
-    def await_start(self, cid: str, before: int, timeout: float = 10.0) -> bool:
-        """Until the start event after ``before`` earlier starts has arrived: from then
-        on, what the stream says about the container is current."""
-        with self._cv:
-            return self._cv.wait_for(
-                lambda: not self._open or self._state.get(cid, {}).get("starts", 0) > before,
-                timeout,
-            )
-
-    def await_created(self, service: str, done: Callable[[], bool], timeout: float) -> str | None:
-        """The container compose created for ``service``, the moment the engine says so
-        (compose creates a chain's containers one after another: the first can start
-        long before the last exists); None once ``done`` (compose has exited) without."""
-        with self._cv:
-            self._cv.wait_for(lambda: service in self._created or done() or not self._open, timeout)
-            return self._created.get(service)
-
-    def list_created(self, api: Any) -> None:
-        """The project's containers made before the subscription (listed after it: a
-        later one has its create event, which, newer, wins)."""
-        label = {"label": f"{PROJECT_LABEL}={self._project}"}
-        for found in api.containers(all=True, filters=label):
-            service = (found.get("Labels") or {}).get(SERVICE_LABEL)
-            if service:
-                with self._cv:
-                    self._created.setdefault(str(service), str(found["Id"]))
-                    self._cv.notify_all()
-
-    def wake(self) -> None:
-        """Waiters look again (what they wait for changed outside the stream)."""
-        with self._cv:
-            self._cv.notify_all()
-
-    def seed(self, cid: str, inspected: dict[str, Any]) -> None:
-        """What an inspect said, unless an event said something since (it is newer)."""
-        status = inspected.get("State") or {}
-        with self._cv:
-            if self._state.get(cid, {}).get("seen"):
-                return
-            self._state[cid] = {
-                "starts": 0,
-                "seen": False,
-                "running": bool(status.get("Running")),
-                "exit_code": None if status.get("Running") else int(status.get("ExitCode", -1)),
-                "health": (status.get("Health") or {}).get("Status"),
-            }
-
-    def known(self, cid: str) -> bool:
-        with self._cv:
-            return self._open and cid in self._state
-
-    def history(self, cid: str) -> tuple[list[float], list[int]]:
-        """When it started (wall clock) and how each run ended, as the events told."""
-        with self._cv:
-            state = self._state.get(cid, {})
-            return list(state.get("start_times", [])), list(state.get("exits", []))
-
-    def exit_code(self, cid: str) -> int | None:
-        with self._cv:
-            state = self._state.get(cid, {})
-            return None if state.get("running", True) else int(state.get("exit_code", -1))
-
-    def health(self, cid: str) -> str | None:
-        with self._cv:
-            found = self._state.get(cid, {}).get("health")
-            return None if found is None else str(found)
-
-    def wait_exit(self, cid: str, timeout: float | None) -> int | None:
-        with self._cv:
-            self._cv.wait_for(
-                lambda: not self._open or not self._state.get(cid, {}).get("running", True),
-                timeout,
-            )
-        return self.exit_code(cid)
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            stream = self._stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-        # A request the engine never answered ends with its connection (the run's end).
-        self._thread.join(5 if stream is not None else 0.1)
 
 
 # How much later than its writing a line may be stamped (the engine reads the container's
