@@ -56,7 +56,7 @@ from chains import (
 )
 
 from pytest_pyairtable.backends.compose import ComposeBackend
-from pytest_pyairtable.backends.containers import detect_compose
+from pytest_pyairtable.backends.composedetect import detect_compose
 from pytest_pyairtable.engine.events import Listener
 from pytest_pyairtable.engine.orchestrator import Orchestrator
 from pytest_pyairtable.engine.run import ServiceRun

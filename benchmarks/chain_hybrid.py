@@ -45,7 +45,7 @@ from chains import (
     write_json,
 )
 
-from pytest_pyairtable.backends.containers import detect_compose
+from pytest_pyairtable.backends.composedetect import detect_compose
 
 
 def on_host(index: int) -> bool:

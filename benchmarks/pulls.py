@@ -37,7 +37,7 @@ from enginekit import PodmanService, Registry, start_podman, start_registry
 
 from pytest_pyairtable.backends.builds import Builder
 from pytest_pyairtable.backends.composecli import ComposeCommand
-from pytest_pyairtable.backends.containers import detect_compose
+from pytest_pyairtable.backends.composedetect import detect_compose
 from pytest_pyairtable.backends.engines import connect, locate
 from pytest_pyairtable.backends.images import Images
 from pytest_pyairtable.model.spec import load_stack

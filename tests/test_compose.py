@@ -176,7 +176,7 @@ def test_which_compose_runs_is_asked_once_per_state_of_the_binaries(
     """Asking each candidate its version is a process start before the first container
     can be made (35-45 ms here): the answer is kept until a binary or plugin changes.
     Here the docker CLI is a script that logs each call and has a compose plugin."""
-    from pytest_pyairtable.backends.containers import detect_compose
+    from pytest_pyairtable.backends.composedetect import detect_compose
 
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()

@@ -15,7 +15,7 @@ from containers import IMAGE, docker_cli, import_root_image, service
 
 from conftest import Ports, Project, wait_until
 from pytest_pyairtable.backends.compose import ComposeBackend
-from pytest_pyairtable.backends.containers import detect_compose
+from pytest_pyairtable.backends.composedetect import detect_compose
 from pytest_pyairtable.engine.orchestrator import Orchestrator
 from pytest_pyairtable.model.spec import load_stack
 

@@ -47,7 +47,8 @@ from . import healthgate, markers, readyforecast, sockets
 from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
-from .containers import ContainerService, detect_compose, remove_project, remove_stale_projects
+from .composedetect import detect_compose
+from .containers import ContainerService, remove_project, remove_stale_projects
 from .containerstates import ContainerStates
 from .dockerapi import (
     PROJECT_LABEL,
