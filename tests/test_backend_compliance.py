@@ -7,9 +7,11 @@ The compose cases skip, saying why, where no Docker engine answers."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import pytest
 from containers import IMAGE, ROOT, our_containers
 from stackrun import listening
 
-from conftest import Ports, unique_run_id
+from conftest import Ports, unique_run_id, wait_until
 from pytest_pyairtable.backends import BACKENDS
 from pytest_pyairtable.backends.base import (
     Backend,
@@ -31,6 +33,7 @@ from pytest_pyairtable.backends.base import (
     backend_class,
     log_size,
 )
+from pytest_pyairtable.backends.portclaims import claims_dir
 from pytest_pyairtable.model.spec import ServiceSpec, load_stack
 from pytest_pyairtable.probes.checks import ProbeContext, make_probe
 from pytest_pyairtable.probes.waiting import wait_ready
@@ -134,6 +137,7 @@ def compliance_kit(
     case = CASES[name]
     if case.container:
         request.getfixturevalue("engine")  # skips without an engine
+    claims_before, watchers_before = _claims_held_here(), _restart_watchers()
     (web,) = free_ports(1)
     path = tmp_path / "docker-compose.yml"
     path.write_text(_compose_text(name, web, "echo done", "echo broken; exit 3"))
@@ -166,6 +170,30 @@ def compliance_kit(
         proc.wait()
     if case.container:
         assert [c for c in our_containers() if "compliance" in c] == []
+    # Nothing of the kit's backends acts past their close: a restart policy's watcher
+    # (which notices its end within a second) started a service again and claimed its
+    # port anew, a claim no close released, that a later run in this process met.
+    watchers = _restart_watchers() - watchers_before
+    wait_until(lambda: not any(t.is_alive() for t in watchers), 5, "restart watchers to end")
+    assert _claims_held_here() - claims_before == set()
+
+
+def _claims_held_here() -> set[str]:
+    """The port claim files this process has open (a held claim is an open file)."""
+    folder, held = f"{claims_dir()}/", set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own fd, closed meanwhile
+        if target.startswith(folder):
+            held.add(target)
+    return held
+
+
+def _restart_watchers() -> set[threading.Thread]:
+    """The live watchers of services under a restart policy (supervise.py)."""
+    return {t for t in threading.enumerate() if t.name == "pyairtable-restart"}
 
 
 def wait_until_ready(backend: Backend, spec: ServiceSpec, running: Running) -> ServiceSpec:

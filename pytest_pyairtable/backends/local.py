@@ -213,6 +213,7 @@ class LocalBackend(BaseBackend):
         self._remove_user_logs = False
         self.environ = dict(os.environ if environ is None else environ)
         self._launched: list[LocalProcess] = []
+        self._supervised: list[Supervised] = []  # its services under a restart policy
         self._reaper: ReaperClient | _NoReaper = ReaperClient(run_id, self.environ)
         # Servers' data on tmpfs: initdb and PostgreSQL's writes are disk-bound here.
         self.data_dir = _tmpfs_dir(run_id, owner) or self.run_dir
@@ -298,7 +299,9 @@ class LocalBackend(BaseBackend):
                 self._warmth.launched(svc.name)
         if svc.restart.mode == "no":
             return first
-        return Supervised(svc.restart, first, lambda: self._launch_once(svc))
+        supervised = Supervised(svc.restart, first, lambda: self._launch_once(svc))
+        self._supervised.append(supervised)  # (list.append: safe from several threads)
+        return supervised
 
     def _launch_once(self, svc: ServiceSpec) -> LocalService:
         # Claimed first: two runs started at once would both find the ports free.
@@ -372,6 +375,11 @@ class LocalBackend(BaseBackend):
     def close(self, *, keep_stack: Path | None = None, keep_logs: bool = False) -> None:
         """Remove the run's temp dirs, and its logs unless they are to be kept; with
         ``keep_stack``, leave all of it to the kept stack (and tell the reaper so)."""
+        # No restart policy acts past the close: a service it started again would claim
+        # its port anew, a claim held by this process until it exits (and launched into
+        # dirs being removed, or a kept stack no record names).
+        for supervised in list(self._supervised):
+            supervised.let_go()
         if self._sweeper is not None and self._sweeper.ident is not None:
             self._sweeper.join(60)
         if self._warmth is not None:
@@ -431,6 +439,7 @@ class LocalBackend(BaseBackend):
         backend.owner = None  # it stops the kept stack; it sweeps nothing else
         backend._reaper = _NoReaper()
         backend._launched = []
+        backend._supervised = []
         backend._sweeper = None
         backend._claims = portclaims.PortClaims(run_id)
         recorded = state.get("cgroup")

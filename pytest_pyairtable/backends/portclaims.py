@@ -111,13 +111,20 @@ class PortClaims:
         self._held: dict[int, int | None] = {}  # port -> its locked file (None: the
         # run's own claim, held by another of its processes)
         self._lock = threading.Lock()  # services launch from several threads
+        self._released = False
 
     def claim(self, service: str, ports: set[int]) -> None:
         """Claim ``ports`` for ``service`` (those held already stay held); raise a
-        PrerequisiteError naming the holder of one that another run holds."""
+        PrerequisiteError naming the holder of one that another run holds, or saying
+        that the run has released its claims (it is over: nothing would release one)."""
         if self.dir is None:
             return
         with self._lock:
+            if self._released:
+                raise PrerequisiteError(
+                    f"service '{service}' cannot start: its run is over (its backend closed "
+                    "and its port claims were released)."
+                )
             for port in sorted(ports - set(self._held)):
                 self._held[port] = self._take(service, port)
 
@@ -147,16 +154,23 @@ class PortClaims:
             os.close(fd)  # released and removed meanwhile: claim the file now there
         me = os.getpid()
         record = {"pid": me, "ticks": proc_start_time(me), "run_id": self.run_id}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({**record, "service": service}).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({**record, "service": service}).encode(), 0)
+        except BaseException:  # (a full /dev/shm): not held, so not left locked either
+            with contextlib.suppress(OSError):
+                path.unlink()
+            os.close(fd)
+            raise
         return fd
 
     def release(self) -> None:
         """Give every claim up (the run's services are stopped, or kept: a kept stack's
-        servers hold their ports themselves)."""
+        servers hold their ports themselves), for good: no claim is taken after."""
         assert self.dir is not None or not self._held
         with self._lock:
             held, self._held = self._held, {}
+            self._released = True
         for port, fd in held.items():
             if fd is None:
                 continue

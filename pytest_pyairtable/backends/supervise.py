@@ -103,6 +103,12 @@ class Supervised(BaseRunning):
     def kill(self) -> None:
         self._end().kill()
 
+    def let_go(self) -> None:
+        """No restart from now on, and the launch it keeps left as it is: its backend
+        closes (the run is over, or its stack kept: a kept stack's process goes on
+        without its supervisor). A restart under way ends first; none begins after."""
+        self._end()
+
     def pause(self) -> None:
         self._current.pause()
 
