@@ -571,6 +571,8 @@ class ComposeBackend(BaseBackend):
         if self.states is not None:
             self.states.close()
         self.api.close()  # its pooled connections
+        if self.streams is not None:
+            self.streams.close()
 
     # -- a kept stack ----------------------------------------------------------------
 

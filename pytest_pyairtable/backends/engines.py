@@ -48,6 +48,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ..support.errors import PrerequisiteError
+from .enginestreams import streams_client_class
 
 PING = 5.0
 REQUEST = 60.0
@@ -295,7 +296,9 @@ def probe_engine(location: Location) -> Engine | None:
     )
 
 
-def _client(location: Location, version: str, timeout: float | None, pool: int) -> Any:
+def _client(
+    location: Location, version: str, timeout: float | None, pool: int, *, streams: bool = False
+) -> Any:
     import docker
 
     from_env = location.found == "DOCKER_HOST"  # with DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
@@ -308,7 +311,8 @@ def _client(location: Location, version: str, timeout: float | None, pool: int) 
             if found is not None and found.TLSConfig:
                 options["tls"] = found.TLSConfig
     options["base_url"] = location.url
-    return docker.APIClient(version=version, timeout=timeout, max_pool_size=pool, **options)
+    kind = streams_client_class() if streams else docker.APIClient
+    return kind(version=version, timeout=timeout, max_pool_size=pool, **options)
 
 
 def connect(location: Location | None = None) -> tuple[Any, Engine]:
@@ -346,8 +350,9 @@ def connect(location: Location | None = None) -> tuple[Any, Engine]:
 
 def stream_client(api: Any, engine: Engine) -> Any:
     """A client for long-lived streams (events, followed logs): no read deadline, which
-    the request client's timeout would put on them."""
-    return _client(engine.location, str(api.api_version), None, POOL_SIZE)
+    the request client's timeout would put on them; a stream's close releases its
+    connection, read or not (enginestreams.py)."""
+    return _client(engine.location, str(api.api_version), None, POOL_SIZE, streams=True)
 
 
 class EngineCallError(PrerequisiteError):

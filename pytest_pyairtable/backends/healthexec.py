@@ -155,6 +155,17 @@ class _Frames:
             self.io.close()
 
 
+def _exec_socket(api: Any, exec_id: str) -> Any:
+    """The exec's socket; an engine's refusal raised with its response closed (the SDK
+    raises before it would hand the connection over)."""
+    try:
+        return api.exec_start(exec_id, socket=True)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            exc.response.close()  # type: ignore[attr-defined]
+        raise
+
+
 class ShellSession:
     """A shell kept open inside a container, through one exec: each command runs as its
     child, with its exit code read back after a marker no output can forge, and the CPU
@@ -165,7 +176,7 @@ class ShellSession:
         self.children_cpu: float | None = None  # the shell's children's CPU so far
         self.last_cpu: float | None = None  # what the last command took, where known
         created = api.exec_create(cid, [shell], stdin=True, stdout=True, stderr=True)
-        self.frames = _Frames(api.exec_start(created["Id"], socket=True))
+        self.frames = _Frames(_exec_socket(api, created["Id"]))
         try:  # a shell that runs answers the marker; a missing one ends the stream
             self.run("true", timeout)
         except BaseException:
@@ -211,7 +222,7 @@ class ShellSession:
 def exec_once(api: Any, cid: str, argv: list[str], timeout: float) -> tuple[int, str]:
     """One exec, as the engine runs a check: (exit code, output)."""
     created = api.exec_create(cid, argv, stdout=True, stderr=True)
-    frames = _Frames(api.exec_start(created["Id"], socket=True))
+    frames = _Frames(_exec_socket(api, created["Id"]))
     deadline = time.monotonic() + timeout
     try:
         with contextlib.suppress(EOFError):
