@@ -39,13 +39,14 @@ import re
 import secrets
 import shlex
 import struct
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..probes.checks import BaseProbe, ProbeFailed
-from ..probes.waiting import Gone
+from ..probes.waiting import WATCH_EVERY, Gone
 from .healthgate import PortGate
 
 if TYPE_CHECKING:
@@ -292,19 +293,19 @@ class ContainerHealthcheck(BaseProbe):
                 exited=False,
             )
         self._open_session()  # while the service starts, not once it is up
-        if (
-            isinstance(self.watch, PortGate)
-            and not self.watch.open_now()
-            and not self._foreseen_now()
-        ):
-            # The test's own port refuses: it cannot pass, and costs the container nothing.
-            # (A test that passes whatever that port says is still seen: the engine runs
-            # it too, every interval, and its verdict counts above.)
-            host, port = self.watch.address
-            self._judge(f"{host}:{port} refused connections")
-            raise ProbeFailed(f"{host}:{port} does not accept connections yet")
+        gate = self.watch if isinstance(self.watch, PortGate) else None
+        foreseen = False
+        if gate is not None and not gate.open_now():
+            foreseen = self._foreseen_now()
+            if not foreseen:
+                # The test's own port refuses: it cannot pass, and costs the container
+                # nothing. (A test that passes whatever that port says is still seen: the
+                # engine runs it too, every interval, and its verdict counts above.)
+                host, port = gate.address
+                self._judge(f"{host}:{port} refused connections")
+                raise ProbeFailed(f"{host}:{port} does not accept connections yet")
         try:
-            code, output = self._attempt()
+            code, output = self._looking_at(gate) if foreseen and gate else self._attempt()
         except ProbeFailed as exc:  # it hung: a failed check, for the engine too
             self._judge(str(exc))
             raise
@@ -324,6 +325,25 @@ class ContainerHealthcheck(BaseProbe):
             return False
         self._foreseen = None
         return True
+
+    def _looking_at(self, gate: PortGate) -> tuple[int, str]:
+        """The foreseen run, the port looked at meanwhile: when it opened is what the next
+        forecast needs, whether this run passes or not (were only the runs that missed to
+        say it, the forecasts would drift late)."""
+        done = threading.Event()
+
+        def look() -> None:
+            while not gate.open_now() and not done.wait(WATCH_EVERY):
+                pass
+
+        looking = threading.Thread(target=look, name="pyairtable-opening", daemon=True)
+        looking.start()
+        try:
+            return self._attempt()
+        finally:
+            done.set()
+            looking.join()
+            gate.open_now()  # (a run that passed within a look's pause: open by now)
 
     def _judge(self, failure: str) -> None:
         """Where the engine gives no verdicts, give its verdict here: unhealthy after

@@ -82,8 +82,9 @@ class ReadyTimes:
         return Forecast(statistics.median(openings), cost, max(openings) - min(openings))
 
     def observe(self, key: str, opened_after: float | None, cost: float) -> None:
-        """A boot's readiness: when its port was first seen to accept (None when its test
-        passed before the port was seen: that boot says nothing of the opening)."""
+        """A boot's readiness: when its port was first seen to accept (looked at during a
+        foreseen run too: were only the runs that missed to say it, the forecasts would
+        drift late), None where it was not seen."""
         with self._lock:
             self._seen[key] = (opened_after, cost)
 
