@@ -71,6 +71,7 @@ def test_a_death_after_the_engine_ended_the_stream_is_seen_once(
         deadline = time.monotonic() + 30
         while states.exit_code(cid) is None and time.monotonic() < deadline:
             states.wait_exit(cid, 0.5)
+        assert states.subscriptions >= 2, "the engine never ended the stream (no rotation)"
         assert states.known(cid), "the events stream ended with the engine's rotation"
         assert states.exit_code(cid) == 137
         assert states.starts(cid) == 1
@@ -80,3 +81,40 @@ def test_a_death_after_the_engine_ended_the_stream_is_seen_once(
         if cid:
             podman.docker("rm", "-f", cid)
         api.close()
+
+
+class Replaying:
+    """An engine's events API that ends its first stream and, asked again from that
+    second, sends its events again before the new one (Podman's replay from ``since``):
+    a stream end that no engine here produces on demand, made as the engine makes it."""
+
+    def __init__(self, streams: list[list[dict[str, object]]]) -> None:
+        self.streams = streams
+        self.asked: list[object] = []
+
+    def events(self, since: object, filters: object, decode: bool) -> Iterator[object]:
+        self.asked.append(since)
+        if not self.streams:
+            raise ConnectionError("the engine is gone")
+        return iter(self.streams.pop(0))
+
+
+def _event(action: str, nanos: int, **attributes: str) -> dict[str, object]:
+    return {"Action": action, "timeNano": nanos, "Actor": {"ID": "c1", "Attributes": attributes}}
+
+
+def test_a_replayed_event_is_applied_once() -> None:
+    from pytest_pyairtable.backends.engines import Engine, Location
+
+    second = 1_800_000_000
+    start = _event("start", second * 10**9 + 5)
+    die = _event("die", second * 10**9 + 7, exitCode="137")
+    engine = Engine("Docker", "0", "1.41", Location("unix:///nowhere", "a test"))
+    replaying = Replaying([[start], [start, die]])
+    states = ContainerStates(None, "p", engine, replaying)
+    try:
+        assert states.wait_exit("c1", 10) == 137
+        assert states.starts("c1") == 1 and states.history("c1")[1] == [137]
+        assert replaying.asked[1] == second  # asked again from the last event's second
+    finally:
+        states.close()

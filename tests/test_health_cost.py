@@ -19,6 +19,14 @@ from conftest import Ports, Project
 from pytest_pyairtable.backends.healthexec import REST_PER_COST
 from pytest_pyairtable.backends.healthgate import check_target
 
+
+@pytest.fixture(autouse=True)
+def no_forecasts_of_other_tests(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test's first boot is a first boot: a run foreseen from another test's boots
+    on the same port would run while the port refuses (readyforecast.py)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 # A check by its own script in the mounted directory: fetches the URL given, appends
 # "<start time> <1 if it answered 200 else 0>" to /w/runs, then sleeps what it is told.
 CHECK = """

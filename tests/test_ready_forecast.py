@@ -18,7 +18,7 @@ from containers import service
 
 from conftest import Ports, Project
 from pytest_pyairtable.backends import readyforecast
-from pytest_pyairtable.backends.readyforecast import KEPT_BOOTS, ReadyTimes
+from pytest_pyairtable.backends.readyforecast import KEPT_BOOTS, ReadyTimes, Seen
 
 # Run by the healthcheck (its URL's port gates it): "<1 if the port accepted as the run
 # began> <1 if it passed>" appended to /w/runs. Its cost is a start-up (0.15 s) before it connects, as an
@@ -73,16 +73,16 @@ def boot(project: Project, delay: float) -> list[tuple[bool, bool]]:
 
 
 def openings(project: Project) -> list[float]:
-    """The openings the project's one service has on record (pytester's HOME is the
-    project's directory: its cache is there)."""
-    kept = json.loads((project.path / ".cache/pytest-pyairtable/ready-times.json").read_text())
+    """The openings the project's one service has on record."""
+    kept = json.loads((project.path / "cache/pytest-pyairtable/ready-times.json").read_text())
     ((entry,),) = [list(kept["services"][1].values())]
     return [float(t) for t in entry["open"]]
 
 
 def test_a_check_runs_ahead_of_its_foreseen_port_and_a_miss_is_learnt(
-    compose_project: Project, free_ports: Ports
+    compose_project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(compose_project.path / "cache"))
     (port,) = free_ports(1)
     foreseen_service(compose_project, port)
     first = boot(compose_project, 1.0)
@@ -111,10 +111,11 @@ def test_forecasts_are_medians_of_recent_boots_kept_owner_only_without_any_text(
     key = readyforecast.service_key("api", inspected, ("CMD", "curl", "http://x:1/"))
     for opened in (0.50, 0.52, 0.90, 0.51, 0.53, 0.54):
         times = ReadyTimes()
-        times.observe(key, opened, 0.05)
+        times.observe(key, Seen(opened, 0.05))
         times.save()
     times = ReadyTimes()
-    times.observe(key, None, 0.07)  # passed before the port was seen: no opening known
+    times.observe(key, Seen(None, 0.07))  # the port open at the first look: no opening
+    times.observe(key, Seen(None, None))  # a foreseen pass: no cost of a gated run
     times.save()
     forecast = ReadyTimes().forecast(key)
     assert forecast is not None
@@ -136,9 +137,56 @@ def test_runs_writing_forecasts_at_once_keep_each_others_services(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     one, other = ReadyTimes(), ReadyTimes()
     assert one.forecast("a") is None and other.forecast("b") is None  # both read before
-    one.observe("a", 0.4, 0.05)
-    other.observe("b", 0.6, 0.05)
+    one.observe("a", Seen(0.4, 0.05))
+    other.observe("b", Seen(0.6, 0.05))
     one.save()
     other.save()
     found = ReadyTimes()
     assert [found.forecast(k) is not None for k in ("a", "b")] == [True, True]
+
+
+def test_a_check_that_waits_inside_itself_when_early_is_not_foreseen_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its foreseen run passed long after the opening (its own retries held it): the
+    gate's run, at the opening, would have been sooner."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    times = ReadyTimes()
+    times.observe("a", Seen(0.5, 0.05))
+    times.save()
+    assert ReadyTimes().forecast("a") is not None
+    times = ReadyTimes()
+    times.observe("a", Seen(0.5, None, waits_inside=True))
+    times.save()
+    assert ReadyTimes().forecast("a") is None
+
+
+def test_an_unreadable_or_edited_file_is_never_an_error_and_is_written_anew(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tmp_path / "pytest-pyairtable" / "ready-times.json"
+    path.parent.mkdir(parents=True)
+    for text in ("{", '{"services": ["2", {"a": {"open": 5, "cost": "x"}}]}'):
+        path.write_text(text)
+        times = ReadyTimes()
+        assert times.forecast("a") is None
+        times.observe("a", Seen(0.5, 0.05))
+        times.save()
+        assert ReadyTimes().forecast("a") is not None
+
+
+def test_forecasts_are_off_where_the_environment_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    times = ReadyTimes()
+    times.observe("a", Seen(0.5, 0.05))
+    times.save()
+    monkeypatch.setenv("PYAIRTABLE_READY_FORECASTS", "0")
+    off = ReadyTimes()
+    assert off.forecast("a") is None
+    off.observe("b", Seen(0.5, 0.05))
+    off.save()
+    monkeypatch.delenv("PYAIRTABLE_READY_FORECASTS")
+    assert ReadyTimes().forecast("b") is None and ReadyTimes().forecast("a") is not None

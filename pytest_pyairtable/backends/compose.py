@@ -410,6 +410,7 @@ class ComposeBackend(BaseBackend):
         )
         running.log_start = log_start
         running.started_at = started_at
+        running.first_wait = True
         after = running.next_run if svc.restart.mode != "no" else None  # each run's output
         follower = LogFollower(
             self.streams or self.api,
@@ -494,18 +495,22 @@ class ComposeBackend(BaseBackend):
         watch = healthgate.gate(
             test.test, host_network=_host_network(running), pid=pid, own_names=own_names
         )
+        # Foreseen only where the test names its port (a run ahead of another port's
+        # opening could pass before it accepts), and only a launch's first wait.
+        foreseen = watch is not None and running.first_wait
+        running.first_wait = False
         published = port_watch(svc.probe.kind, svc.probe.target) if reachable else None
         if watch is None and published is not None:  # the probe's port, where the test says none
             watch = healthgate.PortGate(published.address)
         verdicts = self.engine is None or self.engine.has_health_verdicts
-        key = readyforecast.service_key(svc.name, running.inspected, test.test)
         return ContainerHealthcheck(
             self.api,
             running,
             test,
             watch,
             engine_verdicts=verdicts,
-            ready_times=(self.ready_times, key),
+            ready_times=self.ready_times if foreseen else None,
+            ready_key=readyforecast.service_key(svc.name, running.inspected, test.test),
         )
 
     def fetch(self, svc: ServiceSpec) -> Fetch | None:
@@ -524,7 +529,7 @@ class ComposeBackend(BaseBackend):
         if self.compose is not None:
             self.images.close()  # a pull or build still running ends now
         self._join_helpers()
-        self.ready_times.save()
+        self.ready_times.save()  # (never raises)
         if self._reaper is not None:
             self._reaper.done()
         if self.api is None:  # no engine answered: nothing was started on it

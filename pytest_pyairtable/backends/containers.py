@@ -148,6 +148,7 @@ class ContainerService(BaseRunning):
         self.follower = follower
         self.inspected: dict[str, Any] = {}
         self.started_at = time.monotonic()  # (monotonic) the launch's, where it knows better
+        self.first_wait = False  # set by a launch: its first wait may be foreseen
         self._paused = False
         self._polled: tuple[float, int | None] = (0.0, None)
         self._counted = 0.0  # when the engine's restart count was last asked

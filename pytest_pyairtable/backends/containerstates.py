@@ -21,8 +21,7 @@ from typing import Any
 from .dockerapi import PROJECT_LABEL, SERVICE_LABEL
 from .engines import Engine
 
-RESUBSCRIBE_TRIES = 5  # streams in a row that end at once, delivering nothing new
-RESUBSCRIBE_GAP = 0.05  # between such tries (the engine may be going away)
+RESUBSCRIBE_GAP = 0.05  # before asking again after a stream that brought nothing new
 KEPT_SEEN = 20000  # applied events remembered to skip a replay's repeats
 
 
@@ -45,6 +44,8 @@ class ContainerStates:
         # first container's events (it is sent from the thread), and none may be missed.
         self._since = int(time.time()) - 1
         self._applied: dict[tuple[str, str, str], None] = {}  # (time, container, action)
+        self._replayable = True  # every event so far had its time in nanoseconds
+        self.subscriptions = 0  # streams opened: more than one, the engine ended one
         self._thread = threading.Thread(
             target=self._follow,
             args=(streams or api,),
@@ -55,19 +56,17 @@ class ContainerStates:
 
     def _follow(self, streams: Any) -> None:
         try:
-            quick_ends = 0
-            while quick_ends < RESUBSCRIBE_TRIES:
-                opened = time.monotonic()
+            gap = 0.0
+            while True:
                 new = self._subscribe(streams)
-                if new is None:  # closed by us, or the engine refused the request
-                    return
+                if new is None or not self._replayable:
+                    return  # closed here, the engine refused, or a repeat could not be told
                 # Ended by the engine while the run goes on: asked again, from the last
-                # event's second; one that ends at once with nothing new counts toward
-                # giving up (the engine is going away), and waits a little.
-                quick = new == 0 and time.monotonic() - opened < 1.0
-                quick_ends = quick_ends + 1 if quick else 0
+                # event's second. A stream that ends with nothing new waits longer each
+                # time (up to a second) before the next; closing ends the wait.
+                gap = 0.0 if new else min(1.0, max(RESUBSCRIBE_GAP, gap * 2))
                 with self._cv:
-                    if self._cv.wait_for(lambda: self._closed, RESUBSCRIBE_GAP if quick else 0):
+                    if self._cv.wait_for(lambda: self._closed, gap):
                         return
         finally:
             with self._cv:
@@ -77,6 +76,9 @@ class ContainerStates:
     def _subscribe(self, streams: Any) -> int | None:
         """One events stream, followed to its end: how many new events it brought, or
         None once it cannot (closed here, or the engine refused)."""
+        with self._cv:
+            if self._closed:
+                return None
         try:
             stream = streams.events(
                 since=self._since,
@@ -87,41 +89,44 @@ class ContainerStates:
             return None
         with self._cv:
             self._stream = stream
+            self.subscriptions += 1
             if self._closed:
                 stream.close()
                 return None
-        new = 0
-        with contextlib.suppress(Exception):
+        new, applied = 0, True
+        with contextlib.suppress(Exception):  # the stream failed: asked again
             for event in stream:
+                applied = False
                 new += self._apply_once(event)
+                applied = True
+        with self._cv:
+            self._stream = None  # (a close meanwhile has nothing of it to wait for)
         with contextlib.suppress(Exception):
             stream.close()
-        return None if self._closed else new
+        # An event that could not be applied would fail again when replayed: the states
+        # stop here, and callers inspect.
+        return None if self._closed or not applied else new
 
     def _apply_once(self, event: dict[str, Any]) -> int:
-        """Apply an event unless a stream before this one did (a replay from ``since``)."""
+        """Apply an event unless a stream before this one did (a replay from ``since``);
+        one an error kept from being applied is applied when it comes again."""
+        action, cid, attributes = _parts(event)
         nanos = event.get("timeNano")
-        if nanos is not None:
-            actor = event.get("Actor") or {}
-            key = (
-                str(nanos),
-                str(actor.get("ID") or event.get("id") or ""),
-                str(event.get("Action") or event.get("status") or ""),
-            )
-            if key in self._applied:
-                return 0
-            self._applied[key] = None
-            if len(self._applied) > KEPT_SEEN:
-                del self._applied[next(iter(self._applied))]
-            self._since = max(self._since, int(nanos) // 1_000_000_000)
-        self._apply(event)
+        if nanos is None:  # no precise time: a replay's repeats could not be told apart
+            self._replayable = False
+            self._apply(action, cid, attributes)
+            return 1
+        key = (str(nanos), cid, action)
+        if key in self._applied:
+            return 0
+        self._apply(action, cid, attributes)
+        self._applied[key] = None
+        if len(self._applied) > KEPT_SEEN:
+            del self._applied[next(iter(self._applied))]
+        self._since = max(self._since, int(nanos) // 1_000_000_000)
         return 1
 
-    def _apply(self, event: dict[str, Any]) -> None:
-        action = str(event.get("Action") or event.get("status") or "")
-        actor = event.get("Actor") or {}
-        cid = str(actor.get("ID") or event.get("id") or "")
-        attributes = actor.get("Attributes") or {}
+    def _apply(self, action: str, cid: str, attributes: dict[str, Any]) -> None:
         if action == "health_status" and not self._engine.health_event_carries_status:
             action = f"health_status: {self._inspected_health(cid)}"
         with self._cv:
@@ -242,3 +247,11 @@ class ContainerStates:
                 stream.close()
         # A request the engine never answered ends with its connection (the run's end).
         self._thread.join(5 if stream is not None else 0.1)
+
+
+def _parts(event: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(action, container id, attributes) of an event, in either of the API's spellings."""
+    actor = event.get("Actor") or {}
+    action = str(event.get("Action") or event.get("status") or "")
+    cid = str(actor.get("ID") or event.get("id") or "")
+    return action, cid, actor.get("Attributes") or {}

@@ -17,12 +17,14 @@ stream, counts too: 'healthy' passes, 'unhealthy' ends the wait.
 Attempts cost what they must. A test that targets a port the container does not listen
 on yet is not run (healthgate.py): it runs the moment that port takes connections (one
 that would pass whatever the port says is still seen: the engine runs it every
-``interval``, and its verdict counts). Each run's cost (its wall time, or the CPU the shell's
-``times`` reports, whichever is more) sets the least pause before the next:
-``REST_PER_COST`` times the cost, at most ``REST_MAX`` and the test's interval, so a
-test holds at most a third of a core while the services it waits for start on the same
-cores; a shell built-in still runs every few milliseconds. Each service's test has its
-own shell, exec and thread: independent services' tests never wait on each other.
+``interval``, and its verdict counts), or once just ahead of the opening foreseen from
+the service's earlier launches, its connection coming after it (readyforecast.py). Each
+run's cost (its wall time, or the CPU the shell's ``times`` reports, whichever is more)
+sets the least pause before the next: ``REST_PER_COST`` times the cost, at most
+``REST_MAX`` and the test's interval, so a test holds at most a third of a core while
+the services it waits for start on the same cores; a shell built-in still runs every few
+milliseconds. Each service's test has its own shell, exec and thread: independent
+services' tests never wait on each other.
 Where the engine gives no verdicts (Podman without systemd), the same verdict is judged
 here as the engine would: ``retries`` failures in a row at its ``interval``, once
 ``start_period`` is over.
@@ -48,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from ..probes.checks import BaseProbe, ProbeFailed
 from ..probes.waiting import WATCH_EVERY, Gone
 from .healthgate import PortGate
+from .readyforecast import WAITS_INSIDE, Seen
 
 if TYPE_CHECKING:
     from ..probes.checks import Watch
@@ -248,7 +251,8 @@ class ContainerHealthcheck(BaseProbe):
         watch: Watch | None,
         *,
         engine_verdicts: bool = True,
-        ready_times: tuple[ReadyTimes, str] | None = None,
+        ready_times: ReadyTimes | None = None,
+        ready_key: str = "",
     ) -> None:
         self.api = api
         self.running = running
@@ -271,12 +275,15 @@ class ContainerHealthcheck(BaseProbe):
         self._wall = 0.0
         self.attempts = 0  # the test's runs (a gated attempt is not one)
         self.last_cost = 0.0  # what the last run cost: its wall time, or its CPU if more
-        self.ready_times = ready_times
-        self._passed_cost: float | None = None  # the passing run's wall time
+        # What the next launch's forecast learns from this wait (readyforecast.py):
+        self.ready_times, self.ready_key = ready_times, ready_key
+        self._seen_closed = False  # an opening seen after a refusal is one to keep
+        self._open_cost: float | None = None  # a pass that began with the port open
+        self._waits_inside = False
         self._foreseen: float | None = None  # when to run once ahead of the port opening
-        forecast = ready_times[0].forecast(ready_times[1]) if ready_times else None
-        if forecast is not None and isinstance(watch, PortGate):
-            self._foreseen = watch.due = running.started_at + forecast.lead()
+        self._forecast = ready_times.forecast(ready_key) if ready_times else None
+        if self._forecast is not None and isinstance(watch, PortGate):
+            self._foreseen = watch.due = running.started_at + self._forecast.lead()
 
     def rest(self) -> float:
         return self._rest
@@ -296,6 +303,7 @@ class ContainerHealthcheck(BaseProbe):
         gate = self.watch if isinstance(self.watch, PortGate) else None
         foreseen = False
         if gate is not None and not gate.open_now():
+            self._seen_closed = True
             foreseen = self._foreseen_now()
             if not foreseen:
                 # The test's own port refuses: it cannot pass, and costs the container
@@ -311,12 +319,26 @@ class ContainerHealthcheck(BaseProbe):
             raise
         if code == 0:
             self._failing.clear()
-            self._passed_cost = self._wall
+            self._passed(foreseen, gate)
             return {"healthcheck": "passed inside the container"}
+        if foreseen and gate is not None and gate.open_now():
+            # Early by a little: the port opened during the run. The next runs at once,
+            # not after the rest its cost asks (the gate's opening is past: its watch
+            # would not end that pause).
+            self._rest, gate.due = 0.0, 0.0
         tail = output.strip()[-200:]
         failure = f"healthcheck exit code {code}" + (f": {tail}" if tail else "")
         self._judge(failure)
         raise ProbeFailed(failure)
+
+    def _passed(self, foreseen: bool, gate: PortGate | None) -> None:
+        if not foreseen:
+            self._open_cost = self._wall  # (a foreseen run's wall time holds the wait)
+            return
+        opened = gate.opened_at if gate is not None else None
+        if self._forecast is not None and opened is not None:
+            late = time.monotonic() - opened
+            self._waits_inside = late > WAITS_INSIDE * self._forecast.cost + 0.02
 
     def _foreseen_now(self) -> bool:
         """Whether this is the one run foreseen ahead of the port's opening (its
@@ -421,8 +443,9 @@ class ContainerHealthcheck(BaseProbe):
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self.ready_times is not None and self._passed_cost is not None:
-            gate = self.watch if isinstance(self.watch, PortGate) else None
-            opened = gate.opened_at if gate is not None else None
+        gate = self.watch if isinstance(self.watch, PortGate) else None
+        if self.ready_times is not None and gate is not None:
+            opened = gate.opened_at if self._seen_closed else None
             after = None if opened is None else opened - self.running.started_at
-            self.ready_times[0].observe(self.ready_times[1], after, self._passed_cost)
+            seen = Seen(after, self._open_cost, self._waits_inside)
+            self.ready_times.observe(self.ready_key, seen)

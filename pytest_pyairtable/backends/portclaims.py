@@ -121,9 +121,9 @@ class PortClaims:
             return
         with self._lock:
             if self._released:
-                raise PrerequisiteError(
-                    f"service '{service}' cannot start: its run is over (its backend closed "
-                    "and its port claims were released)."
+                raise PrerequisiteError(  # (the caller names the service)
+                    "its run is over: its backend closed and released its port claims, and "
+                    "nothing is started after that. Fix: start it in a new run."
                 )
             for port in sorted(ports - set(self._held)):
                 self._held[port] = self._take(service, port)

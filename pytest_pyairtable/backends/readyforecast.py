@@ -1,26 +1,37 @@
 """When a container's healthcheck can first pass, foreseen from its earlier boots.
 
-A healthcheck gated on its port (healthgate.py) runs the moment the port takes
-connections, and then costs its own run before the service counts as ready: for
-``python3 -c "urllib.request.urlopen(...)"`` an interpreter's start-up, 30-60 ms, on
-every link of a dependency chain. The same service, booted again from the same image
+A healthcheck gated on the port its test names (healthgate.py) runs the moment that
+port takes connections, and then costs its own run before the service counts as ready:
+for ``python3 -c "urllib.request.urlopen(...)"`` an interpreter's start-up, 30-60 ms,
+on every link of a dependency chain. The same service, booted again from the same image
 and command, opens its port about as long after its container starts as it did before.
-So each boot keeps, per service, how long after the start its port was first seen to
-accept and what a passing run of its test cost; the next boot runs the test once
-that much ahead of the foreseen opening, its connection coming just after it.
+So each launch keeps, per service, how long after the start its port was first seen to
+accept (looked at during a foreseen run too: were only the runs that missed to say it,
+the forecasts would drift late) and what a run of its test that began with the port
+open cost; the next launch runs the test once that much ahead of the foreseen opening,
+its connection, late in the run, coming just after the opening.
 
 It changes what runs when, never what counts: the service is ready only when its own
-test passes. A forecast that misses costs one run of the test (the next one runs the
-moment the port accepts, as without one); a service that got slower or faster is
-seen by the gate and foreseen from the newer boots. Kept in
-``$XDG_CACHE_HOME/pytest-pyairtable/ready-times.json`` (answercache.py), under a digest
-of the service's name, image, entrypoint, command and test: nothing of their text.
+test passes. A forecast that misses costs one run of the test; the next runs the moment
+the port accepts. A test that waits inside itself when it runs early (its own retries
+and sleeps) would hold the gate's run back: once a foreseen run passes that long after
+the opening, that service is not foreseen again. Only the first wait of a launch is
+foreseen and kept (a wait after a fault's heal begins with the port open: it says
+nothing of an opening).
+
+Kept in ``$XDG_CACHE_HOME/pytest-pyairtable/ready-times.json`` (answercache.py, owner
+only), under a digest of the service's project directory, name, image, entrypoint,
+command and test: nothing of their text. ``PYAIRTABLE_READY_FORECASTS=0`` turns it off;
+deleting the file forgets them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import statistics
 import threading
 from collections.abc import Sequence
@@ -30,38 +41,68 @@ from typing import Any
 from ..support import answercache
 
 CACHE = "ready-times"
-FORMAT = "1"
+FORMAT = "2"
 KEPT_BOOTS = 5  # the openings a forecast is the median of
 KEPT_SERVICES = 512  # the file's bound: the services seen longest ago go first
-LATE_BY = 0.004  # the test's connection aimed this long after the foreseen opening ...
-LATE_PER_SPREAD = 0.5  # ... and half the openings' spread more
+# A run's connection comes before its end by the request, the program's exit and the
+# shell's answer: ~10 ms of a 50 ms interpreter start-up. Its end is aimed that much
+# after the opening, and half the openings' spread more.
+LATE_BY = 0.004
+LATE_PER_COST = 0.25
+LATE_PER_SPREAD = 0.5
+WAITS_INSIDE = 2.0  # a foreseen pass this many costs after the opening: not foreseen again
+_WORKING_DIR = "com.docker.compose.project.working_dir"
 
 
 @dataclass(frozen=True)
 class Forecast:
     opens_after: float  # seconds from the container's start to its port accepting
-    cost: float  # what a passing run of the test took, end to end
+    cost: float  # what a run of the test that began with the port open took
     spread: float  # max - min of the openings it comes from
 
     def lead(self) -> float:
-        """How long after the start to run the test: its connection comes late in its
-        run (after the interpreter's imports), aimed a little after the opening."""
-        return self.opens_after - self.cost + LATE_BY + LATE_PER_SPREAD * self.spread
+        """How long after the start to run the test (see LATE_BY)."""
+        late = LATE_BY + LATE_PER_COST * self.cost + LATE_PER_SPREAD * self.spread
+        return self.opens_after - self.cost + late
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One launch's wait, as its probe saw it."""
+
+    opened_after: float | None  # None: the port was open at the first look
+    cost: float | None  # None: no run began with the port open
+    waits_inside: bool = False  # a foreseen run passed long after the opening
 
 
 def service_key(name: str, inspected: dict[str, Any], test: Sequence[str]) -> str:
     config = inspected.get("Config") or {}
-    what = [name, config.get("Image"), config.get("Entrypoint"), config.get("Cmd"), list(test)]
+    where = (config.get("Labels") or {}).get(_WORKING_DIR)
+    what = [where, name, config.get("Image"), config.get("Entrypoint"), config.get("Cmd")]
+    what.append(list(test))
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:24]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+def _entry(found: Any) -> dict[str, Any] | None:
+    """A kept entry as written, or None for anything else (an older or edited file)."""
+    if not isinstance(found, dict) or not isinstance(found.get("open"), list):
+        return None
+    openings = [t for t in map(_number, found["open"]) if t is not None][-KEPT_BOOTS:]
+    return {"open": openings, "cost": _number(found.get("cost")), "off": found.get("off") is True}
 
 
 class ReadyTimes:
     """A backend's forecasts: read at its first service, written once at its close."""
 
     def __init__(self) -> None:
+        self.enabled = os.environ.get("PYAIRTABLE_READY_FORECASTS", "1") != "0"
         self._lock = threading.Lock()
         self._known: dict[str, Any] | None = None
-        self._seen: dict[str, tuple[float | None, float]] = {}
+        self._seen: dict[str, list[Seen]] = {}
 
     def _load(self) -> dict[str, Any]:
         with self._lock:
@@ -71,38 +112,48 @@ class ReadyTimes:
             return self._known
 
     def forecast(self, key: str) -> Forecast | None:
-        entry: Any = self._load().get(key)
-        try:
-            openings = [float(t) for t in entry["open"]][-KEPT_BOOTS:]
-            cost = float(entry["cost"])
-        except (TypeError, KeyError, ValueError):
+        entry = _entry(self._load().get(key)) if self.enabled else None
+        if entry is None or entry["off"] or not entry["open"] or not entry["cost"]:
             return None
-        if not openings or cost <= 0:
-            return None
-        return Forecast(statistics.median(openings), cost, max(openings) - min(openings))
+        openings = entry["open"]
+        return Forecast(statistics.median(openings), entry["cost"], max(openings) - min(openings))
 
-    def observe(self, key: str, opened_after: float | None, cost: float) -> None:
-        """A boot's readiness: when its port was first seen to accept (looked at during a
-        foreseen run too: were only the runs that missed to say it, the forecasts would
-        drift late), None where it was not seen."""
+    def observe(self, key: str, seen: Seen) -> None:
         with self._lock:
-            self._seen[key] = (opened_after, cost)
+            self._seen.setdefault(key, []).append(seen)
 
     def save(self) -> None:
+        """Fold this run's launches into the file; another run's services, written
+        meanwhile, are kept (the read and the write hold a lock: xdist workers end at
+        once). Never raises: forecasts only ever save time."""
         with self._lock:
             seen, self._seen = self._seen, {}
-        if not seen:
+        if not seen or not self.enabled:
             return
-        # Another run may have written meanwhile: its services are kept, ours updated.
-        _, answer = answercache.recall(CACHE, "services", FORMAT)
-        known: dict[str, Any] = answer if isinstance(answer, dict) else {}
-        for key, (opened_after, cost) in seen.items():
-            entry = known.pop(key, None)
-            openings = list(entry.get("open") or []) if isinstance(entry, dict) else []
-            if opened_after is not None:
-                openings.append(round(opened_after, 4))
-            if openings:
-                known[key] = {"open": openings[-KEPT_BOOTS:], "cost": round(cost, 4)}
-        while len(known) > KEPT_SERVICES:
-            known.pop(next(iter(known)))
-        answercache.remember(CACHE, "services", FORMAT, known)
+        with contextlib.suppress(Exception), _locked(answercache.cache_file(CACHE)):
+            _, answer = answercache.recall(CACHE, "services", FORMAT)
+            known: dict[str, Any] = answer if isinstance(answer, dict) else {}
+            for key, launches in seen.items():
+                entry = _entry(known.pop(key, None)) or {"open": [], "cost": None, "off": False}
+                for one in launches:
+                    if one.opened_after is not None:
+                        entry["open"] = [*entry["open"], round(one.opened_after, 4)][-KEPT_BOOTS:]
+                    if one.cost is not None:
+                        entry["cost"] = round(one.cost, 4)
+                    entry["off"] = entry["off"] or one.waits_inside
+                if entry["open"] or entry["off"]:
+                    known[key] = entry
+            while len(known) > KEPT_SERVICES:
+                known.pop(next(iter(known)))
+            answercache.remember(CACHE, "services", FORMAT, known)
+
+
+@contextlib.contextmanager
+def _locked(path: Any) -> Any:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
