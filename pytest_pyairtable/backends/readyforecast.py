@@ -48,7 +48,7 @@ KEPT_SERVICES = 512  # the file's bound: the services seen longest ago go first
 # shell's answer: ~10 ms of a 50 ms interpreter start-up. Its end is aimed that much
 # after the opening, and half the openings' spread more.
 LATE_BY = 0.004
-LATE_PER_COST = 0.25
+LATE_PER_COST = 0.1
 LATE_PER_SPREAD = 0.5
 WAITS_INSIDE = 2.0  # a foreseen pass this many costs after the opening: not foreseen again
 _WORKING_DIR = "com.docker.compose.project.working_dir"
