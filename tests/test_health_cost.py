@@ -196,7 +196,7 @@ def test_the_cpu_a_check_spent_is_counted_by_the_shell_it_ran_in(engine: str) ->
     from containers import IMAGE, docker_cli
 
     from pytest_pyairtable.backends.engines import connect
-    from pytest_pyairtable.backends.healthexec import ShellSession
+    from pytest_pyairtable.backends.execsession import ShellSession
 
     started = docker_cli(
         "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
