@@ -31,6 +31,10 @@ through its Docker API; each property's docstring says what differs and what it 
 Two more are absorbed the same way on every engine: a healthcheck's exec form (Podman 4
 stores it split on whitespace) is run as the compose file writes it (healthexec.py), and
 an error's status code is never told apart (Podman answers 500 where Docker says 409).
+
+(Over 350 lines: where, which and how long are one question, which engine answers and
+how to talk to it, and its capabilities are read in one place; the streams' own
+closing is enginestreams.py's.)
 """
 
 from __future__ import annotations

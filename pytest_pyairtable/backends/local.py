@@ -8,7 +8,7 @@ What a service starts is tracked by a cgroup per run where the machine allows it
 cgroups.py), else by process groups, run markers and the process tree, with pytest as
 the child subreaper of what its services orphan.
 
-(Just over 350 lines: the backend's whole life, from its dirs and tracking to a kept
+(Over 350 lines: the backend's whole life, from its dirs and tracking to a kept
 stack's reattach, reads in one place; ports are hostports.py's, tracking cgroups.py's.)
 """
 
