@@ -66,12 +66,15 @@ def our_containers(*pids: int) -> list[str]:
     ]
 
 
-def service(name: str, body: str) -> str:
+def service(name: str, body: str, mounts: tuple[str, ...] = ()) -> str:
+    """A service of the test image on the host's network; ``mounts`` (``host:container``)
+    come before the host's /usr and the stand-in's code."""
+    volumes = ", ".join(f'"{m}"' for m in (*mounts, "/usr:/usr:ro", f"{ROOT}:/app:ro"))
     return f"""
   {name}:
     image: {IMAGE}
     network_mode: host
-    volumes: ["/usr:/usr:ro", "{ROOT}:/app:ro"]
+    volumes: [{volumes}]
     environment: {{PYTHONPATH: /app}}
     stop_grace_period: 5s{body}"""
 

@@ -58,7 +58,8 @@ def checked_service(
         f"""
     command: ["/usr/bin/python3", "-m", "pytest_pyairtable.standin", "--name", "{name}", "--port", "{port}", "--startup-delay", "{delay}"]
     healthcheck: {{test: {test}, interval: 300s, timeout: 10s, retries: 1}}""",
-    ).replace('volumes: ["', f'volumes: ["{work}:/w", "')
+        mounts=(f"{work}:/w",),
+    )
 
 
 def runs(project: Project, name: str) -> list[tuple[float, bool]]:
@@ -127,7 +128,8 @@ def test_independent_services_checks_run_side_by_side(
             f"""
     command: ["/usr/bin/python3", "-c", "import time; time.sleep(600)"]
     healthcheck: {{test: ["CMD-SHELL", "{check}"], interval: 300s, timeout: 8s, retries: 1}}""",
-        ).replace('volumes: ["', f'volumes: ["{meeting}:/m", "')
+            mounts=(f"{meeting}:/m",),
+        )
     compose_project.compose("services:" + body)
     compose_project.tests("def test_both(pyairtable_a, pyairtable_b): pass\n")
     compose_project.run("--pyairtable-backend", "compose").assert_outcomes(passed=1)

@@ -61,7 +61,8 @@ def foreseen_service(project: Project, port: int) -> None:
         f"""
     command: ["/bin/sh", "-c", "{start}"]
     healthcheck: {{test: ["CMD-SHELL", "{test}"], interval: 300s, timeout: 10s, retries: 1}}""",
-    ).replace('volumes: ["', f'volumes: ["{work}:/w", "')
+        mounts=(f"{work}:/w",),
+    )
     project.compose("services:" + body)
     project.tests("def test_a(pyairtable_a): pass\n")
 
