@@ -510,7 +510,9 @@ class ComposeBackend(BaseBackend):
             watch,
             engine_verdicts=verdicts,
             ready_times=self.ready_times if foreseen else None,
-            ready_key=readyforecast.service_key(svc.name, running.inspected, test.test),
+            ready_key=readyforecast.service_key(svc.name, running.inspected, test.test)
+            if foreseen
+            else "",
         )
 
     def fetch(self, svc: ServiceSpec) -> Fetch | None:
