@@ -2,18 +2,21 @@
 healthcheck: one exec per command, or one shell kept open in the container (one exec
 for a whole wait) whose children the commands are, each exit code read back after a
 marker no output can forge. Each exec costs the engine a runtime process (~60 ms); a
-command in the kept shell costs only what it costs itself."""
+command in the kept shell costs only what it costs itself. The kept shell also starts
+commands in the background, several at once, each exit code read back with its tag."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import secrets
+import select
 import struct
 import time
 from typing import Any
 
 OUTPUT_KEPT = 4096  # as much of a test's output as the engine keeps
+FRAME_WAIT = 5.0  # for the rest of a frame the engine has begun to send
 _TIMES = re.compile(r"(\d+)m(\d+(?:\.\d*)?)s")
 
 
@@ -50,6 +53,16 @@ class _Frames:
         _, size = struct.unpack(">BxxxL", self._exactly(8, deadline))
         self.buffer += self._exactly(size, deadline)
 
+    def more_within(self, wait: float) -> bool:
+        """Append the next frame if one begins within ``wait``; False if none did (a
+        timeout inside ``more`` would lose a frame's first bytes: the stream is read
+        only once it has something)."""
+        readable, _, _ = select.select([self.sock], [], [], max(0.0, wait))
+        if not readable:
+            return False
+        self.more(time.monotonic() + FRAME_WAIT)
+        return True
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(2)
@@ -79,6 +92,8 @@ class ShellSession:
         self.marker = secrets.token_hex(8).encode()
         self.children_cpu: float | None = None  # the shell's children's CPU so far
         self.last_cpu: float | None = None  # what the last command took, where known
+        self._tags = 0
+        self.launched: set[int] = set()  # background commands whose end is not yet read
         created = api.exec_create(cid, [shell], stdin=True, stdout=True, stderr=True)
         self.frames = _Frames(_exec_socket(api, created["Id"]))
         try:  # a shell that runs answers the marker; a missing one ends the stream
@@ -89,6 +104,7 @@ class ShellSession:
 
     def run(self, command: str, timeout: float) -> tuple[int, str]:
         """(exit code, output) of one command; TimeoutError or EOFError break the session."""
+        self._settle(timeout)
         mark = self.marker.decode()
         line = (
             f"{command} </dev/null 2>&1; _pyairtable_rc=$?; printf '\\n{mark}\\n'; "
@@ -108,6 +124,50 @@ class ShellSession:
                 self.frames.buffer = buffer[end + 1 :]
                 return code, output[-OUTPUT_KEPT:].decode(errors="replace")
             self.frames.more(deadline)
+
+    def launch(self, command: str) -> int:
+        """Start ``command`` (one program, as ``run``'s) in the background, its output
+        discarded; its tag, which ``ended`` gives back with its exit code."""
+        self._tags += 1
+        tag, mark = self._tags, self.marker.decode()
+        line = f"{{ {command} </dev/null >/dev/null 2>&1; printf '{mark}@{tag} %d\\n' $?; }} &\n"
+        self.frames.send(line.encode())
+        self.launched.add(tag)
+        return tag
+
+    def ended(self, wait: float) -> dict[int, int]:
+        """{tag: exit code} of the launched commands that have ended, waiting up to
+        ``wait`` for one when none has; EOFError when the shell is gone."""
+        deadline = time.monotonic() + wait
+        while True:
+            codes = self._ends()
+            if codes or not self.frames.more_within(deadline - time.monotonic()):
+                return codes
+
+    def _ends(self) -> dict[int, int]:
+        codes: dict[int, int] = {}
+        head = self.marker + b"@"
+        while (at := self.frames.buffer.find(head)) >= 0:
+            end = self.frames.buffer.find(b"\n", at)
+            if end < 0:
+                break
+            tag, _, code = self.frames.buffer[at + len(head) : end].partition(b" ")
+            self.frames.buffer = self.frames.buffer[:at] + self.frames.buffer[end + 1 :]
+            with contextlib.suppress(ValueError):
+                self.launched.discard(int(tag))
+                codes[int(tag)] = int(code)
+        return codes
+
+    def _settle(self, timeout: float) -> None:
+        """Before a command in the foreground: the launched ones end (their marker
+        lines would be read as its output), and the next ``times`` counts only it."""
+        if not self.launched:
+            return
+        deadline = time.monotonic() + timeout
+        while self.launched:
+            if not self.ended(deadline - time.monotonic()) and time.monotonic() >= deadline:
+                raise TimeoutError
+        self.children_cpu = None
 
     def _count_cpu(self, times: bytes) -> None:
         """``times`` prints the shell's user and system time, then its children's."""
