@@ -224,3 +224,48 @@ def test_the_cpu_a_check_spent_is_counted_by_the_shell_it_ran_in(engine: str) ->
     assert session.last_cpu is not None
     # times prints hundredths, truncated, and the charge is the difference of two readings
     assert session.last_cpu >= float(output.split()[-1]) - 0.021
+
+
+def test_the_kept_shell_runs_checks_side_by_side_and_reads_back_each_ones_end(
+    engine: str,
+) -> None:
+    """Commands launched in the background of the kept shell (a volley's runs) end in
+    any order, each read back by its tag with its own exit code; a command in the
+    foreground afterwards waits for them, and its output holds none of their lines."""
+    from containers import IMAGE, docker_cli
+
+    from pytest_pyairtable.backends.engines import connect
+    from pytest_pyairtable.backends.execsession import ShellSession
+
+    started = docker_cli(
+        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
+        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    api, _ = connect()
+    try:
+        session = ShellSession(api, cid, "/bin/sh", 10)
+        try:  # each command one program, as a test's argv is
+            slow = session.launch("/bin/sh -c 'sleep 0.4; exit 3'")
+            quick = session.launch("/bin/sh -c 'echo noise; exit 5'")
+            passing = session.launch("/usr/bin/sleep 0.2")
+            ended: dict[int, int] = {}
+            order: list[int] = []
+            while len(ended) < 3:
+                got = session.ended(10)
+                assert got, "a launched command never ended"
+                order += list(got)
+                ended |= got
+            assert ended == {slow: 3, quick: 5, passing: 0}
+            assert order.index(quick) < order.index(passing) < order.index(slow), order
+            assert not session.launched
+            session.launch("/bin/sh -c 'sleep 0.3; exit 7'")  # running when the next comes
+            code, output = session.run("/bin/sh -c 'echo foreground; exit 2'", 10)
+            assert (code, output.strip()) == (2, "foreground")
+            assert not session.launched
+        finally:
+            session.close()
+    finally:
+        docker_cli("rm", "-f", cid)
+        api.close()
