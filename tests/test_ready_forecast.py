@@ -1,6 +1,7 @@
-"""A costly healthcheck runs once ahead of its port's foreseen opening, learnt from the
-service's earlier boots; a forecast that misses costs one run, the service is still
-ready only when its own test passes, and the newer opening is what is foreseen next.
+"""A costly healthcheck runs ahead of its port's foreseen opening, learnt from the
+service's earlier boots (a volley of runs, where a shell is kept open for it); a
+forecast that misses costs its runs, the service is still ready only when its own test
+passes, and the newer opening is what is foreseen next.
 
 The check here records, for each of its runs, whether its port took connections when
 the run began: only a run the forecast started can find it closed (the gate runs the
@@ -99,14 +100,17 @@ def test_a_check_runs_ahead_of_its_foreseen_port_and_a_miss_is_learnt(
     assert 1.0 <= opened < 3.0, opened
 
     second = boot(compose_project, 1.0)
-    # the first run began before the port accepted, and was the one that passed; the
+    # the volley's first run began before the port accepted, and was the first to pass
+    # (those still running when the service was ready ended with its container); the
     # opening was seen meanwhile, and kept (not only the boots that missed say it)
-    assert second == [(False, True)], second
+    assert second[0] == (False, True), second
     assert len(openings(compose_project)) == 2, openings(compose_project)
 
     slower = boot(compose_project, 3.0)
-    # ran at the old forecast and failed: the gate's run passed once the port accepted
-    assert slower[0] == (False, False) and slower[-1] == (True, True), slower
+    # the volley ran at the old forecast and failed, every run of it: the gate's run
+    # passed once the port accepted
+    assert len(slower) >= 3 and slower[-1] == (True, True), slower
+    assert all(ran == (False, False) for ran in slower[:-1]), slower
     assert openings(compose_project)[-1] >= opened + 1.0, openings(compose_project)
 
 
@@ -197,3 +201,20 @@ def test_forecasts_are_off_where_the_environment_says_so(
     off.save()
     monkeypatch.delenv("PYAIRTABLE_READY_FORECASTS")
     assert ReadyTimes().forecast("b") is None and ReadyTimes().forecast("a") is not None
+
+
+def test_a_volley_spans_the_foreseen_openings_a_run_every_half_cost_and_is_bounded() -> None:
+    from pytest_pyairtable.backends.readyforecast import VOLLEY_MAX, Forecast
+
+    # openings 0.50-0.60 s after the start, a run costing 50 ms: the first run connects
+    # about as the earliest opening, a run every 25 ms, the last just after the latest
+    first, gap, last = Forecast(opens_after=0.55, cost=0.05, spread=0.10).volley()
+    assert gap == pytest.approx(0.025)
+    assert first + 0.05 == pytest.approx(0.50)
+    assert last + 0.05 == pytest.approx(0.60 + gap)
+    # one opening known (no spread yet): still a cost's width around it
+    first, gap, last = Forecast(opens_after=0.55, cost=0.05, spread=0.0).volley()
+    assert (first + 0.05, last + 0.05) == (pytest.approx(0.525), pytest.approx(0.60))
+    # openings far apart: no more than VOLLEY_MAX runs
+    first, gap, last = Forecast(opens_after=2.0, cost=0.05, spread=3.0).volley()
+    assert round((last - first) / gap) + 1 == VOLLEY_MAX

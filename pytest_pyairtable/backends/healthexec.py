@@ -17,8 +17,11 @@ stream, counts too: 'healthy' passes, 'unhealthy' ends the wait.
 Attempts cost what they must. A test that targets a port the container does not listen
 on yet is not run (healthgate.py): it runs the moment that port takes connections (one
 that would pass whatever the port says is still seen: the engine runs it every
-``interval``, and its verdict counts), or once just ahead of the opening foreseen from
-the service's earlier launches, its connection coming after it (readyforecast.py). Each
+``interval``, and its verdict counts), or, foreseen from the service's earlier launches,
+just ahead of the opening: a volley of runs in the kept shell's background, one of them
+connecting just after it (readyforecast.py). The shell of a foreseen wait is opened
+just before its runs, not as the container starts: an exec's CPU, taken from a service
+that is starting, delays the very opening waited for (~17 ms a link, measured). Each
 run's cost (its wall time, or the CPU the shell's ``times`` reports, whichever is more)
 sets the least pause before the next: ``REST_PER_COST`` times the cost, at most
 ``REST_MAX`` and the test's interval, so a test holds at most a third of a core while
@@ -47,7 +50,7 @@ from ..probes.checks import BaseProbe, ProbeFailed
 from ..probes.waiting import WATCH_EVERY, Gone
 from .execsession import ShellSession, exec_once
 from .healthgate import PortGate
-from .readyforecast import WAITS_INSIDE, Seen
+from .readyforecast import CONNECTED_BY, VOLLEY_FROM_COST, WAITS_INSIDE, Seen
 
 if TYPE_CHECKING:
     from ..probes.checks import Watch
@@ -58,6 +61,8 @@ NS = 1_000_000_000
 EXEC_GAP = 0.1  # between attempts that each cost an exec (no shell to keep open)
 REST_PER_COST = 2.0  # after an attempt, a pause at least twice what it cost ...
 REST_MAX = 1.0  # ... up to this (and never above the check's own interval)
+SESSION_AHEAD = 0.15  # a shell opens in ~50 ms: this long before the runs it is for
+VOLLEY_WAIT = 0.05  # between looks for a volley's hung runs, once none is to start
 
 
 @dataclass(frozen=True)
@@ -153,10 +158,11 @@ class ContainerHealthcheck(BaseProbe):
         self._seen_closed = False  # an opening seen after a refusal is one to keep
         self._open_cost: float | None = None  # a pass that began with the port open
         self._waits_inside = False
-        self._foreseen: float | None = None  # when to run once ahead of the port opening
+        self._fails_fast = False  # a foreseen run failed before the opening: no waiting inside
+        self._foreseen: float | None = None  # when to run ahead of the port opening
         self._forecast = ready_times.forecast(ready_key) if ready_times else None
-        if self._forecast is not None and isinstance(watch, PortGate):
-            self._foreseen = watch.due = running.started_at + self._forecast.lead()
+        self._planned = False
+        self._volleys = False  # the foreseen runs are a volley, not one run
 
     def rest(self) -> float:
         return self._rest
@@ -172,8 +178,11 @@ class ContainerHealthcheck(BaseProbe):
                 f"({self.running.last_health_output() or 'no output'})",
                 exited=False,
             )
-        self._open_session()  # while the service starts, not once it is up
         gate = self.watch if isinstance(self.watch, PortGate) else None
+        if not self._planned:
+            self._planned = True
+            self._plan(gate)
+        self._open_session_when_due(gate)  # while the service starts, not once it is up
         foreseen = False
         if gate is not None and not gate.open_now():
             self._seen_closed = True
@@ -186,7 +195,11 @@ class ContainerHealthcheck(BaseProbe):
                 self._judge(f"{host}:{port} refused connections")
                 raise ProbeFailed(f"{host}:{port} does not accept connections yet")
         try:
-            code, output = self._looking_at(gate) if foreseen and gate else self._attempt()
+            if foreseen and gate is not None:
+                ahead = self._volley if self._volleys and self._session else self._looking_at
+                code, output = ahead(gate)
+            else:
+                code, output = self._attempt()
         except ProbeFailed as exc:  # it hung: a failed check, for the engine too
             self._judge(str(exc))
             raise
@@ -209,13 +222,40 @@ class ContainerHealthcheck(BaseProbe):
             self._open_cost = self._wall  # (a foreseen run's wall time holds the wait)
             return
         opened = gate.opened_at if gate is not None else None
-        if self._forecast is not None and opened is not None:
+        if self._forecast is not None and opened is not None and not self._fails_fast:
             late = time.monotonic() - opened
             self._waits_inside = late > WAITS_INSIDE * self._forecast.cost + 0.02
 
+    def _plan(self, gate: PortGate | None) -> None:
+        """When to run ahead of the foreseen opening (its shell opened ``SESSION_AHEAD``
+        before): a volley's first run, or the one run of a test that costs too little for
+        a volley to gain more than it spends."""
+        if self._forecast is None or gate is None:
+            return
+        self._volleys = self._forecast.cost >= VOLLEY_FROM_COST
+        ahead = self._forecast.volley()[0] if self._volleys else self._forecast.lead()
+        self._foreseen = self.running.started_at + ahead
+        gate.due = self._foreseen - SESSION_AHEAD
+
+    def _open_session_when_due(self, gate: PortGate | None) -> None:
+        """The shell kept for the test: at once, or just ahead of the runs foreseen (an
+        exec's CPU, taken while the service starts, delays the opening it waits for).
+        Without a shell, the one run foreseen is aimed a little late."""
+        if self._session is not None or self._no_session:
+            return
+        if self._foreseen is None or gate is None:
+            self._open_session()
+            return
+        if time.monotonic() < self._foreseen - SESSION_AHEAD and not gate.open_now():
+            return
+        self._open_session()
+        if self._session is None and self._volleys and self._forecast is not None:
+            self._foreseen, self._volleys = self.running.started_at + self._forecast.lead(), False
+        gate.due = self._foreseen
+
     def _foreseen_now(self) -> bool:
-        """Whether this is the one run foreseen ahead of the port's opening (its
-        connection comes after the run's start-up: see readyforecast.py)."""
+        """Whether the runs foreseen ahead of the port's opening are due (their
+        connections come after their start-up: see readyforecast.py)."""
         if self._foreseen is None or time.monotonic() < self._foreseen:
             return False
         self._foreseen = None
@@ -239,6 +279,50 @@ class ContainerHealthcheck(BaseProbe):
             done.set()
             looking.join()
             gate.open_now()  # (a run that passed within a look's pause: open by now)
+
+    def _volley(self, gate: PortGate) -> tuple[int, str]:
+        """A run every gap, each in the background of the kept shell, until the port is
+        seen open or the latest foreseen opening is past, and one at the opening unless
+        a run in flight will connect after it; then until one passes or all have failed:
+        (0, "") or the last failure's code (readyforecast.py)."""
+        assert self._session is not None and self._forecast is not None
+        session, forecast, command = self._session, self._forecast, shlex.join(self.argv)
+        _, gap, last = forecast.volley()
+        last += self.running.started_at
+        in_flight: dict[int, float] = {}  # tag: when it began
+        code, due, opening_seen = 1, time.monotonic(), False
+        try:
+            while True:
+                now = time.monotonic()
+                opened = gate.open_now()  # looked at until the end: the forecasts learn it
+                launch = not opened and due <= now <= last
+                if opened and not opening_seen:
+                    opening_seen = True
+                    connects_later = CONNECTED_BY * forecast.cost
+                    launch = all(now - began > connects_later for began in in_flight.values())
+                if launch:
+                    in_flight[session.launch(command)] = now
+                    self.attempts += 1
+                    due = max(due + gap, now)
+                elif not in_flight and (opened or now > last):
+                    break
+                # a look at the port every WATCH_EVERY until it opens; an end wakes at once
+                wait = VOLLEY_WAIT if opened or now > last else min(WATCH_EVERY, due - now)
+                for tag, code in session.ended(max(0.0, wait)).items():
+                    in_flight.pop(tag, None)
+                    self._fails_fast = self._fails_fast or (code != 0 and not opened)
+                    if code == 0:
+                        gate.open_now()  # (it passed within a look's pause: open by now)
+                        return 0, ""
+                if any(now - began > self.test.timeout for began in in_flight.values()):
+                    raise TimeoutError
+        except (TimeoutError, EOFError, OSError):
+            session.close()  # a run hung: its shell is given up, the next opens another
+            self._session = None
+            raise ProbeFailed(f"healthcheck did not finish within {self.test.timeout:g}s") from None
+        finally:
+            self._rest = 0.0  # missed: the gate's opening ends the pause
+        return code, ""
 
     def _judge(self, failure: str) -> None:
         """Where the engine gives no verdicts, give its verdict here: unhealthy after

@@ -8,12 +8,21 @@ and command, opens its port about as long after its container starts as it did b
 So each launch keeps, per service, how long after the start its port was first seen to
 accept (looked at during a foreseen run too: were only the runs that missed to say it,
 the forecasts would drift late) and what a run of its test that began with the port
-open cost; the next launch runs the test once that much ahead of the foreseen opening,
-its connection, late in the run, coming just after the opening.
+open cost; the next launch runs the test that much ahead of the foreseen opening, its
+connection, late in the run, coming just after the opening.
+
+Openings move by tens of milliseconds from boot to boot, as much as such a test costs.
+So where the container has a shell kept open for its test (execsession.py), the test
+runs as a volley: a run every ``cost / VOLLEY_PER_COST`` seconds, from ahead of the
+earliest opening its spread foresees until the port is seen open (or the latest foreseen
+opening is past): whenever the port opens, a run is already on its way to connect just
+after it. Runs overlap by ``VOLLEY_PER_COST``: that many interpreters start at once, for
+about one cost and the spread, once per launch. Elsewhere (one exec per run) it runs
+once, aimed a little late.
 
 It changes what runs when, never what counts: the service is ready only when its own
-test passes. A forecast that misses costs one run of the test; the next runs the moment
-the port accepts. A test that waits inside itself when it runs early (its own retries
+test passes. A forecast that misses costs its runs; the next runs the moment the port
+accepts. A test that waits inside itself when it runs early (its own retries
 and sleeps) would hold the gate's run back: once a foreseen run passes that long after
 the opening, that service is not foreseen again. Only the first wait of a launch is
 foreseen and kept (a wait after a fault's heal begins with the port open: it says
@@ -51,6 +60,11 @@ LATE_BY = 0.004
 LATE_PER_COST = 0.1
 LATE_PER_SPREAD = 0.5
 WAITS_INSIDE = 2.0  # a foreseen pass this many costs after the opening: not foreseen again
+VOLLEY_PER_COST = 2.0  # a volley's runs in flight at once
+VOLLEY_GAP_MIN = 0.005  # a cheap test is not started more often than this
+VOLLEY_MAX = 8  # runs of one volley, at most
+VOLLEY_FROM_COST = 0.02  # a cheaper test runs once: a gated run is as quick as a volley
+CONNECTED_BY = 0.5  # a run begun this many costs ago has made its connection
 _WORKING_DIR = "com.docker.compose.project.working_dir"
 
 
@@ -64,6 +78,16 @@ class Forecast:
         """How long after the start to run the test (see LATE_BY)."""
         late = LATE_BY + LATE_PER_COST * self.cost + LATE_PER_SPREAD * self.spread
         return self.opens_after - self.cost + late
+
+    def volley(self) -> tuple[float, float, float]:
+        """(first run, gap between runs, last run) of a volley, the runs' starts in
+        seconds after the container's start: the first connects about as the earliest
+        opening the spread foresees, the last just after the latest."""
+        gap = max(VOLLEY_GAP_MIN, self.cost / VOLLEY_PER_COST)
+        spread = max(self.spread, self.cost)  # (few openings kept: their spread is short)
+        first = self.opens_after - spread / 2 - self.cost
+        last = first + spread + gap
+        return first, gap, min(last, first + gap * (VOLLEY_MAX - 1))
 
 
 @dataclass(frozen=True)
