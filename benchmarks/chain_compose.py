@@ -57,9 +57,7 @@ from chains import (
 
 from pytest_pyairtable.backends.compose import ComposeBackend
 from pytest_pyairtable.backends.composedetect import detect_compose
-from pytest_pyairtable.engine.events import Listener
 from pytest_pyairtable.engine.orchestrator import Orchestrator
-from pytest_pyairtable.engine.run import ServiceRun
 from pytest_pyairtable.model.spec import load_stack
 
 
@@ -158,16 +156,23 @@ def by_hand(
     return {"boot": boot, "teardown": teardown, "total": boot + teardown, "each": each}
 
 
-class CheckRuns(Listener):
-    """Counts each service's runs of its healthcheck inside its container: attempts the
-    gate let through (one refused at the gate runs nothing)."""
+class CheckRuns:
+    """Counts the runs of the healthchecks inside the containers: each probe's own count
+    (a volley's runs are several in one attempt; an attempt the gate refused ran none)."""
 
-    def __init__(self) -> None:
-        self.runs: dict[str, int] = {}
+    def __init__(self, backend: ComposeBackend) -> None:
+        self.probes: list[Any] = []
+        made = backend.probe
 
-    def probe_attempt(self, run: ServiceRun, attempt: int, error: str | None) -> None:
-        if error is None or not error.endswith("does not accept connections yet"):
-            self.runs[run.name] = self.runs.get(run.name, 0) + 1
+        def probe(*args: Any, **kwargs: Any) -> Any:
+            found = made(*args, **kwargs)
+            self.probes.append(found)
+            return found
+
+        backend.probe = probe  # type: ignore[method-assign]
+
+    def total(self) -> int:
+        return sum(getattr(p, "attempts", 0) for p in self.probes)
 
 
 def ours_in_process(file: Path, names: list[str], command: str) -> dict[str, Any]:
@@ -177,8 +182,8 @@ def ours_in_process(file: Path, names: list[str], command: str) -> dict[str, Any
     backend = ComposeBackend(
         run_id=f"{os.getpid()}-{os.urandom(3).hex()}", compose_file=file, compose_command=command
     )
-    counted = CheckRuns()
-    orch = Orchestrator(load_stack(file), backend, listener=counted)
+    counted = CheckRuns(backend)
+    orch = Orchestrator(load_stack(file), backend)
     try:
         orch.start([names[-1]])
         orch.wait(names[-1])
@@ -188,7 +193,7 @@ def ours_in_process(file: Path, names: list[str], command: str) -> dict[str, Any
         orch.stop()
     teardown = time.perf_counter() - down_started
     each = {n: orch.runs[n].ready_seconds or 0.0 for n in names}
-    runs = sum(counted.runs.values())
+    runs = counted.total()
     return {"boot": boot, "teardown": teardown, "total": boot + teardown, "each": each} | {
         "runs": runs
     }
