@@ -264,6 +264,7 @@ def test_the_kept_shell_runs_checks_side_by_side_and_reads_back_each_ones_end(
             code, output = session.run("/bin/sh -c 'echo foreground; exit 2'", 10)
             assert (code, output.strip()) == (2, "foreground")
             assert not session.launched
+            assert session.last_cpu is None  # (not charged with what the launched run took)
         finally:
             session.close()
     finally:

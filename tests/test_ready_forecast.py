@@ -204,17 +204,19 @@ def test_forecasts_are_off_where_the_environment_says_so(
 
 
 def test_a_volley_spans_the_foreseen_openings_a_run_every_half_cost_and_is_bounded() -> None:
-    from pytest_pyairtable.backends.readyforecast import VOLLEY_MAX, Forecast
+    from pytest_pyairtable.backends.readyforecast import VOLLEY_MAX, VOLLEY_SPEND, Forecast
 
     # openings 0.50-0.60 s after the start, a run costing 50 ms: the first run connects
     # about as the earliest opening, a run every 25 ms, the last just after the latest
-    first, gap, last = Forecast(opens_after=0.55, cost=0.05, spread=0.10).volley()
+    first, gap, runs = Forecast(opens_after=0.55, cost=0.05, spread=0.10).volley()
     assert gap == pytest.approx(0.025)
     assert first + 0.05 == pytest.approx(0.50)
-    assert last + 0.05 == pytest.approx(0.60 + gap)
+    assert first + 0.05 + (runs - 1) * gap == pytest.approx(0.60 + gap)
     # one opening known (no spread yet): still a cost's width around it
-    first, gap, last = Forecast(opens_after=0.55, cost=0.05, spread=0.0).volley()
-    assert (first + 0.05, last + 0.05) == (pytest.approx(0.525), pytest.approx(0.60))
+    first, gap, runs = Forecast(opens_after=0.55, cost=0.05, spread=0.0).volley()
+    assert first + 0.05 == pytest.approx(0.525) and runs == 4
     # openings far apart: no more than VOLLEY_MAX runs
-    first, gap, last = Forecast(opens_after=2.0, cost=0.05, spread=3.0).volley()
-    assert round((last - first) / gap) + 1 == VOLLEY_MAX
+    assert Forecast(opens_after=2.0, cost=0.04, spread=3.0).volley()[2] == VOLLEY_MAX
+    # a costly check: no more than VOLLEY_SPEND seconds of runs, and two at least
+    assert Forecast(opens_after=2.0, cost=0.1, spread=3.0).volley()[2] == VOLLEY_SPEND / 0.1
+    assert Forecast(opens_after=2.0, cost=0.7, spread=3.0).volley()[2] == 2

@@ -57,9 +57,12 @@ class _Frames:
         """Append the next frame if one begins within ``wait``; False if none did (a
         timeout inside ``more`` would lose a frame's first bytes: the stream is read
         only once it has something)."""
-        readable, _, _ = select.select([self.sock], [], [], max(0.0, wait))
-        if not readable:
-            return False
+        pending = getattr(self.sock, "pending", None)  # a TLS socket's decrypted bytes
+        if not (pending is not None and pending() > 0):
+            poller = select.poll()  # (select() refuses descriptors past 1023)
+            poller.register(self.sock, select.POLLIN)
+            if not poller.poll(max(0, round(wait * 1000))):
+                return False
         self.more(time.monotonic() + FRAME_WAIT)
         return True
 
@@ -133,11 +136,13 @@ class ShellSession:
         line = f"{{ {command} </dev/null >/dev/null 2>&1; printf '{mark}@{tag} %d\\n' $?; }} &\n"
         self.frames.send(line.encode())
         self.launched.add(tag)
+        self.children_cpu = None  # the next ``times`` holds this one's CPU too
         return tag
 
     def ended(self, wait: float) -> dict[int, int]:
         """{tag: exit code} of the launched commands that have ended, waiting up to
-        ``wait`` for one when none has; EOFError when the shell is gone."""
+        ``wait`` for one when none has; EOFError when the shell is gone, TimeoutError
+        when a frame begun does not end."""
         deadline = time.monotonic() + wait
         while True:
             codes = self._ends()
@@ -152,22 +157,19 @@ class ShellSession:
             if end < 0:
                 break
             tag, _, code = self.frames.buffer[at + len(head) : end].partition(b" ")
-            self.frames.buffer = self.frames.buffer[:at] + self.frames.buffer[end + 1 :]
+            self.frames.buffer = self.frames.buffer[end + 1 :]  # (nothing else is written)
             with contextlib.suppress(ValueError):
-                self.launched.discard(int(tag))
                 codes[int(tag)] = int(code)
+                self.launched.discard(int(tag))
         return codes
 
     def _settle(self, timeout: float) -> None:
         """Before a command in the foreground: the launched ones end (their marker
-        lines would be read as its output), and the next ``times`` counts only it."""
-        if not self.launched:
-            return
+        lines would be read as its output)."""
         deadline = time.monotonic() + timeout
         while self.launched:
             if not self.ended(deadline - time.monotonic()) and time.monotonic() >= deadline:
                 raise TimeoutError
-        self.children_cpu = None
 
     def _count_cpu(self, times: bytes) -> None:
         """``times`` prints the shell's user and system time, then its children's."""

@@ -25,8 +25,9 @@ that is starting, delays the very opening waited for (~17 ms a link, measured). 
 run's cost (its wall time, or the CPU the shell's ``times`` reports, whichever is more)
 sets the least pause before the next: ``REST_PER_COST`` times the cost, at most
 ``REST_MAX`` and the test's interval, so a test holds at most a third of a core while
-the services it waits for start on the same cores; a shell built-in still runs every few
-milliseconds. Each service's test has its own shell, exec and thread: independent
+the services it waits for start on the same cores (a foreseen volley excepted: two runs
+at once, for about one cost and the openings' spread); a shell built-in still runs
+every few milliseconds. Each service's test has its own shell, exec and thread: independent
 services' tests never wait on each other.
 Where the engine gives no verdicts (Podman without systemd), the same verdict is judged
 here as the engine would: ``retries`` failures in a row at its ``interval``, once
@@ -159,6 +160,7 @@ class ContainerHealthcheck(BaseProbe):
         self._open_cost: float | None = None  # a pass that began with the port open
         self._waits_inside = False
         self._fails_fast = False  # a foreseen run failed before the opening: no waiting inside
+        self._pass_began = 0.0  # when the foreseen run that passed began
         self._foreseen: float | None = None  # when to run ahead of the port opening
         self._forecast = ready_times.forecast(ready_key) if ready_times else None
         self._planned = False
@@ -223,7 +225,7 @@ class ContainerHealthcheck(BaseProbe):
             return
         opened = gate.opened_at if gate is not None else None
         if self._forecast is not None and opened is not None and not self._fails_fast:
-            late = time.monotonic() - opened
+            late = time.monotonic() - max(opened, self._pass_began)  # (one begun at the opening)
             self._waits_inside = late > WAITS_INSIDE * self._forecast.cost + 0.02
 
     def _plan(self, gate: PortGate | None) -> None:
@@ -273,6 +275,7 @@ class ContainerHealthcheck(BaseProbe):
 
         looking = threading.Thread(target=look, name="pyairtable-opening", daemon=True)
         looking.start()
+        self._pass_began = time.monotonic()
         try:
             return self._attempt()
         finally:
@@ -282,37 +285,37 @@ class ContainerHealthcheck(BaseProbe):
 
     def _volley(self, gate: PortGate) -> tuple[int, str]:
         """A run every gap, each in the background of the kept shell, until the port is
-        seen open or the latest foreseen opening is past, and one at the opening unless
+        seen open or the volley's runs are done, and one at the opening unless
         a run in flight will connect after it; then until one passes or all have failed:
         (0, "") or the last failure's code (readyforecast.py)."""
         assert self._session is not None and self._forecast is not None
         session, forecast, command = self._session, self._forecast, shlex.join(self.argv)
-        _, gap, last = forecast.volley()
-        last += self.running.started_at
+        _, gap, planned = forecast.volley()
         in_flight: dict[int, float] = {}  # tag: when it began
-        code, due, opening_seen = 1, time.monotonic(), False
+        code, due, opening_seen, runs = 1, time.monotonic(), False, 0
         try:
             while True:
                 now = time.monotonic()
                 opened = gate.open_now()  # looked at until the end: the forecasts learn it
-                launch = not opened and due <= now <= last
+                launch = not opened and due <= now and runs < planned
                 if opened and not opening_seen:
                     opening_seen = True
                     connects_later = CONNECTED_BY * forecast.cost
                     launch = all(now - began > connects_later for began in in_flight.values())
                 if launch:
                     in_flight[session.launch(command)] = now
-                    self.attempts += 1
-                    due = max(due + gap, now)
-                elif not in_flight and (opened or now > last):
+                    self.attempts, runs = self.attempts + 1, runs + 1
+                    due = max(due, now) + gap
+                elif not in_flight and (opened or runs >= planned):
                     break
                 # a look at the port every WATCH_EVERY until it opens; an end wakes at once
-                wait = VOLLEY_WAIT if opened or now > last else min(WATCH_EVERY, due - now)
-                for tag, code in session.ended(max(0.0, wait)).items():
-                    in_flight.pop(tag, None)
+                wait = VOLLEY_WAIT if opened else min(WATCH_EVERY, max(0.0, due - now))
+                for tag, code in session.ended(wait).items():
+                    began = in_flight.pop(tag, now)
                     self._fails_fast = self._fails_fast or (code != 0 and not opened)
                     if code == 0:
                         gate.open_now()  # (it passed within a look's pause: open by now)
+                        self._pass_began = began
                         return 0, ""
                 if any(now - began > self.test.timeout for began in in_flight.values()):
                     raise TimeoutError

@@ -6,7 +6,7 @@ cannot pass while nothing in the container listens on port 8000. Asking costs
 microseconds on the host, while an attempt of the test itself costs the container from
 ~1 ms (a shell built-in) to 30-60 ms of CPU (an interpreter's start-up), taken from the
 very services that are starting. So the test runs once the port takes connections (or
-once just ahead of the opening its earlier launches foresee: readyforecast.py):
+just ahead of the opening its earlier launches foresee: readyforecast.py):
 
 - on the host's network (``network_mode: host``), a connection to the port from here,
   until it has once been taken (each is a connection the starting service must accept);
@@ -78,7 +78,9 @@ class PortGate(PortWatch):
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address)
         self.opened_at: float | None = None  # when it was first seen to accept
-        self.due: float | None = None  # a run due then (readyforecast.py): a pause ends
+        # a foreseen step due then (the shell's opening, then the runs: readyforecast.py):
+        # a pause ends
+        self.due: float | None = None
 
     def changed(self) -> bool:
         if self.due is not None and time.monotonic() >= self.due:

@@ -17,13 +17,15 @@ runs as a volley: a run every ``cost / VOLLEY_PER_COST`` seconds, from ahead of 
 earliest opening its spread foresees until the port is seen open (or the latest foreseen
 opening is past): whenever the port opens, a run is already on its way to connect just
 after it. Runs overlap by ``VOLLEY_PER_COST``: that many interpreters start at once, for
-about one cost and the spread, once per launch. Elsewhere (one exec per run) it runs
-once, aimed a little late.
+about one cost and the spread, once per launch; a volley is at most ``VOLLEY_MAX`` runs
+and ``VOLLEY_SPEND`` seconds of their cost, and one more at the opening. Elsewhere (one
+exec per run) it runs once, aimed a little late.
 
 It changes what runs when, never what counts: the service is ready only when its own
 test passes. A forecast that misses costs its runs; the next runs the moment the port
-accepts. A test that waits inside itself when it runs early (its own retries
-and sleeps) would hold the gate's run back: once a foreseen run passes that long after
+accepts. A test that waits inside itself when it runs early (its own retries and sleeps)
+would hold the gate's run back: once a foreseen run passes that long after the opening
+(or after its own start, begun at the opening), none of its runs having failed before
 the opening, that service is not foreseen again. Only the first wait of a launch is
 foreseen and kept (a wait after a fault's heal begins with the port open: it says
 nothing of an opening).
@@ -61,10 +63,13 @@ LATE_PER_COST = 0.1
 LATE_PER_SPREAD = 0.5
 WAITS_INSIDE = 2.0  # a foreseen pass this many costs after the opening: not foreseen again
 VOLLEY_PER_COST = 2.0  # a volley's runs in flight at once
-VOLLEY_GAP_MIN = 0.005  # a cheap test is not started more often than this
-VOLLEY_MAX = 8  # runs of one volley, at most
+VOLLEY_MAX = 8  # runs of one volley before the opening, at most ...
+VOLLEY_SPEND = 0.4  # ... and at most this many seconds of their cost (two runs at least)
 VOLLEY_FROM_COST = 0.02  # a cheaper test runs once: a gated run is as quick as a volley
-CONNECTED_BY = 0.5  # a run begun this many costs ago has made its connection
+# A run connects ~0.9 of its cost in, later on a loaded machine; one begun more than
+# this many costs before the opening may have connected before it: one more is run at
+# the opening (the cheaper mistake).
+CONNECTED_BY = 0.5
 _WORKING_DIR = "com.docker.compose.project.working_dir"
 
 
@@ -79,15 +84,16 @@ class Forecast:
         late = LATE_BY + LATE_PER_COST * self.cost + LATE_PER_SPREAD * self.spread
         return self.opens_after - self.cost + late
 
-    def volley(self) -> tuple[float, float, float]:
-        """(first run, gap between runs, last run) of a volley, the runs' starts in
+    def volley(self) -> tuple[float, float, int]:
+        """(first run, gap between runs, runs) of a volley, its first run's start in
         seconds after the container's start: the first connects about as the earliest
-        opening the spread foresees, the last just after the latest."""
-        gap = max(VOLLEY_GAP_MIN, self.cost / VOLLEY_PER_COST)
+        opening the spread foresees, the last just after the latest, unless the runs'
+        bound (``VOLLEY_MAX``, ``VOLLEY_SPEND``) ends it sooner."""
+        gap = self.cost / VOLLEY_PER_COST
         spread = max(self.spread, self.cost)  # (few openings kept: their spread is short)
         first = self.opens_after - spread / 2 - self.cost
-        last = first + spread + gap
-        return first, gap, min(last, first + gap * (VOLLEY_MAX - 1))
+        bound = min(VOLLEY_MAX, max(2, int(VOLLEY_SPEND / self.cost + 1e-9)))
+        return first, gap, min(bound, round(spread / gap) + 2)
 
 
 @dataclass(frozen=True)
