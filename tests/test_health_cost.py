@@ -10,6 +10,7 @@ ran inside the container is counted from outside it.
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,42 @@ def test_the_kept_shell_runs_checks_side_by_side_and_reads_back_each_ones_end(
             assert session.last_cpu is None  # (not charged with what the launched run took)
         finally:
             session.close()
+    finally:
+        docker_cli("rm", "-f", cid)
+        api.close()
+
+
+def test_runs_still_going_when_the_kept_shell_closes_are_reaped_not_left_as_zombies(
+    engine: str,
+) -> None:
+    """The container's PID 1 here (python sleeping) reaps nothing: a run the shell left
+    behind would stay a zombie for the container's life."""
+    from containers import IMAGE, docker_cli
+
+    from pytest_pyairtable.backends.engines import connect
+    from pytest_pyairtable.backends.execsession import ShellSession
+
+    started = docker_cli(
+        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
+        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    api, _ = connect()
+    states = 'for f in /proc/[0-9]*/stat; do read -r s < $f && echo "$s"; done'
+    try:
+        session = ShellSession(api, cid, "/bin/sh", 10)
+        session.launch("/usr/bin/sleep 0.3")
+        session.close()  # while the launched run goes on
+        deadline = time.monotonic() + 10
+        while True:
+            listed = docker_cli("exec", cid, "/bin/sh", "-c", states).stdout
+            # the run and the shell around it: running, then gone (or a zombie: "Z")
+            left = [ln for ln in listed.splitlines() if "(sleep)" in ln or " Z " in ln]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert not left, listed
     finally:
         docker_cli("rm", "-f", cid)
         api.close()

@@ -182,6 +182,11 @@ class ShellSession:
         self.last_cpu = None if was is None else max(0.0, children - was)
 
     def close(self) -> None:
+        """End the shell; launched commands still running are waited for by it, not
+        left to the container's PID 1 (which may never reap them: zombies)."""
+        if self.launched:
+            with contextlib.suppress(OSError):
+                self.frames.send(b"wait\n")
         self.frames.close()
 
 
