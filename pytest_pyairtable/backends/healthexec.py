@@ -19,7 +19,7 @@ on yet is not run (healthgate.py): it runs the moment that port takes connection
 that would pass whatever the port says is still seen: the engine runs it every
 ``interval``, and its verdict counts), or, foreseen from the service's earlier launches,
 just ahead of the opening: a volley of runs in the kept shell's background, one of them
-connecting just after it (readyforecast.py). The shell of a foreseen wait is opened
+connecting just after it (readyforecast.py, healthvolley.py). The shell of a foreseen wait is opened
 just before its runs, not as the container starts: an exec's CPU, taken from a service
 that is starting, delays the very opening waited for (~17 ms a link, measured). Each
 run's cost (its wall time, or the CPU the shell's ``times`` reports, whichever is more)
@@ -51,7 +51,8 @@ from ..probes.checks import BaseProbe, ProbeFailed
 from ..probes.waiting import WATCH_EVERY, Gone
 from .execsession import ShellSession, exec_once
 from .healthgate import PortGate
-from .readyforecast import CONNECTED_BY, VOLLEY_FROM_COST, WAITS_INSIDE, Seen
+from .healthvolley import run_volley
+from .readyforecast import VOLLEY_FROM_COST, WAITS_INSIDE, Seen
 
 if TYPE_CHECKING:
     from ..probes.checks import Watch
@@ -63,7 +64,6 @@ EXEC_GAP = 0.1  # between attempts that each cost an exec (no shell to keep open
 REST_PER_COST = 2.0  # after an attempt, a pause at least twice what it cost ...
 REST_MAX = 1.0  # ... up to this (and never above the check's own interval)
 SESSION_AHEAD = 0.15  # a shell opens in ~50 ms: this long before the runs it is for
-VOLLEY_WAIT = 0.05  # between looks for a volley's hung runs, once none is to start
 
 
 @dataclass(frozen=True)
@@ -284,48 +284,28 @@ class ContainerHealthcheck(BaseProbe):
             gate.open_now()  # (a run that passed within a look's pause: open by now)
 
     def _volley(self, gate: PortGate) -> tuple[int, str]:
-        """A run every gap, each in the background of the kept shell, until the port is
-        seen open or the volley's runs are done, and one at the opening unless
-        a run in flight will connect after it; then until one passes or all have failed:
-        (0, "") or the last failure's code (readyforecast.py)."""
+        """The foreseen runs as a volley (healthvolley.py): (0, "") or the last
+        failure's code; the gate's refusal where no run could start."""
         assert self._session is not None and self._forecast is not None
-        session, forecast, command = self._session, self._forecast, shlex.join(self.argv)
-        _, gap, planned = forecast.volley()
-        in_flight: dict[int, float] = {}  # tag: when it began
-        code, due, opening_seen, runs = 1, time.monotonic(), False, 0
+        slots = self.ready_times.volley_slots if self.ready_times else None
         try:
-            while True:
-                now = time.monotonic()
-                opened = gate.open_now()  # looked at until the end: the forecasts learn it
-                launch = not opened and due <= now and runs < planned
-                if opened and not opening_seen:
-                    opening_seen = True
-                    connects_later = CONNECTED_BY * forecast.cost
-                    launch = all(now - began > connects_later for began in in_flight.values())
-                if launch:
-                    in_flight[session.launch(command)] = now
-                    self.attempts, runs = self.attempts + 1, runs + 1
-                    due = max(due, now) + gap
-                elif not in_flight and (opened or runs >= planned):
-                    break
-                # a look at the port every WATCH_EVERY until it opens; an end wakes at once
-                wait = VOLLEY_WAIT if opened else min(WATCH_EVERY, max(0.0, due - now))
-                for tag, code in session.ended(wait).items():
-                    began = in_flight.pop(tag, now)
-                    self._fails_fast = self._fails_fast or (code != 0 and not opened)
-                    if code == 0:
-                        gate.open_now()  # (it passed within a look's pause: open by now)
-                        self._pass_began = began
-                        return 0, ""
-                if any(now - began > self.test.timeout for began in in_flight.values()):
-                    raise TimeoutError
+            command = shlex.join(self.argv)
+            volley = run_volley(
+                self._session, gate, command, self._forecast, timeout=self.test.timeout, slots=slots
+            )
         except (TimeoutError, EOFError, OSError):
-            session.close()  # a run hung: its shell is given up, the next opens another
+            self._session.close()  # a run hung: its shell is given up, the next opens another
             self._session = None
             raise ProbeFailed(f"healthcheck did not finish within {self.test.timeout:g}s") from None
         finally:
             self._rest = 0.0  # missed: the gate's opening ends the pause
-        return code, ""
+        self.attempts += volley.runs
+        self._fails_fast = self._fails_fast or volley.failed_early
+        self._pass_began = volley.pass_began
+        if not volley.runs:  # others' volleys held every slot: as if not foreseen
+            host, port = gate.address
+            raise ProbeFailed(f"{host}:{port} does not accept connections yet")
+        return volley.code, ""
 
     def _judge(self, failure: str) -> None:
         """Where the engine gives no verdicts, give its verdict here: unhealthy after

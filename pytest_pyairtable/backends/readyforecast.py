@@ -13,13 +13,14 @@ connection, late in the run, coming just after the opening.
 
 Openings move by tens of milliseconds from boot to boot, as much as such a test costs.
 So where the container has a shell kept open for its test (execsession.py), the test
-runs as a volley: a run every ``cost / VOLLEY_PER_COST`` seconds, from ahead of the
-earliest opening its spread foresees until the port is seen open (or the latest foreseen
-opening is past): whenever the port opens, a run is already on its way to connect just
-after it. Runs overlap by ``VOLLEY_PER_COST``: that many interpreters start at once, for
-about one cost and the spread, once per launch; a volley is at most ``VOLLEY_MAX`` runs
-and ``VOLLEY_SPEND`` seconds of their cost, and one more at the opening. Elsewhere (one
-exec per run) it runs once, aimed a little late.
+runs as a volley (healthvolley.py): a run every ``cost / VOLLEY_PER_COST`` seconds,
+from ahead of the earliest opening its spread foresees until the port is seen open (or
+the planned runs are out): whenever the port opens, a run is already on its way to
+connect just after it. Runs overlap by ``VOLLEY_PER_COST``: that many interpreters
+start at once, for about one cost and the spread, once per launch; a volley is at most
+``VOLLEY_MAX`` runs and ``VOLLEY_SPEND`` seconds of their cost, one more at the
+opening, and all of a backend's volleys hold at most ``VOLLEY_SLOTS`` runs ahead of
+their openings at once. Elsewhere (one exec per run) it runs once, aimed a little late.
 
 It changes what runs when, never what counts: the service is ready only when its own
 test passes. A forecast that misses costs its runs; the next runs the moment the port
@@ -63,6 +64,7 @@ LATE_PER_COST = 0.1
 LATE_PER_SPREAD = 0.5
 WAITS_INSIDE = 2.0  # a foreseen pass this many costs after the opening: not foreseen again
 VOLLEY_PER_COST = 2.0  # a volley's runs in flight at once
+VOLLEY_SLOTS = 3  # all volleys' runs in flight at once (a backend's), beside runs at openings
 VOLLEY_MAX = 8  # runs of one volley before the opening, at most ...
 VOLLEY_SPEND = 0.4  # ... and at most this many seconds of their cost (two runs at least)
 VOLLEY_FROM_COST = 0.02  # a cheaper test runs once: a gated run is as quick as a volley
@@ -133,6 +135,9 @@ class ReadyTimes:
         self._lock = threading.Lock()
         self._known: dict[str, Any] | None = None
         self._seen: dict[str, list[Seen]] = {}
+        # runs ahead of an opening in flight at once, whatever the services: a wide tier's
+        # volleys together take no more cores than one chain link's
+        self.volley_slots = threading.BoundedSemaphore(VOLLEY_SLOTS)
 
     def _load(self) -> dict[str, Any]:
         with self._lock:

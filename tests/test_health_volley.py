@@ -1,0 +1,144 @@
+"""A volley of a healthcheck's runs around its port's foreseen opening (healthvolley.py),
+run for real: a container's kept shell, a port this test opens when it chooses, a check
+that takes a while before it connects (as an interpreter's start-up does)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+from containers import IMAGE, docker_cli
+
+from pytest_pyairtable.backends.execsession import ShellSession
+from pytest_pyairtable.backends.healthgate import PortGate
+from pytest_pyairtable.backends.healthvolley import run_volley
+from pytest_pyairtable.backends.readyforecast import VOLLEY_SLOTS, Forecast
+
+# openings foreseen 0.1 s apart, a run costing 50 ms: 6 runs, one every 25 ms
+FORECAST = Forecast(opens_after=0.3, cost=0.05, spread=0.1)
+
+
+@pytest.fixture
+def shell(engine: str) -> Iterator[ShellSession]:
+    from pytest_pyairtable.backends.engines import connect
+
+    started = docker_cli(
+        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
+        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    api, _ = connect()
+    session = ShellSession(api, cid, "/bin/sh", 10)
+    try:
+        yield session
+    finally:
+        session.close()
+        docker_cli("rm", "-f", cid)
+        api.close()
+
+
+@pytest.fixture
+def port() -> Iterator[Any]:
+    """A port of this machine's loopback, refusing until ``open`` (a listener then)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+
+    class Port:
+        number = listener.getsockname()[1]
+        opened_at: float | None = None
+
+        def open(self) -> None:
+            listener.listen(64)
+            self.opened_at = time.monotonic()
+
+    try:
+        yield Port()
+    finally:
+        listener.close()
+
+
+def check(port: int, start_up: float = 0.04) -> str:
+    """Connects after its start-up, as an interpreter's imports delay a check's connection."""
+    return f"/usr/bin/bash -c '/usr/bin/sleep {start_up}; : >/dev/tcp/127.0.0.1/{port}'"
+
+
+class OpensAtRun:
+    """The kept shell, the port opened as its ``nth`` run is launched: inside the
+    volley's window whatever the machine's load."""
+
+    def __init__(self, session: ShellSession, port: Any, nth: int) -> None:
+        self.session, self.port, self.nth, self.runs = session, port, nth, 0
+
+    def launch(self, command: str) -> int:
+        tag = self.session.launch(command)
+        self.runs += 1
+        if self.runs == self.nth:
+            self.port.open()
+        return tag
+
+    def ended(self, wait: float) -> dict[int, int]:
+        return self.session.ended(wait)
+
+
+def test_whenever_the_port_opens_a_run_begun_before_it_connects_after_it(
+    shell: ShellSession, port: Any
+) -> None:
+    gate = PortGate(("127.0.0.1", port.number))
+    session = cast(ShellSession, OpensAtRun(shell, port, nth=5))  # 100 ms in
+    volley = run_volley(session, gate, check(port.number), FORECAST, timeout=10, slots=None)
+    assert port.opened_at is not None
+    assert volley.code == 0, volley
+    # the run that passed began before the port opened: not the gate's run at the opening
+    assert volley.pass_began < port.opened_at, (volley, port.opened_at)
+    # the first connected before the opening and failed: the check does not wait inside
+    assert volley.failed_early and 5 <= volley.runs <= FORECAST.volley()[2] + 1, volley
+    assert gate.opened_at is not None and gate.opened_at >= port.opened_at
+
+
+def test_a_volley_whose_port_never_opens_runs_its_bound_and_fails(
+    shell: ShellSession, port: Any
+) -> None:
+    gate = PortGate(("127.0.0.1", port.number))
+    volley = run_volley(shell, gate, check(port.number), FORECAST, timeout=10, slots=None)
+    assert volley.code != 0 and volley.runs == FORECAST.volley()[2], volley
+    assert gate.opened_at is None and not shell.launched
+
+
+def test_with_every_slot_held_by_other_volleys_only_the_run_at_the_opening_starts(
+    shell: ShellSession, port: Any
+) -> None:
+    slots = threading.BoundedSemaphore(VOLLEY_SLOTS)
+    for _ in range(VOLLEY_SLOTS):
+        assert slots.acquire(blocking=False)
+    gate = PortGate(("127.0.0.1", port.number))
+    refused = run_volley(shell, gate, check(port.number), FORECAST, timeout=10, slots=slots)
+    assert refused.runs == 0, refused  # nothing ran: the gate's refusal follows
+    port.open()
+    at_opening = run_volley(shell, gate, check(port.number), FORECAST, timeout=10, slots=slots)
+    assert at_opening.code == 0 and at_opening.runs == 1, at_opening
+
+
+def test_the_runs_ahead_take_the_backends_slots_and_give_every_one_back(
+    shell: ShellSession, port: Any
+) -> None:
+    """Runs far slower than foreseen: the first VOLLEY_SLOTS hold every slot (the next
+    are not started) and still run when the first passes; their slots come back too."""
+    slots = threading.BoundedSemaphore(VOLLEY_SLOTS)
+    gate = PortGate(("127.0.0.1", port.number))
+    opening = threading.Timer(0.2, port.open)  # long before the first run connects
+    opening.start()
+    try:
+        slow = check(port.number, start_up=0.4)
+        volley = run_volley(shell, gate, slow, FORECAST, timeout=10, slots=slots)
+    finally:
+        opening.cancel()
+    # those, and the run at the opening (the gate's own: it takes no slot)
+    assert volley.code == 0 and volley.runs == VOLLEY_SLOTS + 1, volley
+    assert not volley.failed_early, volley
+    assert shell.launched, "the later runs were still going"
+    assert all(slots.acquire(blocking=False) for _ in range(VOLLEY_SLOTS))
