@@ -292,6 +292,10 @@ def test_runs_still_going_when_the_kept_shell_closes_are_reaped_not_left_as_zomb
     api, _ = connect()
     states = 'for f in /proc/[0-9]*/stat; do read -r s < $f && echo "$s"; done'
     try:
+        ended = ShellSession(api, cid, "/bin/sh", 10)
+        ended.launch("/bin/true")
+        assert ended.ended(10)  # read back, but not yet reaped by the shell (dash)
+        ended.close()
         session = ShellSession(api, cid, "/bin/sh", 10)
         session.launch("/usr/bin/sleep 0.3")
         session.close()  # while the launched run goes on

@@ -97,6 +97,8 @@ class ShellSession:
         self.last_cpu: float | None = None  # what the last command took, where known
         self._tags = 0
         self.launched: set[int] = set()  # background commands whose end is not yet read
+        self._unreaped = False  # launched since the last foreground command (dash reaps
+        # ended background children only when it runs one, or `wait`)
         created = api.exec_create(cid, [shell], stdin=True, stdout=True, stderr=True)
         self.frames = _Frames(_exec_socket(api, created["Id"]))
         try:  # a shell that runs answers the marker; a missing one ends the stream
@@ -108,6 +110,7 @@ class ShellSession:
     def run(self, command: str, timeout: float) -> tuple[int, str]:
         """(exit code, output) of one command; TimeoutError or EOFError break the session."""
         self._settle(timeout)
+        self._unreaped = False
         mark = self.marker.decode()
         line = (
             f"{command} </dev/null 2>&1; _pyairtable_rc=$?; printf '\\n{mark}\\n'; "
@@ -136,6 +139,7 @@ class ShellSession:
         line = f"{{ {command} </dev/null >/dev/null 2>&1; printf '{mark}@{tag} %d\\n' $?; }} &\n"
         self.frames.send(line.encode())
         self.launched.add(tag)
+        self._unreaped = True
         self.children_cpu = None  # the next ``times`` holds this one's CPU too
         return tag
 
@@ -182,9 +186,9 @@ class ShellSession:
         self.last_cpu = None if was is None else max(0.0, children - was)
 
     def close(self) -> None:
-        """End the shell; launched commands still running are waited for by it, not
-        left to the container's PID 1 (which may never reap them: zombies)."""
-        if self.launched:
+        """End the shell; launched commands, running or ended, are waited for by it,
+        not left to the container's PID 1 (which may never reap them: zombies)."""
+        if self._unreaped:
             with contextlib.suppress(OSError):
                 self.frames.send(b"wait\n")
         self.frames.close()

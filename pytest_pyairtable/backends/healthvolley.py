@@ -65,14 +65,14 @@ def run_volley(
                 ahead_runs, due = ahead_runs + 1, max(due, now) + gap
                 ahead = held.take()
             if ahead or at_opening:
-                tag = session.launch(command)
+                tag = held.launch(session, command, holds=ahead)
                 in_flight[tag], done.runs = now, done.runs + 1
-                if ahead:
-                    held.hold(tag)
             elif not in_flight and (opened or ahead_runs >= planned):
                 return done
             # a look at the port every WATCH_EVERY until it opens; an end wakes at once
-            wait = WAIT_AFTER_OPENING if opened else min(WATCH_EVERY, max(0.0, due - now))
+            wait = WAIT_AFTER_OPENING if opened else WATCH_EVERY
+            if not opened and ahead_runs < planned:
+                wait = min(wait, max(0.0, due - now))
             for tag, code in session.ended(wait).items():
                 began = in_flight.pop(tag, now)
                 held.release(tag)
@@ -85,7 +85,7 @@ def run_volley(
             if any(now - began > timeout for began in in_flight.values()):
                 raise TimeoutError
     finally:
-        held.release_all()  # (runs left going once one passed: about to end)
+        held.release_all()  # runs left going (once one passed, about to end; or hung)
 
 
 class _Slots:
@@ -98,9 +98,18 @@ class _Slots:
     def take(self) -> bool:
         return self.slots is None or self.slots.acquire(blocking=False)
 
-    def hold(self, tag: int) -> None:
-        if self.slots is not None:
+    def launch(self, session: ShellSession, command: str, *, holds: bool) -> int:
+        """The run started; ``holds``: it holds the slot just taken (given back if the
+        run could not start)."""
+        try:
+            tag = session.launch(command)
+        except BaseException:
+            if holds and self.slots is not None:
+                self.slots.release()
+            raise
+        if holds and self.slots is not None:
             self.holding.add(tag)
+        return tag
 
     def release(self, tag: int) -> None:
         if tag in self.holding and self.slots is not None:

@@ -64,7 +64,7 @@ LATE_PER_COST = 0.1
 LATE_PER_SPREAD = 0.5
 WAITS_INSIDE = 2.0  # a foreseen pass this many costs after the opening: not foreseen again
 VOLLEY_PER_COST = 2.0  # a volley's runs in flight at once
-VOLLEY_SLOTS = 3  # all volleys' runs in flight at once (a backend's), beside runs at openings
+VOLLEY_SLOTS = 3  # runs ahead of openings all volleys (a backend's) hold at once
 VOLLEY_MAX = 8  # runs of one volley before the opening, at most ...
 VOLLEY_SPEND = 0.4  # ... and at most this many seconds of their cost (two runs at least)
 VOLLEY_FROM_COST = 0.02  # a cheaper test runs once: a gated run is as quick as a volley
@@ -135,8 +135,9 @@ class ReadyTimes:
         self._lock = threading.Lock()
         self._known: dict[str, Any] | None = None
         self._seen: dict[str, list[Seen]] = {}
-        # runs ahead of an opening in flight at once, whatever the services: a wide tier's
-        # volleys together take no more cores than one chain link's
+        # runs ahead of an opening held at once, whatever the services: a wide tier's
+        # volleys together take about as many cores as one chain link's (a volley gives
+        # back its runs' slots once one passed, while the others end)
         self.volley_slots = threading.BoundedSemaphore(VOLLEY_SLOTS)
 
     def _load(self) -> dict[str, Any]:
