@@ -45,6 +45,18 @@ def import_root_image(
         assert imported.returncode == 0, imported.stderr
 
 
+def sleeping_container() -> str:
+    """A container of the test image on the host's network whose PID 1 is a python that
+    sleeps (and reaps nothing), for what runs inside it: its id (``docker_cli("rm",
+    "-f", cid)`` removes it)."""
+    started = docker_cli(
+        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
+        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    return started.stdout.strip()
+
+
 def our_containers(*pids: int) -> list[str]:
     """Containers of the compose projects of this pytest and of the pytest runs ``pids``
     (the project name is ``pyairtable-run-<pid of its pytest>-<random>``): never another

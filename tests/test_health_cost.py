@@ -196,17 +196,12 @@ def test_the_port_a_healthcheck_targets_is_read_from_its_test(
 def test_the_cpu_a_check_spent_is_counted_by_the_shell_it_ran_in(engine: str) -> None:
     """The shell kept open in the container reports its children's CPU (``times``): a
     check that spends CPU is charged at least what it measured of itself."""
-    from containers import IMAGE, docker_cli
+    from containers import docker_cli, sleeping_container
 
     from pytest_pyairtable.backends.engines import connect
     from pytest_pyairtable.backends.execsession import ShellSession
 
-    started = docker_cli(
-        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
-        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
-    )  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    cid = started.stdout.strip()
+    cid = sleeping_container()
     api, _ = connect()
     try:
         session = ShellSession(api, cid, "/bin/sh", 10)
@@ -233,17 +228,12 @@ def test_the_kept_shell_runs_checks_side_by_side_and_reads_back_each_ones_end(
     """Commands launched in the background of the kept shell (a volley's runs) end in
     any order, each read back by its tag with its own exit code; a command in the
     foreground afterwards waits for them, and its output holds none of their lines."""
-    from containers import IMAGE, docker_cli
+    from containers import docker_cli, sleeping_container
 
     from pytest_pyairtable.backends.engines import connect
     from pytest_pyairtable.backends.execsession import ShellSession
 
-    started = docker_cli(
-        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
-        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
-    )  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    cid = started.stdout.strip()
+    cid = sleeping_container()
     api, _ = connect()
     try:
         session = ShellSession(api, cid, "/bin/sh", 10)
@@ -278,17 +268,12 @@ def test_runs_still_going_when_the_kept_shell_closes_are_reaped_not_left_as_zomb
 ) -> None:
     """The container's PID 1 here (python sleeping) reaps nothing: a run the shell left
     behind would stay a zombie for the container's life."""
-    from containers import IMAGE, docker_cli
+    from containers import docker_cli, sleeping_container
 
     from pytest_pyairtable.backends.engines import connect
     from pytest_pyairtable.backends.execsession import ShellSession
 
-    started = docker_cli(
-        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
-        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
-    )  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    cid = started.stdout.strip()
+    cid = sleeping_container()
     api, _ = connect()
     states = 'for f in /proc/[0-9]*/stat; do read -r s < $f && echo "$s"; done'
     try:

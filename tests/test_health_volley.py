@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
-from containers import IMAGE, docker_cli
+from containers import docker_cli, sleeping_container
 
 from pytest_pyairtable.backends.execsession import ShellSession
 from pytest_pyairtable.backends.healthgate import PortGate
@@ -27,12 +27,7 @@ FORECAST = Forecast(opens_after=0.3, cost=0.05, spread=0.1)
 def shell(engine: str) -> Iterator[ShellSession]:
     from pytest_pyairtable.backends.engines import connect
 
-    started = docker_cli(
-        "run", "-d", "--rm", "--network", "host", "-v", "/usr:/usr:ro", IMAGE,
-        "/usr/bin/python3", "-c", "import time; time.sleep(120)",
-    )  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    cid = started.stdout.strip()
+    cid = sleeping_container()
     api, _ = connect()
     session = ShellSession(api, cid, "/bin/sh", 10)
     try:

@@ -33,6 +33,10 @@ Where the engine gives no verdicts (Podman without systemd), the same verdict is
 here as the engine would: ``retries`` failures in a row at its ``interval``, once
 ``start_period`` is over.
 
+One module, one probe's state: the test, its pacing by cost, its gate and forecast, and
+the verdict judged where the engine gives none; the kept shell (execsession.py) and the
+volley (healthvolley.py) are apart.
+
 The test is the compose file's, as written, where it declares one (an engine may store
 an exec form altered: Podman 4 splits CMD's arguments on whitespace); an image's own
 healthcheck is read from the container's inspect.
