@@ -167,8 +167,8 @@ class ContainerHealthcheck(BaseProbe):
         self._pass_began = 0.0  # when the foreseen run that passed began
         self._foreseen: float | None = None  # when to run ahead of the port opening
         self._forecast = ready_times.forecast(ready_key) if ready_times else None
-        self._planned = False
         self._volleys = False  # the foreseen runs are a volley, not one run
+        self._plan(watch if isinstance(watch, PortGate) else None)
 
     def rest(self) -> float:
         return self._rest
@@ -185,9 +185,6 @@ class ContainerHealthcheck(BaseProbe):
                 exited=False,
             )
         gate = self.watch if isinstance(self.watch, PortGate) else None
-        if not self._planned:
-            self._planned = True
-            self._plan(gate)
         self._open_session_when_due(gate)  # while the service starts, not once it is up
         foreseen = False
         if gate is not None and not gate.open_now():
