@@ -105,30 +105,35 @@ def test_dag_start_order_overlap_and_reverse_parallel_stop(
 def test_what_follows_a_stop_does_not_hold_up_the_next_stop(
     make: Callable[..., Orchestrator], free_ports: Ports
 ) -> None:
-    """A stopped service's after-work (its log saved: ``service_stopped``) runs beside
+    """A stopped service's after-work (its log saved: ``after_service_stop``) runs beside
     its dependencies' stops, not before them: on a chain, each stop would otherwise wait
     for the one before's log copy. Here the dependent's after-work waits until its
-    dependency's stop has begun, which it can only do if the stop is not waiting for it."""
+    dependency has stopped, which it can only do if the stop is not waiting for it.
+    What is said of the stops (``service_stopped``) still follows their order, though
+    the dependent's after-work is still going when its dependency has stopped."""
     a, b = free_ports(2)
-    began = {"a": threading.Event()}
+    said: list[str] = []
+    a_stopped = threading.Event()
 
     class AfterWork(Recorder):
-        def before_stop(self, run: ServiceRun) -> None:
-            super().before_stop(run)
-            began.setdefault(run.name, threading.Event()).set()
-
         def service_stopped(self, run: ServiceRun) -> None:
+            said.append(run.name)
+            if run.name == "a":
+                a_stopped.set()
+
+        def after_service_stop(self, run: ServiceRun) -> None:
             if run.name == "b":
-                self.saw_a_begin = began["a"].wait(10)
+                self.saw_a_stop = a_stopped.wait(10)
 
     orch = make(standin("a", a, 0) + standin("b", b, 0, deps="a"))
     orch.listener = listener = AfterWork()
     orch.start()
     orch.wait("b")
     orch.stop()
-    assert listener.saw_a_begin
+    assert listener.saw_a_stop
     assert orch.runs["b"].stopped_at <= orch.runs["a"].stop_began  # type: ignore[operator]
     assert listener.before_stop_calls == ["b", "a"]
+    assert said == ["b", "a"]
 
 
 def test_starts_only_the_closure(make: Callable[..., Orchestrator], free_ports: Ports) -> None:

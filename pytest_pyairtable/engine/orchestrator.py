@@ -388,7 +388,7 @@ class Orchestrator:
             stopping.in_reverse_order(
                 {n: self.edges[n] for n in started},
                 lambda name: self._stop_one(started[name], emergency),
-                lambda name: self.listener.service_stopped(started[name]),
+                lambda name: self.listener.after_service_stop(started[name]),
             )
         finally:
             self.snapshots.close()  # snapshots still being written: before the dirs go
@@ -443,3 +443,4 @@ class Orchestrator:
                 if run.state in (State.READY, State.RUNNING, State.STARTING):
                     run.state = State.STOPPED
                 self._cv.notify_all()
+            self.listener.service_stopped(run)

@@ -84,11 +84,13 @@ class HookEvents(Listener):
         self.hook.pytest_pyairtable_before_stop(run=run)
 
     def service_stopped(self, run: ServiceRun) -> None:
-        if self.stopped is not None:
-            self.stopped(run)
         done = run.details.get("before_stop")
         note = f" ({self.redact(done)})" if done else ""
         self.lines.put(f"pyairtable: {run.name:<22} stopped{note}")
+
+    def after_service_stop(self, run: ServiceRun) -> None:
+        if self.stopped is not None:
+            self.stopped(run)
 
     def drain(self) -> list[str]:
         lines = []
