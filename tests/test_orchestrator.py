@@ -136,6 +136,22 @@ def test_what_follows_a_stop_does_not_hold_up_the_next_stop(
     assert said == ["b", "a"]
 
 
+def test_a_service_is_awaited_by_its_waiters_and_by_dependents_not_yet_started(
+    make: Callable[..., Orchestrator], free_ports: Ports
+) -> None:
+    """What a probe may spend on being early for (a volley ahead of a port's foreseen
+    opening) only serves a service something waits for: a dependent held back by it, or
+    a caller of wait()/settle(). A leaf nobody has asked for yet is not awaited."""
+    a, b, c = free_ports(3)
+    orch = make(standin("a", a, 30) + standin("b", b, 0, deps="a") + standin("c", c, 30))
+    orch.start(["b", "c"])
+    assert orch.awaited("a")  # b waits for it
+    assert not orch.awaited("b") and not orch.awaited("c")
+    assert not orch.settle("c", 0.01)  # a test's fixture asks for c: from now on, awaited
+    assert orch.awaited("c") and not orch.awaited("b")
+    orch.stop()
+
+
 def test_starts_only_the_closure(make: Callable[..., Orchestrator], free_ports: Ports) -> None:
     a, b, c = free_ports(3)
     orch = make(standin("a", a, 0) + standin("b", b, 0, deps="a") + standin("c", c, 0))

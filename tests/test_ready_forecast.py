@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from containers import service
+from containers import service, standin
 
 from conftest import Ports, Project
 from pytest_pyairtable.backends import readyforecast
@@ -43,9 +43,12 @@ sys.exit(0 if ok else 1)
 """
 
 
-def foreseen_service(project: Project, port: int) -> None:
+def foreseen_service(
+    project: Project, port: int, beside: str = "", tests: str = "def test_a(pyairtable_a): pass"
+) -> None:
     """A stand-in listening after the delay written in /w/delay (read when it starts: the
-    container's command, and so its forecast's key, stays the same across boots)."""
+    container's command, and so its forecast's key, stays the same across boots);
+    ``beside``: more services of the stack, ``tests`` the project's tests."""
     work = project.path / "w"
     work.mkdir(exist_ok=True)
     (work / "check.py").write_text(CHECK)
@@ -64,8 +67,8 @@ def foreseen_service(project: Project, port: int) -> None:
     healthcheck: {{test: ["CMD-SHELL", "{test}"], interval: 300s, timeout: 10s, retries: 1}}""",
         mounts=(f"{work}:/w",),
     )
-    project.compose("services:" + body)
-    project.tests("def test_a(pyairtable_a): pass\n")
+    project.compose("services:" + body + beside)
+    project.tests(tests + "\n")
 
 
 def boot(project: Project, delay: float) -> list[tuple[bool, bool]]:
@@ -112,6 +115,26 @@ def test_a_check_runs_ahead_of_its_foreseen_port_and_a_miss_is_learnt(
     assert len(slower) >= 3 and slower[-1] == (True, True), slower
     assert all(ran == (False, False) for ran in slower[:-1]), slower
     assert openings(compose_project)[-1] >= opened + 1.0, openings(compose_project)
+
+
+def test_a_service_nothing_waits_for_yet_is_not_run_ahead_of_its_opening(
+    compose_project: Project, free_ports: Ports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its opening is foreseen, but the test waits for another service first and
+    nothing depends on it: runs ahead of its opening would only take the cores the
+    awaited one starts on. Its check runs once its port accepts, as with no forecast
+    (the test above shows the same service run ahead of it when it is awaited)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(compose_project.path / "cache"))
+    port, other = free_ports(2)
+    waited_first = standin("b", other, 3.0)  # the test's first fixture: ready after a
+    foreseen_service(
+        compose_project, port, waited_first, tests="def test_a(pyairtable_b, pyairtable_a): pass"
+    )
+    boot(compose_project, 1.0)
+    assert len(openings(compose_project)) == 1  # foreseen from now on
+    later = boot(compose_project, 1.0)
+    assert later and all(open_ for open_, _ in later), later
+    assert len(openings(compose_project)) == 2  # its opening still learnt
 
 
 def test_forecasts_are_medians_of_recent_boots_kept_owner_only_without_any_text(

@@ -513,6 +513,7 @@ class ComposeBackend(BaseBackend):
             ready_key=readyforecast.service_key(svc.name, running.inspected, test.test)
             if foreseen
             else "",
+            awaited=ctx.awaited,
         )
 
     def fetch(self, svc: ServiceSpec) -> Fetch | None:

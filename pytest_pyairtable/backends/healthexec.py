@@ -47,7 +47,7 @@ from __future__ import annotations
 import shlex
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -136,8 +136,10 @@ class ContainerHealthcheck(BaseProbe):
         engine_verdicts: bool = True,
         ready_times: ReadyTimes | None = None,
         ready_key: str = "",
+        awaited: Callable[[], bool] = lambda: True,
     ) -> None:
         self.api = api
+        self.awaited = awaited  # whether a test or a dependent waits for it yet
         self.running = running
         self.test = test
         self.watch = watch
@@ -190,6 +192,11 @@ class ContainerHealthcheck(BaseProbe):
         if gate is not None and not gate.open_now():
             self._seen_closed = True
             foreseen = self._foreseen_now()
+            if foreseen and not self.awaited():
+                # Nothing waits for it yet (a leaf beside a chain): the run at the opening
+                # is soon enough, and runs ahead of it would take the cores the services
+                # that are waited for start on.
+                foreseen, gate.due = False, None
             if not foreseen:
                 # The test's own port refuses: it cannot pass, and costs the container
                 # nothing. (A test that passes whatever that port says is still seen: the

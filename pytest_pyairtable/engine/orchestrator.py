@@ -87,7 +87,9 @@ class Orchestrator:
             probe_factory=probe_factory or (lambda svc, ctx: make_probe(svc.probe, ctx)),
             redact=self.redact,
             closing=lambda: self._closing,
+            awaited=self.awaited,
         )
+        self._waited: set[str] = set()  # asked for by wait() or settle()
 
     @property
     def stopped(self) -> bool:
@@ -139,6 +141,7 @@ class Orchestrator:
         self.start([name])
         run = self.runs[name]
         with self._cv:
+            self._waited.add(name)
             self._cv.wait_for(lambda: run.state in SETTLED)
         if run.state in UP:
             return self.handle(name)
@@ -150,7 +153,21 @@ class Orchestrator:
         """Wait up to ``timeout`` for ``name`` to be ready or failed; True once it is."""
         run = self.runs[name]
         with self._cv:
+            self._waited.add(name)
             return self._cv.wait_for(lambda: run.state in SETTLED, timeout=timeout)
+
+    def awaited(self, name: str) -> bool:
+        """Whether anything waits for ``name`` yet: a caller of wait() or settle() (a
+        test's fixture), or a service of this run not started because it depends on
+        it. One that nothing waits for (a leaf beside a chain) can be judged ready a
+        little later at no cost to anyone, and spare the cores the others start on."""
+        with self._cv:
+            if name in self._waited:
+                return True
+            return any(
+                run.state is State.PENDING and name in self.edges[other]
+                for other, run in self.runs.items()
+            )
 
     def check_alive(self, name: str) -> None:
         """Raise (a fresh copy of one recorded error) if a ready service has exited."""

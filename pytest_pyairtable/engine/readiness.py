@@ -96,8 +96,10 @@ class Gate:
         probe_factory: ProbeFactory,
         redact: Redactor,
         closing: Callable[[], bool],
+        awaited: Callable[[str], bool] = lambda name: True,
     ) -> None:
         self.backend = backend
+        self.awaited = awaited
         self.timing = timing
         self.probe_factory = probe_factory
         self.redact = redact
@@ -116,6 +118,7 @@ class Gate:
             env=self.backend.command_env(spec),
             cancelled=self.closing,
             log_offset=running.log_start,
+            awaited=lambda: self.awaited(spec.name),
         )
         own = self.backend.probe(spec, running, ctx)
         return (own, True) if own is not None else (self.probe_factory(spec, ctx), False)

@@ -116,15 +116,20 @@ class ProbeContext:
         self,
         log_path: Path | None = None,
         attempt_timeout: float = 2.0,
+        *,
         env: Mapping[str, str] | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         log_offset: int = 0,
+        awaited: Callable[[], bool] = lambda: True,
     ) -> None:
         self.log_path = log_path
         self.log_offset = log_offset  # a restarted service's earlier output is not its own
         self.attempt_timeout = attempt_timeout
         self.env = env  # a command's environment: the service's, as in its container
         self.cancelled = cancelled  # true once the run stops: end the attempt at once
+        # whether a test or a dependent waits for the service yet: a probe may spend less
+        # on being early for one that nobody waits for
+        self.awaited = awaited
 
 
 class HttpProbe(BaseProbe):
