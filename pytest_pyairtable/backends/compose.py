@@ -217,6 +217,8 @@ class ComposeBackend(BaseBackend):
             self.api, self.streams, self.engine = api, streams, engine
             self.states, self.docker_ip = states, engine_host(api)
             self.notices.append(f"engine: {engine.describe()}")
+            if engine.exit_deadlock:  # said before it happens: afterwards nothing answers
+                self.notices.append(f"engine: {engine.exit_deadlock} if it stops answering")
             self._engine_ready.set()  # what killed runs left is removed beside the launches
             for project in remove_stale_projects(api, self.owner, self._base):
                 self.notices.append(f"removed the containers of {project}, left by a killed run")
@@ -549,17 +551,7 @@ class ComposeBackend(BaseBackend):
                 running.let_go()
             self._stop_events()
             return
-        for subcommand in self.cleanup or ():
-            with contextlib.suppress(PrerequisiteError):
-                assert self.compose is not None  # a kept stack's has no cleanup override
-                self.compose.run(shlex.split(subcommand))
-        # What `down` removes, by the project's label: also services of profiles that
-        # are not active now, which `down` would skip.
-        remove_project(self.api, self.project, volumes=self.cleanup_volumes)
-        remove_run_names(self.api, self.project)  # names of images built for this run
-        for running in self.started:
-            running.end_follower()
-        self._stop_events()
+        self._remove()
         markers.remove_dir(self.run_dir, self.run_id)
         if self._own_logs and keep_logs:
             self.notices.append(markers.retain_logs(self.logs_dir))
@@ -567,6 +559,27 @@ class ComposeBackend(BaseBackend):
             markers.remove_dir(self.logs_dir, self.run_id)
         if not keep_logs and self._sweeper is not None:  # a run that went well: not `down`
             markers.sweep([self._base], self.owner, retained_too=True)  # a failed run's logs
+
+    def _remove(self) -> None:
+        """What `down` removes, by the project's label: also services of profiles that
+        are not active now, which `down` would skip. The log followers and the event
+        stream end whatever the engine answers."""
+        for subcommand in self.cleanup or ():
+            with contextlib.suppress(PrerequisiteError):
+                assert self.compose is not None  # a kept stack's has no cleanup override
+                self.compose.run(shlex.split(subcommand))
+        left = (
+            f"its containers are left: a later run of this stack removes them, as does "
+            f"`docker compose -p {self.project} down` once the engine answers"
+        )
+        try:
+            with engine_call(self.engine, f"removing the run's project {self.project}", left):
+                remove_project(self.api, self.project, volumes=self.cleanup_volumes)
+                remove_run_names(self.api, self.project)  # names of images built for it
+        finally:
+            for running in self.started:
+                running.end_follower()
+            self._stop_events()
 
     def _join_helpers(self) -> None:
         for batch in self._batches:  # no creation may race the clean-up

@@ -44,6 +44,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -230,6 +231,19 @@ class Engine:
     def podman(self) -> bool:
         return self.kind == "Podman"
 
+    @property
+    def exit_deadlock(self) -> str:
+        """Where this engine's network code can deadlock as containers exit (two locks
+        taken in opposite orders, moby/moby#46661; fixed in Docker 20.10.27 and 23.0):
+        what to tell someone whose engine stopped answering, else ""."""
+        found = re.match(r"(\d+)\.(\d+)\.(\d+)", self.version)
+        if self.podman or found is None or tuple(map(int, found.groups())) >= (20, 10, 27):
+            return ""
+        return (
+            f"Docker {self.version} can deadlock when containers exit (moby/moby#46661): "
+            "restart dockerd, and upgrade it to 20.10.27 or later"
+        )
+
     # -- capabilities --------------------------------------------------------------------
 
     @property
@@ -376,9 +390,10 @@ def engine_call(engine: Engine | None, what: str, fix: str = "") -> Iterator[Non
         name = engine.describe() if engine is not None else "the engine"
         said = explanation(exc)
         if "timed out" in said.lower() or "timeout" in type(exc).__name__.lower():
-            fix = fix or (
+            stuck = engine.exit_deadlock if engine is not None else ""
+            fix = (fix + "; " if fix else "") + (
                 "the engine is overloaded or stuck: `docker info` (or `podman info`) shows "
-                "whether it answers; restart it if it does not"
+                "whether it answers; restart it if it does not" + (f" ({stuck})" if stuck else "")
             )
         raise EngineCallError(
             f"{what}: {name} answered: {said}. Fix: "
