@@ -23,15 +23,13 @@ from pytest_pyairtable.backends.engines import EngineCallError, Location
 from pytest_pyairtable.engine.orchestrator import Orchestrator
 from pytest_pyairtable.model.spec import load_stack
 
-ENGINE_SOCKET = "/var/run/docker.sock"
-
 
 class StallingProxy:
     """Each connection's bytes passed to the engine's socket and back, except that
     once ``stall`` is set, a request whose first line holds it is never passed on."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, engine_socket: str) -> None:
+        self.path, self.engine_socket = path, engine_socket
         self.stall: bytes | None = None
         self.stalled = threading.Event()
         self.server = socket.socket(socket.AF_UNIX)
@@ -41,18 +39,21 @@ class StallingProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # closed: the test is over
-            while True:
+        while True:
+            try:
                 client, _ = self.server.accept()
-                upstream = socket.socket(socket.AF_UNIX)
-                upstream.connect(ENGINE_SOCKET)
-                self.open += [client, upstream]
-                threading.Thread(
-                    target=self._pump, args=(client, upstream, True), daemon=True
-                ).start()
-                threading.Thread(
-                    target=self._pump, args=(upstream, client, False), daemon=True
-                ).start()
+            except OSError:  # shut: the test is over
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            try:
+                upstream.connect(self.engine_socket)
+            except OSError:  # the engine refused this one connection: only it ends
+                client.close()
+                upstream.close()
+                continue
+            self.open += [client, upstream]
+            for pair in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=pair, daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
         with contextlib.suppress(OSError):
@@ -61,18 +62,23 @@ class StallingProxy:
                     self.stalled.set()
                     return  # the engine never hears of it; the caller waits for an answer
                 sink.sendall(data)
+        with contextlib.suppress(OSError):  # its end, passed on
+            sink.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
-        self.server.close()
-        for sock in self.open:
+        for sock in (self.server, *self.open):  # (a shutdown wakes a blocked accept, recv)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
 
 @pytest.fixture
 def proxy(engine: str, tmp_path: Path) -> Iterator[StallingProxy]:
-    if not os.path.exists(ENGINE_SOCKET):
-        pytest.skip(f"the engine has no socket at {ENGINE_SOCKET}")
-    stalling = StallingProxy(tmp_path / "engine.sock")
+    location = engines.locate()
+    found = engines.probe_engine(location)
+    if not location.url.startswith("unix://") or found is None or found.podman:
+        pytest.skip(f"a Docker engine on a unix socket, not {location.describe()}")
+    stalling = StallingProxy(tmp_path / "engine.sock", location.url.removeprefix("unix://"))
     try:
         yield stalling
     finally:
@@ -83,11 +89,11 @@ def test_an_engine_that_stops_answering_at_the_end_is_named_with_what_is_left(
     proxy: StallingProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
-    monkeypatch.setattr(engines, "REQUEST", 2.0)  # (the engine's own deadline is a minute)
     file = tmp_path / "docker-compose.yml"
     file.write_text(
         "services:\n"
         f"  a: {{image: {IMAGE}, network_mode: host, command: [/usr/bin/sleep, '300'],\n"
+        "      stop_grace_period: 0s,\n"
         f'      volumes: ["/usr:/usr:ro", "{ROOT}:/app:ro"]}}\n'
     )
     command, _ = detect_compose()
@@ -100,6 +106,7 @@ def test_an_engine_that_stops_answering_at_the_end_is_named_with_what_is_left(
     try:
         orch.start(["a"])
         orch.wait("a")
+        backend.api.timeout = 2.0  # each call's deadline from now on (the run's is a minute)
         proxy.stall = b"/containers/json"  # what the removal asks first
         with pytest.raises(EngineCallError) as raised:
             orch.stop()
@@ -118,6 +125,9 @@ def test_an_engine_that_stops_answering_at_the_end_is_named_with_what_is_left(
         f"`docker compose -p {backend.project} down`" in said, said  # fmt: skip
     assert "restart it if it does not" in said, said
     assert backend.engine is not None and backend.engine.exit_deadlock in said, said
+    # an engine with the deadlock is named so before it happens, in the run's summary
+    warned = f"engine: {backend.engine.exit_deadlock}" in backend.notices
+    assert warned == bool(backend.engine.exit_deadlock), backend.notices
     assert left, "the containers the message says are left"
 
 

@@ -218,7 +218,7 @@ class ComposeBackend(BaseBackend):
             self.states, self.docker_ip = states, engine_host(api)
             self.notices.append(f"engine: {engine.describe()}")
             if engine.exit_deadlock:  # said before it happens: afterwards nothing answers
-                self.notices.append(f"engine: {engine.exit_deadlock} if it stops answering")
+                self.notices.append(f"engine: {engine.exit_deadlock}")
             self._engine_ready.set()  # what killed runs left is removed beside the launches
             for project in remove_stale_projects(api, self.owner, self._base):
                 self.notices.append(f"removed the containers of {project}, left by a killed run")
@@ -551,7 +551,12 @@ class ComposeBackend(BaseBackend):
                 running.let_go()
             self._stop_events()
             return
-        self._remove()
+        try:
+            self._remove()
+        except PrerequisiteError:  # the engine is stuck: what is left is said, logs kept
+            if self._own_logs:
+                self.notices.append(markers.retain_logs(self.logs_dir))
+            raise
         markers.remove_dir(self.run_dir, self.run_id)
         if self._own_logs and keep_logs:
             self.notices.append(markers.retain_logs(self.logs_dir))

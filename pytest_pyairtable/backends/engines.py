@@ -240,8 +240,8 @@ class Engine:
         if self.podman or found is None or tuple(map(int, found.groups())) >= (20, 10, 27):
             return ""
         return (
-            f"Docker {self.version} can deadlock when containers exit (moby/moby#46661): "
-            "restart dockerd, and upgrade it to 20.10.27 or later"
+            f"Docker {self.version} can deadlock when containers exit (moby/moby#46661, "
+            "fixed in 20.10.27): if it stops answering, restart dockerd; upgrading ends it"
         )
 
     # -- capabilities --------------------------------------------------------------------

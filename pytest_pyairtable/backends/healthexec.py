@@ -68,6 +68,7 @@ EXEC_GAP = 0.1  # between attempts that each cost an exec (no shell to keep open
 REST_PER_COST = 2.0  # after an attempt, a pause at least twice what it cost ...
 REST_MAX = 1.0  # ... up to this (and never above the check's own interval)
 SESSION_AHEAD = 0.15  # a shell opens in ~50 ms: this long before the runs it is for
+AWAITED_AGAIN = 0.02  # runs held back for a service nothing waits for: asked again
 
 
 @dataclass(frozen=True)
@@ -192,11 +193,6 @@ class ContainerHealthcheck(BaseProbe):
         if gate is not None and not gate.open_now():
             self._seen_closed = True
             foreseen = self._foreseen_now()
-            if foreseen and not self.awaited():
-                # Nothing waits for it yet (a leaf beside a chain): the run at the opening
-                # is soon enough, and runs ahead of it would take the cores the services
-                # that are waited for start on.
-                foreseen, gate.due = False, None
             if not foreseen:
                 # The test's own port refuses: it cannot pass, and costs the container
                 # nothing. (A test that passes whatever that port says is still seen: the
@@ -265,8 +261,16 @@ class ContainerHealthcheck(BaseProbe):
 
     def _foreseen_now(self) -> bool:
         """Whether the runs foreseen ahead of the port's opening are due (their
-        connections come after their start-up: see readyforecast.py)."""
-        if self._foreseen is None or time.monotonic() < self._foreseen:
+        connections come after their start-up: see readyforecast.py). Only for a service
+        something waits for: one nothing waits for yet (a leaf beside a chain) gets the
+        run at the opening, soon enough for it, and its runs ahead would take the cores
+        the awaited services start on; asked again shortly, as a test may come to it."""
+        now = time.monotonic()
+        if self._foreseen is None or now < self._foreseen:
+            return False
+        if not self.awaited():
+            if isinstance(self.watch, PortGate):
+                self.watch.due = now + AWAITED_AGAIN
             return False
         self._foreseen = None
         return True

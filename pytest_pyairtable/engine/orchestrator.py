@@ -11,6 +11,7 @@ machine; split, each half would reach into the other's locking.)
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -155,6 +156,12 @@ class Orchestrator:
         with self._cv:
             self._waited.add(name)
             return self._cv.wait_for(lambda: run.state in SETTLED, timeout=timeout)
+
+    def expect(self, names: Iterable[str]) -> None:
+        """``names`` will each be waited for (a caller that settles them one at a time):
+        awaited from now on, not only once their turn comes."""
+        with self._cv:
+            self._waited.update(names)
 
     def awaited(self, name: str) -> bool:
         """Whether anything waits for ``name`` yet: a caller of wait() or settle() (a
@@ -346,6 +353,7 @@ class Orchestrator:
         """Stop (or kill) ``name`` if it runs, start it again and wait until it is ready.
         ``grace``: seconds before SIGKILL, instead of its stop_grace_period."""
         run = self.runs[name]
+        self.expect([name])  # its caller waits for it
         if run.running is not None and run.running.poll() is None:
             if kill:
                 run.running.kill()
@@ -460,4 +468,5 @@ class Orchestrator:
                 if run.state in (State.READY, State.RUNNING, State.STARTING):
                     run.state = State.STOPPED
                 self._cv.notify_all()
-            self.listener.service_stopped(run)
+            with contextlib.suppress(Exception):  # a listener's error stops nothing
+                self.listener.service_stopped(run)

@@ -42,6 +42,7 @@ def select(runtime: Runtime, services: Sequence[str]) -> None:
 
 def wait_all(runtime: Runtime, orch: Orchestrator) -> None:
     """Until every started service is up or failed, printing progress as it goes."""
+    orch.expect(orch.runs)
     for name in graph.start_order({n: orch.edges[n] for n in orch.runs}):
         while not orch.settle(name, 0.1):
             runtime.flush()

@@ -248,6 +248,7 @@ class StackOwner:
         kept = self.runtime.attached()
         orch = self.runtime.orch if kept is None else None
         if orch is not None:
+            orch.expect(list(orch.runs))
             for name in list(orch.runs):
                 while not orch.settle(name, 0.1):
                     if main_thread:

@@ -461,7 +461,9 @@ class Runtime:
 
     def stack_handles(self) -> dict[str, Handle]:
         if self.attached() is None:
-            self.orchestrator().start()
+            orch = self.orchestrator()
+            orch.start()
+            orch.expect(orch.runs)  # a test that takes the whole stack waits for all of it
         return {name: self.handle(name) for name in graph.start_order(self.topology())}
 
     def check_alive(self, names: Iterable[str]) -> None:
@@ -501,10 +503,12 @@ class Runtime:
         if self.orch is None:
             return None
         kept = self.keep() if self.keeping else None
-        if kept is None:
-            self.orch.stop()
-        self.flush()
-        self.notices += self.files.after_stop(self.orch)
+        try:
+            if kept is None:
+                self.orch.stop()
+        finally:  # (an engine stuck at the end: what was said and written still is)
+            self.flush()
+            self.notices += self.files.after_stop(self.orch)
         return kept
 
     def hurry(self, signum: int) -> None:
