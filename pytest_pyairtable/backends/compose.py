@@ -21,14 +21,13 @@ Engine API only, not the compose file.
 
 (Over 350 lines: one backend's whole life, from the engine's client to a kept stack,
 reads best in one place; the parts it drives live in engines, images (pulls, builds),
-composecli, containers and healthexec.)
+composecli, composecreate (the containers, made ahead), containers and healthexec.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shlex
 import threading
@@ -41,12 +40,13 @@ from ..model.probespec import derive_probe
 from ..model.spec import PortMapping, ServiceSpec
 from ..probes.checks import Probe, ProbeContext
 from ..probes.waiting import port_watch
-from ..support.errors import PrerequisiteError, PyAirtableError
-from ..support.files import create_private, open_private
+from ..support.errors import PrerequisiteError
+from ..support.files import create_private
 from . import healthgate, markers, readyforecast, sockets
 from .base import BackendOptions, BaseBackend, HeldPorts, Running, log_size
 from .builds import Builder, remove_run_names
 from .composecli import ComposeCommand, creation_error
+from .composecreate import Creation
 from .composedetect import detect_compose
 from .containers import ContainerService, remove_project, remove_stale_projects
 from .containerstates import ContainerStates
@@ -61,10 +61,8 @@ from .dockerapi import (
 from .engines import Engine, Location, connect, engine_call, explanation, locate, stream_client
 from .fetch import Fetch
 from .healthexec import ContainerHealthcheck, HealthTest
-from .images import Images, pull_policy
+from .images import Images
 from .reaper import ReaperClient
-
-PULLED_AGAIN = ("always", "refresh")  # policies compose itself would pull again at creation
 
 
 class ComposeBackend(BaseBackend):
@@ -147,7 +145,6 @@ class ComposeBackend(BaseBackend):
             project=self.project,
             build=build,
         )
-        self._pull_never: list[str] | None = None  # compose's `up --pull never`, if it has it
         self.cleanup_volumes = cleanup_volumes
         # pytest-docker's docker_cleanup, when a suite overrides it
         self.cleanup = list(cleanup) if cleanup is not None else None
@@ -160,11 +157,9 @@ class ComposeBackend(BaseBackend):
             self._reaper.tell(f"dir {self.logs_dir}")
         self.started: list[ContainerService] = []
         self._followers: dict[str, LogFollower] = {}  # a restarted service's log goes on
-        self._created: dict[str, threading.Event] = {}
-        self._outputs: dict[str, str] = {}  # what compose said when it created a service
-        self._batches: list[threading.Thread] = []
-        self._batch_lock = threading.Lock()  # compose calls on one project never overlap
-        self._extra_hosts: dict[str, list[str]] = {}
+        self.creation: Creation | None = Creation(
+            self.compose, self.images, self.logs_dir, self._wake_states
+        )
         self.ready_times = readyforecast.ReadyTimes()
 
     def _start_engine(self) -> None:
@@ -245,85 +240,16 @@ class ComposeBackend(BaseBackend):
         create_private(path)  # 0600: logs hold what services print
         return path
 
+    def _wake_states(self) -> None:
+        """A batch of containers is created: a launch awaiting a create event that will
+        not come (compose made none) looks again."""
+        if self.states is not None:
+            self.states.wake()
+
     def prepare(self, services: Sequence[ServiceSpec]) -> None:
-        """Get the images of what is about to start (pulls and builds, all at once), and
-        create the containers in one compose call each time images are there (compose
-        creates them concurrently), while nothing else waits: those whose images are at
-        hand at once. A launch then only starts its container through the API."""
-        if self.compose is None:  # a kept stack's containers exist already
-            return
-        fresh = [s for s in services if s.name not in self._created]
-        if not fresh:
-            return
-        hosts = {s.name: list(s.added_hosts) for s in fresh if s.added_hosts}
-        if hosts:  # a placed stack's containers reach its host-run services by name
-            self._add_hosts(hosts)
-        for svc in fresh:
-            self._created[svc.name] = threading.Event()
-        thread = threading.Thread(
-            target=self._prepare, args=(fresh,), name="pyairtable-create", daemon=True
-        )
-        self._batches.append(thread)
-        thread.start()
-
-    def _prepare(self, specs: list[ServiceSpec]) -> None:
-        try:
-            waits = self.images.plan(specs)
-            at_hand = [name for name, fetch in waits.items() if fetch is None]
-            if at_hand:
-                self._create(at_hand, specs)
-            pending = {name: fetch for name, fetch in waits.items() if fetch is not None}
-            for fetch in self.images.as_done(set(pending.values())):
-                names = [name for name, waited in pending.items() if waited is fetch]
-                if fetch.error is None:
-                    self._create(names, specs)
-        except PyAirtableError:
-            pass  # the images' error: a launch raises it
-        finally:
-            for svc in specs:  # nothing more will be created for them
-                self._created[svc.name].set()
-            if self.states is not None:
-                self.states.wake()
-
-    def _add_hosts(self, hosts: Mapping[str, list[str]]) -> None:
-        """Give these services' containers host entries besides their own, through a
-        compose file of ours merged last (compose merges extra_hosts)."""
-        assert self.compose is not None
-        with self._batch_lock:
-            self._extra_hosts.update(hosts)
-            path = self.logs_dir / "pyairtable-hosts.json"  # JSON is YAML: compose reads it
-            doc = {"services": {n: {"extra_hosts": h} for n, h in self._extra_hosts.items()}}
-            path.write_text(json.dumps(doc, indent=2))
-            self.compose.add_file(path)
-
-    def _create(self, names: list[str], specs: Sequence[ServiceSpec]) -> None:
-        """Their containers, by compose, from images that are there: it neither builds
-        (built already, or not to be: its error is ours) nor pulls again."""
-        assert self.compose is not None  # prepare() is never called on a kept stack's
-        pulled = [s for s in specs if s.name in names and pull_policy(s)[0] in PULLED_AGAIN]
-        try:
-            with self._batch_lock:
-                flags = ["--no-build", *(self._compose_pull_never() if pulled else [])]
-                output = self.compose.run(["up", "--no-start", "--no-deps", *flags, *names])
-            with open_private(self.logs_dir / "compose-create.log", "a") as log:
-                log.write(output)
-            for name in names:
-                self._outputs[name] = output
-        finally:
-            for name in names:
-                self._created[name].set()
-            if self.states is not None:
-                self.states.wake()
-
-    def _compose_pull_never(self) -> list[str]:
-        """``--pull never`` where compose has it (recent v2): it would pull again
-        what pull_policy always (or a refresh window) made us pull a moment ago."""
-        assert self.compose is not None
-        if self._pull_never is None:
-            self._pull_never = (
-                ["--pull", "never"] if "--pull" in self.compose.run(["up", "--help"]) else []
-            )
-        return self._pull_never
+        """Their images and containers, ahead of their launches (composecreate.py)."""
+        if self.creation is not None:  # (a kept stack's containers exist already)
+            self.creation.prepare(services)
 
     def _container(self, name: str) -> str | None:
         found = self.api.containers(
@@ -343,13 +269,13 @@ class ComposeBackend(BaseBackend):
     def _launch(self, svc: ServiceSpec) -> ContainerService:
         if self.compose is None:  # a kept stack's: its own container again
             return self._relaunch(svc)
-        if svc.name not in self._created:
-            self.prepare([svc])
+        assert self.creation is not None  # (the compose file's stack, not a kept one)
+        self.creation.prepare([svc])  # (nothing more where it has begun)
         waited = self.images.fetch_of(svc.name)
         if waited is not None and waited.wait() and waited.error is not None:
             fix = f" Fix: {waited.fix}." if waited.fix else ""
             raise PrerequisiteError(f"service '{svc.name}' {waited.error}.{fix}")
-        done = self._created[svc.name]
+        done = self.creation.done(svc.name)
         self._engine_up()
         assert self.states is not None
         cid = self.states.await_created(svc.name, done.is_set, 600)
@@ -357,7 +283,7 @@ class ComposeBackend(BaseBackend):
             cid = self._container(svc.name)
         if cid is None:  # whatever compose's exit code said, it made no container
             raise PrerequisiteError(
-                creation_error(svc.name, self._outputs.get(svc.name, ""), self.compose.shown)
+                creation_error(svc.name, self.creation.output(svc.name), self.compose.shown)
             )
         return self._start(svc, cid)
 
@@ -523,8 +449,7 @@ class ComposeBackend(BaseBackend):
         is there; its planning's error (no engine) raised."""
         if self.compose is None:  # a kept stack's containers have their images
             return None
-        if svc.name not in self._created:
-            self.prepare([svc])
+        self.prepare([svc])  # (nothing more where it has begun)
         return self.images.fetch_of(svc.name)
 
     def fetches(self) -> list[Fetch]:
@@ -587,8 +512,8 @@ class ComposeBackend(BaseBackend):
             self._stop_events()
 
     def _join_helpers(self) -> None:
-        for batch in self._batches:  # no creation may race the clean-up
-            batch.join(600)
+        if self.creation is not None:  # no creation may race the clean-up
+            self.creation.join(600)
         for thread in (self._sweeper, self._engine):
             if thread is not None:
                 thread.join(60)
@@ -639,7 +564,7 @@ class ComposeBackend(BaseBackend):
         backend._engine_ready = threading.Event()
         backend._engine_ready.set()
         backend.port_holds = None
-        backend._batches = []
+        backend.creation = None
         backend.started = []
         backend.compose = None  # no compose file: a restart starts the kept container
         backend._followers = {}
