@@ -3,6 +3,9 @@
 A probe's ``check`` returns details worth showing (response time, memory use) or
 raises ``ProbeFailed`` with the reason. It makes one attempt; ``waiting`` repeats it.
 New kinds register in ``PROBES`` (or through the ``pytest_pyairtable_make_probe`` hook).
+
+(Over 350 lines: the protocol, the context each probe gets and the kinds, each a small
+class, are what a hook's author reads together, and what they import from one place.)
 """
 
 from __future__ import annotations

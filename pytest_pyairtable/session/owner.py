@@ -14,6 +14,9 @@ this run's lease cannot hold back; a service restarted here would be this run's
 process, outside the record `pyairtable down` stops; and a failed heal would leave a
 developer's stack broken. Resets of a kept stack are allowed (its snapshot is kept with
 it). Neither touches the external backend's services: they are not ours.
+
+(Just over 350 lines: handles, leases, faults and resets share the holders' table and
+its lock; the local holder is the same owner seen without xdist.)
 """
 
 from __future__ import annotations
