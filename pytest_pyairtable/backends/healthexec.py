@@ -264,13 +264,19 @@ class ContainerHealthcheck(BaseProbe):
         connections come after their start-up: see readyforecast.py). Only for a service
         something waits for: one nothing waits for yet (a leaf beside a chain) gets the
         run at the opening, soon enough for it, and its runs ahead would take the cores
-        the awaited services start on; asked again shortly, as a test may come to it."""
+        the awaited services start on; asked again shortly, as a test may come to it,
+        until the latest opening foreseen (after which the gate's run it is)."""
         now = time.monotonic()
         if self._foreseen is None or now < self._foreseen:
             return False
         if not self.awaited():
-            if isinstance(self.watch, PortGate):
+            assert self._forecast is not None  # (what _foreseen was planned from)
+            spread = max(self._forecast.spread, self._forecast.cost)
+            latest = self.running.started_at + self._forecast.opens_after + spread / 2
+            if now < latest and isinstance(self.watch, PortGate):
                 self.watch.due = now + AWAITED_AGAIN
+            else:
+                self._foreseen = None
             return False
         self._foreseen = None
         return True
