@@ -271,8 +271,8 @@ class ContainerHealthcheck(BaseProbe):
             return False
         if not self.awaited():
             assert self._forecast is not None  # (what _foreseen was planned from)
-            spread = max(self._forecast.spread, self._forecast.cost)
-            latest = self.running.started_at + self._forecast.opens_after + spread / 2
+            forecast = self._forecast
+            latest = self.running.started_at + forecast.opens_after + forecast.width / 2
             if now < latest and isinstance(self.watch, PortGate):
                 self.watch.due = now + AWAITED_AGAIN
             else:

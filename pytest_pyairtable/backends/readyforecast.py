@@ -86,16 +86,21 @@ class Forecast:
         late = LATE_BY + LATE_PER_COST * self.cost + LATE_PER_SPREAD * self.spread
         return self.opens_after - self.cost + late
 
+    @property
+    def width(self) -> float:
+        """The span of openings foreseen, centred on ``opens_after``: at least a run's
+        cost (few openings kept: their spread is short)."""
+        return max(self.spread, self.cost)
+
     def volley(self) -> tuple[float, float, int]:
         """(first run, gap between runs, runs) of a volley, its first run's start in
         seconds after the container's start: the first connects about as the earliest
         opening the spread foresees, the last just after the latest, unless the runs'
         bound (``VOLLEY_MAX``, ``VOLLEY_SPEND``) ends it sooner."""
         gap = self.cost / VOLLEY_PER_COST
-        spread = max(self.spread, self.cost)  # (few openings kept: their spread is short)
-        first = self.opens_after - spread / 2 - self.cost
+        first = self.opens_after - self.width / 2 - self.cost
         bound = min(VOLLEY_MAX, max(2, int(VOLLEY_SPEND / self.cost + 1e-9)))
-        return first, gap, min(bound, round(spread / gap) + 2)
+        return first, gap, min(bound, round(self.width / gap) + 2)
 
 
 @dataclass(frozen=True)
